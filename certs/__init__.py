@@ -1,0 +1,34 @@
+"""A small certificate authority for the mesh, on `cryptography`."""
+
+from certs.authority import CertificateAuthority, IssuedCertificate
+from certs.device import make_key_and_csr
+from certs.errors import (
+    AlreadyIssuedError,
+    BadCSRError,
+    CAExistsError,
+    CertError,
+    CorruptCAError,
+    InvalidIdError,
+    NoCAError,
+    NotIssuedError,
+)
+from certs.names import KeyAlgorithm, validate_identity
+from certs.registry import IssuedRecord, RevocationEntry
+
+__all__ = [
+    "AlreadyIssuedError",
+    "BadCSRError",
+    "CAExistsError",
+    "CertError",
+    "CertificateAuthority",
+    "CorruptCAError",
+    "InvalidIdError",
+    "IssuedCertificate",
+    "IssuedRecord",
+    "KeyAlgorithm",
+    "NoCAError",
+    "NotIssuedError",
+    "RevocationEntry",
+    "make_key_and_csr",
+    "validate_identity",
+]

@@ -1,0 +1,129 @@
+"""The CA's memory of what it signed and revoked, as immutable values with a JSON form.
+
+On disk (in the CA directory):
+    issued.json       {identity: [{serial, kind, not_after, fingerprint_sha256}, ...]}
+    revocations.json  [{serial, identity, revoked_at, reason}, ...]
+Times are ISO 8601 in UTC. This module is pure: `authority` reads and writes the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from certs.errors import CorruptCAError, InvalidIdError
+from certs.names import parse_reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedRecord:
+    """One certificate the CA signed; `revoked` reflects revocations.json."""
+
+    identity: str
+    kind: str
+    serial: int
+    not_after: datetime
+    fingerprint_sha256: str
+    revoked: bool = False
+
+    def is_live(self, now: datetime) -> bool:
+        """Neither revoked nor expired at `now`: it still opens the mesh."""
+        return not self.revoked and self.not_after > now
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevocationEntry:
+    """One revoked certificate: its serial, whose it was, when and why (a CRL reason name)."""
+
+    serial: int
+    identity: str
+    revoked_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every issued certificate in issue order, and every revocation in revocation order."""
+
+    issued: tuple[IssuedRecord, ...] = ()
+    revocations: tuple[RevocationEntry, ...] = ()
+
+    def is_revoked(self, serial: int) -> bool:
+        """Whether `serial` is on the revocation list."""
+        return any(r.serial == serial for r in self.revocations)
+
+    def history(self, identity: str) -> list[IssuedRecord]:
+        """Every certificate ever issued to `identity`, oldest first."""
+        return [r for r in self.issued if r.identity == identity]
+
+    def live(self, identity: str, now: datetime) -> list[IssuedRecord]:
+        """The certificates of `identity` that are neither revoked nor expired at `now`."""
+        return [r for r in self.history(identity) if r.is_live(now)]
+
+    def with_issued(self, record: IssuedRecord) -> Registry:
+        """This registry plus one issued certificate."""
+        return Registry((*self.issued, record), self.revocations)
+
+    def with_revoked(self, entries: Iterable[RevocationEntry]) -> Registry:
+        """This registry with `entries` revoked (their records marked revoked)."""
+        revocations = (*self.revocations, *entries)
+        serials = {r.serial for r in revocations}
+        issued = tuple(replace(r, revoked=r.serial in serials) for r in self.issued)
+        return Registry(issued, revocations)
+
+    def issued_json(self) -> dict[str, list[dict[str, Any]]]:
+        """The JSON value of issued.json."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in self.issued:
+            out.setdefault(r.identity, []).append(
+                {
+                    "serial": r.serial,
+                    "kind": r.kind,
+                    "not_after": r.not_after.isoformat(),
+                    "fingerprint_sha256": r.fingerprint_sha256,
+                }
+            )
+        return out
+
+    def revocations_json(self) -> list[dict[str, Any]]:
+        """The JSON value of revocations.json."""
+        return [
+            {"serial": r.serial, "identity": r.identity, "revoked_at": r.revoked_at.isoformat(), "reason": r.reason}
+            for r in self.revocations
+        ]
+
+
+def registry_from_json(issued: Any, revocations: Any, where: str) -> Registry:
+    """Rebuild a Registry from the JSON values of issued.json and revocations.json.
+
+    Raises CorruptCAError naming the file when a value has the wrong shape.
+    """
+    try:
+        entries = tuple(
+            RevocationEntry(
+                serial=int(r["serial"]),
+                identity=str(r["identity"]),
+                revoked_at=datetime.fromisoformat(r["revoked_at"]),
+                reason=parse_reason(str(r["reason"])).name,
+            )
+            for r in revocations
+        )
+    except (TypeError, KeyError, ValueError, InvalidIdError) as exc:
+        raise CorruptCAError(f"{where}/revocations.json is malformed ({exc!r}); restore it from a backup") from exc
+    try:
+        records = tuple(
+            IssuedRecord(
+                identity=str(identity),
+                kind=str(r["kind"]),
+                serial=int(r["serial"]),
+                not_after=datetime.fromisoformat(r["not_after"]),
+                fingerprint_sha256=str(r["fingerprint_sha256"]),
+            )
+            for identity, rows in issued.items()
+            for r in rows
+        )
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise CorruptCAError(f"{where}/issued.json is malformed ({exc!r}); restore it from a backup") from exc
+    return Registry(records).with_revoked(entries)
