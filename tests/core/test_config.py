@@ -1,0 +1,361 @@
+"""core.config and core.units: defaults, file, environment, and every mistake reported at once."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from core.config import (
+    DEFAULT_TOML,
+    CertsSettings,
+    JetStreamSettings,
+    ServerSettings,
+    Settings,
+    config_path,
+    home_dir,
+    load_config,
+    load_settings,
+)
+from core.errors import ConfigError, MahavishnuError
+from core.units import format_duration, parse_duration, parse_size
+
+GiB = 1024**3
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mahavishnu.toml"
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path | None, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env or {})
+    return caught.value.problems
+
+
+# -- Defaults and sources ------------------------------------------------------------
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load_config(None, {})
+
+    assert settings == load_config(tmp_path / "absent.toml", {})
+    assert settings == Settings()
+    assert settings.mesh.name == "mahavishnu"
+    assert settings.server.port == 4222
+    assert settings.server.monitor_port == 8222
+    assert settings.server.hosts == ("localhost", "127.0.0.1")
+    assert settings.server.restart_backoff == 0.5
+    assert settings.server.restart_backoff_max == 30.0
+    assert settings.jetstream.max_memory == 256 * 1024**2
+    assert settings.jetstream.max_file == 10 * GiB
+    assert settings.jetstream.duplicate_window == 120.0
+    assert settings.jetstream.commands_max_age == 7 * 86400
+    assert settings.jetstream.events_max_age == 0.0
+    assert settings.certs.algorithm == "ecdsa-p256"
+    assert (settings.certs.ca_days, settings.certs.server_days, settings.certs.client_days) == (3650, 397, 365)
+    assert (settings.logging.level, settings.logging.format) == ("info", "json")
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 9464)
+
+
+def test_default_toml_matches_the_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, DEFAULT_TOML), {}) == Settings()
+
+
+def test_file_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [mesh]
+        name = "plant-7"
+        [server]
+        port = 4333
+        hosts = ["hub.example", "10.0.0.5"]
+        restart_backoff = "250ms"
+        [jetstream]
+        max_file = "1.5GiB"
+        max_memory = 1048576
+        replicas = 3
+        commands_max_age = "1h30m"
+        [certs]
+        algorithm = "ed25519"
+        [logging]
+        format = "text"
+        """,
+    )
+
+    settings = load_config(path, {})
+
+    assert settings.mesh.name == "plant-7"
+    assert settings.server.port == 4333
+    assert settings.server.hosts == ("hub.example", "10.0.0.5")
+    assert settings.server.restart_backoff == 0.25
+    assert settings.jetstream.max_file == int(1.5 * GiB)
+    assert settings.jetstream.max_memory == 1048576
+    assert settings.jetstream.replicas == 3
+    assert settings.jetstream.commands_max_age == 5400.0
+    assert settings.certs.algorithm == "ed25519"
+    assert settings.logging.format == "text"
+    assert settings.metrics == Settings().metrics
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 4333\nhost = "0.0.0.0"\n[logging]\nlevel = "debug"\n')
+    env = {
+        "MAHAVISHNU_SERVER__PORT": "5222",
+        "MAHAVISHNU_SERVER__HOSTS": "a.example, b.example,,",
+        "MAHAVISHNU_JETSTREAM__DUPLICATE_WINDOW": "30s",
+        "MAHAVISHNU_JETSTREAM__MAX_MEMORY": "64MB",
+        "MAHAVISHNU_LOGGING__LEVEL": "WARNING",
+        "MAHAVISHNU_HOME": "/elsewhere",
+        "PATH": "/usr/bin",
+    }
+
+    settings = load_config(path, env)
+
+    assert settings.server.port == 5222
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.hosts == ("a.example", "b.example")
+    assert settings.jetstream.duplicate_window == 30.0
+    assert settings.jetstream.max_memory == 64 * 1024**2
+    assert settings.logging.level == "warning"
+
+
+def test_environment_fixes_a_wrong_file_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 0\n")
+
+    assert load_config(path, {"MAHAVISHNU_SERVER__PORT": "4333"}).server.port == 4333
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+
+    with pytest.raises(AttributeError):
+        settings.server.port = 1  # type: ignore[misc]
+
+
+# -- Mistakes --------------------------------------------------------------------------
+
+
+def test_every_wrong_field_is_reported_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [mesh]
+        name = "Not A Name"
+        [server]
+        port = 70000
+        hosts = []
+        restart_backoff = "2m"
+        [jetstream]
+        replicas = 2
+        max_memory = "lots"
+        commands_max_age = "1m"
+        [certs]
+        server_days = 5000
+        algorithm = "rsa"
+        [metrics]
+        port = "9464"
+        """,
+    )
+
+    problems = problems_of(path)
+
+    where = f"{path}: "
+    assert problems == [
+        where + "mesh.name must be 1-63 lowercase letters, digits or '-', not starting with '-', got 'Not A Name'",
+        where + "server.hosts must be a non-empty list of host names or addresses without spaces, got []",
+        where + "server.port must be between 1 and 65535, got 70000",
+        where + "server.restart_backoff_max (30s) must not be shorter than server.restart_backoff (2m)",
+        where + 'jetstream.max_memory must be a size such as "512KB", "256MB", "10GB", "1.5GiB" or a number of bytes, '
+        "got 'lots'",
+        where + "jetstream.replicas must be 1, 3 or 5, got 2",
+        where + "jetstream.commands_max_age (1m) must be 0s (keep forever) or at least jetstream.duplicate_window "
+        "(2m); NATS refuses a duplicate window longer than a max age",
+        where + "certs.algorithm must be one of ecdsa-p256, ed25519, got 'rsa'",
+        where + "certs.server_days (5000) must not exceed certs.ca_days (3650); a certificate cannot outlive its CA",
+        where + "metrics.port must be a whole number, got '9464'",
+    ]
+
+
+def test_config_error_is_one_line_per_problem_joined() -> None:
+    error = ConfigError(["a is wrong", "b is wrong"])
+
+    assert isinstance(error, MahavishnuError)
+    assert str(error) == "a is wrong; b is wrong"
+
+
+def test_unknown_names_come_with_the_nearest_valid_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 1\n[server]\nprot = 1\nmax_memory = 5\nzzz = 1\n[loging]\nlevel = 'x'\n[qqq]\n")
+
+    problems = problems_of(path)
+
+    assert problems == [
+        f"{path}: unknown top-level key 'port'; keys belong in a section; did you mean port in [server]?",
+        f"{path}: unknown key server.prot; did you mean server.port?",
+        f"{path}: unknown key server.max_memory; did you mean max_memory in [jetstream]?",
+        f"{path}: unknown key server.zzz; valid: server.host, server.port, server.monitor_port, server.hosts, "
+        "server.restart_backoff, server.restart_backoff_max",
+        f"{path}: unknown section [loging]; did you mean [logging]?",
+        f"{path}: unknown section [qqq]; valid: [mesh], [server], [jetstream], [certs], [logging], [metrics]",
+    ]
+
+
+def test_bad_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 1\nhost = \n")
+
+    (problem,) = problems_of(path)
+
+    assert problem.startswith(f"{path}: not valid TOML: ")
+    assert "line 3" in problem
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    (problem,) = problems_of(tmp_path)
+
+    assert problem.startswith(f"{tmp_path}: cannot read the configuration file")
+
+
+def test_bad_environment_variables_are_named(tmp_path: Path) -> None:
+    env = {
+        "MAHAVISHNU_SERVER__PORT": "http",
+        "MAHAVISHNU_SERVER__MONITOR_PORT": "70000",
+        "MAHAVISHNU_JETSTREAM__DUPLICATE_WINDOW": "soon",
+        "MAHAVISHNU_SERVER__PROT": "1",
+        "MAHAVISHNU_SERVR__PORT": "1",
+        "MAHAVISHNU_METRICS_PORT": "1",
+        "MAHAVISHNU_CERTS__ALGORITHM": "dsa",
+    }
+
+    problems = problems_of(None, env)
+
+    assert problems == [
+        "MAHAVISHNU_METRICS_PORT: use two underscores between section and key: MAHAVISHNU_METRICS__PORT",
+        "MAHAVISHNU_SERVER__PROT: unknown key server.prot; did you mean MAHAVISHNU_SERVER__PORT?",
+        "MAHAVISHNU_SERVR__PORT: unknown section 'servr'; did you mean server?",
+        "MAHAVISHNU_SERVER__PORT: server.port must be a whole number, got 'http'",
+        "MAHAVISHNU_SERVER__MONITOR_PORT: server.monitor_port must be between 0 and 65535 (0 disables), got 70000",
+        'MAHAVISHNU_JETSTREAM__DUPLICATE_WINDOW: jetstream.duplicate_window must be a duration such as "500ms", '
+        '"30s", "2m", "1h", "7d" or a number of seconds, got \'soon\'',
+        "MAHAVISHNU_CERTS__ALGORITHM: certs.algorithm must be one of ecdsa-p256, ed25519, got 'dsa'",
+    ]
+
+
+def test_a_problem_between_two_fields_names_the_source_of_either(tmp_path: Path) -> None:
+    problems = problems_of(None, {"MAHAVISHNU_SERVER__RESTART_BACKOFF": "1m"})
+
+    assert problems == [
+        "MAHAVISHNU_SERVER__RESTART_BACKOFF: server.restart_backoff_max (30s) must not be shorter than "
+        "server.restart_backoff (1m)"
+    ]
+
+
+def test_structs_check_themselves() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerSettings(port=0, monitor_port=0)
+
+    assert caught.value.problems == [
+        "server.port must be between 1 and 65535, got 0",
+        "server.monitor_port must differ from server.port (0)",
+    ]
+    with pytest.raises(ConfigError):
+        JetStreamSettings(duplicate_window=0)
+    with pytest.raises(ConfigError):
+        CertsSettings(algorithm="rsa")  # type: ignore[arg-type]
+
+
+def test_settings_round_trip_through_msgspec() -> None:
+    settings = Settings()
+
+    assert msgspec.json.decode(msgspec.json.encode(settings), type=Settings) == settings
+
+
+# -- Where the file is -----------------------------------------------------------------
+
+
+def test_home_and_config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert home_dir({}) == tmp_path.resolve() / ".mahavishnu"
+    assert home_dir({"MAHAVISHNU_HOME": "rel/home"}) == tmp_path.resolve() / "rel" / "home"
+    assert config_path({"MAHAVISHNU_HOME": "/srv/m"}) == Path("/srv/m/mahavishnu.toml")
+    assert config_path({"MAHAVISHNU_HOME": "/srv/m", "MAHAVISHNU_CONFIG": "x.toml"}) == tmp_path.resolve() / "x.toml"
+
+
+def test_load_settings_reads_the_home_file(tmp_path: Path) -> None:
+    write(tmp_path, "[server]\nport = 4999\n")
+
+    assert load_settings({"MAHAVISHNU_HOME": str(tmp_path)}).server.port == 4999
+    assert load_settings({"MAHAVISHNU_HOME": str(tmp_path / "empty")}) == Settings()
+
+
+def test_load_settings_insists_on_an_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"MAHAVISHNU_CONFIG: .* does not exist"):
+        load_settings({"MAHAVISHNU_CONFIG": str(tmp_path / "nope.toml")})
+
+
+# -- Units -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("30s", 30.0),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        ("7d", 604800.0),
+        ("1w", 604800.0),
+        ("1h30m", 5400.0),
+        ("0s", 0.0),
+        ("1.5", 1.5),
+        (" 45 ", 45.0),
+        (10, 10.0),
+        (0.25, 0.25),
+    ],
+)
+def test_parse_duration(text: str | float, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "-1s", "-1", "nan", "inf", "1M", "1h 30m", "s", True, None])
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("512KB", 512 * 1024),
+        ("256MB", 256 * 1024**2),
+        ("10GB", 10 * GiB),
+        ("1.5GiB", 3 * GiB // 2),
+        ("2 tib", 2 * 1024**4),
+        ("100", 100),
+        ("100B", 100),
+        (4096, 4096),
+    ],
+)
+def test_parse_size(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "1K", "lots", "-1", "1.5.5GB", -3, True, 1.5])
+def test_parse_size_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.5, "500ms"), (30, "30s"), (120, "2m"), (0, "0s"), (5400, "90m")])
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
+
+
+def test_default_toml_is_valid_toml() -> None:
+    assert set(tomllib.loads(DEFAULT_TOML)) == set(msgspec.structs.asdict(Settings()))
