@@ -1,0 +1,27 @@
+"""Every event of the mesh, and the codec that reads and writes them."""
+
+from core.events.audit import AuditRecorded
+from core.events.base import Event, new_event_id
+from core.events.codec import EVENT_TAGS, EVENT_TYPES, UPCASTERS, EventDecodeError, decode, encode
+from core.events.command import CommandIssued
+from core.events.device import DeviceEnrolled, DeviceRevoked, DeviceRotated, TelemetryReported
+from core.events.mesh import MeshStarted, MeshStopped
+
+__all__ = [
+    "EVENT_TAGS",
+    "EVENT_TYPES",
+    "UPCASTERS",
+    "AuditRecorded",
+    "CommandIssued",
+    "DeviceEnrolled",
+    "DeviceRevoked",
+    "DeviceRotated",
+    "Event",
+    "EventDecodeError",
+    "MeshStarted",
+    "MeshStopped",
+    "TelemetryReported",
+    "decode",
+    "encode",
+    "new_event_id",
+]

@@ -1,0 +1,88 @@
+"""Connecting to the mesh's NATS server with a client certificate (mutual TLS)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats.errors
+from nats.aio.client import Client
+
+import nats
+from core.errors import MahavishnuError, StoreUnavailable
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Where the server is and the TLS material a client proves itself with."""
+
+    url: str
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def tls_context(identity: Identity) -> ssl.SSLContext:
+    """A client TLS context that verifies the server against the mesh CA and presents our certificate.
+
+    Raises MahavishnuError naming the file when one is missing or unreadable.
+    """
+    for label, path in (("CA certificate", identity.ca), ("certificate", identity.cert), ("key", identity.key)):
+        if not path.is_file():
+            raise MahavishnuError(f"{label} {path} does not exist: run `mahavishnu up` once to create the mesh")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(identity.ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(identity.cert), str(identity.key))
+    except (ssl.SSLError, ValueError) as exc:
+        raise MahavishnuError(
+            f"cannot load TLS material ({identity.cert}, {identity.key}, {identity.ca}): {exc.__class__.__name__}; "
+            "the files are corrupt or do not belong together: reissue them"
+        ) from exc
+    return context
+
+
+async def connect(
+    identity: Identity,
+    *,
+    name: str,
+    connect_timeout: float = 5.0,
+    reconnect: bool = True,
+    error_cb: Callable[[Exception], Awaitable[None]] | None = None,
+) -> Client:
+    """Open a NATS connection; StoreUnavailable with the reason when the server cannot be reached or refuses us."""
+    context = tls_context(identity)
+
+    async def _quiet(_: Exception) -> None:
+        return None
+
+    try:
+        return await nats.connect(
+            servers=[identity.url],
+            tls=context,
+            name=name,
+            connect_timeout=connect_timeout,
+            allow_reconnect=reconnect,
+            max_reconnect_attempts=-1 if reconnect else 0,
+            reconnect_time_wait=0.5,
+            error_cb=error_cb or _quiet,
+        )
+    except nats.errors.NoServersError as exc:
+        raise StoreUnavailable(
+            f"cannot reach the NATS server at {identity.url}: is the mesh up (`mahavishnu up`)?"
+        ) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise StoreUnavailable(
+            f"the server at {identity.url} presented a certificate not issued by the CA in {identity.ca}: "
+            "check the URL and the CA file"
+        ) from exc
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "authorization violation" in reason.lower():
+            raise StoreUnavailable(
+                f"the server at {identity.url} refused certificate {identity.cert}: "
+                "it must be issued by this mesh's CA, unexpired, known to the server and not revoked"
+            ) from exc
+        raise StoreUnavailable(f"cannot connect to {identity.url}: {reason}") from exc

@@ -1,0 +1,233 @@
+"""The event store: JetStream streams as the only source of truth.
+
+    store = EventStore(nc)
+    await store.ensure_streams()
+    [appended] = await store.append(event, expected_last_subject_seq=0)
+    async for stored in store.read("mesh.evt.device.dev-a.>", from_seq=1):
+        ...
+
+Every append carries the event id as `Nats-Msg-Id`, so a retried append inside the
+stream's duplicate window is stored once. Several events in one `append` call are one
+atomic batch (ADR-50): all stored or none. The high-throughput path is `append_many`
+(core.store.bulk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import api
+
+from core.errors import AppendFailed, StoreError, StreamConfigError
+from core.events import Event, EventDecodeError, decode, encode
+from core.store import acks
+from core.store.acks import PubAck, parse_pub_ack
+from core.store.batch import MAX_ATOMIC_BATCH, Message, publish_atomic_batch
+from core.store.bulk import BulkAppender
+from core.store.nats_errors import from_api_error, from_exception
+from core.store.records import Appended, BulkReport, StoredEvent
+from core.streams import StreamSpec, default_streams, stream_for
+
+
+class EventStore:
+    """Appends events to and reads them from the mesh's JetStream streams."""
+
+    def __init__(
+        self,
+        nc: Client,
+        streams: tuple[StreamSpec, ...] | None = None,
+        *,
+        timeout: float = 5.0,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self.streams = streams if streams is not None else default_streams()
+        self.timeout = timeout
+        # Learned in ensure_streams(): servers before 2.12 drop allow_atomic from the config.
+        self.atomic_batches = True
+
+    # --- streams -------------------------------------------------------------
+
+    async def ensure_streams(self) -> None:
+        """Create each stream, or update it to our definition; idempotent. StreamConfigError on refusal."""
+        for spec in self.streams:
+            config = spec.as_config()
+            created = await self._api(f"$JS.API.STREAM.CREATE.{spec.name}", config)
+            error = created.get("error")
+            if error and error.get("err_code") == acks.ERR_STREAM_NAME_IN_USE:
+                created = await self._api(f"$JS.API.STREAM.UPDATE.{spec.name}", config)
+                error = created.get("error")
+            if error:
+                raise StreamConfigError(
+                    f"cannot create or update stream {spec.name}: {error.get('description')} "
+                    f"(code {error.get('err_code')}); fix the [jetstream] settings or migrate the stream"
+                )
+            applied = created.get("config", {})
+            self.atomic_batches = self.atomic_batches and bool(applied.get("allow_atomic"))
+
+    async def last_sequence(self, stream: str) -> int:
+        """The last sequence stored in `stream` (0 when empty)."""
+        info = await self._api(f"$JS.API.STREAM.INFO.{stream}", {})
+        if "error" in info:
+            raise StoreError(f"cannot read stream {stream}: {info['error'].get('description')}")
+        return int(info["state"]["last_seq"])
+
+    async def last_subject_sequence(self, subject: str) -> int:
+        """The sequence of the last message on exactly `subject` (0 if none): the value for optimistic concurrency."""
+        spec = stream_for(subject, self.streams)
+        reply = await self._api(f"$JS.API.STREAM.MSG.GET.{spec.name}", {"last_by_subj": subject})
+        error = reply.get("error")
+        if error:
+            if error.get("code") == 404:
+                return 0
+            raise StoreError(f"cannot read the last message of {subject}: {error.get('description')}")
+        return int(reply["message"]["seq"])
+
+    async def _api(self, subject: str, body: dict[str, object]) -> dict[str, Any]:
+        try:
+            reply = await self.nc.request(subject, msgspec.json.encode(body), timeout=self.timeout)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"JetStream API {subject}") from exc
+        return msgspec.json.decode(reply.data)  # type: ignore[no-any-return]
+
+    # --- append --------------------------------------------------------------
+
+    async def append(
+        self, events: Event | Sequence[Event], *, expected_last_subject_seq: int | None = None
+    ) -> list[Appended]:
+        """Append one event, or several as one atomic batch (all stored or none).
+
+        `expected_last_subject_seq` is checked against the subject of the first event
+        (0: the subject must be empty); a mismatch raises ConcurrencyConflict and stores nothing.
+        Raises AppendFailed when the server refuses, StoreUnavailable when it cannot be reached.
+        """
+        batch = [events] if isinstance(events, Event) else list(events)
+        if not batch:
+            return []
+        if len(batch) == 1:
+            return [await self._append_one(batch[0], expected_last_subject_seq)]
+        if len(batch) > MAX_ATOMIC_BATCH:
+            raise AppendFailed(
+                f"an atomic append holds at most {MAX_ATOMIC_BATCH} events, not {len(batch)}: "
+                "use append_many for bulk appends"
+            )
+        streams = {stream_for(e.subject(), self.streams).name for e in batch}
+        if len(streams) > 1:
+            raise AppendFailed(f"an atomic append must stay in one stream, these events span {sorted(streams)}")
+        if not self.atomic_batches:
+            return await self._append_each(batch, expected_last_subject_seq)
+        return await self._append_atomic(batch, expected_last_subject_seq)
+
+    async def _append_one(self, event: Event, expected: int | None) -> Appended:
+        subject = event.subject()
+        headers = {acks.MSG_ID: event.event_id}
+        if expected is not None:
+            headers[acks.EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
+        ack = await self._request(subject, encode(event), headers)
+        if ack.error is not None:
+            raise from_api_error(ack.error, subject=subject, expected=expected)
+        return Appended(ack.stream, ack.seq, subject, event.event_id, ack.duplicate)
+
+    async def _append_each(self, batch: Sequence[Event], expected: int | None) -> list[Appended]:
+        appended = [await self._append_one(batch[0], expected)]
+        for event in batch[1:]:
+            appended.append(await self._append_one(event, None))
+        return appended
+
+    async def _append_atomic(self, batch: Sequence[Event], expected: int | None) -> list[Appended]:
+        messages = [Message(e.subject(), encode(e), e.event_id) for e in batch]
+        ack = await publish_atomic_batch(self.nc, messages, expected=expected, timeout=self.timeout)
+        if ack.error is not None:
+            if ack.error.err_code == acks.ERR_BATCH_DUPLICATE_MSG_ID:
+                # A retry of a batch that was stored: each message is acknowledged as a duplicate
+                # with its original sequence when appended alone.
+                return await self._append_each(batch, expected)
+            raise from_api_error(ack.error, subject=batch[0].subject(), expected=expected)
+        if ack.count != len(batch):
+            raise AppendFailed(f"the server stored {ack.count} of an atomic batch of {len(batch)}")
+        first = ack.seq - len(batch) + 1
+        return [Appended(ack.stream, first + i, e.subject(), e.event_id) for i, e in enumerate(batch)]
+
+    async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
+        try:
+            reply = await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"append on {subject}") from exc
+        return parse_pub_ack(reply.data)
+
+    async def append_many(self, events: Iterable[Event], *, batch_size: int = 500, window: int = 8) -> BulkReport:
+        """The high-throughput path: pipelined atomic batches, `window` of them in flight.
+
+        Every acknowledgement is awaited and checked; retries deduplicate by event id.
+        Events keep their order within each stream. Raises AppendFailed if any batch
+        could not be stored (the report of what was stored is on the exception).
+        """
+        appender = BulkAppender(
+            self.nc,
+            self.streams,
+            batch_size=batch_size if self.atomic_batches else 1,
+            window=window if self.atomic_batches else window * 64,
+            timeout=self.timeout,
+        )
+        return await appender.append(events)
+
+    # --- read ----------------------------------------------------------------
+
+    async def read(
+        self, subject_filter: str, from_seq: int = 1, *, batch: int = 512
+    ) -> AsyncGenerator[StoredEvent, None]:
+        """Yield the stored events on `subject_filter` from stream sequence `from_seq`, in order.
+
+        Stops at the last message that existed when the read began. A message that does not
+        decode is yielded with `event=None` and the reason in `error`: never skipped.
+        """
+        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(1, from_seq),
+            ack_policy=api.AckPolicy.NONE,
+            filter_subject=subject_filter,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        try:
+            sub = await self.js.pull_subscribe(subject_filter, stream=spec.name, config=config)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"read {subject_filter}") from exc
+        try:
+            info = await sub.consumer_info()
+            remaining = info.num_pending or 0
+            while remaining > 0:
+                try:
+                    msgs = await sub.fetch(min(batch, remaining), timeout=self.timeout)
+                except (TimeoutError, nats.errors.Error) as exc:
+                    raise from_exception(exc, doing=f"read {subject_filter}") from exc
+                for msg in msgs:
+                    meta = msg.metadata
+                    yield _stored(spec.name, meta.sequence.stream, msg.subject, msg.data)
+                    remaining = meta.num_pending
+        finally:
+            await _drop_consumer(self, spec.name, sub)
+
+
+def _stored(stream: str, seq: int, subject: str, data: bytes) -> StoredEvent:
+    try:
+        return StoredEvent(stream, seq, subject, data, decode(data))
+    except EventDecodeError as exc:
+        return StoredEvent(stream, seq, subject, data, None, exc.reason)
+
+
+async def _drop_consumer(store: EventStore, stream: str, sub: object) -> None:
+    # The ephemeral consumer would expire on its own; deleting it now keeps the server tidy.
+    try:
+        info = await sub.consumer_info()  # type: ignore[attr-defined]
+        await sub.unsubscribe()  # type: ignore[attr-defined]
+        await store.js.delete_consumer(stream, info.name)
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+        pass

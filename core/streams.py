@@ -1,0 +1,101 @@
+"""The streams of the mesh: the only source of truth (pure definitions).
+
+    EVENTS    mesh.evt.>    everything that happened; limits retention, kept long
+    COMMANDS  mesh.cmd.>    commands for devices; per-message TTL, so an expired
+                            command is never delivered
+    AUDIT     mesh.audit.>  the audit trail; deny delete and deny purge (append-only)
+
+All three allow atomic batch publish (ADR-50): several events produced by one decision
+land together or not at all, and bulk appends use it for throughput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.subjects import AUDIT_PREFIX, COMMANDS_PREFIX, EVENTS_PREFIX
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What we require of one stream; `as_config()` is the JetStream stream config."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float = 0.0  # 0: keep forever
+    duplicate_window_s: float = 120.0
+    replicas: int = 1
+    deny_delete: bool = False
+    deny_purge: bool = False
+    allow_msg_ttl: bool = False
+    description: str = ""
+
+    def as_config(self) -> dict[str, object]:
+        # JetStream durations are nanoseconds on the wire.
+        return {
+            "name": self.name,
+            "description": self.description,
+            "subjects": list(self.subjects),
+            "retention": "limits",
+            "storage": "file",
+            "discard": "old",
+            "num_replicas": self.replicas,
+            "max_age": int(self.max_age_s * 1e9),
+            "duplicate_window": int(self.duplicate_window_s * 1e9),
+            "deny_delete": self.deny_delete,
+            "deny_purge": self.deny_purge,
+            "allow_msg_ttl": self.allow_msg_ttl,
+            "allow_atomic": True,
+            "allow_direct": True,
+        }
+
+    def owns(self, subject: str) -> bool:
+        """True if `subject` is captured by this stream (prefix match on `x.>` filters)."""
+        return any(subject.startswith(pattern[:-1]) for pattern in self.subjects if pattern.endswith(">"))
+
+
+def default_streams(
+    *,
+    replicas: int = 1,
+    duplicate_window_s: float = 120.0,
+    events_max_age_s: float = 0.0,
+    commands_max_age_s: float = 7 * 86400.0,
+    audit_max_age_s: float = 0.0,
+) -> tuple[StreamSpec, ...]:
+    return (
+        StreamSpec(
+            name="EVENTS",
+            subjects=(f"{EVENTS_PREFIX}.>",),
+            max_age_s=events_max_age_s,
+            duplicate_window_s=duplicate_window_s,
+            replicas=replicas,
+            description="Every state change of the mesh",
+        ),
+        StreamSpec(
+            name="COMMANDS",
+            subjects=(f"{COMMANDS_PREFIX}.>",),
+            max_age_s=commands_max_age_s,
+            duplicate_window_s=duplicate_window_s,
+            replicas=replicas,
+            allow_msg_ttl=True,
+            description="Commands for devices, each with its time to live",
+        ),
+        StreamSpec(
+            name="AUDIT",
+            subjects=(f"{AUDIT_PREFIX}.>",),
+            max_age_s=audit_max_age_s,
+            duplicate_window_s=duplicate_window_s,
+            replicas=replicas,
+            deny_delete=True,
+            deny_purge=True,
+            description="The append-only audit trail",
+        ),
+    )
+
+
+def stream_for(subject: str, streams: tuple[StreamSpec, ...]) -> StreamSpec:
+    """The stream that captures `subject`; ValueError if none does."""
+    for spec in streams:
+        if spec.owns(subject):
+            return spec
+    raise ValueError(f"subject {subject!r} belongs to no stream of the mesh")

@@ -1,0 +1,59 @@
+"""NATS subjects of the mesh, built and checked in one place (pure).
+
+Subjects name the aggregate an event belongs to, so a consumer can filter on one
+device or one repository and optimistic concurrency can be checked per aggregate:
+
+    mesh.evt.mesh.<what>                  the mesh itself (started, stopped)
+    mesh.evt.device.<device>.<what>       a device's events
+    mesh.evt.repo.<repo>.<what>           a repository's events
+    mesh.cmd.<device>.<command-id>        a command for a device
+    mesh.audit.<category>.<actor>         the audit trail
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+EVENTS_PREFIX = "mesh.evt"
+COMMANDS_PREFIX = "mesh.cmd"
+AUDIT_PREFIX = "mesh.audit"
+
+# A token is one dot-free, wildcard-free, whitespace-free piece of a subject.
+_TOKEN = re.compile(r"[A-Za-z0-9_\-:@+=~]{1,128}")
+
+
+@functools.lru_cache(maxsize=4096)  # the same device ids and names come back all the time
+def token(value: str, *, what: str = "subject token") -> str:
+    """Return `value` if it can be one subject token; ValueError saying why otherwise."""
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} cannot be used in a NATS subject: use 1-128 letters, digits or _-:@+=~ "
+            "(no dots, spaces or wildcards)"
+        )
+    return value
+
+
+def mesh_event(what: str) -> str:
+    return f"{EVENTS_PREFIX}.mesh.{token(what)}"
+
+
+def device_event(device_id: str, what: str) -> str:
+    return f"{EVENTS_PREFIX}.device.{token(device_id, what='device id')}.{token(what)}"
+
+
+def device_events(device_id: str) -> str:
+    """The filter for every event of one device."""
+    return f"{EVENTS_PREFIX}.device.{token(device_id, what='device id')}.>"
+
+
+def repo_event(repo: str, what: str) -> str:
+    return f"{EVENTS_PREFIX}.repo.{token(repo, what='repository name')}.{token(what)}"
+
+
+def command(device_id: str, command_id: str) -> str:
+    return f"{COMMANDS_PREFIX}.{token(device_id, what='device id')}.{token(command_id, what='command id')}"
+
+
+def audit(category: str, actor: str) -> str:
+    return f"{AUDIT_PREFIX}.{token(category, what='audit category')}.{token(actor, what='actor')}"

@@ -1,0 +1,34 @@
+"""One valid instance of every event type, for round-trip tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from core.events import (
+    EVENT_TYPES,
+    AuditRecorded,
+    CommandIssued,
+    DeviceEnrolled,
+    DeviceRevoked,
+    DeviceRotated,
+    Event,
+    MeshStarted,
+    MeshStopped,
+    TelemetryReported,
+)
+
+
+def one_of_each(device_id: str = "dev-a") -> list[Event]:
+    later = datetime(2027, 1, 1, tzinfo=UTC) + timedelta(days=365)
+    events: list[Event] = [
+        MeshStarted(node="node-1", version="0.1.0", url="tls://127.0.0.1:4222", actor="control"),
+        MeshStopped(node="node-1"),
+        DeviceEnrolled(device_id=device_id, serial="1f2e", fingerprint_sha256="ab" * 32, not_after=later),
+        DeviceRevoked(device_id=device_id, serials=["1f2e"], reason="key_compromise"),
+        DeviceRotated(device_id=device_id, old_serial="1f2e", new_serial="3c4d", not_after=later),
+        TelemetryReported(device_id=device_id, metrics={"cpu": 0.25, "temp_c": 41.5}, actor=device_id),
+        CommandIssued(command_id="c-1", device_id=device_id, name="ping", args={"n": 1}, correlation_id="r-1"),
+        AuditRecorded(category="identity", action="enroll", target=device_id, actor="control", prev_hash="00" * 32),
+    ]
+    assert {type(e) for e in events} == set(EVENT_TYPES), "add the new event type to one_of_each()"
+    return events

@@ -1,0 +1,167 @@
+"""The event store against a real nats-server with mTLS and encrypted JetStream."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+
+from core.errors import AppendFailed, ConcurrencyConflict
+from core.events import Event, TelemetryReported
+from core.store import EventStore, StoredEvent
+from tests.core.samples import one_of_each
+
+
+def device() -> str:
+    """A device id of its own per test: the streams are shared by the tests of a module."""
+    return f"dev-{uuid.uuid4().hex[:12]}"
+
+
+def telemetry(device_id: str, n: int) -> list[Event]:
+    return [TelemetryReported(device_id=device_id, metrics={"n": float(i)}) for i in range(n)]
+
+
+async def read_all(store: EventStore, subject: str, from_seq: int = 1) -> list[StoredEvent]:
+    return [stored async for stored in store.read(subject, from_seq)]
+
+
+async def test_every_event_type_round_trips_through_the_streams(store: EventStore) -> None:
+    events = one_of_each(device())
+    appended = [a for e in events for a in await store.append(e)]
+    assert len({a.stream for a in appended}) == 3  # EVENTS, COMMANDS and AUDIT all used
+    for event, where in zip(events, appended, strict=True):
+        [stored] = [s async for s in store.read(where.subject, where.seq) if s.seq == where.seq]
+        assert stored.event == event
+        assert stored.error is None
+
+
+async def test_a_retried_append_is_stored_once(store: EventStore) -> None:
+    event = telemetry(device(), 1)[0]
+    [first] = await store.append(event)
+    [again] = await store.append(event)
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.seq == first.seq
+    assert [s.event for s in await read_all(store, event.subject())] == [event]
+
+
+async def test_expected_subject_sequence_detects_a_concurrent_writer(store: EventStore) -> None:
+    dev = device()
+    one, two, three = telemetry(dev, 3)
+    [a] = await store.append(one, expected_last_subject_seq=0)
+    assert await store.last_subject_sequence(one.subject()) == a.seq
+    with pytest.raises(ConcurrencyConflict) as conflict:
+        await store.append(two, expected_last_subject_seq=0)
+    assert conflict.value.subject == one.subject()
+    assert "reload" in str(conflict.value)
+    [c] = await store.append(three, expected_last_subject_seq=a.seq)
+    assert [s.event for s in await read_all(store, one.subject())] == [one, three]
+    assert c.seq > a.seq
+
+
+async def test_an_atomic_append_stores_all_or_nothing(store: EventStore) -> None:
+    dev = device()
+    batch = telemetry(dev, 5)
+    stored = await store.append(batch, expected_last_subject_seq=0)
+    assert [a.seq for a in stored] == list(range(stored[0].seq, stored[0].seq + 5))
+    with pytest.raises(ConcurrencyConflict):
+        await store.append(telemetry(dev, 5), expected_last_subject_seq=0)
+    assert [s.event for s in await read_all(store, batch[0].subject())] == batch
+
+
+async def test_a_retried_atomic_append_is_deduplicated_event_by_event(store: EventStore) -> None:
+    batch = telemetry(device(), 4)
+    first = await store.append(batch)
+    again = await store.append(batch)
+    assert all(a.duplicate for a in again)
+    assert [a.seq for a in again] == [a.seq for a in first]
+    assert len(await read_all(store, batch[0].subject())) == 4
+
+
+async def test_an_atomic_append_cannot_span_streams(store: EventStore) -> None:
+    dev = device()
+    mixed = one_of_each(dev)[5:7]  # telemetry (EVENTS) and a command (COMMANDS)
+    with pytest.raises(AppendFailed, match="one stream"):
+        await store.append(mixed)
+
+
+async def test_order_is_kept_and_reads_resume_from_a_sequence(store: EventStore) -> None:
+    events = telemetry(device(), 40)
+    for event in events:
+        await store.append(event)
+    subject = events[0].subject()
+    stored = await read_all(store, subject)
+    assert [s.event for s in stored] == events
+    assert [s.seq for s in stored] == sorted(s.seq for s in stored)
+    tail = await read_all(store, subject, from_seq=stored[30].seq)
+    assert [s.event for s in tail] == events[30:]
+
+
+async def test_reading_an_empty_subject_yields_nothing(store: EventStore) -> None:
+    assert await read_all(store, f"mesh.evt.device.{device()}.>") == []
+
+
+async def test_a_malformed_message_is_read_back_with_its_reason(store: EventStore, nc: Client) -> None:
+    dev = device()
+    good = telemetry(dev, 1)[0]
+    await store.append(good)
+    js = nc.jetstream()
+    await js.publish(f"mesh.evt.device.{dev}.telemetry", b'{"type": "device.telemetry.v1"}')
+    await js.publish(f"mesh.evt.device.{dev}.junk", b"\xff not json")
+    stored = await read_all(store, f"mesh.evt.device.{dev}.>")
+    assert [s.event for s in stored[:1]] == [good]
+    assert [s.event for s in stored[1:]] == [None, None]
+    assert "device_id" in (stored[1].error or "")
+    assert "not JSON" in (stored[2].error or "")
+
+
+async def test_streams_are_created_once_and_updated_in_place(nc: Client) -> None:
+    store = EventStore(nc)
+    await store.ensure_streams()
+    await store.ensure_streams()
+    info = msgspec.json.decode((await nc.request("$JS.API.STREAM.INFO.AUDIT", b"{}")).data)
+    assert info["config"]["deny_delete"] and info["config"]["deny_purge"]
+    commands = msgspec.json.decode((await nc.request("$JS.API.STREAM.INFO.COMMANDS", b"{}")).data)
+    assert commands["config"]["allow_msg_ttl"]
+    assert store.atomic_batches
+
+
+async def test_the_audit_stream_refuses_purge_and_delete(store: EventStore, nc: Client) -> None:
+    [a] = await store.append(one_of_each(device())[-1])
+    purge = msgspec.json.decode((await nc.request("$JS.API.STREAM.PURGE.AUDIT", b"{}")).data)
+    assert "error" in purge
+    delete = msgspec.json.decode(
+        (await nc.request("$JS.API.STREAM.MSG.DELETE.AUDIT", msgspec.json.encode({"seq": a.seq}))).data
+    )
+    assert "error" in delete
+
+
+@pytest.mark.slow
+async def test_the_bulk_path_loses_and_duplicates_nothing_over_100k_events(store: EventStore) -> None:
+    dev = device()
+    events = telemetry(dev, 100_000)
+    report = await store.append_many(events)
+    assert (report.appended, report.duplicates) == (100_000, 0)
+    assert report.last_seq - report.first_seq + 1 == 100_000
+
+    again = await store.append_many(events)  # a full retry: everything deduplicated
+    assert (again.appended, again.duplicates) == (0, 100_000)
+
+    stored = await read_all(store, f"mesh.evt.device.{dev}.>")
+    assert len(stored) == 100_000
+    assert [s.event.event_id for s in stored if s.event] == [e.event_id for e in events]
+
+
+async def test_the_per_message_bulk_path_keeps_order_and_deduplicates(store: EventStore) -> None:
+    from core.store.bulk import BulkAppender
+
+    dev = device()
+    events = telemetry(dev, 3_000)
+    appender = BulkAppender(store.nc, store.streams, batch_size=1, window=256)
+    first = await appender.append(events)
+    again = await BulkAppender(store.nc, store.streams, batch_size=1, window=256).append(events[:1000])
+    assert (first.appended, again.duplicates) == (3_000, 1_000)
+    stored = await read_all(store, f"mesh.evt.device.{dev}.>")
+    assert [s.event.event_id for s in stored if s.event] == [e.event_id for e in events]

@@ -1,0 +1,41 @@
+"""A real nats-server for tests: the mesh's own generated configuration, real mTLS, a free port.
+
+Each `Mesh` is a state directory prepared exactly as `mahavishnu up` prepares one (CA,
+certificates, encrypted JetStream), with the server asked for port -1 so it picks a free
+port and tells us which in its log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import Settings, load_config
+from core.store import Identity
+from mahavishnu.home import Home, prepare
+from mahavishnu.server import NatsServer
+
+
+@dataclass
+class Mesh:
+    home: Home
+    settings: Settings
+    server: NatsServer
+    identity: Identity
+
+    @property
+    def port(self) -> int:
+        assert self.server.endpoints is not None
+        return self.server.endpoints.port
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_mesh(root: Path, env: dict[str, str] | None = None) -> Mesh:
+    settings = load_config(None, env=env or {})
+    home = Home(root)
+    prepare(home, settings, port=-1, monitor_port=0)
+    server = NatsServer(home.server_conf, name=f"test-{root.name}")
+    endpoints = server.start()
+    return Mesh(home, settings, server, home.control_identity(settings, endpoints.port))
