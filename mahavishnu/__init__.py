@@ -1,0 +1,1 @@
+"""The command line and the supervisor that compose the other packages."""

@@ -1,0 +1,154 @@
+"""The state directory of a mesh ($MAHAVISHNU_HOME): its layout, and creating what is missing.
+
+mahavishnu.toml            settings (optional; defaults otherwise)
+ca/                        the mesh CA (certs.CertificateAuthority)
+server/                    the server's certificate and key
+control/                   the control services' client certificate and key
+nats/server.conf           generated nats-server configuration
+nats/jetstream-key.conf    the JetStream encryption key, 0600 (included by server.conf)
+jetstream/                 the JetStream store, encrypted at rest
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
+from core.config import Settings
+from core.errors import MahavishnuError
+from core.store import Identity
+from mahavishnu.natsconf import ServerConfig, User, key_include_text
+
+CONTROL_ID = "control"
+
+
+def identity_user(kind: str, identity: str) -> str:
+    """The NATS user name of a certificate identity: its URI SAN, which verify_and_map matches."""
+    return f"mahavishnu:{kind}:{identity}"
+
+
+class HomeError(MahavishnuError):
+    """The state directory is missing or damaged."""
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def server_dir(self) -> Path:
+        return self.root / "server"
+
+    @property
+    def control_dir(self) -> Path:
+        return self.root / "control"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def server_conf(self) -> Path:
+        return self.nats_dir / "server.conf"
+
+    @property
+    def key_include(self) -> Path:
+        return self.nats_dir / "jetstream-key.conf"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "jetstream"
+
+    def client_url(self, settings: Settings, port: int | None = None) -> str:
+        host = settings.server.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
+        return f"tls://{host}:{port if port is not None else settings.server.port}"
+
+    def control_identity(self, settings: Settings, port: int | None = None) -> Identity:
+        return Identity(
+            url=self.client_url(settings, port),
+            ca=self.control_dir / "ca.pem",
+            cert=self.control_dir / "cert.pem",
+            key=self.control_dir / "key.pem",
+        )
+
+    def check_ready(self) -> None:
+        """HomeError saying what to do when the state directory was never prepared or lost a piece."""
+        if not self.root.is_dir():
+            raise HomeError(f"no mesh state in {self.root}: run `mahavishnu up` (or set MAHAVISHNU_HOME)")
+        for needed in (self.control_dir / "cert.pem", self.control_dir / "key.pem", self.control_dir / "ca.pem"):
+            if not needed.is_file():
+                raise HomeError(f"{needed} is missing: run `mahavishnu up` once to recreate the control identity")
+
+
+def prepare(
+    home: Home, settings: Settings, *, port: int | None = None, monitor_port: int | None = None
+) -> ServerConfig:
+    """Create what is missing (CA, certificates, JetStream key) and write the server configuration.
+
+    Idempotent: existing keys and certificates are kept. `port`/`monitor_port` override the
+    settings (tests ask for -1, a free port). Raises HomeError or certs.CertError when the
+    directory is damaged, with what to do.
+    """
+    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        ca = CertificateAuthority.load(home.ca_dir)
+    except NoCAError:
+        ca = CertificateAuthority.init(home.ca_dir, algorithm=settings.certs.algorithm, days=settings.certs.ca_days)
+    if not (home.server_dir / "cert.pem").is_file():
+        ca.issue_server(
+            settings.mesh.name, hosts=settings.server.hosts, out_dir=home.server_dir, days=settings.certs.server_days
+        )
+    if not (home.control_dir / "cert.pem").is_file():
+        try:
+            ca.issue_client(CONTROL_ID, kind="control", out_dir=home.control_dir, days=settings.certs.client_days)
+        except AlreadyIssuedError:  # the files were lost, the CA still knows the identity: a new certificate
+            ca.rotate_client(CONTROL_ID, out_dir=home.control_dir, days=settings.certs.client_days)
+    _ensure_jetstream_key(home)
+    config = ServerConfig(
+        server_name=settings.mesh.name,
+        host=settings.server.host,
+        port=settings.server.port if port is None else port,
+        monitor_port=settings.server.monitor_port if monitor_port is None else monitor_port,
+        server_cert=home.server_dir / "cert.pem",
+        server_key=home.server_dir / "key.pem",
+        ca_file=home.ca_dir / "ca.pem",
+        store_dir=home.store_dir,
+        key_include=home.key_include.name,
+        max_memory=settings.jetstream.max_memory,
+        max_file=settings.jetstream.max_file,
+        users=(User(identity_user("control", CONTROL_ID)),),
+    )
+    _write_private(home.server_conf, config.render())
+    return config
+
+
+def _ensure_jetstream_key(home: Home) -> None:
+    if home.key_include.is_file():
+        return
+    if home.store_dir.is_dir() and any(home.store_dir.iterdir()):
+        raise HomeError(
+            f"the JetStream store {home.store_dir} exists but its key file {home.key_include} is missing: "
+            "restore the key file from backup, or move the store away to start empty"
+        )
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    _write_private(home.key_include, key_include_text(key))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by the owner only, from the first byte on."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

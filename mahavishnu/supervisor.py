@@ -1,0 +1,88 @@
+"""Keeps the nats-server child alive: restarts it with backoff, gives up loudly when it keeps crashing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from core.errors import MahavishnuError
+from mahavishnu.server import NatsServer, ServerStartError
+
+log = logging.getLogger("mahavishnu.supervisor")
+
+
+class GaveUp(MahavishnuError):
+    """The child crashed too often in too short a time."""
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restart after `initial` seconds, doubling to `maximum`; give up after `max_crashes` within `window` seconds."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    max_crashes: int = 5
+    window: float = 300.0
+
+    def delay(self, consecutive: int) -> float:
+        """Backoff before restart number `consecutive` (1-based) (pure)."""
+        return float(min(self.maximum, self.initial * 2.0 ** max(0, consecutive - 1)))
+
+    def exhausted(self, crash_times: deque[float], now: float) -> bool:
+        """True when `max_crashes` crashes fall within the last `window` seconds (pure)."""
+        recent = [t for t in crash_times if now - t <= self.window]
+        return len(recent) >= self.max_crashes
+
+
+class Supervisor:
+    """Watches one NatsServer; `watch()` returns when stopped and raises GaveUp when the policy is exhausted."""
+
+    def __init__(self, server: NatsServer, policy: RestartPolicy) -> None:
+        self.server = server
+        self.policy = policy
+        self.restarts = 0
+        self._stopping = False
+        self._crashes: deque[float] = deque(maxlen=max(1, policy.max_crashes))
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.server.start)
+
+    async def watch(self) -> None:
+        consecutive = 0
+        while True:
+            started = time.monotonic()
+            code = await asyncio.to_thread(self.server.wait)
+            if self._stopping:
+                return
+            now = time.monotonic()
+            consecutive = 1 if now - started > self.policy.window else consecutive + 1
+            self._crashes.append(now)
+            last = " | ".join(list(self.server.recent)[-3:])
+            if self.policy.exhausted(self._crashes, now):
+                raise GaveUp(
+                    f"nats-server crashed {self.policy.max_crashes} times within {self.policy.window:.0f} s "
+                    f"(last exit code {code}; last lines: {last}): giving up; see the log above"
+                )
+            delay = self.policy.delay(consecutive)
+            log.error(
+                "nats-server exited unexpectedly; restarting",
+                extra={"exit_code": code, "restart_in_s": delay, "last_lines": last},
+            )
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(self.server.start)
+                self.restarts += 1
+                log.info("nats-server restarted", extra={"restarts": self.restarts})
+            except ServerStartError as exc:
+                log.error("nats-server failed to restart", extra={"reason": str(exc)})
+
+    def stopping(self) -> None:
+        """From now on an exit of the server is expected, not a crash."""
+        self._stopping = True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await asyncio.to_thread(self.server.stop)

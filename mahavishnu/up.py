@@ -1,0 +1,121 @@
+"""`mahavishnu up`: bring the mesh up on this machine and keep it up until told to stop.
+
+Creates the state directory once, starts nats-server from the wheel under a supervisor,
+creates the streams, records `mesh.started`, serves /metrics, /health and /ready, prints
+how to connect, and on SIGINT or SIGTERM stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from importlib.metadata import version
+
+from core.config import Settings
+from core.metrics import new_registry
+from core.probes import ProbeServer
+from nats.aio.client import Client
+
+from core.errors import MahavishnuError
+from core.events import MeshStarted, MeshStopped
+from core.store import EventStore, Identity, connect
+from core.streams import StreamSpec, default_streams
+from mahavishnu.home import Home, prepare
+from mahavishnu.server import NatsServer
+from mahavishnu.supervisor import RestartPolicy, Supervisor
+
+log = logging.getLogger("mahavishnu.up")
+
+
+def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
+    js = settings.jetstream
+    return default_streams(
+        replicas=js.replicas,
+        duplicate_window_s=js.duplicate_window,
+        events_max_age_s=js.events_max_age,
+        commands_max_age_s=js.commands_max_age,
+        audit_max_age_s=js.audit_max_age,
+    )
+
+
+def connection_help(identity: Identity, home: Home) -> str:
+    """What `up` prints so a person or a tool can connect (pure)."""
+    tls = f"--tlsca {identity.ca} --tlscert {identity.cert} --tlskey {identity.key}"
+    return "\n".join(
+        [
+            f"mesh is up: {identity.url}",
+            f"  state     {home.root}",
+            f"  CA        {identity.ca}",
+            f"  cert      {identity.cert}",
+            f"  key       {identity.key}",
+            f"  nats CLI  nats --server {identity.url} {tls} stream ls",
+            "  env       mahavishnu env --json   (the same, for scripts)",
+            "  stop      Ctrl-C",
+        ]
+    )
+
+
+async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = print) -> int:
+    """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
+    prepare(home, settings)
+    server = NatsServer(home.server_conf, name=settings.mesh.name)
+    policy = RestartPolicy(initial=settings.server.restart_backoff, maximum=settings.server.restart_backoff_max)
+    supervisor = Supervisor(server, policy)
+    await supervisor.start()
+    watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
+    identity = home.control_identity(settings)
+    nc: Client | None = None
+    probes: ProbeServer | None = None
+    try:
+        nc = await connect(identity, name="mahavishnu-up")
+        store = EventStore(nc, streams_of(settings))
+        await store.ensure_streams()
+        node = socket.gethostname()
+        await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
+        probes = await _start_probes(settings, lambda: server.running and nc is not None and nc.is_connected)
+        out(connection_help(identity, home))
+        if probes is not None:
+            out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
+        await _until_signal(watcher)
+        supervisor.stopping()
+        with contextlib.suppress(MahavishnuError, TimeoutError):
+            await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
+        out("mesh stopped")
+        return 0
+    finally:
+        if probes is not None:
+            await probes.stop()
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+        await supervisor.stop()
+        if not watcher.done():
+            await watcher
+
+
+async def _start_probes(settings: Settings, ready: Callable[[], bool]) -> ProbeServer | None:
+    if not settings.metrics.port:
+        return None
+    probes = ProbeServer(settings.metrics.host, settings.metrics.port, new_registry(), ready=ready)
+    await probes.start()
+    return probes
+
+
+async def _until_signal(watcher: asyncio.Task[None]) -> None:
+    """Wait for SIGINT or SIGTERM; GaveUp propagates when the supervisor cannot keep the server up."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if watcher in done:
+            watcher.result()  # raises GaveUp
+    finally:
+        stopper.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,179 @@
+"""The `mahavishnu` command as a user runs it: a real process, a real mesh, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.events import MeshStarted
+from core.store import EventStore, Identity, connect
+from tests.waiting import wait_until
+
+MAHAVISHNU = str(Path(sys.executable).parent / "mahavishnu")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(home: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
+    env.update(
+        MAHAVISHNU_HOME=str(home),
+        MAHAVISHNU_SERVER__PORT=str(free_port()),
+        MAHAVISHNU_SERVER__MONITOR_PORT=str(free_port()),
+        MAHAVISHNU_METRICS__PORT=str(free_port()),
+        MAHAVISHNU_LOGGING__LEVEL="warning",
+    )
+    env.update(overrides)
+    return env
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MAHAVISHNU, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """A user mistake ends in exactly one line on stderr, starting with "error:", and no traceback."""
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    home: Path
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, out
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Running]:
+    env = environment(tmp_path / "home")
+    process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = Running(process, env, tmp_path / "home")
+    ready = run("status", "--wait-ready", "60", env=env, timeout=90)
+    assert ready.returncode == 0, (ready.stderr, process.poll())
+    yield running
+    if process.poll() is None:
+        process.kill()
+        process.communicate(timeout=30)
+
+
+async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: Running) -> None:
+    env_json = run("env", "--json", env=up.env)
+    document = json.loads(env_json.stdout)
+    assert set(document) == {"url", "ca", "cert", "key", "home"}
+    identity = Identity(document["url"], Path(document["ca"]), Path(document["cert"]), Path(document["key"]))
+
+    nc = await connect(identity, name="a-user", reconnect=False)
+    try:
+        ack = await nc.jetstream().publish("mesh.evt.device.tour.hello", b'{"type": "tour"}')
+        store = EventStore(nc)
+        read_back = [s async for s in store.read("mesh.evt.device.tour.>")]
+        started = [s.event async for s in store.read("mesh.evt.mesh.>") if isinstance(s.event, MeshStarted)]
+    finally:
+        await nc.close()
+    assert [s.seq for s in read_back] == [ack.seq]
+    assert started and started[0].url == document["url"]
+
+    code, out = up.stop()
+    assert code == 0
+    assert "mesh is up" in out and "--tlscert" in out and "mesh stopped" in out
+
+
+def test_up_restarts_a_crashed_server(up: Running) -> None:
+    conf = str(up.home / "nats" / "server.conf")
+
+    def server_pid() -> int | None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if conf.encode() in cmdline:
+                    return int(entry.name)
+        return None
+
+    first = wait_until(server_pid, timeout=10, what="the nats-server child")
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: (pid := server_pid()) and pid != first and pid, timeout=30, what="a new server")
+    assert second != first
+    assert run("status", "--wait-ready", "30", env=up.env).returncode == 0
+    code, _ = up.stop()
+    assert code == 0
+
+
+def test_status_without_a_mesh_fails_in_one_line(tmp_path: Path) -> None:
+    result = run("status", "--wait-ready", "0.5", env=environment(tmp_path / "nothing"))
+    assert "mahavishnu up" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status", "--wait-ready", "soon"), ("frobnicate",), ("events", "read"), ("events", "read", ">", "--from", "0")],
+)
+def test_wrong_arguments_fail_in_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run(*args, env=environment(tmp_path))
+    assert result.returncode == 2
+    assert "--help" in one_line_error(result)
+
+
+def test_a_corrupt_certificate_is_named(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home")
+    assert run("init", env=env).returncode == 0
+    (tmp_path / "home" / "control" / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+    message = one_line_error(run("status", env=env))
+    assert "cert.pem" in message
+
+
+def test_a_corrupt_ca_stops_up_in_one_line(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home")
+    assert run("init", env=env).returncode == 0
+    (tmp_path / "home" / "ca" / "ca.pem").write_text("not a certificate")
+    message = one_line_error(run("up", env=env))
+    assert "ca.pem" in message
+
+
+def test_a_port_in_use_stops_up_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = environment(tmp_path / "home", MAHAVISHNU_SERVER__PORT=str(port))
+        message = one_line_error(run("up", env=env))
+    assert "in use" in message and "MAHAVISHNU_SERVER__PORT" in message
+
+
+def test_a_wrong_setting_is_named(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home", MAHAVISHNU_SERVER__PORT="many")
+    message = one_line_error(run("up", env=env))
+    assert "MAHAVISHNU_SERVER__PORT" in message
+
+
+def test_a_store_without_its_key_is_refused(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home")
+    assert run("init", env=env).returncode == 0
+    (tmp_path / "home" / "jetstream").mkdir(exist_ok=True)
+    (tmp_path / "home" / "jetstream" / "something").write_text("x")
+    (tmp_path / "home" / "nats" / "jetstream-key.conf").unlink()
+    message = one_line_error(run("up", env=env))
+    assert "key file" in message
