@@ -1,0 +1,1 @@
+"""The device agent. Filled in by the devices issue."""

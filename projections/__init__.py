@@ -1,0 +1,1 @@
+"""Read models and query services. Filled in by the projections issue."""
