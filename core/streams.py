@@ -5,8 +5,8 @@
                             command is never delivered
     AUDIT     mesh.audit.>  the audit trail; deny delete and deny purge (append-only)
 
-All three allow atomic batch publish (ADR-50): several events produced by one decision
-land together or not at all, and bulk appends use it for throughput.
+All three allow atomic batch publish (ADR-50: several events produced by one decision
+land together or not at all) and fast batch publish (bulk appends, for throughput).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class StreamSpec:
             "deny_purge": self.deny_purge,
             "allow_msg_ttl": self.allow_msg_ttl,
             "allow_atomic": True,
+            "allow_batched": True,
             "allow_direct": True,
         }
 

@@ -32,14 +32,14 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class BulkReport:
-    """The outcome of a bulk append: every event acknowledged, as new or as a duplicate."""
+    """The outcome of a bulk append: how many events the server acknowledged, and the last sequence
+    this append stored (0 when it stored nothing new, every event being a duplicate).
 
-    appended: int
-    duplicates: int
-    batches: int
-    first_seq: int
+    `duplicates` counts events an earlier append had already stored, when the path reports
+    it per event (pipelined publishes); None when it does not (fast batches acknowledge
+    runs of events, duplicates included, without telling them apart).
+    """
+
+    acknowledged: int
     last_seq: int
-
-    @property
-    def total(self) -> int:
-        return self.appended + self.duplicates
+    duplicates: int | None = None

@@ -27,10 +27,11 @@ from core.errors import AppendFailed, StoreError, StreamConfigError
 from core.events import Event, EventDecodeError, decode, encode
 from core.store import acks
 from core.store.acks import PubAck, parse_pub_ack
-from core.store.batch import MAX_ATOMIC_BATCH, Message, publish_atomic_batch
-from core.store.bulk import BulkAppender
+from core.store.batch import MAX_ATOMIC_BATCH, publish_atomic_batch
+from core.store.bulk import FastBatchAppender, PipelinedAppender
 from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
+from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
 
 
@@ -48,8 +49,10 @@ class EventStore:
         self.js = nc.jetstream(timeout=timeout)
         self.streams = streams if streams is not None else default_streams()
         self.timeout = timeout
-        # Learned in ensure_streams(): servers before 2.12 drop allow_atomic from the config.
+        # Learned in ensure_streams(): servers drop the options they do not know from the
+        # config they apply (allow_atomic before 2.12, allow_batched before 2.14).
         self.atomic_batches = True
+        self.fast_batches = True
 
     # --- streams -------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class EventStore:
                 )
             applied = created.get("config", {})
             self.atomic_batches = self.atomic_batches and bool(applied.get("allow_atomic"))
+            self.fast_batches = self.fast_batches and bool(applied.get("allow_batched"))
 
     async def last_sequence(self, stream: str) -> int:
         """The last sequence stored in `stream` (0 when empty)."""
@@ -160,21 +164,18 @@ class EventStore:
             raise from_exception(exc, doing=f"append on {subject}") from exc
         return parse_pub_ack(reply.data)
 
-    async def append_many(self, events: Iterable[Event], *, batch_size: int = 500, window: int = 8) -> BulkReport:
-        """The high-throughput path: pipelined atomic batches, `window` of them in flight.
+    async def append_many(self, events: Iterable[Event], *, pipelined: bool = False) -> BulkReport:
+        """The high-throughput path, in the order given, every acknowledgement awaited and checked.
 
-        Every acknowledgement is awaited and checked; retries deduplicate by event id.
-        Events keep their order within each stream. Raises AppendFailed if any batch
-        could not be stored (the report of what was stored is on the exception).
+        Fast batch publishing where the server supports it (2.14+), else pipelined publishes
+        with one acknowledgement each (`pipelined=True` forces those, which also report
+        duplicates per event); both bound the events in flight and deduplicate retries by
+        event id. Raises AppendFailed if any event could not be stored, with `.report` of
+        what was. See core.store.bulk.
         """
-        appender = BulkAppender(
-            self.nc,
-            self.streams,
-            batch_size=batch_size if self.atomic_batches else 1,
-            window=window if self.atomic_batches else window * 64,
-            timeout=self.timeout,
-        )
-        return await appender.append(events)
+        if self.fast_batches and not pipelined:
+            return await FastBatchAppender(self.nc, self.streams, timeout=self.timeout).append(events)
+        return await PipelinedAppender(self.nc, self.streams, timeout=self.timeout).append(events)
 
     # --- read ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ nats-py's own `hpub_cmd` so a change there is caught.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client
@@ -22,6 +23,15 @@ from nats.aio.client import Client
 from core.store import acks
 
 _HEADER_LINE = "NATS/1.0\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One event ready to publish: its subject, encoded payload and id."""
+
+    subject: str
+    payload: bytes
+    event_id: str
 
 
 def header_block(headers: Sequence[tuple[str, str]]) -> bytes:
@@ -40,29 +50,22 @@ def hpub(subject: str, reply: str, headers: bytes, payload: bytes) -> bytes:
 
 
 def batch_frames(
-    subjects: Sequence[str],
-    payloads: Sequence[bytes],
-    event_ids: Sequence[str],
-    *,
-    batch_id: str,
-    reply: str,
-    commit: bool = True,
-    expected_last_subject_seq: int | None = None,
+    batch: Sequence[Message], *, batch_id: str, reply: str, expected_last_subject_seq: int | None = None
 ) -> bytes:
-    """The frames of an atomic batch (pure): every message numbered from 1, the last one committing
-    and asking for `reply` (unless `commit` is false), the first one carrying the expected sequence if any.
+    """The frames of one atomic batch (pure): messages numbered from 1, the first carrying the expected
+    last subject sequence if any, the last one committing the batch and asking for `reply`.
     """
-    frames = []
-    last = len(subjects) - 1
-    for index, (subject, payload, event_id) in enumerate(zip(subjects, payloads, event_ids, strict=True)):
-        fields = [(acks.MSG_ID, event_id), (acks.BATCH_ID, batch_id), (acks.BATCH_SEQUENCE, str(index + 1))]
-        if index == 0 and expected_last_subject_seq is not None:
-            fields.append((acks.EXPECTED_LAST_SUBJECT_SEQ, str(expected_last_subject_seq)))
-        is_commit = commit and index == last
-        if is_commit:
-            fields.append((acks.BATCH_COMMIT, "1"))
-        frames.append(hpub(subject, reply if is_commit else "", header_block(fields), payload))
-    return b"".join(frames)
+    out = bytearray()
+    shared = f"{_HEADER_LINE}{acks.BATCH_ID}: {batch_id}\r\n{acks.MSG_ID}: "
+    last = len(batch)
+    for position, message in enumerate(batch, 1):
+        headers = f"{shared}{message.event_id}\r\n{acks.BATCH_SEQUENCE}: {position}\r\n"
+        if position == 1 and expected_last_subject_seq is not None:
+            headers += f"{acks.EXPECTED_LAST_SUBJECT_SEQ}: {expected_last_subject_seq}\r\n"
+        if position == last:
+            headers += f"{acks.BATCH_COMMIT}: 1\r\n"
+        out += hpub(message.subject, reply if position == last else "", (headers + "\r\n").encode(), message.payload)
+    return bytes(out)
 
 
 async def write(nc: Client, frames: bytes) -> None:

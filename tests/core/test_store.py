@@ -142,26 +142,59 @@ async def test_the_audit_stream_refuses_purge_and_delete(store: EventStore, nc: 
 async def test_the_bulk_path_loses_and_duplicates_nothing_over_100k_events(store: EventStore) -> None:
     dev = device()
     events = telemetry(dev, 100_000)
+    before = await store.last_sequence("EVENTS")
     report = await store.append_many(events)
-    assert (report.appended, report.duplicates) == (100_000, 0)
-    assert report.last_seq - report.first_seq + 1 == 100_000
+    assert report.acknowledged == 100_000
+
+    after = await store.last_sequence("EVENTS")
+    assert after - before == 100_000
 
     again = await store.append_many(events)  # a full retry: everything deduplicated
-    assert (again.appended, again.duplicates) == (0, 100_000)
+    assert again.acknowledged == 100_000
+    assert await store.last_sequence("EVENTS") == after  # nothing new was stored
 
     stored = await read_all(store, f"mesh.evt.device.{dev}.>")
     assert len(stored) == 100_000
     assert [s.event.event_id for s in stored if s.event] == [e.event_id for e in events]
 
 
-async def test_the_per_message_bulk_path_keeps_order_and_deduplicates(store: EventStore) -> None:
-    from core.store.bulk import BulkAppender
+async def test_the_pipelined_path_keeps_order_and_reports_duplicates(store: EventStore) -> None:
+    from core.store.bulk import PipelinedAppender
 
     dev = device()
     events = telemetry(dev, 3_000)
-    appender = BulkAppender(store.nc, store.streams, batch_size=1, window=256)
-    first = await appender.append(events)
-    again = await BulkAppender(store.nc, store.streams, batch_size=1, window=256).append(events[:1000])
-    assert (first.appended, again.duplicates) == (3_000, 1_000)
+    first = await PipelinedAppender(store.nc, store.streams, window=7, chunk=3).append(events)
+    again = await store.append_many(events[:1000], pipelined=True)
+    assert (first.acknowledged, first.duplicates) == (3_000, 0)
+    assert (again.acknowledged, again.duplicates) == (1_000, 1_000)
     stored = await read_all(store, f"mesh.evt.device.{dev}.>")
     assert [s.event.event_id for s in stored if s.event] == [e.event_id for e in events]
+
+
+async def test_a_fast_batch_retry_of_a_partly_stored_run_stores_only_the_rest(store: EventStore) -> None:
+    from core.store.bulk import FastBatchAppender
+
+    dev = device()
+    events = telemetry(dev, 2_500)
+    await store.append_many(events[:1_000])
+    report = await FastBatchAppender(store.nc, store.streams, flow=7, window=50, chunk=13).append(events)
+    assert report.acknowledged == 2_500
+    stored = await read_all(store, f"mesh.evt.device.{dev}.>")
+    assert [s.event.event_id for s in stored if s.event] == [e.event_id for e in events]
+
+
+async def test_a_bulk_append_across_streams_keeps_each_stream_in_order(store: EventStore) -> None:
+    dev = device()
+    mixed = [event for i in range(50) for event in one_of_each(dev)[5:8]]  # telemetry, command, audit
+    report = await store.append_many(mixed)
+    assert report.acknowledged == 150
+    for subject in (f"mesh.evt.device.{dev}.>", f"mesh.cmd.{dev}.>"):
+        stored = await read_all(store, subject)
+        assert [s.event for s in stored] == [e for e in mixed if e.subject().startswith(subject[:-1])]
+
+
+async def test_a_bulk_append_with_an_event_too_large_fails_before_sending(store: EventStore) -> None:
+    dev = device()
+    huge = TelemetryReported(device_id=dev, metrics={f"m{i}": float(i) for i in range(100_000)})
+    with pytest.raises(AppendFailed, match="over the server's limit"):
+        await store.append_many([*telemetry(dev, 3), huge])
