@@ -15,11 +15,10 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.config import Settings, home_dir, load_config
-from core.logs import configure_logging
-
 from certs import cli as ca_cli
+from core.config import Settings, home_dir, load_config
 from core.errors import MahavishnuError
+from core.logs import configure_logging
 
 EXIT_USAGE = 2
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 
 from core.config import Settings
-
 from core.errors import MahavishnuError
 from core.store import EventStore, Identity, connect
 from mahavishnu.home import Home

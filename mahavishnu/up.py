@@ -15,13 +15,13 @@ import socket
 from collections.abc import Callable
 from importlib.metadata import version
 
-from core.config import Settings
-from core.metrics import new_registry
-from core.probes import ProbeServer
 from nats.aio.client import Client
 
+from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
+from core.metrics import new_registry
+from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
 from mahavishnu.home import Home, prepare
