@@ -194,6 +194,17 @@ def configure_logging(
     # put on the root logger (a test runner's) only ever see the redacted record.
     root.handlers.insert(0, handler)
     root.setLevel(LEVELS[level.lower()])
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _SslEofNoise) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_SslEofNoise())
+
+
+class _SslEofNoise(logging.Filter):
+    """Drops asyncio's warning that nats-py's protocol returns True from eof_received() on a TLS
+    connection: it comes with every clean close of a TLS connection and means nothing for us."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("returning true from eof_received()")
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -141,6 +141,7 @@ def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(level="warning", fmt="text")  # `up` reconfigures from the settings
     try:
         home = Path(args.home).resolve() if args.home else home_dir(os.environ)
         code: int = args.func(args, home)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,16 +60,26 @@ async def connect(
         return None
 
     try:
-        return await nats.connect(
-            servers=[identity.url],
-            tls=context,
-            name=name,
-            connect_timeout=connect_timeout,
-            allow_reconnect=reconnect,
-            max_reconnect_attempts=-1 if reconnect else 0,
-            reconnect_time_wait=0.5,
-            error_cb=error_cb or _quiet,
+        # nats-py retries the first connection forever when reconnects are unlimited (and also
+        # when they are 0), so the first connection gets its own deadline.
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=[identity.url],
+                tls=context,
+                name=name,
+                connect_timeout=connect_timeout,
+                allow_reconnect=reconnect,
+                max_reconnect_attempts=-1 if reconnect else 1,
+                reconnect_time_wait=0.5,
+                error_cb=error_cb or _quiet,
+            ),
+            timeout=2 * connect_timeout + 1,
         )
+    except TimeoutError as exc:
+        raise StoreUnavailable(
+            f"cannot reach the NATS server at {identity.url} within {2 * connect_timeout + 1:g} s: "
+            "is the mesh up (`mahavishnu up`)?"
+        ) from exc
     except nats.errors.NoServersError as exc:
         raise StoreUnavailable(
             f"cannot reach the NATS server at {identity.url}: is the mesh up (`mahavishnu up`)?"
@@ -78,7 +89,7 @@ async def connect(
             f"the server at {identity.url} presented a certificate not issued by the CA in {identity.ca}: "
             "check the URL and the CA file"
         ) from exc
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
+    except (OSError, nats.errors.Error) as exc:
         reason = str(exc) or type(exc).__name__
         if "authorization violation" in reason.lower():
             raise StoreUnavailable(

@@ -127,6 +127,13 @@ def test_status_without_a_mesh_fails_in_one_line(tmp_path: Path) -> None:
     assert "mahavishnu up" in one_line_error(result)
 
 
+def test_status_with_the_server_down_fails_in_one_line(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home")
+    assert run("init", env=env).returncode == 0
+    result = run("status", "--wait-ready", "1", env=env, timeout=30)
+    assert "mahavishnu up" in one_line_error(result)
+
+
 @pytest.mark.parametrize(
     "args",
     [("status", "--wait-ready", "soon"), ("frobnicate",), ("events", "read"), ("events", "read", ">", "--from", "0")],
