@@ -86,8 +86,9 @@ async def main(n: int, rounds: int) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     options = parser.parse_args()
+    configure_logging(level="warning", fmt="text")
     import uvloop
 
     print(uvloop.run(main(options.events, options.rounds)))

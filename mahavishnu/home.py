@@ -17,18 +17,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
+from certs import AlreadyIssuedError, CertificateAuthority, NoCAError, client_uri
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import Identity
 from mahavishnu.natsconf import ServerConfig, User, key_include_text
 
 CONTROL_ID = "control"
-
-
-def identity_user(kind: str, identity: str) -> str:
-    """The NATS user name of a certificate identity: its URI SAN, which verify_and_map matches."""
-    return f"mahavishnu:{kind}:{identity}"
 
 
 class HomeError(MahavishnuError):
@@ -126,7 +121,7 @@ def prepare(
         key_include=home.key_include.name,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
-        users=(User(identity_user("control", CONTROL_ID)),),
+        users=(User(client_uri("control", CONTROL_ID)),),  # verify_and_map matches the URI SAN
     )
     _write_private(home.server_conf, config.render())
     return config

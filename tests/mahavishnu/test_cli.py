@@ -184,3 +184,33 @@ def test_a_store_without_its_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "home" / "nats" / "jetstream-key.conf").unlink()
     message = one_line_error(run("up", env=env))
     assert "key file" in message
+
+
+def test_a_broken_configuration_file_is_named(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mahavishnu.toml").write_text("[server]\nport = = 4\n")
+    message = one_line_error(run("up", env=environment(home)))
+    assert "mahavishnu.toml" in message
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("ca", "issue-client", "dev-a"), "mahavishnu ca init"),
+        (("ca", "issue-client", "Not_A_Valid_Id"), "invalid identity"),
+    ],
+)
+def test_ca_mistakes_fail_in_one_line(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    env = environment(tmp_path / "home")
+    if "Not_A_Valid_Id" in args:
+        assert run("ca", "init", env=env).returncode == 0
+    assert expected in one_line_error(run(*args, env=env))
+
+
+def test_events_read_prints_what_up_recorded(up: Running) -> None:
+    result = run("events", "read", "mesh.evt.mesh.>", env=up.env)
+    assert result.returncode == 0, result.stderr
+    [first, *_] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert first["event"]["type"] == "mesh.started.v1"
+    assert first["seq"] >= 1
