@@ -27,7 +27,9 @@ log = logging.getLogger("mahavishnu.server")
 _CLIENT_PORT = re.compile(r"Listening for client connections on (\S+):(\d+)")
 _MONITOR_PORT = re.compile(r"Starting http monitor on (\S+):(\d+)")
 _READY = "Server is ready"
-_FATAL = re.compile(r"\[(FTL|ERR)\] (.*)")
+# Runtime failures are logged as [FTL]/[ERR]; a configuration the server refuses to load
+# is printed as "nats-server: <file>:<line>: <reason>" before any logging starts.
+_FATAL = re.compile(r"(?:\[(?:FTL|ERR)\]|^nats-server:) (.*)")
 
 
 class ServerStartError(MahavishnuError):
@@ -56,6 +58,11 @@ def explain_fatal(lines: list[str]) -> str:
         return (
             f"the port is already in use ({text}): stop whatever holds it, or choose another port "
             "with [server] port in mahavishnu.toml or MAHAVISHNU_SERVER__PORT"
+        )
+    if "x509" in lowered or "certificate" in lowered or "private key" in lowered:
+        return (
+            f"the server's TLS files cannot be used ({text}): delete the state directory's server/ folder "
+            "so that `mahavishnu up` issues them again, or restore them"
         )
     if "encrypt" in lowered or "cipher" in lowered or "decrypt" in lowered:
         return (
@@ -139,10 +146,10 @@ class NatsServer:
             elif _READY in line and self._client is not None:
                 self._ready.set()
             if match := _FATAL.search(line):
-                self._fatal.append(match.group(2))
+                self._fatal.append(match.group(1))
                 # Before readiness a fatal line becomes the start error itself: do not say it twice.
                 level = logging.WARNING if self._ready.is_set() else logging.DEBUG
-                log.log(level, "nats-server: %s", match.group(2), extra={"server": self.name})
+                log.log(level, "nats-server: %s", match.group(1), extra={"server": self.name})
             else:
                 log.debug("nats-server: %s", line, extra={"server": self.name})
         process.stdout.close()

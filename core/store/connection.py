@@ -12,7 +12,8 @@ import nats.errors
 from nats.aio.client import Client
 
 import nats
-from core.errors import MahavishnuError, StoreUnavailable
+from core.errors import MahavishnuError
+from core.store.nats_errors import from_connect_error
 
 
 @dataclass(frozen=True)
@@ -73,27 +74,7 @@ async def connect(
                 reconnect_time_wait=0.5,
                 error_cb=error_cb or _quiet,
             ),
-            timeout=2 * connect_timeout + 1,
+            timeout=2 * connect_timeout + 1,  # TimeoutError: unreachable
         )
-    except TimeoutError as exc:
-        raise StoreUnavailable(
-            f"cannot reach the NATS server at {identity.url} within {2 * connect_timeout + 1:g} s: "
-            "is the mesh up (`mahavishnu up`)?"
-        ) from exc
-    except nats.errors.NoServersError as exc:
-        raise StoreUnavailable(
-            f"cannot reach the NATS server at {identity.url}: is the mesh up (`mahavishnu up`)?"
-        ) from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise StoreUnavailable(
-            f"the server at {identity.url} presented a certificate not issued by the CA in {identity.ca}: "
-            "check the URL and the CA file"
-        ) from exc
-    except (OSError, nats.errors.Error) as exc:
-        reason = str(exc) or type(exc).__name__
-        if "authorization violation" in reason.lower():
-            raise StoreUnavailable(
-                f"the server at {identity.url} refused certificate {identity.cert}: "
-                "it must be issued by this mesh's CA, unexpired, known to the server and not revoked"
-            ) from exc
-        raise StoreUnavailable(f"cannot connect to {identity.url}: {reason}") from exc
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise from_connect_error(exc, identity.url, cert=identity.cert, ca=identity.ca) from exc

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
 import nats.errors
 import nats.js.errors
@@ -34,3 +36,20 @@ def from_exception(exc: BaseException, *, doing: str) -> StoreError:
     if isinstance(exc, (nats.errors.ConnectionClosedError, nats.errors.NoServersError, ConnectionError)):
         return StoreUnavailable(f"{doing}: the connection to the NATS server is gone; check that the mesh is up")
     return StoreError(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+def from_connect_error(exc: BaseException, url: str, *, cert: Path, ca: Path) -> StoreUnavailable:
+    """Translate a failure to open a connection to `url` with certificate `cert`, trusting `ca`."""
+    if isinstance(exc, (TimeoutError, nats.errors.NoServersError)):
+        return StoreUnavailable(f"cannot reach the NATS server at {url}: is the mesh up (`mahavishnu up`)?")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return StoreUnavailable(
+            f"the server at {url} presented a certificate not issued by the CA in {ca}: check the URL and the CA file"
+        )
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in reason.lower():
+        return StoreUnavailable(
+            f"the server at {url} refused certificate {cert}: it must be issued by this mesh's CA, "
+            "unexpired, known to the server and not revoked"
+        )
+    return StoreUnavailable(f"cannot connect to {url}: {reason}")
