@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import load_config
 from core.events import Event, TelemetryReported, encode
+from core.logs import configure_logging
 from core.store import EventStore, connect
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer

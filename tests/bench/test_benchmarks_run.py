@@ -1,0 +1,23 @@
+"""Each benchmark still runs and prints its result line (small sizes: timing is not judged here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_the_append_benchmark_prints_its_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "append.py"), "--events", "2000", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"append events=2000 rate=\d+ baseline_natspy=\d+ ratio=\d+\.\d\d", last), last
+    assert "round 1/1" in result.stderr  # progress is shown
