@@ -3,7 +3,18 @@
 from core.events.audit import AuditRecorded
 from core.events.base import Event, new_event_id
 from core.events.codec import EVENT_TAGS, EVENT_TYPES, UPCASTERS, EventDecodeError, decode, encode
-from core.events.command import CommandIssued
+from core.events.command import (
+    CommandAccepted,
+    CommandCanceled,
+    CommandEvent,
+    CommandExpired,
+    CommandFailed,
+    CommandIssued,
+    CommandRejected,
+    CommandRunning,
+    CommandSucceeded,
+    CommandTimedOut,
+)
 from core.events.device import DeviceEnrolled, DeviceRevoked, DeviceRotated, TelemetryReported
 from core.events.mesh import MeshStarted, MeshStopped
 
@@ -12,7 +23,16 @@ __all__ = [
     "EVENT_TYPES",
     "UPCASTERS",
     "AuditRecorded",
+    "CommandAccepted",
+    "CommandCanceled",
+    "CommandEvent",
+    "CommandExpired",
+    "CommandFailed",
     "CommandIssued",
+    "CommandRejected",
+    "CommandRunning",
+    "CommandSucceeded",
+    "CommandTimedOut",
     "DeviceEnrolled",
     "DeviceRevoked",
     "DeviceRotated",

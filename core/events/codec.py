@@ -14,7 +14,17 @@ import msgspec
 from core.errors import MahavishnuError
 from core.events.audit import AuditRecorded
 from core.events.base import Event
-from core.events.command import CommandIssued
+from core.events.command import (
+    CommandAccepted,
+    CommandCanceled,
+    CommandExpired,
+    CommandFailed,
+    CommandIssued,
+    CommandRejected,
+    CommandRunning,
+    CommandSucceeded,
+    CommandTimedOut,
+)
 from core.events.device import DeviceEnrolled, DeviceRevoked, DeviceRotated, TelemetryReported
 from core.events.mesh import MeshStarted, MeshStopped
 
@@ -26,6 +36,14 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DeviceRotated,
     TelemetryReported,
     CommandIssued,
+    CommandAccepted,
+    CommandRunning,
+    CommandSucceeded,
+    CommandFailed,
+    CommandTimedOut,
+    CommandRejected,
+    CommandExpired,
+    CommandCanceled,
     AuditRecorded,
 )
 EVENT_TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)

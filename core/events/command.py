@@ -20,3 +20,55 @@ class CommandIssued(Event, frozen=True, kw_only=True, tag="command.issued.v1"):
 
     def subject(self) -> str:
         return subjects.command(self.device_id, self.command_id)
+
+
+class CommandEvent(Event, frozen=True, kw_only=True):
+    """A step in a command's life, reported by the device on its own event subjects."""
+
+    command_id: str
+    device_id: str
+
+    def subject(self) -> str:
+        return subjects.device_event(self.device_id, "command")
+
+
+class CommandAccepted(CommandEvent, frozen=True, kw_only=True, tag="command.accepted.v1"):
+    """The device received the command and will run it."""
+
+
+class CommandRunning(CommandEvent, frozen=True, kw_only=True, tag="command.running.v1"):
+    """The device started running the command."""
+
+
+class CommandSucceeded(CommandEvent, frozen=True, kw_only=True, tag="command.succeeded.v1"):
+    """The command ran and succeeded; `result` is its JSON-able output."""
+
+    result: Any = None
+
+
+class CommandFailed(CommandEvent, frozen=True, kw_only=True, tag="command.failed.v1"):
+    """The command ran and failed; `error` says why."""
+
+    error: str
+
+
+class CommandTimedOut(CommandEvent, frozen=True, kw_only=True, tag="command.timed_out.v1"):
+    """The command ran longer than its timeout and was stopped."""
+
+    timeout_s: float
+
+
+class CommandRejected(CommandEvent, frozen=True, kw_only=True, tag="command.rejected.v1"):
+    """The device refused to run the command (unknown name, invalid arguments); `reason` says why."""
+
+    reason: str
+
+
+class CommandExpired(CommandEvent, frozen=True, kw_only=True, tag="command.expired.v1"):
+    """The command's time to live passed before it could run: never run."""
+
+
+class CommandCanceled(CommandEvent, frozen=True, kw_only=True, tag="command.canceled.v1"):
+    """The command was canceled before it ran."""
+
+    reason: str = ""
