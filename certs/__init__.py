@@ -12,7 +12,7 @@ from certs.errors import (
     NoCAError,
     NotIssuedError,
 )
-from certs.names import KeyAlgorithm, client_uri, validate_identity
+from certs.names import KeyAlgorithm, certificate_uri, client_uri, validate_identity
 from certs.registry import IssuedRecord, RevocationEntry
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "NoCAError",
     "NotIssuedError",
     "RevocationEntry",
+    "certificate_uri",
     "client_uri",
     "make_key_and_csr",
     "validate_identity",

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs.errors import BadCSRError, CorruptCAError
-from certs.names import SERVER_KIND, KeyAlgorithm, client_uri
+from certs.names import SERVER_KIND, KeyAlgorithm, certificate_uri, client_uri
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -110,14 +110,14 @@ def subject_name(common_name: str, org: str, unit: str | None = None) -> x509.Na
 
 
 def _base(
-    subject: x509.Name, issuer: x509.Name, public_key: PublicKey, days: int, now: datetime
+    subject: x509.Name, issuer: x509.Name, public_key: PublicKey, days: int, now: datetime, serial: int | None = None
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -145,9 +145,10 @@ def _leaf(
     usages: Sequence[x509.ObjectIdentifier],
     days: int,
     now: datetime,
+    serial: int | None = None,
 ) -> x509.Certificate:
     builder = (
-        _base(subject, ca_cert.subject, public_key, days, now)
+        _base(subject, ca_cert.subject, public_key, days, now, serial)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         # keyAgreement lets an ECDSA key do static ECDH; Ed25519 keys only sign.
         .add_extension(_key_usage(key_agreement=isinstance(public_key, ec.EllipticCurvePublicKey)), critical=True)
@@ -193,16 +194,27 @@ def client_certificate(
     days: int,
     now: datetime,
 ) -> x509.Certificate:
-    """A client certificate: CN=<identity>, OU=<kind>, O=<org>, URI SAN mahavishnu:<kind>:<identity>."""
+    """A client certificate: CN=<identity>, OU=<kind>, O=<org>, and two URI SANs:
+    mahavishnu:<kind>:<identity> (who) and mahavishnu:cert:<serial hex> (which certificate).
+
+    nats-server's verify_and_map accepts a client when any URI SAN names a configured
+    user; listing users by certificate lets the server refuse one revoked certificate of
+    an identity while it accepts its successor (rotation).
+    """
+    serial = x509.random_serial_number()
     return _leaf(
         ca_cert,
         ca_key,
         public_key,
         subject=subject_name(identity, org, kind),
-        sans=[x509.UniformResourceIdentifier(client_uri(kind, identity))],
+        sans=[
+            x509.UniformResourceIdentifier(client_uri(kind, identity)),
+            x509.UniformResourceIdentifier(certificate_uri(serial)),
+        ],
         usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
         days=days,
         now=now,
+        serial=serial,
     )
 
 

@@ -122,3 +122,8 @@ def parse_reason(reason: str) -> x509.ReasonFlags:
 def client_uri(kind: str, identity: str) -> str:
     """The URI SAN naming a client: "mahavishnu:<kind>:<identity>"."""
     return f"mahavishnu:{kind}:{identity}"
+
+
+def certificate_uri(serial: int) -> str:
+    """The URI SAN naming one certificate: "mahavishnu:cert:<serial in hex>"."""
+    return f"mahavishnu:cert:{serial:x}"

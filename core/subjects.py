@@ -57,3 +57,21 @@ def command(device_id: str, command_id: str) -> str:
 
 def audit(category: str, actor: str) -> str:
     return f"{AUDIT_PREFIX}.{token(category, what='audit category')}.{token(actor, what='actor')}"
+
+
+def device_commands(device_id: str) -> str:
+    """The filter of one device's commands."""
+    return f"{COMMANDS_PREFIX}.{token(device_id, what='device id')}.>"
+
+
+def device_consumer(device_id: str) -> str:
+    """The durable JetStream consumer through which a device pulls its commands."""
+    return f"device-{token(device_id, what='device id')}"
+
+
+def device_inbox_prefix(device_id: str) -> str:
+    """A device's own reply-subject prefix: it may subscribe here and nowhere else.
+
+    A shared `_INBOX.>` permission would let one device read another's replies.
+    """
+    return f"_INBOX_{token(device_id, what='device id')}"

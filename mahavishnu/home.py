@@ -14,14 +14,17 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import signal
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from certs import AlreadyIssuedError, CertificateAuthority, NoCAError, client_uri
+from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import Identity
-from mahavishnu.natsconf import ServerConfig, User, key_include_text
+from mahavishnu.natsconf import ServerConfig, key_include_text, render_users
+from mahavishnu.permissions import users_for
 
 CONTROL_ID = "control"
 
@@ -57,6 +60,14 @@ class Home:
     @property
     def key_include(self) -> Path:
         return self.nats_dir / "jetstream-key.conf"
+
+    @property
+    def users_include(self) -> Path:
+        return self.nats_dir / "users.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.nats_dir / "server.pid"
 
     @property
     def store_dir(self) -> Path:
@@ -119,12 +130,29 @@ def prepare(
         ca_file=home.ca_dir / "ca.pem",
         store_dir=home.store_dir,
         key_include=home.key_include.name,
+        users_include=home.users_include.name,
+        pid_file=home.pid_file,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
-        users=(User(client_uri("control", CONTROL_ID)),),  # verify_and_map matches the URI SAN
     )
+    write_users(home, ca)
     _write_private(home.server_conf, config.render())
     return config
+
+
+def write_users(home: Home, ca: CertificateAuthority) -> None:
+    """Regenerate users.conf from the CA registry: one user per live client certificate."""
+    _write_private(home.users_include, render_users(users_for(ca.issued(), datetime.now(UTC))))
+
+
+def reload_server(home: Home) -> bool:
+    """Ask the running server to re-read its configuration (SIGHUP); False when none runs."""
+    try:
+        pid = int(home.pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    return True
 
 
 def _ensure_jetstream_key(home: Home) -> None:

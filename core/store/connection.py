@@ -53,8 +53,13 @@ async def connect(
     connect_timeout: float = 5.0,
     reconnect: bool = True,
     error_cb: Callable[[Exception], Awaitable[None]] | None = None,
+    inbox_prefix: str | None = None,
 ) -> Client:
-    """Open a NATS connection; StoreUnavailable with the reason when the server cannot be reached or refuses us."""
+    """Open a NATS connection; StoreUnavailable with the reason when the server cannot be reached or refuses us.
+
+    A device passes its own `inbox_prefix` (core.subjects.device_inbox_prefix): the server lets
+    it receive replies there and nowhere else.
+    """
     context = tls_context(identity)
 
     async def _quiet(_: Exception) -> None:
@@ -73,6 +78,7 @@ async def connect(
                 max_reconnect_attempts=-1 if reconnect else 1,
                 reconnect_time_wait=0.5,
                 error_cb=error_cb or _quiet,
+                **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
             ),
             timeout=2 * connect_timeout + 1,  # TimeoutError: unreachable
         )

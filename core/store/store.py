@@ -14,6 +14,7 @@ atomic batch (ADR-50): all stored or none. The high-throughput path is `append_m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import api
 
 from core.errors import AppendFailed, StoreError, StreamConfigError
@@ -33,6 +35,9 @@ from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
 from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
+
+# Backoff while no responder answers (a reloading or restarting server): about 1.5 s in all.
+NO_RESPONDERS_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 class EventStore:
@@ -74,6 +79,21 @@ class EventStore:
             self.atomic_batches = self.atomic_batches and bool(applied.get("allow_atomic"))
             self.fast_batches = self.fast_batches and bool(applied.get("allow_batched"))
 
+    async def ensure_durable(self, stream: str, name: str, config: dict[str, object]) -> None:
+        """Create or update the durable consumer `name` on `stream`; idempotent. StreamConfigError on refusal.
+
+        `config` is the JetStream consumer configuration (durations in nanoseconds).
+        """
+        reply = await self._api(
+            f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
+            {"stream_name": stream, "config": {**config, "durable_name": name}},
+        )
+        if "error" in reply:
+            error = reply["error"]
+            raise StreamConfigError(
+                f"cannot create consumer {name} on {stream}: {error.get('description')} (code {error.get('err_code')})"
+            )
+
     async def last_sequence(self, stream: str) -> int:
         """The last sequence stored in `stream` (0 when empty)."""
         info = await self._api(f"$JS.API.STREAM.INFO.{stream}", {})
@@ -93,11 +113,25 @@ class EventStore:
         return int(reply["message"]["seq"])
 
     async def _api(self, subject: str, body: dict[str, object]) -> dict[str, Any]:
-        try:
-            reply = await self.nc.request(subject, msgspec.json.encode(body), timeout=self.timeout)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise from_exception(exc, doing=f"JetStream API {subject}") from exc
+        reply = await self._send(subject, msgspec.json.encode(body), None, doing=f"JetStream API {subject}")
         return msgspec.json.decode(reply.data)  # type: ignore[no-any-return]
+
+    async def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None, *, doing: str) -> Msg:
+        """A request to JetStream, retried for a moment while nothing answers.
+
+        No responders means the request reached no stream or API, so it changed nothing: a
+        server that is reloading its configuration or restarting answers again within moments.
+        """
+        for delay in (*NO_RESPONDERS_RETRIES, None):
+            try:
+                return await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
+            except nats.errors.NoRespondersError as exc:
+                if delay is None:
+                    raise from_exception(exc, doing=doing) from exc
+                await asyncio.sleep(delay)
+            except (TimeoutError, nats.errors.Error) as exc:
+                raise from_exception(exc, doing=doing) from exc
+        raise AssertionError("unreachable")
 
     # --- append --------------------------------------------------------------
 
@@ -158,11 +192,7 @@ class EventStore:
         return [Appended(ack.stream, first + i, e.subject(), e.event_id) for i, e in enumerate(batch)]
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
-        try:
-            reply = await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise from_exception(exc, doing=f"append on {subject}") from exc
-        return parse_pub_ack(reply.data)
+        return parse_pub_ack((await self._send(subject, payload, headers, doing=f"append on {subject}")).data)
 
     async def append_many(self, events: Iterable[Event], *, pipelined: bool = False) -> BulkReport:
         """The high-throughput path, in the order given, every acknowledgement awaited and checked.

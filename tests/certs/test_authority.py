@@ -163,7 +163,10 @@ def test_client_certificate_dn_san_and_usages(ca: CertificateAuthority, tmp_path
     cert.verify_directly_issued_by(ca.certificate)
     assert cert.subject.rfc4514_string() == "CN=sensor-7,OU=control,O=Mahavishnu"
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["mahavishnu:control:sensor-7"]
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "mahavishnu:control:sensor-7",
+        f"mahavishnu:cert:{issued.serial:x}",
+    ]
     assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
         ExtendedKeyUsageOID.CLIENT_AUTH
     ]

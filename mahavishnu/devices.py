@@ -1,0 +1,169 @@
+"""Enrolling, listing, revoking and rotating devices: certificates, server users, consumer and events.
+
+Every change follows the same order: the CA decides (certs), users.conf is regenerated
+from the CA registry and the running server reloads it (the server enforces), the
+device's command consumer is ensured, and the change is recorded as an event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
+from core import subjects
+from core.config import Settings
+from core.events import DeviceEnrolled, DeviceRevoked, DeviceRotated
+from core.store import EventStore
+from mahavishnu.home import Home, reload_server, write_users
+from mahavishnu.permissions import COMMANDS_STREAM
+
+ACK_WAIT_S = 30.0
+MAX_DELIVER = 5
+BACKOFF_S = (1.0, 5.0, 15.0)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    issued: IssuedCertificate
+    agent_config: Path
+    reloaded: bool
+
+
+def consumer_config(device_id: str) -> dict[str, object]:
+    """The durable pull consumer of a device's commands (pure): explicit acks, ack wait, max deliver, backoff."""
+    return {
+        "filter_subject": subjects.device_commands(device_id),
+        "deliver_policy": "all",
+        "ack_policy": "explicit",
+        "ack_wait": int(ACK_WAIT_S * 1e9),
+        "max_deliver": MAX_DELIVER,
+        "backoff": [int(s * 1e9) for s in BACKOFF_S],
+        "replay_policy": "instant",
+    }
+
+
+def agent_toml(device_id: str, url: str, *, out_dir: Path) -> str:
+    """agent.toml for a device whose files are in `out_dir` (pure); paths are relative to it."""
+    del out_dir  # the files sit beside agent.toml
+    return "\n".join(
+        [
+            "# Written by `mahavishnu device enroll`; the agent reads it with `mahavishnu agent run --config`.",
+            f"device_id = {json.dumps(device_id)}",
+            f"servers = [{json.dumps(url)}]",
+            'ca = "ca.pem"',
+            'cert = "cert.pem"',
+            'key = "key.pem"',
+            "",
+        ]
+    )
+
+
+def load_ca(home: Home) -> CertificateAuthority:
+    return CertificateAuthority.load(home.ca_dir)
+
+
+async def enroll(
+    home: Home, settings: Settings, store: EventStore, device_id: str, *, out_dir: Path, csr_pem: bytes | None = None
+) -> Enrolment:
+    """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it."""
+    validate_identity(device_id)
+    ca = load_ca(home)
+    issued = ca.issue_client(
+        device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
+    )
+    config = out_dir / "agent.toml"
+    config.write_text(agent_toml(device_id, home.client_url(settings), out_dir=out_dir))
+    reloaded = await _apply(home, ca, store, device_id)
+    await store.append(
+        DeviceEnrolled(
+            device_id=device_id,
+            serial=f"{issued.serial:x}",
+            fingerprint_sha256=_fingerprint(ca, issued.serial),
+            not_after=issued.not_after,
+            actor="control",
+        )
+    )
+    return Enrolment(issued, config, reloaded)
+
+
+async def revoke(home: Home, store: EventStore, device_id: str, *, reason: str = "unspecified") -> list[int]:
+    """Revoke every certificate of the device; the server drops its connections and refuses it from now on."""
+    ca = load_ca(home)
+    _require_device(ca, device_id)
+    entries = ca.revoke(device_id, reason=reason)
+    await _apply(home, ca, store, device_id)
+    await store.append(
+        DeviceRevoked(device_id=device_id, serials=[f"{e.serial:x}" for e in entries], reason=reason, actor="control")
+    )
+    return [e.serial for e in entries]
+
+
+async def rotate(
+    home: Home, settings: Settings, store: EventStore, device_id: str, *, out_dir: Path, csr_pem: bytes | None = None
+) -> IssuedCertificate:
+    """Issue the device a new certificate; the old one stays valid until `complete_rotation`."""
+    ca = load_ca(home)
+    old = _require_device(ca, device_id)
+    issued = ca.rotate_client(device_id, out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem)
+    await _apply(home, ca, store, device_id)
+    await store.append(
+        DeviceRotated(
+            device_id=device_id,
+            old_serial=f"{old.serial:x}",
+            new_serial=f"{issued.serial:x}",
+            not_after=issued.not_after,
+            actor="control",
+        )
+    )
+    return issued
+
+
+async def complete_rotation(home: Home, store: EventStore, device_id: str) -> list[int]:
+    """Revoke every certificate of the device but the newest, once its agent uses the new one."""
+    ca = load_ca(home)
+    newest = _require_device(ca, device_id)
+    older = [r for r in ca.issued() if r.identity == device_id and not r.revoked and r.serial != newest.serial]
+    if not older:
+        raise NotIssuedError(f"{device_id} has no older certificate to revoke: nothing to complete")
+    for record in older:
+        ca.revoke(device_id, serial=record.serial, reason="superseded")
+    await _apply(home, ca, store, device_id)
+    await store.append(
+        DeviceRevoked(
+            device_id=device_id, serials=[f"{r.serial:x}" for r in older], reason="superseded", actor="control"
+        )
+    )
+    return [r.serial for r in older]
+
+
+def devices(home: Home) -> dict[str, list[IssuedRecord]]:
+    """Each device's certificates, oldest first, from the CA registry."""
+    found: dict[str, list[IssuedRecord]] = {}
+    for record in load_ca(home).issued():
+        if record.kind == "device":
+            found.setdefault(record.identity, []).append(record)
+    return found
+
+
+def _require_device(ca: CertificateAuthority, device_id: str) -> IssuedRecord:
+    """The device's newest live certificate; NotIssuedError when it has none."""
+    validate_identity(device_id)
+    now = datetime.now(UTC)
+    live = [r for r in ca.issued() if r.identity == device_id and r.kind == "device" and r.is_live(now)]
+    if not live:
+        raise NotIssuedError(f"no live certificate for device {device_id!r}: see `mahavishnu device list`")
+    return live[-1]
+
+
+async def _apply(home: Home, ca: CertificateAuthority, store: EventStore, device_id: str) -> bool:
+    write_users(home, ca)
+    reloaded = reload_server(home)
+    await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), consumer_config(device_id))
+    return reloaded
+
+
+def _fingerprint(ca: CertificateAuthority, serial: int) -> str:
+    return next(r.fingerprint_sha256 for r in ca.issued() if r.serial == serial)

@@ -1,0 +1,51 @@
+"""What each kind of certificate may do on the server (pure): the users of users.conf.
+
+A device D may only
+  - publish its own events:                    mesh.evt.device.D.>
+  - pull from its own durable consumer:        $JS.API.CONSUMER.MSG.NEXT.COMMANDS.device-D
+    and read that consumer's info:             $JS.API.CONSUMER.INFO.COMMANDS.device-D
+  - acknowledge its own deliveries:            $JS.ACK.COMMANDS.device-D.>
+  - receive replies on its own inbox prefix:   _INBOX_D.>
+Nothing else: no other device's subjects, no other JetStream API, no $SYS, no `>`.
+The control services are unrestricted within the MESH account.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from certs import IssuedRecord, certificate_uri
+from core import subjects
+from mahavishnu.natsconf import User
+
+COMMANDS_STREAM = "COMMANDS"
+
+
+def device_user(device_id: str, serial: int) -> User:
+    consumer = subjects.device_consumer(device_id)
+    return User(
+        name=certificate_uri(serial),
+        publish_allow=(
+            f"mesh.evt.device.{device_id}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{COMMANDS_STREAM}.{consumer}",
+            f"$JS.API.CONSUMER.INFO.{COMMANDS_STREAM}.{consumer}",
+            f"$JS.ACK.{COMMANDS_STREAM}.{consumer}.>",
+        ),
+        subscribe_allow=(f"{subjects.device_inbox_prefix(device_id)}.>",),
+    )
+
+
+def users_for(records: list[IssuedRecord], now: datetime) -> tuple[User, ...]:
+    """One user per live (unrevoked, unexpired) client certificate: control unrestricted, devices confined.
+
+    Operators get no user yet: their roles come with the query service.
+    """
+    users: list[User] = []
+    for record in records:
+        if not record.is_live(now):
+            continue
+        if record.kind == "control":
+            users.append(User(certificate_uri(record.serial)))
+        elif record.kind == "device":
+            users.append(device_user(record.identity, record.serial))
+    return tuple(users)
