@@ -19,6 +19,7 @@ from certs import cli as ca_cli
 from core.config import Settings, home_dir, load_config
 from core.errors import MahavishnuError
 from core.logs import configure_logging
+from mahavishnu import device_cli
 
 EXIT_USAGE = 2
 
@@ -60,7 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     read.set_defaults(func=_events_read)
 
     ca_cli.register(commands)  # type: ignore[arg-type]  # _Parser is an ArgumentParser
+    device_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
+
+
+def _bind(handler: device_cli.Run) -> object:
+    """Turn an async (home, settings, args) handler into a synchronous CLI `func`."""
+
+    def run(args: argparse.Namespace, home: Path) -> int:
+        from mahavishnu.home import Home
+
+        return _run_async(handler(Home(home), _settings(home), args))
+
+    return run
 
 
 def _seconds(text: str) -> float:

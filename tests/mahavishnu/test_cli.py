@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 
+from core.errors import StoreUnavailable
 from core.events import MeshStarted
 from core.store import EventStore, Identity, connect
 from tests.waiting import wait_until
@@ -214,3 +217,54 @@ def test_events_read_prints_what_up_recorded(up: Running) -> None:
     [first, *_] = [json.loads(line) for line in result.stdout.splitlines()]
     assert first["event"]["type"] == "mesh.started.v1"
     assert first["seq"] >= 1
+
+
+async def test_a_device_enrols_from_its_csr_connects_and_is_revoked(up: Running, tmp_path: Path) -> None:
+    folder = tmp_path / "device"
+    assert run("agent", "csr", "--id", "dev-cli", "--out", str(folder), env=up.env).returncode == 0
+    enrolled = run("device", "enroll", "dev-cli", "--csr", str(folder / "csr.pem"), "--out", str(folder), env=up.env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "live" in run("device", "list", env=up.env).stdout
+    shown = json.loads(run("device", "show", "dev-cli", env=up.env).stdout)
+    assert [c["state"] for c in shown["certificates"]] == ["live"]
+    assert one_line_error(run("device", "enroll", "dev-cli", env=up.env)).count("already") == 1
+
+    identity = Identity(
+        json.loads(run("env", "--json", env=up.env).stdout)["url"],
+        folder / "ca.pem",
+        folder / "cert.pem",
+        folder / "key.pem",
+    )
+    device = await wait_for_connection(identity)
+    await device.close()
+
+    assert run("device", "revoke", "dev-cli", "--reason", "key_compromise", env=up.env).returncode == 0
+    assert "revoked" in run("device", "list", env=up.env).stdout
+    with pytest.raises(StoreUnavailable):
+        await connect(identity, name="dev-cli", reconnect=False, connect_timeout=3)
+
+
+async def wait_for_connection(identity: Identity) -> Client:
+    """The server reloads its users a moment after enrolment: try until it accepts, with a deadline."""
+    last: Exception | None = None
+    for _ in range(100):
+        try:
+            return await connect(
+                identity, name="dev-cli", reconnect=False, connect_timeout=2, inbox_prefix="_INBOX_dev-cli"
+            )
+        except StoreUnavailable as exc:
+            last = exc
+            await asyncio.sleep(0.05)  # poll until the reload lands, bounded by the loop count
+    raise AssertionError(f"the enrolled device could not connect: {last}")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("device", "enroll", "Bad_Id"), "invalid identity"),
+        (("device", "enroll", "dev-z", "--csr", "/nonexistent/csr.pem"), "cannot read the CSR"),
+        (("device", "revoke", "never-enrolled"), "never-enrolled"),
+    ],
+)
+def test_device_mistakes_fail_in_one_line(up: Running, args: tuple[str, ...], expected: str) -> None:
+    assert expected in one_line_error(run(*args, env=up.env))

@@ -1,0 +1,163 @@
+"""`mahavishnu device ...` (control side) and `mahavishnu agent csr` (device side)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.errors import MahavishnuError
+from core.store import EventStore, connect
+from mahavishnu import devices
+from mahavishnu.home import Home
+from mahavishnu.up import streams_of
+
+Run = Callable[[Home, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Run], object]) -> None:
+    """Add `device` and `agent csr`; `bind` turns an async handler into the CLI's `func`."""
+    device = commands.add_parser("device", help="enrol, list, revoke and rotate devices (the mesh must be up)")
+    actions = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
+
+    enroll = actions.add_parser("enroll", help="issue a device its certificate and agent.toml")
+    enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
+    enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
+    enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
+    enroll.set_defaults(func=bind(_enroll))
+
+    listing = actions.add_parser("list", help="every device and the state of its certificates")
+    listing.set_defaults(func=bind(_list))
+
+    show = actions.add_parser("show", help="one device's certificates, as JSON")
+    show.add_argument("id")
+    show.set_defaults(func=bind(_show))
+
+    revoke = actions.add_parser("revoke", help="revoke a device: its connections are closed, it cannot return")
+    revoke.add_argument("id")
+    revoke.add_argument("--reason", default="unspecified", help="e.g. key_compromise, cessation_of_operation")
+    revoke.set_defaults(func=bind(_revoke))
+
+    rotate = actions.add_parser("rotate", help="issue a new certificate; --complete revokes the old one")
+    rotate.add_argument("id")
+    rotate.add_argument("--csr", help="sign this CSR instead of making a key here")
+    rotate.add_argument("--out", help="folder for the new files (default HOME/devices/ID-next)")
+    rotate.add_argument("--complete", action="store_true", help="the agent uses the new certificate: revoke the old")
+    rotate.set_defaults(func=bind(_rotate))
+
+    agent = commands.add_parser("agent", help="device-side commands")
+    agent_actions = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
+    csr = agent_actions.add_parser("csr", help="make this device's key (0600) and a CSR to enrol with")
+    csr.add_argument("--id", required=True, help="this device's id")
+    csr.add_argument("--out", required=True, help="folder for key.pem and csr.pem")
+    csr.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
+    csr.set_defaults(func=_agent_csr)
+
+
+async def _with_store(home: Home, settings: Settings) -> EventStore:
+    home.check_ready()
+    nc = await connect(home.control_identity(settings), name="mahavishnu-device", reconnect=False)
+    return EventStore(nc, streams_of(settings))
+
+
+async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _with_store(home, settings)
+    try:
+        out = Path(args.out) if args.out else home.root / "devices" / args.id
+        csr = _read_csr(args.csr)
+        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr)
+    finally:
+        await store.nc.close()
+    print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
+    if not done.reloaded:
+        print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
+    return 0
+
+
+async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    for device_id, records in sorted(devices.devices(home).items()):
+        live = [r for r in records if r.is_live(now)]
+        state = f"live ({len(live)} certificate{'s' if len(live) != 1 else ''})" if live else "revoked"
+        newest = records[-1]
+        print(f"{device_id}  {state}  newest serial {newest.serial:x} until {newest.not_after:%Y-%m-%d}")
+    return 0
+
+
+async def _show(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    records = devices.devices(home).get(args.id)
+    if records is None:
+        from certs import NotIssuedError
+
+        raise NotIssuedError(f"no device {args.id!r}: see `mahavishnu device list`")
+    now = datetime.now(UTC)
+    document = {
+        "id": args.id,
+        "certificates": [
+            {
+                "serial": f"{r.serial:x}",
+                "not_after": r.not_after.isoformat(),
+                "fingerprint_sha256": r.fingerprint_sha256,
+                "state": "live" if r.is_live(now) else "revoked" if r.revoked else "expired",
+            }
+            for r in records
+        ],
+    }
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+async def _revoke(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _with_store(home, settings)
+    try:
+        serials = await devices.revoke(home, store, args.id, reason=args.reason)
+    finally:
+        await store.nc.close()
+    print(f"revoked {args.id}: serial(s) {', '.join(f'{s:x}' for s in serials)}; its connections are closed")
+    return 0
+
+
+async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _with_store(home, settings)
+    try:
+        if args.complete:
+            serials = await devices.complete_rotation(home, store, args.id)
+            print(f"rotation of {args.id} complete: revoked old serial(s) {', '.join(f'{s:x}' for s in serials)}")
+            return 0
+        out = Path(args.out) if args.out else home.root / "devices" / f"{args.id}-next"
+        csr = _read_csr(args.csr)
+        issued = await devices.rotate(home, settings, store, args.id, out_dir=out, csr_pem=csr)
+    finally:
+        await store.nc.close()
+    print(
+        f"new certificate for {args.id}: serial {issued.serial:x} in {out}; the old one stays valid until "
+        f"`mahavishnu device rotate {args.id} --complete`"
+    )
+    return 0
+
+
+def _read_csr(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise MahavishnuError(
+            f"cannot read the CSR {path}: {exc.strerror}; make one with `mahavishnu agent csr`"
+        ) from exc
+
+
+def _agent_csr(args: argparse.Namespace, home: Path) -> int:
+    from certs import make_key_and_csr, validate_identity
+
+    validate_identity(args.id)
+    key, csr = make_key_and_csr(args.id, Path(args.out), args.algorithm)
+    print(
+        f"key {key} (0600, never leaves this device); send {csr} to the operator: `mahavishnu device enroll "
+        f"{args.id} --csr {csr.name}`"
+    )
+    return 0
