@@ -19,7 +19,7 @@ from certs import cli as ca_cli
 from core.config import Settings, home_dir, load_config
 from core.errors import MahavishnuError
 from core.logs import configure_logging
-from mahavishnu import device_cli
+from mahavishnu import command_cli, device_cli
 
 EXIT_USAGE = 2
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca_cli.register(commands)  # type: ignore[arg-type]  # _Parser is an ArgumentParser
     device_cli.register(commands, _bind)  # type: ignore[arg-type]
+    command_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 

@@ -94,6 +94,16 @@ class EventStore:
                 f"cannot create consumer {name} on {stream}: {error.get('description')} (code {error.get('err_code')})"
             )
 
+    async def delete_message(self, stream: str, seq: int) -> bool:
+        """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""
+        reply = await self._api(f"$JS.API.STREAM.MSG.DELETE.{stream}", {"seq": seq, "no_erase": True})
+        return bool(reply.get("success"))
+
+    async def delivered_sequence(self, stream: str, consumer: str) -> int:
+        """The last stream sequence the durable `consumer` delivered (0 if none or no such consumer)."""
+        reply = await self._api(f"$JS.API.CONSUMER.INFO.{stream}.{consumer}", {})
+        return int(reply.get("delivered", {}).get("stream_seq", 0))
+
     async def last_sequence(self, stream: str) -> int:
         """The last sequence stored in `stream` (0 when empty)."""
         info = await self._api(f"$JS.API.STREAM.INFO.{stream}", {})
@@ -161,11 +171,21 @@ class EventStore:
             return await self._append_each(batch, expected_last_subject_seq)
         return await self._append_atomic(batch, expected_last_subject_seq)
 
-    async def _append_one(self, event: Event, expected: int | None) -> Appended:
+    async def append_expiring(self, event: Event, *, ttl_s: float) -> Appended:
+        """Append one event that the stream removes after `ttl_s` seconds (per-message TTL, at least 1 s).
+
+        For commands: one whose time to live passed is gone from the stream, so it is never
+        delivered. The stream must allow message TTLs (COMMANDS does).
+        """
+        return await self._append_one(event, None, ttl_s=ttl_s)
+
+    async def _append_one(self, event: Event, expected: int | None, *, ttl_s: float | None = None) -> Appended:
         subject = event.subject()
         headers = {acks.MSG_ID: event.event_id}
         if expected is not None:
             headers[acks.EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
+        if ttl_s is not None:
+            headers[acks.MSG_TTL] = f"{max(1, round(ttl_s))}s"
         ack = await self._request(subject, encode(event), headers)
         if ack.error is not None:
             raise from_api_error(ack.error, subject=subject, expected=expected)

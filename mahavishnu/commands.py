@@ -1,0 +1,181 @@
+"""Commands for devices, seen from the control side: send, cancel, and their state folded from events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import msgspec
+
+from core import subjects
+from core.errors import MahavishnuError
+from core.events import (
+    CommandAccepted,
+    CommandCanceled,
+    CommandEvent,
+    CommandExpired,
+    CommandFailed,
+    CommandIssued,
+    CommandRejected,
+    CommandRunning,
+    CommandSucceeded,
+    CommandTimedOut,
+    Event,
+    decode,
+)
+from core.store import EventStore
+
+TERMINAL = ("succeeded", "failed", "timed_out", "rejected", "expired", "canceled")
+
+
+class CommandError(MahavishnuError):
+    """A command could not be sent, found or canceled."""
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """What is known of one command: its request and the last step of its life."""
+
+    command_id: str
+    device_id: str
+    name: str
+    args: dict[str, Any]
+    state: str = "issued"
+    result: Any = None
+    detail: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+def evolve(view: CommandView, event: Event) -> CommandView:
+    """Apply one lifecycle event (pure). A terminal state is final: later events do not move it."""
+    if view.finished:
+        return view
+    match event:
+        case CommandAccepted():
+            return replace(view, state="accepted")
+        case CommandRunning():
+            return replace(view, state="running")
+        case CommandSucceeded(result=result):
+            return replace(view, state="succeeded", result=result)
+        case CommandFailed(error=error):
+            return replace(view, state="failed", detail=error)
+        case CommandTimedOut(timeout_s=timeout_s):
+            return replace(view, state="timed_out", detail=f"ran longer than {timeout_s:g} s")
+        case CommandRejected(reason=reason):
+            return replace(view, state="rejected", detail=reason)
+        case CommandExpired():
+            return replace(view, state="expired", detail="its time to live passed before it ran")
+        case CommandCanceled(reason=reason):
+            return replace(view, state="canceled", detail=reason)
+    return view
+
+
+def fold(issued: CommandIssued, events: Iterable[Event]) -> CommandView:
+    """The view of a command from its issue and the lifecycle events about it (pure)."""
+    return fold_into(CommandView(issued.command_id, issued.device_id, issued.name, dict(issued.args)), events)
+
+
+def fold_into(view: CommandView, events: Iterable[Event]) -> CommandView:
+    """Apply the events that concern `view`'s command, ignoring the others (pure)."""
+    for event in events:
+        if isinstance(event, CommandEvent) and event.command_id == view.command_id:
+            view = evolve(view, event)
+    return view
+
+
+def new_command_id() -> str:
+    return f"c-{uuid.uuid4().hex[:20]}"
+
+
+async def send(
+    store: EventStore, device_id: str, name: str, args: dict[str, Any], *, ttl_s: float, timeout_s: float, actor: str
+) -> CommandIssued:
+    """Append a command for the device on mesh.cmd.<device>.<command-id>, gone from the stream after `ttl_s`."""
+    command = CommandIssued(
+        command_id=new_command_id(),
+        device_id=device_id,
+        name=name,
+        args=args,
+        ttl_s=ttl_s,
+        timeout_s=timeout_s,
+        actor=actor,
+    )
+    command = msgspec.structs.replace(command, correlation_id=command.command_id)
+    await store.append_expiring(command, ttl_s=ttl_s)
+    return command
+
+
+async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadline_s: float) -> CommandView:
+    """Follow the device's command events until this command finishes or `deadline_s` passes."""
+    view = fold(command, [])
+    done = asyncio.Event()
+
+    async def on_event(msg: Any) -> None:
+        nonlocal view
+        with contextlib.suppress(MahavishnuError):  # a malformed event is not ours to judge here
+            view = fold_into(view, [decode(msg.data)])
+        if view.finished:
+            done.set()
+
+    sub = await store.nc.subscribe(subjects.device_event(command.device_id, "command"), cb=on_event)
+    try:
+        # Events stored before the subscription began (a fast device) are read back too.
+        view = fold(
+            command,
+            [
+                s.event
+                async for s in store.read(subjects.device_event(command.device_id, "command"))
+                if s.event is not None
+            ],
+        )
+        if not view.finished:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), deadline_s)
+    finally:
+        await sub.unsubscribe()
+    return view
+
+
+async def find(store: EventStore, command_id: str) -> CommandView:
+    """The command `command_id`, from the COMMANDS stream and its device's events; CommandError if unknown."""
+    subjects.token(command_id, what="command id")
+    issued = [s.event async for s in store.read(f"{subjects.COMMANDS_PREFIX}.*.{command_id}")]
+    command = next((e for e in issued if isinstance(e, CommandIssued)), None)
+    if command is None:
+        raise CommandError(
+            f"no command {command_id!r} (or it expired from the stream): see `mahavishnu cmd list --device ID`"
+        )
+    events = [s.event async for s in store.read(subjects.device_event(command.device_id, "command"))]
+    return fold(command, [e for e in events if e is not None])
+
+
+async def list_for(store: EventStore, device_id: str) -> list[CommandView]:
+    """Every command still in the COMMANDS stream for the device, with its state."""
+    issued = [s.event async for s in store.read(subjects.device_commands(device_id))]
+    events = [s.event async for s in store.read(subjects.device_event(device_id, "command"))]
+    known = [e for e in events if e is not None]
+    return [fold(c, known) for c in issued if isinstance(c, CommandIssued)]
+
+
+async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str = "canceled by an operator") -> None:
+    """Cancel a command that its device has not received yet: remove it from the stream, record the cancel.
+
+    CommandError when it already reached the device (it is running or done) or is unknown.
+    """
+    view = await find(store, command_id)
+    if view.state != "issued":
+        raise CommandError(
+            f"command {command_id} is already {view.state}: only a command not yet received can be canceled"
+        )
+    seq = await store.last_subject_sequence(subjects.command(view.device_id, command_id))
+    delivered = await store.delivered_sequence("COMMANDS", subjects.device_consumer(view.device_id))
+    if not seq or seq <= delivered or not await store.delete_message("COMMANDS", seq):
+        raise CommandError(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
+    await store.append(CommandCanceled(command_id=command_id, device_id=view.device_id, actor=actor, reason=reason))
