@@ -1,0 +1,70 @@
+"""A device installs only nats-py and msgspec: edge/ must not import the control plane's packages."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EDGE = ROOT / "edge"
+
+FORBIDDEN = {"cryptography", "prometheus_client", "starlette", "uvicorn", "certs", "mahavishnu", "projections"}
+ALLOWED_CORE = ("core", "core.errors", "core.subjects", "core.events")
+THIRD_PARTY = {"msgspec", "nats"}
+
+IMPORT_EVERYTHING = """
+import importlib, json, pkgutil, sys
+import edge
+names = ["edge"] + [m.name for m in pkgutil.walk_packages(edge.__path__, "edge.")]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({"imported": names, "modules": sorted(sys.modules)}))
+"""
+
+
+def _allowed_core(module: str) -> bool:
+    return any(module == allowed or module.startswith("core.events.") for allowed in ALLOWED_CORE)
+
+
+def test_importing_every_edge_module_loads_nothing_forbidden() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    report = json.loads(ran.stdout)
+    modules: list[str] = report["modules"]
+
+    expected = {f"edge.{p.stem}" for p in EDGE.glob("*.py") if p.stem != "__init__"} | {"edge"}
+    assert set(report["imported"]) == expected
+    assert sorted(m for m in modules if m.split(".")[0] in FORBIDDEN | {"aiosqlite"}) == []
+    assert sorted(m for m in modules if m.split(".")[0] == "core" and not _allowed_core(m)) == []
+
+
+def test_edge_source_imports_only_the_stdlib_msgspec_nats_and_light_core() -> None:
+    wrong: list[str] = []
+    for path in sorted(EDGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from core import config` imports the module core.config: check what follows "core" too.
+                names = [node.module] + [f"core.{a.name}" for a in node.names if node.module == "core"]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in THIRD_PARTY or top == "edge":
+                    continue
+                if top == "core" and _allowed_core(name):
+                    continue
+                wrong.append(f"{path.name}:{node.lineno} imports {name}")
+
+    assert wrong == []

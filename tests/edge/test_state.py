@@ -1,0 +1,263 @@
+"""edge.state: the ledger, the outbox and config values in one SQLite file, durable across crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.events import (
+    CommandAccepted,
+    CommandEvent,
+    CommandFailed,
+    CommandRunning,
+    CommandSucceeded,
+    Event,
+    TelemetryReported,
+    decode,
+)
+from edge.errors import StateError
+from edge.state import AgentState
+from tests.edge.samples import DEVICE, T0
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def step(kind: type[CommandEvent], command_id: str = "cmd-1", **fields: Any) -> Event:
+    return kind(command_id=command_id, device_id=DEVICE, actor=DEVICE, **fields)
+
+
+def telemetry(value: float) -> TelemetryReported:
+    return TelemetryReported(device_id=DEVICE, metrics={"temp": value}, actor=DEVICE)
+
+
+def outbox(state: AgentState) -> list[Event]:
+    return [decode(item.payload) for item in state.pending(1000)]
+
+
+# -- The file -------------------------------------------------------------------------------
+
+
+def test_the_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with AgentState(path):
+        pass
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    other.close()
+
+
+def test_an_existing_file_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+
+    AgentState(path).close()
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_unusable_path_is_a_state_error(tmp_path: Path) -> None:
+    with pytest.raises(StateError) as caught:
+        AgentState(tmp_path / "absent" / "state.sqlite")
+
+    assert str(caught.value).startswith(f"could not open the state file {tmp_path}/absent/state.sqlite")
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    AgentState(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+
+    with pytest.raises(StateError, match="written by a newer agent"):
+        AgentState(path)
+
+
+# -- The ledger -----------------------------------------------------------------------------
+
+
+def test_a_command_goes_new_started_finished(state: AgentState) -> None:
+    assert state.ledger_state("cmd-1") == "new"
+
+    state.mark_started("cmd-1", [step(CommandAccepted), step(CommandRunning)])
+    assert state.ledger_state("cmd-1") == "started"
+
+    state.finish("cmd-1", [step(CommandSucceeded, result={"ok": 1})])
+    assert state.ledger_state("cmd-1") == "finished"
+    assert [type(e) for e in outbox(state)] == [CommandAccepted, CommandRunning, CommandSucceeded]
+
+
+def test_a_command_never_started_can_finish(state: AgentState) -> None:
+    state.finish("cmd-1", [step(CommandFailed, error="x")])
+
+    assert state.ledger_state("cmd-1") == "finished"
+    assert state.outbox_size() == 1
+
+
+def test_a_command_starts_once(state: AgentState) -> None:
+    state.mark_started("cmd-1")
+
+    with pytest.raises(StateError, match="already in the ledger"):
+        state.mark_started("cmd-1", [step(CommandAccepted)])
+
+    assert state.outbox_size() == 0
+
+
+def test_a_command_finishes_once_and_the_second_finish_adds_nothing(state: AgentState) -> None:
+    state.finish("cmd-1", [step(CommandSucceeded)])
+
+    with pytest.raises(StateError, match="already finished"):
+        state.finish("cmd-1", [step(CommandSucceeded)])
+
+    assert state.outbox_size() == 1
+
+
+def test_finish_is_one_transaction(state: AgentState) -> None:
+    accepted = step(CommandAccepted)
+    state.mark_started("cmd-1", [accepted])
+
+    # The outbox refuses the second event (same event id), so the finished mark must not stay either.
+    with pytest.raises(StateError, match="queued twice"):
+        state.finish("cmd-1", [step(CommandSucceeded), accepted])
+
+    assert state.ledger_state("cmd-1") == "started"
+    assert outbox(state) == [accepted]
+
+
+def test_prune_forgets_old_finished_commands_only(state: AgentState) -> None:
+    state.finish("old", [], now=T0 - timedelta(days=8))
+    state.finish("recent", [], now=T0 - timedelta(days=1))
+    state.mark_started("stuck", now=T0 - timedelta(days=30))
+
+    assert state.prune(T0 - timedelta(days=7)) == 1
+
+    assert state.ledger_state("old") == "new"
+    assert state.ledger_state("recent") == "finished"
+    assert state.ledger_state("stuck") == "started"
+
+
+# -- The outbox -----------------------------------------------------------------------------
+
+
+def test_the_outbox_keeps_order_across_kinds(state: AgentState) -> None:
+    events: list[Event] = [telemetry(1.0), step(CommandAccepted, "c-1"), step(CommandRunning, "c-1")]
+    state.enqueue(events[:1])
+    state.mark_started("c-1", events[1:])
+    events += [telemetry(2.0), step(CommandSucceeded, "c-1")]
+    state.enqueue(events[3:4])
+    state.finish("c-1", events[4:])
+
+    items = state.pending(10)
+
+    assert [decode(item.payload) for item in items] == events
+    assert [item.event_id for item in items] == [e.event_id for e in events]
+    assert [item.subject for item in items] == [e.subject() for e in events]
+    assert items[0].subject == "mesh.evt.device.pump-7.telemetry"
+    assert [item.id for item in items] == sorted(item.id for item in items)
+
+
+def test_pending_pages_and_mark_sent_removes(state: AgentState) -> None:
+    events = [telemetry(float(i)) for i in range(5)]
+    state.enqueue(events)
+
+    first = state.pending(2)
+    state.mark_sent([item.id for item in first])
+
+    assert [item.event_id for item in first] == [e.event_id for e in events[:2]]
+    assert state.outbox_size() == 3
+    assert [item.event_id for item in state.pending(10)] == [e.event_id for e in events[2:]]
+
+
+def test_ids_keep_growing_after_the_outbox_empties(state: AgentState) -> None:
+    state.enqueue([telemetry(1.0)])
+    [first] = state.pending()
+    state.mark_sent([first.id])
+    state.enqueue([telemetry(2.0)])
+
+    [second] = state.pending()
+
+    assert second.id > first.id
+    assert state.pending() == [second]
+
+
+# -- Config values --------------------------------------------------------------------------
+
+
+def test_config_values(state: AgentState) -> None:
+    with pytest.raises(KeyError):
+        state.config_get("rate")
+
+    state.config_set("rate", 5)
+    state.config_set("rate", {"hz": [1, 2]})
+    state.config_set("name", "north")
+
+    assert state.config_get("rate") == {"hz": [1, 2]}
+    assert state.config_items() == {"name": "north", "rate": {"hz": [1, 2]}}
+
+
+# -- Durability -----------------------------------------------------------------------------
+
+
+def test_everything_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with AgentState(path) as state:
+        state.mark_started("cmd-1", [step(CommandAccepted)])
+        state.enqueue([telemetry(3.0)])
+        state.config_set("k", [1])
+
+    with AgentState(path) as reopened:
+        assert reopened.ledger_state("cmd-1") == "started"
+        assert [type(e) for e in outbox(reopened)] == [CommandAccepted, TelemetryReported]
+        assert reopened.config_get("k") == [1]
+
+
+CRASHING_AGENT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from core.events import CommandAccepted, CommandRunning, CommandSucceeded, TelemetryReported
+    from edge.state import AgentState
+
+    state = AgentState(Path(sys.argv[1]))
+    meta = dict(command_id="cmd-1", device_id="pump-7", actor="pump-7")
+    state.enqueue([TelemetryReported(device_id="pump-7", metrics={"temp": 21.5})])
+    state.mark_started("cmd-1", [CommandAccepted(**meta), CommandRunning(**meta)])
+    state.config_set("rate", 50)
+    state.finish("cmd-1", [CommandSucceeded(result={"ok": True}, **meta)])
+    os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit, no flush: just gone
+    """
+)
+
+
+def test_a_finish_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_AGENT, str(path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()
+    with AgentState(path) as state:
+        assert state.ledger_state("cmd-1") == "finished"
+        events = outbox(state)
+        assert [type(e) for e in events] == [TelemetryReported, CommandAccepted, CommandRunning, CommandSucceeded]
+        assert events[-1].result == {"ok": True}  # type: ignore[attr-defined]
+        assert state.config_get("rate") == 50
