@@ -114,33 +114,25 @@ async def send(
 
 async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadline_s: float) -> CommandView:
     """Follow the device's command events until this command finishes or `deadline_s` passes."""
-    view = fold(command, [])
+    live: list[Event] = []  # what arrives while we also read what was stored before
     done = asyncio.Event()
 
     async def on_event(msg: Any) -> None:
-        nonlocal view
         with contextlib.suppress(MahavishnuError):  # a malformed event is not ours to judge here
-            view = fold_into(view, [decode(msg.data)])
-        if view.finished:
+            live.append(decode(msg.data))
+        if fold(command, live).finished:
             done.set()
 
-    sub = await store.nc.subscribe(subjects.device_event(command.device_id, "command"), cb=on_event)
+    subject = subjects.device_event(command.device_id, "command")
+    sub = await store.nc.subscribe(subject, cb=on_event)
     try:
-        # Events stored before the subscription began (a fast device) are read back too.
-        view = fold(
-            command,
-            [
-                s.event
-                async for s in store.read(subjects.device_event(command.device_id, "command"))
-                if s.event is not None
-            ],
-        )
-        if not view.finished:
+        stored = [s.event async for s in store.read(subject) if s.event is not None]
+        if not fold(command, [*stored, *live]).finished:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), deadline_s)
     finally:
         await sub.unsubscribe()
-    return view
+    return fold(command, [*stored, *live])
 
 
 async def find(store: EventStore, command_id: str) -> CommandView:

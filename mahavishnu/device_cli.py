@@ -57,6 +57,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     csr.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
     csr.set_defaults(func=_agent_csr)
 
+    run = agent_actions.add_parser("run", help="run the agent until SIGTERM or Ctrl-C")
+    run.add_argument("--config", help="agent.toml written by `mahavishnu device enroll`")
+    run.add_argument(
+        "--simulate",
+        type=int,
+        metavar="N",
+        help="run N simulated devices sim-0..sim-(N-1) in one process (control host)",
+    )
+    run.set_defaults(func=_agent_run)
+
 
 async def _with_store(home: Home, settings: Settings) -> EventStore:
     home.check_ready()
@@ -161,3 +171,13 @@ def _agent_csr(args: argparse.Namespace, home: Path) -> int:
         f"{args.id} --csr {csr.name}`"
     )
     return 0
+
+
+def _agent_run(args: argparse.Namespace, home: Path) -> int:
+    from mahavishnu.agent_runner import run_agents
+
+    if (args.config is None) == (args.simulate is None):
+        raise MahavishnuError("give either --config agent.toml or --simulate N")
+    if args.simulate is not None and not 1 <= args.simulate <= 10_000:
+        raise MahavishnuError(f"--simulate {args.simulate}: choose between 1 and 10000 devices")
+    return run_agents(home, config=Path(args.config) if args.config else None, simulate=args.simulate)

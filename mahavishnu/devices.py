@@ -7,7 +7,6 @@ device's command consumer is ensured, and the change is recorded as an event.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +16,12 @@ from core import subjects
 from core.config import Settings
 from core.events import DeviceEnrolled, DeviceRevoked, DeviceRotated
 from core.store import EventStore
+from edge import render_agent_config
 from mahavishnu.home import Home, reload_server, write_users
 from mahavishnu.permissions import COMMANDS_STREAM
 
 ACK_WAIT_S = 30.0
 MAX_DELIVER = 5
-BACKOFF_S = (1.0, 5.0, 15.0)
 
 
 @dataclass(frozen=True)
@@ -32,32 +31,35 @@ class Enrolment:
     reloaded: bool
 
 
-def consumer_config(device_id: str) -> dict[str, object]:
-    """The durable pull consumer of a device's commands (pure): explicit acks, ack wait, max deliver, backoff."""
+def consumer_config(device_id: str, ack_wait_s: float = ACK_WAIT_S) -> dict[str, object]:
+    """The durable pull consumer of a device's commands (pure): explicit acks, ack wait, max deliver, backoff.
+
+    With a backoff list JetStream takes its first entry as the ack wait, so the list starts
+    at `ack_wait_s` and doubles: a command the agent neither acknowledged nor reported in
+    progress comes back after ack_wait, then twice and four times that, up to MAX_DELIVER.
+    """
     return {
         "filter_subject": subjects.device_commands(device_id),
         "deliver_policy": "all",
         "ack_policy": "explicit",
-        "ack_wait": int(ACK_WAIT_S * 1e9),
+        "ack_wait": int(ack_wait_s * 1e9),
         "max_deliver": MAX_DELIVER,
-        "backoff": [int(s * 1e9) for s in BACKOFF_S],
+        "backoff": [int(ack_wait_s * factor * 1e9) for factor in (1, 2, 4)],
         "replay_policy": "instant",
     }
 
 
-def agent_toml(device_id: str, url: str, *, out_dir: Path) -> str:
-    """agent.toml for a device whose files are in `out_dir` (pure); paths are relative to it."""
-    del out_dir  # the files sit beside agent.toml
-    return "\n".join(
-        [
-            "# Written by `mahavishnu device enroll`; the agent reads it with `mahavishnu agent run --config`.",
-            f"device_id = {json.dumps(device_id)}",
-            f"servers = [{json.dumps(url)}]",
-            'ca = "ca.pem"',
-            'cert = "cert.pem"',
-            'key = "key.pem"',
-            "",
-        ]
+def agent_toml(device_id: str, url: str, *, ack_wait_s: float = ACK_WAIT_S) -> str:
+    """agent.toml for a device whose ca.pem, cert.pem and key.pem sit beside it (pure)."""
+    return render_agent_config(
+        device_id=device_id,
+        servers=[url],
+        ca="ca.pem",
+        cert="cert.pem",
+        key="key.pem",
+        ack_wait=ack_wait_s,
+        max_deliver=MAX_DELIVER,
+        backoff=(ack_wait_s, 2 * ack_wait_s, 4 * ack_wait_s),
     )
 
 
@@ -66,17 +68,28 @@ def load_ca(home: Home) -> CertificateAuthority:
 
 
 async def enroll(
-    home: Home, settings: Settings, store: EventStore, device_id: str, *, out_dir: Path, csr_pem: bytes | None = None
+    home: Home,
+    settings: Settings,
+    store: EventStore,
+    device_id: str,
+    *,
+    out_dir: Path,
+    csr_pem: bytes | None = None,
+    ack_wait_s: float = ACK_WAIT_S,
+    url: str | None = None,
 ) -> Enrolment:
-    """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it."""
+    """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it.
+
+    The agent.toml written beside the files points at `url` (default: the configured server).
+    """
     validate_identity(device_id)
     ca = load_ca(home)
     issued = ca.issue_client(
         device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
     )
     config = out_dir / "agent.toml"
-    config.write_text(agent_toml(device_id, home.client_url(settings), out_dir=out_dir))
-    reloaded = await _apply(home, ca, store, device_id)
+    config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
+    reloaded = await _apply(home, ca, store, device_id, ack_wait_s)
     await store.append(
         DeviceEnrolled(
             device_id=device_id,
@@ -158,10 +171,15 @@ def _require_device(ca: CertificateAuthority, device_id: str) -> IssuedRecord:
     return live[-1]
 
 
-async def _apply(home: Home, ca: CertificateAuthority, store: EventStore, device_id: str) -> bool:
+async def _apply(
+    home: Home, ca: CertificateAuthority, store: EventStore, device_id: str, ack_wait_s: float | None = None
+) -> bool:
+    """Regenerate the users and reload the server; with `ack_wait_s`, (re)configure the device's consumer too."""
     write_users(home, ca)
     reloaded = reload_server(home)
-    await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), consumer_config(device_id))
+    if ack_wait_s is not None:
+        config = consumer_config(device_id, ack_wait_s)
+        await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), config)
     return reloaded
 
 

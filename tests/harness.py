@@ -32,10 +32,11 @@ class Mesh:
         self.server.stop()
 
 
-def start_mesh(root: Path, env: dict[str, str] | None = None) -> Mesh:
+def start_mesh(root: Path, env: dict[str, str] | None = None, *, port: int = -1) -> Mesh:
+    """A prepared state directory and its server; `port` -1 lets the server pick (a fixed one survives restarts)."""
     settings = load_config(None, env=env or {})
     home = Home(root)
-    prepare(home, settings, port=-1, monitor_port=0)
+    prepare(home, settings, port=port, monitor_port=0)
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
     return Mesh(home, settings, server, home.control_identity(settings, endpoints.port))

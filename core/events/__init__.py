@@ -15,7 +15,7 @@ from core.events.command import (
     CommandSucceeded,
     CommandTimedOut,
 )
-from core.events.device import DeviceEnrolled, DeviceRevoked, DeviceRotated, TelemetryReported
+from core.events.device import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated, TelemetryReported
 from core.events.mesh import MeshStarted, MeshStopped
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "CommandSucceeded",
     "CommandTimedOut",
     "DeviceEnrolled",
+    "DeviceHeartbeat",
     "DeviceRevoked",
     "DeviceRotated",
     "Event",

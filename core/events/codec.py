@@ -25,7 +25,7 @@ from core.events.command import (
     CommandSucceeded,
     CommandTimedOut,
 )
-from core.events.device import DeviceEnrolled, DeviceRevoked, DeviceRotated, TelemetryReported
+from core.events.device import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated, TelemetryReported
 from core.events.mesh import MeshStarted, MeshStopped
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -35,6 +35,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DeviceRevoked,
     DeviceRotated,
     TelemetryReported,
+    DeviceHeartbeat,
     CommandIssued,
     CommandAccepted,
     CommandRunning,

@@ -51,3 +51,14 @@ class TelemetryReported(Event, frozen=True, kw_only=True, tag="device.telemetry.
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "telemetry")
+
+
+class DeviceHeartbeat(Event, frozen=True, kw_only=True, tag="device.heartbeat.v1"):
+    """The agent is alive: presence, and how much it still has to send."""
+
+    device_id: str
+    uptime_s: float
+    outbox: int = 0
+
+    def subject(self) -> str:
+        return subjects.device_event(self.device_id, "heartbeat")

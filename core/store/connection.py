@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -54,11 +55,13 @@ async def connect(
     reconnect: bool = True,
     error_cb: Callable[[Exception], Awaitable[None]] | None = None,
     inbox_prefix: str | None = None,
+    **callbacks: Any,
 ) -> Client:
     """Open a NATS connection; StoreUnavailable with the reason when the server cannot be reached or refuses us.
 
     A device passes its own `inbox_prefix` (core.subjects.device_inbox_prefix): the server lets
-    it receive replies there and nowhere else.
+    it receive replies there and nowhere else. `callbacks` go to nats-py as they are
+    (disconnected_cb, reconnected_cb, reconnect_to_server_handler...).
     """
     context = tls_context(identity)
 
@@ -79,6 +82,7 @@ async def connect(
                 reconnect_time_wait=0.5,
                 error_cb=error_cb or _quiet,
                 **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
+                **callbacks,
             ),
             timeout=2 * connect_timeout + 1,  # TimeoutError: unreachable
         )

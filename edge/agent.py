@@ -1,0 +1,291 @@
+"""The edge agent: pulls its own commands, runs each at most once, reports everything as events.
+
+    agent = Agent(load_agent_config("agent.toml"))
+    await agent.run(stop)            # until `stop` is set (SIGTERM in `mahavishnu agent run`)
+
+Four loops share one connection and one SQLite state file (edge.state):
+- commands: fetch from the device's durable consumer (explicit acks), decide with
+  edge.lifecycle.admit, run through the handler registry, and write the outcome events
+  and the ledger mark in one transaction *before* acknowledging. A redelivery after a
+  crash finds the ledger mark and is acknowledged without running again;
+- outbox: send the stored events in order, each with its event id as Nats-Msg-Id, and
+  mark them sent only once JetStream acknowledged them (so offline events wait, and a
+  resend after a crash is deduplicated by the stream);
+- heartbeat and telemetry: enqueue an event every interval, online or offline.
+
+Connections are retried with jittered exponential backoff (edge.backoff); while the
+server is away, commands wait on the server and events wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from core import subjects
+from core.errors import StoreUnavailable
+from core.events import CommandIssued, CommandRejected, DeviceHeartbeat, EventDecodeError, TelemetryReported, decode
+from core.events.base import utc_now
+from core.store import Identity, connect
+from core.store.acks import MSG_ID, parse_pub_ack
+from edge import backoff
+from edge.agent_config import AgentConfig
+from edge.builtin import default_registry, system_info
+from edge.handlers import HandlerContext, Registry
+from edge.lifecycle import admit, execute, one_line, running_events
+from edge.state import AgentState
+
+log = logging.getLogger("mahavishnu.agent")
+
+COMMANDS_STREAM = "COMMANDS"
+FETCH_WAIT_S = 5.0
+
+
+class Agent:
+    """One device's agent; see the module docstring."""
+
+    def __init__(self, config: AgentConfig, *, registry: Registry | None = None) -> None:
+        self.config = config
+        self.device_id = config.device_id
+        self.registry = registry or default_registry(exec_allowlist=config.exec_allowlist)
+        self.started = time.monotonic()
+        self.nc: Client | None = None
+        self.state: AgentState | None = None
+        self.ran: list[str] = []  # command ids run by this process, in order (for tests and logs)
+        self._wake_outbox = asyncio.Event()
+        self._running: set[str] = set()
+        self._reconnects = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; returns after closing the connection and the state file."""
+        self.state = AgentState(self.config.state)
+        try:
+            self.nc = await self._connect(stop)
+            if self.nc is None:
+                return
+            loops = [
+                asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
+                asyncio.create_task(self._outbox(stop), name=f"{self.device_id}-outbox"),
+                asyncio.create_task(self._every(self.config.heartbeat_interval, self._heartbeat, stop)),
+                asyncio.create_task(self._every(self.config.telemetry_interval, self._telemetry, stop)),
+            ]
+            await stop.wait()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        finally:
+            if self.nc is not None and not self.nc.is_closed:
+                await self.nc.close()
+            self.state.close()
+
+    # --- connection ----------------------------------------------------------
+
+    def identity(self) -> Identity:
+        return Identity(self.config.servers[0], self.config.ca, self.config.cert, self.config.key)
+
+    async def _connect(self, stop: asyncio.Event) -> Client | None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                return await connect(
+                    self.identity(),
+                    name=self.device_id,
+                    inbox_prefix=subjects.device_inbox_prefix(self.device_id),
+                    error_cb=self._on_error,
+                    reconnect_to_server_handler=self._next_server,
+                    reconnected_cb=self._on_reconnected,
+                )
+            except StoreUnavailable as exc:
+                wait = backoff.delay(attempt)
+                attempt += 1
+                log.warning(
+                    "cannot connect; retrying",
+                    extra={"device": self.device_id, "reason": str(exc), "retry_in_s": round(wait, 2)},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        return None
+
+    def _next_server(self, servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
+        """nats-py's reconnect hook: the next server, after a jittered exponential delay."""
+        wait = backoff.delay(self._reconnects)
+        self._reconnects += 1
+        return servers[self._reconnects % len(servers)], wait
+
+    async def _on_reconnected(self) -> None:
+        self._reconnects = 0
+        self._wake_outbox.set()
+        log.info("reconnected", extra={"device": self.device_id})
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("connection error", extra={"device": self.device_id, "reason": one_line(error)})
+
+    # --- commands ------------------------------------------------------------
+
+    async def _commands(self, stop: asyncio.Event) -> None:
+        assert self.nc is not None
+        consumer = subjects.device_consumer(self.device_id)
+        psub = await self.nc.jetstream().pull_subscribe_bind(durable=consumer, stream=COMMANDS_STREAM)
+        while not stop.is_set():
+            try:
+                messages = await psub.fetch(1, timeout=FETCH_WAIT_S)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # nothing to do: ask again
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.warning("fetching commands failed", extra={"device": self.device_id, "reason": one_line(exc)})
+                await asyncio.sleep(backoff.delay(1))  # back off, then ask again (e.g. while reconnecting)
+                continue
+            for message in messages:
+                await self.handle(message)
+
+    async def handle(self, message: Msg) -> None:
+        """Decide, run at most once, record, then acknowledge one delivered command."""
+        assert self.state is not None
+        try:
+            command = decode(message.data)
+        except EventDecodeError as exc:
+            await self._refuse(message, f"malformed command: {exc.reason}")
+            return
+        if not isinstance(command, CommandIssued):
+            await self._refuse(message, f"not a command: {command.tag}")
+            return
+        if command.device_id != self.device_id:
+            await self._refuse(message, "the command is addressed to another device")
+            return
+        if command.command_id in self._running:
+            await message.in_progress()  # a redelivery of what is running now: keep it, do not run twice
+            return
+        admission = admit(
+            command, now=utc_now(), registry=self.registry, ledger_state=self.state.ledger_state(command.command_id)
+        )
+        if admission.action != "run" or admission.handler is None:
+            if admission.events:
+                self.state.finish(command.command_id, admission.events)
+            await self.acknowledge(message)
+            self._wake_outbox.set()
+            return
+        self.state.mark_started(command.command_id, [*admission.events, *running_events(command)])
+        self._wake_outbox.set()
+        self._running.add(command.command_id)
+        keepalive = asyncio.create_task(self._keep_in_progress(message))
+        try:
+            context = HandlerContext(device_id=self.device_id, config=self.state)
+            outcome = await execute(command, admission.handler, context)
+        finally:
+            keepalive.cancel()
+            self._running.discard(command.command_id)
+        self.state.finish(command.command_id, outcome)
+        self.ran.append(command.command_id)
+        self._wake_outbox.set()
+        await self.acknowledge(message)
+
+    async def acknowledge(self, message: Msg) -> None:
+        """Acknowledge a delivery; the outcome is already on disk, so a lost ack only costs a skipped redelivery."""
+        with contextlib.suppress(nats.errors.Error):
+            await message.ack()
+
+    async def _refuse(self, message: Msg, reason: str) -> None:
+        assert self.state is not None
+        command_id = message.subject.rsplit(".", 1)[-1]
+        log.warning("refused a command", extra={"device": self.device_id, "command_id": command_id, "reason": reason})
+        self.state.finish(
+            command_id,
+            [CommandRejected(command_id=command_id, device_id=self.device_id, actor=self.device_id, reason=reason)],
+        )
+        self._wake_outbox.set()
+        with contextlib.suppress(nats.errors.Error):
+            await message.term()  # never redeliver what can never be run
+
+    async def _keep_in_progress(self, message: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.config.ack_wait / 3)  # well before the server would redeliver
+            with contextlib.suppress(nats.errors.Error):
+                await message.in_progress()
+
+    # --- outbox --------------------------------------------------------------
+
+    async def _outbox(self, stop: asyncio.Event) -> None:
+        assert self.state is not None and self.nc is not None
+        failures = 0
+        while not stop.is_set():
+            items = self.state.pending(100)
+            if not items:
+                self._wake_outbox.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_outbox.wait(), 1.0)
+                continue
+            for item in items:
+                try:
+                    reply = await self.nc.request(
+                        item.subject, item.payload, timeout=5, headers={MSG_ID: item.event_id}
+                    )
+                    ack = parse_pub_ack(reply.data)
+                    if ack.error is not None:
+                        raise RuntimeError(f"refused: {ack.error.description}")
+                except (nats.errors.Error, TimeoutError, RuntimeError) as exc:
+                    failures += 1
+                    log.info(
+                        "outbox waits",
+                        extra={"device": self.device_id, "reason": one_line(exc), "outbox": self.state.outbox_size()},
+                    )
+                    await asyncio.sleep(backoff.delay(failures))  # offline or refused: try again later, in order
+                    break
+                failures = 0
+                self.state.mark_sent([item.id])
+
+    # --- heartbeat and telemetry --------------------------------------------
+
+    async def _every(self, interval: float, make: Any, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            make()
+            self._wake_outbox.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    def _heartbeat(self) -> None:
+        assert self.state is not None
+        self.state.enqueue(
+            [
+                DeviceHeartbeat(
+                    device_id=self.device_id,
+                    actor=self.device_id,
+                    uptime_s=round(time.monotonic() - self.started, 3),
+                    outbox=self.state.outbox_size(),
+                )
+            ]
+        )
+
+    def _telemetry(self) -> None:
+        assert self.state is not None
+        self.state.enqueue(
+            [
+                TelemetryReported(
+                    device_id=self.device_id, actor=self.device_id, metrics=telemetry_metrics(system_info())
+                )
+            ]
+        )
+
+
+def telemetry_metrics(info: dict[str, Any]) -> dict[str, float]:
+    """The numbers of `system_info()` worth a time series (pure)."""
+    metrics: dict[str, float] = {}
+    load = info.get("load_average") or []
+    if load:
+        metrics["load_1m"] = float(load[0])
+    memory = info.get("memory") or {}
+    if memory.get("available_bytes") is not None:
+        metrics["memory_available_bytes"] = float(memory["available_bytes"])
+    disk = info.get("disk") or {}
+    if disk.get("free_bytes") is not None:
+        metrics["disk_free_bytes"] = float(disk["free_bytes"])
+    if info.get("uptime_s") is not None:
+        metrics["uptime_s"] = float(info["uptime_s"])
+    return metrics

@@ -1,0 +1,204 @@
+"""The edge agent against a real mesh: commands run once, outcomes reported, offline work drained in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import subjects
+from core.events import CommandSucceeded, DeviceHeartbeat
+from core.store import EventStore, connect
+from edge import HandlerContext, default_registry, load_agent_config
+from edge.agent import Agent
+from mahavishnu import commands, devices
+from tests.harness import Mesh, start_mesh
+from tests.waiting import eventually
+
+
+@dataclass
+class Counting:
+    """A handler that counts its runs: the proof that a command ran once."""
+
+    runs: list[str]
+    name: str = "count"
+    timeout_s: float = 10.0
+
+    def validate(self, args: dict[str, Any]) -> None:
+        return None
+
+    async def run(self, args: dict[str, Any], context: HandlerContext) -> Any:
+        self.runs.append(args.get("tag", ""))
+        return {"runs": len(self.runs)}
+
+
+@dataclass
+class Running:
+    agent: Agent
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def halt(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 15)
+
+
+def start(agent: Agent) -> Running:
+    stop = asyncio.Event()
+    return Running(agent, stop, asyncio.create_task(agent.run(stop)))
+
+
+async def enrolled(mesh: Mesh, store: EventStore, folder: Path, device_id: str, **kw: Any) -> Path:
+    result = await devices.enroll(
+        mesh.home, mesh.settings, store, device_id, out_dir=folder, url=mesh.identity.url, **kw
+    )
+    return result.agent_config
+
+
+def registry_with(handler: Any, allow: tuple[str, ...] = ()) -> Any:
+    registry = default_registry(exec_allowlist=allow)
+    registry.register(handler)
+    return registry
+
+
+@pytest.fixture
+async def agent(mesh: Mesh, store: EventStore, tmp_path: Path) -> AsyncIterator[Running]:
+    device_id = f"dev-{uuid.uuid4().hex[:10]}"
+    config = load_agent_config(await enrolled(mesh, store, tmp_path / "dev", device_id))
+    running = start(Agent(config, registry=registry_with(Counting([]), allow=("echo allowed",))))
+    yield running
+    await running.halt()
+
+
+async def outcome(store: EventStore, device: str, name: str, args: dict[str, Any], **kw: Any) -> commands.CommandView:
+    command = await commands.send(
+        store, device, name, args, ttl_s=kw.get("ttl_s", 30), timeout_s=kw.get("timeout_s", 10), actor="control"
+    )
+    return await commands.wait_for_outcome(store, command, deadline_s=30)
+
+
+async def test_a_command_runs_and_its_whole_life_is_recorded(agent: Running, store: EventStore) -> None:
+    device = agent.agent.device_id
+    view = await outcome(store, device, "ping", {})
+    assert view.state == "succeeded" and view.result["pong"] is True
+    kinds = [
+        s.event.tag
+        async for s in store.read(subjects.device_event(device, "command"))
+        if s.event is not None and getattr(s.event, "command_id", "") == view.command_id
+    ]
+    assert kinds == ["command.accepted.v1", "command.running.v1", "command.succeeded.v1"]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "state", "detail"),
+    [
+        ("launch-missiles", {}, "rejected", "no command 'launch-missiles'"),
+        ("echo", {"x": 1}, "succeeded", ""),
+        ("exec", {"command": "rm -rf /"}, "rejected", "allowlist"),
+        ("sleep", {"seconds": "soon"}, "rejected", "seconds"),
+    ],
+)
+async def test_commands_are_judged_before_they_run(
+    agent: Running, store: EventStore, name: str, args: dict[str, Any], state: str, detail: str
+) -> None:
+    view = await outcome(store, agent.agent.device_id, name, args)
+    assert view.state == state
+    assert detail in view.detail
+
+
+async def test_a_command_that_runs_too_long_times_out(agent: Running, store: EventStore) -> None:
+    view = await outcome(store, agent.agent.device_id, "sleep", {"seconds": 60}, timeout_s=0.5)
+    assert view.state == "timed_out"
+
+
+class CrashBeforeAck(Agent):
+    """An agent that dies after running and recording a command, before acknowledging it."""
+
+    async def acknowledge(self, message: Any) -> None:
+        assert self.nc is not None
+        await self.nc.close()  # the process is gone: no ack reaches the server
+
+
+async def test_a_command_redelivered_after_a_crash_is_not_run_again(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    config = load_agent_config(await enrolled(mesh, store, tmp_path / "crash", "dev-crash", ack_wait_s=1.0))
+    runs: list[str] = []
+    first = start(CrashBeforeAck(config, registry=registry_with(Counting(runs))))
+    command = await commands.send(store, "dev-crash", "count", {"tag": "once"}, ttl_s=60, timeout_s=5, actor="control")
+    await eventually(lambda: first.agent.nc is not None and first.agent.nc.is_closed, timeout=20, what="the crash")
+    await first.halt()
+    assert runs == ["once"]
+
+    second = start(Agent(config, registry=registry_with(Counting(runs))))
+    try:
+        consumer = subjects.device_consumer("dev-crash")
+
+        async def acked() -> bool:
+            info = json.loads((await store.nc.request(f"$JS.API.CONSUMER.INFO.COMMANDS.{consumer}", b"")).data)
+            # delivered twice (the crash, then the redelivery) and nothing left unacknowledged
+            return bool(info["delivered"]["consumer_seq"] >= 2 and info["num_ack_pending"] == 0)
+
+        await eventually_async(acked, timeout=30, what="the redelivery to be acknowledged")
+        view = await commands.wait_for_outcome(store, command, deadline_s=30)
+    finally:
+        await second.halt()
+    assert runs == ["once"]  # redelivered, recognised, acknowledged: not run again
+    assert view.state == "succeeded"
+    succeeded = [
+        s
+        async for s in store.read(subjects.device_event("dev-crash", "command"))
+        if isinstance(s.event, CommandSucceeded)
+    ]
+    assert len(succeeded) == 1
+
+
+async def eventually_async(check: Any, *, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: Path) -> None:
+    own = start_mesh(tmp_path / "mesh", port=free_port())
+    nc = await connect(own.identity, name="control", reconnect=True)
+    store = EventStore(nc)
+    await store.ensure_streams()
+    path = await enrolled(own, store, tmp_path / "dev", "dev-offline")
+    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    running = start(Agent(load_agent_config(path)))
+    try:
+        beats = subjects.device_event("dev-offline", "heartbeat")
+        await eventually_async(lambda: _count(store, beats, 1), timeout=20, what="a first heartbeat")
+        own.server.stop()
+        state = running.agent.state
+        assert state is not None
+        await eventually(lambda: state.outbox_size() >= 5, timeout=20, what="heartbeats to pile up offline")
+        own.server.start()
+        await eventually(lambda: state.outbox_size() == 0, timeout=60, what="the outbox to drain")
+        stored = [s.event async for s in store.read(beats)]
+        uptimes = [e.uptime_s for e in stored if isinstance(e, DeviceHeartbeat)]
+        assert uptimes == sorted(uptimes) and len(uptimes) >= 6  # none lost, in order
+    finally:
+        await running.halt()
+        await nc.close()
+        own.stop()
+
+
+async def _count(store: EventStore, subject: str, at_least: int) -> bool:
+    return len([s async for s in store.read(subject)]) >= at_least
