@@ -15,11 +15,16 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from certs import cli as ca_cli
 from core.config import Settings, home_dir, load_config
 from core.errors import MahavishnuError
 from core.logs import configure_logging
-from mahavishnu import command_cli, device_cli
+from mahavishnu import agent_cli
+
+try:
+    from certs import cli as ca_cli
+    from mahavishnu import command_cli, device_cli
+except ImportError:  # a device's install (the edge extra): only the agent's commands exist there
+    ca_cli = command_cli = device_cli = None  # type: ignore[assignment]
 
 EXIT_USAGE = 2
 
@@ -60,13 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--limit", type=_positive, default=0, help="stop after this many")
     read.set_defaults(func=_events_read)
 
-    ca_cli.register(commands)  # type: ignore[arg-type]  # _Parser is an ArgumentParser
-    device_cli.register(commands, _bind)  # type: ignore[arg-type]
-    command_cli.register(commands, _bind)  # type: ignore[arg-type]
+    agent_cli.register(commands)  # type: ignore[arg-type]  # _Parser is an ArgumentParser
+    if ca_cli is not None:
+        ca_cli.register(commands)  # type: ignore[arg-type]
+        device_cli.register(commands, _bind)  # type: ignore[arg-type]
+        command_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 
-def _bind(handler: device_cli.Run) -> object:
+def _bind(handler: Any) -> object:
     """Turn an async (home, settings, args) handler into a synchronous CLI `func`."""
 
     def run(args: argparse.Namespace, home: Path) -> int:

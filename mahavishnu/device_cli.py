@@ -1,4 +1,4 @@
-"""`mahavishnu device ...` (control side) and `mahavishnu agent csr` (device side)."""
+"""`mahavishnu device ...`: enrol, list, show, revoke and rotate devices (control side)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ Run = Callable[[Home, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Run], object]) -> None:
-    """Add `device` and `agent csr`; `bind` turns an async handler into the CLI's `func`."""
+    """Add `device`; `bind` turns an async handler into the CLI's `func`."""
     device = commands.add_parser("device", help="enrol, list, revoke and rotate devices (the mesh must be up)")
     actions = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
 
@@ -48,24 +48,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     rotate.add_argument("--out", help="folder for the new files (default HOME/devices/ID-next)")
     rotate.add_argument("--complete", action="store_true", help="the agent uses the new certificate: revoke the old")
     rotate.set_defaults(func=bind(_rotate))
-
-    agent = commands.add_parser("agent", help="device-side commands")
-    agent_actions = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
-    csr = agent_actions.add_parser("csr", help="make this device's key (0600) and a CSR to enrol with")
-    csr.add_argument("--id", required=True, help="this device's id")
-    csr.add_argument("--out", required=True, help="folder for key.pem and csr.pem")
-    csr.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
-    csr.set_defaults(func=_agent_csr)
-
-    run = agent_actions.add_parser("run", help="run the agent until SIGTERM or Ctrl-C")
-    run.add_argument("--config", help="agent.toml written by `mahavishnu device enroll`")
-    run.add_argument(
-        "--simulate",
-        type=int,
-        metavar="N",
-        help="run N simulated devices sim-0..sim-(N-1) in one process (control host)",
-    )
-    run.set_defaults(func=_agent_run)
 
 
 async def _with_store(home: Home, settings: Settings) -> EventStore:
@@ -159,25 +141,3 @@ def _read_csr(path: str | None) -> bytes | None:
         raise MahavishnuError(
             f"cannot read the CSR {path}: {exc.strerror}; make one with `mahavishnu agent csr`"
         ) from exc
-
-
-def _agent_csr(args: argparse.Namespace, home: Path) -> int:
-    from certs import make_key_and_csr, validate_identity
-
-    validate_identity(args.id)
-    key, csr = make_key_and_csr(args.id, Path(args.out), args.algorithm)
-    print(
-        f"key {key} (0600, never leaves this device); send {csr} to the operator: `mahavishnu device enroll "
-        f"{args.id} --csr {csr.name}`"
-    )
-    return 0
-
-
-def _agent_run(args: argparse.Namespace, home: Path) -> int:
-    from mahavishnu.agent_runner import run_agents
-
-    if (args.config is None) == (args.simulate is None):
-        raise MahavishnuError("give either --config agent.toml or --simulate N")
-    if args.simulate is not None and not 1 <= args.simulate <= 10_000:
-        raise MahavishnuError(f"--simulate {args.simulate}: choose between 1 and 10000 devices")
-    return run_agents(home, config=Path(args.config) if args.config else None, simulate=args.simulate)

@@ -268,3 +268,31 @@ async def wait_for_connection(identity: Identity) -> Client:
 )
 def test_device_mistakes_fail_in_one_line(up: Running, args: tuple[str, ...], expected: str) -> None:
     assert expected in one_line_error(run(*args, env=up.env))
+
+
+def test_simulated_devices_answer_commands_sent_from_the_cli(up: Running) -> None:
+    simulator = subprocess.Popen(
+        [MAHAVISHNU, "agent", "run", "--simulate", "3"],
+        env=up.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: (up.home / "devices" / "sim-2" / "agent.toml").is_file(), timeout=60, what="enrolment")
+        answered = run("cmd", "send", "sim-1", "echo", "--args", '{"hello": "mesh"}', "--wait", env=up.env)
+        assert answered.returncode == 0, (answered.stdout, answered.stderr)
+        assert json.loads(answered.stdout)["result"] == {"hello": "mesh"}
+        refused = run("cmd", "send", "sim-2", "no-such-thing", "--wait", env=up.env)
+        assert refused.returncode == 1
+        assert json.loads(refused.stdout)["state"] == "rejected"
+    finally:
+        simulator.send_signal(signal.SIGTERM)
+        _, err = simulator.communicate(timeout=30)
+    assert simulator.returncode == 0, err
+
+
+def test_cmd_mistakes_fail_in_one_line(up: Running) -> None:
+    assert "--args" in one_line_error(run("cmd", "send", "dev-a", "ping", "--args", "{nope", env=up.env))
+    assert "--ttl" in one_line_error(run("cmd", "send", "dev-a", "ping", "--ttl", "forever", env=up.env))
+    assert "c-unknown" in one_line_error(run("cmd", "status", "c-unknown", env=up.env))
