@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ from core.events import (
     Event,
     decode,
 )
+from core.events.base import utc_now
 from core.store import EventStore
 
 TERMINAL = ("succeeded", "failed", "timed_out", "rejected", "expired", "canceled")
@@ -77,9 +79,16 @@ def evolve(view: CommandView, event: Event) -> CommandView:
     return view
 
 
-def fold(issued: CommandIssued, events: Iterable[Event]) -> CommandView:
-    """The view of a command from its issue and the lifecycle events about it (pure)."""
-    return fold_into(CommandView(issued.command_id, issued.device_id, issued.name, dict(issued.args)), events)
+def fold(issued: CommandIssued, events: Iterable[Event], *, now: datetime | None = None) -> CommandView:
+    """The view of a command from its issue and the lifecycle events about it (pure).
+
+    With `now`, a command its device has not even accepted within its time to live reads
+    as expired: the agent would refuse it as expired if it came now.
+    """
+    view = fold_into(CommandView(issued.command_id, issued.device_id, issued.name, dict(issued.args)), events)
+    if now is not None and view.state == "issued" and now > issued.occurred_at + timedelta(seconds=issued.ttl_s):
+        view = replace(view, state="expired", detail="its device did not take it within its time to live")
+    return view
 
 
 def fold_into(view: CommandView, events: Iterable[Event]) -> CommandView:
@@ -97,7 +106,13 @@ def new_command_id() -> str:
 async def send(
     store: EventStore, device_id: str, name: str, args: dict[str, Any], *, ttl_s: float, timeout_s: float, actor: str
 ) -> CommandIssued:
-    """Append a command for the device on mesh.cmd.<device>.<command-id>, gone from the stream after `ttl_s`."""
+    """Append a command for the device on mesh.cmd.<device>.<command-id>.
+
+    Its time to live is judged by the agent when the command reaches it: past it, the
+    agent records command.expired and never runs it, so the expiry is an event like every
+    other outcome, even for a device that was offline for days. Until then, a command no
+    device took within its time to live reads as expired (see `fold`).
+    """
     command = CommandIssued(
         command_id=new_command_id(),
         device_id=device_id,
@@ -108,7 +123,7 @@ async def send(
         actor=actor,
     )
     command = msgspec.structs.replace(command, correlation_id=command.command_id)
-    await store.append_expiring(command, ttl_s=ttl_s)
+    await store.append(command)
     return command
 
 
@@ -142,10 +157,11 @@ async def find(store: EventStore, command_id: str) -> CommandView:
     command = next((e for e in issued if isinstance(e, CommandIssued)), None)
     if command is None:
         raise CommandError(
-            f"no command {command_id!r} (or it expired from the stream): see `mahavishnu cmd list --device ID`"
+            f"no command {command_id!r} (canceled, or older than the COMMANDS stream keeps): "
+            "see `mahavishnu cmd list --device ID`"
         )
     events = [s.event async for s in store.read(subjects.device_event(command.device_id, "command"))]
-    return fold(command, [e for e in events if e is not None])
+    return fold(command, [e for e in events if e is not None], now=utc_now())
 
 
 async def list_for(store: EventStore, device_id: str) -> list[CommandView]:
@@ -153,7 +169,7 @@ async def list_for(store: EventStore, device_id: str) -> list[CommandView]:
     issued = [s.event async for s in store.read(subjects.device_commands(device_id))]
     events = [s.event async for s in store.read(subjects.device_event(device_id, "command"))]
     known = [e for e in events if e is not None]
-    return [fold(c, known) for c in issued if isinstance(c, CommandIssued)]
+    return [fold(c, known, now=utc_now()) for c in issued if isinstance(c, CommandIssued)]
 
 
 async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str = "canceled by an operator") -> None:

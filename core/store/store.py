@@ -171,21 +171,11 @@ class EventStore:
             return await self._append_each(batch, expected_last_subject_seq)
         return await self._append_atomic(batch, expected_last_subject_seq)
 
-    async def append_expiring(self, event: Event, *, ttl_s: float) -> Appended:
-        """Append one event that the stream removes after `ttl_s` seconds (per-message TTL, at least 1 s).
-
-        For commands: one whose time to live passed is gone from the stream, so it is never
-        delivered. The stream must allow message TTLs (COMMANDS does).
-        """
-        return await self._append_one(event, None, ttl_s=ttl_s)
-
-    async def _append_one(self, event: Event, expected: int | None, *, ttl_s: float | None = None) -> Appended:
+    async def _append_one(self, event: Event, expected: int | None) -> Appended:
         subject = event.subject()
         headers = {acks.MSG_ID: event.event_id}
         if expected is not None:
             headers[acks.EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
-        if ttl_s is not None:
-            headers[acks.MSG_TTL] = f"{max(1, round(ttl_s))}s"
         ack = await self._request(subject, encode(event), headers)
         if ack.error is not None:
             raise from_api_error(ack.error, subject=subject, expected=expected)

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,20 @@ async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: P
 
 async def _count(store: EventStore, subject: str, at_least: int) -> bool:
     return len([s async for s in store.read(subject)]) >= at_least
+
+
+async def test_a_command_whose_time_to_live_passed_before_delivery_is_recorded_expired_and_never_run(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    config = load_agent_config(await enrolled(mesh, store, tmp_path / "late", "dev-late"))
+    runs: list[str] = []
+    command = await commands.send(store, "dev-late", "count", {}, ttl_s=0.2, timeout_s=5, actor="control")
+    expiry = command.occurred_at + timedelta(seconds=command.ttl_s)
+    await eventually(lambda: datetime.now(UTC) > expiry, timeout=5, what="the time to live to pass")
+    running = start(Agent(config, registry=registry_with(Counting(runs))))  # the device comes online late
+    try:
+        view = await commands.wait_for_outcome(store, command, deadline_s=30)
+    finally:
+        await running.halt()
+    assert view.state == "expired"
+    assert runs == []

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -35,16 +34,20 @@ def test_the_state_follows_the_lifecycle_and_a_terminal_state_is_final() -> None
     assert commands.fold(ISSUED, steps).result == {"pong": True}
 
 
-async def test_a_sent_command_is_stored_with_its_time_to_live(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
+async def test_a_sent_command_is_found_with_its_arguments(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
     await devices.enroll(mesh.home, mesh.settings, store, "dev-cmd", out_dir=tmp_path / "d")
     command = await commands.send(store, "dev-cmd", "echo", {"x": 1}, ttl_s=60, timeout_s=5, actor="control")
-    seq = await store.last_subject_sequence(command.subject())
-    reply = await store.nc.request("$JS.API.STREAM.MSG.GET.COMMANDS", json.dumps({"seq": seq}).encode())
-    stored = json.loads(reply.data)["message"]
-    assert "Nats-TTL: 60s" in base64.b64decode(stored["hdrs"]).decode()
     view = await commands.find(store, command.command_id)
     assert (view.state, view.name, view.args) == ("issued", "echo", {"x": 1})
     assert [v.command_id for v in await commands.list_for(store, "dev-cmd")] == [command.command_id]
+
+
+def test_a_command_nobody_took_within_its_time_to_live_reads_as_expired() -> None:
+    later = ISSUED.occurred_at + timedelta(seconds=ISSUED.ttl_s + 1)
+    assert commands.fold(ISSUED, [], now=later).state == "expired"
+    assert commands.fold(ISSUED, [], now=ISSUED.occurred_at).state == "issued"
+    accepted = [CommandAccepted(command_id="c-1", device_id="d")]
+    assert commands.fold(ISSUED, accepted, now=later).state == "accepted"  # taken in time: its outcome will come
 
 
 async def test_a_command_not_yet_delivered_can_be_canceled(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
