@@ -20,9 +20,12 @@ server is away, commands wait on the server and events wait in the outbox.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -252,16 +255,14 @@ class Agent:
 
     def _heartbeat(self) -> None:
         assert self.state is not None
-        self.state.enqueue(
-            [
-                DeviceHeartbeat(
-                    device_id=self.device_id,
-                    actor=self.device_id,
-                    uptime_s=round(time.monotonic() - self.started, 3),
-                    outbox=self.state.outbox_size(),
-                )
-            ]
+        heartbeat = DeviceHeartbeat(
+            device_id=self.device_id,
+            actor=self.device_id,
+            uptime_s=round(time.monotonic() - self.started, 3),
+            outbox=self.state.outbox_size(),
+            cert_fingerprint_sha256=certificate_fingerprint(self.config.cert),
         )
+        self.state.enqueue([heartbeat])
 
     def _telemetry(self) -> None:
         assert self.state is not None
@@ -272,6 +273,16 @@ class Agent:
                 )
             ]
         )
+
+
+def certificate_fingerprint(path: Path) -> str:
+    """SHA-256 of the first certificate in a PEM file, hex (the CA registry's fingerprint); "" if unreadable."""
+    try:
+        text = path.read_text()
+        body = text.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END CERTIFICATE-----", 1)[0]
+        return hashlib.sha256(base64.b64decode("".join(body.split()))).hexdigest()
+    except (OSError, IndexError, ValueError):
+        return ""
 
 
 def telemetry_metrics(info: dict[str, Any]) -> dict[str, float]:

@@ -47,6 +47,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     rotate.add_argument("--csr", help="sign this CSR instead of making a key here")
     rotate.add_argument("--out", help="folder for the new files (default HOME/devices/ID-next)")
     rotate.add_argument("--complete", action="store_true", help="the agent uses the new certificate: revoke the old")
+    rotate.add_argument(
+        "--force", action="store_true", help="with --complete: revoke even if no heartbeat shows the switch"
+    )
     rotate.set_defaults(func=bind(_rotate))
 
 
@@ -117,7 +120,7 @@ async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> i
     store = await _with_store(home, settings)
     try:
         if args.complete:
-            serials = await devices.complete_rotation(home, store, args.id)
+            serials = await devices.complete_rotation(home, store, args.id, force=args.force)
             print(f"rotation of {args.id} complete: revoked old serial(s) {', '.join(f'{s:x}' for s in serials)}")
             return 0
         out = Path(args.out) if args.out else home.root / "devices" / f"{args.id}-next"

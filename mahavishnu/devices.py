@@ -14,7 +14,8 @@ from pathlib import Path
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
 from core import subjects
 from core.config import Settings
-from core.events import DeviceEnrolled, DeviceRevoked, DeviceRotated
+from core.errors import MahavishnuError
+from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated
 from core.store import EventStore
 from edge import render_agent_config
 from mahavishnu.home import Home, reload_server, write_users
@@ -134,13 +135,25 @@ async def rotate(
     return issued
 
 
-async def complete_rotation(home: Home, store: EventStore, device_id: str) -> list[int]:
-    """Revoke every certificate of the device but the newest, once its agent uses the new one."""
+async def complete_rotation(home: Home, store: EventStore, device_id: str, *, force: bool = False) -> list[int]:
+    """Revoke every certificate of the device but the newest, once its agent uses the new one.
+
+    The agent says which certificate it uses in its heartbeats; RotationPending when the
+    last heartbeat does not name the newest certificate (`force` revokes anyway).
+    """
     ca = load_ca(home)
     newest = _require_device(ca, device_id)
     older = [r for r in ca.issued() if r.identity == device_id and not r.revoked and r.serial != newest.serial]
     if not older:
         raise NotIssuedError(f"{device_id} has no older certificate to revoke: nothing to complete")
+    if not force:
+        using = await _certificate_in_use(store, device_id)
+        if using != newest.fingerprint_sha256:
+            raise RotationPending(
+                f"{device_id}'s agent has not switched to the new certificate yet "
+                f"({'its last heartbeat names another one' if using else 'no heartbeat names one'}): "
+                "install the new files on the device and restart its agent, or pass --force"
+            )
     for record in older:
         ca.revoke(device_id, serial=record.serial, reason="superseded")
     await _apply(home, ca, store, device_id)
@@ -150,6 +163,16 @@ async def complete_rotation(home: Home, store: EventStore, device_id: str) -> li
         )
     )
     return [r.serial for r in older]
+
+
+class RotationPending(MahavishnuError):
+    """The agent still uses its old certificate."""
+
+
+async def _certificate_in_use(store: EventStore, device_id: str) -> str:
+    """The certificate fingerprint named by the device's last heartbeat ("" if none)."""
+    heartbeat = await store.last_event(subjects.device_event(device_id, "heartbeat"))
+    return heartbeat.cert_fingerprint_sha256 if isinstance(heartbeat, DeviceHeartbeat) else ""
 
 
 def devices(home: Home) -> dict[str, list[IssuedRecord]]:

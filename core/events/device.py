@@ -59,6 +59,7 @@ class DeviceHeartbeat(Event, frozen=True, kw_only=True, tag="device.heartbeat.v1
     device_id: str
     uptime_s: float
     outbox: int = 0
+    cert_fingerprint_sha256: str = ""  # which certificate the agent uses: rotation completes once it is the new one
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "heartbeat")

@@ -15,6 +15,7 @@ atomic batch (ADR-50): all stored or none. The high-throughput path is `append_m
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
@@ -93,6 +94,17 @@ class EventStore:
             raise StreamConfigError(
                 f"cannot create consumer {name} on {stream}: {error.get('description')} (code {error.get('err_code')})"
             )
+
+    async def last_event(self, subject: str) -> Event | None:
+        """The last event stored on exactly `subject`, None when there is none or it does not decode."""
+        spec = stream_for(subject, self.streams)
+        reply = await self._api(f"$JS.API.STREAM.MSG.GET.{spec.name}", {"last_by_subj": subject})
+        if "error" in reply:
+            return None
+        try:
+            return decode(base64.b64decode(reply["message"]["data"]))
+        except EventDecodeError:
+            return None
 
     async def delete_message(self, stream: str, seq: int) -> bool:
         """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""

@@ -220,3 +220,31 @@ async def test_a_command_whose_time_to_live_passed_before_delivery_is_recorded_e
         await running.halt()
     assert view.state == "expired"
     assert runs == []
+
+
+async def test_rotation_completes_once_the_agent_uses_the_new_certificate(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    path = await enrolled(mesh, store, tmp_path / "rot", "dev-rotating")
+    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    old = start(Agent(load_agent_config(path)))
+    await devices.rotate(mesh.home, mesh.settings, store, "dev-rotating", out_dir=tmp_path / "rot-new")
+    with pytest.raises(devices.RotationPending):
+        await devices.complete_rotation(mesh.home, store, "dev-rotating")
+    await old.halt()
+
+    for name in ("cert.pem", "key.pem"):  # the operator installs the new files; the agent restarts
+        (tmp_path / "rot" / name).write_bytes((tmp_path / "rot-new" / name).read_bytes())
+    new = start(Agent(load_agent_config(path)))
+    try:
+        newest = devices.devices(mesh.home)["dev-rotating"][-1].fingerprint_sha256
+
+        async def switched() -> bool:
+            heartbeat = await store.last_event("mesh.evt.device.dev-rotating.heartbeat")
+            return getattr(heartbeat, "cert_fingerprint_sha256", "") == newest
+
+        await eventually_async(switched, timeout=30, what="a heartbeat naming the new certificate")
+        revoked = await devices.complete_rotation(mesh.home, store, "dev-rotating")
+    finally:
+        await new.halt()
+    assert len(revoked) == 1

@@ -174,8 +174,10 @@ async def test_rotation_keeps_the_old_certificate_until_completed(
     for identity in (old, new):
         await (await open_device(identity, "dev-rot")).nc.close()
 
+    with pytest.raises(devices.RotationPending, match="not switched"):
+        await devices.complete_rotation(mesh.home, store, "dev-rot")  # no heartbeat names the new certificate
     before = reloads(mesh)
-    await devices.complete_rotation(mesh.home, store, "dev-rot")
+    await devices.complete_rotation(mesh.home, store, "dev-rot", force=True)
     wait_until(lambda: reloads(mesh) > before, timeout=10, what="the reload after completing the rotation")
     with pytest.raises(StoreUnavailable, match="refused certificate"):
         await connect(old, name="dev-rot", reconnect=False, connect_timeout=3)
