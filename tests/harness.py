@@ -7,6 +7,7 @@ port and tells us which in its log.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,3 +41,10 @@ def start_mesh(root: Path, env: dict[str, str] | None = None, *, port: int = -1)
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
     return Mesh(home, settings, server, home.control_identity(settings, endpoints.port))
+
+
+def free_port() -> int:
+    """A loopback port free right now, for what must keep its port across restarts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

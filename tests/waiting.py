@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -32,3 +32,12 @@ async def eventually(condition: Callable[[], T], *, timeout: float, what: str, i
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)  # poll interval, bounded by the deadline above
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
+    """`eventually` for a condition that must itself await (a request to the server)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from core.store import EventStore, connect
 from edge import HandlerContext, default_registry, load_agent_config
 from edge.agent import Agent
 from mahavishnu import commands, devices
-from tests.harness import Mesh, start_mesh
-from tests.waiting import eventually
+from tests.harness import Mesh, free_port, start_mesh
+from tests.waiting import eventually, eventually_async
 
 
 @dataclass
@@ -159,20 +158,6 @@ async def test_a_command_redelivered_after_a_crash_is_not_run_again(
         if isinstance(s.event, CommandSucceeded)
     ]
     assert len(succeeded) == 1
-
-
-async def eventually_async(check: Any, *, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)  # poll interval, bounded by the deadline above
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: Path) -> None:

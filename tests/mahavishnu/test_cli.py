@@ -19,15 +19,10 @@ from nats.aio.client import Client
 from core.errors import StoreUnavailable
 from core.events import MeshStarted
 from core.store import EventStore, Identity, connect
+from tests.harness import free_port
 from tests.waiting import wait_until
 
 MAHAVISHNU = str(Path(sys.executable).parent / "mahavishnu")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(home: Path, **overrides: str) -> dict[str, str]:
