@@ -1,0 +1,75 @@
+"""The `devices` read model: registry, presence and last telemetry of every device (pure fold into SQL)."""
+
+from __future__ import annotations
+
+from core.events import (
+    DeviceEnrolled,
+    DeviceHeartbeat,
+    DeviceRevoked,
+    DeviceRotated,
+    Event,
+    TelemetryReported,
+)
+from projections.projection import Statement
+
+_UPSERT_SEEN = (
+    "INSERT INTO devices (device_id, status, last_seen) VALUES (?, 'unknown', ?) "
+    "ON CONFLICT (device_id) DO UPDATE SET last_seen = max(coalesce(last_seen, ''), excluded.last_seen)"
+)
+
+
+class Devices:
+    """One row per device; telemetry keeps the last value of each metric."""
+
+    name = "devices"
+    version = 1
+    subjects = "mesh.evt.device.>"
+    schema = (
+        "CREATE TABLE IF NOT EXISTS devices ("
+        " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"
+        " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER)",
+        "CREATE TABLE IF NOT EXISTS telemetry_last ("
+        " device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, at TEXT NOT NULL,"
+        " PRIMARY KEY (device_id, metric))",
+    )
+
+    def apply(self, event: Event, seq: int) -> list[Statement]:
+        at = event.occurred_at.isoformat()
+        match event:
+            case DeviceEnrolled(device_id=device, serial=serial):
+                return [
+                    (
+                        "INSERT INTO devices (device_id, status, serial, enrolled_at, seq) "
+                        "VALUES (?, 'enrolled', ?, ?, ?) "
+                        "ON CONFLICT (device_id) DO UPDATE SET status = 'enrolled', serial = excluded.serial, "
+                        "enrolled_at = excluded.enrolled_at, revoked_at = NULL, seq = excluded.seq",
+                        (device, serial, at, seq),
+                    )
+                ]
+            case DeviceRevoked(device_id=device):
+                return [
+                    (
+                        "UPDATE devices SET status = 'revoked', revoked_at = ?, seq = ? WHERE device_id = ?",
+                        (at, seq, device),
+                    )
+                ]
+            case DeviceRotated(device_id=device, new_serial=serial):
+                return [("UPDATE devices SET serial = ?, seq = ? WHERE device_id = ?", (serial, seq, device))]
+            case DeviceHeartbeat(device_id=device, uptime_s=uptime, outbox=outbox, cert_fingerprint_sha256=cert):
+                return [
+                    (_UPSERT_SEEN, (device, at)),
+                    (
+                        "UPDATE devices SET uptime_s = ?, outbox = ?, cert_fingerprint = ? WHERE device_id = ?",
+                        (uptime, outbox, cert, device),
+                    ),
+                ]
+            case TelemetryReported(device_id=device, metrics=metrics):
+                return [(_UPSERT_SEEN, (device, at))] + [
+                    (
+                        "INSERT INTO telemetry_last (device_id, metric, value, at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (device_id, metric) DO UPDATE SET value = excluded.value, at = excluded.at",
+                        (device, metric, value, at),
+                    )
+                    for metric, value in metrics.items()
+                ]
+        return []  # other device events (commands) belong to other read models

@@ -1,0 +1,37 @@
+"""What a projection is: a name, the events it reads, its tables, and a pure fold of events into SQL.
+
+    class Devices:
+        name = "devices"; version = 1; subjects = "mesh.evt.device.>"
+        schema = ("CREATE TABLE devices (...)",)
+        def apply(self, event: Event, seq: int) -> list[Statement]: ...
+
+`apply` is pure: it returns the statements that bring the tables up to date with one
+event, and the runner executes them in the same transaction as the new position. An
+event the projection cannot use raises `Park(reason)`; the runner keeps it, with its
+sequence and the reason, in the `parked` table and goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from core.events import Event
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+class Park(Exception):
+    """This event cannot be applied; `reason` says why (it is kept in the parked table)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Projection(Protocol):
+    name: str
+    version: int  # a new version means new tables: the runner rebuilds from sequence 1
+    subjects: str  # the subject filter it reads (one stream)
+    schema: tuple[str, ...]
+
+    def apply(self, event: Event, seq: int) -> list[Statement]: ...

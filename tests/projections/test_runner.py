@@ -1,0 +1,140 @@
+"""The projection runner on a real mesh and real SQLCipher files: encrypted, exactly once, parks, resumes, rebuilds."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlcipher3
+from nats.aio.client import Client
+
+from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, TelemetryReported
+from core.store import EventStore
+from projections.database import DatabaseKeyError, database_key, ensure_key_file, open_encrypted
+from projections.devices import Devices
+from projections.runner import ProjectionRunner
+
+KEY = secrets.token_hex(32)
+
+
+def device() -> str:
+    return f"dev-{uuid.uuid4().hex[:10]}"
+
+
+def life(dev: str) -> list:  # type: ignore[type-arg]
+    when = datetime(2027, 1, 1, tzinfo=UTC)
+    return [
+        DeviceEnrolled(device_id=dev, serial="aa", fingerprint_sha256="ff", not_after=when),
+        DeviceHeartbeat(device_id=dev, uptime_s=5.0, outbox=2, cert_fingerprint_sha256="ff"),
+        TelemetryReported(device_id=dev, metrics={"temp_c": 40.0, "load": 0.5}),
+        TelemetryReported(device_id=dev, metrics={"temp_c": 41.5}),
+    ]
+
+
+@pytest.fixture
+async def runner(store: EventStore, tmp_path: Path) -> AsyncIterator[ProjectionRunner]:
+    running = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY, batch=3)
+    await running.open()
+    yield running
+    await running.close()
+
+
+async def rows(runner: ProjectionRunner, sql: str, *params: object) -> list[tuple[object, ...]]:
+    assert runner.db is not None
+    return [tuple(r) for r in await runner.db.execute_fetchall(sql, params)]
+
+
+async def test_events_become_rows_and_the_position_follows_the_stream(
+    runner: ProjectionRunner, store: EventStore
+) -> None:
+    dev = device()
+    await store.append_many(life(dev))
+    position = await runner.catch_up()
+    assert position == await store.last_sequence("EVENTS")
+    assert await rows(runner, "SELECT status, serial, uptime_s, outbox FROM devices WHERE device_id = ?", dev) == [
+        ("enrolled", "aa", 5.0, 2)
+    ]
+    assert await rows(runner, "SELECT metric, value FROM telemetry_last WHERE device_id = ? ORDER BY metric", dev) == [
+        ("load", 0.5),
+        ("temp_c", 41.5),
+    ]
+
+
+async def test_the_file_is_encrypted_and_refuses_another_key(runner: ProjectionRunner, store: EventStore) -> None:
+    await store.append(life(device())[0])
+    await runner.catch_up()
+    await runner.close()
+    assert not runner.path.read_bytes().startswith(b"SQLite format 3")
+    with pytest.raises(DatabaseKeyError, match="does not match"):
+        await open_encrypted(runner.path, secrets.token_hex(32))
+    with pytest.raises(sqlcipher3.DatabaseError):
+        sqlcipher3.connect(str(runner.path)).execute("SELECT * FROM devices")
+
+
+def test_a_missing_or_malformed_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseKeyError, match=r"db\.key is missing"):
+        database_key(tmp_path, {})
+    with pytest.raises(DatabaseKeyError, match="64 hexadecimal"):
+        database_key(tmp_path, {"MAHAVISHNU_DB_KEY": "short"})
+    path = ensure_key_file(tmp_path)
+    assert path.stat().st_mode & 0o077 == 0
+    assert len(database_key(tmp_path, {})) == 64
+
+
+async def test_a_malformed_event_is_parked_and_the_projection_goes_on(
+    runner: ProjectionRunner, store: EventStore, nc: Client
+) -> None:
+    dev = device()
+    await store.append(life(dev)[0])
+    bad = await nc.jetstream().publish(f"mesh.evt.device.{dev}.telemetry", b'{"type": "device.telemetry.v1"}')
+    await store.append(DeviceRevoked(device_id=dev, serials=["aa"]))
+    await runner.catch_up()
+    [parked] = [p for p in await runner.parked() if p.seq == bad.seq]
+    assert "device_id" in parked.reason
+    assert await rows(runner, "SELECT status FROM devices WHERE device_id = ?", dev) == [("revoked",)]
+
+
+async def test_it_resumes_from_its_position_after_a_restart(store: EventStore, tmp_path: Path) -> None:
+    first = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY)
+    await first.open()
+    dev = device()
+    await store.append(life(dev)[:2])
+    before = await first.catch_up()
+    await first.close()
+
+    await store.append(DeviceRevoked(device_id=dev, serials=["aa"]))
+    again = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY)
+    await again.open()
+    try:
+        assert again.rebuilt_because == ""
+        assert await again.position() == before
+        assert await again.catch_up() > before
+        assert await rows(again, "SELECT status FROM devices WHERE device_id = ?", dev) == [("revoked",)]
+    finally:
+        await again.close()
+
+
+async def test_a_new_schema_version_rebuilds_to_the_same_content(store: EventStore, tmp_path: Path) -> None:
+    dev = device()
+    await store.append_many(life(dev))
+    old = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY)
+    await old.open()
+    await old.catch_up()
+    content = await rows(old, "SELECT * FROM devices ORDER BY device_id")
+    await old.close()
+
+    class DevicesV2(Devices):
+        version = 2
+
+    new = ProjectionRunner(DevicesV2(), store, directory=tmp_path, key=KEY)
+    await new.open()
+    try:
+        assert "schema version 1" in new.rebuilt_because
+        await new.catch_up()
+        assert await rows(new, "SELECT * FROM devices ORDER BY device_id") == content
+    finally:
+        await new.close()
