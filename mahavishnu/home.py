@@ -25,6 +25,7 @@ from core.errors import MahavishnuError
 from core.store import Identity
 from mahavishnu.natsconf import ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
+from projections.database import ensure_key_file
 
 CONTROL_ID = "control"
 
@@ -68,6 +69,10 @@ class Home:
     @property
     def pid_file(self) -> Path:
         return self.nats_dir / "server.pid"
+
+    @property
+    def readmodels_dir(self) -> Path:
+        return self.root / "readmodels"
 
     @property
     def store_dir(self) -> Path:
@@ -120,6 +125,7 @@ def prepare(
         except AlreadyIssuedError:  # the files were lost, the CA still knows the identity: a new certificate
             ca.rotate_client(CONTROL_ID, out_dir=home.control_dir, days=settings.certs.client_days)
     _ensure_jetstream_key(home)
+    ensure_key_file(home.root)
     config = ServerConfig(
         server_name=settings.mesh.name,
         host=settings.server.host,

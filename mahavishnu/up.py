@@ -1,8 +1,9 @@
 """`mahavishnu up`: bring the mesh up on this machine and keep it up until told to stop.
 
 Creates the state directory once, starts nats-server from the wheel under a supervisor,
-creates the streams, records `mesh.started`, serves /metrics, /health and /ready, prints
-how to connect, and on SIGINT or SIGTERM stops everything cleanly.
+creates the streams, records `mesh.started`, keeps the read models up to date, serves
+/metrics, /health and /ready (ready: connected and caught up), prints how to connect,
+and on SIGINT or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -27,6 +29,8 @@ from core.streams import StreamSpec, default_streams
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
+from projections.database import database_key
+from projections.service import ProjectionService
 
 log = logging.getLogger("mahavishnu.up")
 
@@ -70,23 +74,38 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
     identity = home.control_identity(settings)
     nc: Client | None = None
     probes: ProbeServer | None = None
+    service: ProjectionService | None = None
+    stop_following = asyncio.Event()
+    following: asyncio.Task[None] | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         store = EventStore(nc, streams_of(settings))
         await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
-        probes = await _start_probes(settings, lambda: server.running and nc is not None and nc.is_connected)
+        service = ProjectionService(store, home.readmodels_dir, database_key(home.root, os.environ))
+        await service.start()
+        following = asyncio.create_task(service.run(stop_following), name="projections")
+        probes = await _start_probes(
+            settings, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
+        )
         out(connection_help(identity, home))
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
         await _until_signal(watcher)
+        stop_following.set()
+        await following
         supervisor.stopping()
         with contextlib.suppress(MahavishnuError, TimeoutError):
             await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
         out("mesh stopped")
         return 0
     finally:
+        stop_following.set()
+        if following is not None and not following.done():
+            await following
+        if service is not None:
+            await service.close()
         if probes is not None:
             await probes.stop()
         if nc is not None and not nc.is_closed:

@@ -21,10 +21,10 @@ _UPSERT_SEEN = (
 class Devices:
     """One row per device; telemetry keeps the last value of each metric."""
 
-    name = "devices"
-    version = 1
-    subjects = "mesh.evt.device.>"
-    schema = (
+    name: str = "devices"
+    version: int = 1
+    subjects: str = "mesh.evt.device.>"
+    schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS devices ("
         " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"
         " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER)",

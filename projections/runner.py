@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
 from core.errors import MahavishnuError
+from core.events.base import utc_now
 from core.store import EventStore, StoredEvent
 from core.streams import stream_for
 from projections.database import open_encrypted
@@ -46,10 +49,19 @@ class Parked:
 class ProjectionRunner:
     """Keeps `projection`'s file in `directory` up to date from `store`; see the module docstring."""
 
-    def __init__(self, projection: Projection, store: EventStore, *, directory: Path, key: str, batch: int = 500):
+    def __init__(
+        self,
+        projection: Projection,
+        store: EventStore,
+        *,
+        directory: Path,
+        key: str,
+        batch: int = 500,
+        path: Path | None = None,
+    ):
         self.projection = projection
         self.store = store
-        self.path = directory / f"{projection.name}.db"
+        self.path = path or directory / f"{projection.name}.db"
         self.key = key
         self.batch = batch
         self.stream = stream_for(projection.subjects.rstrip(">*").rstrip(".") + ".", store.streams).name
@@ -103,7 +115,7 @@ class ProjectionRunner:
         meta = await self._meta()
         return meta[1] if meta else 0
 
-    async def catch_up(self) -> int:
+    async def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply every event stored now after the position; returns the new position."""
         position = await self.position()
         pending: list[StoredEvent] = []
@@ -112,9 +124,13 @@ class ProjectionRunner:
                 pending.append(stored)
                 if len(pending) >= self.batch:
                     await self._apply(pending)
+                    if progress:
+                        progress(pending[-1].seq)
                     pending = []
         if pending:
             await self._apply(pending)
+            if progress:
+                progress(pending[-1].seq)
         return await self.position()
 
     async def _apply(self, batch: list[StoredEvent]) -> None:
@@ -145,6 +161,46 @@ class ProjectionRunner:
         except Park as exc:
             return [(park, (stored.seq, stored.subject, exc.reason, stored.data))]
 
+    async def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Build a new file from sequence 1 beside the live one, then swap it in; returns the new position.
+
+        The live file keeps answering queries until the swap, which is one rename.
+        `progress(position, last)` is called after every batch.
+        """
+        assert self.db is not None
+        fresh = ProjectionRunner(
+            self.projection,
+            self.store,
+            directory=self.path.parent,
+            key=self.key,
+            batch=self.batch,
+            path=self.path.with_name(self.path.name + ".rebuild"),
+        )
+        _remove_database(fresh.path)
+        await fresh.open()
+        last = await self.store.last_sequence(self.stream)
+        try:
+            await fresh.catch_up(progress=(lambda position: progress(position, last)) if progress else None)
+            await fresh.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+        finally:
+            await fresh.close()
+        await self.close()
+        _remove_database(self.path, keep_main=True)
+        os.replace(fresh.path, self.path)
+        _remove_database(fresh.path)
+        self.db = await open_encrypted(self.path, self.key)
+        return await self.position()
+
+    async def lag(self) -> tuple[int, float]:
+        """How far behind the stream this projection is: in events, and in seconds since the oldest unapplied one."""
+        position = await self.position()
+        last = await self.store.last_sequence(self.stream)
+        if last <= position:
+            return 0, 0.0
+        behind = [s async for s in _first(self.store.read(self.projection.subjects, position + 1))]
+        age = (utc_now() - behind[0].event.occurred_at).total_seconds() if behind and behind[0].event else 0.0
+        return last - position, max(0.0, age)
+
     async def parked(self) -> list[Parked]:
         assert self.db is not None
         rows = await self.db.execute_fetchall("SELECT seq, subject, reason FROM parked ORDER BY seq")
@@ -156,6 +212,13 @@ class ProjectionRunner:
             self.db = None
 
 
-def _remove_database(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
+def _remove_database(path: Path, *, keep_main: bool = False) -> None:
+    for suffix in ("-wal", "-shm") if keep_main else ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def _first(events: AsyncGenerator[StoredEvent, None]) -> AsyncGenerator[StoredEvent, None]:
+    async with contextlib.aclosing(events) as stream:
+        async for stored in stream:
+            yield stored
+            return

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from core.errors import StoreUnavailable
 from core.events import MeshStarted
 from core.store import EventStore, Identity, connect
+from projections.database import DatabaseKeyError, open_encrypted
 from tests.harness import free_port
 from tests.waiting import wait_until
 
@@ -291,3 +292,28 @@ def test_cmd_mistakes_fail_in_one_line(up: Running) -> None:
     assert "--args" in one_line_error(run("cmd", "send", "dev-a", "ping", "--args", "{nope", env=up.env))
     assert "--ttl" in one_line_error(run("cmd", "send", "dev-a", "ping", "--ttl", "forever", env=up.env))
     assert "c-unknown" in one_line_error(run("cmd", "status", "c-unknown", env=up.env))
+
+
+def test_up_keeps_the_read_models_and_guards_them(up: Running) -> None:
+    status = run("projections", "status", env=up.env)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("devices: position ")
+    assert "mahavishnu up" in one_line_error(run("projections", "rebuild", "devices", env=up.env))
+    assert "mahavishnu up" in one_line_error(run("db", "rekey", env=up.env))
+    code, _ = up.stop()
+    assert code == 0
+
+    key_before = (up.home / "db.key").read_text()
+    rekeyed = run("db", "rekey", env=up.env)
+    assert rekeyed.returncode == 0, rekeyed.stderr
+    key_after = (up.home / "db.key").read_text().strip()
+    assert key_after != key_before.strip()
+    assert (up.home / "db.key").stat().st_mode & 0o077 == 0
+
+    async def opens(key: str) -> None:
+        db = await open_encrypted(up.home / "readmodels" / "devices.db", key)
+        await db.close()
+
+    asyncio.run(opens(key_after))
+    with pytest.raises(DatabaseKeyError):
+        asyncio.run(opens(key_before.strip()))

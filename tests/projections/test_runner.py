@@ -138,3 +138,52 @@ async def test_a_new_schema_version_rebuilds_to_the_same_content(store: EventSto
         assert await rows(new, "SELECT * FROM devices ORDER BY device_id") == content
     finally:
         await new.close()
+
+
+async def test_a_rebuild_swaps_in_a_new_file_while_the_old_one_answers(store: EventStore, tmp_path: Path) -> None:
+    dev = device()
+    await store.append_many(life(dev))
+    live = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY, batch=2)
+    await live.open()
+    await live.catch_up()
+    before = await rows(live, "SELECT * FROM devices ORDER BY device_id")
+    answered: list[int] = []
+
+    def progress(position: int, last: int) -> None:
+        answered.append(position)  # the live file is untouched while the new one fills
+
+    try:
+        position = await live.rebuild(progress=progress)
+        assert answered and answered == sorted(answered) and answered[-1] == position
+        assert await rows(live, "SELECT * FROM devices ORDER BY device_id") == before
+        assert not live.path.with_name("devices.db.rebuild").exists()
+    finally:
+        await live.close()
+
+
+async def test_the_service_follows_the_stream_and_owns_the_folder(store: EventStore, tmp_path: Path) -> None:
+    import asyncio
+
+    from projections.service import FolderLock, ProjectionService, ReadModelsBusy
+    from tests.waiting import eventually_async
+
+    service = ProjectionService(store, tmp_path, KEY)
+    await service.start()
+    stop = asyncio.Event()
+    following = asyncio.create_task(service.run(stop))
+    try:
+        with pytest.raises(ReadModelsBusy, match="stop it first"):
+            FolderLock(tmp_path).acquire()
+        dev = device()
+        await store.append(life(dev)[0])
+        [runner] = service.runners
+
+        async def applied() -> bool:
+            return bool(await rows(runner, "SELECT 1 FROM devices WHERE device_id = ?", dev))
+
+        await eventually_async(applied, timeout=10, what="the service to apply a new event")
+    finally:
+        stop.set()
+        await following
+        await service.close()
+    FolderLock(tmp_path).acquire()  # released on close

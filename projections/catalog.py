@@ -1,0 +1,8 @@
+"""Every read model the mesh keeps, by name."""
+
+from __future__ import annotations
+
+from projections.devices import Devices
+from projections.projection import Projection
+
+CATALOG: dict[str, type[Projection]] = {"devices": Devices}

@@ -1,0 +1,109 @@
+"""Keeps every read model of the catalog up to date while the mesh runs (`mahavishnu up`).
+
+Each projection follows its subjects: a core subscription on them wakes the runner as
+soon as something is appended, and a slow timer catches anything a wake-up missed.
+While it runs it holds an exclusive lock on the read-model folder, so `projections
+rebuild` and `db rekey` from another process refuse instead of changing files under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from core.errors import MahavishnuError
+from core.store import EventStore
+from projections.catalog import CATALOG
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger("mahavishnu.projections")
+
+LOCK_FILE = "projections.lock"
+SAFETY_INTERVAL_S = 2.0
+
+
+class ReadModelsBusy(MahavishnuError):
+    """Another process (a running `mahavishnu up`) owns the read models."""
+
+
+class FolderLock:
+    """An exclusive, non-blocking flock on the read-model folder."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ReadModelsBusy(
+                f"the read models in {self.path.parent} are in use by a running `mahavishnu up`: stop it first"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class ProjectionService:
+    def __init__(self, store: EventStore, directory: Path, key: str, names: tuple[str, ...] | None = None) -> None:
+        chosen = names or tuple(CATALOG)
+        self.runners = [ProjectionRunner(CATALOG[name](), store, directory=directory, key=key) for name in chosen]
+        self.store = store
+        self.lock = FolderLock(directory)
+        self._wake = asyncio.Event()
+        self.caught_up = False
+
+    async def start(self) -> None:
+        """Lock the folder, open (validate, maybe rebuild) every read model and catch up."""
+        self.lock.acquire()
+        for runner in self.runners:
+            await runner.open()
+            if runner.rebuilt_because:
+                log.warning(
+                    "read model rebuilt", extra={"projection": runner.projection.name, "reason": runner.rebuilt_because}
+                )
+            await runner.catch_up()
+        self.caught_up = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the streams until `stop` is set."""
+
+        async def wake(_: Any) -> None:
+            self._wake.set()
+
+        subscriptions = [await self.store.nc.subscribe(r.projection.subjects, cb=wake) for r in self.runners]
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                for runner in self.runners:
+                    try:
+                        await runner.catch_up()
+                    except MahavishnuError as exc:
+                        log.error(
+                            "projection failed; retrying",
+                            extra={"projection": runner.projection.name, "reason": str(exc)},
+                        )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), SAFETY_INTERVAL_S)
+        finally:
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def close(self) -> None:
+        for runner in self.runners:
+            await runner.close()
+        self.lock.release()
