@@ -59,10 +59,8 @@ async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> i
                 continue
             runner.db = await open_encrypted(runner.path, runner.key)
             events, seconds = await runner.lag()
-            print(
-                f"{name}: position {await runner.position()}, lag {events} events / {seconds:.1f} s, "
-                f"parked {len(await runner.parked())}"
-            )
+            positions = ", ".join(f"{source} at {seq}" for source, seq in (await runner.positions()).items())
+            print(f"{name}: {positions}; lag {events} events / {seconds:.1f} s; parked {len(await runner.parked())}")
         finally:
             await runner.close()
             await runner.store.nc.close()
@@ -74,7 +72,7 @@ async def _parked(home: Home, settings: Settings, args: argparse.Namespace) -> i
     try:
         runner.db = await open_encrypted(runner.path, runner.key)
         for entry in await runner.parked():
-            print(f"seq {entry.seq}  {entry.subject}  {entry.reason}")
+            print(f"{entry.stream} seq {entry.seq}  {entry.subject}  {entry.reason}")
     finally:
         await runner.close()
         await runner.store.nc.close()
@@ -87,20 +85,20 @@ async def _rebuild(home: Home, settings: Settings, args: argparse.Namespace) -> 
     runner = await _runner(home, settings, args.name)
     try:
         await runner.open()
-        position = await runner.rebuild(progress=_bar(args.name))
+        applied = await runner.rebuild(progress=_bar(args.name))
     finally:
         await runner.close()
         await runner.store.nc.close()
         lock.release()
-    print(f"\n{args.name} rebuilt up to sequence {position}")
+    print(f"\n{args.name} rebuilt from {applied} events")
     return 0
 
 
 def _bar(name: str) -> Callable[[int, int], None]:
-    def show(position: int, last: int) -> None:
-        share = position / last if last else 1.0
+    def show(done: int, total: int) -> None:
+        share = min(1.0, done / total) if total else 1.0
         filled = int(share * 30)
-        sys.stderr.write(f"\rrebuilding {name} [{'#' * filled}{'.' * (30 - filled)}] {position}/{last} {share:.0%}")
+        sys.stderr.write(f"\rrebuilding {name} [{'#' * filled}{'.' * (30 - filled)}] {done} events {share:.0%}")
         sys.stderr.flush()
 
     return show

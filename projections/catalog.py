@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from projections.commands import Commands
 from projections.devices import Devices
 from projections.projection import Projection
 
-CATALOG: dict[str, type[Projection]] = {"devices": Devices}
+CATALOG: dict[str, type[Projection]] = {"devices": Devices, "commands": Commands}

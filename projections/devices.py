@@ -23,7 +23,7 @@ class Devices:
 
     name: str = "devices"
     version: int = 1
-    subjects: str = "mesh.evt.device.>"
+    sources: tuple[str, ...] = ("mesh.evt.device.>",)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS devices ("
         " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"

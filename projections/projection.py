@@ -1,7 +1,7 @@
 """What a projection is: a name, the events it reads, its tables, and a pure fold of events into SQL.
 
     class Devices:
-        name = "devices"; version = 1; subjects = "mesh.evt.device.>"
+        name = "devices"; version = 1; sources = ("mesh.evt.device.>",)
         schema = ("CREATE TABLE devices (...)",)
         def apply(self, event: Event, seq: int) -> list[Statement]: ...
 
@@ -31,7 +31,7 @@ class Park(Exception):
 class Projection(Protocol):
     name: str
     version: int  # a new version means new tables: the runner rebuilds from sequence 1
-    subjects: str  # the subject filter it reads (one stream)
+    sources: tuple[str, ...]  # the subject filters it reads, each inside one stream
     schema: tuple[str, ...]
 
     def apply(self, event: Event, seq: int) -> list[Statement]: ...

@@ -1,10 +1,12 @@
-"""Runs one projection: an encrypted SQLite file kept up to date from its stream, exactly once in effect.
+"""Runs one projection: an encrypted SQLite file kept up to date from its streams, exactly once in effect.
 
-Each batch of events is applied in one transaction together with the new position, so
-after a crash the file is either before or after the whole batch and consuming resumes
-at position + 1. The position only moves forward; a replay of an applied sequence fails
-loudly instead of applying twice. On open the file is validated (key, schema version,
-position against the stream's first and last sequence) and rebuilt when it must be.
+A projection reads one or more sources (subject filters, each inside one stream) and
+keeps a position per source. Each batch of events is applied in one transaction
+together with the source's new position, so after a crash the file is either before
+or after the whole batch and consuming resumes at position + 1. A position only moves
+forward: a replay of an applied sequence fails loudly instead of applying twice. On
+open the file is validated (key, schema version, positions against the streams' last
+sequences) and rebuilt when it must be.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -28,10 +31,11 @@ from projections.projection import Park, Projection
 log = logging.getLogger("mahavishnu.projections")
 
 _BOOKKEEPING = (
-    "CREATE TABLE IF NOT EXISTS projection_meta ("
-    " name TEXT PRIMARY KEY, version INTEGER NOT NULL, position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_meta (name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS parked ("
-    " seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL)",
+    " stream TEXT NOT NULL, seq INTEGER NOT NULL, subject TEXT NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY (stream, seq))",
 )
 
 
@@ -41,6 +45,7 @@ class ProjectionError(MahavishnuError):
 
 @dataclass(frozen=True)
 class Parked:
+    stream: str
     seq: int
     subject: str
     reason: str
@@ -64,9 +69,14 @@ class ProjectionRunner:
         self.path = path or directory / f"{projection.name}.db"
         self.key = key
         self.batch = batch
-        self.stream = stream_for(projection.subjects.rstrip(">*").rstrip(".") + ".", store.streams).name
+        self.streams = {
+            source: stream_for(source.rstrip(">*").rstrip(".") + ".", store.streams).name
+            for source in projection.sources
+        }
         self.db: aiosqlite.Connection | None = None
         self.rebuilt_because = ""
+
+    # --- opening ---------------------------------------------------------------
 
     async def open(self) -> None:
         """Open and validate the file, rebuilding it from sequence 1 when it cannot be trusted."""
@@ -82,19 +92,20 @@ class ProjectionRunner:
         await self._create()
 
     async def _invalid(self) -> str:
-        assert self.db is not None
-        tables = {row[0] for row in await self.db.execute_fetchall("SELECT name FROM sqlite_master")}
-        if "projection_meta" not in tables:
-            return "" if not tables else "the file has no projection bookkeeping"
-        row = await self._meta()
-        if row is None:
+        tables = {row[0] for row in await self._fetch("SELECT name FROM sqlite_master")}
+        if not tables:
             return ""
-        version, position = row
-        if version != self.projection.version:
-            return f"schema version {version} is not the projection's {self.projection.version}"
-        last = await self.store.last_sequence(self.stream)
-        if position > last:
-            return f"position {position} is past the stream's last sequence {last} (the stream was reset)"
+        if not {"projection_meta", "positions"} <= tables:
+            return "the file has no projection bookkeeping"
+        versions = [int(row[0]) for row in await self._fetch("SELECT version FROM projection_meta")]
+        if versions and versions[0] != self.projection.version:
+            return f"schema version {versions[0]} is not the projection's {self.projection.version}"
+        for source, position in (await self.positions()).items():
+            last = await self.store.last_sequence(self.streams[source])
+            if position > last:
+                return (
+                    f"position {position} of {source} is past its stream's last sequence {last} (the stream was reset)"
+                )
         return ""
 
     async def _create(self) -> None:
@@ -102,38 +113,48 @@ class ProjectionRunner:
         for statement in (*_BOOKKEEPING, *self.projection.schema):
             await self.db.execute(statement)
         await self.db.execute(
-            "INSERT OR IGNORE INTO projection_meta (name, version, position) VALUES (?, ?, 0)",
+            "INSERT OR IGNORE INTO projection_meta (name, version) VALUES (?, ?)",
             (self.projection.name, self.projection.version),
         )
+        for source in self.projection.sources:
+            await self.db.execute("INSERT OR IGNORE INTO positions (source, position) VALUES (?, 0)", (source,))
 
-    async def _meta(self) -> tuple[int, int] | None:
+    async def _fetch(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         assert self.db is not None
-        rows = list(await self.db.execute_fetchall("SELECT version, position FROM projection_meta"))
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+        return [tuple(row) for row in await self.db.execute_fetchall(sql, params)]
+
+    # --- positions -----------------------------------------------------------
+
+    async def positions(self) -> dict[str, int]:
+        """The last applied sequence of each source."""
+        rows = await self._fetch("SELECT source, position FROM positions")
+        known = {str(source): int(position) for source, position in rows}
+        return {source: known.get(source, 0) for source in self.projection.sources}
 
     async def position(self) -> int:
-        meta = await self._meta()
-        return meta[1] if meta else 0
+        """The position of a single-source projection (the sum, for several sources)."""
+        return sum((await self.positions()).values())
+
+    # --- applying ------------------------------------------------------------
 
     async def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every event stored now after the position; returns the new position."""
-        position = await self.position()
-        pending: list[StoredEvent] = []
-        async with contextlib.aclosing(self.store.read(self.projection.subjects, position + 1)) as events:
-            async for stored in events:
-                pending.append(stored)
-                if len(pending) >= self.batch:
-                    await self._apply(pending)
-                    if progress:
-                        progress(pending[-1].seq)
-                    pending = []
-        if pending:
-            await self._apply(pending)
-            if progress:
-                progress(pending[-1].seq)
-        return await self.position()
+        """Apply every event stored now after each source's position; returns how many were applied."""
+        applied = 0
+        for source, position in (await self.positions()).items():
+            pending: list[StoredEvent] = []
+            async with contextlib.aclosing(self.store.read(source, position + 1)) as events:
+                async for stored in events:
+                    pending.append(stored)
+                    if len(pending) >= self.batch:
+                        applied += await self._apply(source, pending, progress, applied)
+                        pending = []
+            if pending:
+                applied += await self._apply(source, pending, progress, applied)
+        return applied
 
-    async def _apply(self, batch: list[StoredEvent]) -> None:
+    async def _apply(
+        self, source: str, batch: list[StoredEvent], progress: Callable[[int], None] | None, before: int
+    ) -> int:
         assert self.db is not None
         await self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -141,33 +162,38 @@ class ProjectionRunner:
                 for sql, params in self._statements(stored):
                     await self.db.execute(sql, params)
             moved = await self.db.execute(
-                "UPDATE projection_meta SET position = ? WHERE position < ?", (batch[-1].seq, batch[0].seq)
+                "UPDATE positions SET position = ? WHERE source = ? AND position < ?",
+                (batch[-1].seq, source, batch[0].seq),
             )
             if moved.rowcount != 1:
                 raise ProjectionError(
-                    f"{self.projection.name}: sequences {batch[0].seq}..{batch[-1].seq} were applied already"
+                    f"{self.projection.name}: {source} sequences {batch[0].seq}..{batch[-1].seq} were applied already"
                 )
             await self.db.execute("COMMIT")
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
+        if progress:
+            progress(before + len(batch))
+        return len(batch)
 
     def _statements(self, stored: StoredEvent) -> list[tuple[str, tuple[object, ...]]]:
-        park = "INSERT OR REPLACE INTO parked (seq, subject, reason, data) VALUES (?, ?, ?, ?)"
+        park = "INSERT OR REPLACE INTO parked (stream, seq, subject, reason, data) VALUES (?, ?, ?, ?, ?)"
         if stored.event is None:
-            return [(park, (stored.seq, stored.subject, stored.error or "malformed", stored.data))]
+            return [(park, (stored.stream, stored.seq, stored.subject, stored.error or "malformed", stored.data))]
         try:
             return self.projection.apply(stored.event, stored.seq)
         except Park as exc:
-            return [(park, (stored.seq, stored.subject, exc.reason, stored.data))]
+            return [(park, (stored.stream, stored.seq, stored.subject, exc.reason, stored.data))]
+
+    # --- rebuilding and watching ---------------------------------------------
 
     async def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Build a new file from sequence 1 beside the live one, then swap it in; returns the new position.
+        """Build a new file from sequence 1 beside the live one, then swap it in; returns the events applied.
 
         The live file keeps answering queries until the swap, which is one rename.
-        `progress(position, last)` is called after every batch.
+        `progress(done, total)` is called after every batch.
         """
-        assert self.db is not None
         fresh = ProjectionRunner(
             self.projection,
             self.store,
@@ -178,10 +204,10 @@ class ProjectionRunner:
         )
         _remove_database(fresh.path)
         await fresh.open()
-        last = await self.store.last_sequence(self.stream)
+        total = sum([await self.store.last_sequence(stream) for stream in set(self.streams.values())])
         try:
-            await fresh.catch_up(progress=(lambda position: progress(position, last)) if progress else None)
-            await fresh.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            applied = await fresh.catch_up(progress=(lambda done: progress(done, total)) if progress else None)
+            await fresh._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             await fresh.close()
         await self.close()
@@ -189,22 +215,26 @@ class ProjectionRunner:
         os.replace(fresh.path, self.path)
         _remove_database(fresh.path)
         self.db = await open_encrypted(self.path, self.key)
-        return await self.position()
+        return applied
 
     async def lag(self) -> tuple[int, float]:
-        """How far behind the stream this projection is: in events, and in seconds since the oldest unapplied one."""
-        position = await self.position()
-        last = await self.store.last_sequence(self.stream)
-        if last <= position:
-            return 0, 0.0
-        behind = [s async for s in _first(self.store.read(self.projection.subjects, position + 1))]
-        age = (utc_now() - behind[0].event.occurred_at).total_seconds() if behind and behind[0].event else 0.0
-        return last - position, max(0.0, age)
+        """How far behind the streams this projection is: events not applied, and the age of the oldest one."""
+        events, seconds = 0, 0.0
+        for source, position in (await self.positions()).items():
+            behind = await self.store.last_sequence(self.streams[source]) - position
+            if behind <= 0:
+                continue
+            waiting = [s async for s in _first(self.store.read(source, position + 1))]
+            if not waiting:
+                continue  # the stream moved on other subjects only
+            events += behind
+            if waiting[0].event is not None:
+                seconds = max(seconds, (utc_now() - waiting[0].event.occurred_at).total_seconds())
+        return events, seconds
 
     async def parked(self) -> list[Parked]:
-        assert self.db is not None
-        rows = await self.db.execute_fetchall("SELECT seq, subject, reason FROM parked ORDER BY seq")
-        return [Parked(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+        rows = await self._fetch("SELECT stream, seq, subject, reason FROM parked ORDER BY stream, seq")
+        return [Parked(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     async def close(self) -> None:
         if self.db is not None:

@@ -1,6 +1,6 @@
 """Keeps every read model of the catalog up to date while the mesh runs (`mahavishnu up`).
 
-Each projection follows its subjects: a core subscription on them wakes the runner as
+Each projection follows its sources: a core subscription on them wakes the runner as
 soon as something is appended, and a slow timer catches anything a wake-up missed.
 While it runs it holds an exclusive lock on the read-model folder, so `projections
 rebuild` and `db rekey` from another process refuse instead of changing files under it.
@@ -84,7 +84,8 @@ class ProjectionService:
         async def wake(_: Any) -> None:
             self._wake.set()
 
-        subscriptions = [await self.store.nc.subscribe(r.projection.subjects, cb=wake) for r in self.runners]
+        sources = {source for runner in self.runners for source in runner.projection.sources}
+        subscriptions = [await self.store.nc.subscribe(source, cb=wake) for source in sorted(sources)]
         try:
             while not stop.is_set():
                 self._wake.clear()

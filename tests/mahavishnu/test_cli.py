@@ -297,7 +297,8 @@ def test_cmd_mistakes_fail_in_one_line(up: Running) -> None:
 def test_up_keeps_the_read_models_and_guards_them(up: Running) -> None:
     status = run("projections", "status", env=up.env)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.startswith("devices: position ")
+    assert "devices: mesh.evt.device.> at " in status.stdout
+    assert "commands: mesh.cmd.> at " in status.stdout
     assert "mahavishnu up" in one_line_error(run("projections", "rebuild", "devices", env=up.env))
     assert "mahavishnu up" in one_line_error(run("db", "rekey", env=up.env))
     code, _ = up.stop()
