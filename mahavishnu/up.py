@@ -30,6 +30,7 @@ from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
 from projections.database import database_key
+from projections.query_service import start_query_service
 from projections.service import ProjectionService
 
 log = logging.getLogger("mahavishnu.up")
@@ -83,9 +84,11 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
-        service = ProjectionService(store, home.readmodels_dir, database_key(home.root, os.environ))
+        key = database_key(home.root, os.environ)
+        service = ProjectionService(store, home.readmodels_dir, key)
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
+        queries = await start_query_service(nc, home.readmodels_dir, key, version=version("mahavishnu"))
         probes = await _start_probes(
             settings, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
@@ -93,6 +96,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
         await _until_signal(watcher)
+        await queries.stop()
         stop_following.set()
         await following
         supervisor.stopping()

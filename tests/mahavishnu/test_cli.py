@@ -88,10 +88,12 @@ async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: R
         store = EventStore(nc)
         read_back = [s async for s in store.read("mesh.evt.device.tour.>")]
         started = [s.event async for s in store.read("mesh.evt.mesh.>") if isinstance(s.event, MeshStarted)]
+        listing = json.loads((await nc.request("mesh.q.devices.list", b"", timeout=10)).data)  # the query service
     finally:
         await nc.close()
     assert [s.seq for s in read_back] == [ack.seq]
     assert started and started[0].url == document["url"]
+    assert listing == {"devices": []}
 
     code, out = up.stop()
     assert code == 0

@@ -1,0 +1,53 @@
+"""The NATS door to the queries: a micro service, so `nats micro ls` lists it and `nats req` calls it.
+
+Endpoints are `mesh.q.<query>` (mesh.q.devices.list, mesh.q.commands.get, ...), bodies
+are JSON, and errors come back in the micro protocol's error headers
+(`Nats-Service-Error-Code`, `Nats-Service-Error`) with an empty body.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+
+from projections.queries import QUERIES, QueryError, parse
+
+log = logging.getLogger("mahavishnu.queries")
+
+SERVICE_NAME = "mahavishnu-query"
+SUBJECT_PREFIX = "mesh.q"
+
+
+async def start_query_service(nc: Client, folder: Path, key: str, *, version: str) -> Service:
+    """Register every query as an endpoint of one micro service on `nc`."""
+    service = await add_service(nc, name=SERVICE_NAME, version=version, description="Mahavishnu read-model queries")
+    for name, (request_type, query) in QUERIES.items():
+        await service.add_endpoint(
+            name=name.replace(".", "-"),
+            subject=f"{SUBJECT_PREFIX}.{name}",
+            handler=_handler(folder, key, name, request_type, query),
+        )
+    return service
+
+
+def _handler(folder: Path, key: str, name: str, request_type: type[Any], query: Any) -> Any:
+    async def handle(request: Request) -> None:
+        try:
+            answer = await query(folder, key, parse(request_type, request.data))
+        except QueryError as exc:
+            await request.respond_error(str(exc.code), str(exc))
+            return
+        except Exception as exc:  # a bug: answer without details, log the cause
+            log.exception("query failed", extra={"query": name})
+            await request.respond_error("500", f"internal error in {name}: {type(exc).__name__}")
+            return
+        await request.respond(msgspec.json.encode(answer))
+
+    return handle

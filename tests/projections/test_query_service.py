@@ -1,0 +1,81 @@
+"""The NATS door to the read models: discoverable as a micro service, JSON in and out, errors in headers."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from core.events import CommandIssued, DeviceEnrolled, TelemetryReported
+from core.store import EventStore
+from projections.catalog import CATALOG
+from projections.query_service import SERVICE_NAME, start_query_service
+from projections.runner import ProjectionRunner
+
+KEY = secrets.token_hex(32)
+
+
+@pytest.fixture
+async def models(store: EventStore, nc: Client, tmp_path: Path) -> AsyncIterator[str]:
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    await store.append(
+        DeviceEnrolled(device_id=device, serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC))
+    )
+    await store.append(TelemetryReported(device_id=device, metrics={"temp_c": 40.5}))
+    await store.append(CommandIssued(command_id=f"c-{device}", device_id=device, name="ping"))
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+    service = await start_query_service(nc, tmp_path, KEY, version="0.1.0")
+    yield device
+    await service.stop()
+
+
+async def ask(nc: Client, subject: str, body: Any = None) -> tuple[Any, dict[str, str]]:
+    reply = await nc.request(subject, b"" if body is None else json.dumps(body).encode(), timeout=5)
+    return (json.loads(reply.data) if reply.data else None), dict(reply.headers or {})
+
+
+async def test_the_service_answers_the_discovery_protocol(models: str, nc: Client) -> None:
+    ping, _ = await ask(nc, "$SRV.PING")
+    assert ping["name"] == SERVICE_NAME
+    info, _ = await ask(nc, f"$SRV.INFO.{SERVICE_NAME}")
+    assert {e["subject"] for e in info["endpoints"]} >= {"mesh.q.devices.list", "mesh.q.commands.get"}
+
+
+async def test_devices_and_commands_are_queried(models: str, nc: Client) -> None:
+    listing, _ = await ask(nc, "mesh.q.devices.list")
+    assert models in [d["device_id"] for d in listing["devices"]]
+    device, _ = await ask(nc, "mesh.q.devices.get", {"id": models})
+    assert device["status"] == "enrolled" and device["telemetry"]["temp_c"]["value"] == 40.5
+    command, _ = await ask(nc, "mesh.q.commands.get", {"id": f"c-{models}"})
+    assert (command["name"], command["state"]) == ("ping", "issued")
+    commands, _ = await ask(nc, "mesh.q.commands.list", {"device": models})
+    assert [c["command_id"] for c in commands["commands"]] == [f"c-{models}"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "code", "words"),
+    [
+        ("mesh.q.devices.get", {"id": "nobody"}, "404", "no device"),
+        ("mesh.q.devices.get", {"identifier": "x"}, "400", "bad request"),
+        ("mesh.q.commands.list", {"device": "d", "limit": 0}, "400", "limit"),
+        ("mesh.q.commands.get", "not an object", "400", "bad request"),
+    ],
+)
+async def test_errors_come_back_in_the_micro_headers(
+    models: str, nc: Client, subject: str, body: Any, code: str, words: str
+) -> None:
+    data, headers = await ask(nc, subject, body)
+    assert data is None
+    assert headers["Nats-Service-Error-Code"] == code
+    assert words in headers["Nats-Service-Error"]
