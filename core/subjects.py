@@ -69,9 +69,13 @@ def device_consumer(device_id: str) -> str:
     return f"device-{token(device_id, what='device id')}"
 
 
-def device_inbox_prefix(device_id: str) -> str:
-    """A device's own reply-subject prefix: it may subscribe here and nowhere else.
+def inbox_prefix(identity: str) -> str:
+    """A client's own reply-subject prefix: it may subscribe here and nowhere else.
 
-    A shared `_INBOX.>` permission would let one device read another's replies.
+    A shared `_INBOX.>` permission would let one device (or operator) read another's replies.
     """
-    return f"_INBOX_{token(device_id, what='device id')}"
+    return f"_INBOX_{token(identity, what='identity')}"
+
+
+def device_inbox_prefix(device_id: str) -> str:
+    return inbox_prefix(device_id)

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     if ca_cli is not None:
         ca_cli.register(commands)  # type: ignore[arg-type]
         device_cli.register(commands, _bind)  # type: ignore[arg-type]
+        device_cli.register_operators(commands)  # type: ignore[arg-type]
         command_cli.register(commands, _bind)  # type: ignore[arg-type]
         projection_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
@@ -99,6 +100,11 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def settings_for(home: Path) -> Settings:
+    """The settings of the mesh in `home` (its mahavishnu.toml, or MAHAVISHNU_CONFIG) with environment overrides."""
+    return _settings(home)
 
 
 def _settings(home: Path) -> Settings:

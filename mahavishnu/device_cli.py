@@ -53,6 +53,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     rotate.set_defaults(func=bind(_rotate))
 
 
+def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    operator = commands.add_parser("operator", help="people who query the mesh, and their roles")
+    actions = operator.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="issue an operator certificate with a role")
+    add.add_argument("id")
+    add.add_argument("--role", required=True, choices=("admin", "operator", "auditor", "viewer"))
+    add.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem (default HOME/operators/ID)")
+    add.set_defaults(func=_operator_add)
+    actions.add_parser("list", help="operators and their roles").set_defaults(func=_operator_list)
+
+
+def _operator_add(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu import operators
+    from mahavishnu.cli import settings_for
+
+    home = Home(home_path)
+    out = Path(args.out) if args.out else home.root / "operators" / args.id
+    issued = operators.add(home, settings_for(home_path), args.id, args.role, out_dir=out)
+    print(
+        f"operator {args.id} ({args.role}): cert {issued.cert_path}, key {issued.key_path}; query with "
+        f"`nats --tlscert {issued.cert_path} --tlskey {issued.key_path} --tlsca {issued.ca_path} "
+        f"--inbox-prefix _INBOX_{args.id} req mesh.q.devices.list ''`"
+    )
+    return 0
+
+
+def _operator_list(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu import operators
+
+    for identity, role in sorted(operators.roles(Home(home_path)).items()):
+        print(f"{identity}  {role}")
+    return 0
+
+
 async def _with_store(home: Home, settings: Settings) -> EventStore:
     home.check_ready()
     nc = await connect(home.control_identity(settings), name="mahavishnu-device", reconnect=False)

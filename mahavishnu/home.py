@@ -67,6 +67,14 @@ class Home:
         return self.nats_dir / "users.conf"
 
     @property
+    def operators_include(self) -> Path:
+        return self.nats_dir / "operators.conf"
+
+    @property
+    def roles_file(self) -> Path:
+        return self.root / "roles.json"
+
+    @property
     def pid_file(self) -> Path:
         return self.nats_dir / "server.pid"
 
@@ -137,6 +145,7 @@ def prepare(
         store_dir=home.store_dir,
         key_include=home.key_include.name,
         users_include=home.users_include.name,
+        operators_include=home.operators_include.name,
         pid_file=home.pid_file,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
@@ -147,8 +156,10 @@ def prepare(
 
 
 def write_users(home: Home, ca: CertificateAuthority) -> None:
-    """Regenerate users.conf from the CA registry: one user per live client certificate."""
-    _write_private(home.users_include, render_users(users_for(ca.issued(), datetime.now(UTC))))
+    """Regenerate users.conf and operators.conf from the CA registry: one user per live client certificate."""
+    mesh, ops = users_for(ca.issued(), datetime.now(UTC))
+    _write_private(home.users_include, render_users(mesh))
+    _write_private(home.operators_include, render_users(ops))
 
 
 def reload_server(home: Home) -> bool:

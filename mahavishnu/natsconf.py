@@ -58,6 +58,7 @@ class ServerConfig:
     store_dir: Path
     key_include: str  # file name of the JetStream key include, beside the rendered config
     users_include: str  # file name of the users include (render_users), beside the rendered config
+    operators_include: str  # the same, for the OPS account
     pid_file: Path
     max_memory: int = 256 * 1024 * 1024
     max_file: int = 10 * 1024**3
@@ -66,7 +67,7 @@ class ServerConfig:
         for path in (self.server_cert, self.server_key, self.ca_file, self.store_dir, self.pid_file):
             if not path.is_absolute():
                 raise ValueError(f"{path} must be absolute: the server resolves relative paths from its own cwd")
-        if "/" in self.key_include or "/" in self.users_include:
+        if "/" in self.key_include + self.users_include + self.operators_include:
             raise ValueError("key_include and users_include must be file names beside the configuration file")
         monitor = f"http: 127.0.0.1:{self.monitor_port}" if self.monitor_port else "# no monitoring port"
         return Template(template_text("server.conf.tmpl")).substitute(
@@ -82,6 +83,7 @@ class ServerConfig:
             max_file=self.max_file,
             key_include=self.key_include,
             users_include=self.users_include,
+            operators_include=self.operators_include,
             pid_file=self.pid_file,
         )
 

@@ -7,7 +7,8 @@ A device D may only
   - acknowledge its own deliveries:            $JS.ACK.COMMANDS.device-D.>
   - receive replies on its own inbox prefix:   _INBOX_D.>
 Nothing else: no other device's subjects, no other JetStream API, no $SYS, no `>`.
-The control services are unrestricted within the MESH account.
+The control services are unrestricted within the MESH account. Operators live in the
+OPS account and may only send queries (mesh.q.>), receiving on their own inbox prefix.
 """
 
 from __future__ import annotations
@@ -35,17 +36,30 @@ def device_user(device_id: str, serial: int) -> User:
     )
 
 
-def users_for(records: list[IssuedRecord], now: datetime) -> tuple[User, ...]:
-    """One user per live (unrevoked, unexpired) client certificate: control unrestricted, devices confined.
+def operator_user(identity: str, serial: int) -> User:
+    """A person (OPS account): may send queries and read the replies on its own inbox prefix, nothing else."""
+    return User(
+        name=certificate_uri(serial),
+        publish_allow=("mesh.q.>",),
+        subscribe_allow=(f"{subjects.inbox_prefix(identity)}.>",),
+    )
 
-    Operators get no user yet: their roles come with the query service.
+
+def users_for(records: list[IssuedRecord], now: datetime) -> tuple[tuple[User, ...], tuple[User, ...]]:
+    """One user per live (unrevoked, unexpired) client certificate: (MESH users, OPS users).
+
+    Control is unrestricted in MESH, devices are confined to their own subjects, operators
+    (OPS) may only query; what each operator may query is decided by its role.
     """
-    users: list[User] = []
+    mesh: list[User] = []
+    ops: list[User] = []
     for record in records:
         if not record.is_live(now):
             continue
         if record.kind == "control":
-            users.append(User(certificate_uri(record.serial)))
+            mesh.append(User(certificate_uri(record.serial)))
         elif record.kind == "device":
-            users.append(device_user(record.identity, record.serial))
-    return tuple(users)
+            mesh.append(device_user(record.identity, record.serial))
+        elif record.kind == "operator":
+            ops.append(operator_user(record.identity, record.serial))
+    return tuple(mesh), tuple(ops)

@@ -26,6 +26,7 @@ from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
+from mahavishnu import operators
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
@@ -88,7 +89,9 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         service = ProjectionService(store, home.readmodels_dir, key)
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
-        queries = await start_query_service(nc, home.readmodels_dir, key, version=version("mahavishnu"))
+        queries = await start_query_service(
+            nc, home.readmodels_dir, key, version=version("mahavishnu"), resolve=operators.resolver(home)
+        )
         probes = await _start_probes(
             settings, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )

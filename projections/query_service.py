@@ -8,6 +8,7 @@ are JSON, and errors come back in the micro protocol's error headers
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from projections.authz import Caller, allowed, caller_of
 from projections.queries import QUERIES, QueryError, parse
 
 log = logging.getLogger("mahavishnu.queries")
@@ -25,20 +27,34 @@ SERVICE_NAME = "mahavishnu-query"
 SUBJECT_PREFIX = "mesh.q"
 
 
-async def start_query_service(nc: Client, folder: Path, key: str, *, version: str) -> Service:
-    """Register every query as an endpoint of one micro service on `nc`."""
+Resolver = Callable[[str], Caller | None]
+
+
+async def start_query_service(
+    nc: Client, folder: Path, key: str, *, version: str, resolve: Resolver = lambda user: None
+) -> Service:
+    """Register every query as an endpoint of one micro service on `nc`.
+
+    `resolve` maps a requester's server user name (from Nats-Request-Info) to a Caller.
+    """
     service = await add_service(nc, name=SERVICE_NAME, version=version, description="Mahavishnu read-model queries")
     for name, (request_type, query) in QUERIES.items():
         await service.add_endpoint(
             name=name.replace(".", "-"),
             subject=f"{SUBJECT_PREFIX}.{name}",
-            handler=_handler(folder, key, name, request_type, query),
+            handler=_handler(folder, key, name, request_type, query, resolve),
         )
     return service
 
 
-def _handler(folder: Path, key: str, name: str, request_type: type[Any], query: Any) -> Any:
+def _handler(folder: Path, key: str, name: str, request_type: type[Any], query: Any, resolve: Resolver) -> Any:
     async def handle(request: Request) -> None:
+        caller = caller_of((request.headers or {}).get("Nats-Request-Info"), resolve)
+        if caller is None or not allowed(caller, name):
+            who = f"{caller.identity} ({caller.role})" if caller else "an unknown caller"
+            log.warning("query denied", extra={"query": name, "caller": who})
+            await request.respond_error("403", f"{who} may not run {name}")
+            return
         try:
             answer = await query(folder, key, parse(request_type, request.data))
         except QueryError as exc:

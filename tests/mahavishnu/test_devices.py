@@ -119,6 +119,7 @@ FORBIDDEN = [
     ("publish", "$JS.API.STREAM.INFO.EVENTS", "the JetStream management API"),
     ("publish", "$JS.API.STREAM.DELETE.EVENTS", "deleting a stream"),
     ("publish", "$SYS.REQ.SERVER.PING", "the system account"),
+    ("publish", "mesh.q.devices.list", "querying the read models"),
     ("subscribe", "_INBOX.>", "the shared inbox"),
     ("subscribe", "_INBOX_someone-else.>", "another device's inbox"),
     ("subscribe", "mesh.evt.device.someone-else.>", "reading another device's events"),

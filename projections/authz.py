@@ -1,0 +1,53 @@
+"""Who may run which query (pure). The caller comes from the connection, never from the request.
+
+Roles: admin (everything), operator and viewer (devices and commands), auditor (the
+audit trail; it arrives with the audit read model). The control services, in the mesh's
+own account, act as admin; devices have no permission to send queries at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ROLES = ("admin", "operator", "auditor", "viewer")
+READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list"})
+PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query
+    "admin": None,
+    "operator": READ_FLEET,
+    "viewer": READ_FLEET,
+    "auditor": frozenset({"audit.search", "audit.verify"}),
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    identity: str
+    role: str
+
+
+CONTROL = Caller("control", "admin")
+
+
+def allowed(caller: Caller, query: str) -> bool:
+    if caller.role not in PERMISSIONS:
+        return False
+    permitted = PERMISSIONS[caller.role]
+    return permitted is None or query in permitted
+
+
+def caller_of(request_info: str | None, resolve: Callable[[str], Caller | None]) -> Caller | None:
+    """The caller of a request from its Nats-Request-Info header (set by the server for imported services).
+
+    No header: the request came from inside the mesh's own account, where only the control
+    services may send queries. `resolve` maps the server's user name (the certificate's
+    URI SAN) to a caller, or None for an unknown one.
+    """
+    if request_info is None:
+        return CONTROL
+    try:
+        user = json.loads(request_info).get("user", "")
+    except (ValueError, AttributeError):
+        return None
+    return resolve(user) if isinstance(user, str) and user else None
