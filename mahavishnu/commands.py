@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from core import subjects
+from core.audit import AuditTrail
 from core.errors import MahavishnuError
 from core.events import (
     CommandAccepted,
@@ -124,6 +125,13 @@ async def send(
     )
     command = msgspec.structs.replace(command, correlation_id=command.command_id)
     await store.append(command)
+    await AuditTrail(store).record(
+        actor=actor,
+        category="command",
+        action="command.send",
+        target=device_id,
+        details={"command_id": command.command_id, "name": name},
+    )
     return command
 
 
@@ -187,3 +195,10 @@ async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str 
     if not seq or seq <= delivered or not await store.delete_message("COMMANDS", seq):
         raise CommandError(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
     await store.append(CommandCanceled(command_id=command_id, device_id=view.device_id, actor=actor, reason=reason))
+    await AuditTrail(store).record(
+        actor=actor,
+        category="command",
+        action="command.cancel",
+        target=view.device_id,
+        details={"command_id": command_id},
+    )

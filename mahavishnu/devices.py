@@ -13,6 +13,7 @@ from pathlib import Path
 
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
 from core import subjects
+from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated
@@ -100,6 +101,13 @@ async def enroll(
             actor="control",
         )
     )
+    await AuditTrail(store).record(
+        actor="control",
+        category="identity",
+        action="device.enroll",
+        target=device_id,
+        details={"serial": f"{issued.serial:x}", "from_csr": csr_pem is not None},
+    )
     return Enrolment(issued, config, reloaded)
 
 
@@ -111,6 +119,9 @@ async def revoke(home: Home, store: EventStore, device_id: str, *, reason: str =
     await _apply(home, ca, store, device_id)
     await store.append(
         DeviceRevoked(device_id=device_id, serials=[f"{e.serial:x}" for e in entries], reason=reason, actor="control")
+    )
+    await AuditTrail(store).record(
+        actor="control", category="identity", action="device.revoke", target=device_id, details={"reason": reason}
     )
     return [e.serial for e in entries]
 
@@ -131,6 +142,13 @@ async def rotate(
             not_after=issued.not_after,
             actor="control",
         )
+    )
+    await AuditTrail(store).record(
+        actor="control",
+        category="identity",
+        action="device.rotate",
+        target=device_id,
+        details={"new_serial": f"{issued.serial:x}"},
     )
     return issued
 

@@ -19,6 +19,7 @@ from importlib.metadata import version
 
 from nats.aio.client import Client
 
+from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
@@ -90,7 +91,12 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
         queries = await start_query_service(
-            nc, home.readmodels_dir, key, version=version("mahavishnu"), resolve=operators.resolver(home)
+            nc,
+            home.readmodels_dir,
+            key,
+            version=version("mahavishnu"),
+            resolve=operators.resolver(home),
+            audit=AuditTrail(store),
         )
         probes = await _start_probes(
             settings, lambda: server.running and nc is not None and nc.is_connected and service.caught_up

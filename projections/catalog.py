@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from projections.audit import Audit
 from projections.commands import Commands
 from projections.devices import Devices
 from projections.projection import Projection
 
-CATALOG: dict[str, type[Projection]] = {"devices": Devices, "commands": Commands}
+CATALOG: dict[str, type[Projection]] = {"devices": Devices, "commands": Commands, "audit": Audit}

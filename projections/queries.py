@@ -42,6 +42,15 @@ class Nothing(msgspec.Struct, forbid_unknown_fields=True):
     pass
 
 
+class AuditSearch(msgspec.Struct, forbid_unknown_fields=True):
+    actor: str | None = None
+    device: str | None = None  # the entry's target
+    action: str | None = None
+    since: str | None = None  # ISO-8601
+    until: str | None = None
+    limit: int = 100
+
+
 def parse(request_type: type[Any], body: bytes) -> Any:
     """Decode a request body (empty means {}); QueryError 400 naming what is wrong."""
     try:
@@ -111,10 +120,38 @@ async def commands_list(folder: Path, key: str, request: CommandList) -> dict[st
     return {"commands": [_command(r) for r in rows]}
 
 
+async def audit_search(folder: Path, key: str, request: AuditSearch) -> dict[str, Any]:
+    if not 1 <= request.limit <= 10_000:
+        raise QueryError(400, "bad request: limit must be 1..10000")
+    clauses, params = audit_filter(request)
+    rows = await _rows(
+        folder, key, "audit", f"SELECT * FROM audit{clauses} ORDER BY seq DESC LIMIT ?", *params, request.limit
+    )
+    return {"entries": [{**r, "details": json.loads(r["details"]), "chain_ok": bool(r["chain_ok"])} for r in rows]}
+
+
+def audit_filter(request: AuditSearch) -> tuple[str, list[object]]:
+    """The WHERE clause of an audit search (pure)."""
+    conditions: list[str] = []
+    params: list[object] = []
+    for column, value, operator in (
+        ("actor", request.actor, "="),
+        ("target", request.device, "="),
+        ("action", request.action, "="),
+        ("at", request.since, ">="),
+        ("at", request.until, "<="),
+    ):
+        if value is not None:
+            conditions.append(f"{column} {operator} ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+
+
 # name -> (request type, function): the endpoints of both doors
 QUERIES: dict[str, tuple[type[Any], Any]] = {
     "devices.list": (Nothing, devices_list),
     "devices.get": (DeviceGet, devices_get),
     "commands.get": (CommandGet, commands_get),
     "commands.list": (CommandList, commands_list),
+    "audit.search": (AuditSearch, audit_search),
 }

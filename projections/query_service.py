@@ -18,6 +18,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from core.audit import AuditTrail
 from projections.authz import Caller, allowed, caller_of
 from projections.queries import QUERIES, QueryError, parse
 
@@ -31,7 +32,13 @@ Resolver = Callable[[str], Caller | None]
 
 
 async def start_query_service(
-    nc: Client, folder: Path, key: str, *, version: str, resolve: Resolver = lambda user: None
+    nc: Client,
+    folder: Path,
+    key: str,
+    *,
+    version: str,
+    resolve: Resolver = lambda user: None,
+    audit: AuditTrail | None = None,
 ) -> Service:
     """Register every query as an endpoint of one micro service on `nc`.
 
@@ -42,19 +49,34 @@ async def start_query_service(
         await service.add_endpoint(
             name=name.replace(".", "-"),
             subject=f"{SUBJECT_PREFIX}.{name}",
-            handler=_handler(folder, key, name, request_type, query, resolve),
+            handler=_handler(folder, key, name, request_type, query, resolve, audit),
         )
     return service
 
 
-def _handler(folder: Path, key: str, name: str, request_type: type[Any], query: Any, resolve: Resolver) -> Any:
+def _handler(
+    folder: Path,
+    key: str,
+    name: str,
+    request_type: type[Any],
+    query: Any,
+    resolve: Resolver,
+    audit: AuditTrail | None,
+) -> Any:
+    async def record(caller: Caller | None, outcome: str, details: dict[str, Any]) -> None:
+        if audit is not None:
+            actor = caller.identity if caller else "unknown"
+            await audit.record(actor=actor, category="query", action=name, outcome=outcome, details=details)
+
     async def handle(request: Request) -> None:
         caller = caller_of((request.headers or {}).get("Nats-Request-Info"), resolve)
         if caller is None or not allowed(caller, name):
             who = f"{caller.identity} ({caller.role})" if caller else "an unknown caller"
             log.warning("query denied", extra={"query": name, "caller": who})
+            await record(caller, "denied", {"role": caller.role if caller else ""})
             await request.respond_error("403", f"{who} may not run {name}")
             return
+        await record(caller, "ok", {"role": caller.role})
         try:
             answer = await query(folder, key, parse(request_type, request.data))
         except QueryError as exc:

@@ -7,6 +7,7 @@ import msgspec
 # Headers of the JetStream publish protocol.
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SEQ = "Nats-Expected-Last-Sequence"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 BATCH_ID = "Nats-Batch-Id"
 BATCH_SEQUENCE = "Nats-Batch-Sequence"

@@ -106,6 +106,22 @@ class EventStore:
         except EventDecodeError:
             return None
 
+    async def message_data(self, stream: str, seq: int) -> bytes:
+        """The payload of message `seq` of `stream`; StoreError when it is not there."""
+        reply = await self._api(f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
+        if "error" in reply:
+            raise StoreError(f"message {seq} of {stream} cannot be read: {reply['error'].get('description')}")
+        return base64.b64decode(reply["message"]["data"])
+
+    async def append_after(self, event: Event, *, expected_last_seq: int) -> Appended:
+        """Append one event only if its stream's last sequence is `expected_last_seq`; else ConcurrencyConflict."""
+        subject = event.subject()
+        headers = {acks.MSG_ID: event.event_id, acks.EXPECTED_LAST_SEQ: str(expected_last_seq)}
+        ack = await self._request(subject, encode(event), headers)
+        if ack.error is not None:
+            raise from_api_error(ack.error, subject=subject, expected=expected_last_seq)
+        return Appended(ack.stream, ack.seq, subject, event.event_id, ack.duplicate)
+
     async def delete_message(self, stream: str, seq: int) -> bool:
         """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""
         reply = await self._api(f"$JS.API.STREAM.MSG.DELETE.{stream}", {"seq": seq, "no_erase": True})

@@ -320,3 +320,28 @@ def test_up_keeps_the_read_models_and_guards_them(up: Running) -> None:
     asyncio.run(opens(key_after))
     with pytest.raises(DatabaseKeyError):
         asyncio.run(opens(key_before.strip()))
+
+
+def test_the_audit_trail_verifies_exports_and_catches_a_tampered_copy(up: Running, tmp_path: Path) -> None:
+    assert run("device", "enroll", "dev-audited", "--out", str(tmp_path / "d"), env=up.env).returncode == 0
+    assert run("device", "revoke", "dev-audited", env=up.env).returncode == 0
+    verified = run("audit", "verify", env=up.env)
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified
+
+    export = run("audit", "export", "--format", "jsonl", env=up.env)
+    lines = [json.loads(line) for line in export.stdout.splitlines()]
+    assert [line["event"]["action"] for line in lines][-2:] == ["device.enroll", "device.revoke"]
+    lines[-2]["event"]["target"] = "someone-else"
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    caught = run("audit", "verify", "--file", str(tampered), env=up.env)
+    assert caught.returncode == 1 and f"seq {lines[-1]['seq']}" in caught.stdout
+
+    table = run("audit", "export", "--format", "csv", env=up.env)
+    assert table.stdout.splitlines()[0].startswith("seq,at,actor,category,action")
+    found = wait_until(
+        lambda: run("audit", "search", "--action", "device.revoke", env=up.env).stdout.strip(),
+        timeout=30,
+        what="the audit read model to catch up",
+    )
+    assert json.loads(found.splitlines()[0])["target"] == "dev-audited"

@@ -11,6 +11,8 @@ import pytest
 from nats.aio.client import Client
 
 from core import subjects
+from core.audit import AuditTrail
+from core.events import AuditRecorded
 from core.store import EventStore, Identity, connect
 from mahavishnu import operators
 from projections.catalog import CATALOG
@@ -50,7 +52,9 @@ async def service(store: EventStore, nc: Client, mesh: Mesh, tmp_path: Path) -> 
         runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
         await runner.open()
         await runner.close()
-    running = await start_query_service(nc, tmp_path, KEY, version="0.1.0", resolve=operators.resolver(mesh.home))
+    running = await start_query_service(
+        nc, tmp_path, KEY, version="0.1.0", resolve=operators.resolver(mesh.home), audit=AuditTrail(store)
+    )
     yield
     await running.stop()
 
@@ -70,7 +74,9 @@ async def test_a_viewer_reads_the_fleet(service: None, mesh: Mesh, people_folder
     assert "devices" in json.loads(data)
 
 
-async def test_an_auditor_is_refused_the_fleet_and_told_why(service: None, mesh: Mesh, people_folder: Path) -> None:
+async def test_an_auditor_is_refused_the_fleet_and_told_why(
+    service: None, mesh: Mesh, store: EventStore, people_folder: Path
+) -> None:
     auditor = await person(mesh, people_folder, "ops-auditor", "auditor")
     try:
         _, headers = await query(auditor, "mesh.q.commands.list", b'{"device": "d"}')
@@ -78,6 +84,9 @@ async def test_an_auditor_is_refused_the_fleet_and_told_why(service: None, mesh:
         await auditor.close()
     assert headers["Nats-Service-Error-Code"] == "403"
     assert headers["Nats-Service-Error"] == "ops-auditor (auditor) may not run commands.list"
+    [last] = [s.event async for s in store.read("mesh.audit.query.ops-auditor")][-1:]
+    assert isinstance(last, AuditRecorded)
+    assert (last.action, last.outcome) == ("commands.list", "denied")  # a denial is itself an audit event
 
 
 async def test_the_body_cannot_claim_an_identity(service: None, mesh: Mesh, people_folder: Path) -> None:
