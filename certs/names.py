@@ -19,7 +19,7 @@ from certs.errors import CertError, InvalidIdError
 KeyAlgorithm = Literal["ecdsa-p256", "ed25519"]
 ALGORITHMS: Final[tuple[str, ...]] = get_args(KeyAlgorithm)
 
-ClientKind = Literal["device", "control", "operator"]
+ClientKind = Literal["device", "control", "operator", "system"]  # system: reads the server's $SYS events
 CLIENT_KINDS: Final[tuple[str, ...]] = get_args(ClientKind)
 SERVER_KIND: Final = "server"
 

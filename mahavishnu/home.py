@@ -28,6 +28,7 @@ from mahavishnu.permissions import users_for
 from projections.database import ensure_key_file
 
 CONTROL_ID = "control"
+SYSTEM_ID = "system"
 
 
 class HomeError(MahavishnuError):
@@ -71,6 +72,14 @@ class Home:
         return self.nats_dir / "operators.conf"
 
     @property
+    def system_include(self) -> Path:
+        return self.nats_dir / "system.conf"
+
+    @property
+    def system_dir(self) -> Path:
+        return self.root / "system"
+
+    @property
     def roles_file(self) -> Path:
         return self.root / "roles.json"
 
@@ -91,6 +100,10 @@ class Home:
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
         return f"tls://{host}:{port if port is not None else settings.server.port}"
+
+    def system_identity(self, settings: Settings, port: int | None = None) -> Identity:
+        folder = self.system_dir
+        return Identity(self.client_url(settings, port), folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
 
     def control_identity(self, settings: Settings, port: int | None = None) -> Identity:
         return Identity(
@@ -127,11 +140,8 @@ def prepare(
         ca.issue_server(
             settings.mesh.name, hosts=settings.server.hosts, out_dir=home.server_dir, days=settings.certs.server_days
         )
-    if not (home.control_dir / "cert.pem").is_file():
-        try:
-            ca.issue_client(CONTROL_ID, kind="control", out_dir=home.control_dir, days=settings.certs.client_days)
-        except AlreadyIssuedError:  # the files were lost, the CA still knows the identity: a new certificate
-            ca.rotate_client(CONTROL_ID, out_dir=home.control_dir, days=settings.certs.client_days)
+    _ensure_identity(ca, CONTROL_ID, "control", home.control_dir, settings.certs.client_days)
+    _ensure_identity(ca, SYSTEM_ID, "system", home.system_dir, settings.certs.client_days)
     _ensure_jetstream_key(home)
     ensure_key_file(home.root)
     config = ServerConfig(
@@ -146,6 +156,7 @@ def prepare(
         key_include=home.key_include.name,
         users_include=home.users_include.name,
         operators_include=home.operators_include.name,
+        system_include=home.system_include.name,
         pid_file=home.pid_file,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
@@ -155,11 +166,21 @@ def prepare(
     return config
 
 
+def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder: Path, days: int) -> None:
+    if (folder / "cert.pem").is_file():
+        return
+    try:
+        ca.issue_client(identity, kind=kind, out_dir=folder, days=days)
+    except AlreadyIssuedError:  # the files were lost, the CA still knows the identity: a new certificate
+        ca.rotate_client(identity, out_dir=folder, days=days)
+
+
 def write_users(home: Home, ca: CertificateAuthority) -> None:
     """Regenerate users.conf and operators.conf from the CA registry: one user per live client certificate."""
-    mesh, ops = users_for(ca.issued(), datetime.now(UTC))
+    mesh, ops, system = users_for(ca.issued(), datetime.now(UTC))
     _write_private(home.users_include, render_users(mesh))
     _write_private(home.operators_include, render_users(ops))
+    _write_private(home.system_include, render_users(system))
 
 
 def reload_server(home: Home) -> bool:

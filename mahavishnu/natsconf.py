@@ -59,6 +59,7 @@ class ServerConfig:
     key_include: str  # file name of the JetStream key include, beside the rendered config
     users_include: str  # file name of the users include (render_users), beside the rendered config
     operators_include: str  # the same, for the OPS account
+    system_include: str  # the same, for the SYS account
     pid_file: Path
     max_memory: int = 256 * 1024 * 1024
     max_file: int = 10 * 1024**3
@@ -67,7 +68,7 @@ class ServerConfig:
         for path in (self.server_cert, self.server_key, self.ca_file, self.store_dir, self.pid_file):
             if not path.is_absolute():
                 raise ValueError(f"{path} must be absolute: the server resolves relative paths from its own cwd")
-        if "/" in self.key_include + self.users_include + self.operators_include:
+        if "/" in self.key_include + self.users_include + self.operators_include + self.system_include:
             raise ValueError("key_include and users_include must be file names beside the configuration file")
         monitor = f"http: 127.0.0.1:{self.monitor_port}" if self.monitor_port else "# no monitoring port"
         return Template(template_text("server.conf.tmpl")).substitute(
@@ -84,6 +85,7 @@ class ServerConfig:
             key_include=self.key_include,
             users_include=self.users_include,
             operators_include=self.operators_include,
+            system_include=self.system_include,
             pid_file=self.pid_file,
         )
 

@@ -59,3 +59,15 @@ def _write_roles(home: Home, table: dict[str, str]) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(table, handle, indent=2, sort_keys=True)
     os.replace(tmp, home.roles_file)
+
+
+def identifier(home: Home) -> Callable[[str], str]:
+    """Maps a server user name (mahavishnu:cert:<serial>) to '<identity>' (any kind); the name itself if unknown."""
+
+    def identify(user: str) -> str:
+        for record in CertificateAuthority.load(home.ca_dir).issued():
+            if certificate_uri(record.serial) == user:
+                return record.identity
+        return user
+
+    return identify

@@ -45,14 +45,17 @@ def operator_user(identity: str, serial: int) -> User:
     )
 
 
-def users_for(records: list[IssuedRecord], now: datetime) -> tuple[tuple[User, ...], tuple[User, ...]]:
-    """One user per live (unrevoked, unexpired) client certificate: (MESH users, OPS users).
+def users_for(
+    records: list[IssuedRecord], now: datetime
+) -> tuple[tuple[User, ...], tuple[User, ...], tuple[User, ...]]:
+    """One user per live (unrevoked, unexpired) client certificate: (MESH users, OPS users, SYS users).
 
     Control is unrestricted in MESH, devices are confined to their own subjects, operators
     (OPS) may only query; what each operator may query is decided by its role.
     """
     mesh: list[User] = []
     ops: list[User] = []
+    system: list[User] = []
     for record in records:
         if not record.is_live(now):
             continue
@@ -62,4 +65,12 @@ def users_for(records: list[IssuedRecord], now: datetime) -> tuple[tuple[User, .
             mesh.append(device_user(record.identity, record.serial))
         elif record.kind == "operator":
             ops.append(operator_user(record.identity, record.serial))
-    return tuple(mesh), tuple(ops)
+        elif record.kind == "system":
+            system.append(
+                User(
+                    certificate_uri(record.serial),
+                    publish_allow=("_INBOX.>", "$SYS.REQ.>"),
+                    subscribe_allow=("$SYS.>", "_INBOX.>"),
+                )
+            )
+    return tuple(mesh), tuple(ops), tuple(system)

@@ -27,7 +27,7 @@ from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import operators
+from mahavishnu import connection_audit, operators
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
@@ -80,6 +80,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
     service: ProjectionService | None = None
     stop_following = asyncio.Event()
     following: asyncio.Task[None] | None = None
+    system: Client | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         store = EventStore(nc, streams_of(settings))
@@ -98,6 +99,8 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
             resolve=operators.resolver(home),
             audit=AuditTrail(store),
         )
+        system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
+        await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
         probes = await _start_probes(
             settings, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
@@ -121,6 +124,8 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
             await service.close()
         if probes is not None:
             await probes.stop()
+        if system is not None and not system.is_closed:
+            await system.close()
         if nc is not None and not nc.is_closed:
             await nc.close()
         await supervisor.stop()
