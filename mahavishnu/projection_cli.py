@@ -57,7 +57,7 @@ async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> i
             if not runner.path.exists():
                 print(f"{name}: not built yet (`mahavishnu up` builds it)")
                 continue
-            runner.db = await open_encrypted(runner.path, runner.key)
+            runner.db = await open_encrypted(runner.path, runner.key, reader=True)
             events, seconds = await runner.lag()
             positions = ", ".join(f"{source} at {seq}" for source, seq in (await runner.positions()).items())
             print(f"{name}: {positions}; lag {events} events / {seconds:.1f} s; parked {len(await runner.parked())}")
@@ -70,7 +70,7 @@ async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> i
 async def _parked(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     runner = await _runner(home, settings, args.name)
     try:
-        runner.db = await open_encrypted(runner.path, runner.key)
+        runner.db = await open_encrypted(runner.path, runner.key, reader=True)
         for entry in await runner.parked():
             print(f"{entry.stream} seq {entry.seq}  {entry.subject}  {entry.reason}")
     finally:

@@ -56,12 +56,18 @@ def database_key(home: Path, env: Mapping[str, str]) -> str:
     return key
 
 
-async def open_encrypted(path: Path, key: str) -> aiosqlite.Connection:
-    """Open (or create) an encrypted database; DatabaseKeyError when the key does not open it."""
+async def open_encrypted(path: Path, key: str, *, reader: bool = False) -> aiosqlite.Connection:
+    """Open (or create) an encrypted database; DatabaseKeyError when the key does not open it.
+
+    A `reader` (a query, a status command) never changes the file: it leaves the journal
+    mode, which the writer set once, alone, since changing it needs an exclusive lock.
+    Every connection waits up to 10 s for a lock instead of failing at once.
+    """
 
     def connector() -> sqlcipher3.Connection:
         connection = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
         connection.execute(f"PRAGMA key = \"x'{key}'\"")
+        connection.execute("PRAGMA busy_timeout = 10000")
         return connection
 
     db = aiosqlite.Connection(connector, 64)
@@ -74,6 +80,9 @@ async def open_encrypted(path: Path, key: str) -> aiosqlite.Connection:
             f"cannot open {path}: the read-model key does not match it; restore the key it was written "
             "with, or delete the file so that it is rebuilt from the streams"
         ) from exc
-    await db.execute_fetchall("PRAGMA journal_mode = WAL")
-    await db.execute("PRAGMA synchronous = NORMAL")
+    if reader:
+        await db.execute("PRAGMA query_only = 1")
+    else:
+        await db.execute_fetchall("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
     return db

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import sqlcipher3
 
 from core.errors import MahavishnuError
 from projections.database import open_encrypted
@@ -65,11 +66,13 @@ async def _rows(folder: Path, key: str, model: str, sql: str, *params: object) -
     path = folder / f"{model}.db"
     if not path.exists():
         raise QueryError(503, f"the {model} read model is not built yet")
-    db = await open_encrypted(path, key)
+    db = await open_encrypted(path, key, reader=True)
     try:
         cursor = await db.execute(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+    except sqlcipher3.Error as exc:
+        raise QueryError(503, f"the {model} read model cannot be read now ({exc}); try again") from exc
     finally:
         await db.close()
 

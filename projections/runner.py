@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import sqlcipher3
 
 from core.errors import MahavishnuError
 from core.events.base import utc_now
@@ -170,6 +171,9 @@ class ProjectionRunner:
                     f"{self.projection.name}: {source} sequences {batch[0].seq}..{batch[-1].seq} were applied already"
                 )
             await self.db.execute("COMMIT")
+        except sqlcipher3.Error as exc:
+            await self.db.execute("ROLLBACK")
+            raise ProjectionError(f"{self.projection.name}: the read model could not be written ({exc})") from exc
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
