@@ -102,7 +102,9 @@ class ProjectionRunner:
         if versions and versions[0] != self.projection.version:
             return f"schema version {versions[0]} is not the projection's {self.projection.version}"
         for source, position in (await self.positions()).items():
-            last = await self.store.last_sequence(self.streams[source])
+            first, last = await self.store.bounds(self.streams[source])
+            if position and position + 1 < first:
+                return f"events {position + 1}..{first - 1} of {source} aged out of the stream before being applied"
             if position > last:
                 return (
                     f"position {position} of {source} is past its stream's last sequence {last} (the stream was reset)"

@@ -134,10 +134,14 @@ class EventStore:
 
     async def last_sequence(self, stream: str) -> int:
         """The last sequence stored in `stream` (0 when empty)."""
+        return (await self.bounds(stream))[1]
+
+    async def bounds(self, stream: str) -> tuple[int, int]:
+        """The first and last sequences still stored in `stream` (older ones aged out)."""
         info = await self._api(f"$JS.API.STREAM.INFO.{stream}", {})
         if "error" in info:
             raise StoreError(f"cannot read stream {stream}: {info['error'].get('description')}")
-        return int(info["state"]["last_seq"])
+        return int(info["state"]["first_seq"]), int(info["state"]["last_seq"])
 
     async def last_subject_sequence(self, subject: str) -> int:
         """The sequence of the last message on exactly `subject` (0 if none): the value for optimistic concurrency."""

@@ -189,3 +189,29 @@ async def test_the_service_follows_the_stream_and_owns_the_folder(store: EventSt
         await following
         await service.close()
     FolderLock(tmp_path).acquire()  # released on close
+
+
+async def test_events_lost_before_being_applied_force_a_rebuild(tmp_path: Path) -> None:
+    from core.store import connect
+    from tests.harness import start_mesh
+
+    own = start_mesh(tmp_path / "mesh")
+    try:
+        nc = await connect(own.identity, name="t", reconnect=False)
+        store = EventStore(nc)
+        await store.ensure_streams()
+        dev = device()
+        await store.append(life(dev)[0])
+        runner = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+        await store.append_many(life(dev)[1:] * 3)
+        last = await store.last_sequence("EVENTS")
+        await nc.request("$JS.API.STREAM.PURGE.EVENTS", f'{{"seq": {last}}}'.encode())  # keep only the last
+        await runner.open()
+        assert "aged out" in runner.rebuilt_because
+        await runner.close()
+        await nc.close()
+    finally:
+        own.stop()
