@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_TOML",
     "CertsSettings",
     "ConfigError",
+    "HttpSettings",
     "JetStreamSettings",
     "LoggingSettings",
     "MeshSettings",
@@ -82,6 +83,9 @@ format = "json"              # json or text
 [metrics]
 host = "127.0.0.1"
 port = 9464                  # 0 disables
+[http]
+host = "127.0.0.1"           # the HTTP query API and dashboard
+port = 8480                  # 0 disables
 """
 
 
@@ -157,6 +161,14 @@ class MetricsSettings(_Section, frozen=True, kw_only=True):
     port: int = 9464
 
 
+class HttpSettings(_Section, frozen=True, kw_only=True):
+    """Where the HTTP query API and the dashboard listen (port 0: none)."""
+
+    SECTION: ClassVar[str] = "http"
+    host: str = "127.0.0.1"
+    port: int = 8480
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All settings. Durations are float seconds, sizes int bytes."""
 
@@ -166,11 +178,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     certs: CertsSettings = msgspec.field(default_factory=CertsSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
 
 
 _SECTIONS: Final[dict[str, type[_Section]]] = {
     cls.SECTION: cls
-    for cls in (MeshSettings, ServerSettings, JetStreamSettings, CertsSettings, LoggingSettings, MetricsSettings)
+    for cls in (
+        MeshSettings,
+        ServerSettings,
+        JetStreamSettings,
+        CertsSettings,
+        LoggingSettings,
+        MetricsSettings,
+        HttpSettings,
+    )
 }
 
 
@@ -246,6 +267,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     "certs": {"algorithm": _choice("ecdsa-p256", "ed25519"), "ca_days": _INT, "server_days": _INT, "client_days": _INT},
     "logging": {"level": _choice("debug", "info", "warning", "error"), "format": _choice("json", "text")},
     "metrics": {"host": _STR, "port": _INT},
+    "http": {"host": _STR, "port": _INT},
 }
 
 
@@ -357,6 +379,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "certs": _check_certs,
     "logging": _check_logging,
     "metrics": _check_metrics,
+    "http": _check_metrics,  # the same rules: a host, and a port or 0
 }
 
 

@@ -26,7 +26,7 @@ import contextlib
 import inspect
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -34,7 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from core.errors import MahavishnuError
 
@@ -95,6 +95,7 @@ class ProbeServer:
         *,
         ready: Check,
         health: Check | None = None,
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         self._host = host
         self._port = port
@@ -108,6 +109,7 @@ class ProbeServer:
                 Route("/metrics", self._metrics, methods=["GET"]),
                 Route("/health", self._health_endpoint, methods=["GET"]),
                 Route("/ready", self._ready_endpoint, methods=["GET"]),
+                *routes,  # a service's own endpoints beside its probes (the HTTP query API)
             ]
         )
 

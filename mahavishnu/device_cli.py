@@ -62,6 +62,9 @@ def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentPar
     add.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem (default HOME/operators/ID)")
     add.set_defaults(func=_operator_add)
     actions.add_parser("list", help="operators and their roles").set_defaults(func=_operator_list)
+    token = actions.add_parser("token", help="a new bearer token for the HTTP API (shown once)")
+    token.add_argument("id")
+    token.set_defaults(func=_operator_token)
 
 
 def _operator_add(args: argparse.Namespace, home_path: Path) -> int:
@@ -76,6 +79,13 @@ def _operator_add(args: argparse.Namespace, home_path: Path) -> int:
         f"`nats --tlscert {issued.cert_path} --tlskey {issued.key_path} --tlsca {issued.ca_path} "
         f"--inbox-prefix _INBOX_{args.id} req mesh.q.devices.list ''`"
     )
+    return 0
+
+
+def _operator_token(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu import tokens
+
+    print(tokens.issue(Home(home_path), args.id))
     return 0
 
 

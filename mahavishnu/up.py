@@ -27,10 +27,11 @@ from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import connection_audit, operators
+from mahavishnu import connection_audit, operators, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
+from projections import http_api
 from projections.database import database_key
 from projections.query_service import start_query_service
 from projections.service import ProjectionService
@@ -81,6 +82,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
     stop_following = asyncio.Event()
     following: asyncio.Task[None] | None = None
     system: Client | None = None
+    api: ProbeServer | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         store = EventStore(nc, streams_of(settings))
@@ -99,6 +101,17 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
             resolve=operators.resolver(home),
             audit=AuditTrail(store),
         )
+        if settings.http.port:
+            api = ProbeServer(
+                settings.http.host,
+                settings.http.port,
+                new_registry(),
+                ready=lambda: service is not None and service.caught_up,
+                routes=http_api.routes(
+                    home.readmodels_dir, key, authenticate=tokens.authenticator(home), audit=AuditTrail(store)
+                ),
+            )
+            await api.start()
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
         probes = await _start_probes(
@@ -107,6 +120,8 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         out(connection_help(identity, home))
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
+        if api is not None:
+            out(f"  http      http://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
         await _until_signal(watcher)
         await queries.stop()
         stop_following.set()
@@ -124,6 +139,8 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
             await service.close()
         if probes is not None:
             await probes.stop()
+        if api is not None:
+            await api.stop()
         if system is not None and not system.is_closed:
             await system.close()
         if nc is not None and not nc.is_closed:

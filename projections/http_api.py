@@ -1,0 +1,145 @@
+"""The HTTP door to the queries: JSON for dashboards, with its OpenAPI document and a small dashboard page.
+
+    GET /api/devices                devices.list
+    GET /api/devices/{id}           devices.get
+    GET /api/commands?device=ID     commands.list
+    GET /api/commands/{id}          commands.get
+    GET /api/audit?actor=&device=&action=&since=&until=&limit=   audit.search
+    GET /openapi.json               the OpenAPI 3.1 document
+    GET /                           the dashboard
+
+Callers authenticate with `Authorization: Bearer <token>` (`mahavishnu operator token`);
+the token names the operator and so the role. The same query functions and the same
+role checks as the NATS door; every query, served or denied, is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from core.audit import AuditTrail
+from projections.authz import Caller, allowed
+from projections.queries import QUERIES, QueryError
+
+Authenticate = Callable[[str], Caller | None]
+
+# path -> (query, path parameter that fills the request's `id`, if any)
+PATHS: dict[str, tuple[str, str | None]] = {
+    "/api/devices": ("devices.list", None),
+    "/api/devices/{id}": ("devices.get", "id"),
+    "/api/commands": ("commands.list", None),
+    "/api/commands/{id}": ("commands.get", "id"),
+    "/api/audit": ("audit.search", None),
+}
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI document, derived from the query request types (pure)."""
+    paths: dict[str, Any] = {}
+    for path, (name, path_param) in PATHS.items():
+        request_type, _ = QUERIES[name]
+        schema = msgspec.json.schema(request_type)
+        properties = schema.get("$defs", {}).get(request_type.__name__, {}).get("properties", {})
+        parameters = [
+            {
+                "name": field,
+                "in": "path" if field == path_param else "query",
+                "required": field == path_param,
+                "schema": spec,
+            }
+            for field, spec in properties.items()
+        ]
+        paths[path] = {
+            "get": {
+                "operationId": name.replace(".", "_"),
+                "summary": name,
+                "parameters": parameters,
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {
+                        "description": "the answer",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "400": {"description": "bad request"},
+                    "401": {"description": "no or unknown token"},
+                    "403": {"description": "the caller's role may not run this query"},
+                    "404": {"description": "not found"},
+                    "503": {"description": "the read model is not ready"},
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Mahavishnu query API", "version": "1"},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def routes(folder: Path, key: str, *, authenticate: Authenticate, audit: AuditTrail | None) -> list[BaseRoute]:
+    """The API's routes, to serve beside a service's probes."""
+    document = openapi()
+    page = resources.files("projections").joinpath("dashboard.html").read_text(encoding="utf-8")
+
+    async def spec(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def dashboard(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    return [
+        Route("/openapi.json", spec, methods=["GET"]),
+        Route("/", dashboard, methods=["GET"]),
+        *(
+            Route(path, _endpoint(folder, key, name, param, authenticate, audit), methods=["GET"])
+            for path, (name, param) in PATHS.items()
+        ),
+    ]
+
+
+def _endpoint(
+    folder: Path, key: str, name: str, path_param: str | None, authenticate: Authenticate, audit: AuditTrail | None
+) -> Callable[[Request], Any]:
+    request_type, query = QUERIES[name]
+
+    async def handle(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        caller = authenticate(token) if token else None
+        if caller is None:
+            return JSONResponse({"error": "send Authorization: Bearer <token> (mahavishnu operator token)"}, 401)
+        if not allowed(caller, name):
+            if audit is not None:
+                await audit.record(
+                    actor=caller.identity,
+                    category="query",
+                    action=name,
+                    outcome="denied",
+                    details={"role": caller.role, "door": "http"},
+                )
+            return JSONResponse({"error": f"{caller.identity} ({caller.role}) may not run {name}"}, 403)
+        params: dict[str, Any] = dict(request.query_params)
+        if path_param:
+            params[path_param] = request.path_params[path_param]
+        try:
+            decoded = msgspec.convert(params, request_type, strict=False)
+        except msgspec.ValidationError as exc:
+            return JSONResponse({"error": f"bad request: {exc}"}, 400)
+        if audit is not None:
+            await audit.record(
+                actor=caller.identity, category="query", action=name, details={"role": caller.role, "door": "http"}
+            )
+        try:
+            return JSONResponse(await query(folder, key, decoded))
+        except QueryError as exc:
+            return JSONResponse({"error": str(exc)}, exc.code)
+
+    return handle
