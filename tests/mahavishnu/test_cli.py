@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from nats.aio.client import Client
 
@@ -33,6 +34,7 @@ def environment(home: Path, **overrides: str) -> dict[str, str]:
         MAHAVISHNU_SERVER__PORT=str(free_port()),
         MAHAVISHNU_SERVER__MONITOR_PORT=str(free_port()),
         MAHAVISHNU_METRICS__PORT=str(free_port()),
+        MAHAVISHNU_HTTP__PORT=str(free_port()),
         MAHAVISHNU_LOGGING__LEVEL="warning",
     )
     env.update(overrides)
@@ -301,6 +303,12 @@ def test_up_keeps_the_read_models_and_guards_them(up: Running) -> None:
     assert status.returncode == 0, status.stderr
     assert "devices: mesh.evt.device.> at " in status.stdout
     assert "commands: mesh.cmd.> at " in status.stdout
+    assert run("operator", "add", "ann", "--role", "viewer", env=up.env).returncode == 0
+    token = run("operator", "token", "ann", env=up.env).stdout.strip()
+    api = f"http://127.0.0.1:{up.env['MAHAVISHNU_HTTP__PORT']}"
+    answer = httpx.get(f"{api}/api/devices", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 200 and answer.json() == {"devices": []}
+    assert httpx.get(f"{api}/api/devices", timeout=10).status_code == 401
     assert "mahavishnu up" in one_line_error(run("projections", "rebuild", "devices", env=up.env))
     assert "mahavishnu up" in one_line_error(run("db", "rekey", env=up.env))
     code, _ = up.stop()
