@@ -13,12 +13,13 @@ from typing import Any
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import EventStore, connect
+from mahavishnu.control_requests import request_rebuild
 from mahavishnu.home import Home
 from mahavishnu.up import streams_of
 from projections.catalog import CATALOG
 from projections.database import KEY_ENV, KEY_FILE, database_key, open_encrypted
 from projections.runner import ProjectionRunner
-from projections.service import FolderLock
+from projections.service import FolderLock, ReadModelsBusy
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bi
     parked = actions.add_parser("parked", help="the events a read model could not apply, with the reason")
     parked.add_argument("name", choices=sorted(CATALOG))
     parked.set_defaults(func=bind(_parked))
-    rebuild = actions.add_parser("rebuild", help="build a read model again from sequence 1 (mesh up, `up` stopped)")
+    rebuild = actions.add_parser("rebuild", help="build a read model again from sequence 1 and swap it in")
     rebuild.add_argument("name", choices=sorted(CATALOG))
     rebuild.set_defaults(func=bind(_rebuild))
 
@@ -81,7 +82,16 @@ async def _parked(home: Home, settings: Settings, args: argparse.Namespace) -> i
 
 async def _rebuild(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     lock = FolderLock(home.readmodels_dir)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except ReadModelsBusy:  # the running up owns the read models: it rebuilds, queries keep answering
+        nc = await connect(home.control_identity(settings), name="mahavishnu-projections", reconnect=False)
+        try:
+            applied = await request_rebuild(nc, args.name, _bar(args.name))
+        finally:
+            await nc.close()
+        print(f"\n{args.name} rebuilt by the running mesh from {applied} events")
+        return 0
     runner = await _runner(home, settings, args.name)
     try:
         await runner.open()

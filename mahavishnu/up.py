@@ -27,7 +27,7 @@ from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import connection_audit, operators, tokens
+from mahavishnu import connection_audit, control_requests, operators, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
@@ -93,6 +93,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         service = ProjectionService(store, home.readmodels_dir, key)
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
+        await control_requests.serve(nc, service)
         queries = await start_query_service(
             nc,
             home.readmodels_dir,

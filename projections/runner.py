@@ -213,6 +213,8 @@ class ProjectionRunner:
         total = sum([await self.store.last_sequence(stream) for stream in set(self.streams.values())])
         try:
             applied = await fresh.catch_up(progress=(lambda done: progress(done, total)) if progress else None)
+            if progress:
+                progress(applied, total)  # the end, also when there was nothing to apply
             await fresh._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             await fresh.close()

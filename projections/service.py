@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class ProjectionService:
         self.runners = [ProjectionRunner(CATALOG[name](), store, directory=directory, key=key) for name in chosen]
         self.store = store
         self.lock = FolderLock(directory)
+        # One runner is either catching up or rebuilding, never both at once.
+        self._busy = {runner.projection.name: asyncio.Lock() for runner in self.runners}
         self._wake = asyncio.Event()
         self.caught_up = False
 
@@ -91,7 +94,8 @@ class ProjectionService:
                 self._wake.clear()
                 for runner in self.runners:
                     try:
-                        await runner.catch_up()
+                        async with self._busy[runner.projection.name]:
+                            await runner.catch_up()
                     except MahavishnuError as exc:
                         log.error(
                             "projection failed; retrying",
@@ -103,6 +107,14 @@ class ProjectionService:
             for subscription in subscriptions:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
+
+    async def rebuild(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rebuild one read model while the others, and queries on the old file, carry on."""
+        runner = next((r for r in self.runners if r.projection.name == name), None)
+        if runner is None:
+            raise MahavishnuError(f"no read model {name!r}: choose one of {', '.join(sorted(self._busy))}")
+        async with self._busy[name]:
+            return await runner.rebuild(progress)
 
     async def close(self) -> None:
         for runner in self.runners:
