@@ -35,7 +35,16 @@ from nats.aio.msg import Msg
 
 from core import subjects
 from core.errors import StoreUnavailable
-from core.events import CommandIssued, CommandRejected, DeviceHeartbeat, EventDecodeError, TelemetryReported, decode
+from core.events import (
+    CommandIssued,
+    CommandRejected,
+    CommandSucceeded,
+    DeviceHeartbeat,
+    EventDecodeError,
+    ReportedState,
+    TelemetryReported,
+    decode,
+)
 from core.events.base import utc_now
 from core.store import Identity, connect
 from core.store.acks import MSG_ID, parse_pub_ack
@@ -74,6 +83,7 @@ class Agent:
             self.nc = await self._connect(stop)
             if self.nc is None:
                 return
+            self.state.enqueue([self._reported()])  # what this device's configuration is, at every start
             loops = [
                 asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
                 asyncio.create_task(self._outbox(stop), name=f"{self.device_id}-outbox"),
@@ -185,6 +195,8 @@ class Agent:
         finally:
             keepalive.cancel()
             self._running.discard(command.command_id)
+        if command.name == "config.set" and any(isinstance(e, CommandSucceeded) for e in outcome):
+            outcome = [*outcome, self._reported()]  # the shadow's reported half, in the same transaction
         self.state.finish(command.command_id, outcome)
         self.ran.append(command.command_id)
         self._wake_outbox.set()
@@ -252,6 +264,10 @@ class Agent:
             self._wake_outbox.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+    def _reported(self) -> ReportedState:
+        assert self.state is not None
+        return ReportedState(device_id=self.device_id, actor=self.device_id, state=self.state.config_items())
 
     def _heartbeat(self) -> None:
         assert self.state is not None

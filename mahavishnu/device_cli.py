@@ -52,6 +52,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     )
     rotate.set_defaults(func=bind(_rotate))
 
+    desire = actions.add_parser("desire", help="set desired configuration (the shadow); the agent is told")
+    desire.add_argument("id")
+    desire.add_argument("--state", required=True, help="JSON object of configuration values, e.g. '{\"rate\": 5}'")
+    desire.set_defaults(func=bind(_desire))
+
 
 def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = commands.add_parser("operator", help="people who query the mesh, and their roles")
@@ -176,6 +181,22 @@ async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> i
         f"new certificate for {args.id}: serial {issued.serial:x} in {out}; the old one stays valid until "
         f"`mahavishnu device rotate {args.id} --complete`"
     )
+    return 0
+
+
+async def _desire(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        state = json.loads(args.state)
+    except json.JSONDecodeError as exc:
+        raise MahavishnuError(f"--state is not JSON ({exc.msg}): pass an object like '{{\"rate\": 5}}'") from None
+    if not isinstance(state, dict) or not state:
+        raise MahavishnuError("--state must be a non-empty JSON object")
+    store = await _with_store(home, settings)
+    try:
+        version = await devices.desire(store, args.id, state)
+    finally:
+        await store.nc.close()
+    print(f"desired state of {args.id} is now version {version}; config.set sent for {', '.join(sorted(state))}")
     return 0
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
 from core import subjects
 from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
-from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated
+from core.events import DesiredStateSet, DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated
 from core.store import EventStore
 from edge import render_agent_config
 from mahavishnu.home import Home, reload_server, write_users
@@ -226,3 +227,36 @@ async def _apply(
 
 def _fingerprint(ca: CertificateAuthority, serial: int) -> str:
     return next(r.fingerprint_sha256 for r in ca.issued() if r.serial == serial)
+
+
+async def desire(store: EventStore, device_id: str, state: dict[str, Any], *, actor: str = "control") -> int:
+    """Set part of a device's desired configuration (the shadow) and send it the config.set commands.
+
+    Merges into the previous desired state; returns the new version. Two operators changing
+    it at once: the second gets ConcurrencyConflict (the expected subject sequence) and retries.
+    """
+    from mahavishnu import commands  # commands imports devices' neighbours; keep the import local
+
+    subject = subjects.device_event(device_id, "desired")
+    previous = await store.last_event(subject)
+    seq = await store.last_subject_sequence(subject)
+    before = previous if isinstance(previous, DesiredStateSet) else None
+    event = DesiredStateSet(
+        device_id=device_id,
+        state={**(before.state if before else {}), **state},
+        version=(before.version if before else 0) + 1,
+        actor=actor,
+    )
+    await store.append(event, expected_last_subject_seq=seq)
+    for key, value in state.items():
+        await commands.send(
+            store, device_id, "config.set", {"key": key, "value": value}, ttl_s=3600, timeout_s=5, actor=actor
+        )
+    await AuditTrail(store).record(
+        actor=actor,
+        category="command",
+        action="device.desire",
+        target=device_id,
+        details={"keys": sorted(state), "version": event.version},
+    )
+    return event.version

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from core.events import (
+    DesiredStateSet,
     DeviceEnrolled,
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
     Event,
+    ReportedState,
     TelemetryReported,
 )
 from projections.projection import Statement
@@ -18,16 +22,22 @@ _UPSERT_SEEN = (
 )
 
 
+_UPSERT_SEEN_BY_CONTROL = (
+    "INSERT INTO devices (device_id, status) VALUES (?, 'unknown') ON CONFLICT (device_id) DO NOTHING"
+)
+
+
 class Devices:
     """One row per device; telemetry keeps the last value of each metric."""
 
     name: str = "devices"
-    version: int = 1
+    version: int = 2  # 2: the shadow (desired, reported)
     sources: tuple[str, ...] = ("mesh.evt.device.>",)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS devices ("
         " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"
-        " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER)",
+        " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER,"
+        " desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT)",
         "CREATE TABLE IF NOT EXISTS telemetry_last ("
         " device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, at TEXT NOT NULL,"
         " PRIMARY KEY (device_id, metric))",
@@ -72,4 +82,28 @@ class Devices:
                     )
                     for metric, value in metrics.items()
                 ]
+            case DesiredStateSet(device_id=device, state=state, version=version):
+                return [
+                    (_UPSERT_SEEN_BY_CONTROL, (device,)),
+                    (
+                        "UPDATE devices SET desired = ?, desired_version = ? WHERE device_id = ?",
+                        (json.dumps(state, sort_keys=True), version, device),
+                    ),
+                ]
+            case ReportedState(device_id=device, state=state):
+                return [
+                    (_UPSERT_SEEN, (device, at)),
+                    (
+                        "UPDATE devices SET reported = ?, reported_at = ? WHERE device_id = ?",
+                        (json.dumps(state, sort_keys=True), at, device),
+                    ),
+                ]
         return []  # other device events (commands) belong to other read models
+
+
+def delta(desired: dict[str, object], reported: dict[str, object]) -> dict[str, object]:
+    """The desired values the device does not report yet (pure): the shadow's delta."""
+    return {key: value for key, value in desired.items() if reported.get(key, _MISSING) != value}
+
+
+_MISSING = object()

@@ -18,6 +18,7 @@ import sqlcipher3
 
 from core.errors import MahavishnuError
 from projections.database import open_encrypted
+from projections.devices import delta
 
 
 class QueryError(MahavishnuError):
@@ -95,7 +96,21 @@ async def devices_get(folder: Path, key: str, request: DeviceGet) -> dict[str, A
         "SELECT metric, value, at FROM telemetry_last WHERE device_id = ? ORDER BY metric",
         request.id,
     )
-    return {**devices[0], "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry}}
+    device = devices[0]
+    desired = json.loads(device.pop("desired") or "{}")
+    reported = json.loads(device.pop("reported") or "{}")
+    shadow = {
+        "desired": desired,
+        "reported": reported,
+        "delta": delta(desired, reported),
+        "version": device.pop("desired_version"),
+        "reported_at": device.pop("reported_at"),
+    }
+    return {
+        **device,
+        "shadow": shadow,
+        "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},
+    }
 
 
 def _command(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,15 @@ from core.events.command import (
     CommandSucceeded,
     CommandTimedOut,
 )
-from core.events.device import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated, TelemetryReported
+from core.events.device import (
+    DesiredStateSet,
+    DeviceEnrolled,
+    DeviceHeartbeat,
+    DeviceRevoked,
+    DeviceRotated,
+    ReportedState,
+    TelemetryReported,
+)
 from core.events.mesh import MeshStarted, MeshStopped
 
 __all__ = [
@@ -33,6 +41,7 @@ __all__ = [
     "CommandRunning",
     "CommandSucceeded",
     "CommandTimedOut",
+    "DesiredStateSet",
     "DeviceEnrolled",
     "DeviceHeartbeat",
     "DeviceRevoked",
@@ -41,6 +50,7 @@ __all__ = [
     "EventDecodeError",
     "MeshStarted",
     "MeshStopped",
+    "ReportedState",
     "TelemetryReported",
     "decode",
     "encode",

@@ -25,7 +25,15 @@ from core.events.command import (
     CommandSucceeded,
     CommandTimedOut,
 )
-from core.events.device import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated, TelemetryReported
+from core.events.device import (
+    DesiredStateSet,
+    DeviceEnrolled,
+    DeviceHeartbeat,
+    DeviceRevoked,
+    DeviceRotated,
+    ReportedState,
+    TelemetryReported,
+)
 from core.events.mesh import MeshStarted, MeshStopped
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -36,6 +44,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DeviceRotated,
     TelemetryReported,
     DeviceHeartbeat,
+    DesiredStateSet,
+    ReportedState,
     CommandIssued,
     CommandAccepted,
     CommandRunning,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from core import subjects
 from core.events.base import Event
@@ -63,3 +64,24 @@ class DeviceHeartbeat(Event, frozen=True, kw_only=True, tag="device.heartbeat.v1
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "heartbeat")
+
+
+class DesiredStateSet(Event, frozen=True, kw_only=True, tag="device.desired.v1"):
+    """The operators' wish for a device's configuration (the shadow's desired half); `version` counts up."""
+
+    device_id: str
+    state: dict[str, Any]
+    version: int
+
+    def subject(self) -> str:
+        return subjects.device_event(self.device_id, "desired")
+
+
+class ReportedState(Event, frozen=True, kw_only=True, tag="device.reported.v1"):
+    """What the device says its configuration is (the shadow's reported half)."""
+
+    device_id: str
+    state: dict[str, Any]
+
+    def subject(self) -> str:
+        return subjects.device_event(self.device_id, "reported")

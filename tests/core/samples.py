@@ -16,6 +16,7 @@ from core.events import (
     CommandRunning,
     CommandSucceeded,
     CommandTimedOut,
+    DesiredStateSet,
     DeviceEnrolled,
     DeviceHeartbeat,
     DeviceRevoked,
@@ -23,6 +24,7 @@ from core.events import (
     Event,
     MeshStarted,
     MeshStopped,
+    ReportedState,
     TelemetryReported,
 )
 
@@ -37,6 +39,8 @@ def one_of_each(device_id: str = "dev-a") -> list[Event]:
         DeviceRotated(device_id=device_id, old_serial="1f2e", new_serial="3c4d", not_after=later),
         TelemetryReported(device_id=device_id, metrics={"cpu": 0.25, "temp_c": 41.5}, actor=device_id),
         DeviceHeartbeat(device_id=device_id, uptime_s=12.5, outbox=3, actor=device_id),
+        DesiredStateSet(device_id=device_id, state={"rate": 5}, version=1, actor="control"),
+        ReportedState(device_id=device_id, state={"rate": 5}, actor=device_id),
         CommandIssued(command_id="c-1", device_id=device_id, name="ping", args={"n": 1}, correlation_id="r-1"),
         CommandAccepted(command_id="c-1", device_id=device_id, actor=device_id, causation_id="e-1"),
         CommandRunning(command_id="c-1", device_id=device_id, actor=device_id),

@@ -233,3 +233,30 @@ async def test_rotation_completes_once_the_agent_uses_the_new_certificate(
     finally:
         await new.halt()
     assert len(revoked) == 1
+
+
+async def test_the_shadow_converges_from_desired_to_reported(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
+    from projections.devices import Devices
+    from projections.queries import DeviceGet, devices_get
+    from projections.runner import ProjectionRunner
+
+    config = load_agent_config(await enrolled(mesh, store, tmp_path / "shadow", "dev-shadow"))
+    running = start(Agent(config))
+    key = "ab" * 32
+    runner = ProjectionRunner(Devices(), store, directory=tmp_path / "models", key=key)
+    await runner.open()
+    try:
+        assert await devices.desire(store, "dev-shadow", {"rate": 5, "mode": "eco"}) == 1
+
+        async def converged() -> bool:
+            await runner.catch_up()
+            shadow = (await devices_get(tmp_path / "models", key, DeviceGet(id="dev-shadow")))["shadow"]
+            return bool(
+                shadow["version"] == 1 and shadow["reported"] == {"rate": 5, "mode": "eco"} and shadow["delta"] == {}
+            )
+
+        await eventually_async(converged, timeout=30, what="the reported state to match the desired one")
+        assert await devices.desire(store, "dev-shadow", {"rate": 7}) == 2
+    finally:
+        await runner.close()
+        await running.halt()

@@ -129,13 +129,13 @@ async def test_a_new_schema_version_rebuilds_to_the_same_content(store: EventSto
     content = await rows(old, "SELECT * FROM devices ORDER BY device_id")
     await old.close()
 
-    class DevicesV2(Devices):
-        version = 2
+    class DevicesNext(Devices):
+        version = Devices.version + 1
 
-    new = ProjectionRunner(DevicesV2(), store, directory=tmp_path, key=KEY)
+    new = ProjectionRunner(DevicesNext(), store, directory=tmp_path, key=KEY)
     await new.open()
     try:
-        assert "schema version 1" in new.rebuilt_because
+        assert f"schema version {Devices.version}" in new.rebuilt_because
         await new.catch_up()
         assert await rows(new, "SELECT * FROM devices ORDER BY device_id") == content
     finally:
@@ -215,3 +215,12 @@ async def test_events_lost_before_being_applied_force_a_rebuild(tmp_path: Path) 
         await nc.close()
     finally:
         own.stop()
+
+
+def test_the_shadow_delta_lists_what_the_device_has_not_reported() -> None:
+    from projections.devices import delta
+
+    assert delta({"rate": 5, "mode": "eco"}, {"rate": 5, "mode": "max"}) == {"mode": "eco"}
+    assert delta({"rate": 5}, {}) == {"rate": 5}
+    assert delta({"flag": None}, {}) == {"flag": None}  # reporting nothing is not reporting null
+    assert delta({}, {"extra": 1}) == {}
