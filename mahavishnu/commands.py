@@ -15,22 +15,11 @@ import msgspec
 from core import subjects
 from core.audit import AuditTrail
 from core.errors import MahavishnuError
-from core.events import (
-    CommandAccepted,
-    CommandCanceled,
-    CommandEvent,
-    CommandExpired,
-    CommandFailed,
-    CommandIssued,
-    CommandRejected,
-    CommandRunning,
-    CommandSucceeded,
-    CommandTimedOut,
-    Event,
-    decode,
-)
+from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
 from core.store import EventStore
+from projections.commands import step
+from projections.projection import Park
 
 TERMINAL = ("succeeded", "failed", "timed_out", "rejected", "expired", "canceled")
 
@@ -57,27 +46,17 @@ class CommandView:
 
 
 def evolve(view: CommandView, event: Event) -> CommandView:
-    """Apply one lifecycle event (pure). A terminal state is final: later events do not move it."""
-    if view.finished:
+    """Apply one lifecycle event (pure). A terminal state is final: later events do not move it.
+
+    The steps are the commands read model's (projections.commands.step): one state machine.
+    """
+    if view.finished or not isinstance(event, CommandEvent):
         return view
-    match event:
-        case CommandAccepted():
-            return replace(view, state="accepted")
-        case CommandRunning():
-            return replace(view, state="running")
-        case CommandSucceeded(result=result):
-            return replace(view, state="succeeded", result=result)
-        case CommandFailed(error=error):
-            return replace(view, state="failed", detail=error)
-        case CommandTimedOut(timeout_s=timeout_s):
-            return replace(view, state="timed_out", detail=f"ran longer than {timeout_s:g} s")
-        case CommandRejected(reason=reason):
-            return replace(view, state="rejected", detail=reason)
-        case CommandExpired():
-            return replace(view, state="expired", detail="its time to live passed before it ran")
-        case CommandCanceled(reason=reason):
-            return replace(view, state="canceled", detail=reason)
-    return view
+    try:
+        state, result, detail = step(event)
+    except Park:
+        return view
+    return replace(view, state=state, result=result, detail=detail)
 
 
 def fold(issued: CommandIssued, events: Iterable[Event], *, now: datetime | None = None) -> CommandView:
