@@ -73,9 +73,13 @@ def up(tmp_path: Path) -> Iterator[Running]:
     ready = run("status", "--wait-ready", "60", env=env, timeout=90)
     assert ready.returncode == 0, (ready.stderr, process.poll())
     yield running
-    if process.poll() is None:
-        process.kill()
-        process.communicate(timeout=30)
+    if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=30)
 
 
 async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: Running) -> None:
