@@ -59,6 +59,9 @@ class Running:
     env: dict[str, str]
     home: Path
 
+    def log(self) -> str:
+        return (self.home.parent / "up.log").read_text()
+
     def stop(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=30)
@@ -68,11 +71,13 @@ class Running:
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Running]:
     env = environment(tmp_path / "home")
-    process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = (tmp_path / "up.log").open("w")  # up's own log, readable while it runs (see Running.log)
+    process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     running = Running(process, env, tmp_path / "home")
     ready = run("status", "--wait-ready", "60", env=env, timeout=90)
     assert ready.returncode == 0, (ready.stderr, process.poll())
     yield running
+    log.close()
     if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
         process.send_signal(signal.SIGTERM)
         try:
@@ -356,9 +361,14 @@ def test_the_audit_trail_verifies_exports_and_catches_a_tampered_copy(up: Runnin
 
     table = run("audit", "export", "--format", "csv", env=up.env)
     assert table.stdout.splitlines()[0].startswith("seq,at,actor,category,action")
-    found = wait_until(
-        lambda: run("audit", "search", "--action", "device.revoke", env=up.env).stdout.strip(),
-        timeout=30,
-        what="the audit read model to catch up",
-    )
+    searches: list[subprocess.CompletedProcess[str]] = []
+
+    def search() -> str:
+        searches.append(run("audit", "search", "--action", "device.revoke", env=up.env))
+        return searches[-1].stdout.strip()
+
+    try:
+        found = wait_until(search, timeout=90, what="the audit read model to catch up")
+    except AssertionError as late:
+        raise AssertionError(f"{late}; last search: {searches[-1].stderr}; up's log: {up.log()[-3000:]}") from None
     assert json.loads(found.splitlines()[0])["target"] == "dev-audited"
