@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import msgspec
 
 from core.audit import GENESIS, audit_hash
 from core.events import AuditRecorded, Event
@@ -15,9 +15,12 @@ _INSERT = (
 )
 
 
+_json = msgspec.json.Encoder()  # compact and several times faster than json.dumps: rebuilds replay millions
+
+
 class Audit:
     name: str = "audit"
-    version: int = 1
+    version: int = 2  # 2: details stored as compact JSON
     sources: tuple[str, ...] = ("mesh.audit.>",)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS audit ("
@@ -40,7 +43,7 @@ class Audit:
             event.action,
             event.target,
             event.outcome,
-            json.dumps(event.details),
+            _json.encode(event.details).decode(),
             audit_hash(event),
             event.prev_hash,
             event.prev_hash,

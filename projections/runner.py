@@ -26,18 +26,12 @@ from core.errors import MahavishnuError
 from core.events.base import utc_now
 from core.store import EventStore, StoredEvent
 from core.streams import stream_for
+from projections.applying import BOOKKEEPING, MOVE_POSITION, batch_statements
+from projections.bulk_load import BulkLoader, LoadError
 from projections.database import open_encrypted
-from projections.projection import Park, Projection
+from projections.projection import Projection
 
 log = logging.getLogger("mahavishnu.projections")
-
-_BOOKKEEPING = (
-    "CREATE TABLE IF NOT EXISTS projection_meta (name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS parked ("
-    " stream TEXT NOT NULL, seq INTEGER NOT NULL, subject TEXT NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL,"
-    " PRIMARY KEY (stream, seq))",
-)
 
 
 class ProjectionError(MahavishnuError):
@@ -63,6 +57,7 @@ class ProjectionRunner:
         directory: Path,
         key: str,
         batch: int = 500,
+        bulk_batch: int = 5000,
         path: Path | None = None,
     ):
         self.projection = projection
@@ -70,6 +65,7 @@ class ProjectionRunner:
         self.path = path or directory / f"{projection.name}.db"
         self.key = key
         self.batch = batch
+        self.bulk_batch = bulk_batch
         self.streams = {
             source: stream_for(source.rstrip(">*").rstrip(".") + ".", store.streams).name
             for source in projection.sources
@@ -113,7 +109,7 @@ class ProjectionRunner:
 
     async def _create(self) -> None:
         assert self.db is not None
-        for statement in (*_BOOKKEEPING, *self.projection.schema):
+        for statement in (*BOOKKEEPING, *self.projection.schema):
             await self.db.execute(statement)
         await self.db.execute(
             "INSERT OR IGNORE INTO projection_meta (name, version) VALUES (?, ?)",
@@ -161,13 +157,9 @@ class ProjectionRunner:
         assert self.db is not None
         await self.db.execute("BEGIN IMMEDIATE")
         try:
-            for stored in batch:
-                for sql, params in self._statements(stored):
-                    await self.db.execute(sql, params)
-            moved = await self.db.execute(
-                "UPDATE positions SET position = ? WHERE source = ? AND position < ?",
-                (batch[-1].seq, source, batch[0].seq),
-            )
+            for sql, rows in batch_statements(self.projection, batch):
+                await self.db.executemany(sql, rows)
+            moved = await self.db.execute(MOVE_POSITION, (batch[-1].seq, source, batch[0].seq))
             if moved.rowcount != 1:
                 raise ProjectionError(
                     f"{self.projection.name}: {source} sequences {batch[0].seq}..{batch[-1].seq} were applied already"
@@ -183,47 +175,41 @@ class ProjectionRunner:
             progress(before + len(batch))
         return len(batch)
 
-    def _statements(self, stored: StoredEvent) -> list[tuple[str, tuple[object, ...]]]:
-        park = "INSERT OR REPLACE INTO parked (stream, seq, subject, reason, data) VALUES (?, ?, ?, ?, ?)"
-        if stored.event is None:
-            return [(park, (stored.stream, stored.seq, stored.subject, stored.error or "malformed", stored.data))]
-        try:
-            return self.projection.apply(stored.event, stored.seq)
-        except Park as exc:
-            return [(park, (stored.stream, stored.seq, stored.subject, exc.reason, stored.data))]
-
     # --- rebuilding and watching ---------------------------------------------
 
     async def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Build a new file from sequence 1 beside the live one, then swap it in; returns the events applied.
 
-        The live file keeps answering queries until the swap, which is one rename.
-        `progress(done, total)` is called after every batch.
+        The history is replayed raw and loaded by a child process (projections.bulk_load),
+        so receiving and writing each get a core. The live file keeps answering queries
+        until the swap, which is one rename. `progress(done, total)` follows every batch.
         """
-        fresh = ProjectionRunner(
-            self.projection,
-            self.store,
-            directory=self.path.parent,
-            key=self.key,
-            batch=self.batch,
-            path=self.path.with_name(self.path.name + ".rebuild"),
-        )
-        _remove_database(fresh.path)
-        await fresh.open()
+        fresh = self.path.with_name(self.path.name + ".rebuild")
+        _remove_database(fresh)
         total = sum([await self.store.last_sequence(stream) for stream in set(self.streams.values())])
+        loader = await BulkLoader.start(
+            self.projection, fresh, self.key, progress=(lambda done: progress(done, total)) if progress else None
+        )
         try:
-            applied = await fresh.catch_up(progress=(lambda done: progress(done, total)) if progress else None)
-            if progress:
-                progress(applied, total)  # the end, also when there was nothing to apply
-            await fresh._fetch("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            await fresh.close()
+            for source in self.projection.sources:
+                async with contextlib.aclosing(self.store.replay(source, 1, batch=self.bulk_batch)) as lists:
+                    async for messages in lists:
+                        await loader.load(source, messages)
+            finished = await loader.finish()
+        except BaseException as exc:
+            await loader.abort()
+            _remove_database(fresh)
+            if isinstance(exc, LoadError):
+                raise ProjectionError(f"{self.projection.name}: the rebuild failed ({exc})") from exc
+            raise
+        if progress:
+            progress(finished.applied, total)  # the end, also when there was nothing to apply
         await self.close()
         _remove_database(self.path, keep_main=True)
-        os.replace(fresh.path, self.path)
-        _remove_database(fresh.path)
+        os.replace(fresh, self.path)
+        _remove_database(fresh)
         self.db = await open_encrypted(self.path, self.key)
-        return applied
+        return finished.applied
 
     async def lag(self) -> tuple[int, float]:
         """How far behind the streams this projection is: events not applied, and the age of the oldest one."""

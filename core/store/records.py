@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.events import Event
+from core.events import Event, EventDecodeError, decode
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class StoredEvent:
     data: bytes
     event: Event | None
     error: str | None = None
+
+    @classmethod
+    def of(cls, stream: str, seq: int, subject: str, data: bytes) -> StoredEvent:
+        """Decode a message read back; one that does not decode keeps its bytes and the reason."""
+        try:
+            return cls(stream, seq, subject, data, decode(data))
+        except EventDecodeError as exc:
+            return cls(stream, seq, subject, data, None, exc.reason)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from core.store.batch import MAX_ATOMIC_BATCH, publish_atomic_batch
 from core.store.bulk import FastBatchAppender, PipelinedAppender
 from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
+from core.store.replay import RawMessage, replay
 from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
 
@@ -251,6 +253,16 @@ class EventStore:
 
     # --- read ----------------------------------------------------------------
 
+    async def replay(
+        self, subject_filter: str, from_seq: int = 1, *, batch: int = 1000
+    ) -> AsyncGenerator[list[RawMessage], None]:
+        """Lists of raw, undecoded messages on `subject_filter` from `from_seq`, for bulk work (core.store.replay)."""
+        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        raws = replay(self.nc, self.js, spec.name, subject_filter, from_seq, batch=batch)
+        async with contextlib.aclosing(raws) as lists:
+            async for raw in lists:
+                yield raw
+
     async def read(
         self, subject_filter: str, from_seq: int = 1, *, batch: int = 512
     ) -> AsyncGenerator[StoredEvent, None]:
@@ -283,17 +295,10 @@ class EventStore:
                     raise from_exception(exc, doing=f"read {subject_filter}") from exc
                 for msg in msgs:
                     meta = msg.metadata
-                    yield _stored(spec.name, meta.sequence.stream, msg.subject, msg.data)
+                    yield StoredEvent.of(spec.name, meta.sequence.stream, msg.subject, msg.data)
                     remaining = meta.num_pending
         finally:
             await _drop_consumer(self, spec.name, sub)
-
-
-def _stored(stream: str, seq: int, subject: str, data: bytes) -> StoredEvent:
-    try:
-        return StoredEvent(stream, seq, subject, data, decode(data))
-    except EventDecodeError as exc:
-        return StoredEvent(stream, seq, subject, data, None, exc.reason)
 
 
 async def _drop_consumer(store: EventStore, stream: str, sub: object) -> None:

@@ -21,3 +21,17 @@ def test_the_append_benchmark_prints_its_line() -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"append events=2000 rate=\d+ baseline_natspy=\d+ ratio=\d+\.\d\d", last), last
     assert "round 1/1" in result.stderr  # progress is shown
+
+
+def test_the_rebuild_benchmark_prints_its_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "rebuild.py"), "--events", "3000", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    pattern = r"rebuild events=3000 rate=\d+ baseline_replay=\d+ ratio=\d+\.\d\d rss_mb=\d+"
+    assert re.fullmatch(pattern, last), last
+    assert "round 1/1" in result.stderr and "rebuild 3,000/3,000" in result.stderr  # progress is shown

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from core.errors import AppendFailed, ConcurrencyConflict
 from core.events import AuditRecorded, CommandIssued, Event, TelemetryReported
 from core.store import EventStore, StoredEvent
+from core.store.replay import ack_position
 from tests.core.samples import one_of_each
 
 
@@ -97,6 +98,35 @@ async def test_order_is_kept_and_reads_resume_from_a_sequence(store: EventStore)
     assert [s.seq for s in stored] == sorted(s.seq for s in stored)
     tail = await read_all(store, subject, from_seq=stored[30].seq)
     assert [s.event for s in tail] == events[30:]
+
+
+async def test_a_replay_hands_on_raw_lists_in_order_and_stops_where_it_began(store: EventStore) -> None:
+    dev = device()
+    await store.append_many(telemetry(dev, 25))
+    first = (await read_all(store, f"mesh.evt.device.{dev}.>"))[0].seq
+    lists = []
+    async for raw in store.replay(f"mesh.evt.device.{dev}.>", first + 3, batch=10):
+        lists.append(raw)
+        if len(lists) == 1:  # appended after the replay began: not part of it
+            await store.append_many(telemetry(dev, 5))
+    assert [len(raw) for raw in lists] == [10, 10, 2]
+    messages = [m for raw in lists for m in raw]
+    assert [m.seq for m in messages] == sorted(m.seq for m in messages)
+    assert messages[0].seq == first + 3
+    assert {m.stream for m in messages} == {"EVENTS"}
+    decoded = [StoredEvent.of(m.stream, m.seq, m.subject, m.data).event for m in messages]
+    assert [e.metrics["n"] for e in decoded] == [float(i) for i in range(3, 25)]  # type: ignore[union-attr]
+
+
+async def test_replaying_an_empty_subject_yields_nothing(store: EventStore) -> None:
+    assert [raw async for raw in store.replay(f"mesh.evt.device.{device()}.>")] == []
+
+
+def test_the_stream_sequence_and_pending_count_come_from_either_reply_layout() -> None:
+    assert ack_position("$JS.ACK.AUDIT.c1.1.42.7.1700000000.3") == (42, 3)
+    assert ack_position("$JS.ACK.hub.ACCT.AUDIT.c1.1.42.7.1700000000.3.tok") == (42, 3)
+    with pytest.raises(ValueError, match="not a JetStream delivery"):
+        ack_position("_INBOX.abc")
 
 
 async def test_reading_an_empty_subject_yields_nothing(store: EventStore) -> None:

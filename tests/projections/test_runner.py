@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -12,11 +13,12 @@ import pytest
 import sqlcipher3
 from nats.aio.client import Client
 
-from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, TelemetryReported
+from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, Event, TelemetryReported
 from core.store import EventStore
 from projections.database import DatabaseKeyError, database_key, ensure_key_file, open_encrypted
 from projections.devices import Devices
-from projections.runner import ProjectionRunner
+from projections.projection import Statement
+from projections.runner import ProjectionError, ProjectionRunner
 
 KEY = secrets.token_hex(32)
 
@@ -161,6 +163,58 @@ async def test_a_rebuild_swaps_in_a_new_file_while_the_old_one_answers(store: Ev
         assert not live.path.with_name("devices.db.rebuild").exists()
     finally:
         await live.close()
+
+
+async def test_a_rebuild_keeps_what_was_parked_and_loads_in_many_batches(
+    store: EventStore, nc: Client, tmp_path: Path
+) -> None:
+    dev = device()
+    await store.append_many(life(dev))
+    bad = await nc.jetstream().publish(f"mesh.evt.device.{dev}.telemetry", b"not json")
+    await store.append(DeviceRevoked(device_id=dev, serials=["aa"]))
+    live = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY, bulk_batch=2)
+    await live.open()
+    try:
+        await live.catch_up()
+        before = await rows(live, "SELECT * FROM devices ORDER BY device_id")
+        parked_before = await live.parked()
+        await live.rebuild()
+        assert await rows(live, "SELECT * FROM devices ORDER BY device_id") == before
+        assert await live.parked() == parked_before
+        assert any(p.seq == bad.seq for p in parked_before)
+        assert await rows(live, "SELECT position FROM positions") == [(await store.last_sequence("EVENTS"),)]
+    finally:
+        await live.close()
+
+
+class BrokenDevices(Devices):
+    """A projection with a bug: it fails on telemetry (not a parkable event, a crash)."""
+
+    def apply(self, event: Event, seq: int) -> list[Statement]:
+        if isinstance(event, TelemetryReported):
+            raise RuntimeError("a bug in apply")
+        return super().apply(event, seq)
+
+
+async def test_a_failed_rebuild_leaves_the_live_file_and_no_debris(store: EventStore, tmp_path: Path) -> None:
+    dev = device()
+    await store.append(life(dev)[0])
+    live = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY)
+    await live.open()
+    await live.catch_up()
+    before = await rows(live, "SELECT * FROM devices ORDER BY device_id")
+    await live.close()
+    await store.append_many(life(dev)[1:])
+    broken = ProjectionRunner(BrokenDevices(), store, directory=tmp_path, key=KEY)
+    await broken.open()
+    try:
+        with pytest.raises(ProjectionError, match="rebuild failed"):
+            await broken.rebuild()
+        assert await rows(broken, "SELECT * FROM devices ORDER BY device_id") == before
+        debris = [f"{broken.path}.rebuild{suffix}" for suffix in ("", "-wal", "-shm")]
+        assert not any(map(os.path.exists, debris))
+    finally:
+        await broken.close()
 
 
 async def test_the_service_follows_the_stream_and_owns_the_folder(store: EventStore, tmp_path: Path) -> None:
