@@ -1,0 +1,1 @@
+"""The code index's pure building blocks: what a file holds, with its secrets redacted."""
