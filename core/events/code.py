@@ -74,7 +74,8 @@ class SymbolRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     `signature` is the header as source text (`def f(a, b=1, *args, **kw) -> int`,
     `class C(Base, metaclass=M)`), empty for a module. `calls` are the names called
     directly in the symbol's own body (not in nested functions or classes), by simple or
-    dotted name (`print`, `self.save`, `os.path.join`), each once, in order of appearance.
+    dotted name (`print`, `self.save`, `os.path.join`; after a call or subscript only the
+    attributes: `make().send()` gives `send` and `make`), each once, outer calls first.
     The span starts at the first decorator, so a snippet of it shows them.
     """
 

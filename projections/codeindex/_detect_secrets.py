@@ -49,7 +49,9 @@ from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
 from detect_secrets.settings import get_settings
 
-__all__ = ["HEURISTIC_PLUGINS", "Hit", "line_starts", "plugin_names", "scan"]
+from projections.codeindex.textfiles import line_starts
+
+__all__ = ["HEURISTIC_PLUGINS", "Hit", "plugin_names", "scan"]
 
 # Plugins whose findings are guesses from context rather than a credential's shape.
 HEURISTIC_PLUGINS: Final = frozenset(
@@ -157,17 +159,6 @@ def _plugins() -> tuple[_Plugin, ...]:
 def plugin_names() -> tuple[str, ...]:
     """The class names of the plugins `scan` runs."""
     return tuple(type(entry.plugin).__name__ for entry in _plugins())
-
-
-def line_starts(text: str) -> list[int]:
-    """The offset at which each `\\n`-separated line of `text` starts."""
-    starts = [0]
-    find = text.find
-    position = find("\n")
-    while position != -1:
-        starts.append(position + 1)
-        position = find("\n", position + 1)
-    return starts
 
 
 class _Candidates:

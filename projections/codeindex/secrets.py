@@ -34,6 +34,7 @@ from typing import Final
 
 from core.events.code import SecretFinding, Severity
 from projections.codeindex import _detect_secrets, _own_detectors
+from projections.codeindex.textfiles import line_starts
 
 __all__ = [
     "PROPAGATE_MIN_LENGTH",
@@ -211,7 +212,7 @@ def scan_secrets(text: str, *, path: str, hash_key: bytes) -> SecretScan:
 
 def find_secrets(text: str, *, path: str) -> tuple[SecretSpan, ...]:
     """Every place in `text` that holds a secret, in order of position."""
-    starts = _detect_secrets.line_starts(text)
+    starts = line_starts(text)
 
     def span(slug: str, start: int, end: int, *, reported: bool = True) -> SecretSpan:
         return SecretSpan(slug, severity_of(slug), bisect_right(starts, start), start, end, reported)

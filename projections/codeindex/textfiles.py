@@ -11,7 +11,7 @@ from typing import Final
 
 from core.events.code import SkipReason
 
-__all__ = ["DEFAULT_MAX_BYTES", "Skip", "classify", "normalize_newlines"]
+__all__ = ["DEFAULT_MAX_BYTES", "Skip", "classify", "line_starts", "normalize_newlines"]
 
 DEFAULT_MAX_BYTES: Final = 1024 * 1024
 
@@ -75,3 +75,14 @@ def normalize_newlines(text: str) -> str:
     if "\r" not in text:
         return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def line_starts(text: str) -> list[int]:
+    """The offset at which each `\\n`-separated line of `text` starts (line n at index n - 1)."""
+    starts = [0]
+    find = text.find
+    position = find("\n")
+    while position != -1:
+        starts.append(position + 1)
+        position = find("\n", position + 1)
+    return starts

@@ -188,6 +188,21 @@ SAMPLERS: list[Callable[[random.Random], Sample]] = [
     private_key_concatenated,
 ]
 
+# Secrets recognisable by their shape alone, wherever they stand. The others (an AWS secret
+# key, a password, a random string, a URL's password) are secrets because of their context:
+# an assignment to a telling name, quotes, a URL around them.
+SELF_EVIDENT: set[Callable[[random.Random], Sample]] = {
+    aws_access_key,
+    github_token,
+    github_fine_grained,
+    slack_token,
+    slack_webhook,
+    stripe_key,
+    jwt,
+    nkey_seed,
+    private_key_block,
+}
+
 
 # Clean code that looks a little like secrets but is not: none of it may give a finding.
 CLEAN_LINES = [

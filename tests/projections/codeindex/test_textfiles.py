@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from projections.codeindex.textfiles import DEFAULT_MAX_BYTES, Skip, classify, normalize_newlines
+from projections.codeindex.textfiles import DEFAULT_MAX_BYTES, Skip, classify, line_starts, normalize_newlines
 
 
 def _png() -> bytes:
@@ -79,3 +79,8 @@ def test_latin1_text_is_invalid_utf8() -> None:
 def test_negative_limit_is_a_caller_error() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         classify(b"", max_bytes=-1)
+
+
+def test_line_starts_are_offsets_after_each_newline() -> None:
+    assert line_starts("ab\n\ncd\n") == [0, 3, 4, 7]
+    assert line_starts("") == [0]
