@@ -45,9 +45,11 @@ from typing import Final
 
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters import heuristic
+from detect_secrets.plugins import keyword
 from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
 from detect_secrets.settings import get_settings
+from detect_secrets.util.filetype import determine_file_type
 
 from projections.codeindex.textfiles import line_starts
 
@@ -102,6 +104,27 @@ _PATTERNS: Final[dict[str, re.Pattern[str]]] = {
     # a.b.c.d holds "<last digit of a>.<b>.<first digit of c>".
     "IPPublicDetector": re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]"),
 }
+# A second condition for the plugins whose keyword literals ("key", "pass") are common in
+# code: their values are runs of at least 24 letters, digits, "_" or "-" (Cloudant
+# [a-z]{24} or [0-9a-f]{64}, IBM IAM 44, IBM COS 48, SoftLayer 64 characters), so a line
+# without such a run cannot match. Case-insensitive like the plugins, so that the same
+# characters count as letters.
+_LONG_RUN: Final = re.compile(r"[a-z0-9_\-]{24,}", re.IGNORECASE)
+_ALSO: Final[dict[str, re.Pattern[str]]] = {
+    "CloudantDetector": _LONG_RUN,
+    "IbmCloudIamDetector": _LONG_RUN,
+    "IbmCosHmacDetector": _LONG_RUN,
+    "SoftlayerDetector": _LONG_RUN,
+}
+# The keyword plugin's pattern sets in which every pattern needs a quote (['"`]) on the
+# line: the default set (Python, JavaScript, Java, ... and unknown types) and the C-family
+# ones. The Go and config-file sets allow unquoted values.
+_QUOTES_REQUIRED: Final = (
+    keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+    keyword.COMMON_C_DENYLIST_REGEX_TO_GROUP,
+    keyword.C_PLUS_PLUS_REGEX_TO_GROUP,
+)
+_QUOTE: Final = re.compile("[\"'`]")
 
 _VERIFY_FILTER: Final = "detect_secrets.filters.common.is_ignored_due_to_verification_policies"
 
@@ -122,6 +145,7 @@ class _Plugin:
     heuristic: bool
     literals: tuple[str, ...] = ()  # lowercase; any of them marks a candidate line
     patterns: tuple[re.Pattern[str], ...] = ()  # any match marks the lines it touches
+    also: re.Pattern[str] | None = None  # and then this must match on the line too
     # Neither: every line is a candidate (a plugin this module does not know).
 
 
@@ -137,7 +161,7 @@ def _entry(plugin: BasePlugin) -> _Plugin:
     name = type(plugin).__name__
     heuristic = name in HEURISTIC_PLUGINS
     if name in _LITERALS:
-        return _Plugin(plugin, heuristic, literals=_LITERALS[name])
+        return _Plugin(plugin, heuristic, literals=_LITERALS[name], also=_ALSO.get(name))
     if name in _PATTERNS:
         return _Plugin(plugin, heuristic, patterns=(_PATTERNS[name],))
     if isinstance(plugin, HighEntropyStringsPlugin):
@@ -171,7 +195,7 @@ class _Candidates:
         self._lowered = text.lower() if self._ascii else ""
         self._found: dict[str | re.Pattern[str], set[int]] = {}
 
-    def lines(self, entry: _Plugin) -> set[int] | range:
+    def lines(self, entry: _Plugin) -> set[int]:
         """0-based indexes of the lines on which `entry`'s plugin could find something."""
         if entry.literals:
             if self._ascii:
@@ -180,7 +204,11 @@ class _Candidates:
             return self._pattern(re.compile(alternatives, re.IGNORECASE))
         if entry.patterns:
             return set().union(*(self._pattern(pattern) for pattern in entry.patterns))
-        return range(len(self._starts))
+        return set(range(len(self._starts)))
+
+    def lines_matching(self, pattern: re.Pattern[str]) -> set[int]:
+        """0-based indexes of the lines that a match of `pattern` touches."""
+        return self._pattern(pattern)
 
     def _literal(self, literal: str) -> set[int]:
         if literal not in self._found:
@@ -205,6 +233,12 @@ class _Candidates:
                 lines.update(range(first, last + 1))
             self._found[pattern] = lines
         return self._found[pattern]
+
+
+def _keyword_needs_quotes(path: str) -> bool:
+    """Whether every keyword pattern detect-secrets uses for this file type needs a quote."""
+    chosen = keyword.REGEX_BY_FILETYPE.get(determine_file_type(path), keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
+    return any(chosen is patterns for patterns in _QUOTES_REQUIRED)
 
 
 def _filtered_out(plugin: BasePlugin, value: str, line: str) -> bool:
@@ -242,6 +276,10 @@ def scan(text: str, *, path: str) -> list[Hit]:
         if entry.heuristic and quiet_file:
             continue
         indexes = candidates.lines(entry)
+        if entry.also is not None:
+            indexes = indexes & candidates.lines_matching(entry.also)
+        if isinstance(entry.plugin, keyword.KeywordDetector) and _keyword_needs_quotes(path):
+            indexes = indexes & candidates.lines_matching(_QUOTE)
         for index in sorted(indexes):
             # detect-secrets strips trailing whitespace before scanning a line.
             line = lines[index].rstrip()

@@ -117,11 +117,24 @@ def test_the_fast_scan_reports_what_detect_secrets_reports() -> None:
         ("web/config.js", 'const apiKey = "{password}";\n'),
         ("cmd/main.go", 'password := "{password}"\n'),
         ("README.md", "Set `password = {password}` and run.\n"),
+        ("README.md", "Set `password = '{password}'` and run.\n"),
+        ("app/unquoted.py", "password = {password}\n"),
+        ("src/main.c", 'char *db_password = "{password}";\n'),
+        ("src/main.cpp", 'auto api_key = std::string("{password}");\n'),
+        ("src/Main.java", 'private static final String SECRET = "{password}";\n'),
+        ("infra/main.tf", 'password = "{password}"\n'),
+        ("cloudant.py", 'cloudant_password = "{cloudant}"\n'),
+        ("ibm.py", 'ibm_cloud_iam_key = "{iam}"\n'),
     ],
 )
 def test_keyword_patterns_follow_the_file_type_as_in_detect_secrets(path: str, text: str) -> None:
-    text = text.format(password=samples.password_assignment(random.Random(3)).value)
-    assert _fast(text, path) == _reference(text, path)
+    rng = random.Random(3)
+    password = samples.password_assignment(rng).value
+    cloudant = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(24))
+    iam = "".join(rng.choice(samples.ALNUM + "_-") for _ in range(44))
+    text = text.format(password=password, cloudant=cloudant, iam=iam)
+    expected = _reference(text, path)
+    assert _fast(text, path) == expected
 
 
 def test_provider_keys_are_found_even_inside_calls() -> None:
