@@ -337,13 +337,13 @@ def _realistic_lines(count: int) -> Iterator[str]:
 
 
 def test_scanning_is_much_faster_than_line_by_line() -> None:
-    # detect-secrets' own scan does ~4,000 lines/s; ours ~50,000 on this generated code
-    # (every method takes a `key`, which the keyword plugins must look at) and ~150,000 on
-    # the standard library. CPU time, with a wide margin, so a busy machine does not fail it.
+    # detect-secrets' own scan does ~4,000-6,500 lines/s; ours ~150,000 on this generated
+    # code and on the standard library. CPU time, with a wide margin, so that a busy machine
+    # does not fail it.
     modules = list(_realistic_lines(20_000))
     lines = sum(module.count("\n") for module in modules)
     find_secrets("warm = 'up'\n", path="a.py")
     started = time.process_time()
     for module in modules:
         find_secrets(module, path="pkg/module.py")
-    assert lines / (time.process_time() - started) > 12_000
+    assert lines / (time.process_time() - started) > 25_000
