@@ -33,6 +33,7 @@ from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
 from projections import http_api
 from projections.database import database_key
+from projections.queries import ReadModels
 from projections.query_service import start_query_service
 from projections.service import ProjectionService
 
@@ -94,10 +95,10 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
         await control_requests.serve(nc, service)
+        models = ReadModels(home.readmodels_dir, key, store)
         queries = await start_query_service(
             nc,
-            home.readmodels_dir,
-            key,
+            models,
             version=version("mahavishnu"),
             resolve=operators.resolver(home),
             audit=AuditTrail(store),
@@ -108,9 +109,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
                 settings.http.port,
                 new_registry(),
                 ready=lambda: service is not None and service.caught_up,
-                routes=http_api.routes(
-                    home.readmodels_dir, key, authenticate=tokens.authenticator(home), audit=AuditTrail(store)
-                ),
+                routes=http_api.routes(models, authenticate=tokens.authenticator(home), audit=AuditTrail(store)),
             )
             await api.start()
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")

@@ -1,7 +1,7 @@
 """Who may run which query (pure). The caller comes from the connection, never from the request.
 
-Roles: admin (everything), operator and viewer (devices and commands), auditor (the
-audit trail; it arrives with the audit read model). The control services, in the mesh's
+Roles: admin (everything), operator and viewer (devices, commands, and how far behind
+the read models are), auditor (the audit trail). The control services, in the mesh's
 own account, act as admin; devices have no permission to send queries at all.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ROLES = ("admin", "operator", "auditor", "viewer")
-READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list"})
+READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list", "projections.status"})
 PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query
     "admin": None,
     "operator": READ_FLEET,

@@ -2,9 +2,10 @@
 
     GET /api/devices                devices.list
     GET /api/devices/{id}           devices.get
-    GET /api/commands?device=ID     commands.list
+    GET /api/commands?device=ID&limit=N   commands.list (no device: the fleet's most recent)
     GET /api/commands/{id}          commands.get
     GET /api/audit?actor=&device=&action=&since=&until=&limit=   audit.search
+    GET /api/projections            projections.status (positions, lag, parked of each read model)
     GET /openapi.json               the OpenAPI 3.1 document
     GET /                           the dashboard
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.audit import AuditTrail
 from projections.authz import Caller, allowed
-from projections.queries import QUERIES, QueryError
+from projections.queries import QUERIES, QueryError, ReadModels
 
 Authenticate = Callable[[str], Caller | None]
 
@@ -38,6 +38,7 @@ PATHS: dict[str, tuple[str, str | None]] = {
     "/api/commands": ("commands.list", None),
     "/api/commands/{id}": ("commands.get", "id"),
     "/api/audit": ("audit.search", None),
+    "/api/projections": ("projections.status", None),
 }
 
 
@@ -84,7 +85,7 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def routes(folder: Path, key: str, *, authenticate: Authenticate, audit: AuditTrail | None) -> list[BaseRoute]:
+def routes(models: ReadModels, *, authenticate: Authenticate, audit: AuditTrail | None) -> list[BaseRoute]:
     """The API's routes, to serve beside a service's probes."""
     document = openapi()
     page = resources.files("projections").joinpath("dashboard.html").read_text(encoding="utf-8")
@@ -99,14 +100,14 @@ def routes(folder: Path, key: str, *, authenticate: Authenticate, audit: AuditTr
         Route("/openapi.json", spec, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         *(
-            Route(path, _endpoint(folder, key, name, param, authenticate, audit), methods=["GET"])
+            Route(path, _endpoint(models, name, param, authenticate, audit), methods=["GET"])
             for path, (name, param) in PATHS.items()
         ),
     ]
 
 
 def _endpoint(
-    folder: Path, key: str, name: str, path_param: str | None, authenticate: Authenticate, audit: AuditTrail | None
+    models: ReadModels, name: str, path_param: str | None, authenticate: Authenticate, audit: AuditTrail | None
 ) -> Callable[[Request], Any]:
     request_type, query = QUERIES[name]
 
@@ -138,7 +139,7 @@ def _endpoint(
                 actor=caller.identity, category="query", action=name, details={"role": caller.role, "door": "http"}
             )
         try:
-            return JSONResponse(await query(folder, key, decoded))
+            return JSONResponse(await query(models, decoded))
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, exc.code)
 

@@ -16,13 +16,14 @@ import httpx
 import pytest
 
 from core.audit import AuditTrail
-from core.events import DeviceEnrolled
+from core.events import CommandIssued, DeviceEnrolled
 from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore
 from projections import http_api
 from projections.authz import Caller
 from projections.catalog import CATALOG
+from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 
 KEY = secrets.token_hex(32)
@@ -40,6 +41,7 @@ async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, str
         DeviceEnrolled(device_id=device, serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC))
     )
     await AuditTrail(store).record(actor="control", category="identity", action="device.enroll", target=device)
+    await store.append(CommandIssued(command_id=f"c-{device}", device_id=device, name="reboot-now"))
     for model in CATALOG.values():
         runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
         await runner.open()
@@ -50,7 +52,7 @@ async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, str
         0,
         new_registry(),
         ready=lambda: True,
-        routes=http_api.routes(tmp_path, KEY, authenticate=PEOPLE.get, audit=AuditTrail(store)),
+        routes=http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=PEOPLE.get, audit=AuditTrail(store)),
     )
     await server.start()
     yield f"http://127.0.0.1:{server.port}", device
@@ -69,7 +71,19 @@ async def test_a_viewer_reads_devices_and_commands(api: tuple[str, str]) -> None
     assert listing.status_code == 200 and device in [d["device_id"] for d in listing.json()["devices"]]
     one = await get(f"{base}/api/devices/{device}", "t-viewer")
     assert one.json()["status"] == "enrolled"
-    assert (await get(f"{base}/api/commands?device={device}&limit=5", "t-viewer")).json() == {"commands": []}
+    mine = (await get(f"{base}/api/commands?device={device}&limit=5", "t-viewer")).json()["commands"]
+    assert [c["command_id"] for c in mine] == [f"c-{device}"]
+    recent = (await get(f"{base}/api/commands?limit=1", "t-viewer")).json()["commands"]
+    assert [(c["command_id"], c["name"]) for c in recent] == [(f"c-{device}", "reboot-now")]  # across devices
+
+
+async def test_a_viewer_sees_how_far_behind_the_read_models_are(api: tuple[str, str]) -> None:
+    answer = await get(f"{api[0]}/api/projections", "t-viewer")
+    assert answer.status_code == 200
+    models = {m["name"]: m for m in answer.json()["read_models"]}
+    assert set(models) == set(CATALOG)
+    assert all(m["built"] and m["parked"] == 0 for m in models.values())
+    assert models["commands"]["positions"]["mesh.cmd.>"] > 0
 
 
 @pytest.mark.parametrize(
@@ -78,9 +92,11 @@ async def test_a_viewer_reads_devices_and_commands(api: tuple[str, str]) -> None
         ("/api/devices", None, 401),
         ("/api/devices", "not-a-token", 401),
         ("/api/devices", "t-auditor", 403),
+        ("/api/projections", "t-auditor", 403),
         ("/api/devices/nobody", "t-viewer", 404),
         ("/api/commands?device=d&limit=0", "t-viewer", 400),
         ("/api/commands?device=d&limit=many", "t-viewer", 400),
+        ("/api/commands?limit=1001", "t-viewer", 400),
     ],
 )
 async def test_refusals_have_their_status(api: tuple[str, str], path: str, token: str | None, status: int) -> None:
