@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -119,6 +120,36 @@ async def test_the_openapi_document_describes_every_path(api: tuple[str, str]) -
     assert {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}} in get_device["parameters"]
 
 
+class Tables(HTMLParser):
+    """The cell texts of every table's body rows in a page, by table id."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.rows: dict[str, list[list[str]]] = {}
+        self._table = ""
+        self._in_body = False
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._table = dict(attrs).get("id") or ""
+            self.rows[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows[self._table].append([])
+        elif tag == "td" and self._in_body:
+            self.rows[self._table][-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self._in_body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_body and self.rows.get(self._table) and self.rows[self._table][-1]:
+            self.rows[self._table][-1][-1] += data
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -151,5 +182,11 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(api: tuple[str, s
         args=browser, returncode=process.returncode or 0, stdout=out.decode(), stderr=err.decode()
     )
     assert 'data-loaded="yes"' in shown.stdout, shown.stdout[:3000]
-    assert device in shown.stdout and "enrolled" in shown.stdout
-    assert "device.enroll" in shown.stdout  # the audit tail
+    tables = Tables(shown.stdout).rows
+    assert [device, "enrolled"] in [row[:2] for row in tables["devices"]]
+    # the fleet's recent commands, not one device's: this device's command is the newest
+    assert tables["commands"][0][1:4] == [device, "reboot-now", "issued"], tables["commands"]
+    lag = {row[0]: row for row in tables["lag"]}
+    assert set(lag) == set(CATALOG), tables["lag"]
+    assert "mesh.evt.device.> at " in lag["devices"][1] and lag["devices"][2:] == ["0", "0.0", "0"]
+    assert "device.enroll" in [row[3] for row in tables["audit"]]  # the audit tail
