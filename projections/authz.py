@@ -27,6 +27,20 @@ class Caller:
     role: str
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a credential gets no caller: `status` 401 (it does not hold) or 403 (a known identity that may not query).
+
+    `actor` names who was refused when the credential says so (a certificate); it is
+    audited. It stays empty for anonymous requests, which are not audited so that they
+    cannot flood the trail.
+    """
+
+    status: int
+    reason: str
+    actor: str = ""
+
+
 CONTROL = Caller("control", "admin")
 
 

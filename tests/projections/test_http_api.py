@@ -1,8 +1,15 @@
-"""The HTTP door on a real server: bearer tokens, roles, the same answers as NATS, its OpenAPI, the dashboard."""
+"""The HTTP door on a real server: bearer tokens, roles, the same answers as NATS, its OpenAPI, the dashboard.
+
+The queries are asked over plain HTTP (`[http] tls = false`); the browser loads the
+dashboard over HTTPS, the default, with a token and no client certificate. Client
+certificates are tested in tests/mahavishnu/test_http_door.py, with the CA registry.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import secrets
 import shutil
@@ -15,17 +22,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.audit import AuditTrail
 from core.events import CommandIssued, DeviceEnrolled
 from core.metrics import new_registry
-from core.probes import ProbeServer
+from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore
-from projections import http_api
-from projections.authz import Caller
+from projections import http_api, http_auth
+from projections.authz import Caller, Refusal
 from projections.catalog import CATALOG
 from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
+from tests.harness import Mesh
 
 KEY = secrets.token_hex(32)
 PEOPLE = {
@@ -33,10 +43,22 @@ PEOPLE = {
     "t-auditor": Caller("bob", "auditor"),
     "t-admin": Caller("carol", "admin"),
 }
+AUTHENTICATE = http_auth.authenticator(
+    by_token=PEOPLE.get, by_certificate=lambda pem: Refusal(401, "no certificates in this test")
+)
+
+
+def server_tls(mesh: Mesh) -> ServerTLS:
+    server = mesh.home.server_dir
+    return ServerTLS(server / "cert.pem", server / "key.pem", client_ca=mesh.home.ca_dir / "ca.pem")
 
 
 @pytest.fixture
-async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+async def api(
+    store: EventStore, mesh: Mesh, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[str, str]]:
+    """The door with a device, a command and an audit entry; over HTTPS when parametrized with "https"."""
+    tls = server_tls(mesh) if getattr(request, "param", "http") == "https" else None
     device = f"dev-{uuid.uuid4().hex[:8]}"
     await store.append(
         DeviceEnrolled(device_id=device, serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC))
@@ -53,10 +75,11 @@ async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, str
         0,
         new_registry(),
         ready=lambda: True,
-        routes=http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=PEOPLE.get, audit=AuditTrail(store)),
+        routes=http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=AUTHENTICATE, audit=AuditTrail(store)),
+        tls=tls,
     )
     await server.start()
-    yield f"http://127.0.0.1:{server.port}", device
+    yield f"{server.scheme}://127.0.0.1:{server.port}", device
     await server.stop()
 
 
@@ -106,6 +129,12 @@ async def test_refusals_have_their_status(api: tuple[str, str], path: str, token
     assert answer.json()["error"]
 
 
+async def test_without_a_credential_the_answer_names_both_ways_in(api: tuple[str, str]) -> None:
+    answer = await get(f"{api[0]}/api/devices")
+    assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+    assert "client certificate" in answer.json()["error"] and "Authorization: Bearer" in answer.json()["error"]
+
+
 async def test_an_auditor_searches_the_audit_trail(api: tuple[str, str]) -> None:
     base, device = api
     found = await get(f"{base}/api/audit?device={device}&action=device.enroll", "t-auditor")
@@ -118,6 +147,13 @@ async def test_the_openapi_document_describes_every_path(api: tuple[str, str]) -
     assert set(document["paths"]) == set(http_api.PATHS)
     get_device = document["paths"]["/api/devices/{id}"]["get"]
     assert {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}} in get_device["parameters"]
+    assert get_device["security"] == [{"bearer": []}]  # plain HTTP: tokens only
+    with_certificates = http_api.openapi(client_certificates=True)
+    assert with_certificates["components"]["securitySchemes"]["operator_certificate"]["type"] == "mutualTLS"
+    assert with_certificates["paths"]["/api/projections"]["get"]["security"] == [
+        {"bearer": []},
+        {"operator_certificate": []},
+    ]
 
 
 class Tables(HTMLParser):
@@ -154,11 +190,23 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def spki_pin(certificate: Path) -> str:
+    """Chromium's pin of a certificate's key: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
+    key = x509.load_pem_x509_certificate(certificate.read_bytes()).public_key()
+    return base64.b64encode(
+        hashlib.sha256(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()
+    ).decode()
+
+
 @pytest.mark.skipif(chromium() is None and os.environ.get("CI") != "true", reason="needs Debian's chromium")
-async def test_the_dashboard_shows_the_fleet_in_a_real_browser(api: tuple[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["https"], indirect=True)  # the default; the browser has a token, no certificate
+async def test_the_dashboard_shows_the_fleet_in_a_real_browser(
+    api: tuple[str, str], mesh: Mesh, tmp_path: Path
+) -> None:
     browser = chromium()
     assert browser is not None, "chromium is not installed (.ci/run installs it)"
     base, device = api
+    assert base.startswith("https://")
     # --dump-dom prints the page after its scripts ran; the virtual time budget lets the fetches finish.
     # The browser runs beside this event loop, which serves its requests meanwhile.
     process = await asyncio.create_subprocess_exec(
@@ -171,6 +219,8 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(api: tuple[str, s
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={tmp_path / 'profile'}",
+        # The browser does not know the mesh CA: it trusts exactly the mesh server's key (pinning needs a profile).
+        f"--ignore-certificate-errors-spki-list={spki_pin(mesh.home.server_dir / 'cert.pem')}",
         "--virtual-time-budget=5000",
         "--dump-dom",
         f"{base}/#token=t-admin",
