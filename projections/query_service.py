@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -20,7 +19,7 @@ from nats.micro.service import Service
 
 from core.audit import AuditTrail
 from projections.authz import Caller, allowed, caller_of
-from projections.queries import QUERIES, QueryError, parse
+from projections.queries import QUERIES, QueryError, ReadModels, parse
 
 log = logging.getLogger("mahavishnu.queries")
 
@@ -33,8 +32,7 @@ Resolver = Callable[[str], Caller | None]
 
 async def start_query_service(
     nc: Client,
-    folder: Path,
-    key: str,
+    models: ReadModels,
     *,
     version: str,
     resolve: Resolver = lambda user: None,
@@ -49,14 +47,13 @@ async def start_query_service(
         await service.add_endpoint(
             name=name.replace(".", "-"),
             subject=f"{SUBJECT_PREFIX}.{name}",
-            handler=_handler(folder, key, name, request_type, query, resolve, audit),
+            handler=_handler(models, name, request_type, query, resolve, audit),
         )
     return service
 
 
 def _handler(
-    folder: Path,
-    key: str,
+    models: ReadModels,
     name: str,
     request_type: type[Any],
     query: Any,
@@ -78,7 +75,7 @@ def _handler(
             return
         await record(caller, "ok", {"role": caller.role})
         try:
-            answer = await query(folder, key, parse(request_type, request.data))
+            answer = await query(models, parse(request_type, request.data))
         except QueryError as exc:
             await request.respond_error(str(exc.code), str(exc))
             return

@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from core.events import CommandIssued, DeviceEnrolled, TelemetryReported
 from core.store import EventStore
 from projections.catalog import CATALOG
+from projections.queries import ReadModels
 from projections.query_service import SERVICE_NAME, start_query_service
 from projections.runner import ProjectionRunner
 
@@ -35,7 +36,7 @@ async def models(store: EventStore, nc: Client, tmp_path: Path) -> AsyncIterator
         await runner.open()
         await runner.catch_up()
         await runner.close()
-    service = await start_query_service(nc, tmp_path, KEY, version="0.1.0")
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
     yield device
     await service.stop()
 
@@ -61,6 +62,62 @@ async def test_devices_and_commands_are_queried(models: str, nc: Client) -> None
     assert (command["name"], command["state"]) == ("ping", "issued")
     commands, _ = await ask(nc, "mesh.q.commands.list", {"device": models})
     assert [c["command_id"] for c in commands["commands"]] == [f"c-{models}"]
+
+
+async def build(store: EventStore, folder: Path) -> None:
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=folder, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+
+
+async def test_without_a_device_the_fleets_recent_commands_come_newest_first(
+    store: EventStore, nc: Client, tmp_path: Path
+) -> None:
+    older, newer = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+    await store.append(CommandIssued(command_id=older, device_id="dev-one", name="ping"))
+    await store.append(CommandIssued(command_id=newer, device_id="dev-two", name="echo"))
+    await build(store, tmp_path)
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        recent, _ = await ask(nc, "mesh.q.commands.list", {"limit": 2})
+        _, too_many = await ask(nc, "mesh.q.commands.list", {"limit": 1001})
+    finally:
+        await service.stop()
+    assert [(c["command_id"], c["device_id"]) for c in recent["commands"]] == [(newer, "dev-two"), (older, "dev-one")]
+    assert too_many["Nats-Service-Error-Code"] == "400" and "1..1000" in too_many["Nats-Service-Error"]
+
+
+async def test_the_status_shows_positions_lag_and_parked_events(store: EventStore, nc: Client, tmp_path: Path) -> None:
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    await nc.jetstream().publish(f"mesh.evt.device.{device}.telemetry", b"not an event")  # parked when applied
+    await build(store, tmp_path)
+    [behind] = await store.append(TelemetryReported(device_id=device, metrics={"temp_c": 1.0}))  # not applied
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        status, headers = await ask(nc, "mesh.q.projections.status")
+    finally:
+        await service.stop()
+    assert "Nats-Service-Error-Code" not in headers
+    models = {m["name"]: m for m in status["read_models"]}
+    assert set(models) == set(CATALOG)
+    devices = models["devices"]
+    assert devices["built"] and devices["positions"] == {"mesh.evt.device.>": behind.seq - 1}
+    assert devices["lag_events"] == 1 and devices["lag_seconds"] >= 0
+    assert devices["parked"] >= 1
+    assert models["audit"]["lag_events"] == 0  # nothing was appended to the audit trail since
+
+
+async def test_the_status_says_when_a_read_model_is_not_built(store: EventStore, nc: Client, tmp_path: Path) -> None:
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        status, _ = await ask(nc, "mesh.q.projections.status")
+    finally:
+        await service.stop()
+    assert {(m["name"], m["built"], m["lag_events"]) for m in status["read_models"]} == {
+        (name, False, None) for name in CATALOG
+    }
 
 
 @pytest.mark.parametrize(
