@@ -1,8 +1,8 @@
 """The query functions behind both doors (NATS micro service and HTTP): read models in, JSON-able documents out.
 
-Every function takes the read-model folder, its key and a decoded request; it opens
-the encrypted file for the one query (a raw-key open costs no key derivation, and a
-fresh connection always sees the file a rebuild swapped in). A bad request or a
+Every function takes the read-model folder, its key and a decoded request; it reads
+the encrypted file through projections.readers (pooled read-only connections that
+notice when a rebuild swapped the file). A bad request or a
 missing row raises QueryError with an HTTP-like code, mapped to the micro protocol's
 error headers or to an HTTP status at each door.
 """
@@ -17,7 +17,7 @@ import msgspec
 import sqlcipher3
 
 from core.errors import MahavishnuError
-from projections.database import open_encrypted
+from projections import readers
 from projections.devices import delta
 
 
@@ -64,18 +64,12 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 
 async def _rows(folder: Path, key: str, model: str, sql: str, *params: object) -> list[dict[str, Any]]:
-    path = folder / f"{model}.db"
-    if not path.exists():
-        raise QueryError(503, f"the {model} read model is not built yet")
-    db = await open_encrypted(path, key, reader=True)
     try:
-        cursor = await db.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        return await readers.rows(folder / f"{model}.db", key, sql, params)
+    except readers.NotBuilt:
+        raise QueryError(503, f"the {model} read model is not built yet") from None
     except sqlcipher3.Error as exc:
         raise QueryError(503, f"the {model} read model cannot be read now ({exc}); try again") from exc
-    finally:
-        await db.close()
 
 
 async def devices_list(folder: Path, key: str, _: Nothing) -> dict[str, Any]:
