@@ -64,25 +64,31 @@ class BenchError(Exception):
 
 
 def audit_entries(n: int, devices: int = DEVICES) -> list[AuditRecorded]:
-    """A chained trail shaped like a fleet's (pure): per ten entries four commands and one enrolment
-    about a device, four connection events and one query; dev-a is the first device."""
+    """A chained trail shaped like a fleet's (pure): per ten entries, four commands and a certificate
+    rotation about one device, four connection events and one query; dev-a is the first device."""
     names = ["dev-a", *(f"dev-{k:03d}" for k in range(1, devices))]
     entries: list[AuditRecorded] = []
     previous = GENESIS
     for i in range(n):
-        device = names[(i // 10) % devices]
-        kind = i % 10
+        device, kind = names[(i // 10) % devices], i % 10
         if kind < 4:
-            fields = {"actor": "ops-ann", "category": "command", "action": "command.send", "target": device}
-            fields["details"] = {"command_id": f"c-{i}", "name": "ping"}  # type: ignore[assignment]
+            entry = AuditRecorded(
+                actor="ops-ann",
+                category="command",
+                action="command.send",
+                target=device,
+                details={"command_id": f"c-{i}", "name": "ping"},
+                prev_hash=previous,
+            )
         elif kind == 4:
-            fields = {"actor": "control", "category": "identity", "action": "device.rotate", "target": device}
+            entry = AuditRecorded(
+                actor="control", category="identity", action="device.rotate", target=device, prev_hash=previous
+            )
         elif kind < 9:
             action = "connection.open" if kind % 2 else "connection.close"
-            fields = {"actor": device, "category": "connection", "action": action, "target": "MESH"}
+            entry = AuditRecorded(actor=device, category="connection", action=action, target="MESH", prev_hash=previous)
         else:
-            fields = {"actor": "ops-ann", "category": "query", "action": "devices.get", "target": ""}
-        entry = AuditRecorded(prev_hash=previous, **fields)  # type: ignore[arg-type]
+            entry = AuditRecorded(actor="ops-ann", category="query", action="devices.get", prev_hash=previous)
         entries.append(entry)
         previous = audit_hash(entry)
     return entries
@@ -186,13 +192,14 @@ async def check_audit(control: Identity, settings: Settings, entries: int, serve
 
 
 async def measure(
-    auditor: Identity, seconds: float, rounds: int, concurrency: int
+    auditor: Identity, seconds: float, rounds: int, concurrency: int, expected: int
 ) -> tuple[list[float], list[float], list[float], int]:
+    """Alternating rounds of echo and search: (search rates, echo rates, search latencies, searches served)."""
     nc = await connect(auditor, name="bench-client", reconnect=False, inbox_prefix=subjects.inbox_prefix(AUDITOR))
     try:
         answer = msgspec.json.decode((await nc.request(QUERY, BODY, timeout=10)).data)
-        if len(answer.get("entries", [])) != PAGE:
-            raise BenchError(f"the search should answer a full page of {PAGE}: {str(answer)[:300]}")
+        if len(answer.get("entries", [])) != expected:
+            raise BenchError(f"the search should answer {expected} entries: {str(answer)[:300]}")
         served = 1
         warm = min(1.0, seconds / rounds / 4)
         for subject, body in ((ECHO, BODY), (QUERY, BODY)):
@@ -215,44 +222,51 @@ async def measure(
     return query_rates, base_rates, latencies, served
 
 
+def environment(root: Path, metrics_port: int) -> dict[str, str]:
+    """The environment of `up` and its helpers: a state directory of our own, free ports, no HTTP door."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
+    return env | {
+        "MAHAVISHNU_HOME": str(root / "home"),
+        "MAHAVISHNU_SERVER__PORT": str(free_port()),
+        "MAHAVISHNU_SERVER__MONITOR_PORT": "0",
+        "MAHAVISHNU_METRICS__PORT": str(metrics_port),  # /ready: connected and the read models caught up
+        "MAHAVISHNU_HTTP__PORT": "0",
+        "MAHAVISHNU_LOGGING__LEVEL": "warning",
+    }
+
+
+@contextmanager
+def echo_service(home: Home, port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
+    """bench/echo_service.py running on ECHO until the block ends."""
+    command = [sys.executable, str(Path(__file__).with_name("echo_service.py")), str(home.root), str(port), ECHO]
+    with running(command, env, log_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as echo:
+        if echo.stdout is None or echo.stdout.readline().strip() != "ready":
+            raise BenchError(f"the echo service did not start:\n{log_path.read_text()}")
+        yield
+        assert echo.stdin is not None
+        echo.stdin.close()  # the echo service stops at the end of its input
+        echo.wait(10)
+
+
 async def main(seconds: float, rounds: int, entries: int, concurrency: int) -> str:
     with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
         root = Path(tmp)
         metrics_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
-        env |= {
-            "MAHAVISHNU_HOME": str(root / "home"),
-            "MAHAVISHNU_SERVER__PORT": str(free_port()),
-            "MAHAVISHNU_SERVER__MONITOR_PORT": "0",
-            "MAHAVISHNU_METRICS__PORT": str(metrics_port),
-            "MAHAVISHNU_HTTP__PORT": "0",
-            "MAHAVISHNU_LOGGING__LEVEL": "warning",
-        }
+        env = environment(root, metrics_port)
         settings = load_config(None, env=env)
         home = Home(root / "home")
         prepare(home, settings)
         log(f"seeding the audit trail with {entries} entries")
         auditor = await seed(home, settings, entries, root)
+        expected = min(PAGE, sum(1 for e in audit_entries(entries) if e.target == "dev-a"))
         up_log = root / "up.log"
         with running([sys.executable, "-m", "mahavishnu.cli", "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
             wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
-            echo_command = [
-                sys.executable,
-                str(Path(__file__).with_name("echo_service.py")),
-                home.root,
-                settings.server.port,
-                ECHO,
-            ]
-            with running(
-                [str(a) for a in echo_command], env, root / "echo.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            ) as echo:
-                if echo.stdout is None or echo.stdout.readline().strip() != "ready":
-                    raise BenchError(f"the echo service did not start:\n{(root / 'echo.log').read_text()}")
+            with echo_service(home, settings.server.port, env, root / "echo.log"):
                 log(f"mesh up; {rounds} rounds of {seconds / rounds:g} s each, concurrency {concurrency}")
-                query_rates, base_rates, latencies, served = await measure(auditor, seconds, rounds, concurrency)
-                assert echo.stdin is not None
-                echo.stdin.close()  # the echo service stops at the end of its input
-                echo.wait(10)
+                query_rates, base_rates, latencies, served = await measure(
+                    auditor, seconds, rounds, concurrency, expected
+                )
             await check_audit(home.control_identity(settings), settings, entries, served)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
