@@ -18,10 +18,11 @@ from typing import Any
 
 import msgspec
 
-from core.errors import ConcurrencyConflict, StoreError
+from core.errors import AppendFailed, ConcurrencyConflict, StoreError
 from core.events import AuditRecorded, EventDecodeError, decode, encode
 from core.store import EventStore
 from core.store.batch import MAX_ATOMIC_BATCH
+from core.store.bulk import HEADER_ROOM
 
 GENESIS = "0" * 64
 STREAM = "AUDIT"
@@ -92,10 +93,17 @@ class AuditTrail:
 
         StoreError if it keeps losing the race for the end of the chain, or the error of the
         append that carried it (StoreUnavailable, AppendFailed): then it may not be stored.
+        What would spoil a whole batch fails here, for this caller alone: ValueError when the
+        actor or category cannot be a subject token, AppendFailed when the entry is too large.
         """
         event = AuditRecorded(
             actor=actor, category=category, action=action, target=target, outcome=outcome, details=details or {}
         )
+        event.subject()
+        size = len(encode(event)) + len(GENESIS)  # prev_hash is filled in when the entry is linked
+        limit = (self.store.nc.max_payload or 1024 * 1024) - HEADER_ROOM
+        if size > limit:
+            raise AppendFailed(f"the audit entry {category}/{action} is {size} bytes, over the limit of {limit}")
         stored: asyncio.Future[AuditRecorded] = asyncio.get_running_loop().create_future()
         self._queue.append((event, stored))
         if self._writer is None or self._writer.done():

@@ -131,3 +131,17 @@ async def test_a_failed_append_fails_its_callers_and_the_next_record_is_chained(
     entries = await audit_chain(store)
     assert verify_chain(entries) == []
     assert entries[-1][1] == after
+
+
+async def test_an_entry_that_cannot_be_stored_fails_alone(store: EventStore) -> None:
+    trail = AuditTrail(store)
+    outcomes = await asyncio.gather(
+        trail.record(actor="fine", category="test", action="alone-1"),
+        trail.record(actor="not a token", category="test", action="alone-bad"),
+        trail.record(actor="fine", category="test", action="alone-big", details={"blob": "x" * 2_000_000}),
+        trail.record(actor="fine", category="test", action="alone-2"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], ValueError) and isinstance(outcomes[2], AppendFailed)
+    stored = [e.action for _, e in await audit_chain(store) if e is not None and e.action.startswith("alone-")]
+    assert stored == ["alone-1", "alone-2"]
