@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +18,15 @@ from pathlib import Path
 from cryptography import x509
 
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, certificate_uri, validate_identity
+from certs.authority import ISSUED, REVOCATIONS
 from core.config import Settings
 from core.errors import MahavishnuError
 from mahavishnu.home import Home, reload_server, write_users
 from projections.authz import ROLES, Caller, Refusal
 
 CERTIFICATE_NAME_PREFIX = certificate_uri(0).removesuffix("0")  # "mahavishnu:cert:"
+
+REREAD_S = 1.0  # resolver(): the longest a change to the CA registry or roles.json can go unseen
 
 
 def roles(home: Home) -> dict[str, str]:
@@ -64,18 +68,45 @@ def caller_of(record: IssuedRecord, role: str | None, now: datetime) -> Caller |
     return Caller(who, role)
 
 
-def _record_named(home: Home, user: str) -> IssuedRecord | None:
-    """The CA's record of the certificate named `user` (mahavishnu:cert:<serial>), read afresh: revocations count."""
-    return next((r for r in CertificateAuthority.load(home.ca_dir).issued() if certificate_uri(r.serial) == user), None)
+class _Registry:
+    """The CA's issued records with their roles, reread only when one of their files changed.
+
+    Every query asks, so the CA's registry and roles.json are read again only when an
+    operator was added, a certificate revoked or a role changed, told by the files' inode,
+    size and modification time, and at least every REREAD_S seconds, which bounds what a
+    change that none of those show (a reused inode, same size, same clock tick) could go
+    unseen. Expiry is checked by the callers, at each call.
+    """
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.watched = (home.ca_dir / ISSUED, home.ca_dir / REVOCATIONS, home.roles_file)
+        self.seen: tuple[tuple[int, int, int] | None, ...] | None = None
+        self.read_at = 0.0
+        self.people: dict[str, tuple[IssuedRecord, str | None]] = {}
+
+    def lookup(self, user: str) -> tuple[IssuedRecord, str | None] | None:
+        """The record of the certificate named `user` (mahavishnu:cert:<serial>) and its holder's role."""
+        current = tuple(_version(path) for path in self.watched)  # noted before reading: a change meanwhile rereads
+        if current != self.seen or time.monotonic() - self.read_at > REREAD_S:
+            self.read_at = time.monotonic()
+            table = roles(self.home)
+            self.people = {
+                certificate_uri(record.serial): (record, table.get(record.identity))
+                for record in CertificateAuthority.load(self.home.ca_dir).issued()
+            }
+            self.seen = current
+        return self.people.get(user)
 
 
 def resolver(home: Home) -> Callable[[str], Caller | None]:
     """Maps a server user name (mahavishnu:cert:<serial>) to the live operator behind it and its role."""
+    registry = _Registry(home)
 
     def resolve(user: str) -> Caller | None:
-        record = _record_named(home, user)
-        found = caller_of(record, roles(home).get(record.identity), datetime.now(UTC)) if record else None
-        return found if isinstance(found, Caller) else None
+        found = registry.lookup(user)
+        caller = caller_of(*found, datetime.now(UTC)) if found else None
+        return caller if isinstance(caller, Caller) else None
 
     return resolve
 
@@ -97,17 +128,24 @@ def certificate_resolver(home: Home) -> Callable[[str], Caller | Refusal]:
     Refused: a certificate the registry does not know, one that is not an operator's
     (a device's, the control services'), a revoked or expired one, an operator without a role.
     """
+    registry = _Registry(home)
 
     def resolve(pem: str) -> Caller | Refusal:
         name = certificate_name(pem)
-        record = _record_named(home, name) if name else None
-        if record is None:
-            return Refusal(
-                401, "the client certificate is not in the mesh CA's registry: use an operator's certificate"
-            )
-        return caller_of(record, roles(home).get(record.identity), datetime.now(UTC))
+        found = registry.lookup(name) if name else None
+        if found is None:
+            return Refusal(401, "the client certificate is not in the mesh CA's registry: use an operator's certificate")
+        return caller_of(*found, datetime.now(UTC))
 
     return resolve
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _write_roles(home: Home, table: dict[str, str]) -> None:

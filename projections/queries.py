@@ -1,8 +1,8 @@
 """The query functions behind both doors (NATS micro service and HTTP): read models in, JSON-able documents out.
 
 Every function takes the ReadModels (folder, key, and the event store they follow) and
-a decoded request; it opens the encrypted file for the one query (a raw-key open costs
-no key derivation, and a fresh connection always sees the file a rebuild swapped in).
+a decoded request; it reads the encrypted file through projections.readers (pooled
+read-only connections that notice when a rebuild swapped the file in).
 `projections.status` also asks the streams, since a read model's lag is the distance
 between its file and the streams, measured when asked. A bad request or a missing row
 raises QueryError with an HTTP-like code, mapped to the micro protocol's error headers
@@ -21,8 +21,8 @@ import sqlcipher3
 
 from core.errors import MahavishnuError, StoreError
 from core.store import EventStore
+from projections import readers
 from projections.catalog import CATALOG
-from projections.database import open_encrypted
 from projections.devices import delta
 from projections.status import read_model_status
 
@@ -85,18 +85,12 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 
 async def _rows(models: ReadModels, model: str, sql: str, *params: object) -> list[dict[str, Any]]:
-    path = models.folder / f"{model}.db"
-    if not path.exists():
-        raise QueryError(503, f"the {model} read model is not built yet")
-    db = await open_encrypted(path, models.key, reader=True)
     try:
-        cursor = await db.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        return await readers.rows(models.folder / f"{model}.db", models.key, sql, params)
+    except readers.NotBuilt:
+        raise QueryError(503, f"the {model} read model is not built yet") from None
     except sqlcipher3.Error as exc:
         raise QueryError(503, f"the {model} read model cannot be read now ({exc}); try again") from exc
-    finally:
-        await db.close()
 
 
 async def devices_list(models: ReadModels, _: Nothing) -> dict[str, Any]:

@@ -21,3 +21,17 @@ def test_the_append_benchmark_prints_its_line() -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"append events=2000 rate=\d+ baseline_natspy=\d+ ratio=\d+\.\d\d", last), last
     assert "round 1/1" in result.stderr  # progress is shown
+
+
+def test_the_query_benchmark_prints_its_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "query.py"), "--seconds", "1", "--rounds", "1", "--entries", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"query qps=\d+ p99_ms=\d+\.\d baseline_qps=\d+ ratio=\d+\.\d\d", last), last
+    assert "round 1/1" in result.stderr  # progress is shown
+    assert "0 chain breaks" in result.stderr  # and the audit trail it left was checked

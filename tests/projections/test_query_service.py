@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -13,12 +14,15 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+from core.errors import StoreUnavailable
 from core.events import CommandIssued, DeviceEnrolled, TelemetryReported
 from core.store import EventStore
+from projections import readers
 from projections.catalog import CATALOG
 from projections.queries import ReadModels
 from projections.query_service import SERVICE_NAME, start_query_service
 from projections.runner import ProjectionRunner
+from tests.waiting import eventually
 
 KEY = secrets.token_hex(32)
 
@@ -136,3 +140,81 @@ async def test_errors_come_back_in_the_micro_headers(
     assert data is None
     assert headers["Nats-Service-Error-Code"] == code
     assert words in headers["Nats-Service-Error"]
+
+
+class HeldTrail:
+    """An audit trail whose first `hold` records wait until released, to see what the service does meanwhile."""
+
+    def __init__(self, hold: int = 1, error: Exception | None = None) -> None:
+        self.hold = hold
+        self.error = error
+        self.records: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+
+    async def record(self, **entry: Any) -> None:
+        self.records.append(entry)
+        if len(self.records) <= self.hold:
+            await self.release.wait()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+async def built(store: EventStore, tmp_path: Path) -> Path:
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+    return tmp_path
+
+
+async def test_the_answer_waits_for_its_audit_record_while_the_search_runs(
+    built: Path, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searched: list[str] = []
+    rows = readers.rows
+
+    async def spied(path: Path, key: str, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        searched.append(sql)
+        return await rows(path, key, sql, params)
+
+    monkeypatch.setattr(readers, "rows", spied)
+    trail = HeldTrail()
+    service = await start_query_service(nc, built, KEY, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        asking = asyncio.create_task(ask(nc, "mesh.q.devices.list"))
+        await eventually(lambda: trail.records and searched, timeout=10, what="the audit record and the search")
+        await nc.flush()  # an answer sent already would have arrived before the flush's PONG
+        assert not asking.done()
+        trail.release.set()
+        listing, headers = await asking
+    finally:
+        await service.stop()
+    assert "devices" in listing and "Nats-Service-Error-Code" not in headers
+
+
+async def test_an_answer_whose_audit_record_failed_is_withheld(built: Path, nc: Client) -> None:
+    trail = HeldTrail(hold=0, error=StoreUnavailable("the connection to the NATS server is gone"))
+    service = await start_query_service(nc, built, KEY, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        data, headers = await ask(nc, "mesh.q.devices.list")
+    finally:
+        await service.stop()
+    assert data is None
+    assert headers["Nats-Service-Error-Code"] == "503"
+    assert "could not be audited" in headers["Nats-Service-Error"]
+
+
+async def test_a_slow_request_does_not_hold_up_the_next(built: Path, nc: Client) -> None:
+    trail = HeldTrail(hold=1)
+    service = await start_query_service(nc, built, KEY, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        first = asyncio.create_task(ask(nc, "mesh.q.devices.list"))
+        await eventually(lambda: trail.records, timeout=10, what="the first request's audit record")
+        second, _ = await ask(nc, "mesh.q.devices.list")  # answered while the first still waits
+        assert "devices" in second and not first.done()
+        trail.release.set()
+        await first
+    finally:
+        await service.stop()
