@@ -4,19 +4,25 @@ Every audit event carries `prev_hash`, the hash of the event before it in the st
 a changed, removed or reordered entry breaks the chain at that point (`verify_chain`).
 The hash is SHA-256 of the event's canonical encoding (core.events.encode). Appends
 are serialised through the stream's expected-last-sequence check: two writers racing
-for the same place retry with the new last entry, so the chain stays one line.
+for the same place retry with the new last entry, so the chain stays one line. Each
+trail appends the records made meanwhile together, as one atomic batch (AuditTrail).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import ConcurrencyConflict, StoreError
+import msgspec
+
+from core.errors import AppendFailed, ConcurrencyConflict, StoreError
 from core.events import AuditRecorded, EventDecodeError, decode, encode
 from core.store import EventStore
+from core.store.batch import MAX_ATOMIC_BATCH
+from core.store.bulk import HEADER_ROOM
 
 GENESIS = "0" * 64
 STREAM = "AUDIT"
@@ -52,11 +58,26 @@ def verify_chain(entries: Iterable[tuple[int, AuditRecorded | None]]) -> list[Ch
 
 
 class AuditTrail:
-    """Appends audit events to the chain."""
+    """Appends audit events to the chain, the records of many callers at a time (group commit).
 
-    def __init__(self, store: EventStore, *, attempts: int = 20) -> None:
+    Records made while an append is in flight are queued and go out together in the next
+    one: an atomic batch, chained after the entry the trail believes is last and stored only
+    if the stream's last sequence is still that entry's (the expected-last-sequence check),
+    so the chain stays one line however many writers race, in this process or others. A
+    caller returns once its own record is stored, never before: the server acknowledged it.
+
+    The last entry is remembered after each append, so while this trail is the only writer
+    a batch costs one round-trip; when another writer got in between, the server refuses
+    the batch, and the trail reads the new last entry and links the same records to it.
+    """
+
+    def __init__(self, store: EventStore, *, attempts: int = 20, max_batch: int = 256) -> None:
         self.store = store
         self.attempts = attempts
+        self.max_batch = max(1, min(max_batch, MAX_ATOMIC_BATCH))
+        self._queue: list[tuple[AuditRecorded, asyncio.Future[AuditRecorded]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._tail: tuple[int, str] | None = None  # (sequence, hash) of the last entry, as far as we know
 
     async def record(
         self,
@@ -68,26 +89,65 @@ class AuditTrail:
         outcome: str = "ok",
         details: dict[str, Any] | None = None,
     ) -> AuditRecorded:
-        """Append one audited action after the current last entry; StoreError if it keeps losing the race."""
-        for _ in range(self.attempts):
-            last_seq, last_hash = await self._tail()
-            event = AuditRecorded(
-                actor=actor,
-                category=category,
-                action=action,
-                target=target,
-                outcome=outcome,
-                details=details or {},
-                prev_hash=last_hash,
-            )
+        """Append one audited action to the chain and return it once stored.
+
+        StoreError if it keeps losing the race for the end of the chain, or the error of the
+        append that carried it (StoreUnavailable, AppendFailed): then it may not be stored.
+        What would spoil a whole batch fails here, for this caller alone: ValueError when the
+        actor or category cannot be a subject token, AppendFailed when the entry is too large.
+        """
+        event = AuditRecorded(
+            actor=actor, category=category, action=action, target=target, outcome=outcome, details=details or {}
+        )
+        event.subject()
+        size = len(encode(event)) + len(GENESIS)  # prev_hash is filled in when the entry is linked
+        limit = (self.store.nc.max_payload or 1024 * 1024) - HEADER_ROOM
+        if size > limit:
+            raise AppendFailed(f"the audit entry {category}/{action} is {size} bytes, over the limit of {limit}")
+        stored: asyncio.Future[AuditRecorded] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, stored))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="audit-trail")
+        return await stored
+
+    async def _write_queued(self) -> None:
+        """Append what is queued, a batch at a time, until the queue is empty; settle each caller's future."""
+        while self._queue:
+            size = self.max_batch if self.store.atomic_batches else 1
+            batch, self._queue = self._queue[:size], self._queue[size:]
             try:
-                await self.store.append_after(event, expected_last_seq=last_seq)
+                linked = await self._append([event for event, _ in batch])
+            except Exception as exc:
+                for _, stored in batch:
+                    if not stored.done():
+                        stored.set_exception(exc)
+                continue
+            except BaseException:  # cancelled (the loop is closing): nobody will write these
+                for _, stored in batch + self._queue:
+                    stored.cancel()
+                self._queue = []
+                raise
+            for (_, stored), event in zip(batch, linked, strict=True):
+                if not stored.done():  # a caller that gave up waiting: its record is stored all the same
+                    stored.set_result(event)
+
+    async def _append(self, events: list[AuditRecorded]) -> list[AuditRecorded]:
+        for _ in range(self.attempts):
+            last_seq, last_hash = self._tail if self._tail is not None else await self._read_tail()
+            linked = link(events, last_hash)
+            try:
+                appended = await self.store.append_all_after(linked, expected_last_seq=last_seq)
             except ConcurrencyConflict:
-                continue  # another writer took this place in the chain: link to the new last entry
-            return event
+                self._tail = None  # another writer took this place in the chain: link to the new last entry
+                continue
+            except BaseException:
+                self._tail = None  # stored or not is unknown: read the end of the chain next time
+                raise
+            self._tail = (appended[-1].seq, audit_hash(linked[-1]))
+            return linked
         raise StoreError(f"could not append to the audit trail after {self.attempts} tries: too many writers at once")
 
-    async def _tail(self) -> tuple[int, str]:
+    async def _read_tail(self) -> tuple[int, str]:
         last = await self.store.last_sequence(STREAM)
         if last == 0:
             return 0, GENESIS
@@ -97,3 +157,12 @@ class AuditTrail:
         except EventDecodeError:
             return last, hashlib.sha256(data).hexdigest()  # an unreadable entry is chained by its bytes
         return last, audit_hash(event) if isinstance(event, AuditRecorded) else hashlib.sha256(data).hexdigest()
+
+
+def link(events: list[AuditRecorded], prev_hash: str) -> list[AuditRecorded]:
+    """The events chained one after the other behind the entry whose hash is `prev_hash` (pure)."""
+    linked: list[AuditRecorded] = []
+    for event in events:
+        linked.append(msgspec.structs.replace(event, prev_hash=prev_hash))
+        prev_hash = audit_hash(linked[-1])
+    return linked

@@ -86,6 +86,7 @@ port = 9464                  # 0 disables
 [http]
 host = "127.0.0.1"           # the HTTP query API and dashboard
 port = 8480                  # 0 disables
+tls = true                   # HTTPS with the mesh's server certificate; operators' client certificates accepted
 """
 
 
@@ -162,11 +163,16 @@ class MetricsSettings(_Section, frozen=True, kw_only=True):
 
 
 class HttpSettings(_Section, frozen=True, kw_only=True):
-    """Where the HTTP query API and the dashboard listen (port 0: none)."""
+    """Where the HTTP query API and the dashboard listen (port 0: none), and whether over HTTPS.
+
+    `tls` serves HTTPS with the mesh's server certificate and accepts operators' client
+    certificates beside bearer tokens; off, plain HTTP with tokens only.
+    """
 
     SECTION: ClassVar[str] = "http"
     host: str = "127.0.0.1"
     port: int = 8480
+    tls: bool = True
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -229,6 +235,21 @@ _STR: Final = _Kind("a string", lambda v: _require(isinstance(v, str), v), str)
 _INT: Final = _Kind(
     "a whole number", lambda v: _require(isinstance(v, int) and not isinstance(v, bool), v), lambda s: int(s, 10)
 )
+_BOOLEANS: Final = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+    "1": True,
+    "0": False,
+}
+_BOOL: Final = _Kind(
+    "true or false",
+    lambda v: _require(isinstance(v, bool), v),
+    lambda s: _BOOLEANS[s.strip().lower()],
+)
 _STRS: Final = _Kind(
     "a list of strings (comma-separated in a variable)",
     lambda v: tuple(_require(isinstance(v, list) and all(isinstance(i, str) for i in v), v)),
@@ -267,7 +288,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     "certs": {"algorithm": _choice("ecdsa-p256", "ed25519"), "ca_days": _INT, "server_days": _INT, "client_days": _INT},
     "logging": {"level": _choice("debug", "info", "warning", "error"), "format": _choice("json", "text")},
     "metrics": {"host": _STR, "port": _INT},
-    "http": {"host": _STR, "port": _INT},
+    "http": {"host": _STR, "port": _INT, "tls": _BOOL},
 }
 
 

@@ -17,6 +17,10 @@ owns SIGINT/SIGTERM), `log_config=None` keeps it from reconfiguring logging (its
 records reach the root logger, redacted like any other), and the access log is off.
 We bind the listening socket ourselves, so a busy port is a ProbeError here instead of
 uvicorn's `sys.exit(1)` inside a task.
+
+With `tls` (a ServerTLS) the server speaks HTTPS only, asks clients for a certificate
+without requiring one, verifies any it gets against the given CA, and hands the routes
+the verified certificate in the ASGI TLS extension (core.asgi_tls).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import contextlib
 import inspect
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -36,9 +43,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from core.asgi_tls import TLSScopeH11Protocol
 from core.errors import MahavishnuError
 
-__all__ = ["ProbeError", "ProbeServer"]
+__all__ = ["ProbeError", "ProbeServer", "ServerTLS"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,27 @@ Check = Callable[[], bool | Awaitable[bool]]
 
 class ProbeError(MahavishnuError):
     """The probe server could not start: its port is taken or it did not come up in time."""
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """Serve HTTPS with `cert` and `key`; ask for client certificates (optional) and verify them against `client_ca`."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
+    def check(self) -> None:
+        """ProbeError naming the file when the certificate, key or CA cannot be loaded (before uvicorn tries)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+            context.load_verify_locations(self.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ProbeError(
+                f"cannot serve HTTPS with {self.cert}, its key and the CA {self.client_ca}: {exc}; "
+                "check the files (or turn TLS off)"
+            ) from exc
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -96,8 +125,10 @@ class ProbeServer:
         ready: Check,
         health: Check | None = None,
         routes: Sequence[BaseRoute] = (),
+        tls: ServerTLS | None = None,
     ) -> None:
         self._host = host
+        self._tls = tls
         self._port = port
         self._registry = registry
         self._ready = ready
@@ -114,6 +145,10 @@ class ProbeServer:
         )
 
     @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
+
+    @property
     def port(self) -> int:
         """The bound port once started (the real one when 0 was asked), else the asked one."""
         return self._port
@@ -126,18 +161,25 @@ class ProbeServer:
         """
         if self._task is not None:
             raise RuntimeError("ProbeServer.start() called twice")
+        tls = self._tls
+        if tls is not None:
+            tls.check()
         sock = self._bind()
         config = uvicorn.Config(
             self.app,
             log_config=None,
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=TLSScopeH11Protocol,  # h11, plus the client certificate in the scope
             ws="none",
             workers=1,
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=5,
+            ssl_certfile=tls.cert if tls else None,
+            ssl_keyfile=tls.key if tls else None,
+            ssl_ca_certs=tls.client_ca if tls else None,
+            ssl_cert_reqs=ssl.CERT_OPTIONAL if tls else ssl.CERT_NONE,  # optional: a browser with a token gets in too
         )
         server = self._server = _EmbeddedServer(config)
         task = self._task = asyncio.create_task(self._serve(server, sock), name=f"probes:{self._port}")
@@ -161,7 +203,7 @@ class ProbeServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             raise ProbeError(f"the probe server on {self._host}:{self._port} did not start within {timeout}s")
-        log.info("serving /metrics, /health and /ready on http://%s:%d", self._host, self._port)
+        log.info("serving /metrics, /health and /ready on %s://%s:%d", self.scheme, self._host, self._port)
 
     async def stop(self) -> None:
         """Stop serving and release the port; waits for responses in flight. Idempotent."""

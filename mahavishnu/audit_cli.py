@@ -20,7 +20,7 @@ from core.store import EventStore, connect
 from mahavishnu.home import Home
 from mahavishnu.up import streams_of
 from projections.database import database_key
-from projections.queries import AuditSearch, audit_search
+from projections.queries import AuditSearch, ReadModels, audit_search
 
 SUBJECTS = "mesh.audit.>"
 
@@ -45,7 +45,7 @@ async def _search(home: Home, settings: Settings, args: argparse.Namespace) -> i
     request = AuditSearch(
         actor=args.actor, device=args.device, action=args.action, since=args.since, until=args.until, limit=args.limit
     )
-    found = await audit_search(home.readmodels_dir, database_key(home.root, os.environ), request)
+    found = await audit_search(ReadModels(home.readmodels_dir, database_key(home.root, os.environ)), request)
     for entry in found["entries"]:
         print(json.dumps(entry))
     return 0

@@ -20,6 +20,7 @@ from projections.catalog import CATALOG
 from projections.database import KEY_ENV, KEY_FILE, database_key, open_encrypted
 from projections.runner import ProjectionRunner
 from projections.service import FolderLock, ReadModelsBusy
+from projections.status import read_model_status
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
@@ -52,19 +53,22 @@ async def _runner(home: Home, settings: Settings, name: str) -> ProjectionRunner
 
 
 async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    for name in sorted(CATALOG):
-        runner = await _runner(home, settings, name)
-        try:
-            if not runner.path.exists():
+    home.check_ready()
+    nc = await connect(home.control_identity(settings), name="mahavishnu-projections", reconnect=False)
+    try:
+        store, key = EventStore(nc, streams_of(settings)), database_key(home.root, os.environ)
+        for name in sorted(CATALOG):
+            status = await read_model_status(CATALOG[name](), store, home.readmodels_dir, key)
+            if not status.built:
                 print(f"{name}: not built yet (`mahavishnu up` builds it)")
                 continue
-            runner.db = await open_encrypted(runner.path, runner.key, reader=True)
-            events, seconds = await runner.lag()
-            positions = ", ".join(f"{source} at {seq}" for source, seq in (await runner.positions()).items())
-            print(f"{name}: {positions}; lag {events} events / {seconds:.1f} s; parked {len(await runner.parked())}")
-        finally:
-            await runner.close()
-            await runner.store.nc.close()
+            positions = ", ".join(f"{source} at {seq}" for source, seq in status.positions.items())
+            print(
+                f"{name}: {positions}; lag {status.lag_events} events / {status.lag_seconds or 0:.1f} s; "
+                f"parked {status.parked}"
+            )
+    finally:
+        await nc.close()
     return 0
 
 

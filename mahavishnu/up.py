@@ -24,15 +24,16 @@ from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
 from core.metrics import new_registry
-from core.probes import ProbeServer
+from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
 from mahavishnu import connection_audit, control_requests, operators, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
-from projections import http_api
+from projections import http_api, http_auth
 from projections.database import database_key
+from projections.queries import ReadModels
 from projections.query_service import start_query_service
 from projections.service import ProjectionService
 
@@ -94,23 +95,17 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
         await control_requests.serve(nc, service)
+        models = ReadModels(home.readmodels_dir, key, store)
         queries = await start_query_service(
             nc,
-            home.readmodels_dir,
-            key,
+            models,
             version=version("mahavishnu"),
             resolve=operators.resolver(home),
             audit=AuditTrail(store),
         )
         if settings.http.port:
-            api = ProbeServer(
-                settings.http.host,
-                settings.http.port,
-                new_registry(),
-                ready=lambda: service is not None and service.caught_up,
-                routes=http_api.routes(
-                    home.readmodels_dir, key, authenticate=tokens.authenticator(home), audit=AuditTrail(store)
-                ),
+            api = http_api_server(
+                home, settings, models, AuditTrail(store), ready=lambda: service is not None and service.caught_up
             )
             await api.start()
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
@@ -122,7 +117,9 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
         if api is not None:
-            out(f"  http      http://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
+            out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
+            if settings.http.tls:
+                out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(watcher)
         await queries.stop()
         stop_following.set()
@@ -149,6 +146,30 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await supervisor.stop()
         if not watcher.done():
             await watcher
+
+
+def http_api_server(
+    home: Home, settings: Settings, models: ReadModels, audit: AuditTrail, *, ready: Callable[[], bool]
+) -> ProbeServer:
+    """The HTTP query API and dashboard: over HTTPS with the mesh's server certificate unless [http] tls is off.
+
+    With TLS an operator's client certificate authenticates like its bearer token does
+    (both are checked against the CA registry and roles.json on every request).
+    """
+    tls = None
+    if settings.http.tls:
+        tls = ServerTLS(home.server_dir / "cert.pem", home.server_dir / "key.pem", client_ca=home.ca_dir / "ca.pem")
+    authenticate = http_auth.authenticator(
+        by_token=tokens.authenticator(home), by_certificate=operators.certificate_resolver(home)
+    )
+    return ProbeServer(
+        settings.http.host,
+        settings.http.port,
+        new_registry(),
+        ready=ready,
+        routes=http_api.routes(models, authenticate=authenticate, audit=audit, client_certificates=tls is not None),
+        tls=tls,
+    )
 
 
 async def _start_probes(settings: Settings, ready: Callable[[], bool]) -> ProbeServer | None:

@@ -1,7 +1,7 @@
 """Who may run which query (pure). The caller comes from the connection, never from the request.
 
-Roles: admin (everything), operator and viewer (devices and commands), auditor (the
-audit trail; it arrives with the audit read model). The control services, in the mesh's
+Roles: admin (everything), operator and viewer (devices, commands, and how far behind
+the read models are), auditor (the audit trail). The control services, in the mesh's
 own account, act as admin; devices have no permission to send queries at all.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ROLES = ("admin", "operator", "auditor", "viewer")
-READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list"})
+READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list", "projections.status"})
 PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query
     "admin": None,
     "operator": READ_FLEET,
@@ -25,6 +25,20 @@ PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query
 class Caller:
     identity: str
     role: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a credential gets no caller: `status` 401 (it does not hold) or 403 (a known identity that may not query).
+
+    `actor` names who was refused when the credential says so (a certificate); it is
+    audited. It stays empty for anonymous requests, which are not audited so that they
+    cannot flood the trail.
+    """
+
+    status: int
+    reason: str
+    actor: str = ""
 
 
 CONTROL = Caller("control", "admin")

@@ -70,6 +70,9 @@ class Commands:
         " ttl_s REAL, timeout_s REAL, actor TEXT, state TEXT NOT NULL, result TEXT, detail TEXT,"
         " updated_at TEXT, seq INTEGER)",
         "CREATE INDEX IF NOT EXISTS commands_by_device ON commands (device_id, issued_at)",
+        # The fleet's recent commands (commands.list without a device); an index only, so
+        # existing files gain it on open and the version stays.
+        "CREATE INDEX IF NOT EXISTS commands_by_issue ON commands (issued_at)",
     )
 
     def apply(self, event: Event, seq: int) -> list[Statement]:

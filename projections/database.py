@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 import sqlcipher3
@@ -54,6 +55,35 @@ def database_key(home: Path, env: Mapping[str, str]) -> str:
     if not _HEX_KEY.fullmatch(key):
         raise DatabaseKeyError(f"the read-model key in {source} must be 64 hexadecimal digits (32 bytes)")
     return key
+
+
+def connect_reader(path: Path, key: str) -> sqlcipher3.Connection:
+    """A read-only connection to an existing encrypted database, without aiosqlite (projections.readers).
+
+    Never creates the file (sqlcipher3.OperationalError when it is gone), never changes it
+    (query_only, and the journal mode is left to the writer). Usable from any thread.
+    DatabaseKeyError when the key does not open it.
+    """
+    uri = f"file:{quote(str(path))}?mode=rw"
+    connection = sqlcipher3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute(f"PRAGMA key = \"x'{key}'\"")
+        connection.execute("PRAGMA busy_timeout = 10000")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()  # the first read decrypts: the key check
+        connection.execute("PRAGMA query_only = 1")
+    except sqlcipher3.OperationalError:  # locked, gone, out of memory...: not about the key
+        connection.close()
+        raise
+    except sqlcipher3.DatabaseError as exc:
+        connection.close()
+        raise DatabaseKeyError(
+            f"cannot open {path}: the read-model key does not match it; restore the key it was written "
+            "with, or delete the file so that it is rebuilt from the streams"
+        ) from exc
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 async def open_encrypted(path: Path, key: str, *, reader: bool = False) -> aiosqlite.Connection:

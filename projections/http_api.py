@@ -2,22 +2,24 @@
 
     GET /api/devices                devices.list
     GET /api/devices/{id}           devices.get
-    GET /api/commands?device=ID     commands.list
+    GET /api/commands?device=ID&limit=N   commands.list (no device: the fleet's most recent)
     GET /api/commands/{id}          commands.get
     GET /api/audit?actor=&device=&action=&since=&until=&limit=   audit.search
+    GET /api/projections            projections.status (positions, lag, parked of each read model)
     GET /openapi.json               the OpenAPI 3.1 document
     GET /                           the dashboard
 
-Callers authenticate with `Authorization: Bearer <token>` (`mahavishnu operator token`);
-the token names the operator and so the role. The same query functions and the same
-role checks as the NATS door; every query, served or denied, is audited.
+Callers authenticate with an operator's client certificate (over HTTPS) or with
+`Authorization: Bearer <token>` (`mahavishnu operator token`); either names the operator
+and so the role (see projections.http_auth). The same query functions and the same role
+checks as the NATS door; every query, served or denied, is audited (anonymous requests
+excepted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,10 +28,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.audit import AuditTrail
-from projections.authz import Caller, allowed
-from projections.queries import QUERIES, QueryError
-
-Authenticate = Callable[[str], Caller | None]
+from projections.authz import Refusal, allowed
+from projections.http_auth import Authenticator, credentials_of
+from projections.queries import QUERIES, QueryError, ReadModels
 
 # path -> (query, path parameter that fills the request's `id`, if any)
 PATHS: dict[str, tuple[str, str | None]] = {
@@ -38,11 +39,22 @@ PATHS: dict[str, tuple[str, str | None]] = {
     "/api/commands": ("commands.list", None),
     "/api/commands/{id}": ("commands.get", "id"),
     "/api/audit": ("audit.search", None),
+    "/api/projections": ("projections.status", None),
 }
 
 
-def openapi() -> dict[str, Any]:
-    """The OpenAPI document, derived from the query request types (pure)."""
+def openapi(*, client_certificates: bool = False) -> dict[str, Any]:
+    """The OpenAPI document, derived from the query request types (pure).
+
+    `client_certificates`: the door serves HTTPS and accepts operator certificates as well as tokens.
+    """
+    schemes: dict[str, Any] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    if client_certificates:
+        schemes["operator_certificate"] = {
+            "type": "mutualTLS",
+            "description": "an operator's client certificate from the mesh CA (mahavishnu operator add)",
+        }
+    security: list[dict[str, list[str]]] = [{scheme: []} for scheme in schemes]  # any one of them
     paths: dict[str, Any] = {}
     for path, (name, path_param) in PATHS.items():
         request_type, _ = QUERIES[name]
@@ -62,15 +74,17 @@ def openapi() -> dict[str, Any]:
                 "operationId": name.replace(".", "_"),
                 "summary": name,
                 "parameters": parameters,
-                "security": [{"bearer": []}],
+                "security": security,
                 "responses": {
                     "200": {
                         "description": "the answer",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     "400": {"description": "bad request"},
-                    "401": {"description": "no or unknown token"},
-                    "403": {"description": "the caller's role may not run this query"},
+                    "401": {
+                        "description": "no credential, or one that does not hold (unknown token, revoked certificate)"
+                    },
+                    "403": {"description": "the caller may not run this query (its role, or it is not an operator)"},
                     "404": {"description": "not found"},
                     "503": {"description": "the read model is not ready"},
                 },
@@ -80,13 +94,15 @@ def openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Mahavishnu query API", "version": "1"},
         "paths": paths,
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"securitySchemes": schemes},
     }
 
 
-def routes(folder: Path, key: str, *, authenticate: Authenticate, audit: AuditTrail | None) -> list[BaseRoute]:
-    """The API's routes, to serve beside a service's probes."""
-    document = openapi()
+def routes(
+    models: ReadModels, *, authenticate: Authenticator, audit: AuditTrail | None, client_certificates: bool = False
+) -> list[BaseRoute]:
+    """The API's routes, to serve beside a service's probes (over HTTPS when `client_certificates`)."""
+    document = openapi(client_certificates=client_certificates)
     page = resources.files("projections").joinpath("dashboard.html").read_text(encoding="utf-8")
 
     async def spec(request: Request) -> Response:
@@ -99,32 +115,33 @@ def routes(folder: Path, key: str, *, authenticate: Authenticate, audit: AuditTr
         Route("/openapi.json", spec, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         *(
-            Route(path, _endpoint(folder, key, name, param, authenticate, audit), methods=["GET"])
+            Route(path, _endpoint(models, name, param, authenticate, audit), methods=["GET"])
             for path, (name, param) in PATHS.items()
         ),
     ]
 
 
 def _endpoint(
-    folder: Path, key: str, name: str, path_param: str | None, authenticate: Authenticate, audit: AuditTrail | None
+    models: ReadModels, name: str, path_param: str | None, authenticate: Authenticator, audit: AuditTrail | None
 ) -> Callable[[Request], Any]:
     request_type, query = QUERIES[name]
 
+    async def record(actor: str, outcome: str, details: dict[str, Any]) -> None:
+        if audit is not None:
+            details = {**details, "door": "http"}
+            await audit.record(actor=actor, category="query", action=name, outcome=outcome, details=details)
+
     async def handle(request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        caller = authenticate(token) if token else None
-        if caller is None:
-            return JSONResponse({"error": "send Authorization: Bearer <token> (mahavishnu operator token)"}, 401)
+        credentials = credentials_of(request)
+        caller = authenticate(credentials)
+        if isinstance(caller, Refusal):
+            if caller.actor:  # a certificate named who was refused
+                await record(caller.actor, "denied", {"auth": credentials.method, "reason": caller.reason})
+            headers = {"WWW-Authenticate": "Bearer"} if caller.status == 401 else None
+            return JSONResponse({"error": caller.reason}, caller.status, headers=headers)
+        how = {"role": caller.role, "auth": credentials.method}
         if not allowed(caller, name):
-            if audit is not None:
-                await audit.record(
-                    actor=caller.identity,
-                    category="query",
-                    action=name,
-                    outcome="denied",
-                    details={"role": caller.role, "door": "http"},
-                )
+            await record(caller.identity, "denied", how)
             return JSONResponse({"error": f"{caller.identity} ({caller.role}) may not run {name}"}, 403)
         params: dict[str, Any] = dict(request.query_params)
         if path_param:
@@ -133,12 +150,9 @@ def _endpoint(
             decoded = msgspec.convert(params, request_type, strict=False)
         except msgspec.ValidationError as exc:
             return JSONResponse({"error": f"bad request: {exc}"}, 400)
-        if audit is not None:
-            await audit.record(
-                actor=caller.identity, category="query", action=name, details={"role": caller.role, "door": "http"}
-            )
+        await record(caller.identity, "ok", how)
         try:
-            return JSONResponse(await query(folder, key, decoded))
+            return JSONResponse(await query(models, decoded))
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, exc.code)
 

@@ -1,30 +1,51 @@
 """The query functions behind both doors (NATS micro service and HTTP): read models in, JSON-able documents out.
 
-Every function takes the read-model folder, its key and a decoded request; it opens
-the encrypted file for the one query (a raw-key open costs no key derivation, and a
-fresh connection always sees the file a rebuild swapped in). A bad request or a
-missing row raises QueryError with an HTTP-like code, mapped to the micro protocol's
-error headers or to an HTTP status at each door.
+Every function takes the ReadModels (folder, key, and the event store they follow) and
+a decoded request; it reads the encrypted file through projections.readers (pooled
+read-only connections that notice when a rebuild swapped the file in).
+`projections.status` also asks the streams, since a read model's lag is the distance
+between its file and the streams, measured when asked. A bad request or a missing row
+raises QueryError with an HTTP-like code, mapped to the micro protocol's error headers
+or to an HTTP status at each door.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import sqlcipher3
 
-from core.errors import MahavishnuError
-from projections.database import open_encrypted
+from core.errors import MahavishnuError, StoreError
+from core.store import EventStore
+from projections import readers
+from projections.catalog import CATALOG
 from projections.devices import delta
+from projections.status import read_model_status
+
+COMMANDS_LIMIT = 1000
 
 
 class QueryError(MahavishnuError):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class ReadModels:
+    """What the queries read: the encrypted files in `folder`, and the event store they follow.
+
+    `store` is needed only by `projections.status` (the lag); a tool that reads the files
+    alone (`mahavishnu audit search`) leaves it out.
+    """
+
+    folder: Path
+    key: str = field(repr=False)  # never in a log line or a traceback
+    store: EventStore | None = None
 
 
 class DeviceGet(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,7 +57,7 @@ class CommandGet(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CommandList(msgspec.Struct, forbid_unknown_fields=True):
-    device: str
+    device: str | None = None  # None: the most recent commands across every device
     limit: int = 50
 
 
@@ -63,35 +84,28 @@ def parse(request_type: type[Any], body: bytes) -> Any:
         raise QueryError(400, "bad request: the body must be a JSON object") from None
 
 
-async def _rows(folder: Path, key: str, model: str, sql: str, *params: object) -> list[dict[str, Any]]:
-    path = folder / f"{model}.db"
-    if not path.exists():
-        raise QueryError(503, f"the {model} read model is not built yet")
-    db = await open_encrypted(path, key, reader=True)
+async def _rows(models: ReadModels, model: str, sql: str, *params: object) -> list[dict[str, Any]]:
     try:
-        cursor = await db.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        return await readers.rows(models.folder / f"{model}.db", models.key, sql, params)
+    except readers.NotBuilt:
+        raise QueryError(503, f"the {model} read model is not built yet") from None
     except sqlcipher3.Error as exc:
         raise QueryError(503, f"the {model} read model cannot be read now ({exc}); try again") from exc
-    finally:
-        await db.close()
 
 
-async def devices_list(folder: Path, key: str, _: Nothing) -> dict[str, Any]:
+async def devices_list(models: ReadModels, _: Nothing) -> dict[str, Any]:
     rows = await _rows(
-        folder, key, "devices", "SELECT device_id, status, last_seen, uptime_s, outbox FROM devices ORDER BY device_id"
+        models, "devices", "SELECT device_id, status, last_seen, uptime_s, outbox FROM devices ORDER BY device_id"
     )
     return {"devices": rows}
 
 
-async def devices_get(folder: Path, key: str, request: DeviceGet) -> dict[str, Any]:
-    devices = await _rows(folder, key, "devices", "SELECT * FROM devices WHERE device_id = ?", request.id)
+async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
+    devices = await _rows(models, "devices", "SELECT * FROM devices WHERE device_id = ?", request.id)
     if not devices:
         raise QueryError(404, f"no device {request.id!r}")
     telemetry = await _rows(
-        folder,
-        key,
+        models,
         "devices",
         "SELECT metric, value, at FROM telemetry_last WHERE device_id = ? ORDER BY metric",
         request.id,
@@ -117,33 +131,33 @@ def _command(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "args": json.loads(row["args"] or "{}"), "result": json.loads(row["result"] or "null")}
 
 
-async def commands_get(folder: Path, key: str, request: CommandGet) -> dict[str, Any]:
-    rows = await _rows(folder, key, "commands", "SELECT * FROM commands WHERE command_id = ?", request.id)
+async def commands_get(models: ReadModels, request: CommandGet) -> dict[str, Any]:
+    rows = await _rows(models, "commands", "SELECT * FROM commands WHERE command_id = ?", request.id)
     if not rows:
         raise QueryError(404, f"no command {request.id!r}")
     return _command(rows[0])
 
 
-async def commands_list(folder: Path, key: str, request: CommandList) -> dict[str, Any]:
-    if not 1 <= request.limit <= 1000:
-        raise QueryError(400, "bad request: limit must be 1..1000")
-    rows = await _rows(
-        folder,
-        key,
-        "commands",
-        "SELECT * FROM commands WHERE device_id = ? ORDER BY issued_at DESC LIMIT ?",
-        request.device,
-        request.limit,
-    )
+async def commands_list(models: ReadModels, request: CommandList) -> dict[str, Any]:
+    """One device's commands, or with no device the most recent across the fleet; newest first."""
+    if not 1 <= request.limit <= COMMANDS_LIMIT:
+        raise QueryError(400, f"bad request: limit must be 1..{COMMANDS_LIMIT}")
+    params: tuple[object, ...]
+    if request.device is None:
+        sql, params = "SELECT * FROM commands ORDER BY issued_at DESC LIMIT ?", (request.limit,)
+    else:
+        sql = "SELECT * FROM commands WHERE device_id = ? ORDER BY issued_at DESC LIMIT ?"
+        params = (request.device, request.limit)
+    rows = await _rows(models, "commands", sql, *params)
     return {"commands": [_command(r) for r in rows]}
 
 
-async def audit_search(folder: Path, key: str, request: AuditSearch) -> dict[str, Any]:
+async def audit_search(models: ReadModels, request: AuditSearch) -> dict[str, Any]:
     if not 1 <= request.limit <= 10_000:
         raise QueryError(400, "bad request: limit must be 1..10000")
     clauses, params = audit_filter(request)
     rows = await _rows(
-        folder, key, "audit", f"SELECT * FROM audit{clauses} ORDER BY seq DESC LIMIT ?", *params, request.limit
+        models, "audit", f"SELECT * FROM audit{clauses} ORDER BY seq DESC LIMIT ?", *params, request.limit
     )
     return {"entries": [{**r, "details": json.loads(r["details"]), "chain_ok": bool(r["chain_ok"])} for r in rows]}
 
@@ -165,6 +179,22 @@ def audit_filter(request: AuditSearch) -> tuple[str, list[object]]:
     return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
+async def projections_status(models: ReadModels, _: Nothing) -> dict[str, Any]:
+    """Per read model: positions, lag in events and seconds (measured against the streams now), parked count."""
+    if models.store is None:
+        raise QueryError(503, "the read models' lag needs the event store: ask the running mesh")
+    found = []
+    for name, projection in sorted(CATALOG.items()):
+        try:
+            status = await read_model_status(projection(), models.store, models.folder, models.key)
+        except sqlcipher3.Error as exc:
+            raise QueryError(503, f"the {name} read model cannot be read now ({exc}); try again") from exc
+        except StoreError as exc:
+            raise QueryError(503, f"the streams cannot be asked for the {name} lag now ({exc}); try again") from exc
+        found.append(asdict(status))
+    return {"read_models": found}
+
+
 # name -> (request type, function): the endpoints of both doors
 QUERIES: dict[str, tuple[type[Any], Any]] = {
     "devices.list": (Nothing, devices_list),
@@ -172,4 +202,5 @@ QUERIES: dict[str, tuple[type[Any], Any]] = {
     "commands.get": (CommandGet, commands_get),
     "commands.list": (CommandList, commands_list),
     "audit.search": (AuditSearch, audit_search),
+    "projections.status": (Nothing, projections_status),
 }

@@ -3,12 +3,21 @@
 Endpoints are `mesh.q.<query>` (mesh.q.devices.list, mesh.q.commands.get, ...), bodies
 are JSON, and errors come back in the micro protocol's error headers
 (`Nats-Service-Error-Code`, `Nats-Service-Error`) with an empty body.
+
+nats-py runs a subscription's callback for one message at a time, so an endpoint whose
+callback awaited the whole query would answer one request after the other, idle while
+the audit record travels and the read model is read. Each request is answered in a task
+of its own instead, at most MAX_IN_FLIGHT at once; beyond that the callback waits and
+requests queue in the subscription as before. (The micro service's own statistics
+therefore count the time to hand a request over, not to answer it.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -19,66 +28,113 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from core.audit import AuditTrail
+from core.errors import MahavishnuError
+from projections import readers
 from projections.authz import Caller, allowed, caller_of
-from projections.queries import QUERIES, QueryError, parse
+from projections.queries import QUERIES, QueryError, ReadModels, parse
 
 log = logging.getLogger("mahavishnu.queries")
 
 SERVICE_NAME = "mahavishnu-query"
 SUBJECT_PREFIX = "mesh.q"
-
+MAX_IN_FLIGHT = 64
 
 Resolver = Callable[[str], Caller | None]
+Answer = Callable[[Request], Coroutine[Any, Any, None]]
+
+
+class QueryService:
+    """The running service; `stop()` unregisters it and lets the requests already taken be answered."""
+
+    def __init__(self, service: Service, folder: Path) -> None:
+        self.service = service
+        self.folder = folder
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._answering: set[asyncio.Task[None]] = set()
+
+    async def stop(self) -> None:
+        await self.service.stop()
+        if self._answering:
+            await asyncio.gather(*self._answering, return_exceptions=True)
+        readers.close(self.folder)
+
+    async def _dispatch(self, answer: Answer, request: Request) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(answer(request))
+        self._answering.add(task)
+        task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._answering.discard(task)
+        self._slots.release()
 
 
 async def start_query_service(
     nc: Client,
-    folder: Path,
-    key: str,
+    models: ReadModels,
     *,
     version: str,
     resolve: Resolver = lambda user: None,
     audit: AuditTrail | None = None,
-) -> Service:
+) -> QueryService:
     """Register every query as an endpoint of one micro service on `nc`.
 
     `resolve` maps a requester's server user name (from Nats-Request-Info) to a Caller.
     """
     service = await add_service(nc, name=SERVICE_NAME, version=version, description="Mahavishnu read-model queries")
+    running = QueryService(service, models.folder)
     for name, (request_type, query) in QUERIES.items():
-        await service.add_endpoint(
-            name=name.replace(".", "-"),
-            subject=f"{SUBJECT_PREFIX}.{name}",
-            handler=_handler(folder, key, name, request_type, query, resolve, audit),
-        )
-    return service
+        answer = _answer(models, name, request_type, query, resolve, audit)
+
+        async def handle(request: Request, answer: Answer = answer) -> None:
+            await running._dispatch(answer, request)
+
+        await service.add_endpoint(name=name.replace(".", "-"), subject=f"{SUBJECT_PREFIX}.{name}", handler=handle)
+    return running
 
 
-def _handler(
-    folder: Path,
-    key: str,
+def _answer(
+    models: ReadModels,
     name: str,
     request_type: type[Any],
     query: Any,
     resolve: Resolver,
     audit: AuditTrail | None,
-) -> Any:
+) -> Answer:
     async def record(caller: Caller | None, outcome: str, details: dict[str, Any]) -> None:
         if audit is not None:
             actor = caller.identity if caller else "unknown"
             await audit.record(actor=actor, category="query", action=name, outcome=outcome, details=details)
 
-    async def handle(request: Request) -> None:
+    async def search(body: bytes) -> Any:
+        return await query(models, parse(request_type, body))
+
+    async def answer(request: Request) -> None:
         caller = caller_of((request.headers or {}).get("Nats-Request-Info"), resolve)
         if caller is None or not allowed(caller, name):
             who = f"{caller.identity} ({caller.role})" if caller else "an unknown caller"
             log.warning("query denied", extra={"query": name, "caller": who})
-            await record(caller, "denied", {"role": caller.role if caller else ""})
+            try:
+                await record(caller, "denied", {"role": caller.role if caller else ""})
+            except MahavishnuError as exc:  # refused all the same: a denial gives nothing away
+                log.error("a denied query could not be audited", extra={"query": name, "reason": str(exc)})
             await request.respond_error("403", f"{who} may not run {name}")
             return
-        await record(caller, "ok", {"role": caller.role})
+        # The read runs while the audit record is stored, but the answer leaves only once the
+        # record is acknowledged. Answering first would save a little latency, no throughput,
+        # and open a window in which a crash or a refused append leaves a read the trail does
+        # not show: what the trail exists to rule out. A record that fails withholds the answer.
+        searching = asyncio.create_task(search(request.data))
         try:
-            answer = await query(folder, key, parse(request_type, request.data))
+            await record(caller, "ok", {"role": caller.role})
+        except MahavishnuError as exc:
+            searching.cancel()
+            await asyncio.gather(searching, return_exceptions=True)
+            log.error("a query could not be audited, so it was not answered", extra={"query": name, "reason": str(exc)})
+            await request.respond_error("503", f"{name} could not be audited, so it was not answered: {exc}")
+            return
+        try:
+            answer = await searching
         except QueryError as exc:
             await request.respond_error(str(exc.code), str(exc))
             return
@@ -88,4 +144,12 @@ def _handler(
             return
         await request.respond(msgspec.json.encode(answer))
 
-    return handle
+    async def guarded(request: Request) -> None:
+        try:
+            await answer(request)
+        except Exception as exc:  # a bug, or the connection went away: nobody else would see it
+            log.exception("query failed", extra={"query": name})
+            with contextlib.suppress(Exception):
+                await request.respond_error("500", f"internal error in {name}: {type(exc).__name__}")
+
+    return guarded

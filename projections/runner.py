@@ -226,6 +226,9 @@ class ProjectionRunner:
                 seconds = max(seconds, (utc_now() - waiting[0].event.occurred_at).total_seconds())
         return events, seconds
 
+    async def parked_count(self) -> int:
+        return int((await self._fetch("SELECT count(*) FROM parked"))[0][0])
+
     async def parked(self) -> list[Parked]:
         rows = await self._fetch("SELECT stream, seq, subject, reason FROM parked ORDER BY stream, seq")
         return [Parked(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]

@@ -21,12 +21,29 @@ from core.store.wire import Message
 MAX_ATOMIC_BATCH = 1000  # the server's limit on messages in one atomic batch
 
 
-async def publish_atomic_batch(nc: Client, batch: Sequence[Message], *, expected: int | None, timeout: float) -> PubAck:
-    """Publish `batch` atomically and wait for its acknowledgement (one request for the whole batch)."""
+async def publish_atomic_batch(
+    nc: Client,
+    batch: Sequence[Message],
+    *,
+    expected: int | None,
+    timeout: float,
+    expected_last_seq: int | None = None,
+) -> PubAck:
+    """Publish `batch` atomically and wait for its acknowledgement (one request for the whole batch).
+
+    `expected` is the expected last sequence of the first message's subject, `expected_last_seq`
+    that of the whole stream; the batch is stored only if both hold.
+    """
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox, max_msgs=1)
     try:
-        frames = wire.batch_frames(batch, batch_id=uuid.uuid4().hex, reply=inbox, expected_last_subject_seq=expected)
+        frames = wire.batch_frames(
+            batch,
+            batch_id=uuid.uuid4().hex,
+            reply=inbox,
+            expected_last_subject_seq=expected,
+            expected_last_seq=expected_last_seq,
+        )
         await wire.write(nc, frames)
         reply = await sub.next_msg(timeout=timeout)
     except (nats.errors.Error, TimeoutError) as exc:

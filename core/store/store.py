@@ -124,6 +124,33 @@ class EventStore:
             raise from_api_error(ack.error, subject=subject, expected=expected_last_seq)
         return Appended(ack.stream, ack.seq, subject, event.event_id, ack.duplicate)
 
+    async def append_all_after(self, events: Sequence[Event], *, expected_last_seq: int) -> list[Appended]:
+        """Append several events of one stream as one atomic batch, only if that stream's last sequence is
+        `expected_last_seq`: all are stored right after it, in order, or none (ConcurrencyConflict).
+
+        What a hash chain needs to add many links at once. Raises AppendFailed for events that
+        span streams, more than an atomic batch holds, or a server without atomic batches.
+        """
+        if len(events) <= 1:
+            return [await self.append_after(events[0], expected_last_seq=expected_last_seq)] if events else []
+        streams = {stream_for(e.subject(), self.streams).name for e in events}
+        if len(streams) > 1 or len(events) > MAX_ATOMIC_BATCH or not self.atomic_batches:
+            raise AppendFailed(
+                f"cannot append {len(events)} events after sequence {expected_last_seq} at once: they must stay "
+                f"in one stream (not {sorted(streams)}), be at most {MAX_ATOMIC_BATCH}, and the server must "
+                "allow atomic batches (nats-server 2.12+)"
+            )
+        messages = [Message(e.subject(), encode(e), e.event_id) for e in events]
+        ack = await publish_atomic_batch(
+            self.nc, messages, expected=None, expected_last_seq=expected_last_seq, timeout=self.timeout
+        )
+        if ack.error is not None:
+            raise from_api_error(ack.error, subject=messages[0].subject, expected=expected_last_seq)
+        if ack.count != len(events):
+            raise AppendFailed(f"the server stored {ack.count} of an atomic batch of {len(events)}")
+        first = ack.seq - len(events) + 1
+        return [Appended(ack.stream, first + i, m.subject, m.event_id) for i, m in enumerate(messages)]
+
     async def delete_message(self, stream: str, seq: int) -> bool:
         """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""
         reply = await self._api(f"$JS.API.STREAM.MSG.DELETE.{stream}", {"seq": seq, "no_erase": True})

@@ -50,10 +50,16 @@ def hpub(subject: str, reply: str, headers: bytes, payload: bytes) -> bytes:
 
 
 def batch_frames(
-    batch: Sequence[Message], *, batch_id: str, reply: str, expected_last_subject_seq: int | None = None
+    batch: Sequence[Message],
+    *,
+    batch_id: str,
+    reply: str,
+    expected_last_subject_seq: int | None = None,
+    expected_last_seq: int | None = None,
 ) -> bytes:
     """The frames of one atomic batch (pure): messages numbered from 1, the first carrying the expected
-    last subject sequence if any, the last one committing the batch and asking for `reply`.
+    last subject sequence and the expected last stream sequence if any (the server checks them on the
+    first message only), the last one committing the batch and asking for `reply`.
     """
     out = bytearray()
     shared = f"{_HEADER_LINE}{acks.BATCH_ID}: {batch_id}\r\n{acks.MSG_ID}: "
@@ -62,6 +68,8 @@ def batch_frames(
         headers = f"{shared}{message.event_id}\r\n{acks.BATCH_SEQUENCE}: {position}\r\n"
         if position == 1 and expected_last_subject_seq is not None:
             headers += f"{acks.EXPECTED_LAST_SUBJECT_SEQ}: {expected_last_subject_seq}\r\n"
+        if position == 1 and expected_last_seq is not None:
+            headers += f"{acks.EXPECTED_LAST_SEQ}: {expected_last_seq}\r\n"
         if position == last:
             headers += f"{acks.BATCH_COMMIT}: 1\r\n"
         out += hpub(message.subject, reply if position == last else "", (headers + "\r\n").encode(), message.payload)

@@ -35,3 +35,17 @@ def test_the_rebuild_benchmark_prints_its_line() -> None:
     pattern = r"rebuild events=3000 rate=\d+ baseline_replay=\d+ ratio=\d+\.\d\d rss_mb=\d+"
     assert re.fullmatch(pattern, last), last
     assert "round 1/1" in result.stderr and "rebuild 3,000/3,000" in result.stderr  # progress is shown
+
+
+def test_the_query_benchmark_prints_its_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "query.py"), "--seconds", "1", "--rounds", "1", "--entries", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"query qps=\d+ p99_ms=\d+\.\d baseline_qps=\d+ ratio=\d+\.\d\d", last), last
+    assert "round 1/1" in result.stderr  # progress is shown
+    assert "0 chain breaks" in result.stderr  # and the audit trail it left was checked

@@ -6,10 +6,12 @@ import asyncio
 import json
 
 import msgspec
+import pytest
 
 from core.audit import GENESIS, AuditTrail, audit_hash, verify_chain
+from core.errors import AppendFailed
 from core.events import AuditRecorded, decode
-from core.store import EventStore
+from core.store import Appended, EventStore
 
 
 def chain(n: int) -> list[tuple[int, AuditRecorded | None]]:
@@ -66,3 +68,80 @@ async def test_a_tampered_export_is_detected(store: EventStore) -> None:
     copy[1]["event"]["outcome"] = "denied"  # somebody rewrites history in the copy
     entries = [(row["seq"], decode(json.dumps(row["event"]).encode())) for row in copy]
     assert [b.seq for b in verify_chain(entries)] == [copy[2]["seq"]]  # type: ignore[arg-type]
+
+
+async def audit_chain(store: EventStore) -> list[tuple[int, AuditRecorded | None]]:
+    return [(s.seq, s.event if isinstance(s.event, AuditRecorded) else None) async for s in store.read("mesh.audit.>")]
+
+
+async def test_records_made_together_go_out_together_in_the_order_they_were_made(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    appends: list[int] = []
+    append_all_after = store.append_all_after
+
+    async def counted(events: list[AuditRecorded], *, expected_last_seq: int) -> list[Appended]:
+        appends.append(len(events))
+        return await append_all_after(events, expected_last_seq=expected_last_seq)
+
+    monkeypatch.setattr(store, "append_all_after", counted)
+    trail = AuditTrail(store)
+    records = await asyncio.gather(*(trail.record(actor="g", category="test", action=f"group-{i}") for i in range(40)))
+    assert sum(appends) == 40 and len(appends) < 40  # batched: fewer appends than records
+    entries = await audit_chain(store)
+    assert verify_chain(entries) == []
+    ours = [e for _, e in entries if e is not None and e.action.startswith("group-")]
+    assert ours == records
+    assert [e.action for e in ours] == [f"group-{i}" for i in range(40)]
+
+
+async def test_two_trails_writing_at_once_keep_one_chain(store: EventStore) -> None:
+    first, second = AuditTrail(store), AuditTrail(store)
+    await first.record(actor="one", category="test", action="warm")  # first now remembers a last entry
+    await asyncio.gather(
+        *(
+            trail.record(actor=f"t{i}", category="test", action="two-trails")
+            for i in range(15)
+            for trail in (first, second)
+        )
+    )
+    entries = await audit_chain(store)
+    assert verify_chain(entries) == []
+    assert sum(1 for _, e in entries if e is not None and e.action == "two-trails") == 30
+
+
+async def test_a_failed_append_fails_its_callers_and_the_next_record_is_chained(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trail = AuditTrail(store)
+    await trail.record(actor="f", category="test", action="before")
+    append_all_after = store.append_all_after
+
+    async def refused(events: list[AuditRecorded], *, expected_last_seq: int) -> list[Appended]:
+        monkeypatch.setattr(store, "append_all_after", append_all_after)  # only this once
+        raise AppendFailed("the server did not answer in time")
+
+    await AuditTrail(store).record(actor="other", category="test", action="meanwhile")  # trail's last entry is stale
+    monkeypatch.setattr(store, "append_all_after", refused)
+    failed = await asyncio.gather(
+        *(trail.record(actor="f", category="test", action="lost") for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, AppendFailed) for outcome in failed)
+    after = await trail.record(actor="f", category="test", action="after")
+    entries = await audit_chain(store)
+    assert verify_chain(entries) == []
+    assert entries[-1][1] == after
+
+
+async def test_an_entry_that_cannot_be_stored_fails_alone(store: EventStore) -> None:
+    trail = AuditTrail(store)
+    outcomes = await asyncio.gather(
+        trail.record(actor="fine", category="test", action="alone-1"),
+        trail.record(actor="not a token", category="test", action="alone-bad"),
+        trail.record(actor="fine", category="test", action="alone-big", details={"blob": "x" * 2_000_000}),
+        trail.record(actor="fine", category="test", action="alone-2"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], ValueError) and isinstance(outcomes[2], AppendFailed)
+    stored = [e.action for _, e in await audit_chain(store) if e is not None and e.action.startswith("alone-")]
+    assert stored == ["alone-1", "alone-2"]

@@ -131,6 +131,19 @@ def test_environment_fixes_a_wrong_file_value(tmp_path: Path) -> None:
     assert load_config(path, {"MAHAVISHNU_SERVER__PORT": "4333"}).server.port == 4333
 
 
+def test_https_is_on_by_default_and_switched_by_file_or_environment(tmp_path: Path) -> None:
+    assert Settings().http.tls is True
+    assert load_config(write(tmp_path, "[http]\ntls = false\n"), {}).http.tls is False
+    assert load_config(None, {"MAHAVISHNU_HTTP__TLS": "off"}).http.tls is False
+    assert load_config(None, {"MAHAVISHNU_HTTP__TLS": "True"}).http.tls is True
+    assert problems_of(None, {"MAHAVISHNU_HTTP__TLS": "maybe"}) == [
+        "MAHAVISHNU_HTTP__TLS: http.tls must be true or false, got 'maybe'"
+    ]
+    assert problems_of(write(tmp_path, '[http]\ntls = "yes"\n')) == [
+        f"{tmp_path / 'mahavishnu.toml'}: http.tls must be true or false, got 'yes'"
+    ]
+
+
 def test_settings_are_frozen() -> None:
     settings = Settings()
 

@@ -6,13 +6,14 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
 from core.metrics import EventStoreMetrics, new_registry
-from core.probes import ProbeError, ProbeServer
+from core.probes import ProbeError, ProbeServer, ServerTLS
 
 # -- Metrics ---------------------------------------------------------------------------
 
@@ -167,6 +168,17 @@ async def test_a_busy_port_is_a_probe_error(probes: ProbeServer, registry: Colle
         await second.start()
 
     assert f"cannot listen on 127.0.0.1:{probes.port}" in str(caught.value)
+
+
+async def test_unusable_tls_files_are_a_probe_error_naming_them(registry: CollectorRegistry, tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    tls = ServerTLS(tmp_path / "cert.pem", tmp_path / "key.pem", client_ca=tmp_path / "ca.pem")
+    server = ProbeServer("127.0.0.1", 0, registry, ready=lambda: True, tls=tls)
+
+    with pytest.raises(ProbeError) as caught:
+        await server.start()
+
+    assert f"cannot serve HTTPS with {tmp_path / 'cert.pem'}" in str(caught.value)
 
 
 async def test_starting_twice_is_refused(probes: ProbeServer) -> None:

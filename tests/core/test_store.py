@@ -88,6 +88,18 @@ async def test_an_atomic_append_cannot_span_streams(store: EventStore) -> None:
         await store.append(mixed)
 
 
+async def test_appending_after_the_streams_last_sequence_stores_all_in_order_or_nothing(store: EventStore) -> None:
+    dev = device()
+    last = await store.last_sequence("EVENTS")
+    stored = await store.append_all_after(telemetry(dev, 3), expected_last_seq=last)
+    assert [a.seq for a in stored] == [last + 1, last + 2, last + 3]
+    with pytest.raises(ConcurrencyConflict):
+        await store.append_all_after(telemetry(dev, 3), expected_last_seq=last)  # someone (we) wrote meanwhile
+    assert len(await read_all(store, f"mesh.evt.device.{dev}.>")) == 3
+    [one] = await store.append_all_after(telemetry(dev, 1), expected_last_seq=last + 3)
+    assert one.seq == last + 4
+
+
 async def test_order_is_kept_and_reads_resume_from_a_sequence(store: EventStore) -> None:
     events = telemetry(device(), 40)
     for event in events:

@@ -34,6 +34,13 @@ def test_atomic_batch_frames_number_every_message_and_commit_the_last() -> None:
         assert (b"Nats-Expected-Last-Subject-Sequence: 7" in frame) == (position == 1)
 
 
+def test_an_atomic_batch_can_expect_the_streams_last_sequence_on_its_first_message() -> None:
+    data = wire.batch_frames(MESSAGES, batch_id="b2", reply="_INBOX.r", expected_last_seq=41)
+    frames = data.split(b"HPUB ")[1:]
+    assert [b"Nats-Expected-Last-Sequence: 41\r\n" in frame for frame in frames] == [True] + [False] * 4
+    assert b"Subject-Sequence" not in data
+
+
 def test_fast_batch_frames_equal_hpub_frames_with_the_batch_reply_subjects() -> None:
     data = fastbatch.frames(MESSAGES[1:], inbox="_INBOX.x.batch9", flow=50, first_seq=2, last_seq=5)
     expected = b"".join(

@@ -237,7 +237,7 @@ async def test_rotation_completes_once_the_agent_uses_the_new_certificate(
 
 async def test_the_shadow_converges_from_desired_to_reported(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
     from projections.devices import Devices
-    from projections.queries import DeviceGet, devices_get
+    from projections.queries import DeviceGet, ReadModels, devices_get
     from projections.runner import ProjectionRunner
 
     config = load_agent_config(await enrolled(mesh, store, tmp_path / "shadow", "dev-shadow"))
@@ -250,7 +250,7 @@ async def test_the_shadow_converges_from_desired_to_reported(mesh: Mesh, store: 
 
         async def converged() -> bool:
             await runner.catch_up()
-            shadow = (await devices_get(tmp_path / "models", key, DeviceGet(id="dev-shadow")))["shadow"]
+            shadow = (await devices_get(ReadModels(tmp_path / "models", key), DeviceGet(id="dev-shadow")))["shadow"]
             return bool(
                 shadow["version"] == 1 and shadow["reported"] == {"rate": 5, "mode": "eco"} and shadow["delta"] == {}
             )

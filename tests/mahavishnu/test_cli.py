@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -314,10 +315,14 @@ def test_up_keeps_the_read_models_and_guards_them(up: Running, tmp_path: Path) -
     assert "commands: mesh.cmd.> at " in status.stdout
     assert run("operator", "add", "ann", "--role", "viewer", env=up.env).returncode == 0
     token = run("operator", "token", "ann", env=up.env).stdout.strip()
-    api = f"http://127.0.0.1:{up.env['MAHAVISHNU_HTTP__PORT']}"
-    answer = httpx.get(f"{api}/api/devices", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    api = f"https://127.0.0.1:{up.env['MAHAVISHNU_HTTP__PORT']}"  # HTTPS by default, from the mesh CA
+    trust = ssl.create_default_context(cafile=up.home / "ca" / "ca.pem")
+    answer = httpx.get(f"{api}/api/devices", headers={"Authorization": f"Bearer {token}"}, verify=trust, timeout=10)
     assert answer.status_code == 200 and answer.json() == {"devices": []}
-    assert httpx.get(f"{api}/api/devices", timeout=10).status_code == 401
+    assert httpx.get(f"{api}/api/devices", verify=trust, timeout=10).status_code == 401
+    ann = ssl.create_default_context(cafile=up.home / "ca" / "ca.pem")
+    ann.load_cert_chain(up.home / "operators" / "ann" / "cert.pem", up.home / "operators" / "ann" / "key.pem")
+    assert httpx.get(f"{api}/api/projections", verify=ann, timeout=10).status_code == 200  # ann's certificate
     assert run("device", "enroll", "dev-rebuilt", "--out", str(tmp_path / "d"), env=up.env).returncode == 0
     rebuilt = run("projections", "rebuild", "devices", env=up.env)  # by the running up, with progress
     assert rebuilt.returncode == 0, rebuilt.stderr

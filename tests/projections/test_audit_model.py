@@ -8,7 +8,7 @@ from pathlib import Path
 from core.audit import AuditTrail
 from core.store import EventStore
 from projections.audit import Audit
-from projections.queries import AuditSearch, audit_search
+from projections.queries import AuditSearch, ReadModels, audit_search
 from projections.runner import ProjectionRunner
 
 KEY = secrets.token_hex(32)
@@ -24,9 +24,9 @@ async def test_the_chain_is_checked_and_entries_are_searchable(store: EventStore
         await runner.catch_up()
     finally:
         await runner.close()
-    everything = await audit_search(tmp_path, KEY, AuditSearch(limit=1000))
+    everything = await audit_search(ReadModels(tmp_path, KEY), AuditSearch(limit=1000))
     assert everything["entries"] and all(e["chain_ok"] for e in everything["entries"])
-    mine = await audit_search(tmp_path, KEY, AuditSearch(actor="ops-ann"))
+    mine = await audit_search(ReadModels(tmp_path, KEY), AuditSearch(actor="ops-ann"))
     assert [e["action"] for e in mine["entries"]] == ["command.send"]
-    about = await audit_search(tmp_path, KEY, AuditSearch(device="dev-9", action="device.revoke"))
+    about = await audit_search(ReadModels(tmp_path, KEY), AuditSearch(device="dev-9", action="device.revoke"))
     assert [e["actor"] for e in about["entries"]] == ["control"]

@@ -16,6 +16,7 @@ from core.events import AuditRecorded
 from core.store import EventStore, Identity, connect
 from mahavishnu import operators
 from projections.catalog import CATALOG
+from projections.queries import ReadModels
 from projections.query_service import start_query_service
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
@@ -53,7 +54,11 @@ async def service(store: EventStore, nc: Client, mesh: Mesh, tmp_path: Path) -> 
         await runner.open()
         await runner.close()
     running = await start_query_service(
-        nc, tmp_path, KEY, version="0.1.0", resolve=operators.resolver(mesh.home), audit=AuditTrail(store)
+        nc,
+        ReadModels(tmp_path, KEY, store),
+        version="0.1.0",
+        resolve=operators.resolver(mesh.home),
+        audit=AuditTrail(store),
     )
     yield
     await running.stop()
@@ -68,10 +73,13 @@ async def test_a_viewer_reads_the_fleet(service: None, mesh: Mesh, people_folder
     viewer = await person(mesh, people_folder, "ops-viewer", "viewer")
     try:
         data, headers = await query(viewer, "mesh.q.devices.list")
+        lag, lag_headers = await query(viewer, "mesh.q.projections.status")
     finally:
         await viewer.close()
     assert "Nats-Service-Error-Code" not in headers
     assert "devices" in json.loads(data)
+    assert "Nats-Service-Error-Code" not in lag_headers  # a viewer may see how far behind the read models are
+    assert {m["name"] for m in json.loads(lag)["read_models"]} == set(CATALOG)
 
 
 async def test_an_auditor_is_refused_the_fleet_and_told_why(

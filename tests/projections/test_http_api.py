@@ -1,8 +1,15 @@
-"""The HTTP door on a real server: bearer tokens, roles, the same answers as NATS, its OpenAPI, the dashboard."""
+"""The HTTP door on a real server: bearer tokens, roles, the same answers as NATS, its OpenAPI, the dashboard.
+
+The queries are asked over plain HTTP (`[http] tls = false`); the browser loads the
+dashboard over HTTPS, the default, with a token and no client certificate. Client
+certificates are tested in tests/mahavishnu/test_http_door.py, with the CA registry.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import secrets
 import shutil
@@ -10,20 +17,25 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.audit import AuditTrail
-from core.events import DeviceEnrolled
+from core.events import CommandIssued, DeviceEnrolled
 from core.metrics import new_registry
-from core.probes import ProbeServer
+from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore
-from projections import http_api
-from projections.authz import Caller
+from projections import http_api, http_auth
+from projections.authz import Caller, Refusal
 from projections.catalog import CATALOG
+from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
+from tests.harness import Mesh
 
 KEY = secrets.token_hex(32)
 PEOPLE = {
@@ -31,15 +43,28 @@ PEOPLE = {
     "t-auditor": Caller("bob", "auditor"),
     "t-admin": Caller("carol", "admin"),
 }
+AUTHENTICATE = http_auth.authenticator(
+    by_token=PEOPLE.get, by_certificate=lambda pem: Refusal(401, "no certificates in this test")
+)
+
+
+def server_tls(mesh: Mesh) -> ServerTLS:
+    server = mesh.home.server_dir
+    return ServerTLS(server / "cert.pem", server / "key.pem", client_ca=mesh.home.ca_dir / "ca.pem")
 
 
 @pytest.fixture
-async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+async def api(
+    store: EventStore, mesh: Mesh, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[str, str]]:
+    """The door with a device, a command and an audit entry; over HTTPS when parametrized with "https"."""
+    tls = server_tls(mesh) if getattr(request, "param", "http") == "https" else None
     device = f"dev-{uuid.uuid4().hex[:8]}"
     await store.append(
         DeviceEnrolled(device_id=device, serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC))
     )
     await AuditTrail(store).record(actor="control", category="identity", action="device.enroll", target=device)
+    await store.append(CommandIssued(command_id=f"c-{device}", device_id=device, name="reboot-now"))
     for model in CATALOG.values():
         runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
         await runner.open()
@@ -50,10 +75,11 @@ async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, str
         0,
         new_registry(),
         ready=lambda: True,
-        routes=http_api.routes(tmp_path, KEY, authenticate=PEOPLE.get, audit=AuditTrail(store)),
+        routes=http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=AUTHENTICATE, audit=AuditTrail(store)),
+        tls=tls,
     )
     await server.start()
-    yield f"http://127.0.0.1:{server.port}", device
+    yield f"{server.scheme}://127.0.0.1:{server.port}", device
     await server.stop()
 
 
@@ -69,7 +95,19 @@ async def test_a_viewer_reads_devices_and_commands(api: tuple[str, str]) -> None
     assert listing.status_code == 200 and device in [d["device_id"] for d in listing.json()["devices"]]
     one = await get(f"{base}/api/devices/{device}", "t-viewer")
     assert one.json()["status"] == "enrolled"
-    assert (await get(f"{base}/api/commands?device={device}&limit=5", "t-viewer")).json() == {"commands": []}
+    mine = (await get(f"{base}/api/commands?device={device}&limit=5", "t-viewer")).json()["commands"]
+    assert [c["command_id"] for c in mine] == [f"c-{device}"]
+    recent = (await get(f"{base}/api/commands?limit=1", "t-viewer")).json()["commands"]
+    assert [(c["command_id"], c["name"]) for c in recent] == [(f"c-{device}", "reboot-now")]  # across devices
+
+
+async def test_a_viewer_sees_how_far_behind_the_read_models_are(api: tuple[str, str]) -> None:
+    answer = await get(f"{api[0]}/api/projections", "t-viewer")
+    assert answer.status_code == 200
+    models = {m["name"]: m for m in answer.json()["read_models"]}
+    assert set(models) == set(CATALOG)
+    assert all(m["built"] and m["parked"] == 0 for m in models.values())
+    assert models["commands"]["positions"]["mesh.cmd.>"] > 0
 
 
 @pytest.mark.parametrize(
@@ -78,15 +116,23 @@ async def test_a_viewer_reads_devices_and_commands(api: tuple[str, str]) -> None
         ("/api/devices", None, 401),
         ("/api/devices", "not-a-token", 401),
         ("/api/devices", "t-auditor", 403),
+        ("/api/projections", "t-auditor", 403),
         ("/api/devices/nobody", "t-viewer", 404),
         ("/api/commands?device=d&limit=0", "t-viewer", 400),
         ("/api/commands?device=d&limit=many", "t-viewer", 400),
+        ("/api/commands?limit=1001", "t-viewer", 400),
     ],
 )
 async def test_refusals_have_their_status(api: tuple[str, str], path: str, token: str | None, status: int) -> None:
     answer = await get(api[0] + path, token)
     assert answer.status_code == status
     assert answer.json()["error"]
+
+
+async def test_without_a_credential_the_answer_names_both_ways_in(api: tuple[str, str]) -> None:
+    answer = await get(f"{api[0]}/api/devices")
+    assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+    assert "client certificate" in answer.json()["error"] and "Authorization: Bearer" in answer.json()["error"]
 
 
 async def test_an_auditor_searches_the_audit_trail(api: tuple[str, str]) -> None:
@@ -101,17 +147,66 @@ async def test_the_openapi_document_describes_every_path(api: tuple[str, str]) -
     assert set(document["paths"]) == set(http_api.PATHS)
     get_device = document["paths"]["/api/devices/{id}"]["get"]
     assert {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}} in get_device["parameters"]
+    assert get_device["security"] == [{"bearer": []}]  # plain HTTP: tokens only
+    with_certificates = http_api.openapi(client_certificates=True)
+    assert with_certificates["components"]["securitySchemes"]["operator_certificate"]["type"] == "mutualTLS"
+    assert with_certificates["paths"]["/api/projections"]["get"]["security"] == [
+        {"bearer": []},
+        {"operator_certificate": []},
+    ]
+
+
+class Tables(HTMLParser):
+    """The cell texts of every table's body rows in a page, by table id."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.rows: dict[str, list[list[str]]] = {}
+        self._table = ""
+        self._in_body = False
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._table = dict(attrs).get("id") or ""
+            self.rows[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows[self._table].append([])
+        elif tag == "td" and self._in_body:
+            self.rows[self._table][-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self._in_body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_body and self.rows.get(self._table) and self.rows[self._table][-1]:
+            self.rows[self._table][-1][-1] += data
 
 
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def spki_pin(certificate: Path) -> str:
+    """Chromium's pin of a certificate's key: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
+    key = x509.load_pem_x509_certificate(certificate.read_bytes()).public_key()
+    return base64.b64encode(
+        hashlib.sha256(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()
+    ).decode()
+
+
 @pytest.mark.skipif(chromium() is None and os.environ.get("CI") != "true", reason="needs Debian's chromium")
-async def test_the_dashboard_shows_the_fleet_in_a_real_browser(api: tuple[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["https"], indirect=True)  # the default; the browser has a token, no certificate
+async def test_the_dashboard_shows_the_fleet_in_a_real_browser(
+    api: tuple[str, str], mesh: Mesh, tmp_path: Path
+) -> None:
     browser = chromium()
     assert browser is not None, "chromium is not installed (.ci/run installs it)"
     base, device = api
+    assert base.startswith("https://")
     # --dump-dom prints the page after its scripts ran; the virtual time budget lets the fetches finish.
     # The browser runs beside this event loop, which serves its requests meanwhile.
     process = await asyncio.create_subprocess_exec(
@@ -124,6 +219,8 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(api: tuple[str, s
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={tmp_path / 'profile'}",
+        # The browser does not know the mesh CA: it trusts exactly the mesh server's key (pinning needs a profile).
+        f"--ignore-certificate-errors-spki-list={spki_pin(mesh.home.server_dir / 'cert.pem')}",
         "--virtual-time-budget=5000",
         "--dump-dom",
         f"{base}/#token=t-admin",
@@ -135,5 +232,11 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(api: tuple[str, s
         args=browser, returncode=process.returncode or 0, stdout=out.decode(), stderr=err.decode()
     )
     assert 'data-loaded="yes"' in shown.stdout, shown.stdout[:3000]
-    assert device in shown.stdout and "enrolled" in shown.stdout
-    assert "device.enroll" in shown.stdout  # the audit tail
+    tables = Tables(shown.stdout).rows
+    assert [device, "enrolled"] in [row[:2] for row in tables["devices"]]
+    # the fleet's recent commands, not one device's: this device's command is the newest
+    assert tables["commands"][0][1:4] == [device, "reboot-now", "issued"], tables["commands"]
+    lag = {row[0]: row for row in tables["lag"]}
+    assert set(lag) == set(CATALOG), tables["lag"]
+    assert "mesh.evt.device.> at " in lag["devices"][1] and lag["devices"][2:] == ["0", "0.0", "0"]
+    assert "device.enroll" in [row[3] for row in tables["audit"]]  # the audit tail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -13,11 +14,15 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+from core.errors import StoreUnavailable
 from core.events import CommandIssued, DeviceEnrolled, TelemetryReported
 from core.store import EventStore
+from projections import readers
 from projections.catalog import CATALOG
+from projections.queries import ReadModels
 from projections.query_service import SERVICE_NAME, start_query_service
 from projections.runner import ProjectionRunner
+from tests.waiting import eventually
 
 KEY = secrets.token_hex(32)
 
@@ -35,7 +40,7 @@ async def models(store: EventStore, nc: Client, tmp_path: Path) -> AsyncIterator
         await runner.open()
         await runner.catch_up()
         await runner.close()
-    service = await start_query_service(nc, tmp_path, KEY, version="0.1.0")
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
     yield device
     await service.stop()
 
@@ -63,6 +68,62 @@ async def test_devices_and_commands_are_queried(models: str, nc: Client) -> None
     assert [c["command_id"] for c in commands["commands"]] == [f"c-{models}"]
 
 
+async def build(store: EventStore, folder: Path) -> None:
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=folder, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+
+
+async def test_without_a_device_the_fleets_recent_commands_come_newest_first(
+    store: EventStore, nc: Client, tmp_path: Path
+) -> None:
+    older, newer = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+    await store.append(CommandIssued(command_id=older, device_id="dev-one", name="ping"))
+    await store.append(CommandIssued(command_id=newer, device_id="dev-two", name="echo"))
+    await build(store, tmp_path)
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        recent, _ = await ask(nc, "mesh.q.commands.list", {"limit": 2})
+        _, too_many = await ask(nc, "mesh.q.commands.list", {"limit": 1001})
+    finally:
+        await service.stop()
+    assert [(c["command_id"], c["device_id"]) for c in recent["commands"]] == [(newer, "dev-two"), (older, "dev-one")]
+    assert too_many["Nats-Service-Error-Code"] == "400" and "1..1000" in too_many["Nats-Service-Error"]
+
+
+async def test_the_status_shows_positions_lag_and_parked_events(store: EventStore, nc: Client, tmp_path: Path) -> None:
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    await nc.jetstream().publish(f"mesh.evt.device.{device}.telemetry", b"not an event")  # parked when applied
+    await build(store, tmp_path)
+    [behind] = await store.append(TelemetryReported(device_id=device, metrics={"temp_c": 1.0}))  # not applied
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        status, headers = await ask(nc, "mesh.q.projections.status")
+    finally:
+        await service.stop()
+    assert "Nats-Service-Error-Code" not in headers
+    models = {m["name"]: m for m in status["read_models"]}
+    assert set(models) == set(CATALOG)
+    devices = models["devices"]
+    assert devices["built"] and devices["positions"] == {"mesh.evt.device.>": behind.seq - 1}
+    assert devices["lag_events"] == 1 and devices["lag_seconds"] >= 0
+    assert devices["parked"] >= 1
+    assert models["audit"]["lag_events"] == 0  # nothing was appended to the audit trail since
+
+
+async def test_the_status_says_when_a_read_model_is_not_built(store: EventStore, nc: Client, tmp_path: Path) -> None:
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        status, _ = await ask(nc, "mesh.q.projections.status")
+    finally:
+        await service.stop()
+    assert {(m["name"], m["built"], m["lag_events"]) for m in status["read_models"]} == {
+        (name, False, None) for name in CATALOG
+    }
+
+
 @pytest.mark.parametrize(
     ("subject", "body", "code", "words"),
     [
@@ -79,3 +140,81 @@ async def test_errors_come_back_in_the_micro_headers(
     assert data is None
     assert headers["Nats-Service-Error-Code"] == code
     assert words in headers["Nats-Service-Error"]
+
+
+class HeldTrail:
+    """An audit trail whose first `hold` records wait until released, to see what the service does meanwhile."""
+
+    def __init__(self, hold: int = 1, error: Exception | None = None) -> None:
+        self.hold = hold
+        self.error = error
+        self.records: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+
+    async def record(self, **entry: Any) -> None:
+        self.records.append(entry)
+        if len(self.records) <= self.hold:
+            await self.release.wait()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+async def built(store: EventStore, tmp_path: Path) -> ReadModels:
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+    return ReadModels(tmp_path, KEY, store)
+
+
+async def test_the_answer_waits_for_its_audit_record_while_the_search_runs(
+    built: ReadModels, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searched: list[str] = []
+    rows = readers.rows
+
+    async def spied(path: Path, key: str, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        searched.append(sql)
+        return await rows(path, key, sql, params)
+
+    monkeypatch.setattr(readers, "rows", spied)
+    trail = HeldTrail()
+    service = await start_query_service(nc, built, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        asking = asyncio.create_task(ask(nc, "mesh.q.devices.list"))
+        await eventually(lambda: trail.records and searched, timeout=10, what="the audit record and the search")
+        await nc.flush()  # an answer sent already would have arrived before the flush's PONG
+        assert not asking.done()
+        trail.release.set()
+        listing, headers = await asking
+    finally:
+        await service.stop()
+    assert "devices" in listing and "Nats-Service-Error-Code" not in headers
+
+
+async def test_an_answer_whose_audit_record_failed_is_withheld(built: ReadModels, nc: Client) -> None:
+    trail = HeldTrail(hold=0, error=StoreUnavailable("the connection to the NATS server is gone"))
+    service = await start_query_service(nc, built, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        data, headers = await ask(nc, "mesh.q.devices.list")
+    finally:
+        await service.stop()
+    assert data is None
+    assert headers["Nats-Service-Error-Code"] == "503"
+    assert "could not be audited" in headers["Nats-Service-Error"]
+
+
+async def test_a_slow_request_does_not_hold_up_the_next(built: ReadModels, nc: Client) -> None:
+    trail = HeldTrail(hold=1)
+    service = await start_query_service(nc, built, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        first = asyncio.create_task(ask(nc, "mesh.q.devices.list"))
+        await eventually(lambda: trail.records, timeout=10, what="the first request's audit record")
+        second, _ = await ask(nc, "mesh.q.devices.list")  # answered while the first still waits
+        assert "devices" in second and not first.done()
+        trail.release.set()
+        await first
+    finally:
+        await service.stop()
