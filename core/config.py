@@ -87,6 +87,15 @@ port = 9464                  # 0 disables
 host = "127.0.0.1"           # the HTTP query API and dashboard
 port = 8480                  # 0 disables
 tls = true                   # HTTPS with the mesh's server certificate; operators' client certificates accepted
+[code]
+poll_interval = "30s"        # each repository once per interval, at an offset of its own
+poll_jitter = 0.1            # plus up to this fraction of the interval at random
+max_concurrent_polls = 2
+breaker_failures = 5         # consecutive failed polls that open a remote host's circuit
+breaker_cooldown = "1m"      # then one trial poll (half-open)
+mode = "redact"              # or "block": a file with a high-severity secret is not indexed
+max_file_size = "1MB"        # larger files are skipped, with an event
+index_workers = 2            # processes analysing files
 """
 
 
@@ -175,6 +184,28 @@ class HttpSettings(_Section, frozen=True, kw_only=True):
     tls: bool = True
 
 
+class CodeSettings(_Section, frozen=True, kw_only=True):
+    """The code index: how often repositories are polled, how much at once, how files are indexed.
+
+    Each repository polls once per `poll_interval`, at an offset of its own within it plus
+    up to `poll_jitter` of it at random, and never more than `max_concurrent_polls` at once.
+    A remote host's circuit opens after `breaker_failures` consecutive failed polls and
+    half-opens after `breaker_cooldown`. `mode` "block" refuses to index a file holding a
+    high-severity secret; "redact" indexes it with the secret replaced. Files larger than
+    `max_file_size` are skipped with an event. `index_workers` processes analyse files.
+    """
+
+    SECTION: ClassVar[str] = "code"
+    poll_interval: float = 30.0
+    poll_jitter: float = 0.1
+    max_concurrent_polls: int = 2
+    breaker_failures: int = 5
+    breaker_cooldown: float = 60.0
+    mode: Literal["redact", "block"] = "redact"
+    max_file_size: int = 1024**2
+    index_workers: int = 2
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All settings. Durations are float seconds, sizes int bytes."""
 
@@ -185,6 +216,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    code: CodeSettings = msgspec.field(default_factory=CodeSettings)
 
 
 _SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -197,6 +229,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         LoggingSettings,
         MetricsSettings,
         HttpSettings,
+        CodeSettings,
     )
 }
 
@@ -266,6 +299,12 @@ _SIZE: Final = _Kind(
     parse_size,
 )
 
+_FRACTION: Final = _Kind(
+    "a number from 0 to 1",
+    lambda v: float(_require(_is_number(v) and 0 <= v <= 1, v)),
+    lambda s: float(_require(0 <= float(s) <= 1, s)),
+)
+
 _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     "mesh": {"name": _STR},
     "server": {
@@ -289,6 +328,16 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     "logging": {"level": _choice("debug", "info", "warning", "error"), "format": _choice("json", "text")},
     "metrics": {"host": _STR, "port": _INT},
     "http": {"host": _STR, "port": _INT, "tls": _BOOL},
+    "code": {
+        "poll_interval": _DURATION,
+        "poll_jitter": _FRACTION,
+        "max_concurrent_polls": _INT,
+        "breaker_failures": _INT,
+        "breaker_cooldown": _DURATION,
+        "mode": _choice("redact", "block"),
+        "max_file_size": _SIZE,
+        "index_workers": _INT,
+    },
 }
 
 
@@ -393,6 +442,20 @@ def _check_metrics(v: Any) -> list[_Problem]:
     return found
 
 
+def _check_code(v: Any) -> list[_Problem]:
+    found = _positive("poll_interval", v.poll_interval, "s") + _positive("breaker_cooldown", v.breaker_cooldown, "s")
+    if not 0 <= v.poll_jitter <= 1:
+        found.append((("poll_jitter",), f"must be a fraction of the interval from 0 to 1, got {v.poll_jitter}"))
+    for key in ("max_concurrent_polls", "breaker_failures", "index_workers"):
+        if getattr(v, key) < 1:
+            found.append(((key,), f"must be at least 1, got {getattr(v, key)}"))
+    if v.mode not in ("redact", "block"):
+        found.append((("mode",), f"must be redact or block, got {v.mode!r}"))
+    if v.max_file_size < 1:
+        found.append((("max_file_size",), f"must be a positive size, got {v.max_file_size}"))
+    return found
+
+
 _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "mesh": _check_mesh,
     "server": _check_server,
@@ -401,6 +464,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "logging": _check_logging,
     "metrics": _check_metrics,
     "http": _check_metrics,  # the same rules: a host, and a port or 0
+    "code": _check_code,
 }
 
 

@@ -35,6 +35,17 @@ from core.events.device import (
     TelemetryReported,
 )
 from core.events.mesh import MeshStarted, MeshStopped
+from core.events.repo import (
+    CircuitChanged,
+    CommitIndexed,
+    FileIndexed,
+    FileRemoved,
+    RepoAdded,
+    RepoCommitSeen,
+    RepoPollFailed,
+    RepoRemoved,
+    SecretFound,
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     MeshStarted,
@@ -56,6 +67,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CommandExpired,
     CommandCanceled,
     AuditRecorded,
+    RepoAdded,
+    RepoRemoved,
+    RepoCommitSeen,
+    RepoPollFailed,
+    CircuitChanged,
+    FileIndexed,
+    FileRemoved,
+    SecretFound,
+    CommitIndexed,
 )
 EVENT_TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from core.events import (
     EVENT_TYPES,
     AuditRecorded,
+    CircuitChanged,
     CommandAccepted,
     CommandCanceled,
     CommandExpired,
@@ -16,17 +17,58 @@ from core.events import (
     CommandRunning,
     CommandSucceeded,
     CommandTimedOut,
+    CommitIndexed,
     DesiredStateSet,
     DeviceEnrolled,
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
     Event,
+    FileIndexed,
+    FileRemoved,
     MeshStarted,
     MeshStopped,
+    RepoAdded,
+    RepoCommitSeen,
+    RepoPollFailed,
+    RepoRemoved,
     ReportedState,
+    SecretFound,
     TelemetryReported,
 )
+from core.events.code import FileAnalysis, ImportRecord, SecretFinding, Snippet, SymbolRecord
+
+
+def code_index_events(repo: str) -> list[Event]:
+    head, parent = "c0ffee" * 6 + "abcd", "beef00" * 6 + "abcd"
+    finding = SecretFinding(type="aws-access-key", line=3, severity="high", value_hash="9f" * 32)
+    analysis = FileAnalysis(
+        path="app/main.py",
+        size=120,
+        language="python",
+        lines=6,
+        findings=(finding,),
+        symbols=(
+            SymbolRecord(
+                kind="function", name="main", qualname="main", signature="def main()", line_start=1, line_end=6
+            ),
+        ),
+        imports=(ImportRecord(module="os", line=1),),
+        snippets=(
+            Snippet(kind="symbol", qualname="main", line_start=1, line_end=6, text="KEY = '[REDACTED:aws-access-key]'"),
+        ),
+    )
+    return [
+        RepoAdded(repo=repo, location="/srv/git/app", branch="main", actor="control"),
+        RepoCommitSeen(repo=repo, commit=head, previous=parent),
+        RepoPollFailed(repo=repo, reason="connection refused", host="git.example.com"),
+        CircuitChanged(repo=repo, host="git.example.com", state="open", failures=5, reason="connection refused"),
+        FileIndexed(repo=repo, commit=head, analysis=analysis),
+        FileRemoved(repo=repo, commit=head, path="app/old.py"),
+        SecretFound(repo=repo, commit=head, path="app/main.py", finding=finding),
+        CommitIndexed(repo=repo, commit=head, previous=parent, files_changed=1, files_removed=1, seconds=0.25),
+        RepoRemoved(repo=repo, actor="control"),
+    ]
 
 
 def one_of_each(device_id: str = "dev-a") -> list[Event]:
@@ -51,6 +93,7 @@ def one_of_each(device_id: str = "dev-a") -> list[Event]:
         CommandExpired(command_id="c-5", device_id=device_id, actor=device_id),
         CommandCanceled(command_id="c-6", device_id=device_id, actor="control", reason="operator"),
         AuditRecorded(category="identity", action="enroll", target=device_id, actor="control", prev_hash="00" * 32),
+        *code_index_events(f"repo-{device_id}"),
     ]
     assert {type(e) for e in events} == set(EVENT_TYPES), "add the new event type to one_of_each()"
     return events
