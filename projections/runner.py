@@ -215,12 +215,12 @@ class ProjectionRunner:
         """How far behind the streams this projection is: events not applied, and the age of the oldest one."""
         events, seconds = 0, 0.0
         for source, position in (await self.positions()).items():
-            behind = await self.store.last_sequence(self.streams[source]) - position
-            if behind <= 0:
+            if await self.store.last_sequence(self.streams[source]) <= position:
+                continue
+            behind = await self.store.pending(source, position + 1)  # only this source's subjects count
+            if behind == 0:
                 continue
             waiting = [s async for s in _first(self.store.read(source, position + 1))]
-            if not waiting:
-                continue  # the stream moved on other subjects only
             events += behind
             if waiting[0].event is not None:
                 seconds = max(seconds, (utc_now() - waiting[0].event.occurred_at).total_seconds())

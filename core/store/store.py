@@ -290,6 +290,30 @@ class EventStore:
             async for raw in lists:
                 yield raw
 
+    async def pending(self, subject_filter: str, from_seq: int) -> int:
+        """How many messages on `subject_filter` the stream holds from sequence `from_seq` on.
+
+        Asked of a short-lived consumer, which counts only the filter's subjects (the
+        stream's last sequence would count everything else appended to it as well).
+        """
+        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(1, from_seq),
+            ack_policy=api.AckPolicy.NONE,
+            filter_subject=subject_filter,
+            inactive_threshold=10.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        try:
+            info = await self.js.add_consumer(spec.name, config=config)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"count {subject_filter}") from exc
+        with contextlib.suppress(TimeoutError, nats.errors.Error):  # it expires on its own
+            await self.js.delete_consumer(spec.name, info.name)
+        return info.num_pending or 0
+
     async def read(
         self, subject_filter: str, from_seq: int = 1, *, batch: int = 512
     ) -> AsyncGenerator[StoredEvent, None]:
