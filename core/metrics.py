@@ -13,9 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, gc_collector, platform_collector, process_collector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
 
-__all__ = ["APPEND_BUCKETS", "EventStoreMetrics", "new_registry"]
+__all__ = ["APPEND_BUCKETS", "CodeIndexMetrics", "EventStoreMetrics", "ProjectionMetrics", "new_registry"]
 
 # Seconds; a local JetStream append acknowledges in about a millisecond, a replicated
 # one over a WAN link in tens of milliseconds.
@@ -65,8 +73,8 @@ class EventStoreMetrics:
         )
 
     @contextmanager
-    def time_append(self, stream: str) -> Iterator[None]:
-        """Time the append inside the block and count it as appended, or failed if it raises.
+    def time_append(self, stream: str, events: int = 1) -> Iterator[None]:
+        """Time the append of `events` inside the block and count them as appended, or failed if it raises.
 
         The exception is re-raised unchanged; its class name becomes the `reason` label.
         """
@@ -74,9 +82,81 @@ class EventStoreMetrics:
         try:
             yield
         except BaseException as exc:
-            self.append_failed.labels(stream=stream, reason=type(exc).__name__).inc()
+            self.append_failed.labels(stream=stream, reason=type(exc).__name__).inc(events)
             raise
         else:
-            self.appended.labels(stream=stream).inc()
+            self.appended.labels(stream=stream).inc(events)
         finally:
             self.append_seconds.labels(stream=stream).observe(time.perf_counter() - start)
+
+
+class ProjectionMetrics:
+    """The read models, per projection.
+
+    mahavishnu_projection_applied_total{projection}         events applied (parked ones included)
+    mahavishnu_projection_position{projection,source}       the last stream sequence applied
+    mahavishnu_projection_lag_events{projection}            events on its subjects not applied yet
+    mahavishnu_projection_lag_seconds{projection}           age of the oldest of them (0 when caught up)
+    mahavishnu_projection_parked{projection}                events it could not apply
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.applied = Counter(
+            "mahavishnu_projection_applied_total", "Events applied to a read model.", ["projection"], registry=registry
+        )
+        self.position = Gauge(
+            "mahavishnu_projection_position",
+            "The last stream sequence a read model applied, per source.",
+            ["projection", "source"],
+            registry=registry,
+        )
+        self.lag_events = Gauge(
+            "mahavishnu_projection_lag_events",
+            "Events on a read model's subjects that it has not applied yet.",
+            ["projection"],
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "mahavishnu_projection_lag_seconds",
+            "Age of the oldest event a read model has not applied yet (0 when caught up).",
+            ["projection"],
+            registry=registry,
+        )
+        self.parked = Gauge(
+            "mahavishnu_projection_parked", "Events a read model parked.", ["projection"], registry=registry
+        )
+
+
+class CodeIndexMetrics:
+    """Polling and indexing of repositories.
+
+    mahavishnu_polls_total{repo,outcome}       polls, outcome "ok" or "failed"
+    mahavishnu_index_lag_seconds{repo}         how long the newest commit seen has waited to be
+                                               queryable (0 when the index is up to date)
+    mahavishnu_circuit_state{host}             a remote host's breaker: 0 closed, 1 half-open, 2 open
+    mahavishnu_index_seconds{mode}             time to index a commit, "full" or "incremental"
+    """
+
+    CIRCUIT_STATES: Final = {"closed": 0, "half-open": 1, "open": 2}
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.polls = Counter("mahavishnu_polls_total", "Polls of repositories.", ["repo", "outcome"], registry=registry)
+        self.index_lag_seconds = Gauge(
+            "mahavishnu_index_lag_seconds",
+            "How long the newest commit seen has waited to be queryable (0 when up to date).",
+            ["repo"],
+            registry=registry,
+        )
+        self.circuit_state = Gauge(
+            "mahavishnu_circuit_state",
+            "The circuit breaker of a remote host: 0 closed, 1 half-open, 2 open.",
+            ["host"],
+            registry=registry,
+        )
+        self.index_seconds = Histogram(
+            "mahavishnu_index_seconds",
+            "Time to index one commit.",
+            ["mode"],
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=registry,
+        )

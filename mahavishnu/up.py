@@ -18,12 +18,13 @@ from collections.abc import Callable
 from importlib.metadata import version
 
 from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
 
 from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
-from core.metrics import new_registry
+from core.metrics import EventStoreMetrics, ProjectionMetrics, new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
@@ -77,6 +78,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
     await supervisor.start()
     watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
     identity = home.control_identity(settings)
+    registry = new_registry()  # one per process, served on /metrics by the probes
     nc: Client | None = None
     probes: ProbeServer | None = None
     service: ProjectionService | None = None
@@ -86,12 +88,12 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
     api: ProbeServer | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
-        store = EventStore(nc, streams_of(settings))
+        store = EventStore(nc, streams_of(settings), metrics=EventStoreMetrics(registry))
         await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
-        service = ProjectionService(store, home.readmodels_dir, key)
+        service = ProjectionService(store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry))
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
         await control_requests.serve(nc, service)
@@ -111,7 +113,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
         probes = await _start_probes(
-            settings, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
+            settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
         if probes is not None:
@@ -172,10 +174,12 @@ def http_api_server(
     )
 
 
-async def _start_probes(settings: Settings, ready: Callable[[], bool]) -> ProbeServer | None:
+async def _start_probes(
+    settings: Settings, registry: CollectorRegistry, ready: Callable[[], bool]
+) -> ProbeServer | None:
     if not settings.metrics.port:
         return None
-    probes = ProbeServer(settings.metrics.host, settings.metrics.port, new_registry(), ready=ready)
+    probes = ProbeServer(settings.metrics.host, settings.metrics.port, registry, ready=ready)
     await probes.start()
     return probes
 

@@ -13,11 +13,13 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.errors import MahavishnuError
+from core.metrics import ProjectionMetrics
 from core.store import EventStore
 from projections.catalog import CATALOG
 from projections.runner import ProjectionRunner
@@ -26,6 +28,7 @@ log = logging.getLogger("mahavishnu.projections")
 
 LOCK_FILE = "projections.lock"
 SAFETY_INTERVAL_S = 2.0
+LAG_SAMPLE_S = 5.0  # how often the lag metrics are refreshed while running
 
 
 class ReadModelsBusy(MahavishnuError):
@@ -59,8 +62,18 @@ class FolderLock:
 
 
 class ProjectionService:
-    def __init__(self, store: EventStore, directory: Path, key: str, names: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        directory: Path,
+        key: str,
+        names: tuple[str, ...] | None = None,
+        *,
+        metrics: ProjectionMetrics | None = None,
+    ) -> None:
         chosen = names or tuple(CATALOG)
+        self.metrics = metrics
+        self._lag_sampled_at = -LAG_SAMPLE_S
         self.runners = [ProjectionRunner(CATALOG[name](), store, directory=directory, key=key) for name in chosen]
         self.store = store
         self.lock = FolderLock(directory)
@@ -78,8 +91,9 @@ class ProjectionService:
                 log.warning(
                     "read model rebuilt", extra={"projection": runner.projection.name, "reason": runner.rebuilt_because}
                 )
-            await runner.catch_up()
+            await self._catch_up(runner)
         self.caught_up = True
+        await self._sample_lag()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the streams until `stop` is set."""
@@ -95,18 +109,46 @@ class ProjectionService:
                 for runner in self.runners:
                     try:
                         async with self._busy[runner.projection.name]:
-                            await runner.catch_up()
+                            await self._catch_up(runner)
                     except MahavishnuError as exc:
                         log.error(
                             "projection failed; retrying",
                             extra={"projection": runner.projection.name, "reason": str(exc)},
                         )
+                if time.monotonic() - self._lag_sampled_at >= LAG_SAMPLE_S:
+                    await self._sample_lag()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), SAFETY_INTERVAL_S)
         finally:
             for subscription in subscriptions:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
+
+    async def _catch_up(self, runner: ProjectionRunner) -> None:
+        applied = await runner.catch_up()
+        if self.metrics is not None:
+            name = runner.projection.name
+            self.metrics.applied.labels(projection=name).inc(applied)
+            for source, position in (await runner.positions()).items():
+                self.metrics.position.labels(projection=name, source=source).set(position)
+
+    async def _sample_lag(self) -> None:
+        """Lag and parked counts for the metrics: asked of the server, so sampled, not measured per event."""
+        self._lag_sampled_at = time.monotonic()
+        if self.metrics is None:
+            return
+        for runner in self.runners:
+            name = runner.projection.name
+            try:
+                async with self._busy[name]:
+                    events, seconds = await runner.lag()
+                    parked = await runner.parked_count()
+            except MahavishnuError as exc:
+                log.warning("lag not measured", extra={"projection": name, "reason": str(exc)})
+                continue
+            self.metrics.lag_events.labels(projection=name).set(events)
+            self.metrics.lag_seconds.labels(projection=name).set(seconds)
+            self.metrics.parked.labels(projection=name).set(parked)
 
     async def rebuild(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
         """Rebuild one read model while the others, and queries on the old file, carry on."""

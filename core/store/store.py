@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncGenerator, Iterable, Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nats.errors
@@ -39,6 +40,9 @@ from core.store.replay import RawMessage, replay
 from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
 
+if TYPE_CHECKING:  # an edge agent uses the store and must not load prometheus-client (tests/edge/test_isolation.py)
+    from core.metrics import EventStoreMetrics
+
 # Backoff while no responder answers (a reloading or restarting server): about 1.5 s in all.
 NO_RESPONDERS_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
 
@@ -52,8 +56,10 @@ class EventStore:
         streams: tuple[StreamSpec, ...] | None = None,
         *,
         timeout: float = 5.0,
+        metrics: EventStoreMetrics | None = None,
     ) -> None:
         self.nc = nc
+        self.metrics = metrics
         self.js = nc.jetstream(timeout=timeout)
         self.streams = streams if streams is not None else default_streams()
         self.timeout = timeout
@@ -218,6 +224,13 @@ class EventStore:
         batch = [events] if isinstance(events, Event) else list(events)
         if not batch:
             return []
+        if self.metrics is None:
+            return await self._append(batch, expected_last_subject_seq)
+        stream = stream_for(batch[0].subject(), self.streams).name
+        with self.metrics.time_append(stream, len(batch)):
+            return await self._append(batch, expected_last_subject_seq)
+
+    async def _append(self, batch: list[Event], expected_last_subject_seq: int | None) -> list[Appended]:
         if len(batch) == 1:
             return [await self._append_one(batch[0], expected_last_subject_seq)]
         if len(batch) > MAX_ATOMIC_BATCH:
@@ -274,9 +287,29 @@ class EventStore:
         event id. Raises AppendFailed if any event could not be stored, with `.report` of
         what was. See core.store.bulk.
         """
-        if self.fast_batches and not pipelined:
-            return await FastBatchAppender(self.nc, self.streams, timeout=self.timeout).append(events)
-        return await PipelinedAppender(self.nc, self.streams, timeout=self.timeout).append(events)
+        tally: Counter[str] = Counter()
+        if self.metrics is not None:
+            events = self._tallied(events, tally)
+        try:
+            if self.fast_batches and not pipelined:
+                report = await FastBatchAppender(self.nc, self.streams, timeout=self.timeout).append(events)
+            else:
+                report = await PipelinedAppender(self.nc, self.streams, timeout=self.timeout).append(events)
+        except AppendFailed as exc:
+            if self.metrics is not None:
+                for stream, count in tally.items():
+                    self.metrics.append_failed.labels(stream=stream, reason=type(exc).__name__).inc(count)
+            raise
+        if self.metrics is not None:
+            for stream, count in tally.items():
+                self.metrics.appended.labels(stream=stream).inc(count)
+        return report
+
+    def _tallied(self, events: Iterable[Event], tally: Counter[str]) -> Iterator[Event]:
+        """The events, counted per stream as the bulk path takes them (it may take a generator)."""
+        for event in events:
+            tally[stream_for(event.subject(), self.streams).name] += 1
+            yield event
 
     # --- read ----------------------------------------------------------------
 

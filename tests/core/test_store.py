@@ -10,6 +10,7 @@ from nats.aio.client import Client
 
 from core.errors import AppendFailed, ConcurrencyConflict
 from core.events import AuditRecorded, CommandIssued, Event, TelemetryReported
+from core.metrics import EventStoreMetrics, new_registry
 from core.store import EventStore, StoredEvent
 from core.store.replay import ack_position
 from tests.core.samples import one_of_each
@@ -242,3 +243,19 @@ async def test_a_bulk_append_with_an_event_too_large_fails_before_sending(store:
     huge = TelemetryReported(device_id=dev, metrics={f"m{i}": float(i) for i in range(100_000)})
     with pytest.raises(AppendFailed, match="over the server's limit"):
         await store.append_many([*telemetry(dev, 3), huge])
+
+
+async def test_appends_are_counted_per_stream_when_metrics_are_given(nc: Client) -> None:
+    registry = new_registry(process_metrics=False)
+    metered = EventStore(nc, metrics=EventStoreMetrics(registry))
+    await metered.ensure_streams()
+    dev = device()
+    await metered.append(telemetry(dev, 1)[0])
+    await metered.append_many([*telemetry(dev, 10), AuditRecorded(category="test", action="metered")])
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("mahavishnu_events_appended_total", stream="EVENTS") == 11
+    assert sample("mahavishnu_events_appended_total", stream="AUDIT") == 1
+    assert sample("mahavishnu_append_seconds_count", stream="EVENTS") == 1  # bulk appends are counted, not timed

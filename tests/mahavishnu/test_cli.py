@@ -112,6 +112,33 @@ async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: R
     assert "mesh is up" in out and "--tlscert" in out and "mesh stopped" in out
 
 
+def test_up_exports_its_store_and_read_model_metrics(up: Running) -> None:
+    url = f"http://127.0.0.1:{up.env['MAHAVISHNU_METRICS__PORT']}/metrics"
+
+    def scraped() -> dict[str, float]:
+        samples = {}
+        for line in httpx.get(url, timeout=5).text.splitlines():
+            if line.startswith("mahavishnu_"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
+
+    wanted = (
+        'mahavishnu_projection_lag_events{projection="devices"}',
+        'mahavishnu_events_appended_total{stream="EVENTS"}',
+    )
+    samples = wait_until(
+        lambda: (found := scraped()) and all(k in found for k in wanted) and found,
+        timeout=30,
+        what="the store and read-model metrics",
+    )
+    assert samples['mahavishnu_events_appended_total{stream="EVENTS"}'] >= 1  # mesh.started at least
+    assert {f'mahavishnu_projection_parked{{projection="{name}"}}' for name in ("devices", "commands", "audit")} <= set(
+        samples
+    )
+    assert 'mahavishnu_append_seconds_count{stream="EVENTS"}' in samples
+
+
 def test_up_restarts_a_crashed_server(up: Running) -> None:
     conf = str(up.home / "nats" / "server.conf")
 
