@@ -17,6 +17,7 @@ from mahavishnu.control_requests import request_rebuild
 from mahavishnu.home import Home
 from mahavishnu.up import streams_of
 from projections.catalog import CATALOG
+from projections.checksum import content_checksum
 from projections.database import KEY_ENV, KEY_FILE, database_key, open_encrypted
 from projections.runner import ProjectionRunner
 from projections.service import FolderLock, ReadModelsBusy
@@ -35,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bi
     rebuild = actions.add_parser("rebuild", help="build a read model again from sequence 1 and swap it in")
     rebuild.add_argument("name", choices=sorted(CATALOG))
     rebuild.set_defaults(func=bind(_rebuild))
+    actions.add_parser(
+        "checksum", help="a content checksum of each read model (equal rows, equal checksum)"
+    ).set_defaults(func=bind(_checksum))
 
     db = subparsers.add_parser("db", help="the read models' encryption")
     db_actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -69,6 +73,14 @@ async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> i
             )
     finally:
         await nc.close()
+    return 0
+
+
+async def _checksum(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    key = database_key(home.root, os.environ)
+    for name in sorted(CATALOG):
+        path = home.readmodels_dir / f"{name}.db"
+        print(f"{name}: {await content_checksum(path, key) if path.exists() else 'not built yet'}")
     return 0
 
 

@@ -9,9 +9,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,70 +19,8 @@ from core.errors import StoreUnavailable
 from core.events import MeshStarted
 from core.store import EventStore, Identity, connect
 from projections.database import DatabaseKeyError, open_encrypted
-from tests.harness import free_port
+from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, environment, one_line_error, run
 from tests.waiting import wait_until
-
-MAHAVISHNU = str(Path(sys.executable).parent / "mahavishnu")
-
-
-def environment(home: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
-    env.update(
-        MAHAVISHNU_HOME=str(home),
-        MAHAVISHNU_SERVER__PORT=str(free_port()),
-        MAHAVISHNU_SERVER__MONITOR_PORT=str(free_port()),
-        MAHAVISHNU_METRICS__PORT=str(free_port()),
-        MAHAVISHNU_HTTP__PORT=str(free_port()),
-        MAHAVISHNU_LOGGING__LEVEL="warning",
-    )
-    env.update(overrides)
-    return env
-
-
-def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MAHAVISHNU, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """A user mistake ends in exactly one line on stderr, starting with "error:", and no traceback."""
-    assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
-@dataclass
-class Running:
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    home: Path
-
-    def log(self) -> str:
-        return (self.home.parent / "up.log").read_text()
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        out, _ = self.process.communicate(timeout=30)
-        return self.process.returncode, out
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Running]:
-    env = environment(tmp_path / "home")
-    log = (tmp_path / "up.log").open("w")  # up's own log, readable while it runs (see Running.log)
-    process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-    running = Running(process, env, tmp_path / "home")
-    ready = run("status", "--wait-ready", "60", env=env, timeout=90)
-    assert ready.returncode == 0, (ready.stderr, process.poll())
-    yield running
-    log.close()
-    if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=30)
 
 
 async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: Running) -> None:

@@ -1,0 +1,77 @@
+"""The `mahavishnu` command run as a user runs it, for the CLI tests: environments, runs, a running `up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness import free_port
+
+MAHAVISHNU = str(Path(sys.executable).parent / "mahavishnu")
+
+
+def environment(home: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
+    env.update(
+        MAHAVISHNU_HOME=str(home),
+        MAHAVISHNU_SERVER__PORT=str(free_port()),
+        MAHAVISHNU_SERVER__MONITOR_PORT=str(free_port()),
+        MAHAVISHNU_METRICS__PORT=str(free_port()),
+        MAHAVISHNU_HTTP__PORT=str(free_port()),
+        MAHAVISHNU_LOGGING__LEVEL="warning",
+    )
+    env.update(overrides)
+    return env
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MAHAVISHNU, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """A user mistake ends in exactly one line on stderr, starting with "error:", and no traceback."""
+    assert result.returncode != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    home: Path
+
+    def log(self) -> str:
+        return (self.home.parent / "up.log").read_text()
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, out
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Running]:
+    env = environment(tmp_path / "home")
+    log = (tmp_path / "up.log").open("w")  # up's own log, readable while it runs (see Running.log)
+    process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    running = Running(process, env, tmp_path / "home")
+    ready = run("status", "--wait-ready", "60", env=env, timeout=90)
+    assert ready.returncode == 0, (ready.stderr, process.poll())
+    yield running
+    log.close()
+    if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=30)
