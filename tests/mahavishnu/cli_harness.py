@@ -75,3 +75,14 @@ def up(tmp_path: Path) -> Iterator[Running]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate(timeout=30)
+    _stop_orphaned_server(running.home / "nats" / "server.pid")
+
+
+def _stop_orphaned_server(pid_file: Path) -> None:
+    """A killed `up` leaves its nats-server running (seen under load): stop it by its pid file."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        if b"nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass  # no pid file, or the server is gone already: nothing to stop
