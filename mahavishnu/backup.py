@@ -21,7 +21,6 @@ rebuilds every read model from the restored streams.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -42,15 +41,15 @@ from nats.aio.client import Client
 
 from core.config import Settings
 from core.errors import MahavishnuError, StoreError
-from core.store import EventStore, connect
+from core.store import EventStore
 from core.store.snapshots import Snapshot, restore_stream, snapshot_stream
 from mahavishnu.home import Home, prepare
-from mahavishnu.server import NatsServer
+from mahavishnu.offline import control_connection
 from mahavishnu.up import streams_of
 from projections.catalog import CATALOG
 from projections.database import database_key
 from projections.runner import ProjectionRunner
-from projections.service import FolderLock, ReadModelsBusy
+from projections.service import FolderLock
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -152,7 +151,8 @@ def _copy_home_files(root: Path, target: Path, *, include_keys: bool) -> dict[st
 
 async def _snapshots(home: Home, settings: Settings, target: Path, out: Callable[[str], None]) -> dict[str, Any]:
     streams: dict[str, dict[str, Any]] = {}
-    async with mesh_connection(home, settings, "mahavishnu-backup") as nc:
+    async with control_connection(home, settings, "mahavishnu-backup") as connected:
+        nc = connected.nc
         await EventStore(nc, streams_of(settings)).ensure_streams()  # a mesh never started has none yet
         for spec in streams_of(settings):
             path = target / "streams" / f"{spec.name}.snap"
@@ -232,7 +232,8 @@ async def restore(home: Home, settings: Settings, source: Path, *, out: Callable
     lock.release()
     _bring_home_files(source, manifest, home)
     prepare(home, settings)
-    async with mesh_connection(home, settings, "mahavishnu-restore") as nc:
+    async with control_connection(home, settings, "mahavishnu-restore") as connected:
+        nc = connected.nc
         for name, entry in manifest.streams.items():
             await _make_room(nc, name)
             snapshot = Snapshot(name, entry["config"], entry["state"], entry["bytes"])
@@ -260,38 +261,6 @@ async def restore(home: Home, settings: Settings, source: Path, *, out: Callable
 def _remove_read_model(folder: Path, name: str) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{folder / name}.db{suffix}").unlink(missing_ok=True)
-
-
-@contextlib.asynccontextmanager
-async def mesh_connection(home: Home, settings: Settings, name: str) -> AsyncIterator[Client]:
-    """A control connection to the running mesh; with `up` stopped, to a server started for the occasion.
-
-    The folder lock tells which: `up` holds it while it runs. Started here, the server runs
-    only for this command, and the lock is held meanwhile, so `up` cannot start beside it.
-    """
-    lock = FolderLock(home.readmodels_dir)
-    try:
-        lock.acquire()
-    except ReadModelsBusy:  # `up` runs: ask its server
-        nc = await connect(home.control_identity(settings), name=name, reconnect=False)
-        try:
-            yield nc
-        finally:
-            await nc.close()
-        return
-    try:
-        server = NatsServer(home.server_conf, name=f"{settings.mesh.name}-{name}")
-        endpoints = await asyncio.to_thread(server.start)
-        try:
-            nc = await connect(home.control_identity(settings, endpoints.port), name=name, reconnect=False)
-            try:
-                yield nc
-            finally:
-                await nc.close()
-        finally:
-            await asyncio.to_thread(server.stop)
-    finally:
-        lock.release()
 
 
 async def _make_room(nc: Client, name: str) -> None:

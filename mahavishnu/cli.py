@@ -22,9 +22,9 @@ from mahavishnu import agent_cli
 
 try:
     from certs import cli as ca_cli
-    from mahavishnu import audit_cli, backup_cli, command_cli, device_cli, projection_cli
+    from mahavishnu import audit_cli, backup_cli, code_cli, command_cli, device_cli, projection_cli
 except ImportError:  # a device's install (the edge extra): only the agent's commands exist there
-    ca_cli = audit_cli = backup_cli = command_cli = device_cli = projection_cli = None  # type: ignore[assignment]
+    ca_cli = audit_cli = backup_cli = code_cli = command_cli = device_cli = projection_cli = None  # type: ignore[assignment]
 
 EXIT_USAGE = 2
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         projection_cli.register(commands, _bind)  # type: ignore[arg-type]
         audit_cli.register(commands, _bind)  # type: ignore[arg-type]
         backup_cli.register(commands, _bind)  # type: ignore[arg-type]
+        code_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 

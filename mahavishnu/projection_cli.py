@@ -15,12 +15,13 @@ from core.errors import MahavishnuError
 from core.store import EventStore, connect
 from mahavishnu.control_requests import request_rebuild
 from mahavishnu.home import Home
+from mahavishnu.offline import control_connection
 from mahavishnu.up import streams_of
 from projections.catalog import CATALOG
 from projections.checksum import content_checksum
 from projections.database import KEY_ENV, KEY_FILE, database_key, open_encrypted
 from projections.runner import ProjectionRunner
-from projections.service import FolderLock, ReadModelsBusy
+from projections.service import FolderLock
 from projections.status import read_model_status
 
 
@@ -97,25 +98,20 @@ async def _parked(home: Home, settings: Settings, args: argparse.Namespace) -> i
 
 
 async def _rebuild(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    lock = FolderLock(home.readmodels_dir)
-    try:
-        lock.acquire()
-    except ReadModelsBusy:  # the running up owns the read models: it rebuilds, queries keep answering
-        nc = await connect(home.control_identity(settings), name="mahavishnu-projections", reconnect=False)
+    home.check_ready()
+    async with control_connection(home, settings, "mahavishnu-projections") as connected:
+        if connected.up_running:  # the running up owns the read models: it rebuilds, queries keep answering
+            applied = await request_rebuild(connected.nc, args.name, _bar(args.name))
+            print(f"\n{args.name} rebuilt by the running mesh from {applied} events")
+            return 0
+        store = EventStore(connected.nc, streams_of(settings))
+        key = database_key(home.root, os.environ)
+        runner = ProjectionRunner(CATALOG[args.name](), store, directory=home.readmodels_dir, key=key)
         try:
-            applied = await request_rebuild(nc, args.name, _bar(args.name))
+            await runner.open()
+            applied = await runner.rebuild(progress=_bar(args.name))
         finally:
-            await nc.close()
-        print(f"\n{args.name} rebuilt by the running mesh from {applied} events")
-        return 0
-    runner = await _runner(home, settings, args.name)
-    try:
-        await runner.open()
-        applied = await runner.rebuild(progress=_bar(args.name))
-    finally:
-        await runner.close()
-        await runner.store.nc.close()
-        lock.release()
+            await runner.close()
     print(f"\n{args.name} rebuilt from {applied} events")
     return 0
 

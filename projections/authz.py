@@ -1,7 +1,7 @@
 """Who may run which query (pure). The caller comes from the connection, never from the request.
 
-Roles: admin (everything), operator and viewer (devices, commands, and how far behind
-the read models are), auditor (the audit trail). The control services, in the mesh's
+Roles: admin (everything), operator and viewer (devices, commands, the code index, and
+how far behind the read models are), auditor (the audit trail). The control services, in the mesh's
 own account, act as admin; devices have no permission to send queries at all.
 """
 
@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 ROLES = ("admin", "operator", "auditor", "viewer")
 READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list", "projections.status"})
+# The code index: the code itself (redacted), for the people who run and build the fleet.
+# Auditors get the trail of who read it, not the code.
+READ_CODE = frozenset({"code.symbol", "code.search", "code.context", "code.files", "code.repos"})
 PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query
     "admin": None,
-    "operator": READ_FLEET,
-    "viewer": READ_FLEET,
+    "operator": READ_FLEET | READ_CODE,
+    "viewer": READ_FLEET | READ_CODE,
     "auditor": frozenset({"audit.search", "audit.verify"}),
 }
 

@@ -6,6 +6,11 @@
     GET /api/commands/{id}          commands.get
     GET /api/audit?actor=&device=&action=&since=&until=&limit=   audit.search
     GET /api/projections            projections.status (positions, lag, parked of each read model)
+    GET /api/code/symbol?name=&prefix=&repo=&limit=      code.symbol
+    GET /api/code/search?text=&repo=&limit=              code.search (full text, redacted snippets)
+    GET /api/code/context?repo=&path=&symbol=            code.context (source, callers, callees)
+    GET /api/code/files?repo=&commit=                    code.files
+    GET /api/code/repos                                  code.repos (last indexed commit, freshness)
     GET /openapi.json               the OpenAPI 3.1 document
     GET /                           the dashboard
 
@@ -40,6 +45,11 @@ PATHS: dict[str, tuple[str, str | None]] = {
     "/api/commands/{id}": ("commands.get", "id"),
     "/api/audit": ("audit.search", None),
     "/api/projections": ("projections.status", None),
+    "/api/code/symbol": ("code.symbol", None),
+    "/api/code/search": ("code.search", None),
+    "/api/code/context": ("code.context", None),
+    "/api/code/files": ("code.files", None),
+    "/api/code/repos": ("code.repos", None),
 }
 
 

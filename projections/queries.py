@@ -12,40 +12,22 @@ or to an HTTP status at each door.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import msgspec
 import sqlcipher3
 
-from core.errors import MahavishnuError, StoreError
-from core.store import EventStore
-from projections import readers
+from core.errors import StoreError
 from projections.catalog import CATALOG
+from projections.code_queries import CODE_QUERIES
 from projections.devices import delta
+from projections.reading import QueryError as QueryError  # re-exported: both doors import it from here
+from projections.reading import ReadModels as ReadModels
+from projections.reading import read_rows
 from projections.status import read_model_status
 
 COMMANDS_LIMIT = 1000
-
-
-class QueryError(MahavishnuError):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class ReadModels:
-    """What the queries read: the encrypted files in `folder`, and the event store they follow.
-
-    `store` is needed only by `projections.status` (the lag); a tool that reads the files
-    alone (`mahavishnu audit search`) leaves it out.
-    """
-
-    folder: Path
-    key: str = field(repr=False)  # never in a log line or a traceback
-    store: EventStore | None = None
 
 
 class DeviceGet(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,27 +66,18 @@ def parse(request_type: type[Any], body: bytes) -> Any:
         raise QueryError(400, "bad request: the body must be a JSON object") from None
 
 
-async def _rows(models: ReadModels, model: str, sql: str, *params: object) -> list[dict[str, Any]]:
-    try:
-        return await readers.rows(models.folder / f"{model}.db", models.key, sql, params)
-    except readers.NotBuilt:
-        raise QueryError(503, f"the {model} read model is not built yet") from None
-    except sqlcipher3.Error as exc:
-        raise QueryError(503, f"the {model} read model cannot be read now ({exc}); try again") from exc
-
-
 async def devices_list(models: ReadModels, _: Nothing) -> dict[str, Any]:
-    rows = await _rows(
+    rows = await read_rows(
         models, "devices", "SELECT device_id, status, last_seen, uptime_s, outbox FROM devices ORDER BY device_id"
     )
     return {"devices": rows}
 
 
 async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
-    devices = await _rows(models, "devices", "SELECT * FROM devices WHERE device_id = ?", request.id)
+    devices = await read_rows(models, "devices", "SELECT * FROM devices WHERE device_id = ?", request.id)
     if not devices:
         raise QueryError(404, f"no device {request.id!r}")
-    telemetry = await _rows(
+    telemetry = await read_rows(
         models,
         "devices",
         "SELECT metric, value, at FROM telemetry_last WHERE device_id = ? ORDER BY metric",
@@ -132,7 +105,7 @@ def _command(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def commands_get(models: ReadModels, request: CommandGet) -> dict[str, Any]:
-    rows = await _rows(models, "commands", "SELECT * FROM commands WHERE command_id = ?", request.id)
+    rows = await read_rows(models, "commands", "SELECT * FROM commands WHERE command_id = ?", request.id)
     if not rows:
         raise QueryError(404, f"no command {request.id!r}")
     return _command(rows[0])
@@ -148,7 +121,7 @@ async def commands_list(models: ReadModels, request: CommandList) -> dict[str, A
     else:
         sql = "SELECT * FROM commands WHERE device_id = ? ORDER BY issued_at DESC LIMIT ?"
         params = (request.device, request.limit)
-    rows = await _rows(models, "commands", sql, *params)
+    rows = await read_rows(models, "commands", sql, *params)
     return {"commands": [_command(r) for r in rows]}
 
 
@@ -156,7 +129,7 @@ async def audit_search(models: ReadModels, request: AuditSearch) -> dict[str, An
     if not 1 <= request.limit <= 10_000:
         raise QueryError(400, "bad request: limit must be 1..10000")
     clauses, params = audit_filter(request)
-    rows = await _rows(
+    rows = await read_rows(
         models, "audit", f"SELECT * FROM audit{clauses} ORDER BY seq DESC LIMIT ?", *params, request.limit
     )
     return {"entries": [{**r, "details": json.loads(r["details"]), "chain_ok": bool(r["chain_ok"])} for r in rows]}
@@ -203,4 +176,5 @@ QUERIES: dict[str, tuple[type[Any], Any]] = {
     "commands.list": (CommandList, commands_list),
     "audit.search": (AuditSearch, audit_search),
     "projections.status": (Nothing, projections_status),
+    **CODE_QUERIES,
 }
