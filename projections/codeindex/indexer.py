@@ -25,6 +25,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +38,7 @@ from core.store import EventStore
 from core.store.bulk import HEADER_ROOM
 from projections.codeindex import gitread
 from projections.codeindex.analyse import Mode
+from projections.codeindex.errors import IndexingFailed
 from projections.codeindex.gitread import BlobEntry, ChangeSet
 from projections.codeindex.worker import AnalysisJob, WorkFile, analyse_job, lower_priority, ready
 
@@ -125,8 +127,26 @@ class Indexer:
         CommitIndexed event, appended after every file event was acknowledged.
 
         Raises RepositoryError when the repository or commit cannot be read, AppendFailed
-        (a StoreError) when the store does not take the events; a retry indexes again.
+        (a StoreError) when the store does not take the events, IndexingFailed when a worker
+        process died (the pool is replaced at the next call); a retry indexes again.
         """
+        try:
+            return await self._index(repo, git_dir, commit, previous, correlation_id)
+        except BrokenProcessPool as exc:
+            # A worker died (killed, out of memory): this pool takes no more work. Drop it so
+            # the next call starts a fresh one, and say what happened in our own terms. No
+            # cancel_futures here: the broken pool fails its pending work itself.
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown, wait=True)
+            raise IndexingFailed(
+                f"indexing {repo} at {commit} failed: an analysis worker process died ({exc}); "
+                "index the commit again (a new pool is started)"
+            ) from exc
+
+    async def _index(
+        self, repo: str, git_dir: Path, commit: str, previous: str, correlation_id: str | None
+    ) -> CommitIndexed:
         started = time.monotonic()
         await self.start()
         correlation = correlation_id or uuid.uuid4().hex
@@ -199,6 +219,14 @@ class Indexer:
             while in_flight:
                 entries, future = in_flight.popleft()
                 yield entries, await future
+        except BrokenProcessPool:
+            # The broken pool fails every pending task itself; cancelling them too races with
+            # it (CPython 3.11's manager thread then dies of InvalidStateError). Only collect
+            # their errors, so that none is reported as never retrieved.
+            for _, future in in_flight:
+                future.add_done_callback(_retrieve)
+            in_flight.clear()
+            raise
         finally:
             for _, future in in_flight:  # an error or a cancellation: drop the work not yet started
                 future.cancel()
@@ -232,6 +260,11 @@ def file_events(repo: str, commit: str, analysis: FileAnalysis, *, correlation_i
         for finding in analysis.findings
     )
     return events
+
+
+def _retrieve(future: asyncio.Future[list[FileAnalysis]]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _max_payload(store: EventStore) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -15,7 +17,7 @@ import pytest
 from core.events import CommitIndexed, Event, FileIndexed, FileRemoved, SecretFound
 from core.store import EventStore, StoredEvent
 from projections.codeindex.analyse import Mode
-from projections.codeindex.errors import RepositoryError
+from projections.codeindex.errors import IndexingFailed, RepositoryError
 from projections.codeindex.indexer import Indexer
 from tests.projections.codeindex import samples
 from tests.projections.codeindex.gitrepos import GitRepo, Link
@@ -250,6 +252,23 @@ async def test_errors_and_closing(store: EventStore, tmp_path: Path, name: str) 
         Indexer(store, mode="redact", hash_key=b"", max_file_size=MB, workers=1)
     with pytest.raises(ValueError, match="mode"):
         Indexer(store, mode="loud", hash_key=KEY, max_file_size=MB, workers=1)  # type: ignore[arg-type]
+
+
+async def test_a_dead_worker_fails_the_commit_and_the_next_one_gets_a_new_pool(
+    store: EventStore, indexer: Indexer, tmp_path: Path, name: str
+) -> None:
+    git = GitRepo(tmp_path / "repo")
+    commit = git.commit({f"m{i}.py": module(i) for i in range(8)})
+    await indexer.start()
+    pool = indexer._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # as the OOM killer would
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(IndexingFailed, match="an analysis worker process died"):
+        await indexer.index(name, tmp_path / "repo", commit)
+    assert not any(isinstance(e, CommitIndexed) for e in events(await stored(store, name)))
+    done = await indexer.index(name, tmp_path / "repo", commit)
+    assert done.files_changed == 8 and indexer._pool is not pool
 
 
 def test_commit_indexed_is_an_event_of_the_repository() -> None:
