@@ -31,6 +31,7 @@ from typing import Final
 
 import pygit2
 
+from core.config import CodeSettings
 from core.errors import AppendFailed
 from core.events import CommitIndexed, Event, FileIndexed, FileRemoved, SecretFound
 from core.events.code import FileAnalysis
@@ -86,6 +87,13 @@ class Indexer:
         self._hash_key = hash_key
         self._pool: ProcessPoolExecutor | None = None
         self._starting: asyncio.Lock | None = None
+
+    @classmethod
+    def from_settings(cls, store: EventStore, code: CodeSettings, *, hash_key: bytes) -> Indexer:
+        """An indexer as `[code]` configures it: mode, max_file_size, index_workers."""
+        return cls(
+            store, mode=code.mode, hash_key=hash_key, max_file_size=code.max_file_size, workers=code.index_workers
+        )
 
     def __repr__(self) -> str:  # the default would not show the key, but say so explicitly
         return f"Indexer(mode={self.mode!r}, max_file_size={self.max_file_size}, workers={self.workers})"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.config import CodeSettings
 from core.events import CommitIndexed, Event, FileIndexed, FileRemoved, SecretFound
 from core.store import EventStore, StoredEvent
 from projections.codeindex.analyse import Mode
@@ -269,6 +270,13 @@ async def test_a_dead_worker_fails_the_commit_and_the_next_one_gets_a_new_pool(
     assert not any(isinstance(e, CommitIndexed) for e in events(await stored(store, name)))
     done = await indexer.index(name, tmp_path / "repo", commit)
     assert done.files_changed == 8 and indexer._pool is not pool
+
+
+async def test_settings_configure_an_indexer(store: EventStore) -> None:
+    code = CodeSettings(mode="block", max_file_size=4096, index_workers=3)
+    indexer = Indexer.from_settings(store, code, hash_key=KEY)
+    assert (indexer.mode, indexer.max_file_size, indexer.workers) == ("block", 4096, 3)
+    await indexer.close()  # never started: nothing to stop
 
 
 def test_commit_indexed_is_an_event_of_the_repository() -> None:
