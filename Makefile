@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/rebuild.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/index.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

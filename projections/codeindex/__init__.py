@@ -10,7 +10,13 @@ in a process pool worker and returns a `core.events.code.FileAnalysis`. The part
   signatures, docstrings, spans, imports and calls, redacted.
 - `snippets`: redacted symbol sources and windows of text for full-text search.
 
-No module here does I/O or imports NATS; nothing here keeps a secret value.
+No module above does I/O or imports NATS; nothing here keeps a secret value.
+
+Indexing commits is I/O, in modules imported by name and not re-exported here, so that the
+pool's workers (which import `worker`, and so this package) load neither pygit2 nor NATS:
+`gitread` (pygit2: files of a commit, change sets), `indexer.Indexer` (a commit into events),
+`keys.code_hash_key` (the hash key file), `worker` (what a pool process runs), `fitting`
+(an analysis cut to fit one event), `errors`.
 """
 
 from projections.codeindex.analyse import Mode, analyse_file
