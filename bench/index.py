@@ -8,8 +8,10 @@ docstrings) with a few secrets planted, in a temporary directory. Starts an embe
 nats-server with the mesh's own configuration (mTLS, encrypted JetStream), then:
   - full: `Indexer.index` of the head commit, from the call to CommitIndexed acknowledged
     (the worker pool is started first, as a service does once);
-  - incremental: a commit changing K files (10 by default); timed from the moment it
-    exists, through the RepoCommitSeen a poller would append, to CommitIndexed acknowledged;
+  - incremental: a commit changing K files (10 by default), with the code read model
+    following the stream as in `mahavishnu up`; timed from the moment it
+    exists, through the RepoCommitSeen a poller would append, to the commit being queryable
+    (code.repos shows it as the indexed commit);
   - baseline: the same files through `analyse_file`, one after another in this process,
     without git or NATS: what one core does with the analysis alone.
 The stream is then read back and searched for every planted secret value. Progress goes
@@ -20,6 +22,7 @@ to stderr; the last line on stdout is
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import secrets
 import string
@@ -34,13 +37,17 @@ import pygit2
 from pygit2.enums import FileMode
 
 from core.config import load_config
-from core.events import CommitIndexed, FileIndexed, RepoCommitSeen, SecretFound
+from core.events import CommitIndexed, FileIndexed, RepoAdded, RepoCommitSeen, SecretFound
 from core.logs import configure_logging
 from core.store import EventStore, connect
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
+from projections import readers
+from projections.code_queries import ReposQuery, code_repos
 from projections.codeindex.analyse import analyse_file
 from projections.codeindex.indexer import Indexer
+from projections.reading import QueryError, ReadModels
+from projections.service import ProjectionService
 
 REPO = "bench"
 NOUNS = ["device", "command", "event", "stream", "order", "report", "sensor", "batch", "client", "record", "shadow"]
@@ -224,6 +231,7 @@ async def main(total_lines: int, changed: int, workers: int) -> str:
             await indexer.start()
             print(f"worker pool of {workers} started in {time.perf_counter() - started:.2f} s", file=sys.stderr)
 
+            await store.append(RepoAdded(repo=REPO, location=str(git_dir), branch="main"))
             started = time.perf_counter()
             full = await indexer.index(REPO, git_dir, first)
             seconds = time.perf_counter() - started
@@ -234,10 +242,29 @@ async def main(total_lines: int, changed: int, workers: int) -> str:
             for path in rng.sample(sorted(files), min(changed, len(files))):
                 edited[path] = files[path] + f"\n\ndef added_{rng.randint(0, 10**6)}() -> int:\n    return 1\n".encode()
             second = commit_tree(repo, edited, [first])
+
+            # Queryable means in the code-index read model: the projection follows the stream
+            # (as in `mahavishnu up`) while the new commit is indexed.
+            models = ReadModels(Path(tmp) / "readmodels", secrets.token_hex(32), store)
+            models.folder.mkdir()
+            projections = ProjectionService(store, models.folder, models.key, names=("code",))
+            started = time.perf_counter()
+            await projections.start()
+            built = time.perf_counter() - started
+            print(f"code read model built from the full index in {built:.2f} s", file=sys.stderr)
+            stop = asyncio.Event()
+            following = asyncio.create_task(projections.run(stop))
+
             started = time.perf_counter()
             await store.append(RepoCommitSeen(repo=REPO, commit=second, previous=first))
             incremental = await indexer.index(REPO, git_dir, second, previous=first)
+            while not await indexed_at(models, second):  # noqa: ASYNC110  (the read model has no event to await)
+                await asyncio.sleep(0.002)
             incremental_s = time.perf_counter() - started
+            stop.set()
+            await following
+            await projections.close()
+            readers.close(models.folder)
             assert incremental.files_changed == min(changed, len(files)), incremental
             print(f"incremental index of {incremental.files_changed} files: {incremental_s:.3f} s", file=sys.stderr)
             await indexer.close()
@@ -257,6 +284,14 @@ async def main(total_lines: int, changed: int, workers: int) -> str:
     )
 
 
+async def indexed_at(models: ReadModels, commit: str) -> bool:
+    try:
+        repos = (await code_repos(models, ReposQuery()))["repos"]
+    except QueryError:
+        return False  # not built yet
+    return any(r["repo"] == REPO and r["indexed_commit"] == commit for r in repos)
+
+
 async def check_stream(store: EventStore, planted: list[str]) -> tuple[int, int, int]:
     """How many secrets the stream records, how many planted values appear in its raw bytes, how many events."""
     found = leaked = events = 0
@@ -265,7 +300,9 @@ async def check_stream(store: EventStore, planted: list[str]) -> tuple[int, int,
         found += isinstance(stored.event, SecretFound)
         leaked += sum(value.encode() in stored.data for value in planted)
         assert stored.event is not None, stored.error
-        assert isinstance(stored.event, FileIndexed | SecretFound | CommitIndexed | RepoCommitSeen), stored.event
+        assert isinstance(stored.event, FileIndexed | SecretFound | CommitIndexed | RepoCommitSeen | RepoAdded), (
+            stored.event
+        )
     return found, leaked, events
 
 
