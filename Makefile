@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rebuild.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/index.py
+	$(BIN)/python bench/poll.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

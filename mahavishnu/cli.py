@@ -22,9 +22,9 @@ from mahavishnu import agent_cli
 
 try:
     from certs import cli as ca_cli
-    from mahavishnu import audit_cli, backup_cli, code_cli, command_cli, device_cli, projection_cli
+    from mahavishnu import audit_cli, backup_cli, code_cli, command_cli, device_cli, projection_cli, repo_cli
 except ImportError:  # a device's install (the edge extra): only the agent's commands exist there
-    ca_cli = audit_cli = backup_cli = code_cli = command_cli = device_cli = projection_cli = None  # type: ignore[assignment]
+    ca_cli = audit_cli = backup_cli = code_cli = command_cli = device_cli = projection_cli = repo_cli = None  # type: ignore[assignment]
 
 EXIT_USAGE = 2
 
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     up = commands.add_parser("up", help="create the mesh once, run it in the foreground until Ctrl-C")
+    up.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="register a repository to index at start (repeatable)",
+    )
     up.set_defaults(func=_up)
 
     init = commands.add_parser("init", help="create the state directory (CA, certificates, configuration) only")
@@ -75,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         audit_cli.register(commands, _bind)  # type: ignore[arg-type]
         backup_cli.register(commands, _bind)  # type: ignore[arg-type]
         code_cli.register(commands, _bind)  # type: ignore[arg-type]
+        repo_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 
@@ -121,7 +129,7 @@ def _up(args: argparse.Namespace, home: Path) -> int:
 
     settings = _settings(home)
     configure_logging(level=settings.logging.level, fmt=settings.logging.format)
-    return _run_async(run(Home(home), settings))
+    return _run_async(run(Home(home), settings, index=tuple(args.index)))
 
 
 def _init(args: argparse.Namespace, home: Path) -> int:

@@ -24,7 +24,7 @@ from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
-from core.metrics import EventStoreMetrics, ProjectionMetrics, new_registry
+from core.metrics import CodeIndexMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
@@ -33,6 +33,8 @@ from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
 from projections import http_api, http_auth
+from projections.codeindex.registering import register_at_start
+from projections.codeindex.service import CodeIndexService
 from projections.database import database_key
 from projections.queries import ReadModels
 from projections.query_service import start_query_service
@@ -69,7 +71,9 @@ def connection_help(identity: Identity, home: Home) -> str:
     )
 
 
-async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = print) -> int:
+async def run(
+    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
+) -> int:
     """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
     prepare(home, settings)
     server = NatsServer(home.server_conf, name=settings.mesh.name)
@@ -84,6 +88,8 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
     service: ProjectionService | None = None
     stop_following = asyncio.Event()
     following: asyncio.Task[None] | None = None
+    polling: asyncio.Task[None] | None = None
+    code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
     try:
@@ -97,6 +103,11 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
         await control_requests.serve(nc, service)
+        for location in index:
+            out(await register_at_start(store, location))
+        code = CodeIndexService(store, home.root, settings.code, metrics=CodeIndexMetrics(registry))
+        await code.start()
+        polling = asyncio.create_task(code.run(stop_following), name="code-index")
         models = ReadModels(home.readmodels_dir, key, store)
         queries = await start_query_service(
             nc,
@@ -126,6 +137,7 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         await queries.stop()
         stop_following.set()
         await following
+        await polling
         supervisor.stopping()
         with contextlib.suppress(MahavishnuError, TimeoutError):
             await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
@@ -135,6 +147,10 @@ async def run(home: Home, settings: Settings, *, out: Callable[[str], None] = pr
         stop_following.set()
         if following is not None and not following.done():
             await following
+        if polling is not None and not polling.done():
+            await polling
+        if code is not None:
+            await code.close()
         if service is not None:
             await service.close()
         if probes is not None:

@@ -58,16 +58,20 @@ class Running:
         return self.process.returncode, out
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Running]:
-    env = environment(tmp_path / "home")
-    log = (tmp_path / "up.log").open("w")  # up's own log, readable while it runs (see Running.log)
+def start_up(folder: Path, **overrides: str) -> Running:
+    """`mahavishnu up` in `folder`/home, ready; its log in `folder`/up.log."""
+    env = environment(folder / "home", **overrides)
+    log = (folder / "up.log").open("w")  # up's own log, readable while it runs (see Running.log)
     process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-    running = Running(process, env, tmp_path / "home")
+    log.close()  # the child has its own descriptor
+    running = Running(process, env, folder / "home")
     ready = run("status", "--wait-ready", "60", env=env, timeout=90)
     assert ready.returncode == 0, (ready.stderr, process.poll())
-    yield running
-    log.close()
+    return running
+
+
+def stop_up(running: Running) -> None:
+    process = running.process
     if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
         process.send_signal(signal.SIGTERM)
         try:
@@ -76,6 +80,13 @@ def up(tmp_path: Path) -> Iterator[Running]:
             process.kill()
             process.communicate(timeout=30)
     _stop_orphaned_server(running.home / "nats" / "server.pid")
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Running]:
+    running = start_up(tmp_path)
+    yield running
+    stop_up(running)
 
 
 def _stop_orphaned_server(pid_file: Path) -> None:

@@ -1,0 +1,142 @@
+"""Repositories to poll: what `repo add` accepts (pure checks), and the registry folded from their events.
+
+A repository is a local path, read in place, or a remote URL, fetched into a mirror. A
+URL never carries credentials: it is stored in an event, which every reader of the stream
+sees; remotes that need them authenticate by SSH key/agent or a credential helper.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from core.events import CommitIndexed, Event, RepoAdded, RepoCommitSeen, RepoRemoved
+from core.store import EventStore
+from core.subjects import token
+from projections.codeindex.errors import CodeIndexError
+
+SUBJECTS = "mesh.evt.repo.>"
+_SCP_LIKE = re.compile(r"^(?P<user>[^@/\s]+@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>[^/\s].*)$")  # user@host:path
+_REMOTE_SCHEMES = ("https", "http", "ssh", "git", "file")
+
+
+class RepositoryRefused(CodeIndexError):
+    """`repo add` was given something that cannot be polled; the message says what to give instead."""
+
+
+@dataclass(frozen=True)
+class Location:
+    location: str  # an absolute path, or the URL as given
+    remote: bool
+    host: str  # the remote's host ("" for a local path or file://): one circuit breaker per host
+
+
+def parse_location(text: str, *, cwd: Path) -> Location:
+    """Where a repository is (pure but for resolving a relative path against `cwd`)."""
+    parts = urlsplit(text)
+    if parts.scheme in _REMOTE_SCHEMES:
+        if parts.password is not None:
+            raise RepositoryRefused(
+                f"{_without_password(text)}: credentials in a URL would be stored in an event that every reader of "
+                "the stream sees; use an SSH key or agent, or a git credential helper"
+            )
+        return Location(text, remote=True, host=parts.hostname or "")
+    scp = _SCP_LIKE.match(text)
+    if scp and not Path(text).exists() and "\\" not in text:
+        return Location(text, remote=True, host=scp["host"])
+    if parts.scheme:
+        raise RepositoryRefused(f"{text}: unknown scheme {parts.scheme!r}; use one of {', '.join(_REMOTE_SCHEMES)}")
+    return Location(str((cwd / text).resolve()), remote=False, host="")
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def default_name(location: Location) -> str:
+    """The repository's name when none is given: the last piece of its path, without `.git` (pure)."""
+    path = urlsplit(location.location).path if location.remote else location.location
+    if location.remote and "://" not in location.location:
+        path = location.location.rsplit(":", 1)[-1]
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    return base.removesuffix(".git") or "repo"
+
+
+@dataclass(frozen=True)
+class Repository:
+    name: str
+    location: str
+    branch: str
+    remote: bool
+    seen: str = ""  # the last head a poll saw
+    indexed: str = ""  # the last commit indexed
+
+    @property
+    def host(self) -> str:
+        return parse_location(self.location, cwd=Path("/")).host if self.remote else ""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The repositories being polled, by name, as their events say (pure fold)."""
+
+    repos: dict[str, Repository]
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> Registry:
+        registry = cls({})
+        for event in events:
+            registry = registry.apply(event)
+        return registry
+
+    def apply(self, event: Event) -> Registry:
+        match event:
+            case RepoAdded():
+                return self._with(Repository(event.repo, event.location, event.branch, event.remote))
+            case RepoRemoved() if event.repo in self.repos:
+                return Registry({name: repo for name, repo in self.repos.items() if name != event.repo})
+            case RepoCommitSeen() if event.repo in self.repos:
+                return self._with(replace(self.repos[event.repo], seen=event.commit))
+            case CommitIndexed() if event.repo in self.repos:
+                return self._with(replace(self.repos[event.repo], indexed=event.commit))
+        return self  # file events and the like: nothing about which repositories exist
+
+    def _with(self, repo: Repository) -> Registry:
+        return Registry({**self.repos, repo.name: repo})
+
+    def check_new(self, name: str, location: Location) -> None:
+        """Refuse a name that cannot be a subject token, is taken, or a location already registered."""
+        try:
+            token(name, what="repository name")
+        except ValueError as exc:
+            raise RepositoryRefused(f"{exc}; pick one with --name") from None
+        if name in self.repos:
+            raise RepositoryRefused(f"a repository named {name!r} is registered already: pick another with --name")
+        for repo in self.repos.values():
+            if repo.location == location.location:
+                raise RepositoryRefused(f"{location.location} is registered already, as {repo.name!r}")
+
+
+class RegistryFollower:
+    """The registry kept current from the stream: each refresh reads only what was appended since the last."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.registry = Registry({})
+        self._next_seq = 1
+
+    async def refresh(self) -> Registry:
+        async for stored in self.store.read(SUBJECTS, self._next_seq):
+            self._next_seq = stored.seq + 1
+            if stored.event is not None:
+                self.registry = self.registry.apply(stored.event)
+        return self.registry
+
+
+async def load_registry(store: EventStore) -> Registry:
+    return await RegistryFollower(store).refresh()
