@@ -58,11 +58,11 @@ class Running:
         return self.process.returncode, out
 
 
-def start_up(folder: Path, **overrides: str) -> Running:
+def start_up(folder: Path, *args: str, **overrides: str) -> Running:
     """`mahavishnu up` in `folder`/home, ready; its log in `folder`/up.log."""
     env = environment(folder / "home", **overrides)
     log = (folder / "up.log").open("w")  # up's own log, readable while it runs (see Running.log)
-    process = subprocess.Popen([MAHAVISHNU, "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    process = subprocess.Popen([MAHAVISHNU, "up", *args], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()  # the child has its own descriptor
     running = Running(process, env, folder / "home")
     ready = run("status", "--wait-ready", "60", env=env, timeout=90)

@@ -73,3 +73,19 @@ def test_repo_mistakes_are_named_in_one_line(mesh: Running, tmp_path: Path) -> N
     assert "credentials in a URL" in refused and "hunter2" not in refused
     assert "no repository named 'ghost'" in one_line_error(run("repo", "remove", "ghost", env=mesh.env))
     assert "PATH:SYMBOL" in one_line_error(run("code", "context", "x", "nocolon", env=mesh.env))
+
+
+def test_up_index_registers_a_repository_once(tmp_path: Path) -> None:
+    work = tmp_path / "tool"
+    head = commit(work, {"tool.py": "def run():\n    return 0\n"})
+    for _ in range(2):  # the second start finds it registered and leaves it
+        running = start_up(tmp_path, "--index", str(work), MAHAVISHNU_CODE__POLL_INTERVAL="1s")
+        try:
+            wait_until(
+                lambda env=running.env: repos(env).get("tool", {}).get("indexed_commit") == head,  # type: ignore[misc]
+                timeout=60,
+                what="index",
+            )
+            assert len(json.loads(run("repo", "list", "--json", env=running.env).stdout)) == 1
+        finally:
+            stop_up(running)
