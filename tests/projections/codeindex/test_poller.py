@@ -175,3 +175,13 @@ async def test_running_polls_never_exceed_the_limit(store: EventStore, tmp_path:
     stop.set()
     await running
     assert 1 <= poller.max_in_flight <= 2
+
+
+def test_remote_failures_are_told_apart_without_credentials() -> None:
+    from projections.codeindex.poller import _remote_reason
+
+    url = "https://git.example.com/team/app.git"
+    assert "asks for credentials" in _remote_reason(url, "remote authentication required but no callback set")
+    assert "asks for credentials" in _remote_reason(url, "unexpected http status code: 401")
+    assert "unreachable" in _remote_reason(url, "failed to connect to 127.0.0.1: Connection refused")
+    assert _remote_reason(url, "something else").startswith(f"fetching {url} failed")
