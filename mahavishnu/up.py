@@ -42,6 +42,8 @@ from projections.service import ProjectionService
 
 log = logging.getLogger("mahavishnu.up")
 
+CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they end with up's exit anyway
+
 
 def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
     js = settings.jetstream
@@ -105,8 +107,9 @@ async def run(
         await control_requests.serve(nc, service)
         for location in index:
             out(await register_at_start(store, location))
+        # The indexer's worker pool starts with the first commit to index, not here: a mesh
+        # without repositories runs no worker processes.
         code = CodeIndexService(store, home.root, settings.code, metrics=CodeIndexMetrics(registry))
-        await code.start()
         polling = asyncio.create_task(code.run(stop_following), name="code-index")
         models = ReadModels(home.readmodels_dir, key, store)
         queries = await start_query_service(
@@ -150,7 +153,8 @@ async def run(
         if polling is not None and not polling.done():
             await polling
         if code is not None:
-            await code.close()
+            with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
+                await asyncio.wait_for(code.close(), CODE_CLOSE_S)
         if service is not None:
             await service.close()
         if probes is not None:

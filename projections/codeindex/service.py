@@ -29,6 +29,7 @@ class CodeIndexService:
         self.poller = Poller(store, home_root / "mirrors", settings, self._index, metrics=metrics)
 
     async def start(self) -> None:
+        """Start the indexer's worker pool now rather than at the first commit (it costs about 0.4 s)."""
         await self.indexer.start()
 
     async def run(self, stop: asyncio.Event) -> None:
