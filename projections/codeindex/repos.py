@@ -75,6 +75,7 @@ class Repository:
     remote: bool
     seen: str = ""  # the last head a poll saw
     indexed: str = ""  # the last commit indexed
+    added: str = ""  # the event id of its RepoAdded: a repository removed and added again is a new registration
 
     @property
     def host(self) -> str:
@@ -97,7 +98,9 @@ class Registry:
     def apply(self, event: Event) -> Registry:
         match event:
             case RepoAdded():
-                return self._with(Repository(event.repo, event.location, event.branch, event.remote))
+                return self._with(
+                    Repository(event.repo, event.location, event.branch, event.remote, added=event.event_id)
+                )
             case RepoRemoved() if event.repo in self.repos:
                 return Registry({name: repo for name, repo in self.repos.items() if name != event.repo})
             case RepoCommitSeen() if event.repo in self.repos:
