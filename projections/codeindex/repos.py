@@ -13,12 +13,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats.errors
+
 from core.events import CommitIndexed, Event, RepoAdded, RepoCommitSeen, RepoRemoved
-from core.store import EventStore
+from core.store import EventStore, StoredEvent
+from core.store.nats_errors import from_exception
+from core.streams import stream_for
 from core.subjects import token
 from projections.codeindex.errors import CodeIndexError
 
 SUBJECTS = "mesh.evt.repo.>"
+# Only the events the registry folds: the file and secret events on the same subjects are the
+# bulk of a code index (analyses, snippets), and a registry read must not replay all of them.
+_FOLDED = tuple(f"mesh.evt.repo.*.{what}" for what in ("added", "removed", "commit", "indexed"))
 _SCP_LIKE = re.compile(r"^(?P<user>[^@/\s]+@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>[^/\s].*)$")  # user@host:path
 _REMOTE_SCHEMES = ("https", "http", "ssh", "git", "file")
 
@@ -126,7 +133,12 @@ class Registry:
 
 
 class RegistryFollower:
-    """The registry kept current from the stream: each refresh reads only what was appended since the last."""
+    """The registry kept current from the stream: each refresh reads only what was appended since the last.
+
+    It reads the folded subjects one filter at a time, so each read may reach a different
+    point of the stream; all of them reach at least the stream's last sequence taken before
+    the first, and only events up to it are applied: the rest are read again next time.
+    """
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
@@ -134,11 +146,26 @@ class RegistryFollower:
         self._next_seq = 1
 
     async def refresh(self) -> Registry:
-        async for stored in self.store.read(SUBJECTS, self._next_seq):
-            self._next_seq = stored.seq + 1
+        """Apply what was appended since the last refresh; StoreError when the stream cannot be read."""
+        upto = await self._last_seq()
+        if upto < self._next_seq:
+            return self.registry  # nothing new on the stream: no consumers created at all
+        found: list[StoredEvent] = []
+        for subject in _FOLDED:
+            found += [stored async for stored in self.store.read(subject, self._next_seq) if stored.seq <= upto]
+        for stored in sorted(found, key=lambda s: s.seq):  # one order across filters: a re-add after a removal
             if stored.event is not None:
                 self.registry = self.registry.apply(stored.event)
+        self._next_seq = upto + 1
         return self.registry
+
+    async def _last_seq(self) -> int:
+        name = stream_for(SUBJECTS.removesuffix(">"), self.store.streams).name
+        try:
+            info = await self.store.js.stream_info(name)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"read the state of stream {name}") from exc
+        return int(info.state.last_seq)
 
 
 async def load_registry(store: EventStore) -> Registry:
