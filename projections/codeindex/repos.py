@@ -21,12 +21,13 @@ from core.store.nats_errors import from_exception
 from core.streams import stream_for
 from core.subjects import token
 from projections.codeindex.errors import CodeIndexError
+from projections.codeindex.secrets import find_secrets
 
 SUBJECTS = "mesh.evt.repo.>"
 # Only the events the registry folds: the file and secret events on the same subjects are the
 # bulk of a code index (analyses, snippets), and a registry read must not replay all of them.
 _FOLDED = tuple(f"mesh.evt.repo.*.{what}" for what in ("added", "removed", "commit", "indexed"))
-_SCP_LIKE = re.compile(r"^(?P<user>[^@/\s]+@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>[^/\s].*)$")  # user@host:path
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>[^/\s].*)$")  # user@host:path
 _REMOTE_SCHEMES = ("https", "http", "ssh", "git", "file")
 
 
@@ -45,24 +46,31 @@ def parse_location(text: str, *, cwd: Path) -> Location:
     """Where a repository is (pure but for resolving a relative path against `cwd`)."""
     parts = urlsplit(text)
     if parts.scheme in _REMOTE_SCHEMES:
-        if parts.password is not None:
-            raise RepositoryRefused(
-                f"{_without_password(text)}: credentials in a URL would be stored in an event that every reader of "
-                "the stream sees; use an SSH key or agent, or a git credential helper"
-            )
+        if parts.password is not None or _is_credential(parts.username):
+            raise _credentials_refused(text)
         return Location(text, remote=True, host=parts.hostname or "")
     scp = _SCP_LIKE.match(text)
     if scp and not Path(text).exists() and "\\" not in text:
+        if scp["user"] is not None and (":" in scp["user"] or _is_credential(scp["user"])):
+            raise _credentials_refused(text)
         return Location(text, remote=True, host=scp["host"])
     if parts.scheme:
         raise RepositoryRefused(f"{text}: unknown scheme {parts.scheme!r}; use one of {', '.join(_REMOTE_SCHEMES)}")
     return Location(str((cwd / text).resolve()), remote=False, host="")
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+def _is_credential(user: str | None) -> bool:
+    """A user name that is a token (`https://ghp_...@github.com/...`): a credential all the same."""
+    return user is not None and bool(find_secrets(user, path="url"))
+
+
+def _credentials_refused(text: str) -> RepositoryRefused:
+    # The whole user part is hidden: the message is printed and logged, the credential must not be.
+    shown = re.sub(r"^([a-z+]+://)?[^@/]*@", r"\1***@", text)
+    return RepositoryRefused(
+        f"{shown}: credentials in a URL would be stored in an event that every reader of the stream sees; "
+        "use an SSH key or agent, or a git credential helper"
+    )
 
 
 def default_name(location: Location) -> str:
