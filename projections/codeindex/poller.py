@@ -139,7 +139,8 @@ class Poller:
         self._polling: dict[str, asyncio.Task[str | None]] = {}
         self._indexing: dict[str, asyncio.Task[None]] = {}
         self._handed: dict[str, tuple[str, str]] = {}  # (registration, head) last handed to the indexer
-        self._waiting_since: dict[str, float] = {}  # repositories whose newest commit is not indexed yet
+        self._waiting_since: dict[str, float] = {}
+        self._lag_exported: set[str] = set()  # repositories whose newest commit is not indexed yet
 
     # --- scheduling ------------------------------------------------------------------
 
@@ -261,6 +262,8 @@ class Poller:
     def _breaker(self, host: str) -> Breaker:
         if host not in self.breakers:
             self.breakers[host] = Breaker(self.settings.breaker_failures, self.settings.breaker_cooldown)
+            if self.metrics is not None:  # a host is on the dashboard from its first poll, not its first trouble
+                self.metrics.circuit_state.labels(host=host).set(CodeIndexMetrics.CIRCUIT_STATES["closed"])
         return self.breakers[host]
 
     async def _circuit_moved(self, repo: Repository, state: CircuitState | None, reason: str) -> None:
@@ -287,6 +290,9 @@ class Poller:
         if self.metrics is None:
             return
         now = self.clock()
+        for name in self._lag_exported - registry.repos.keys():  # a removed repository has no lag, not its last one
+            self.metrics.index_lag_seconds.remove(name)
+        self._lag_exported = set(registry.repos)
         for name in registry.repos:
             since = self._waiting_since.get(name)
             self.metrics.index_lag_seconds.labels(repo=name).set(0.0 if since is None else now - since)

@@ -21,6 +21,7 @@ import pytest
 
 from core.config import CodeSettings
 from core.events import CircuitChanged, RepoAdded, RepoPollFailed, RepoRemoved
+from core.metrics import CodeIndexMetrics, new_registry
 from core.store import EventStore
 from projections.codeindex.poller import Poller
 from tests.projections.codeindex.test_poller import Recorder, closed_port, commit, events_of, name
@@ -205,3 +206,44 @@ async def test_a_hosts_circuit_opens_then_a_trial_poll_after_the_cooldown_closes
     changes = [e for e in await events_of(store, repo) if isinstance(e, CircuitChanged)]
     assert [(c.state, c.host) for c in changes] == [("open", "127.0.0.1"), ("half-open", "127.0.0.1"),
                                                     ("closed", "127.0.0.1")]  # fmt: skip
+
+
+async def test_polls_and_circuits_are_exported_to_prometheus(store: EventStore, tmp_path: Path) -> None:
+    good, bad = name(), name()
+    commit(tmp_path / "work", {"a.py": "x = 1\n"})
+    await store.append(RepoAdded(repo=good, location=str(tmp_path / "work")))
+    await store.append(RepoAdded(repo=bad, location=f"git://127.0.0.1:{closed_port()}/app.git", remote=True))
+    registry = new_registry()
+    settings = CodeSettings(breaker_failures=2)
+    poller = Poller(store, tmp_path / "mirrors", settings, Recorder(), metrics=CodeIndexMetrics(registry))
+    repos = await poller.follower.refresh()
+    await poller.poll(repos.repos[good])
+    await poller.poll(repos.repos[bad])
+    circuit = {"host": "127.0.0.1"}
+    assert registry.get_sample_value("mahavishnu_circuit_state", circuit) == 0  # known, closed
+    await poller.poll(repos.repos[bad])
+    assert registry.get_sample_value("mahavishnu_polls_total", {"repo": good, "outcome": "ok"}) == 1
+    assert registry.get_sample_value("mahavishnu_polls_total", {"repo": bad, "outcome": "failed"}) == 2
+    assert registry.get_sample_value("mahavishnu_circuit_state", circuit) == 2  # open
+
+
+async def test_a_removed_repository_leaves_no_lag_behind(store: EventStore, tmp_path: Path) -> None:
+    repo = name()
+    commit(tmp_path / "work", {"a.py": "x = 1\n"})
+    await store.append(RepoAdded(repo=repo, location=str(tmp_path / "work")))
+    registry = new_registry()
+    poller = Poller(
+        store, tmp_path / "mirrors", CodeSettings(poll_interval=0.2), Recorder(), metrics=CodeIndexMetrics(registry)
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(poller.run(stop))
+    lag = {"repo": repo}
+    await eventually(
+        lambda: registry.get_sample_value("mahavishnu_index_lag_seconds", lag) == 0, timeout=10, what="lag 0"
+    )
+    await store.append(RepoRemoved(repo=repo))
+    await eventually(
+        lambda: registry.get_sample_value("mahavishnu_index_lag_seconds", lag) is None, timeout=10, what="no lag"
+    )
+    stop.set()
+    await running
