@@ -139,8 +139,8 @@ class Poller:
         self._polling: dict[str, asyncio.Task[str | None]] = {}
         self._indexing: dict[str, asyncio.Task[None]] = {}
         self._handed: dict[str, tuple[str, str]] = {}  # (registration, head) last handed to the indexer
-        self._waiting_since: dict[str, float] = {}
-        self._lag_exported: set[str] = set()  # repositories whose newest commit is not indexed yet
+        self._waiting_since: dict[str, float] = {}  # repositories whose newest commit is not indexed yet
+        self._lag_exported: set[str] = set()  # repositories with an index lag gauge
 
     # --- scheduling ------------------------------------------------------------------
 
