@@ -9,7 +9,9 @@ poll slots (it has its own process pool), one commit at a time per repository.
 
 Every outcome is an event: RepoCommitSeen, RepoPollFailed (with a reason, never a
 credential), CircuitChanged; and metrics (polls by outcome, circuit state per host).
-pygit2 blocks, so opening, cloning and fetching run in threads.
+pygit2 blocks, so opening, cloning and fetching run in threads. A thread cannot be
+cancelled, so a silent remote is bounded by libgit2's own transport timeouts rather than
+by abandoning the thread: a poll's slot is held until its git work has really ended.
 """
 
 from __future__ import annotations
@@ -51,29 +53,44 @@ def poll_offset(name: str, interval: float) -> float:
     return fraction * interval
 
 
-def head_of(repo: Repository, mirrors: Path, fetch_timeout: float) -> tuple[Path, str]:
+def bound_transport(timeout: float) -> None:
+    """Make libgit2 give up on a remote that does not connect or answer within `timeout` seconds.
+
+    Process-wide (libgit2 has no per-fetch setting): the poller is the only code that talks
+    to remotes. It bounds every connect, read and write, so a fetch thread always ends.
+    """
+    pygit2.settings.server_connect_timeout = max(1, int(timeout * 1000))
+    pygit2.settings.server_timeout = max(1, int(timeout * 1000))
+
+
+def head_of(repo: Repository, mirrors: Path) -> tuple[Path, str]:
     """The git directory and head commit of `repo`, fetching a remote into its mirror first (blocking)."""
     if not repo.remote:
         git_dir = Path(repo.location)
         opened = open_repository(git_dir)
     else:
         git_dir = mirrors / f"{repo.name}.git"
-        opened = _fetched_mirror(repo.location, git_dir, fetch_timeout)
+        opened = _fetched_mirror(repo.location, git_dir)
     return git_dir, resolve_head(opened, repo.branch)  # RepositoryError names an unknown branch
 
 
-def _fetched_mirror(url: str, git_dir: Path, timeout: float) -> pygit2.Repository:
+def _fetched_mirror(url: str, git_dir: Path) -> pygit2.Repository:
     try:
         if (git_dir / "HEAD").exists():
             mirror = pygit2.Repository(str(git_dir))
-            mirror.remotes["origin"].fetch(prune=pygit2.enums.FetchPrune.PRUNE)
-            return mirror
-        git_dir.parent.mkdir(parents=True, exist_ok=True)
-        mirror = pygit2.init_repository(str(git_dir), bare=True)
-        # A mirror refspec: a fetch moves refs/heads/* themselves, so branches follow the remote.
-        remote = mirror.remotes.create("origin", url, "+refs/*:refs/*")
-        remote.fetch()
-        for head in remote.list_heads(connect=False):  # HEAD follows the remote's default branch
+        else:
+            git_dir.parent.mkdir(parents=True, exist_ok=True)
+            mirror = pygit2.init_repository(str(git_dir), bare=True)
+        # Checked at every fetch, not only at the first: a first clone that failed leaves a mirror
+        # behind, and a repository removed and added again under its name may have a new URL.
+        if "origin" not in mirror.remotes.names():
+            # A mirror refspec: a fetch moves refs/heads/* themselves, so branches follow the remote.
+            mirror.remotes.create("origin", url, "+refs/*:refs/*")
+        elif mirror.remotes["origin"].url != url:
+            mirror.remotes.set_url("origin", url)
+        remote = mirror.remotes["origin"]
+        remote.fetch(prune=pygit2.enums.FetchPrune.PRUNE)
+        for head in remote.list_heads(connect=False):  # HEAD follows the remote's default branch, even if it moves
             if head.name == "HEAD" and head.symref_target:
                 mirror.set_head(head.symref_target)
         return mirror
@@ -103,6 +120,7 @@ class Poller:
         rng: random.Random | None = None,
         fetch_timeout: float = 60.0,
     ) -> None:
+        """`fetch_timeout`: seconds a remote may take to connect or to answer before its poll fails."""
         self.store = store
         self.mirrors = mirrors
         self.settings = settings
@@ -111,6 +129,7 @@ class Poller:
         self.clock = clock
         self.rng = rng or random.Random()
         self.fetch_timeout = fetch_timeout
+        bound_transport(fetch_timeout)
         self.follower = RegistryFollower(store)
         self.breakers: dict[str, Breaker] = {}
         self.polls = self.failures = self.in_flight = self.max_in_flight = 0
@@ -119,8 +138,9 @@ class Poller:
         self._due: dict[str, float] = {}
         self._polling: dict[str, asyncio.Task[str | None]] = {}
         self._indexing: dict[str, asyncio.Task[None]] = {}
-        self._handed: dict[str, str] = {}  # the head last handed to the indexer, per repository
+        self._handed: dict[str, tuple[str, str]] = {}  # (registration, head) last handed to the indexer
         self._waiting_since: dict[str, float] = {}  # repositories whose newest commit is not indexed yet
+        self._lag_exported: set[str] = set()  # repositories with an index lag gauge
 
     # --- scheduling ------------------------------------------------------------------
 
@@ -130,6 +150,8 @@ class Poller:
         for name in list(self._due):
             if name not in registry.repos:
                 del self._due[name], self._base[name]
+                self._handed.pop(name, None)
+                self._waiting_since.pop(name, None)
         for name in registry.repos:
             if name not in self._due:
                 self._base[name] = now - interval + poll_offset(name, interval)  # first slot within one interval
@@ -188,12 +210,13 @@ class Poller:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.polls += 1
             try:
-                git_dir, head = await asyncio.wait_for(
-                    asyncio.to_thread(head_of, repo, self.mirrors, self.fetch_timeout), self.fetch_timeout
-                )
-            except (CodeIndexError, TimeoutError, OSError) as exc:
-                reason = str(exc) or f"no answer within {self.fetch_timeout:.0f} s"
-                await self._failed(repo, breaker, reason)
+                git_dir, head = await asyncio.to_thread(head_of, repo, self.mirrors)
+            except (CodeIndexError, OSError) as exc:
+                await self._failed(repo, breaker, str(exc))
+                return None
+            except Exception as exc:  # a bug or a pygit2 surprise: one repository's failure, never the poller's end
+                log.exception("poll failed unexpectedly", extra={"repo": repo.name})
+                await self._failed(repo, breaker, f"unexpected {type(exc).__name__}: {exc}")
                 return None
             finally:
                 self.in_flight -= 1
@@ -204,11 +227,12 @@ class Poller:
         return head
 
     async def _maybe_index(self, repo: Repository, git_dir: Path, head: str) -> None:
-        if head in (repo.indexed, self._handed.get(repo.name)) or repo.name in self._indexing:
+        handed = self._handed.get(repo.name) == (repo.added, head)
+        if head == repo.indexed or handed or repo.name in self._indexing:
             return
         if head != repo.seen:
             await self.store.append(RepoCommitSeen(repo=repo.name, commit=head, previous=repo.indexed, actor="poller"))
-        self._handed[repo.name] = head
+        self._handed[repo.name] = (repo.added, head)
         self._waiting_since.setdefault(repo.name, self.clock())
         task = asyncio.create_task(self._index(repo, git_dir, head), name=f"index-{repo.name}")
         self._indexing[repo.name] = task
@@ -238,6 +262,8 @@ class Poller:
     def _breaker(self, host: str) -> Breaker:
         if host not in self.breakers:
             self.breakers[host] = Breaker(self.settings.breaker_failures, self.settings.breaker_cooldown)
+            if self.metrics is not None:  # a host is on the dashboard from its first poll, not its first trouble
+                self.metrics.circuit_state.labels(host=host).set(CodeIndexMetrics.CIRCUIT_STATES["closed"])
         return self.breakers[host]
 
     async def _circuit_moved(self, repo: Repository, state: CircuitState | None, reason: str) -> None:
@@ -264,6 +290,9 @@ class Poller:
         if self.metrics is None:
             return
         now = self.clock()
+        for name in self._lag_exported - registry.repos.keys():  # a removed repository has no lag, not its last one
+            self.metrics.index_lag_seconds.remove(name)
+        self._lag_exported = set(registry.repos)
         for name in registry.repos:
             since = self._waiting_since.get(name)
             self.metrics.index_lag_seconds.labels(repo=name).set(0.0 if since is None else now - since)

@@ -13,13 +13,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats.errors
+
 from core.events import CommitIndexed, Event, RepoAdded, RepoCommitSeen, RepoRemoved
-from core.store import EventStore
+from core.store import EventStore, StoredEvent
+from core.store.nats_errors import from_exception
+from core.streams import stream_for
 from core.subjects import token
 from projections.codeindex.errors import CodeIndexError
+from projections.codeindex.secrets import find_secrets
 
 SUBJECTS = "mesh.evt.repo.>"
-_SCP_LIKE = re.compile(r"^(?P<user>[^@/\s]+@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>[^/\s].*)$")  # user@host:path
+# Only the events the registry folds: the file and secret events on the same subjects are the
+# bulk of a code index (analyses, snippets), and a registry read must not replay all of them.
+_FOLDED = tuple(f"mesh.evt.repo.*.{what}" for what in ("added", "removed", "commit", "indexed"))
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>[^/\s].*)$")  # user@host:path
 _REMOTE_SCHEMES = ("https", "http", "ssh", "git", "file")
 
 
@@ -38,24 +46,31 @@ def parse_location(text: str, *, cwd: Path) -> Location:
     """Where a repository is (pure but for resolving a relative path against `cwd`)."""
     parts = urlsplit(text)
     if parts.scheme in _REMOTE_SCHEMES:
-        if parts.password is not None:
-            raise RepositoryRefused(
-                f"{_without_password(text)}: credentials in a URL would be stored in an event that every reader of "
-                "the stream sees; use an SSH key or agent, or a git credential helper"
-            )
+        if parts.password is not None or _is_credential(parts.username):
+            raise _credentials_refused(text)
         return Location(text, remote=True, host=parts.hostname or "")
     scp = _SCP_LIKE.match(text)
     if scp and not Path(text).exists() and "\\" not in text:
+        if scp["user"] is not None and (":" in scp["user"] or _is_credential(scp["user"])):
+            raise _credentials_refused(text)
         return Location(text, remote=True, host=scp["host"])
     if parts.scheme:
         raise RepositoryRefused(f"{text}: unknown scheme {parts.scheme!r}; use one of {', '.join(_REMOTE_SCHEMES)}")
     return Location(str((cwd / text).resolve()), remote=False, host="")
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+def _is_credential(user: str | None) -> bool:
+    """A user name that is a token (`https://ghp_...@github.com/...`): a credential all the same."""
+    return user is not None and bool(find_secrets(user, path="url"))
+
+
+def _credentials_refused(text: str) -> RepositoryRefused:
+    # The whole user part is hidden: the message is printed and logged, the credential must not be.
+    shown = re.sub(r"^([a-z+]+://)?[^@/]*@", r"\1***@", text)
+    return RepositoryRefused(
+        f"{shown}: credentials in a URL would be stored in an event that every reader of the stream sees; "
+        "use an SSH key or agent, or a git credential helper"
+    )
 
 
 def default_name(location: Location) -> str:
@@ -75,6 +90,7 @@ class Repository:
     remote: bool
     seen: str = ""  # the last head a poll saw
     indexed: str = ""  # the last commit indexed
+    added: str = ""  # the event id of its RepoAdded: a repository removed and added again is a new registration
 
     @property
     def host(self) -> str:
@@ -97,7 +113,9 @@ class Registry:
     def apply(self, event: Event) -> Registry:
         match event:
             case RepoAdded():
-                return self._with(Repository(event.repo, event.location, event.branch, event.remote))
+                return self._with(
+                    Repository(event.repo, event.location, event.branch, event.remote, added=event.event_id)
+                )
             case RepoRemoved() if event.repo in self.repos:
                 return Registry({name: repo for name, repo in self.repos.items() if name != event.repo})
             case RepoCommitSeen() if event.repo in self.repos:
@@ -123,7 +141,12 @@ class Registry:
 
 
 class RegistryFollower:
-    """The registry kept current from the stream: each refresh reads only what was appended since the last."""
+    """The registry kept current from the stream: each refresh reads only what was appended since the last.
+
+    It reads the folded subjects one filter at a time, so each read may reach a different
+    point of the stream; all of them reach at least the stream's last sequence taken before
+    the first, and only events up to it are applied: the rest are read again next time.
+    """
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
@@ -131,11 +154,26 @@ class RegistryFollower:
         self._next_seq = 1
 
     async def refresh(self) -> Registry:
-        async for stored in self.store.read(SUBJECTS, self._next_seq):
-            self._next_seq = stored.seq + 1
+        """Apply what was appended since the last refresh; StoreError when the stream cannot be read."""
+        upto = await self._last_seq()
+        if upto < self._next_seq:
+            return self.registry  # nothing new on the stream: no consumers created at all
+        found: list[StoredEvent] = []
+        for subject in _FOLDED:
+            found += [stored async for stored in self.store.read(subject, self._next_seq) if stored.seq <= upto]
+        for stored in sorted(found, key=lambda s: s.seq):  # one order across filters: a re-add after a removal
             if stored.event is not None:
                 self.registry = self.registry.apply(stored.event)
+        self._next_seq = upto + 1
         return self.registry
+
+    async def _last_seq(self) -> int:
+        name = stream_for(SUBJECTS.removesuffix(">"), self.store.streams).name
+        try:
+            info = await self.store.js.stream_info(name)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"read the state of stream {name}") from exc
+        return int(info.state.last_seq)
 
 
 async def load_registry(store: EventStore) -> Registry:
