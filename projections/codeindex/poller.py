@@ -34,6 +34,7 @@ from core.store import EventStore
 from projections.codeindex.breaker import Breaker
 from projections.codeindex.errors import CodeIndexError
 from projections.codeindex.gitread import open_repository, resolve_head
+from projections.codeindex.remote_auth import FetchCredentials
 from projections.codeindex.repos import Registry, RegistryFollower, Repository
 
 log = logging.getLogger("mahavishnu.poller")
@@ -66,13 +67,13 @@ def _fetched_mirror(url: str, git_dir: Path, timeout: float) -> pygit2.Repositor
     try:
         if (git_dir / "HEAD").exists():
             mirror = pygit2.Repository(str(git_dir))
-            mirror.remotes["origin"].fetch(prune=pygit2.enums.FetchPrune.PRUNE)
+            mirror.remotes["origin"].fetch(prune=pygit2.enums.FetchPrune.PRUNE, callbacks=FetchCredentials())
             return mirror
         git_dir.parent.mkdir(parents=True, exist_ok=True)
         mirror = pygit2.init_repository(str(git_dir), bare=True)
         # A mirror refspec: a fetch moves refs/heads/* themselves, so branches follow the remote.
         remote = mirror.remotes.create("origin", url, "+refs/*:refs/*")
-        remote.fetch()
+        remote.fetch(callbacks=FetchCredentials())
         for head in remote.list_heads(connect=False):  # HEAD follows the remote's default branch
             if head.name == "HEAD" and head.symref_target:
                 mirror.set_head(head.symref_target)
