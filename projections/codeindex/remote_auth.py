@@ -108,7 +108,7 @@ class FetchCredentials(pygit2.RemoteCallbacks):
             return self._next_key(url, username_from_url or _local_user())
         if allowed_types & CredentialType.USERPASS_PLAINTEXT:
             return self._from_helper(url, username_from_url)
-        raise RemoteAuthFailed(f"{url} asks for a kind of credential the poller cannot give ({allowed_types!r})")
+        raise RemoteAuthFailed(f"{url} asks for credentials of a kind the poller cannot give ({allowed_types!r})")
 
     def _next_key(self, url: str, user: str) -> pygit2.Keypair:
         if self._ssh_left is None:
@@ -120,8 +120,9 @@ class FetchCredentials(pygit2.RemoteCallbacks):
         if not self._ssh_left:
             tried = ", ".join(self._ssh_tried) or "no agent (SSH_AUTH_SOCK unset) and no key in " + str(self.ssh_dir)
             raise RemoteAuthFailed(
-                f"{url} refused every SSH key the poller has ({tried}) as {user!r}: load the key the remote accepts "
-                "into the agent of the user the mesh runs as, or put it, without a passphrase, in ~/.ssh"
+                f"{url} asks for credentials and refused every SSH key the poller has ({tried}) as {user!r}: "
+                "load the key the remote accepts into the agent of the user the mesh runs as, or put it, "
+                "without a passphrase, in ~/.ssh"
             )
         source, keypair = self._ssh_left.pop(0)
         self._ssh_tried.append(source)
@@ -130,13 +131,14 @@ class FetchCredentials(pygit2.RemoteCallbacks):
     def _from_helper(self, url: str, username: str | None) -> pygit2.UserPass:
         if self._asked_helper:  # asked again: the remote refused what the helper gave
             raise RemoteAuthFailed(
-                f"{url} refused the user name and password a git credential helper gave: update the helper's entry"
+                f"{url} asks for credentials and refused the user name and password a git credential helper gave: "
+                "update the helper's entry"
             )
         self._asked_helper = True
         found = fill_credential(url, username, self.env)
         if found is None:
             raise RemoteAuthFailed(
-                f"{url} asks for a user name and password and no git credential helper gave any: configure one "
+                f"{url} asks for credentials and no git credential helper gave a user name and password: configure one "
                 "(git config --global credential.helper ...) for the user the mesh runs as, or use an SSH URL"
             )
         return pygit2.UserPass(*found)

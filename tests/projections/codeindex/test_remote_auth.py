@@ -101,7 +101,7 @@ async def test_without_a_credential_helper_the_reason_says_to_configure_one(
     use_helper(monkeypatch, tmp_path, None)
     got, events = await poll(store, tmp_path, server.url("app.git"))
     [failed] = [e for e in events if isinstance(e, RepoPollFailed)]
-    assert got is None and "no git credential helper gave any" in failed.reason
+    assert got is None and "asks for credentials and no git credential helper gave" in failed.reason
 
 
 async def test_a_refused_password_fails_the_poll_once_and_is_never_repeated(
@@ -111,5 +111,5 @@ async def test_a_refused_password_fails_the_poll_once_and_is_never_repeated(
     use_helper(monkeypatch, tmp_path, f"http://alice:wrong-{PASSWORD}@127.0.0.1:{server.port}")
     got, events = await poll(store, tmp_path, server.url("app.git"))
     [failed] = [e for e in events if isinstance(e, RepoPollFailed)]
-    assert got is None and "refused the user name and password" in failed.reason
+    assert got is None and "asks for credentials and refused the user name and password" in failed.reason
     assert not any(PASSWORD.encode() in msgspec.json.encode(e) for e in events)
