@@ -4,6 +4,7 @@
     └── CodeIndexError           the code index could not do what was asked
         ├── RepositoryError      a repository cannot be opened or read (missing, not a repository,
         │                        unknown branch or commit)
+        ├── RemoteAuthFailed     a remote asked for credentials and no source gave any it accepted
         ├── HashKeyError         the secret-hash key file is unsafe or unreadable
         └── IndexingFailed       the analysis pool broke down (a worker died); the next index restarts it
 
@@ -21,6 +22,10 @@ class CodeIndexError(MahavishnuError):
 
 class RepositoryError(CodeIndexError):
     """A repository could not be opened or read; the message names the path and what to do."""
+
+
+class RemoteAuthFailed(CodeIndexError):
+    """A remote asked for credentials and none of the sources gave any it accepted; the message says what to set up."""
 
 
 class HashKeyError(CodeIndexError):

@@ -36,6 +36,7 @@ from core.store import EventStore
 from projections.codeindex.breaker import Breaker
 from projections.codeindex.errors import CodeIndexError
 from projections.codeindex.gitread import open_repository, resolve_head
+from projections.codeindex.remote_auth import FetchCredentials
 from projections.codeindex.repos import Registry, RegistryFollower, Repository
 
 log = logging.getLogger("mahavishnu.poller")
@@ -89,7 +90,7 @@ def _fetched_mirror(url: str, git_dir: Path) -> pygit2.Repository:
         elif mirror.remotes["origin"].url != url:
             mirror.remotes.set_url("origin", url)
         remote = mirror.remotes["origin"]
-        remote.fetch(prune=pygit2.enums.FetchPrune.PRUNE)
+        remote.fetch(prune=pygit2.enums.FetchPrune.PRUNE, callbacks=FetchCredentials())
         for head in remote.list_heads(connect=False):  # HEAD follows the remote's default branch, even if it moves
             if head.name == "HEAD" and head.symref_target:
                 mirror.set_head(head.symref_target)
