@@ -54,6 +54,23 @@ def ack_position(reply: str) -> tuple[int, int]:
     raise ValueError(f"not a JetStream delivery reply subject: {reply!r}")
 
 
+def reader_config(subject_filter: str, from_seq: int, *, inactive_s: float = 60.0) -> api.ConsumerConfig:
+    """A short-lived reader of `subject_filter` from `from_seq` (pure): no acks, in memory, one replica.
+
+    Every read of history uses one (replays, reads, counts): nothing is acknowledged, so
+    nothing is redelivered, and the server drops it `inactive_s` after its last use.
+    """
+    return api.ConsumerConfig(
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(1, from_seq),
+        ack_policy=api.AckPolicy.NONE,
+        filter_subject=subject_filter,
+        inactive_threshold=inactive_s,
+        mem_storage=True,
+        num_replicas=1,
+    )
+
+
 async def replay(
     nc: Client,
     js: JetStreamContext,
@@ -72,15 +89,7 @@ async def replay(
     caller takes one, so memory stays bounded however long the stream is. Raises
     StoreError when no message came for `timeout` seconds.
     """
-    config = api.ConsumerConfig(
-        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=max(1, from_seq),
-        ack_policy=api.AckPolicy.NONE,
-        filter_subject=subject_filter,
-        inactive_threshold=60.0,
-        mem_storage=True,
-        num_replicas=1,
-    )
+    config = reader_config(subject_filter, from_seq)
     try:
         info = await js.add_consumer(stream, config=config)
     except (TimeoutError, nats.errors.Error) as exc:

@@ -26,7 +26,6 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import api
 
 from core.errors import AppendFailed, StoreError, StreamConfigError
 from core.events import Event, EventDecodeError, decode, encode
@@ -36,7 +35,7 @@ from core.store.batch import MAX_ATOMIC_BATCH, publish_atomic_batch
 from core.store.bulk import FastBatchAppender, PipelinedAppender
 from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
-from core.store.replay import RawMessage, replay
+from core.store.replay import RawMessage, reader_config, replay
 from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
 
@@ -330,15 +329,7 @@ class EventStore:
         stream's last sequence would count everything else appended to it as well).
         """
         spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(1, from_seq),
-            ack_policy=api.AckPolicy.NONE,
-            filter_subject=subject_filter,
-            inactive_threshold=10.0,
-            mem_storage=True,
-            num_replicas=1,
-        )
+        config = reader_config(subject_filter, from_seq, inactive_s=10.0)
         try:
             info = await self.js.add_consumer(spec.name, config=config)
         except (TimeoutError, nats.errors.Error) as exc:
@@ -356,15 +347,7 @@ class EventStore:
         decode is yielded with `event=None` and the reason in `error`: never skipped.
         """
         spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(1, from_seq),
-            ack_policy=api.AckPolicy.NONE,
-            filter_subject=subject_filter,
-            inactive_threshold=60.0,
-            mem_storage=True,
-            num_replicas=1,
-        )
+        config = reader_config(subject_filter, from_seq)
         try:
             sub = await self.js.pull_subscribe(subject_filter, stream=spec.name, config=config)
         except (TimeoutError, nats.errors.Error) as exc:
