@@ -72,14 +72,16 @@ def start_up(folder: Path, *args: str, **overrides: str) -> Running:
 
 def stop_up(running: Running) -> None:
     process = running.process
-    if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=30)
-    _stop_orphaned_server(running.home / "nats" / "server.pid")
+    try:
+        if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate(timeout=30)
+    finally:  # also when the stop timed out: a server left behind would outlive the whole run
+        _stop_orphaned_server(running.home / "nats" / "server.pid")
 
 
 @pytest.fixture
