@@ -64,6 +64,8 @@ monitor_port = 8222          # 0 disables; always bound to 127.0.0.1
 hosts = ["localhost", "127.0.0.1"]   # names in the server certificate
 restart_backoff = "0.5s"     # first restart delay; doubles up to restart_backoff_max
 restart_backoff_max = "30s"
+give_up_after = 5            # crashes of one child (the server, a service) within give_up_window:
+give_up_window = "5m"        # then `up` stops, loudly, with a non-zero exit
 [jetstream]
 max_memory = "256MB"
 max_file = "10GB"
@@ -83,6 +85,8 @@ format = "json"              # json or text
 [metrics]
 host = "127.0.0.1"
 port = 9464                  # 0 disables
+prometheus = "http://127.0.0.1:9090"   # the Prometheus `mahavishnu slo report` asks
+job = "mahavishnu"           # the scrape job of this mesh's metrics in that Prometheus
 [http]
 host = "127.0.0.1"           # the HTTP query API and dashboard
 port = 8480                  # 0 disables
@@ -121,7 +125,11 @@ class MeshSettings(_Section, frozen=True, kw_only=True):
 
 
 class ServerSettings(_Section, frozen=True, kw_only=True):
-    """The NATS server: listener, monitor port (0 off), certificate names, restart backoff in seconds."""
+    """The NATS server: listener, monitor port (0 off), certificate names, restart backoff in seconds.
+
+    `give_up_after` crashes within `give_up_window` seconds of any one child of `up` (this
+    server, or a service such as the projections) make `up` stop instead of restarting it.
+    """
 
     SECTION: ClassVar[str] = "server"
     host: str = "127.0.0.1"
@@ -130,6 +138,8 @@ class ServerSettings(_Section, frozen=True, kw_only=True):
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     restart_backoff: float = 0.5
     restart_backoff_max: float = 30.0
+    give_up_after: int = 5
+    give_up_window: float = 300.0
 
 
 class JetStreamSettings(_Section, frozen=True, kw_only=True):
@@ -164,11 +174,17 @@ class LoggingSettings(_Section, frozen=True, kw_only=True):
 
 
 class MetricsSettings(_Section, frozen=True, kw_only=True):
-    """Where core.probes.ProbeServer listens (port 0: no metrics or probe server)."""
+    """Where core.probes.ProbeServer listens (port 0: no metrics or probe server).
+
+    `prometheus` and `job` say where the SLO report finds these metrics once scraped:
+    the Prometheus server's URL and the job name its scrape configuration gives them.
+    """
 
     SECTION: ClassVar[str] = "metrics"
     host: str = "127.0.0.1"
     port: int = 9464
+    prometheus: str = "http://127.0.0.1:9090"
+    job: str = "mahavishnu"
 
 
 class HttpSettings(_Section, frozen=True, kw_only=True):
@@ -314,6 +330,8 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "hosts": _STRS,
         "restart_backoff": _DURATION,
         "restart_backoff_max": _DURATION,
+        "give_up_after": _INT,
+        "give_up_window": _DURATION,
     },
     "jetstream": {
         "max_memory": _SIZE,
@@ -326,7 +344,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     },
     "certs": {"algorithm": _choice("ecdsa-p256", "ed25519"), "ca_days": _INT, "server_days": _INT, "client_days": _INT},
     "logging": {"level": _choice("debug", "info", "warning", "error"), "format": _choice("json", "text")},
-    "metrics": {"host": _STR, "port": _INT},
+    "metrics": {"host": _STR, "port": _INT, "prometheus": _STR, "job": _STR},
     "http": {"host": _STR, "port": _INT, "tls": _BOOL},
     "code": {
         "poll_interval": _DURATION,
@@ -386,6 +404,9 @@ def _check_server(v: Any) -> list[_Problem]:
                 f"({format_duration(v.restart_backoff)})",
             )
         )
+    if v.give_up_after < 1:
+        found.append((("give_up_after",), f"must be at least 1 crash, got {v.give_up_after}"))
+    found += _positive("give_up_window", v.give_up_window, "s")
     return found
 
 
@@ -435,10 +456,19 @@ def _check_logging(v: Any) -> list[_Problem]:
     return found
 
 
-def _check_metrics(v: Any) -> list[_Problem]:
+def _check_listener(v: Any) -> list[_Problem]:
     found = _port("port", v.port, zero_disables=True)
     if not v.host.strip():
         found.append((("host",), "must not be empty"))
+    return found
+
+
+def _check_metrics(v: Any) -> list[_Problem]:
+    found = _check_listener(v)
+    if not v.prometheus.startswith(("http://", "https://")):
+        found.append((("prometheus",), f"must be an http:// or https:// URL, got {v.prometheus!r}"))
+    if not v.job.strip():
+        found.append((("job",), "must not be empty"))
     return found
 
 
@@ -463,7 +493,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "certs": _check_certs,
     "logging": _check_logging,
     "metrics": _check_metrics,
-    "http": _check_metrics,  # the same rules: a host, and a port or 0
+    "http": _check_listener,
     "code": _check_code,
 }
 

@@ -23,11 +23,27 @@ from prometheus_client import (
     process_collector,
 )
 
-__all__ = ["APPEND_BUCKETS", "CodeIndexMetrics", "EventStoreMetrics", "ProjectionMetrics", "new_registry"]
+__all__ = [
+    "APPEND_BUCKETS",
+    "FRESHNESS_OBJECTIVE_S",
+    "CodeIndexMetrics",
+    "CommandMetrics",
+    "EventStoreMetrics",
+    "ProjectionMetrics",
+    "new_registry",
+]
 
 # Seconds; a local JetStream append acknowledges in about a millisecond, a replicated
 # one over a WAN link in tens of milliseconds.
 APPEND_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# The index-freshness SLO counts commits queryable within 5 minutes of being seen, so
+# 300 s must be a bucket boundary of the freshness histogram.
+FRESHNESS_OBJECTIVE_S: Final = 300.0
+
+# Seconds from a command's issue to its end: an agent that is online answers in well under
+# a second; one that was offline answers when it comes back, minutes or hours later.
+COMMAND_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
 def new_registry(*, process_metrics: bool = True) -> CollectorRegistry:
@@ -73,14 +89,20 @@ class EventStoreMetrics:
         )
 
     @contextmanager
-    def time_append(self, stream: str, events: int = 1) -> Iterator[None]:
+    def time_append(
+        self, stream: str, events: int = 1, *, answers: tuple[type[BaseException], ...] = ()
+    ) -> Iterator[None]:
         """Time the append of `events` inside the block and count them as appended, or failed if it raises.
 
         The exception is re-raised unchanged; its class name becomes the `reason` label.
+        `answers` are exceptions that are the store's answer rather than a failure (a
+        concurrency conflict: the caller's expectation was stale); they count as neither.
         """
         start = time.perf_counter()
         try:
             yield
+        except answers:
+            raise
         except BaseException as exc:
             self.append_failed.labels(stream=stream, reason=type(exc).__name__).inc(events)
             raise
@@ -135,6 +157,8 @@ class CodeIndexMetrics:
                                                queryable (0 when the index is up to date)
     mahavishnu_circuit_state{host}             a remote host's breaker: 0 closed, 1 half-open, 2 open
     mahavishnu_index_seconds{mode}             time to index a commit, "full" or "incremental"
+    mahavishnu_index_freshness_seconds         per commit: from seen by a poll to queryable
+                                               (the freshness SLO reads its 300 s bucket)
     """
 
     CIRCUIT_STATES: Final = {"closed": 0, "half-open": 1, "open": 2}
@@ -159,4 +183,31 @@ class CodeIndexMetrics:
             ["mode"],
             buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
             registry=registry,
+        )
+        self.freshness_seconds = Histogram(
+            "mahavishnu_index_freshness_seconds",
+            "Time from a commit being seen by a poll to its index being queryable.",
+            buckets=(1.0, 5.0, 15.0, 30.0, 60.0, 120.0, FRESHNESS_OBJECTIVE_S, 900.0, 3600.0),
+            registry=registry,
+        )
+
+
+class CommandMetrics:
+    """Commands and the agents that run them.
+
+    mahavishnu_command_seconds{outcome}   from issue to the command's end, by outcome
+                                          (succeeded, failed, timed_out, rejected, expired, canceled)
+    mahavishnu_agents_connected           devices with at least one open connection to the mesh
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.command_seconds = Histogram(
+            "mahavishnu_command_seconds",
+            "Time from a command's issue to its end, by outcome.",
+            ["outcome"],
+            buckets=COMMAND_BUCKETS,
+            registry=registry,
+        )
+        self.agents_connected = Gauge(
+            "mahavishnu_agents_connected", "Devices with at least one open connection to the mesh.", registry=registry
         )

@@ -5,7 +5,8 @@
     ...
     await probes.stop()
 
-GET /metrics  the registry, in Prometheus text or OpenMetrics format as the Accept header asks.
+GET /metrics  the registry, in Prometheus text or OpenMetrics format as the Accept header asks,
+              plus mahavishnu_ready (1 or 0: what /ready would answer now).
 GET /health   200 {"status": "ok"} while the process runs and health() (if given) is
               true, else 503 {"status": "unhealthy"}: restart me.
 GET /ready    200 {"ready": true} when ready() is true, else 503 {"ready": false}:
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -99,6 +101,25 @@ class _EmbeddedServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             self.listening.set()
+
+
+class _WithReadiness:
+    """The registry's metrics plus `mahavishnu_ready`, the /ready answer at scrape time.
+
+    The availability SLO divides the scrapes that found the service ready by all scrapes
+    (Prometheus's own `up` counts those that failed). Computed per scrape rather than
+    registered, so several probe servers may share one registry.
+    """
+
+    def __init__(self, registry: CollectorRegistry, ready: bool) -> None:
+        self._registry = registry
+        self._ready = ready
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+        yield GaugeMetricFamily(
+            "mahavishnu_ready", "1 when the service is ready (/ready answers 200).", int(self._ready)
+        )
 
 
 async def _call(check: Check) -> bool:
@@ -261,7 +282,8 @@ class ProbeServer:
 
     async def _metrics(self, request: Request) -> Response:
         encode, content_type = choose_encoder(request.headers.get("accept", ""))  # text or OpenMetrics
-        return Response(encode(self._registry), headers={"content-type": content_type})
+        ready = await self._probe("ready", self._ready)
+        return Response(encode(_WithReadiness(self._registry, ready)), headers={"content-type": content_type})
 
     async def _health_endpoint(self, request: Request) -> Response:
         healthy = self._health is None or await self._probe("health", self._health)

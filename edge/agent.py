@@ -25,6 +25,8 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from nats.aio.msg import Msg
 from core import subjects
 from core.errors import StoreUnavailable
 from core.events import (
+    CommandEvent,
     CommandIssued,
     CommandRejected,
     CommandSucceeded,
@@ -45,7 +48,7 @@ from core.events import (
     TelemetryReported,
     decode,
 )
-from core.events.base import utc_now
+from core.events.base import Event, utc_now
 from core.store import Identity, connect
 from core.store.acks import MSG_ID, parse_pub_ack
 from edge import backoff
@@ -53,12 +56,22 @@ from edge.agent_config import AgentConfig
 from edge.builtin import default_registry, system_info
 from edge.handlers import HandlerContext, Registry
 from edge.lifecycle import admit, execute, one_line, running_events
+from edge.probes import AgentProbes, exposition
 from edge.state import AgentState
 
 log = logging.getLogger("mahavishnu.agent")
 
 COMMANDS_STREAM = "COMMANDS"
 FETCH_WAIT_S = 5.0
+# The events that end a command, and the outcome each counts as in /metrics.
+FINISHED = {
+    "command.succeeded.v1": "succeeded",
+    "command.failed.v1": "failed",
+    "command.timed_out.v1": "timed_out",
+    "command.rejected.v1": "rejected",
+    "command.expired.v1": "expired",
+    "command.canceled.v1": "canceled",
+}
 
 
 class Agent:
@@ -75,29 +88,58 @@ class Agent:
         self._wake_outbox = asyncio.Event()
         self._running: set[str] = set()
         self._reconnects = 0
+        self._loops: list[asyncio.Task[None]] = []
+        self.finished: Counter[str] = Counter()  # commands finished by this process, by outcome (for /metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; returns after closing the connection and the state file."""
         self.state = AgentState(self.config.state)
+        probes: AgentProbes | None = None
         try:
             self.nc = await self._connect(stop)
             if self.nc is None:
                 return
             self.state.enqueue([self._reported()])  # what this device's configuration is, at every start
-            loops = [
+            loops = self._loops = [
                 asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
                 asyncio.create_task(self._outbox(stop), name=f"{self.device_id}-outbox"),
                 asyncio.create_task(self._every(self.config.heartbeat_interval, self._heartbeat, stop)),
                 asyncio.create_task(self._every(self.config.telemetry_interval, self._telemetry, stop)),
             ]
+            if self.config.probe_port:
+                probes = AgentProbes(
+                    self.config.probe_host,
+                    self.config.probe_port,
+                    health=self.healthy,
+                    ready=self.ready,
+                    metrics=self.metrics,
+                )
+                await probes.start()
             await stop.wait()
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
         finally:
+            if probes is not None:
+                await probes.stop()
             if self.nc is not None and not self.nc.is_closed:
                 await self.nc.close()
             self.state.close()
+
+    # --- probes ------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Alive: every loop still runs (a loop that ended before the stop has crashed)."""
+        return bool(self._loops) and not any(task.done() for task in self._loops)
+
+    def ready(self) -> bool:
+        """Connected, and everything recorded on the device has reached the mesh."""
+        connected = self.nc is not None and self.nc.is_connected
+        return connected and self.state is not None and self.state.outbox_size() == 0
+
+    def metrics(self) -> bytes:
+        outbox = self.state.outbox_size() if self.state is not None else 0
+        return exposition(dict(self.finished), outbox=outbox, connected=self.nc is not None and self.nc.is_connected)
 
     # --- connection ----------------------------------------------------------
 
@@ -182,6 +224,7 @@ class Agent:
         if admission.action != "run" or admission.handler is None:
             if admission.events:
                 self.state.finish(command.command_id, admission.events)
+                self._count(admission.events)
             await self.acknowledge(message)
             self._wake_outbox.set()
             return
@@ -198,9 +241,15 @@ class Agent:
         if command.name == "config.set" and any(isinstance(e, CommandSucceeded) for e in outcome):
             outcome = [*outcome, self._reported()]  # the shadow's reported half, in the same transaction
         self.state.finish(command.command_id, outcome)
+        self._count(outcome)
         self.ran.append(command.command_id)
         self._wake_outbox.set()
         await self.acknowledge(message)
+
+    def _count(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if isinstance(event, CommandEvent) and event.tag in FINISHED:
+                self.finished[FINISHED[event.tag]] += 1
 
     async def acknowledge(self, message: Msg) -> None:
         """Acknowledge a delivery; the outcome is already on disk, so a lost ack only costs a skipped redelivery."""
@@ -211,10 +260,11 @@ class Agent:
         assert self.state is not None
         command_id = message.subject.rsplit(".", 1)[-1]
         log.warning("refused a command", extra={"device": self.device_id, "command_id": command_id, "reason": reason})
-        self.state.finish(
-            command_id,
-            [CommandRejected(command_id=command_id, device_id=self.device_id, actor=self.device_id, reason=reason)],
-        )
+        rejected: list[Event] = [
+            CommandRejected(command_id=command_id, device_id=self.device_id, actor=self.device_id, reason=reason)
+        ]
+        self.state.finish(command_id, rejected)
+        self._count(rejected)
         self._wake_outbox.set()
         with contextlib.suppress(nats.errors.Error):
             await message.term()  # never redeliver what can never be run

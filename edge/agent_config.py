@@ -12,6 +12,8 @@
     ack_wait = 30                                 # the command consumer: seconds before redelivery,
     max_deliver = 5                               # deliveries at most,
     backoff = [1, 5, 15]                          # and redelivery delays (fewer than max_deliver)
+    probe_port = 9465                             # /health, /ready, /metrics over HTTP (0: none, the default)
+    probe_host = "127.0.0.1"                      # where they listen (loopback by default)
 
 Every wrong field is reported at once, in one AgentConfigError naming the file.
 `render_agent_config` writes such a file (pure), refusing values `load_agent_config` would refuse.
@@ -54,6 +56,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     ack_wait: float = 30.0
     max_deliver: int = 5
     backoff: tuple[float, ...] = DEFAULT_BACKOFF
+    probe_port: int = 0
+    probe_host: str = "127.0.0.1"
 
 
 KEYS = tuple(AgentConfig.__struct_fields__)
@@ -95,6 +99,8 @@ def parse_agent_config(data: dict[str, Any], *, folder: Path) -> tuple[AgentConf
     ack_wait = check.number("ack_wait", 30.0)
     max_deliver = check.max_deliver()
     backoff = check.backoff()
+    probe_port = check.port("probe_port")
+    probe_host = check.host("probe_host")
     if check.problems or device_id is None or servers is None or ca is None or cert is None or key is None:
         return None, check.problems
     config = AgentConfig(
@@ -110,6 +116,8 @@ def parse_agent_config(data: dict[str, Any], *, folder: Path) -> tuple[AgentConf
         ack_wait=ack_wait,
         max_deliver=max_deliver,
         backoff=backoff,
+        probe_port=probe_port,
+        probe_host=probe_host,
     )
     return config, []
 
@@ -248,6 +256,20 @@ class _Checker:
         if isinstance(max_deliver, int) and len(value) >= max_deliver >= 1:
             self.fail("backoff", f"has {len(value)} delays: NATS needs fewer than max_deliver ({max_deliver})")
         return tuple(float(v) for v in value)
+
+    def port(self, key: str) -> int:
+        value = self.data.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+            self.fail(key, f"{value!r} must be a port from 1 to 65535, or 0 for none")
+            return 0
+        return value
+
+    def host(self, key: str) -> str:
+        value = self.data.get(key, "127.0.0.1")
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f'{value!r} must be an address to listen on, e.g. "127.0.0.1"')
+            return "127.0.0.1"
+        return value
 
     def allowlist(self) -> tuple[str, ...]:
         value = self.data.get("exec_allowlist", [])

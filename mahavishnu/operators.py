@@ -168,3 +168,19 @@ def identifier(home: Home) -> Callable[[str], str]:
         return user
 
     return identify
+
+
+def devices_by_user(home: Home) -> Callable[[], dict[str, str]]:
+    """Maps each device certificate's server user name (mahavishnu:cert:<serial>) to its device id.
+
+    Read from the CA registry at every call, so devices enrolled while `up` runs are counted.
+    """
+
+    def devices() -> dict[str, str]:
+        return {
+            certificate_uri(record.serial): record.identity
+            for record in CertificateAuthority.load(home.ca_dir).issued()
+            if record.kind == "device"
+        }
+
+    return devices

@@ -1,4 +1,11 @@
-"""Keeps the nats-server child alive: restarts it with backoff, gives up loudly when it keeps crashing."""
+"""Keeps `up`'s children alive: restarts them with backoff, gives up loudly when they keep crashing.
+
+Two kinds of child, one policy (RestartPolicy): the nats-server process (Supervisor) and
+the services `up` runs in its own process, as asyncio tasks (keep_running): the
+projections, the code index, the connected-agents sampler. Giving up raises GaveUp, which
+ends `up` with that message and a non-zero exit, for systemd (Restart=on-failure) or a
+person to take over.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.errors import MahavishnuError
@@ -86,3 +94,34 @@ class Supervisor:
     async def stop(self) -> None:
         self._stopping = True
         await asyncio.to_thread(self.server.stop)
+
+
+async def keep_running(name: str, run: Callable[[], Awaitable[None]], policy: RestartPolicy) -> None:
+    """Await `run()` until it returns; after a crash (any exception) call it again, with backoff.
+
+    GaveUp, naming the service and its last error, once `policy.max_crashes` crashes fall
+    within `policy.window` seconds. Cancellation is not a crash: it propagates.
+    """
+    crashes: deque[float] = deque(maxlen=max(1, policy.max_crashes))
+    consecutive = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            return
+        except Exception as exc:
+            now = time.monotonic()
+            consecutive = 1 if now - started > policy.window else consecutive + 1
+            crashes.append(now)
+            if policy.exhausted(crashes, now):
+                raise GaveUp(
+                    f"the {name} service crashed {policy.max_crashes} times within {policy.window:.0f} s "
+                    f"(last: {type(exc).__name__}: {exc}): giving up; see the log above"
+                ) from exc
+            delay = policy.delay(consecutive)
+            log.error(
+                "service crashed; restarting",
+                extra={"service": name, "reason": f"{type(exc).__name__}: {exc}", "restart_in_s": delay},
+                exc_info=exc,
+            )
+            await asyncio.sleep(delay)

@@ -24,14 +24,14 @@ from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
-from core.metrics import CodeIndexMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
+from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import connection_audit, control_requests, operators, tokens
+from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
-from mahavishnu.supervisor import RestartPolicy, Supervisor
+from mahavishnu.supervisor import RestartPolicy, Supervisor, keep_running
 from projections import http_api, http_auth
 from projections.codeindex.registering import register_at_start
 from projections.codeindex.service import CodeIndexService
@@ -79,7 +79,12 @@ async def run(
     """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
     prepare(home, settings)
     server = NatsServer(home.server_conf, name=settings.mesh.name)
-    policy = RestartPolicy(initial=settings.server.restart_backoff, maximum=settings.server.restart_backoff_max)
+    policy = RestartPolicy(
+        initial=settings.server.restart_backoff,
+        maximum=settings.server.restart_backoff_max,
+        max_crashes=settings.server.give_up_after,
+        window=settings.server.give_up_window,
+    )
     supervisor = Supervisor(server, policy)
     await supervisor.start()
     watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
@@ -91,6 +96,7 @@ async def run(
     stop_following = asyncio.Event()
     following: asyncio.Task[None] | None = None
     polling: asyncio.Task[None] | None = None
+    sampling: asyncio.Task[None] | None = None
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
@@ -103,14 +109,16 @@ async def run(
         key = database_key(home.root, os.environ)
         service = ProjectionService(store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry))
         await service.start()
-        following = asyncio.create_task(service.run(stop_following), name="projections")
+        following = asyncio.create_task(
+            keep_running("projections", lambda: service.run(stop_following), policy), name="projections"
+        )
         await control_requests.serve(nc, service)
         for location in index:
             out(await register_at_start(store, location))
         # The indexer's worker pool starts with the first commit to index, not here: a mesh
         # without repositories runs no worker processes.
         code = CodeIndexService(store, home.root, settings.code, metrics=CodeIndexMetrics(registry))
-        polling = asyncio.create_task(code.run(stop_following), name="code-index")
+        polling = asyncio.create_task(keep_running("code index", lambda: code.run(stop_following), policy))
         models = ReadModels(home.readmodels_dir, key, store)
         queries = await start_query_service(
             nc,
@@ -124,8 +132,14 @@ async def run(
                 home, settings, models, AuditTrail(store), ready=lambda: service is not None and service.caught_up
             )
             await api.start()
+        fleet = CommandMetrics(registry)
+        await command_latency.follow(nc, fleet)
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
+        devices = operators.devices_by_user(home)
+        sampling = asyncio.create_task(
+            keep_running("agents-online", lambda: agents_online.follow(system, fleet, devices, stop_following), policy)
+        )
         probes = await _start_probes(
             settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
@@ -136,7 +150,7 @@ async def run(
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(watcher)
+        await _until_signal(watcher, following, polling, sampling)
         await queries.stop()
         stop_following.set()
         await following
@@ -152,6 +166,8 @@ async def run(
             await following
         if polling is not None and not polling.done():
             await polling
+        if sampling is not None and not sampling.done():
+            await sampling
         if code is not None:
             with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
                 await asyncio.wait_for(code.close(), CODE_CLOSE_S)
@@ -161,10 +177,8 @@ async def run(
             await probes.stop()
         if api is not None:
             await api.stop()
-        if system is not None and not system.is_closed:
-            await system.close()
-        if nc is not None and not nc.is_closed:
-            await nc.close()
+        await _close(system)
+        await _close(nc)
         await supervisor.stop()
         if not watcher.done():
             await watcher
@@ -204,17 +218,24 @@ async def _start_probes(
     return probes
 
 
-async def _until_signal(watcher: asyncio.Task[None]) -> None:
-    """Wait for SIGINT or SIGTERM; GaveUp propagates when the supervisor cannot keep the server up."""
+async def _close(client: Client | None) -> None:
+    """Close a connection; one to a server that is gone (up is giving up on it) fails to flush: that is fine."""
+    if client is not None and not client.is_closed:
+        with contextlib.suppress(OSError):
+            await client.close()
+
+
+async def _until_signal(*children: asyncio.Task[None]) -> None:
+    """Wait for SIGINT or SIGTERM; GaveUp propagates when a child (the server, a service) could not be kept up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if watcher in done:
-            watcher.result()  # raises GaveUp
+        done, _ = await asyncio.wait({*children, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for child in done - {stopper}:
+            child.result()  # raises GaveUp; none of them ends cleanly before a signal
     finally:
         stopper.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -27,7 +27,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from core.errors import AppendFailed, StoreError, StreamConfigError
+from core.errors import AppendFailed, ConcurrencyConflict, StoreError, StreamConfigError
 from core.events import Event, EventDecodeError, decode, encode
 from core.store import acks
 from core.store.acks import PubAck, parse_pub_ack
@@ -122,6 +122,10 @@ class EventStore:
 
     async def append_after(self, event: Event, *, expected_last_seq: int) -> Appended:
         """Append one event only if its stream's last sequence is `expected_last_seq`; else ConcurrencyConflict."""
+        with self._measured([event]):
+            return await self._append_after(event, expected_last_seq)
+
+    async def _append_after(self, event: Event, expected_last_seq: int) -> Appended:
         subject = event.subject()
         headers = {acks.MSG_ID: event.event_id, acks.EXPECTED_LAST_SEQ: str(expected_last_seq)}
         ack = await self._request(subject, encode(event), headers)
@@ -138,6 +142,10 @@ class EventStore:
         """
         if len(events) <= 1:
             return [await self.append_after(events[0], expected_last_seq=expected_last_seq)] if events else []
+        with self._measured(events):
+            return await self._append_all_after(events, expected_last_seq)
+
+    async def _append_all_after(self, events: Sequence[Event], expected_last_seq: int) -> list[Appended]:
         streams = {stream_for(e.subject(), self.streams).name for e in events}
         if len(streams) > 1 or len(events) > MAX_ATOMIC_BATCH or not self.atomic_batches:
             raise AppendFailed(
@@ -223,11 +231,18 @@ class EventStore:
         batch = [events] if isinstance(events, Event) else list(events)
         if not batch:
             return []
-        if self.metrics is None:
+        with self._measured(batch):
             return await self._append(batch, expected_last_subject_seq)
+
+    @contextlib.contextmanager
+    def _measured(self, batch: Sequence[Event]) -> Iterator[None]:
+        """Count and time one append in the metrics, if any; a concurrency conflict is an answer, not a failure."""
+        if self.metrics is None or not batch:
+            yield
+            return
         stream = stream_for(batch[0].subject(), self.streams).name
-        with self.metrics.time_append(stream, len(batch)):
-            return await self._append(batch, expected_last_subject_seq)
+        with self.metrics.time_append(stream, len(batch), answers=(ConcurrencyConflict,)):
+            yield
 
     async def _append(self, batch: list[Event], expected_last_subject_seq: int | None) -> list[Appended]:
         if len(batch) == 1:

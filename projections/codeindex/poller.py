@@ -242,7 +242,9 @@ class Poller:
     async def _index(self, repo: Repository, git_dir: Path, head: str) -> None:
         try:
             await self.on_commit(repo.name, git_dir, head, repo.indexed)
-            self._waiting_since.pop(repo.name, None)
+            since = self._waiting_since.pop(repo.name, None)
+            if since is not None and self.metrics is not None:
+                self.metrics.freshness_seconds.observe(self.clock() - since)
         except Exception as exc:  # any failure: recorded, retried at the next poll, never the end of the poller
             log.exception("indexing failed", extra={"repo": repo.name, "commit": head})
             self._handed.pop(repo.name, None)

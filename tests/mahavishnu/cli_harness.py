@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.harness import free_port
@@ -19,12 +20,16 @@ MAHAVISHNU = str(Path(sys.executable).parent / "mahavishnu")
 
 def environment(home: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
+    ports: set[int] = set()
+    while len(ports) < 4:  # a port freed by one free_port() may come back from the next
+        ports.add(free_port())
+    server, monitor, metrics, http = (str(port) for port in ports)
     env.update(
         MAHAVISHNU_HOME=str(home),
-        MAHAVISHNU_SERVER__PORT=str(free_port()),
-        MAHAVISHNU_SERVER__MONITOR_PORT=str(free_port()),
-        MAHAVISHNU_METRICS__PORT=str(free_port()),
-        MAHAVISHNU_HTTP__PORT=str(free_port()),
+        MAHAVISHNU_SERVER__PORT=server,
+        MAHAVISHNU_SERVER__MONITOR_PORT=monitor,
+        MAHAVISHNU_METRICS__PORT=metrics,
+        MAHAVISHNU_HTTP__PORT=http,
         MAHAVISHNU_LOGGING__LEVEL="warning",
     )
     env.update(overrides)
@@ -56,6 +61,21 @@ class Running:
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=30)
         return self.process.returncode, out
+
+
+def scrape_metrics(running: Running) -> dict[str, float]:
+    """`up`'s metrics as {'name{labels}': value}; empty while its probes are not listening yet."""
+    url = f"http://127.0.0.1:{running.env['MAHAVISHNU_METRICS__PORT']}/metrics"
+    samples: dict[str, float] = {}
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.TransportError:
+        return samples  # the probes start last, after the code index's worker pool
+    for line in text.splitlines():
+        if line.startswith("mahavishnu_"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 def start_up(folder: Path, *args: str, **overrides: str) -> Running:

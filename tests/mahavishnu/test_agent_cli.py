@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.store import EventStore
 from mahavishnu import commands, devices
-from tests.harness import Mesh
+from tests.harness import Mesh, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,11 +62,26 @@ async def test_an_edge_only_agent_runs_commands_and_stops_cleanly_on_sigterm(
         url=mesh.identity.url,
     )
 
+    probe_port = free_port()
+    with enrolment.agent_config.open("a") as config:
+        config.write(f"probe_port = {probe_port}\n")
     agent = agent_process("agent", "run", "--config", str(enrolment.agent_config))
     try:
         command = await commands.send(store, device, "ping", {}, ttl_s=60, timeout_s=5, actor="control")
         view = await commands.wait_for_outcome(store, command, deadline_s=60)
         assert view.state == "succeeded", agent.stderr
+
+        # Its probes, served without prometheus-client or any web framework (blocked above).
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{probe_port}", timeout=5) as http:
+            assert (await http.get("/health")).json() == {"status": "ok"}
+            ready = await eventually_async(lambda: http.get("/ready"), lambda r: r.status_code == 200, timeout=30)
+            assert ready.json() == {"ready": True}  # connected, and the outcome has reached the mesh
+            metrics = (await http.get("/metrics")).text
+            assert (await http.get("/nope")).status_code == 404
+        families = {family.name: family for family in text_string_to_metric_families(metrics)}
+        finished = {s.labels["outcome"]: s.value for s in families["mahavishnu_agent_commands"].samples}
+        assert finished == {"succeeded": 1.0}
+        assert families["mahavishnu_agent_connected"].samples[0].value == 1.0
     finally:
         agent.send_signal(signal.SIGTERM)
         _, err = agent.communicate(timeout=30)
@@ -72,3 +93,17 @@ def test_the_device_install_has_no_control_commands(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "invalid choice" in err
+
+
+async def eventually_async(
+    ask: Callable[[], Awaitable[httpx.Response]], good: Callable[[httpx.Response], bool], *, timeout: float
+) -> httpx.Response:
+    """Ask until the answer is good; AssertionError with the last answer at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await ask()
+        if good(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no good answer within {timeout} s; the last: {answer.status_code} {answer.text}")
+        await asyncio.sleep(0.05)  # poll interval, bounded by the deadline above

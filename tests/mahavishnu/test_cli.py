@@ -19,7 +19,7 @@ from core.errors import StoreUnavailable
 from core.events import MeshStarted
 from core.store import EventStore, Identity, connect
 from projections.database import DatabaseKeyError, open_encrypted
-from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, environment, one_line_error, run
+from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, environment, one_line_error, run, scrape_metrics
 from tests.waiting import wait_until
 
 
@@ -48,26 +48,12 @@ async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: R
 
 
 def test_up_exports_its_store_and_read_model_metrics(up: Running) -> None:
-    url = f"http://127.0.0.1:{up.env['MAHAVISHNU_METRICS__PORT']}/metrics"
-
-    def scraped() -> dict[str, float]:
-        samples: dict[str, float] = {}
-        try:
-            text = httpx.get(url, timeout=5).text
-        except httpx.TransportError:
-            return samples  # the probes start last, after the code index's worker pool
-        for line in text.splitlines():
-            if line.startswith("mahavishnu_"):
-                name, value = line.rsplit(" ", 1)
-                samples[name] = float(value)
-        return samples
-
     wanted = (
         'mahavishnu_projection_lag_events{projection="devices"}',
         'mahavishnu_events_appended_total{stream="EVENTS"}',
     )
     samples = wait_until(
-        lambda: (found := scraped()) and all(k in found for k in wanted) and found,
+        lambda: (found := scrape_metrics(up)) and all(k in found for k in wanted) and found,
         timeout=30,
         what="the store and read-model metrics",
     )
@@ -76,6 +62,7 @@ def test_up_exports_its_store_and_read_model_metrics(up: Running) -> None:
         samples
     )
     assert 'mahavishnu_append_seconds_count{stream="EVENTS"}' in samples
+    assert samples["mahavishnu_ready"] in (0.0, 1.0)
 
 
 def test_up_restarts_a_crashed_server(up: Running) -> None:
@@ -262,6 +249,18 @@ def test_simulated_devices_answer_commands_sent_from_the_cli(up: Running) -> Non
         refused = run("cmd", "send", "sim-2", "no-such-thing", "--wait", env=up.env)
         assert refused.returncode == 1
         assert json.loads(refused.stdout)["state"] == "rejected"
+        latency = 'mahavishnu_command_seconds_count{outcome="%s"}'
+        samples = wait_until(
+            lambda: (
+                (found := scrape_metrics(up)).get("mahavishnu_agents_connected") == 3
+                and found.get(latency % "rejected")
+                and found
+            ),
+            timeout=30,
+            what="three connected agents and the command latencies in the metrics",
+        )
+        assert samples[latency % "succeeded"] == 1
+        assert samples[latency % "rejected"] == 1
     finally:
         simulator.send_signal(signal.SIGTERM)
         _, err = simulator.communicate(timeout=30)

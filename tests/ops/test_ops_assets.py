@@ -7,9 +7,7 @@ them these tests skip, except in CI (.ci/run installs both), where they must run
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,25 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.metrics import CodeIndexMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
+from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
+from tests.tools import tool
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
-IN_CI = os.environ.get("CI") == "true"
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed (.ci/run installs it)")
-        pytest.skip(f"needs {name}")
-    return found
 
 
 def exported_names() -> set[str]:
     """Every series name the services export, with the suffixes Prometheus gives counters and histograms."""
     registry = new_registry(process_metrics=False)
-    for group in (EventStoreMetrics, ProjectionMetrics, CodeIndexMetrics):
+    for group in (EventStoreMetrics, ProjectionMetrics, CodeIndexMetrics, CommandMetrics):
         group(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
