@@ -28,6 +28,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
     enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
     enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
+    enroll.add_argument(
+        "--transport",
+        choices=devices.TRANSPORTS,
+        default="nats",
+        help="nats: runs the agent (default); mqtt: speaks MQTT 3.1.1 only, served by up's MQTT bridge",
+    )
     enroll.set_defaults(func=bind(_enroll))
 
     listing = actions.add_parser("list", help="every device and the state of its certificates")
@@ -113,10 +119,14 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
     try:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
-        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr)
+        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr, transport=args.transport)
     finally:
         await store.nc.close()
-    print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
+    if args.transport == "mqtt":
+        print(f"enrolled {args.id} (MQTT): serial {done.issued.serial:x}, files in {out}")
+        print(mqtt_usage(args.id, out, settings))
+    else:
+        print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
     if not done.reloaded:
         print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
     return 0
@@ -198,6 +208,21 @@ async def _desire(home: Home, settings: Settings, args: argparse.Namespace) -> i
         await store.nc.close()
     print(f"desired state of {args.id} is now version {version}; config.set sent for {', '.join(sorted(state))}")
     return 0
+
+
+def mqtt_usage(device_id: str, folder: Path, settings: Settings) -> str:
+    """How an MQTT device connects, with its own files (pure)."""
+    port = settings.mqtt.port or "<[mqtt] port: MQTT is off, set it and restart up>"
+    tls = f"--cafile {folder}/ca.pem --cert {folder}/cert.pem --key {folder}/key.pem -h {settings.mqtt.host} -p {port}"
+    return "\n".join(
+        [
+            f"  commands:  mosquitto_sub {tls} -i {device_id} -c -q 1 -t 'mesh/cmd/{device_id}/#'",
+            f"  telemetry: mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/telemetry"
+            " -m '{\"temp_c\": 41.5}'",
+            f"  results:   mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/command"
+            ' -m \'{"command_id": "c-...", "state": "succeeded", "result": {}}\'',
+        ]
+    )
 
 
 def _read_csr(path: str | None) -> bytes | None:

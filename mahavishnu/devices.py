@@ -20,11 +20,13 @@ from core.errors import MahavishnuError
 from core.events import DesiredStateSet, DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated
 from core.store import EventStore
 from edge import render_agent_config
+from mahavishnu import mqtt
 from mahavishnu.home import Home, reload_server, write_users
 from mahavishnu.permissions import COMMANDS_STREAM
 
 ACK_WAIT_S = 30.0
 MAX_DELIVER = 5
+TRANSPORTS = ("nats", "mqtt")
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,25 @@ async def enroll(
     csr_pem: bytes | None = None,
     ack_wait_s: float = ACK_WAIT_S,
     url: str | None = None,
+    transport: str = "nats",
 ) -> Enrolment:
     """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it.
 
     The agent.toml written beside the files points at `url` (default: the configured server).
+    With `transport` "mqtt" the device speaks MQTT only: its user goes to the MQTT account
+    (mahavishnu.mqtt) and `up`'s bridge serves its commands; the agent.toml is still written,
+    for a device that may later run the agent, but its certificate opens the MQTT listener only.
     """
     validate_identity(device_id)
+    if transport not in TRANSPORTS:
+        raise MahavishnuError(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
     ca = load_ca(home)
+    if transport == "mqtt":
+        if device_id not in mqtt.registered(home.root) and any(r.identity == device_id for r in ca.issued()):
+            raise MahavishnuError(
+                f"{device_id!r} is already enrolled as a NATS device: enrol the MQTT device under another id"
+            )
+        mqtt.register(home.root, device_id)  # before the users are written: its user belongs to MQTT
     issued = ca.issue_client(
         device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
     )
@@ -107,7 +121,7 @@ async def enroll(
         category="identity",
         action="device.enroll",
         target=device_id,
-        details={"serial": f"{issued.serial:x}", "from_csr": csr_pem is not None},
+        details={"serial": f"{issued.serial:x}", "from_csr": csr_pem is not None, "transport": transport},
     )
     return Enrolment(issued, config, reloaded)
 

@@ -23,6 +23,7 @@ from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import Identity
+from mahavishnu import mqtt
 from mahavishnu.natsconf import ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
 from projections.database import ensure_key_file
@@ -76,6 +77,14 @@ class Home:
         return self.nats_dir / "system.conf"
 
     @property
+    def mqtt_include(self) -> Path:
+        return self.nats_dir / "mqtt.conf"
+
+    @property
+    def mqtt_bridge_dir(self) -> Path:
+        return self.root / "mqtt-bridge"
+
+    @property
     def system_dir(self) -> Path:
         return self.root / "system"
 
@@ -105,6 +114,11 @@ class Home:
         folder = self.system_dir
         return Identity(self.client_url(settings, port), folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
 
+    def mqtt_bridge_identity(self, settings: Settings, port: int | None = None) -> Identity:
+        """The MQTT bridge's identity: a user of the MQTT account (made by `prepare` when [mqtt] port is set)."""
+        folder = self.mqtt_bridge_dir
+        return Identity(self.client_url(settings, port), folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+
     def control_identity(self, settings: Settings, port: int | None = None) -> Identity:
         return Identity(
             url=self.client_url(settings, port),
@@ -123,7 +137,12 @@ class Home:
 
 
 def prepare(
-    home: Home, settings: Settings, *, port: int | None = None, monitor_port: int | None = None
+    home: Home,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    monitor_port: int | None = None,
+    mqtt_port: int | None = None,
 ) -> ServerConfig:
     """Create what is missing (CA, certificates, JetStream key) and write the server configuration.
 
@@ -142,6 +161,9 @@ def prepare(
         )
     _ensure_identity(ca, CONTROL_ID, "control", home.control_dir, settings.certs.client_days)
     _ensure_identity(ca, SYSTEM_ID, "system", home.system_dir, settings.certs.client_days)
+    mqtt_port = settings.mqtt.port if mqtt_port is None else mqtt_port
+    if mqtt_port:
+        _ensure_identity(ca, mqtt.BRIDGE_ID, "control", home.mqtt_bridge_dir, settings.certs.client_days)
     _ensure_jetstream_key(home)
     ensure_key_file(home.root)
     config = ServerConfig(
@@ -160,6 +182,14 @@ def prepare(
         pid_file=home.pid_file,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
+        mqtt_include=home.mqtt_include.name,
+        mqtt_listener=mqtt.listener_block(
+            settings.mqtt.host,
+            mqtt_port,
+            cert=home.server_dir / "cert.pem",
+            key=home.server_dir / "key.pem",
+            ca=home.ca_dir / "ca.pem",
+        ),
     )
     write_users(home, ca)
     _write_private(home.server_conf, config.render())
@@ -177,7 +207,11 @@ def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder:
 
 def write_users(home: Home, ca: CertificateAuthority) -> None:
     """Regenerate users.conf and operators.conf from the CA registry: one user per live client certificate."""
-    mesh, ops, system = users_for(ca.issued(), datetime.now(UTC))
+    now = datetime.now(UTC)
+    records = ca.issued()
+    mqtt_devices = mqtt.registered(home.root)
+    mesh, ops, system = users_for([r for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)], now)
+    _write_private(home.mqtt_include, render_users(mqtt.mqtt_users(records, now, mqtt_devices)))
     _write_private(home.users_include, render_users(mesh))
     _write_private(home.operators_include, render_users(ops))
     _write_private(home.system_include, render_users(system))

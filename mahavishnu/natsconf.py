@@ -31,6 +31,7 @@ class User:
     name: str
     publish_allow: tuple[str, ...] | None = None
     subscribe_allow: tuple[str, ...] | None = None
+    connection_types: tuple[str, ...] | None = None  # allowed_connection_types (e.g. MQTT only); None: any
 
     def render(self) -> str:
         entry = f"user: {json.dumps(self.name)}"
@@ -41,6 +42,8 @@ class User:
             rules.append(f"subscribe: {{ allow: {json.dumps(list(self.subscribe_allow))} }}")
         if rules:
             entry += ", permissions: { " + ", ".join(rules) + " }"
+        if self.connection_types is not None:
+            entry += f", allowed_connection_types: {json.dumps(list(self.connection_types))}"
         return "      { " + entry + " }"
 
 
@@ -63,6 +66,8 @@ class ServerConfig:
     pid_file: Path
     max_memory: int = 256 * 1024 * 1024
     max_file: int = 10 * 1024**3
+    mqtt_include: str = "mqtt.conf"  # the MQTT account's users (mahavishnu.mqtt), beside the rendered config
+    mqtt_listener: str = "# no MQTT listener ([mqtt] port = 0)"  # mahavishnu.mqtt.listener_block
 
     def render(self) -> str:
         for path in (self.server_cert, self.server_key, self.ca_file, self.store_dir, self.pid_file):
@@ -87,6 +92,8 @@ class ServerConfig:
             operators_include=self.operators_include,
             system_include=self.system_include,
             pid_file=self.pid_file,
+            mqtt_include=self.mqtt_include,
+            mqtt_listener=self.mqtt_listener,
         )
 
 

@@ -28,7 +28,8 @@ from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, Pr
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, tokens
+from mahavishnu import agents_online, command_latency, connection_audit, control_requests, mqtt, operators, tokens
+from mahavishnu import mqtt_bridge as bridging
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor, keep_running
@@ -53,6 +54,20 @@ def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
         events_max_age_s=js.events_max_age,
         commands_max_age_s=js.commands_max_age,
         audit_max_age_s=js.audit_max_age,
+    )
+
+
+def mqtt_help(home: Home, settings: Settings) -> str:
+    """What `up` prints about the MQTT listener (pure): where it is and a mosquitto_pub line that works."""
+    host = "127.0.0.1" if settings.mqtt.host in ("0.0.0.0", "::", "") else settings.mqtt.host
+    device = home.root / "devices" / "ID"
+    return "\n".join(
+        [
+            f"  mqtt      mqtts://{host}:{settings.mqtt.port} (devices enrolled with --transport mqtt), e.g.",
+            f"            mosquitto_pub --cafile {home.ca_dir / 'ca.pem'}"
+            f" --cert {device}/cert.pem --key {device}/key.pem -h {host} -p {settings.mqtt.port}"
+            " -i ID -q 1 -t mesh/evt/device/ID/telemetry -m '{\"temp_c\": 41.5}'",
+        ]
     )
 
 
@@ -100,6 +115,8 @@ async def run(
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
+    bridge: bridging.MqttBridge | None = None
+    relaying: asyncio.Task[None] | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         store = EventStore(nc, streams_of(settings), metrics=EventStoreMetrics(registry))
@@ -140,17 +157,31 @@ async def run(
         sampling = asyncio.create_task(
             keep_running("agents-online", lambda: agents_online.follow(system, fleet, devices, stop_following), policy)
         )
+        if settings.mqtt.port:
+            bridge = await bridging.open_bridge(
+                store,
+                home.mqtt_bridge_identity(settings),
+                host=settings.mqtt.host,
+                port=settings.mqtt.port,
+                devices=lambda: mqtt.registered(home.root),
+            )
+            relay = bridge
+            relaying = asyncio.create_task(
+                keep_running("mqtt bridge", lambda: relay.run(stop_following), policy), name="mqtt-bridge"
+            )
         probes = await _start_probes(
             settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
+        if bridge is not None:
+            out(mqtt_help(home, settings))
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
         if api is not None:
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(watcher, following, polling, sampling)
+        await _until_signal(watcher, following, polling, sampling, *([relaying] if relaying else []))
         await queries.stop()
         stop_following.set()
         await following
@@ -168,6 +199,10 @@ async def run(
             await polling
         if sampling is not None and not sampling.done():
             await sampling
+        if relaying is not None and not relaying.done():
+            await relaying
+        if bridge is not None:
+            await bridging.close_bridge(bridge)
         if code is not None:
             with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
                 await asyncio.wait_for(code.close(), CODE_CLOSE_S)
