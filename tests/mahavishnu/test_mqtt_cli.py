@@ -1,0 +1,59 @@
+"""An MQTT device served by a real `mahavishnu up`: enrol it, send it a command from the CLI, answer with mosquitto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.harness import free_port
+from tests.mahavishnu.cli_harness import MAHAVISHNU, run, start_up, stop_up
+from tests.tools import tool
+
+
+def test_cmd_send_wait_completes_for_an_mqtt_device(tmp_path: Path) -> None:
+    mosquitto_sub, mosquitto_pub = tool("mosquitto_sub"), tool("mosquitto_pub")
+    port = str(free_port())
+    up = start_up(tmp_path, MAHAVISHNU_MQTT__PORT=port)
+    try:
+        enrolled = run("device", "enroll", "meter-1", "--transport", "mqtt", env=up.env)
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert "mosquitto_sub" in enrolled.stdout and "mesh/cmd/meter-1/#" in enrolled.stdout
+        folder = up.home / "devices" / "meter-1"
+        tls = ["--cafile", f"{folder}/ca.pem", "--cert", f"{folder}/cert.pem", "--key", f"{folder}/key.pem"]
+        tls += ["-h", "127.0.0.1", "-p", port, "-i", "meter-1", "-q", "1"]
+        # The device: one persistent session, waiting for one command.
+        device = subprocess.Popen(
+            [mosquitto_sub, *tls, "-c", "-C", "1", "-W", "60", "-t", "mesh/cmd/meter-1/#"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        sender = subprocess.Popen(
+            [MAHAVISHNU, "cmd", "send", "meter-1", "echo", "--args", '{"v": 7}', "--wait"],
+            env=up.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        received, _ = device.communicate(timeout=90)
+        command = json.loads(received)
+        assert (command["name"], command["args"]) == ("echo", {"v": 7})
+        report = {"command_id": command["command_id"], "state": "succeeded", "result": command["args"]}
+        answer = ["-t", "mesh/evt/device/meter-1/command", "-m", json.dumps(report)]
+        assert subprocess.run([mosquitto_pub, *tls, *answer], timeout=30).returncode == 0
+        out, err = sender.communicate(timeout=90)
+        assert sender.returncode == 0, (out, err)
+        assert json.loads(out)["result"] == {"v": 7}
+    finally:
+        stop_up(up)
+    assert "mqtt bridge" not in up.log()  # the supervisor names a service only when it crashed
+
+
+def test_up_prints_how_to_connect_an_mqtt_device(tmp_path: Path) -> None:
+    port = str(free_port())
+    up = start_up(tmp_path, MAHAVISHNU_MQTT__PORT=port)
+    code, out = up.stop()
+    stop_up(up)
+    assert code == 0
+    assert f"mqtts://127.0.0.1:{port}" in out and "mosquitto_pub --cafile" in out, out
