@@ -2,8 +2,8 @@
 
 Creates the state directory once, starts nats-server from the wheel under a supervisor,
 creates the streams, records `mesh.started`, keeps the read models up to date, serves
-/metrics, /health and /ready (ready: connected and caught up), prints how to connect,
-and on SIGINT or SIGTERM stops everything cleanly.
+/metrics, /health and /ready (ready: connected and caught up), runs the MQTT bridge when
+[mqtt] port is set (mahavishnu.mqtt_bridge), prints how to connect, and on SIGINT or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations

@@ -297,7 +297,9 @@ async def test_a_device_cannot_publish_or_subscribe_under_another_id(
 
     # Its certificate opens the MQTT listener only, not the NATS one.
     with pytest.raises(StoreUnavailable):
-        await connect(Identity(mesh.identity.url, mine / "ca.pem", mine / "cert.pem", mine / "key.pem"), name="x")
+        await connect(
+            Identity(mesh.identity.url, mine / "ca.pem", mine / "cert.pem", mine / "key.pem"), name="x", reconnect=False
+        )
 
 
 async def test_no_foreign_or_revoked_certificate_is_accepted(
