@@ -364,7 +364,6 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     "logging": {"level": _choice("debug", "info", "warning", "error"), "format": _choice("json", "text")},
     "metrics": {"host": _STR, "port": _INT, "prometheus": _STR, "job": _STR},
     "http": {"host": _STR, "port": _INT, "tls": _BOOL},
-    "mqtt": {"host": _STR, "port": _INT},
     "code": {
         "poll_interval": _DURATION,
         "poll_jitter": _FRACTION,
@@ -375,6 +374,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "max_file_size": _SIZE,
         "index_workers": _INT,
     },
+    "mqtt": {"host": _STR, "port": _INT},
 }
 
 
