@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -86,6 +87,10 @@ class MqttPublisher:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect; MqttError when the listener cannot be reached or refuses the bridge's certificate."""
@@ -184,11 +189,20 @@ class MqttBridge:
 
     async def sessions(self) -> set[str]:
         """The MQTT devices whose session holds a QoS 1 subscription to their commands."""
-        try:
-            consumers = await self.bridge.jetstream().consumers_info(mqtt.SESSIONS_STREAM)
-        except nats.js.errors.NotFoundError:
-            return set()  # no MQTT client has subscribed with QoS 1 yet
-        filters = [f for c in consumers for f in [c.config.filter_subject, *(c.config.filter_subjects or [])] if f]
+        js = self.bridge.jetstream()
+        filters: list[str] = []
+        listed = 0
+        while True:  # the server lists 256 consumers at a time
+            try:
+                page = await js.consumers_info(mqtt.SESSIONS_STREAM, offset=listed or None)
+            except nats.js.errors.NotFoundError:
+                return set()  # no MQTT client has subscribed with QoS 1 yet
+            for consumer in page:
+                config = consumer.config
+                filters += [config.filter_subject] if config.filter_subject else list(config.filter_subjects or [])
+            listed += len(page)
+            if len(page) < 256:
+                break
         return mqtt.devices_with_sessions(filters) & self.devices()
 
     async def _follow_sessions(self) -> None:
@@ -220,6 +234,9 @@ class MqttBridge:
         )
         try:
             while not halt.is_set():
+                if not self.publisher.connected:  # do not spend the command's deliveries (max_deliver) meanwhile
+                    await _pause(halt, RETRY_S)
+                    continue
                 try:
                     messages = await psub.fetch(1, timeout=FETCH_WAIT_S)
                 except (nats.errors.TimeoutError, TimeoutError):
@@ -316,7 +333,8 @@ async def open_bridge(
     bridge = await connect(identity, name="mahavishnu-mqtt-bridge")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
-    publisher = MqttPublisher(host, port, identity, client_id="mahavishnu-mqtt-bridge")
+    # A client id of its own each run: a device that took the bridge's id would take over its session.
+    publisher = MqttPublisher(host, port, identity, client_id=f"mahavishnu-mqtt-bridge-{secrets.token_hex(6)}")
     try:
         await publisher.start()
     except MahavishnuError:
