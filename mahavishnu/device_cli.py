@@ -133,12 +133,16 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
 
 
 async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu import mqtt
+
     now = datetime.now(UTC)
+    over_mqtt = mqtt.registered(home.root)
     for device_id, records in sorted(devices.devices(home).items()):
         live = [r for r in records if r.is_live(now)]
         state = f"live ({len(live)} certificate{'s' if len(live) != 1 else ''})" if live else "revoked"
         newest = records[-1]
-        print(f"{device_id}  {state}  newest serial {newest.serial:x} until {newest.not_after:%Y-%m-%d}")
+        transport = "  mqtt" if device_id in over_mqtt else ""
+        print(f"{device_id}  {state}  newest serial {newest.serial:x} until {newest.not_after:%Y-%m-%d}{transport}")
     return 0
 
 

@@ -213,9 +213,19 @@ async def test_commands_issued_while_the_device_is_offline_reach_it_when_it_retu
     assert (body["command_id"], body["args"]) == (second.command_id, {"x": 2}), got
 
     result = {"command_id": second.command_id, "state": "succeeded", "result": {"x": 2}}
-    assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "pump-1", "mesh/evt/device/pump-1/command", result) == 0
+    topic = "mesh/evt/device/pump-1/command"
+    for _ in range(2):  # a report sent twice (QoS 1 may) is appended once
+        assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "pump-1", topic, result) == 0
     view = await commands.wait_for_outcome(store, second, deadline_s=20)
     assert (view.state, view.result) == ("succeeded", {"x": 2})
+    await asyncio.to_thread(mosquitto_pub, mesh, folder, "pump-1", "mesh/evt/device/pump-1/telemetry", {"after": 1})
+
+    async def marker_landed() -> bool:
+        return await store.last_event(subjects.device_event("pump-1", "telemetry")) is not None
+
+    await eventually_async(marker_landed, timeout=20, what="the telemetry sent after both reports")
+    reports = [s.event async for s in store.read(subjects.device_event("pump-1", "command"))]
+    assert [type(e).__name__ for e in reports] == ["CommandSucceeded"]
 
 
 async def test_an_expired_command_is_never_delivered(
