@@ -335,3 +335,40 @@ async def test_no_foreign_or_revoked_certificate_is_accepted(
         device.stop()
     assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "gate-1", topic, body) != 0
     assert await store.last_event(subjects.device_event("gate-1", "telemetry")) is None
+
+
+async def test_reports_sent_while_the_bridge_is_down_are_translated_when_it_returns(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    async def bridge_for_a_while(until: asyncio.Event) -> None:
+        opened = await bridging.open_bridge(
+            store,
+            mesh.home.mqtt_bridge_identity(mesh.settings, mesh.port),
+            host="127.0.0.1",
+            port=mesh.mqtt_port,
+            devices=lambda: mqtt.registered(mesh.home.root),
+        )
+        try:
+            await opened.run(until)
+        finally:
+            await bridging.close_bridge(opened)
+
+    folder = await enroll_mqtt(mesh, store, tmp_path / "silo", "silo-1")
+    stopped = asyncio.Event()
+    stopped.set()
+    await bridge_for_a_while(stopped)  # makes MQTT_IN, then stops at once: no bridge from here on
+    topic = "mesh/evt/device/silo-1/telemetry"
+    assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "silo-1", topic, {"level": 0.7}) == 0
+    assert await store.last_event(subjects.device_event("silo-1", "telemetry")) is None
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(bridge_for_a_while(stop))
+    try:
+
+        async def landed() -> bool:
+            return await store.last_event(subjects.device_event("silo-1", "telemetry")) is not None
+
+        await eventually_async(landed, timeout=20, what="the report kept in MQTT_IN to be translated")
+    finally:
+        stop.set()
+        await running
