@@ -137,6 +137,10 @@ class Devices:
                 ]
         return []  # other device events (commands) belong to other read models
 
+    def scrubs(self, event: Event) -> bool:
+        """An erasure: the runner empties the WAL after it, so no old page image keeps the erased fields."""
+        return isinstance(event, DeviceErased)
+
 
 def delta(desired: dict[str, object], reported: dict[str, object]) -> dict[str, object]:
     """The desired values the device does not report yet (pure): the shadow's delta."""
