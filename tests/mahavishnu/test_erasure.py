@@ -12,8 +12,10 @@ from core import subjects
 from core.events import AuditRecorded, DeviceEnrolled, DeviceErased, Event
 from core.sealing import DataKey, SealingError, device_subject, unseal
 from core.store import EventStore, Identity, connect
+from projections import readers
 from projections.database import connect_reader, database_key
 from projections.keystore import FileKeyStore
+from projections.queries import DeviceGet, ReadModels, devices_get
 from tests.mahavishnu.cli_harness import Running, one_line_error, run
 from tests.waiting import wait_until
 
@@ -48,6 +50,14 @@ def holds_plaintext(values: list[object]) -> bool:
     return any(isinstance(v, (str, bytes)) and ("Lovelace" in str(v) or "Analytical" in str(v)) for v in values)
 
 
+async def query(home: Path) -> dict[str, object]:
+    """What `mesh.q.devices.get` answers for the device (the query function both doors call)."""
+    try:
+        return await devices_get(ReadModels(home / "readmodels", database_key(home, {})), DeviceGet(id=DEVICE))
+    finally:
+        readers.close(home / "readmodels")
+
+
 async def history(env: dict[str, str], subject: str) -> list[tuple[bytes, Event | None]]:
     document = json.loads(run("env", "--json", env=env).stdout)
     identity = Identity(document["url"], Path(document["ca"]), Path(document["cert"]), Path(document["key"]))
@@ -69,6 +79,8 @@ async def test_an_erased_device_leaves_nothing_readable_but_the_history_stays(up
     key = DataKey.from_text(key_file.read_text(), where="test")  # kept only to show what it could open
     row = wait_until(lambda: device_row(up.home), timeout=20, what="the device in the read model")
     assert (row["owner"], row["location"], row["erased_at"]) == (OWNER, LOCATION, None)
+    answer = await query(up.home)
+    assert (answer["owner"], answer["location"]) == (OWNER, LOCATION)
 
     [(data, event)] = await history(up.env, subjects.device_event(DEVICE, "enrolled"))
     assert isinstance(event, DeviceEnrolled) and event.owner is not None
@@ -99,6 +111,8 @@ async def test_an_erased_device_leaves_nothing_readable_but_the_history_stays(up
     assert (row["owner"], row["location"], row["status"]) == (None, None, "enrolled")
     wal = up.home / "readmodels" / "devices.db-wal"  # its older page images held the fields: emptied
     wait_until(lambda: not wal.exists() or wal.stat().st_size == 0, timeout=10, what="the WAL emptied")
+    answer = await query(up.home)
+    assert (answer["owner"], answer["location"]) == (None, None) and answer["erased_at"]
 
     # The events stay; what they seal opens with no key the mesh holds.
     [(data_after, event_after)] = await history(up.env, subjects.device_event(DEVICE, "enrolled"))
