@@ -10,14 +10,15 @@ from typing import Any
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import SEALED_DEVICE_FIELDS
-from core.store import EventStore, connect
+from core.store import EventStore
 from mahavishnu import erasure
 from mahavishnu.home import Home
+from mahavishnu.offline import control_connection
 from mahavishnu.up import streams_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    erase = subparsers.add_parser("erase", help="erase personal data for good (crypto-shredding; the mesh must be up)")
+    erase = subparsers.add_parser("erase", help="erase personal data for good (crypto-shredding)")
     kinds = erase.add_subparsers(dest="erase_command", required=True, metavar="WHAT")
     device = kinds.add_parser(
         "device", help=f"delete a device's data key: its {' and '.join(SEALED_DEVICE_FIELDS)} become unreadable"
@@ -35,11 +36,10 @@ async def _erase_device(home: Home, settings: Settings, args: argparse.Namespace
             f"everywhere): run `mahavishnu erase device {args.id} --yes`"
         )
     home.check_ready()
-    nc = await connect(home.control_identity(settings), name="mahavishnu-erase", reconnect=False)
-    try:
-        done = await erasure.erase(home, EventStore(nc, streams_of(settings)), args.id, operator=_operator())
-    finally:
-        await nc.close()
+    # With `up` stopped it starts the server for the occasion: an erasure need not wait for the mesh.
+    async with control_connection(home, settings, "mahavishnu-erase") as connected:
+        store = EventStore(connected.nc, streams_of(settings))
+        done = await erasure.erase(home, store, args.id, operator=_operator())
     if done.already:
         print(f"{args.id} is already erased (since {done.at:%Y-%m-%d %H:%M:%S} UTC): nothing to do")
         return 0

@@ -8,15 +8,19 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from core import subjects
 from core.events import AuditRecorded, DeviceEnrolled, DeviceErased, Event
 from core.sealing import DataKey, SealingError, device_subject, unseal
 from core.store import EventStore, Identity, connect
+from mahavishnu import devices, erasure
 from projections import readers
 from projections.database import connect_reader, database_key
 from projections.keystore import FileKeyStore
 from projections.queries import DeviceGet, ReadModels, devices_get
-from tests.mahavishnu.cli_harness import Running, one_line_error, run
+from tests.harness import Mesh
+from tests.mahavishnu.cli_harness import Running, one_line_error, run, start_up, stop_up
 from tests.waiting import wait_until
 
 DEVICE = "dev-erase"
@@ -150,3 +154,41 @@ async def test_an_erased_device_leaves_nothing_readable_but_the_history_stays(up
     row = device_row(up.home)
     assert row is not None and (row["owner"], row["location"]) == (None, None)
     assert not holds_plaintext(every_value(up.home))
+
+
+async def test_an_erasure_cut_short_after_the_key_went_is_recorded_by_running_it_again(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    device_id = "dev-cut-short"
+    await devices.enroll(
+        mesh.home, mesh.settings, store, device_id, out_dir=tmp_path / "d", personal={"owner": OWNER}
+    )
+    mesh.home.data_keys.destroy(device_subject(device_id))  # as if the command died right after the key went
+
+    done = await erasure.erase(mesh.home, store, device_id, operator="ann")
+    assert (done.already, done.key_id) == (False, "")
+    again = await erasure.erase(mesh.home, store, device_id, operator="ann")
+    assert again.already and again.at == done.at
+    assert len([s async for s in store.read(subjects.device_event(device_id, "erased"))]) == 1
+
+    with pytest.raises(erasure.UnknownDevice) as caught:
+        await erasure.erase(mesh.home, store, "dev-never", operator="ann")
+    assert "dev-never" in str(caught.value) and "mahavishnu device list" in str(caught.value)
+
+
+def test_an_erasure_with_the_mesh_stopped_runs_its_own_server(tmp_path: Path) -> None:
+    running = start_up(tmp_path)
+    try:
+        folder = str(tmp_path / "d")
+        enrolled = run("device", "enroll", "dev-offline", "--owner", OWNER, "--out", folder, env=running.env)
+        assert enrolled.returncode == 0, enrolled.stderr
+        code, _ = running.stop()
+        assert code == 0
+        erased = run("erase", "device", "dev-offline", "--yes", env=running.env)
+        assert erased.returncode == 0 and "erased dev-offline" in erased.stdout, erased
+        assert not (running.home / "keys" / "devices" / "dev-offline.key").exists()
+        rebuilt = run("projections", "rebuild", "devices", env=running.env)  # also with the mesh stopped
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert not holds_plaintext(every_value(running.home))
+    finally:
+        stop_up(running)
