@@ -4,6 +4,7 @@ backup made without keys; the erasure is audited; mistakes fail in one line and 
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -132,6 +133,13 @@ async def test_an_erased_device_leaves_nothing_readable_but_the_history_stays(up
     audit = [e for _, e in await history(up.env, "mesh.audit.privacy.>") if isinstance(e, AuditRecorded)]
     assert [(a.action, a.target, a.details["key_id"]) for a in audit] == [("device.erase", DEVICE, key.key_id)]
     assert audit[0].details["operator"] and audit[0].details["fields"] == ["owner", "location"]
+
+    # The key itself was never anywhere but in its file: not in a stream, a log line or a read model.
+    secret = key.to_text().split()[1]
+    forms = (secret.encode(), base64.b64encode(bytes.fromhex(secret)), bytes.fromhex(secret))
+    payloads = [data for data, _ in await history(up.env, "mesh.evt.>") + await history(up.env, "mesh.audit.>")]
+    assert not [p for p in payloads for form in forms if form in p]
+    assert secret not in up.log() and not any(secret in str(v) for v in every_value(up.home, "audit"))
 
     # A rebuild from the streams holds nothing of them.
     rebuilt = run("projections", "rebuild", "devices", env=up.env, timeout=120)
