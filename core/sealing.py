@@ -105,14 +105,11 @@ class KeyStore(Protocol):
     def get(self, subject: str) -> DataKey | None: ...
 
 
-def reveal(keys: KeyStore | None, sealed: Sealed | None, *, subject: str, field: str) -> str | None:
-    """The plaintext of a sealed field, or None when it cannot be had: no value, no key store, the key
-    erased or replaced, or a value that does not authenticate. Read models store that None, so
-    a field whose key is gone leaves nothing behind in them."""
-    if sealed is None or keys is None:
-        return None
-    key = keys.get(subject)
-    if key is None or key.key_id != sealed.key_id:
+def reveal(key: DataKey | None, sealed: Sealed | None, *, subject: str, field: str) -> str | None:
+    """The plaintext of a sealed field, or None when it cannot be had: no value, no key (erased, or no
+    key store), another key (replaced), or a value that does not authenticate. Read models store
+    that None, so a field whose key is gone leaves nothing behind in them."""
+    if sealed is None or key is None or key.key_id != sealed.key_id:
         return None
     try:
         return unseal(key, sealed, subject=subject, field=field)

@@ -71,9 +71,9 @@ class Devices:
         match event:
             case DeviceEnrolled(device_id=device, serial=serial):
                 subject = device_subject(device)
+                key = self.keys.get(subject) if self.keys is not None else None  # read now: it may be erased later
                 personal = tuple(
-                    reveal(self.keys, getattr(event, field), subject=subject, field=field)
-                    for field in SEALED_DEVICE_FIELDS
+                    reveal(key, getattr(event, field), subject=subject, field=field) for field in SEALED_DEVICE_FIELDS
                 )
                 return [
                     (

@@ -13,16 +13,6 @@ from core.sealing import DataKey, SealingError, device_subject, new_data_key, re
 OWNER = "Ada Lovelace"
 
 
-class Keys:
-    """A KeyStore in memory, for the pure functions."""
-
-    def __init__(self, **keys: DataKey) -> None:
-        self.keys = {device_subject(device): key for device, key in keys.items()}
-
-    def get(self, subject: str) -> DataKey | None:
-        return self.keys.get(subject)
-
-
 def test_a_sealed_field_opens_with_its_key_only() -> None:
     key = new_data_key()
     sealed = seal(key, OWNER, subject=device_subject("dev-a"), field="owner")
@@ -53,11 +43,11 @@ def test_a_changed_ciphertext_does_not_open() -> None:
 def test_reveal_gives_nothing_once_the_key_is_gone_or_replaced() -> None:
     key = new_data_key()
     sealed = seal(key, OWNER, subject=device_subject("dev-a"), field="owner")
-    assert reveal(Keys(**{"dev-a": key}), sealed, subject=device_subject("dev-a"), field="owner") == OWNER
-    assert reveal(Keys(), sealed, subject=device_subject("dev-a"), field="owner") is None  # erased
-    assert reveal(Keys(**{"dev-a": new_data_key()}), sealed, subject=device_subject("dev-a"), field="owner") is None
-    assert reveal(None, sealed, subject=device_subject("dev-a"), field="owner") is None
-    assert reveal(Keys(**{"dev-a": key}), None, subject=device_subject("dev-a"), field="owner") is None
+    assert reveal(key, sealed, subject=device_subject("dev-a"), field="owner") == OWNER
+    assert reveal(None, sealed, subject=device_subject("dev-a"), field="owner") is None  # erased
+    assert reveal(new_data_key(), sealed, subject=device_subject("dev-a"), field="owner") is None  # replaced
+    assert reveal(key, sealed, subject=device_subject("dev-b"), field="owner") is None  # moved
+    assert reveal(key, None, subject=device_subject("dev-a"), field="owner") is None
 
 
 def test_the_event_on_the_wire_carries_no_plaintext_and_decodes_back() -> None:
