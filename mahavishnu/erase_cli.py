@@ -43,7 +43,11 @@ async def _erase_device(home: Home, settings: Settings, args: argparse.Namespace
     if done.already:
         print(f"{args.id} is already erased (since {done.at:%Y-%m-%d %H:%M:%S} UTC): nothing to do")
         return 0
-    destroyed = f"data key {done.key_id} destroyed" if done.key_id else "it had no data key left"
+    destroyed = (
+        f"data key {done.key_id} destroyed"
+        if done.key_id
+        else "no data key was left to destroy (enrolled before sealing, or destroyed by an earlier run)"
+    )
     print(
         f"erased {args.id}: {destroyed}; its {' and '.join(SEALED_DEVICE_FIELDS)} are unreadable in the streams, "
         "in backups made without keys and in every read model (the events stay)"
