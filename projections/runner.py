@@ -189,15 +189,15 @@ class ProjectionRunner:
 
         A passive checkpoint (SQLite's automatic one) leaves old frames in the file until they
         are overwritten; measured, an erased value outlived an UPDATE, a checkpoint and more
-        writes there. Readers holding an old snapshot can keep it from finishing: then it is
-        logged, and the next truncating checkpoint (or rebuild) removes them.
+        writes there. A reader holding an old snapshot for longer than the busy timeout can
+        keep it from finishing: then it is logged, and the next erasure or a rebuild removes them.
         """
         assert self.db is not None
         rows = await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         busy = next(iter(rows), (0,))[0]
         if busy:
             log.warning(
-                "erased data may remain in the read model's WAL until its next checkpoint",
+                "erased data may remain in the read model's WAL until the next erasure or a rebuild",
                 extra={"projection": self.projection.name},
             )
 
