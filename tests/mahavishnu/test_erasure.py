@@ -190,8 +190,8 @@ def test_an_erasure_with_the_mesh_stopped_runs_its_own_server(tmp_path: Path) ->
         folder = str(tmp_path / "d")
         enrolled = run("device", "enroll", "dev-offline", "--owner", OWNER, "--out", folder, env=running.env)
         assert enrolled.returncode == 0, enrolled.stderr
-        code, _ = running.stop()
-        assert code == 0
+        code, out = running.stop()
+        assert code == 0, (out, running.log()[-3000:])
         erased = run("erase", "device", "dev-offline", "--yes", env=running.env)
         assert erased.returncode == 0 and "erased dev-offline" in erased.stdout, erased
         assert not (running.home / "keys" / "devices" / "dev-offline.key").exists()
