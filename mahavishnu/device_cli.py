@@ -34,6 +34,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
         default="nats",
         help="nats: runs the agent (default); mqtt: speaks MQTT 3.1.1 only, served by up's MQTT bridge",
     )
+    enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
+    enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
     enroll.set_defaults(func=bind(_enroll))
 
     listing = actions.add_parser("list", help="every device and the state of its certificates")
@@ -119,7 +121,10 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
     try:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
-        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr, transport=args.transport)
+        personal = {"owner": args.owner, "location": args.location}
+        done = await devices.enroll(
+            home, settings, store, args.id, out_dir=out, csr_pem=csr, personal=personal, transport=args.transport
+        )
     finally:
         await store.nc.close()
     if args.transport == "mqtt":

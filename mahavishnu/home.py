@@ -10,6 +10,7 @@ nats/mqtt.conf             the MQTT account's users: MQTT devices and the bridge
 mqtt-bridge/               the MQTT bridge's client certificate and key (when [mqtt] port is set)
 mqtt-devices.json          the ids of the devices enrolled with --transport mqtt
 jetstream/                 the JetStream store, encrypted at rest
+keys/devices/<id>.key      each device's data key, 0600: erasing a device deletes it (projections.keystore)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mahavishnu import mqtt
 from mahavishnu.natsconf import ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
 from projections.database import ensure_key_file
+from projections.keystore import FileKeyStore
 
 CONTROL_ID = "control"
 SYSTEM_ID = "system"
@@ -102,6 +104,11 @@ class Home:
     @property
     def readmodels_dir(self) -> Path:
         return self.root / "readmodels"
+
+    @property
+    def data_keys(self) -> FileKeyStore:
+        """The data keys that seal personal fields (keys/devices/<id>.key); `mahavishnu erase` deletes them."""
+        return FileKeyStore(self.root / "keys")
 
     @property
     def store_dir(self) -> Path:
