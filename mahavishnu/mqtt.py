@@ -12,8 +12,9 @@ An MQTT device D may only
   - publish under its own event topics:   mesh/evt/device/D/<what>   (mesh.evt.device.D.>)
   - subscribe to its own command topics:  mesh/cmd/D/#               (mesh.cmd.D and mesh.cmd.D.>;
                                                                       an MQTT '#' also matches the parent)
-and connect over MQTT only. The server grants MQTT clients its internal $MQTT.> subjects
-itself (nats-server >= 2.12), after checking the topic against these permissions.
+and connect over MQTT only. The server lets MQTT clients use its internal $MQTT.> subjects
+for their sessions without listing them here, yet refuses a device's own publish or
+subscription on $MQTT/... topics (nats-server 2.15; tests/mahavishnu/test_mqtt.py checks both).
 
 The bridge (mahavishnu.mqtt_bridge, run by `up`) is the only identity in both worlds:
 it delivers each MQTT device's commands from the device's durable consumer in COMMANDS
