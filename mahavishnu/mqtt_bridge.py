@@ -42,6 +42,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from core import subjects
 from core.errors import MahavishnuError
@@ -62,6 +63,29 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
     """Wait `seconds`, or less if `stop` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+class MqttMetrics:
+    """What the bridge did, on up's /metrics.
+
+    mahavishnu_mqtt_commands_total{outcome}   delivered (the server has it) | expired | retried (no PUBACK)
+    mahavishnu_mqtt_reports_total{outcome}    appended | dropped (could not be translated; the log says why)
+    mahavishnu_mqtt_sessions                  MQTT devices whose session holds a QoS 1 subscription to commands
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter(
+            "mahavishnu_mqtt_commands", "Commands the MQTT bridge handled, by outcome.", ["outcome"], registry=registry
+        )
+        self.reports = Counter(
+            "mahavishnu_mqtt_reports",
+            "MQTT device reports the bridge handled, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.sessions = Gauge(
+            "mahavishnu_mqtt_sessions", "MQTT devices with a QoS 1 subscription to their commands.", registry=registry
+        )
 
 
 class MqttPublisher:
@@ -133,12 +157,14 @@ class MqttBridge:
         devices: Callable[[], frozenset[str]],
         *,
         poll_s: float = 0.5,
+        metrics: MqttMetrics | None = None,
     ) -> None:
         self.store = store
         self.bridge = bridge
         self.publisher = publisher
         self.devices = devices  # the MQTT devices' ids, read again at every poll (enrolments come and go)
         self.poll_s = poll_s
+        self.metrics = metrics or MqttMetrics(CollectorRegistry())
         self._delivering: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -211,6 +237,7 @@ class MqttBridge:
         except (nats.errors.Error, TimeoutError) as exc:  # e.g. JetStream busy while the server reloads its users
             log.warning("cannot list the MQTT sessions; keeping the last known", extra={"reason": repr(exc)})
             return
+        self.metrics.sessions.set(len(wanted))
         for device in wanted - self._delivering.keys():
             halt = asyncio.Event()
             task = asyncio.create_task(self._deliver(device, halt), name=f"mqtt-deliver-{device}")
@@ -274,14 +301,17 @@ class MqttBridge:
                 )
             )
             await message.ack()
+            self.metrics.commands.labels("expired").inc()
             return
         topic = mqtt.command_topic(device, command.command_id)
         if await self.publisher.publish(topic, mqtt.command_payload(command)):
             await message.ack()
+            self.metrics.commands.labels("delivered").inc()
             log.info("command delivered", extra={"device": device, "command_id": command.command_id})
         else:
             log.warning("command not acknowledged by MQTT; retrying", extra={"command_id": command.command_id})
             await message.nak(delay=1)
+            self.metrics.commands.labels("retried").inc()
 
     # --- reports in ----------------------------------------------------------
 
@@ -318,13 +348,21 @@ class MqttBridge:
         except mqtt.MqttPayloadError as exc:
             log.warning("dropped a report from an MQTT device", extra={"subject": message.subject, "reason": str(exc)})
             await message.term()
+            self.metrics.reports.labels("dropped").inc()
             return
         await self.store.append(event)
         await message.ack()
+        self.metrics.reports.labels("appended").inc()
 
 
 async def open_bridge(
-    store: EventStore, identity: Identity, *, host: str, port: int, devices: Callable[[], frozenset[str]]
+    store: EventStore,
+    identity: Identity,
+    *,
+    host: str,
+    port: int,
+    devices: Callable[[], frozenset[str]],
+    metrics: MqttMetrics | None = None,
 ) -> MqttBridge:
     """Connect the bridge's identity over NATS and over MQTT (`host`:`port`).
 
@@ -340,7 +378,7 @@ async def open_bridge(
     except MahavishnuError:
         await bridge.close()
         raise
-    return MqttBridge(store, bridge, publisher, devices)
+    return MqttBridge(store, bridge, publisher, devices, metrics=metrics)
 
 
 async def close_bridge(bridge: MqttBridge) -> None:

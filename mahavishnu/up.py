@@ -166,6 +166,7 @@ async def run(
                 host=settings.mqtt.host,
                 port=settings.mqtt.port,
                 devices=lambda: mqtt.registered(home.root),
+                metrics=bridging.MqttMetrics(registry),
             )
             relay = bridge
             relaying = asyncio.create_task(

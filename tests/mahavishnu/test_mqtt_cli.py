@@ -7,14 +7,30 @@ import subprocess
 from pathlib import Path
 
 from tests.harness import free_port
-from tests.mahavishnu.cli_harness import MAHAVISHNU, run, start_up, stop_up
+from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, run, scrape_metrics, start_up, stop_up
 from tests.tools import tool
+
+
+def start_up_with_mqtt(folder: Path) -> tuple[Running, str]:
+    """`up` with the MQTT listener on: five distinct free ports (a port freed by free_port may come back)."""
+    ports: set[int] = set()
+    while len(ports) < 5:
+        ports.add(free_port())
+    server, monitor, metrics, http, mqtt = (str(port) for port in ports)
+    up = start_up(
+        folder,
+        MAHAVISHNU_SERVER__PORT=server,
+        MAHAVISHNU_SERVER__MONITOR_PORT=monitor,
+        MAHAVISHNU_METRICS__PORT=metrics,
+        MAHAVISHNU_HTTP__PORT=http,
+        MAHAVISHNU_MQTT__PORT=mqtt,
+    )
+    return up, mqtt
 
 
 def test_cmd_send_wait_completes_for_an_mqtt_device(tmp_path: Path) -> None:
     mosquitto_sub, mosquitto_pub = tool("mosquitto_sub"), tool("mosquitto_pub")
-    port = str(free_port())
-    up = start_up(tmp_path, MAHAVISHNU_MQTT__PORT=port)
+    up, port = start_up_with_mqtt(tmp_path)
     try:
         enrolled = run("device", "enroll", "meter-1", "--transport", "mqtt", env=up.env)
         assert enrolled.returncode == 0, enrolled.stderr
@@ -47,14 +63,16 @@ def test_cmd_send_wait_completes_for_an_mqtt_device(tmp_path: Path) -> None:
         out, err = sender.communicate(timeout=90)
         assert sender.returncode == 0, (out, err)
         assert json.loads(out)["result"] == {"v": 7}
+        samples = scrape_metrics(up)
+        assert samples['mahavishnu_mqtt_commands_total{outcome="delivered"}'] == 1
+        assert samples['mahavishnu_mqtt_reports_total{outcome="appended"}'] >= 1
     finally:
         stop_up(up)
     assert "mqtt bridge" not in up.log()  # the supervisor names a service only when it crashed
 
 
 def test_up_prints_how_to_connect_an_mqtt_device(tmp_path: Path) -> None:
-    port = str(free_port())
-    up = start_up(tmp_path, MAHAVISHNU_MQTT__PORT=port)
+    up, port = start_up_with_mqtt(tmp_path)
     code, out = up.stop()
     stop_up(up)
     assert code == 0
