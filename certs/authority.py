@@ -26,6 +26,7 @@ from certs.errors import AlreadyIssuedError, CAExistsError, CorruptCAError, NoCA
 from certs.files import ensure_dir, read_bytes, read_json, write_atomic, write_json, write_private
 from certs.names import (
     SERVER_KIND,
+    SITE_KIND,
     KeyAlgorithm,
     parse_hosts,
     parse_reason,
@@ -159,6 +160,30 @@ class CertificateAuthority:
             self.certificate, self._key, key.public_key(), name=name, org=self.org, sans=sans, days=days, now=now
         )
         return self._deliver(name, SERVER_KIND, cert, key, out_dir)
+
+    def issue_site(
+        self, name: str, *, hosts: Sequence[str], out_dir: Path, days: int = 397, now: datetime | None = None
+    ) -> IssuedCertificate:
+        """Issue an edge site's certificate (kind "site"): its leaf server's, for devices and for the hub link.
+
+        Raises InvalidIdError for a bad name or host, AlreadyIssuedError when `name` already
+        holds a live certificate of any kind, CertError on I/O.
+        """
+        validate_identity(name)
+        sans = parse_hosts(hosts)
+        validate_days(days)
+        now = _utc(now)
+        live = self._registry.live(name, now)
+        if live:
+            raise AlreadyIssuedError(
+                f"{name!r} already has a live {live[-1].kind} certificate (serial {live[-1].serial:x}): "
+                "choose another site name, or revoke it first (`mahavishnu ca revoke`)"
+            )
+        key = build.generate_key(self.algorithm)
+        cert = build.site_certificate(
+            self.certificate, self._key, key.public_key(), name=name, org=self.org, sans=sans, days=days, now=now
+        )
+        return self._deliver(name, SITE_KIND, cert, key, out_dir)
 
     def issue_client(
         self,
