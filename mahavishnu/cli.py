@@ -22,9 +22,10 @@ from mahavishnu import agent_cli
 
 try:
     from certs import cli as ca_cli
-    from mahavishnu import audit_cli, backup_cli, code_cli, command_cli, device_cli, projection_cli, repo_cli
+    from mahavishnu import audit_cli, backup_cli, code_cli, command_cli, device_cli, projection_cli, repo_cli, site_cli
 except ImportError:  # a device's install (the edge extra): only the agent's commands exist there
     ca_cli = audit_cli = backup_cli = code_cli = command_cli = device_cli = projection_cli = repo_cli = None  # type: ignore[assignment]
+    site_cli = None  # type: ignore[assignment]
 
 EXIT_USAGE = 2
 
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         backup_cli.register(commands, _bind)  # type: ignore[arg-type]
         code_cli.register(commands, _bind)  # type: ignore[arg-type]
         repo_cli.register(commands, _bind)  # type: ignore[arg-type]
+        site_cli.register(commands)  # type: ignore[arg-type]
     return parser
 
 

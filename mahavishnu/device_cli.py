@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
     enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
     enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
+    enroll.add_argument("--site", help="the device connects to this edge site's server (see `mahavishnu site list`)")
     enroll.set_defaults(func=bind(_enroll))
 
     listing = actions.add_parser("list", help="every device and the state of its certificates")
@@ -113,10 +114,17 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
     try:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
-        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr)
+        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr, site=args.site)
     finally:
         await store.nc.close()
     print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
+    if args.site:
+        from mahavishnu.sites import USERS_FILE, bundle_dir
+
+        print(
+            f"device of site {args.site}: copy {bundle_dir(home, args.site) / USERS_FILE} into the site's bundle "
+            "folder on its host and run `mahavishnu site reload DIR` there"
+        )
     if not done.reloaded:
         print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
     return 0

@@ -74,6 +74,9 @@ class LeafListener:
             [
                 "leafnodes {",
                 f'  listen: "{self.host}:{self.port}"',
+                # Sites dial exactly the URLs of their bundle: an advertised listen address may be
+                # unreachable from a site or absent from the server certificate.
+                "  no_advertise: true",
                 "  tls {",
                 f'    cert_file: "{self.server_cert}"',
                 f'    key_file: "{self.server_key}"',

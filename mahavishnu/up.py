@@ -28,7 +28,7 @@ from core.metrics import CodeIndexMetrics, EventStoreMetrics, ProjectionMetrics,
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import connection_audit, control_requests, operators, tokens
+from mahavishnu import connection_audit, control_requests, operators, sites, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
@@ -96,7 +96,10 @@ async def run(
     api: ProbeServer | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
-        store = EventStore(nc, streams_of(settings), metrics=EventStoreMetrics(registry))
+        # EVENTS sources every registered edge site's stream (a site added later gets its
+        # source from `site add` itself, without a restart).
+        streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
+        store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
         await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
@@ -130,6 +133,9 @@ async def run(
             settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
+        if server.endpoints is not None and server.endpoints.leaf_port:
+            leaf = f"{settings.leaf.host}:{server.endpoints.leaf_port}"
+            out(f"  sites     leaf nodes on {leaf} (mahavishnu site add NAME)")
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
         if api is not None:

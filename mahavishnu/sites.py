@@ -1,0 +1,265 @@
+"""Edge sites: a leaf nats-server per site, its bundle, its devices, and the hub's sources.
+
+A site is registered on the control host with `mahavishnu site add NAME`, which issues
+its certificate and writes its bundle, a self-contained folder to copy to the edge host:
+
+    HOME/sites/<name>/site.json   name, JetStream domain, hub URLs, listener, devices
+    HOME/sites/<name>/ca.pem      the mesh CA (devices and the hub are checked against it)
+    HOME/sites/<name>/cert.pem    the site's certificate (kind "site"), key.pem its key (0600)
+    HOME/sites/<name>/users.conf  the site's own user and its devices' users (0600)
+
+`mahavishnu site up DIR` runs the site from it (mahavishnu.site_runner). A device
+belongs to a site when it is enrolled with `device enroll ID --site NAME`: it is added
+to site.json and its user to the bundle's users.conf (copy that file to the edge host
+and run `mahavishnu site reload DIR`).
+
+The hub's EVENTS stream sources each site's EVENTS stream through the site's domain API
+(`$JS.<domain>.API`): the leaf link itself carries no mesh subjects (permissions.LEAF_DENIED),
+so an event reaches the hub once, by sourcing, which resumes where it left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_identity
+from core.config import Settings
+from core.errors import MahavishnuError
+from core.streams import StreamSource, StreamSpec
+from mahavishnu.home import Home, _write_private, reload_server, write_users
+from mahavishnu.natsconf import User, render_users
+from mahavishnu.permissions import device_user
+
+log = logging.getLogger("mahavishnu.sites")
+
+SITE_FILE = "site.json"
+USERS_FILE = "users.conf"
+EVENTS_STREAM = "EVENTS"
+LOCAL_HOSTS = ("localhost", "127.0.0.1")  # `site up` connects to its own server on loopback
+DEFAULT_DEVICE_PORT = 4222
+
+
+class SiteError(MahavishnuError):
+    """A site is unknown, exists already, or its bundle is damaged."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """One edge site as its bundle's site.json describes it."""
+
+    name: str
+    domain: str  # its JetStream domain: the hub reaches its API as $JS.<domain>.API
+    hub_urls: tuple[str, ...]  # the hub's leaf node listener, dialled by the site's server
+    host: str  # where the site's server listens for its devices
+    port: int
+    hosts: tuple[str, ...]  # names in the site's certificate: what devices dial
+    devices: tuple[str, ...] = ()
+
+    @property
+    def device_url(self) -> str:
+        """The URL a device of this site connects to (first of its certificate's hosts)."""
+        return f"tls://{self.hosts[0]}:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"$JS.{self.domain}.API"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "hub_urls": list(self.hub_urls), "hosts": list(self.hosts)}
+
+    @classmethod
+    def from_json(cls, value: Any, where: Path) -> Site:
+        """Raises SiteError naming the file when a field is missing or of the wrong type."""
+        try:
+            site = cls(
+                name=validate_identity(str(value["name"])),
+                domain=str(value["domain"]),
+                hub_urls=tuple(str(u) for u in value["hub_urls"]),
+                host=str(value["host"]),
+                port=int(value["port"]),
+                hosts=tuple(str(h) for h in value["hosts"]),
+                devices=tuple(str(d) for d in value.get("devices", ())),
+            )
+        except (KeyError, TypeError, ValueError, MahavishnuError) as exc:
+            raise SiteError(
+                f"{where} is not a valid site description ({exc!r}): restore it from the control host"
+            ) from exc
+        if not site.hub_urls or not site.hosts:
+            raise SiteError(f"{where} names no hub URL or no host: recreate the bundle on the control host")
+        return site
+
+
+def sites_dir(home: Home) -> Path:
+    return home.root / "sites"
+
+
+def bundle_dir(home: Home, name: str) -> Path:
+    return sites_dir(home) / validate_identity(name)
+
+
+def load(bundle: Path) -> Site:
+    """The site of a bundle folder; SiteError when it is not one."""
+    path = bundle / SITE_FILE
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SiteError(
+            f"{bundle} is not a site bundle (no {SITE_FILE}): make one with `mahavishnu site add NAME` "
+            "on the control host and copy its folder here"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SiteError(f"cannot read {path} ({exc}): copy the bundle again from the control host") from exc
+    return Site.from_json(value, path)
+
+
+def registered(home: Home) -> list[Site]:
+    """Every site registered on this control host, by name."""
+    folder = sites_dir(home)
+    if not folder.is_dir():
+        return []
+    return [load(path) for path in sorted(folder.iterdir()) if (path / SITE_FILE).is_file()]
+
+
+def find(home: Home, name: str) -> Site:
+    """The registered site `name`; SiteError saying how to list them otherwise."""
+    folder = bundle_dir(home, name)
+    if not (folder / SITE_FILE).is_file():
+        raise SiteError(f"no site {name!r}: see `mahavishnu site list`, or add it with `mahavishnu site add {name}`")
+    return load(folder)
+
+
+# --- pure -----------------------------------------------------------------------------
+
+
+def hub_leaf_urls(settings: Settings) -> tuple[str, ...]:
+    """Where a site dials the hub: each certificate host of the hub at [leaf] port (pure).
+
+    SiteError when the hub has no leaf node listener, saying how to enable one.
+    """
+    if not settings.leaf.port:
+        raise SiteError(
+            "the hub has no leaf node listener ([leaf] port = 0): set [leaf] port = 7422 (and [leaf] host to an "
+            "address the sites reach) in mahavishnu.toml and restart `mahavishnu up`, or pass --hub-url"
+        )
+    return tuple(f"tls://{host}:{settings.leaf.port}" for host in settings.server.hosts)
+
+
+def new_site(
+    name: str,
+    settings: Settings,
+    *,
+    hosts: Sequence[str] = (),
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_DEVICE_PORT,
+    hub_urls: Sequence[str] = (),
+) -> Site:
+    """The description of a new site (pure). SiteError for a name the mesh already uses."""
+    validate_identity(name)
+    if name == settings.mesh.name:
+        raise SiteError(f"a site cannot be named like the mesh ({name!r}): choose another name")
+    names = tuple(dict.fromkeys([*hosts, *LOCAL_HOSTS]))
+    urls = tuple(hub_urls) or hub_leaf_urls(settings)
+    return Site(name=name, domain=name, hub_urls=urls, host=host, port=port, hosts=names)
+
+
+def site_users(site: Site, records: Sequence[IssuedRecord], now: datetime) -> tuple[User, ...]:
+    """The users of a site's server (pure): the site itself (its runner, unrestricted) and
+    every live certificate of its devices, confined exactly as on the hub."""
+    users: list[User] = []
+    for record in records:
+        if not record.is_live(now):
+            continue
+        if record.kind == "site" and record.identity == site.name:
+            users.append(User(certificate_uri(record.serial)))
+        elif record.kind == "device" and record.identity in site.devices:
+            users.append(device_user(record.identity, record.serial))
+    return tuple(users)
+
+
+def with_site_sources(streams: tuple[StreamSpec, ...], sites: Sequence[Site]) -> tuple[StreamSpec, ...]:
+    """The hub's streams with EVENTS sourcing every site's EVENTS stream (pure)."""
+    sources = tuple(StreamSource(EVENTS_STREAM, site.api) for site in sites)
+    return tuple(dataclasses.replace(s, sources=sources) if s.name == EVENTS_STREAM and sources else s for s in streams)
+
+
+# --- files ----------------------------------------------------------------------------
+
+
+def add(home: Home, settings: Settings, site: Site) -> Path:
+    """Issue the site's certificate, write its bundle, and let the hub's server accept its link.
+
+    Returns the bundle folder. SiteError when the site exists; certs errors when the name
+    is taken by another identity.
+    """
+    folder = bundle_dir(home, site.name)
+    if (folder / SITE_FILE).exists():
+        raise SiteError(f"site {site.name!r} exists already ({folder}): see `mahavishnu site list`")
+    ca = CertificateAuthority.load(home.ca_dir)
+    ca.issue_site(site.name, hosts=site.hosts, out_dir=folder, days=settings.certs.server_days)
+    save(folder, site)
+    write_bundle_users(home, ca, site)
+    write_users(home, ca)  # the hub's users.conf now holds the site's leaf-only user
+    reload_server(home)
+    return folder
+
+
+def save(folder: Path, site: Site) -> None:
+    _write_private(folder / SITE_FILE, json.dumps(site.to_json(), indent=2) + "\n")
+
+
+def write_bundle_users(home: Home, ca: CertificateAuthority, site: Site) -> Path:
+    """Regenerate a bundle's users.conf from the CA registry."""
+    path = bundle_dir(home, site.name) / USERS_FILE
+    _write_private(path, render_users(site_users(site, ca.issued(), datetime.now(UTC))))
+    return path
+
+
+def refresh_bundles(home: Home, ca: CertificateAuthority) -> None:
+    """Regenerate every site's users.conf (after a device of a site is enrolled, revoked or rotated)."""
+    for site in registered(home):
+        write_bundle_users(home, ca, site)
+
+
+def assign_device(home: Home, name: str, device_id: str) -> Site:
+    """Make `device_id` a device of site `name` (kept in its site.json); the updated site."""
+    site = find(home, name)
+    if device_id not in site.devices:
+        site = dataclasses.replace(site, devices=(*site.devices, device_id))
+        save(bundle_dir(home, name), site)
+    return site
+
+
+# --- the hub's stream -------------------------------------------------------------------
+
+
+async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
+    """Make the hub's EVENTS stream source `site`'s, without a restart; False if it already did.
+
+    Reads the stream's configuration as the server has it and updates only its sources,
+    so no other option is lost. SiteError when the server refuses.
+    """
+    info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)).data)
+    if "error" in info:
+        raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
+    config = info["config"]
+    sources = config.get("sources") or []
+    wanted = StreamSource(EVENTS_STREAM, site.api).as_config()
+    if any(s.get("external", {}).get("api") == site.api for s in sources):
+        return False
+    config["sources"] = [*sources, wanted]
+    reply = json.loads(
+        (await nc.request(f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)).data
+    )
+    if "error" in reply:
+        raise SiteError(f"cannot make {EVENTS_STREAM} source site {site.name}: {reply['error'].get('description')}")
+    log.info("hub sources site", extra={"site": site.name, "api": site.api})
+    return True

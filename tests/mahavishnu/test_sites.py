@@ -1,0 +1,199 @@
+"""Edge sites with real processes: a hub, a site's leaf server, devices at the site, a real TCP link to cut."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from certs import CertificateAuthority
+from core import subjects
+from core.events import TelemetryReported
+from core.store import EventStore, Identity, connect
+from mahavishnu import site_runner, sites
+from tests.harness import Mesh, free_port, start_mesh
+from tests.proxy import Proxy
+from tests.waiting import eventually, eventually_async
+
+SITE = "site-a"
+DEVICES = ("dev-s1", "dev-s2")
+
+
+@dataclass
+class RunningSite:
+    bundle: Path
+    site: sites.Site
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+    lines: list[str] = field(default_factory=list)
+    port: int = 0
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    async def close(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 30)
+
+
+async def run_site(bundle: Path) -> RunningSite:
+    """`site up` in this process, on a free port; returns once devices can connect."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    running = RunningSite(bundle, sites.load(bundle), stop, asyncio.get_running_loop().create_future())  # type: ignore[arg-type]
+
+    def on_ready(port: int) -> None:
+        running.port = port
+        ready.set()
+
+    running.task = asyncio.create_task(site_runner.run(bundle, stop, port=-1, out=running.lines.append, ready=on_ready))
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({waiting, running.task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if running.task.done():
+        running.task.result()  # raises why it did not start
+    assert ready.is_set(), f"the site did not come up: {running.lines}"
+    return running
+
+
+def make_site(mesh: Mesh, hub_urls: tuple[str, ...], devices: tuple[str, ...] = DEVICES) -> Path:
+    """Register the site on the hub's control host and enrol its devices (their files under the bundle's parent)."""
+    site = sites.new_site(SITE, mesh.settings, hosts=["localhost"], host="127.0.0.1", port=-1, hub_urls=hub_urls)
+    bundle = sites.add(mesh.home, mesh.settings, site)
+    ca = CertificateAuthority.load(mesh.home.ca_dir)
+    for device_id in devices:
+        ca.issue_client(device_id, kind="device", out_dir=mesh.home.root / "devices" / device_id)
+        sites.assign_device(mesh.home, SITE, device_id)
+    sites.refresh_bundles(mesh.home, ca)
+    return bundle
+
+
+async def device_store(mesh: Mesh, device_id: str, port: int, errors: list[str] | None = None) -> EventStore:
+    folder = mesh.home.root / "devices" / device_id
+    identity = Identity(f"tls://127.0.0.1:{port}", folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+
+    async def on_error(exc: Exception) -> None:
+        if errors is not None:
+            errors.append(str(exc))
+
+    nc = await connect(
+        identity, name=device_id, inbox_prefix=subjects.device_inbox_prefix(device_id), error_cb=on_error
+    )
+    return EventStore(nc)
+
+
+async def hub_events(hub: EventStore, device_id: str) -> list[TelemetryReported]:
+    found = [s.event async for s in hub.read(subjects.device_events(device_id))]
+    assert all(isinstance(e, TelemetryReported) for e in found)
+    return found  # type: ignore[return-value]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Mesh]:
+    running = start_mesh(tmp_path / "hub", leaf_port=-1)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def control(hub: Mesh) -> AsyncIterator[EventStore]:
+    store = EventStore(await connect(hub.identity, name="tests-hub"))
+    await store.ensure_streams()
+    yield store
+    await store.nc.close()
+
+
+def _reading(device_id: str, n: int) -> TelemetryReported:
+    return TelemetryReported(device_id=device_id, metrics={"n": float(n)})
+
+
+async def test_a_cut_link_loses_nothing_and_stores_nothing_twice(hub: Mesh, control: EventStore) -> None:
+    proxy = Proxy(free_port(), hub.leaf_port)
+    await proxy.start()
+    bundle = make_site(hub, (f"tls://127.0.0.1:{proxy.port}",))
+    site = await run_site(bundle)
+    stores: list[EventStore] = []
+    try:
+        assert await sites.add_source(control.nc, site.site)
+        link_up = site_runner.link_message(site.site, site_runner.LinkState(True))
+        await eventually(lambda: link_up in site.lines, timeout=20, what="the leaf link to come up")
+        stores = [await device_store(hub, d, site.port) for d in DEVICES]
+        sent: dict[str, list[float]] = {d: [] for d in DEVICES}
+
+        async def append(count: int) -> None:
+            for _ in range(count):
+                for device_id, store in zip(DEVICES, stores, strict=True):
+                    n = float(len(sent[device_id]))
+                    await store.append(_reading(device_id, int(n)))  # acknowledged by the site's JetStream
+                    sent[device_id].append(n)
+
+        await append(5)
+        await _until_hub_holds(control, sent)
+
+        await proxy.cut()
+        await eventually(lambda: site.said("cannot reach the hub"), timeout=20, what="the site to report the cut")
+        await append(20)  # offline: every append is still acknowledged, at the site
+        assert len(await hub_events(control, DEVICES[0])) == 5  # and none of them crossed
+
+        await proxy.restore()
+        await _until_hub_holds(control, sent)
+        await eventually(lambda: site.lines.count(link_up) == 2, timeout=20, what="the site to report the link back")
+        for device_id in DEVICES:
+            held = await hub_events(control, device_id)
+            assert [e.metrics["n"] for e in held] == sent[device_id]  # each once, in the device's order
+            assert len({e.event_id for e in held}) == len(held)
+    finally:
+        for store in stores:
+            await store.nc.close()
+        await site.close()
+        await proxy.close()
+
+
+async def _until_hub_holds(hub: EventStore, sent: dict[str, list[float]]) -> None:
+    async def holds() -> bool:
+        for device_id, numbers in sent.items():
+            if len(await hub_events(hub, device_id)) < len(numbers):
+                return False
+        return True
+
+    await eventually_async(holds, timeout=60, what=f"the hub to hold {sum(map(len, sent.values()))} events")
+
+
+async def test_a_site_that_cannot_reach_the_hub_says_so_and_keeps_accepting(hub: Mesh) -> None:
+    nowhere = f"tls://127.0.0.1:{free_port()}"
+    site = await run_site(make_site(hub, (nowhere,), devices=DEVICES[:1]))
+    store: EventStore | None = None
+    try:
+        await eventually(lambda: site.said(f"cannot reach the hub at {nowhere}"), timeout=20, what="the message")
+        store = await device_store(hub, DEVICES[0], site.port)
+        appended = [await store.append(_reading(DEVICES[0], n)) for n in range(3)]
+        assert [a[0].seq for a in appended] == [1, 2, 3]
+        assert not site.task.done()
+    finally:
+        if store is not None:
+            await store.nc.close()
+        await site.close()
+    assert site.task.result() == 0
+
+
+async def test_a_device_at_a_site_cannot_publish_as_another(hub: Mesh) -> None:
+    site = await run_site(make_site(hub, (f"tls://127.0.0.1:{free_port()}",)))
+    errors: list[str] = []
+    store: EventStore | None = None
+    try:
+        store = await device_store(hub, "dev-s1", site.port, errors)
+        nc: Client = store.nc
+        await nc.publish(subjects.device_event("dev-s2", "telemetry"), b"{}")
+        await nc.flush()
+        await eventually(lambda: any("permissions violation" in e.lower() for e in errors), timeout=10, what="refusal")
+        own = await store.append(_reading("dev-s1", 0))
+        assert own[0].seq == 1  # the refused message was never stored: its own is the first
+    finally:
+        if store is not None:
+            await store.nc.close()
+        await site.close()
