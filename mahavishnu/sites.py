@@ -20,6 +20,8 @@ so an event reaches the hub once, by sourcing, which resumes where it left off.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_identity
@@ -263,3 +266,75 @@ async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
         raise SiteError(f"cannot make {EVENTS_STREAM} source site {site.name}: {reply['error'].get('description')}")
     log.info("hub sources site", extra={"site": site.name, "api": site.api})
     return True
+
+
+# --- keeping the sources attached -----------------------------------------------------
+
+NO_CONSUMER = -1  # a source's "active" in the stream info while the hub has no consumer on it
+
+
+def detached(info: dict[str, Any], known: Sequence[Site]) -> list[Site]:
+    """The sites whose source has no consumer at the hub, or is missing from EVENTS (pure).
+
+    A site that comes up after the hub's source gave up for a while waits out the server's
+    retry backoff (measured: 26 s); these are the candidates to re-attach at once.
+    """
+    active = {
+        source.get("external", {}).get("api"): source.get("active", NO_CONSUMER) for source in info.get("sources") or []
+    }
+    return [site for site in known if active.get(site.api, NO_CONSUMER) == NO_CONSUMER]
+
+
+async def site_answers(nc: Client, site: Site, *, timeout: float = 1.0) -> bool:
+    """Whether the site's JetStream API answers across the leaf link right now."""
+    try:
+        await nc.request(f"{site.api}.INFO", b"", timeout=timeout)
+    except (TimeoutError, nats.errors.Error):
+        return False
+    return True
+
+
+async def _update_sources(nc: Client, config: dict[str, Any], sources: list[dict[str, Any]], timeout: float) -> None:
+    config["sources"] = sources
+    reply = json.loads(
+        (await nc.request(f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)).data
+    )
+    if "error" in reply:
+        raise SiteError(f"cannot update the sources of {EVENTS_STREAM}: {reply['error'].get('description')}")
+
+
+async def reattach(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
+    """Detach and attach the site's source again, the same source under the same name.
+
+    Exactly once still holds: a source added to a stream starts after the last message the
+    stream holds from it (each copied message records its source and sequence in a header),
+    and the event ids deduplicate within the duplicate window besides.
+    """
+    info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)).data)
+    if "error" in info:
+        raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
+    config = info["config"]
+    others = [s for s in config.get("sources") or [] if s.get("external", {}).get("api") != site.api]
+    await _update_sources(nc, config, others, timeout)
+    await _update_sources(nc, config, [*others, StreamSource(EVENTS_STREAM, site.api).as_config()], timeout)
+    log.info("re-attached a site's source", extra={"site": site.name})
+
+
+async def keep_sources(nc: Client, home: Home, stop: asyncio.Event, *, interval: float = 2.0) -> None:
+    """Until `stop`: re-attach a site's source when it has had no consumer for two checks in a row
+    while the site answers (its link is up), and add a missing one. Errors are logged, never raised."""
+    suspects: set[str] = set()
+    while not stop.is_set():
+        try:
+            known = registered(home)
+            if known:
+                reply = await nc.request(f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=5)
+                stalled = {s.name: s for s in detached(json.loads(reply.data), known)}
+                for name in suspects & stalled.keys():
+                    if await site_answers(nc, stalled[name]):
+                        await reattach(nc, stalled[name])
+                suspects = set(stalled)
+        except (MahavishnuError, TimeoutError, nats.errors.Error, ValueError, KeyError) as exc:
+            log.warning("cannot check the sites' sources; trying again", extra={"reason": str(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

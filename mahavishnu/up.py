@@ -91,6 +91,7 @@ async def run(
     stop_following = asyncio.Event()
     following: asyncio.Task[None] | None = None
     polling: asyncio.Task[None] | None = None
+    keeping: asyncio.Task[None] | None = None
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
@@ -107,6 +108,7 @@ async def run(
         service = ProjectionService(store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry))
         await service.start()
         following = asyncio.create_task(service.run(stop_following), name="projections")
+        keeping = asyncio.create_task(sites.keep_sources(nc, home, stop_following), name="site-sources")
         await control_requests.serve(nc, service)
         for location in index:
             out(await register_at_start(store, location))
@@ -158,6 +160,8 @@ async def run(
             await following
         if polling is not None and not polling.done():
             await polling
+        if keeping is not None and not keeping.done():
+            await keeping
         if code is not None:
             with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
                 await asyncio.wait_for(code.close(), CODE_CLOSE_S)

@@ -102,9 +102,14 @@ def hub(tmp_path: Path) -> Iterator[Mesh]:
 
 @pytest.fixture
 async def control(hub: Mesh) -> AsyncIterator[EventStore]:
+    """The hub's control connection, keeping the sites' sources attached as `up` does."""
     store = EventStore(await connect(hub.identity, name="tests-hub"))
     await store.ensure_streams()
+    stop = asyncio.Event()
+    keeping = asyncio.create_task(sites.keep_sources(store.nc, hub.home, stop))
     yield store
+    stop.set()
+    await keeping
     await store.nc.close()
 
 
@@ -193,6 +198,29 @@ async def test_a_device_at_a_site_cannot_publish_as_another(hub: Mesh) -> None:
         await eventually(lambda: any("permissions violation" in e.lower() for e in errors), timeout=10, what="refusal")
         own = await store.append(_reading("dev-s1", 0))
         assert own[0].seq == 1  # the refused message was never stored: its own is the first
+    finally:
+        if store is not None:
+            await store.nc.close()
+        await site.close()
+
+
+async def test_a_site_that_starts_after_its_source_is_sourced_at_once(hub: Mesh, control: EventStore) -> None:
+    # The hub's own retry would wait out its backoff (26 s measured); the keeper re-attaches
+    # the source as soon as the site's API answers across the link.
+    bundle = make_site(hub, (f"tls://127.0.0.1:{hub.leaf_port}",), devices=DEVICES[:1])
+    assert await sites.add_source(control.nc, sites.load(bundle))
+    site = await run_site(bundle)
+    store: EventStore | None = None
+    try:
+        store = await device_store(hub, DEVICES[0], site.port)
+        for n in range(3):
+            await store.append(_reading(DEVICES[0], n))
+
+        async def arrived() -> bool:
+            return len(await hub_events(control, DEVICES[0])) == 3
+
+        await eventually_async(arrived, timeout=12, what="the late site's events at the hub")
+        assert [e.metrics["n"] for e in await hub_events(control, DEVICES[0])] == [0.0, 1.0, 2.0]
     finally:
         if store is not None:
             await store.nc.close()
