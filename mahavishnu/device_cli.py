@@ -119,11 +119,12 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
         await store.nc.close()
     print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
     if args.site:
-        from mahavishnu.sites import USERS_FILE, bundle_dir
+        from mahavishnu.sites import SITE_FILE, USERS_FILE, bundle_dir
 
+        folder = bundle_dir(home, args.site)
         print(
-            f"device of site {args.site}: copy {bundle_dir(home, args.site) / USERS_FILE} into the site's bundle "
-            "folder on its host and run `mahavishnu site reload DIR` there"
+            f"device of site {args.site}: copy {folder / SITE_FILE} and {folder / USERS_FILE} into the site's "
+            "bundle folder on its host; a running `mahavishnu site up` applies them at once"
         )
     if not done.reloaded:
         print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")

@@ -38,10 +38,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.add_argument("--port", type=int, help="override the bundle's port for devices")
     up.set_defaults(func=_up)
 
-    reload = actions.add_parser("reload", help="make a running site re-read its bundle's users.conf")
-    reload.add_argument("dir")
-    reload.set_defaults(func=_reload)
-
 
 def _add(args: argparse.Namespace, home_path: Path) -> int:
     from mahavishnu.cli import _run_async, settings_for
@@ -104,12 +100,3 @@ async def _up_until_signal(bundle: Path, port: int | None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):
                 loop.remove_signal_handler(sig)
-
-
-def _reload(args: argparse.Namespace, home_path: Path) -> int:
-    bundle = Path(args.dir)
-    sites.load(bundle)  # a clear error when it is not a bundle
-    if not site_runner.reload(bundle):
-        raise sites.SiteError(f"no site server runs from {bundle}: start it with `mahavishnu site up {bundle}`")
-    print(f"site server of {bundle} re-reads its users")
-    return 0

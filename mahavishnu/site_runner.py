@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import MahavishnuError
 from core.store import EventStore, Identity, connect
 from core.streams import default_streams
 from mahavishnu import sites
@@ -96,7 +97,7 @@ def connection_help(site: sites.Site, bundle: Path, port: int) -> str:
             f"  bundle    {bundle}",
             f"  hub       {', '.join(site.hub_urls)}",
             f"  devices   {', '.join(site.devices) or f'none yet: `mahavishnu device enroll ID --site {site.name}`'}",
-            "  new users copy users.conf from the control host here, then `mahavishnu site reload DIR`",
+            "  new users copy site.json and users.conf from the control host here: they apply at once",
             "  stop      Ctrl-C",
         ]
     )
@@ -155,6 +156,40 @@ async def ensure_site_streams(store: EventStore, site: sites.Site) -> None:
         await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), consumer_config(device_id))
 
 
+def bundle_stamp(bundle: Path) -> tuple[float, ...]:
+    """When site.json and users.conf last changed (0 for a missing file)."""
+    stamps = []
+    for name in (sites.SITE_FILE, sites.USERS_FILE):
+        try:
+            stamps.append((bundle / name).stat().st_mtime)
+        except FileNotFoundError:
+            stamps.append(0.0)
+    return tuple(stamps)
+
+
+async def follow_bundle(
+    server: NatsServer, store: EventStore, bundle: Path, stop: asyncio.Event, out: Callable[[str], None]
+) -> None:
+    """Apply a new site.json or users.conf (copied from the control host) while the site runs:
+    the server re-reads its users and each new device gets its command consumer."""
+    seen = bundle_stamp(bundle)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), LINK_POLL_S)
+        stamp = bundle_stamp(bundle)
+        if stamp == seen or stop.is_set():
+            continue
+        seen = stamp
+        try:
+            site = sites.load(bundle)
+            server.reload()
+            await ensure_site_streams(store, site)
+        except MahavishnuError as exc:  # a half-copied bundle: the next change completes it
+            log.warning("cannot apply the changed bundle yet", extra={"reason": str(exc)})
+            continue
+        out(f"bundle changed: the site's devices are now {', '.join(site.devices) or 'none'}")
+
+
 def _leafz(monitor_port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/leafz", timeout=2) as reply:
         return json.loads(reply.read())  # type: ignore[no-any-return]
@@ -209,6 +244,7 @@ async def run(
     await supervisor.start()
     watcher = asyncio.create_task(supervisor.watch(), name="site-supervisor")
     following: asyncio.Task[None] | None = None
+    watching: asyncio.Task[None] | None = None
     store: EventStore | None = None
     try:
         assert server.endpoints is not None
@@ -216,6 +252,7 @@ async def run(
         store = EventStore(await connect(site_identity(bundle, bound), name=f"site-{site.name}"))
         await ensure_site_streams(store, site)
         following = asyncio.create_task(follow_link(server, site, stop, out), name="site-link")
+        watching = asyncio.create_task(follow_bundle(server, store, bundle, stop, out), name="site-bundle")
         out(connection_help(site, bundle, bound))
         if ready is not None:
             ready(bound)
@@ -228,24 +265,12 @@ async def run(
         return 0
     finally:
         stop.set()
-        if following is not None:
-            await following
+        for task in (following, watching):
+            if task is not None:
+                await task
         if store is not None and not store.nc.is_closed:
             await store.nc.close()
         supervisor.stopping()
         await supervisor.stop()
         if not watcher.done():
             await watcher
-
-
-def reload(bundle: Path) -> bool:
-    """Ask the site's running server to re-read users.conf (SIGHUP); False when none runs."""
-    import os
-    import signal
-
-    try:
-        pid = int((bundle / PID_FILE).read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return False
-    return True

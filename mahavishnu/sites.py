@@ -10,8 +10,8 @@ its certificate and writes its bundle, a self-contained folder to copy to the ed
 
 `mahavishnu site up DIR` runs the site from it (mahavishnu.site_runner). A device
 belongs to a site when it is enrolled with `device enroll ID --site NAME`: it is added
-to site.json and its user to the bundle's users.conf (copy that file to the edge host
-and run `mahavishnu site reload DIR`).
+to site.json and its user to the bundle's users.conf (copy both to the edge host: a
+running `site up` applies them at once).
 
 The hub's EVENTS stream sources each site's EVENTS stream through the site's domain API
 (`$JS.<domain>.API`): the leaf link itself carries no mesh subjects (permissions.LEAF_DENIED),

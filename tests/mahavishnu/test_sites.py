@@ -15,7 +15,9 @@ from certs import CertificateAuthority
 from core import subjects
 from core.events import TelemetryReported
 from core.store import EventStore, Identity, connect
-from mahavishnu import site_runner, sites
+from edge import load_agent_config
+from edge.agent import Agent
+from mahavishnu import devices, site_runner, sites
 from tests.harness import Mesh, free_port, start_mesh
 from tests.proxy import Proxy
 from tests.waiting import eventually, eventually_async
@@ -224,4 +226,39 @@ async def test_a_site_that_starts_after_its_source_is_sourced_at_once(hub: Mesh,
     finally:
         if store is not None:
             await store.nc.close()
+        await site.close()
+
+
+async def test_an_agent_enrolled_while_its_site_runs_works_there_and_reaches_the_hub(
+    hub: Mesh, control: EventStore, tmp_path: Path
+) -> None:
+    bundle = make_site(hub, (f"tls://127.0.0.1:{hub.leaf_port}",), devices=())
+    assert await sites.add_source(control.nc, sites.load(bundle))
+    site = await run_site(bundle)
+    running: tuple[Agent, asyncio.Event, asyncio.Task[None]] | None = None
+    try:
+        enrolment = await devices.enroll(
+            hub.home,
+            hub.settings,
+            control,
+            "dev-agent",
+            out_dir=tmp_path / "agent",
+            site=SITE,
+            url=f"tls://127.0.0.1:{site.port}",
+        )
+        await eventually(lambda: site.said("devices are now dev-agent"), timeout=20, what="the site to apply it")
+        agent = Agent(load_agent_config(enrolment.agent_config))
+        stop = asyncio.Event()
+        running = (agent, stop, asyncio.create_task(agent.run(stop)))
+
+        async def reported_at_hub() -> bool:
+            held = [s.subject async for s in control.read(subjects.device_events("dev-agent"))]
+            return subjects.device_event("dev-agent", "reported") in held
+
+        await eventually_async(reported_at_hub, timeout=30, what="the agent's report, sourced to the hub")
+        assert not running[2].done()  # its command loop found its consumer at the site
+    finally:
+        if running is not None:
+            running[1].set()
+            await asyncio.wait_for(running[2], 15)
         await site.close()
