@@ -27,6 +27,12 @@ COMMANDS_STREAM = "COMMANDS"
 # queries stay in the JetStream domain where they were published. Sourcing travels on
 # JetStream's own subjects ($JS.<domain>.API, deliveries, flow control), which stay open.
 LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>")
+# On the hub a site is also kept away from the hub's own JetStream API (it may neither manage
+# the hub's streams nor answer requests meant for them) and from the hub's reply subjects.
+# Sourcing needs none of these: the hub asks the site at $JS.<domain>.API and the site
+# answers and delivers on the hub's reply and delivery subjects.
+SITE_PUBLISH_DENIED = (*LEAF_DENIED, "$JS.API.>")
+SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>", "_INBOX.>")
 
 
 def device_user(device_id: str, serial: int) -> User:
@@ -47,8 +53,8 @@ def site_user(serial: int) -> User:
     """An edge site's leaf server (MESH account): leaf connections only, none of the mesh's subjects."""
     return User(
         name=certificate_uri(serial),
-        publish_deny=LEAF_DENIED,
-        subscribe_deny=LEAF_DENIED,
+        publish_deny=SITE_PUBLISH_DENIED,
+        subscribe_deny=SITE_SUBSCRIBE_DENIED,
         connection_types=("LEAFNODE",),
     )
 

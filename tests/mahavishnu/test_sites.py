@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from certs import CertificateAuthority
 from core import subjects
@@ -18,6 +19,7 @@ from core.store import EventStore, Identity, connect
 from edge import load_agent_config
 from edge.agent import Agent
 from mahavishnu import devices, site_runner, sites
+from mahavishnu.server import NatsServer
 from tests.harness import Mesh, free_port, start_mesh
 from tests.proxy import Proxy
 from tests.waiting import eventually, eventually_async
@@ -262,3 +264,68 @@ async def test_an_agent_enrolled_while_its_site_runs_works_there_and_reaches_the
             running[1].set()
             await asyncio.wait_for(running[2], 15)
         await site.close()
+
+
+async def test_the_hub_itself_keeps_mesh_subjects_off_a_misconfigured_sites_link(
+    hub: Mesh, control: EventStore
+) -> None:
+    # The site's config without its deny lists (edited, or an old template): the hub's own
+    # permissions for the site still keep events off the link, so sourcing is the only way in.
+    bundle = make_site(hub, (f"tls://127.0.0.1:{hub.leaf_port}",), devices=DEVICES[:1])
+    site = sites.load(bundle)
+    config = site_runner.prepare_bundle(bundle, site, port=-1)
+    config.write_text(config.read_text().replace("deny_imports:", "# deny_imports:").replace("deny_exports:", "#"))
+    server = NatsServer(config, name="careless-site")
+    endpoints = server.start()
+    nc: Client | None = None
+    try:
+        assert endpoints.monitor_port is not None
+        nc = await connect(site_runner.site_identity(bundle, endpoints.port), name="careless")
+        await site_runner.ensure_site_streams(EventStore(nc), site)
+        assert await sites.add_source(control.nc, site)
+        await eventually(
+            lambda: site_runner._leafz(endpoints.monitor_port or 0).get("leafnodes"), timeout=20, what="the link"
+        )
+        subject = subjects.device_event(DEVICES[0], "telemetry")
+        for n in range(5):  # no message id: the hub's duplicate window could not hide a second copy
+            await nc.request(subject, f'{{"n": {n}}}'.encode(), timeout=5)
+
+        async def held() -> int:
+            return len([s async for s in control.read(subjects.device_events(DEVICES[0]))])
+
+        await eventually_async(lambda: _equals(held(), 5), timeout=30, what="5 sourced messages at the hub")
+        info = await control.js.stream_info("EVENTS")
+        assert info.state.messages == 5  # and no copy that crossed the link directly
+
+        # Nor does a subscriber at the hub get them: a probe published after them on the same
+        # connection arrives, so they would have arrived before it had they crossed.
+        seen: list[str] = []
+
+        async def collect(msg: Msg) -> None:
+            seen.append(msg.subject)
+
+        await control.nc.subscribe("mesh.evt.>", cb=collect)
+        await control.nc.subscribe("probe.>", cb=collect)
+        await control.nc.flush()
+
+        site_nc = nc
+
+        async def probe_crossed() -> bool:
+            await site_nc.publish("probe.ping", b"")
+            await site_nc.flush()
+            return "probe.ping" in seen
+
+        await eventually_async(probe_crossed, timeout=20, what="the hub's interest to reach the site")
+        await nc.publish(subject, b'{"n": 99}')
+        await nc.publish("probe.done", b"")
+        await nc.flush()
+        await eventually(lambda: "probe.done" in seen, timeout=20, what="the probe behind it")
+        assert not [s for s in seen if s.startswith("mesh.")]
+    finally:
+        if nc is not None:
+            await nc.close()
+        server.stop()
+
+
+async def _equals(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
