@@ -22,7 +22,14 @@ from cryptography.x509.oid import NameOID
 
 from certs import build
 from certs.build import PrivateKey, PublicKey
-from certs.errors import AlreadyIssuedError, CAExistsError, CorruptCAError, NoCAError, NotIssuedError
+from certs.errors import (
+    AlreadyIssuedError,
+    CAExistsError,
+    CertError,
+    CorruptCAError,
+    NoCAError,
+    NotIssuedError,
+)
 from certs.files import ensure_dir, read_bytes, read_json, write_atomic, write_json, write_private
 from certs.names import (
     SERVER_KIND,
@@ -236,6 +243,11 @@ class CertificateAuthority:
         clients = [r for r in self._registry.history(identity) if r.kind != SERVER_KIND]
         if not clients:
             raise NotIssuedError(f"no client certificate was ever issued to {identity!r}: use issue-client")
+        if clients[-1].kind == SITE_KIND:  # it would lose its hosts and serverAuth
+            raise CertError(
+                f"{identity!r} is an edge site: its certificate is not rotated as a client's; "
+                "revoke it and add the site again (`mahavishnu site add`)"
+            )
         return self._issue_client(identity, clients[-1].kind, out_dir, days, csr_pem, now)
 
     def revoke(

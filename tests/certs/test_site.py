@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from certs import AlreadyIssuedError, CertificateAuthority, InvalidIdError, certificate_uri
+from certs import AlreadyIssuedError, CertError, CertificateAuthority, InvalidIdError, certificate_uri
 
 
 def test_a_site_certificate_serves_its_devices_and_dials_the_hub(ca: CertificateAuthority, tmp_path: Path) -> None:
@@ -35,3 +35,9 @@ def test_a_site_name_is_one_identity(ca: CertificateAuthority, tmp_path: Path) -
         ca.issue_site("dev-a", hosts=["localhost"], out_dir=tmp_path / "site")
     with pytest.raises(InvalidIdError):
         ca.issue_site("Site A", hosts=["localhost"], out_dir=tmp_path / "site")
+
+
+def test_a_site_certificate_is_not_rotated_as_a_clients(ca: CertificateAuthority, tmp_path: Path) -> None:
+    ca.issue_site("site-a", hosts=["localhost"], out_dir=tmp_path / "site")
+    with pytest.raises(CertError, match="edge site"):
+        ca.rotate_client("site-a", out_dir=tmp_path / "next")
