@@ -27,12 +27,12 @@ COMMANDS_STREAM = "COMMANDS"
 # queries stay in the JetStream domain where they were published. Sourcing travels on
 # JetStream's own subjects ($JS.<domain>.API, deliveries, flow control), which stay open.
 LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>")
-# On the hub a site is also kept away from the hub's own JetStream API (it may neither manage
-# the hub's streams nor answer requests meant for them) and from the hub's reply subjects.
-# Sourcing needs none of these: the hub asks the site at $JS.<domain>.API and the site
-# answers and delivers on the hub's reply and delivery subjects.
+# On the hub a site is also kept away from the hub's own JetStream API: it may neither manage
+# the hub's streams nor answer requests meant for them. Sourcing does not need it: the hub
+# asks the site at $JS.<domain>.API. (Denying the site `_INBOX.>` as well breaks the replies
+# to the hub's own requests across the link: measured, so it stays open.)
 SITE_PUBLISH_DENIED = (*LEAF_DENIED, "$JS.API.>")
-SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>", "_INBOX.>")
+SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>")
 
 
 def device_user(device_id: str, serial: int) -> User:

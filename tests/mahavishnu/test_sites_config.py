@@ -81,7 +81,7 @@ def test_a_site_may_only_link_and_its_link_carries_no_mesh_subjects() -> None:
     assert '"mahavishnu:cert:ab"' in rendered
     assert 'allowed_connection_types: ["LEAFNODE"]' in rendered
     assert 'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>"] }' in rendered
-    assert '"$JS.API.>", "_INBOX.>"] }' in rendered  # subscribe: nor the hub's API and replies
+    assert 'subscribe: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>"] }' in rendered
 
 
 def test_a_sites_server_knows_itself_and_its_own_live_devices_only() -> None:
