@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import subjects
 from core.errors import MahavishnuError
 from core.store import EventStore, Identity, connect
 from core.streams import default_streams
@@ -151,8 +152,6 @@ async def ensure_site_streams(store: EventStore, site: sites.Site) -> None:
     store.streams = tuple(s for s in default_streams() if s.name in SITE_STREAMS)
     await store.ensure_streams()
     for device_id in site.devices:
-        from core import subjects
-
         await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), consumer_config(device_id))
 
 
@@ -190,7 +189,8 @@ async def follow_bundle(
         out(f"bundle changed: the site's devices are now {', '.join(site.devices) or 'none'}")
 
 
-def _leafz(monitor_port: int) -> dict[str, Any]:
+def leafz(monitor_port: int) -> dict[str, Any]:
+    """The server's /leafz monitoring document (its leaf connections)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/leafz", timeout=2) as reply:
         return json.loads(reply.read())  # type: ignore[no-any-return]
 
@@ -203,11 +203,11 @@ async def follow_link(server: NatsServer, site: sites.Site, stop: asyncio.Event,
         endpoints = server.endpoints
         if endpoints is not None and endpoints.monitor_port and server.running:
             try:
-                leafz = await asyncio.to_thread(_leafz, endpoints.monitor_port)
+                document = await asyncio.to_thread(leafz, endpoints.monitor_port)
             except (OSError, ValueError):
-                leafz = None  # the server is restarting: ask again next time
-            if leafz is not None:
-                state = link_state(leafz, list(server.recent))
+                document = None  # the server is restarting: ask again next time
+            if document is not None:
+                state = link_state(document, list(server.recent))
                 now = time.monotonic()
                 if state.up:
                     down_since = None

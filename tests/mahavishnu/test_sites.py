@@ -284,7 +284,7 @@ async def test_the_hub_itself_keeps_mesh_subjects_off_a_misconfigured_sites_link
         await site_runner.ensure_site_streams(EventStore(nc), site)
         assert await sites.add_source(control.nc, site)
         await eventually(
-            lambda: site_runner._leafz(endpoints.monitor_port or 0).get("leafnodes"), timeout=20, what="the link"
+            lambda: site_runner.leafz(endpoints.monitor_port or 0).get("leafnodes"), timeout=20, what="the link"
         )
         subject = subjects.device_event(DEVICES[0], "telemetry")
         for n in range(5):  # no message id: the hub's duplicate window could not hide a second copy
