@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.set_defaults(func=_add)
 
     actions.add_parser("list", help="the registered sites and their devices").set_defaults(func=_list)
+
+    remove = actions.add_parser("remove", help="revoke a site and stop sourcing it (its copied events stay)")
+    remove.add_argument("name")
+    remove.add_argument("--force", action="store_true", help="even if the hub has not copied all its events yet")
+    remove.set_defaults(func=_remove)
 
     up = actions.add_parser("up", help="run a site from its bundle folder until Ctrl-C (edge host)")
     up.add_argument("dir", help="the bundle folder copied from the control host")
@@ -76,10 +82,67 @@ async def _source_now(home: Home, site: sites.Site) -> int:
 
 
 def _list(args: argparse.Namespace, home_path: Path) -> int:
-    for site in sites.registered(Home(home_path)):
+    home = Home(home_path)
+    known = sites.registered(home)
+    states = asyncio.run(_states(home, known)) if known else {}
+    for site in known:
         devices = ", ".join(site.devices) or "no devices"
-        print(f"{site.name}  domain {site.domain}  devices at {site.device_url}  hub {site.hub_urls[0]}  {devices}")
+        print(
+            f"{site.name}  domain {site.domain}  devices at {site.device_url}  hub {site.hub_urls[0]}  "
+            f"{states.get(site.name, 'hub not running')}  {devices}"
+        )
     return 0
+
+
+async def _states(home: Home, known: list[sites.Site]) -> dict[str, str]:
+    """Each site as the running hub sees it: how far it copied, how far the site is (if it answers)."""
+    from mahavishnu.cli import settings_for
+
+    try:
+        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+    except MahavishnuError:
+        return {}
+    try:
+        info = json.loads((await nc.request("$JS.API.STREAM.INFO.EVENTS", b"", timeout=5)).data)
+        states = {}
+        for site in known:
+            copied = sites.copied_of(info, site)
+            last = await sites.site_last_sequence(nc, site)
+            at_site = "site not answering" if last is None else f"site at {last}"
+            states[site.name] = "not sourced" if copied is None else f"hub copied up to {copied}, {at_site}"
+        return states
+    finally:
+        await nc.close()
+
+
+def _remove(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.cli import _run_async
+
+    home = Home(home_path)
+    site = sites.find(home, args.name)
+    running = _run_async(_unsource(home, site, args.force))
+    folder = sites.remove(home, site.name)
+    print(f"site {site.name} removed: its certificate is revoked, its bundle moved to {folder}")
+    print(
+        "  the hub no longer sources it; the events it copied stay"
+        if running
+        else "  the hub is not running: the next `mahavishnu up` no longer sources it"
+    )
+    return 0
+
+
+async def _unsource(home: Home, site: sites.Site, force: bool) -> int:
+    from mahavishnu.cli import settings_for
+
+    try:
+        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+    except MahavishnuError:
+        return 0
+    try:
+        await sites.remove_source(nc, site, force=force)
+    finally:
+        await nc.close()
+    return 1
 
 
 def _up(args: argparse.Namespace, home_path: Path) -> int:

@@ -338,3 +338,75 @@ async def keep_sources(nc: Client, home: Home, stop: asyncio.Event, *, interval:
             log.warning("cannot check the sites' sources; trying again", extra={"reason": str(exc)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
+
+
+# --- removing a site --------------------------------------------------------------------
+
+
+def removed_dir(home: Home) -> Path:
+    return home.root / "sites-removed"
+
+
+def copied_of(info: dict[str, Any], site: Site) -> int | None:
+    """The last sequence of the site's stream the hub has copied (0: none yet), or None when
+    the hub does not source the site (pure)."""
+    for source in info.get("sources") or []:
+        if source.get("external", {}).get("api") == site.api:
+            return int(source.get("seq") or 0)
+    return None
+
+
+def left_at_site(copied: int | None, site_last: int | None, site: Site) -> str:
+    """Why removing the site now would leave events behind, or "" (pure)."""
+    if copied is None:
+        return ""  # not sourced: nothing the hub was going to copy
+    if site_last is None:
+        return (
+            f"cannot tell whether the hub holds all of site {site.name}'s events: the site does not answer "
+            "(its server or its link is down); bring it up and wait, or pass --force"
+        )
+    if site_last > copied:
+        return (
+            f"the hub has not yet copied {site_last - copied} event(s) of site {site.name}: wait until "
+            "`mahavishnu site list` shows it caught up, or pass --force to leave them at the site"
+        )
+    return ""
+
+
+async def site_last_sequence(nc: Client, site: Site, *, timeout: float = 2.0) -> int | None:
+    """The last sequence of the site's EVENTS stream, asked across the link; None if it does not answer."""
+    try:
+        reply = await nc.request(f"{site.api}.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+        return int(json.loads(reply.data)["state"]["last_seq"])
+    except (TimeoutError, nats.errors.Error, ValueError, KeyError):
+        return None
+
+
+async def remove_source(nc: Client, site: Site, *, force: bool = False, timeout: float = 5.0) -> None:
+    """Stop sourcing `site` at a running hub; the events already copied stay.
+
+    SiteError when the site still holds events the hub has not copied, or cannot say, unless `force`.
+    """
+    info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)).data)
+    if "error" in info:
+        raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
+    if not force and (why := left_at_site(copied_of(info, site), await site_last_sequence(nc, site), site)):
+        raise SiteError(why)
+    config = info["config"]
+    others = [s for s in config.get("sources") or [] if s.get("external", {}).get("api") != site.api]
+    if len(others) != len(config.get("sources") or []):
+        await _update_sources(nc, config, others, timeout)
+
+
+def remove(home: Home, name: str) -> Path:
+    """Revoke the site's certificate (the hub refuses its link from now on) and move its bundle
+    out of the registry, to HOME/sites-removed/<name>; that folder's path."""
+    site = find(home, name)
+    ca = CertificateAuthority.load(home.ca_dir)
+    ca.revoke(site.name, reason="cessation_of_operation")
+    write_users(home, ca)
+    reload_server(home)
+    target = removed_dir(home) / f"{site.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    bundle_dir(home, name).rename(target)
+    return target

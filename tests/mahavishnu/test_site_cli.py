@@ -117,6 +117,15 @@ async def test_sites_registered_before_and_during_up_reach_the_hub(
 
         held = wait_until(lambda: len(telemetry_at_hub()) == 6 and telemetry_at_hub(), timeout=60, what="6 events")
         assert sorted(held) == sorted([subjects.device_event(d, "telemetry") for d in ("dev-b1", "dev-c1")] * 3)
+        wait_until(
+            lambda: "hub copied up to 3, site at 3" in run("site", "list", env=env).stdout,
+            timeout=30,
+            what="site list to show site-b caught up",
+        )
+        removed = run("site", "remove", "site-b", env=env)
+        assert removed.returncode == 0, removed.stderr
+        assert "its certificate is revoked" in removed.stdout and "the events it copied stay" in removed.stdout
+        assert "site-b" not in run("site", "list", env=env).stdout
         for process in sites_started:
             assert process.stop() == 0
             assert process.said("stopped")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,3 +372,50 @@ async def test_the_hub_stopping_and_starting_again_loses_nothing_and_stores_noth
         await keeping
         await control.nc.close()
         hub.stop()
+
+
+async def test_a_site_is_removed_only_once_the_hub_holds_its_events(
+    hub: Mesh, control: EventStore, tmp_path: Path
+) -> None:
+    proxy = Proxy(free_port(), hub.leaf_port)
+    await proxy.start()
+    edge = tmp_path / "edge"  # the bundle as copied to the edge host
+    shutil.copytree(make_site(hub, (f"tls://127.0.0.1:{proxy.port}",), devices=DEVICES[:1]), edge)
+    site = await run_site(edge)
+    device: EventStore | None = None
+    try:
+        assert await sites.add_source(control.nc, site.site)
+        device = await device_store(hub, DEVICES[0], site.port)
+        sent: dict[str, list[float]] = {DEVICES[0]: [0.0, 1.0, 2.0]}
+        for n in range(3):
+            await device.append(_reading(DEVICES[0], n))
+        await _until_hub_holds(control, sent)
+
+        await proxy.cut()
+        await eventually(lambda: site.said("cannot reach the hub"), timeout=20, what="the cut")
+        await device.append(_reading(DEVICES[0], 3))
+        with pytest.raises(sites.SiteError, match="does not answer"):
+            await sites.remove_source(control.nc, site.site)
+
+        await proxy.restore()
+        sent[DEVICES[0]].append(3.0)
+        await _until_hub_holds(control, sent)
+        await sites.remove_source(control.nc, site.site)  # caught up: allowed
+        info = await control.js.stream_info("EVENTS")
+        assert not info.config.sources and info.state.messages == 4  # the copied events stay
+
+        moved = sites.remove(hub.home, SITE)
+        assert sites.registered(hub.home) == [] and (moved / "site.json").is_file()
+        # The live link is not cut by the removal; the next one is refused.
+        await proxy.cut()
+        await proxy.restore()
+        await eventually(
+            lambda: any("Leafnode connection closed: Authentication Failure" in line for line in hub.server.recent),
+            timeout=30,
+            what="the hub to refuse the removed site's link",
+        )
+    finally:
+        if device is not None:
+            await device.nc.close()
+        await site.close()
+        await proxy.close()

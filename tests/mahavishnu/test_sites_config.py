@@ -146,3 +146,14 @@ def test_the_link_report_names_the_hub_and_does_not_cry_wolf_at_start() -> None:
     assert to_report(None, down, 0.0)  # the server said why: at once
     assert to_report(False, LinkState(True), 0.0)
     assert not to_report(True, LinkState(True), 0.0)
+
+
+def test_a_site_is_left_behind_unless_the_hub_copied_all_it_holds() -> None:
+    site = _site()
+    info = {"sources": [{"name": "EVENTS", "external": {"api": site.api}, "seq": 7}]}
+    assert sites.copied_of(info, site) == 7
+    assert sites.copied_of({"sources": []}, site) is None
+    assert sites.left_at_site(7, 7, site) == ""
+    assert "not yet copied 2 event(s)" in sites.left_at_site(7, 9, site)
+    assert "does not answer" in sites.left_at_site(7, None, site)
+    assert sites.left_at_site(None, None, site) == ""  # never sourced: nothing was due at the hub
