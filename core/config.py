@@ -512,7 +512,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "metrics": _check_metrics,
     "http": _check_listener,
     "code": _check_code,
-    "leaf": _check_metrics,  # a host, and a port or 0
+    "leaf": _check_listener,  # a host, and a port or 0
 }
 
 
