@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "HttpSettings",
     "JetStreamSettings",
+    "LeafSettings",
     "LoggingSettings",
     "MeshSettings",
     "MetricsSettings",
@@ -104,6 +105,9 @@ index_workers = 2            # processes analysing files
 [mqtt]
 host = "127.0.0.1"           # the MQTT 3.1.1 listener for MQTT-only devices (mTLS, like the NATS one)
 port = 0                     # 0: off (no MQTT devices, no second door); 8883 is MQTT over TLS's usual port
+[leaf]
+host = "127.0.0.1"           # where edge sites' leaf servers dial in (mTLS, site certificates only)
+port = 0                     # 0: no leaf node listener; 7422 is the usual port
 """
 
 
@@ -238,6 +242,16 @@ class CodeSettings(_Section, frozen=True, kw_only=True):
     index_workers: int = 2
 
 
+class LeafSettings(_Section, frozen=True, kw_only=True):
+    """The hub's listener for edge sites' leaf servers (port 0: none, the default: no new open port
+    unless edge sites are wanted). Sites authenticate with their own certificate from the mesh CA.
+    """
+
+    SECTION: ClassVar[str] = "leaf"
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All settings. Durations are float seconds, sizes int bytes."""
 
@@ -250,6 +264,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    leaf: LeafSettings = msgspec.field(default_factory=LeafSettings)
 
 
 _SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -264,6 +279,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         HttpSettings,
         CodeSettings,
         MqttSettings,
+        LeafSettings,
     )
 }
 
@@ -375,6 +391,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "index_workers": _INT,
     },
     "mqtt": {"host": _STR, "port": _INT},
+    "leaf": {"host": _STR, "port": _INT},
 }
 
 
@@ -515,6 +532,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "http": _check_listener,
     "code": _check_code,
     "mqtt": _check_listener,
+    "leaf": _check_listener,  # a host, and a port or 0
 }
 
 

@@ -32,7 +32,7 @@ from core.events import (
 from core.sealing import DataKey, device_subject, seal
 from core.store import EventStore
 from edge import render_agent_config
-from mahavishnu import mqtt
+from mahavishnu import mqtt, sites
 from mahavishnu.home import Home, reload_server, write_users
 from mahavishnu.permissions import COMMANDS_STREAM
 
@@ -96,10 +96,12 @@ async def enroll(
     url: str | None = None,
     transport: str = "nats",
     personal: Mapping[str, str] | None = None,
+    site: str | None = None,
 ) -> Enrolment:
     """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it.
 
-    The agent.toml written beside the files points at `url` (default: the configured server).
+    The agent.toml written beside the files points at `url` (default: the configured server,
+    or with `site` the edge site's server, whose bundle then holds the device's user).
     With `transport` "mqtt" the device speaks MQTT only: its user goes to the MQTT account
     (mahavishnu.mqtt) and `up`'s bridge serves its commands; the agent.toml is still written,
     for a device that may later run the agent, but its certificate opens the MQTT listener only.
@@ -116,6 +118,10 @@ async def enroll(
         )
     if transport not in TRANSPORTS:
         raise MahavishnuError(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
+    if transport == "mqtt" and site is not None:
+        raise MahavishnuError("edge sites have no MQTT listener yet: enrol an MQTT device without --site")
+    if site is not None:
+        url = url or sites.find(home, site).device_url  # an unknown site fails before anything is issued
     ca = load_ca(home)
     if transport == "mqtt":
         if device_id not in mqtt.registered(home.root) and any(r.identity == device_id for r in ca.issued()):
@@ -128,6 +134,8 @@ async def enroll(
     )
     config = out_dir / "agent.toml"
     config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
+    if site is not None:
+        sites.assign_device(home, site, device_id)
     reloaded = await _apply(home, ca, store, device_id, ack_wait_s)
     key = home.data_keys.create(device_subject(device_id))  # always: the first event with personal data is sealed
     enrolled = DeviceEnrolled(
@@ -266,6 +274,7 @@ async def _apply(
 ) -> bool:
     """Regenerate the users and reload the server; with `ack_wait_s`, (re)configure the device's consumer too."""
     write_users(home, ca)
+    sites.refresh_bundles(home, ca)  # a site's device: its bundle's users.conf changes too
     reloaded = reload_server(home)
     if ack_wait_s is not None:
         config = consumer_config(device_id, ack_wait_s)
