@@ -29,6 +29,8 @@ from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
 from mahavishnu import connection_audit, control_requests, operators, tokens
+from mahavishnu.cluster import ClusterSupervisor, create_streams, prepare_cluster
+from mahavishnu.clusterplan import stream_replicas
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy, Supervisor
@@ -48,7 +50,7 @@ CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they 
 def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
     js = settings.jetstream
     return default_streams(
-        replicas=js.replicas,
+        replicas=stream_replicas(settings),
         duplicate_window_s=js.duplicate_window,
         events_max_age_s=js.events_max_age,
         commands_max_age_s=js.commands_max_age,
@@ -57,31 +59,49 @@ def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
 
 
 def connection_help(identity: Identity, home: Home) -> str:
-    """What `up` prints so a person or a tool can connect (pure)."""
+    """What `up` prints so a person or a tool can connect (pure): every node's URL in a cluster."""
     tls = f"--tlsca {identity.ca} --tlscert {identity.cert} --tlskey {identity.key}"
     return "\n".join(
         [
-            f"mesh is up: {identity.url}",
+            f"mesh is up: {', '.join(identity.servers)}",
             f"  state     {home.root}",
             f"  CA        {identity.ca}",
             f"  cert      {identity.cert}",
             f"  key       {identity.key}",
-            f"  nats CLI  nats --server {identity.url} {tls} stream ls",
+            f"  nats CLI  nats --server {','.join(identity.servers)} {tls} stream ls",
             "  env       mahavishnu env --json   (the same, for scripts)",
             "  stop      Ctrl-C",
         ]
     )
 
 
+async def start_servers(
+    home: Home, settings: Settings, out: Callable[[str], None] = print
+) -> Supervisor | ClusterSupervisor:
+    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`.
+
+    A cluster node that does not start is reported through `out` and left to its
+    supervisor; MahavishnuError when the mesh cannot come up at all.
+    """
+    policy = RestartPolicy(initial=settings.server.restart_backoff, maximum=settings.server.restart_backoff_max)
+    if settings.server.cluster:
+        stream_replicas(settings)  # refuse a cluster too small for the replicas before starting anything
+        cluster = ClusterSupervisor(prepare_cluster(home, settings), policy, mesh=settings.mesh.name)
+        await cluster.start()
+        for problem in cluster.problems.values():
+            out(f"warning: {problem}")
+        return cluster
+    prepare(home, settings)
+    supervisor = Supervisor(NatsServer(home.server_conf, name=settings.mesh.name), policy)
+    await supervisor.start()
+    return supervisor
+
+
 async def run(
     home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
 ) -> int:
     """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
-    prepare(home, settings)
-    server = NatsServer(home.server_conf, name=settings.mesh.name)
-    policy = RestartPolicy(initial=settings.server.restart_backoff, maximum=settings.server.restart_backoff_max)
-    supervisor = Supervisor(server, policy)
-    await supervisor.start()
+    supervisor = await start_servers(home, settings, out)
     watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
     identity = home.control_identity(settings)
     registry = new_registry()  # one per process, served on /metrics by the probes
@@ -97,7 +117,10 @@ async def run(
     try:
         nc = await connect(identity, name="mahavishnu-up")
         store = EventStore(nc, streams_of(settings), metrics=EventStoreMetrics(registry))
-        await store.ensure_streams()
+        if isinstance(supervisor, ClusterSupervisor):
+            await create_streams(store, supervisor)
+        else:
+            await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
@@ -127,7 +150,7 @@ async def run(
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
         probes = await _start_probes(
-            settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
+            settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
         if probes is not None:
@@ -205,7 +228,7 @@ async def _start_probes(
 
 
 async def _until_signal(watcher: asyncio.Task[None]) -> None:
-    """Wait for SIGINT or SIGTERM; GaveUp propagates when the supervisor cannot keep the server up."""
+    """Wait for SIGINT or SIGTERM; GaveUp (ClusterError) propagates when the server (the cluster) cannot be kept up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
