@@ -36,6 +36,39 @@ from core.store.wire import Message
 from core.streams import StreamSpec, stream_for
 
 HEADER_ROOM = 512  # bytes kept for the headers of a frame under the server's max_payload
+CONNECTION_CHECK_S = 0.1  # while acknowledgements are awaited, how often the connection is checked
+
+
+class _Connection:
+    """Tells whether the client has reconnected since this watch began: its old connection was lost.
+
+    Frames written to a connection that dies are gone with its socket, and a cluster's
+    other nodes never saw them: waiting out the acknowledgement timeout for them is time
+    lost, so once the client is connected again (to whichever node it found) the appenders
+    act at once: a fast batch fails, to be appended again; pipelined events are resent.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.reconnects = nc.stats["reconnects"]
+
+    def lost(self) -> bool:
+        return bool(self.nc.stats["reconnects"] != self.reconnects)
+
+
+async def _progress_or_lost(progress: asyncio.Event, connection: _Connection, timeout: float) -> str:
+    """Wait for `progress`: "" when it came, "lost" when the client reconnected first, "timeout" after `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return "timeout"
+        try:
+            await asyncio.wait_for(progress.wait(), min(remaining, CONNECTION_CHECK_S))
+            return ""
+        except TimeoutError:
+            if connection.lost():
+                return "lost"
 
 
 def messages(events: Iterable[Event], streams: tuple[StreamSpec, ...], max_payload: int) -> Iterator[Message]:
@@ -110,6 +143,7 @@ class PipelinedAppender:
         self.retries = retries
         self._pending: dict[int, Message] = {}
         self._progress = asyncio.Event()
+        self._connection = _Connection(nc)
         self._tally = _Tally()
         self._prefix = ""
         self._next = 0
@@ -117,6 +151,7 @@ class PipelinedAppender:
     async def append(self, events: Iterable[Event]) -> BulkReport:
         """Append every event; AppendFailed (with `.report`) if any could not be stored."""
         self._prefix = self.nc.new_inbox() + "."
+        self._connection = _Connection(self.nc)
         sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_ack)
         try:
             batch: list[Message] = []
@@ -155,17 +190,19 @@ class PipelinedAppender:
         resent = 0
         while len(self._pending) > at_most and not self._tally.failures:
             self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), self.timeout)
+            waited = await _progress_or_lost(self._progress, self._connection, self.timeout)
+            if not waited:
                 resent = 0
-            except TimeoutError:
-                if resent == self.retries:
-                    self._tally.failures.append(
-                        f"no acknowledgement for {len(self._pending)} event(s) after {self.retries + 1} tries"
-                    )
-                    return
-                resent += 1
-                await self._resend()
+                continue
+            if resent == self.retries:
+                self._tally.failures.append(
+                    f"no acknowledgement for {len(self._pending)} event(s) after {self.retries + 1} tries"
+                )
+                return
+            resent += 1
+            if waited == "lost":  # the client is connected again: resend there, and watch the new connection
+                self._connection = _Connection(self.nc)
+            await self._resend()
 
     async def _resend(self) -> None:
         """Send every unacknowledged event again under its old reply subject; the server deduplicates."""
@@ -227,6 +264,7 @@ class FastBatchAppender:
         self._final: fastbatch.Frame | None = None
         self._failure = ""
         self._progress = asyncio.Event()
+        self._connection = _Connection(nc)
 
     async def append(self, events: Iterable[Event]) -> BulkReport:
         """Append every event; AppendFailed (with `.report`) if any could not be stored."""
@@ -240,6 +278,7 @@ class FastBatchAppender:
     async def _publish(self, run: list[Message], acknowledged_before: int) -> int:
         inbox = fastbatch.new_batch_inbox(self.nc.new_inbox())
         self._acked, self._final, self._failure = 0, None, ""
+        self._connection = _Connection(self.nc)
         sub = await self.nc.subscribe(inbox + ".>", cb=self._on_frame)
         try:
             total = len(run)
@@ -277,10 +316,11 @@ class FastBatchAppender:
 
     async def _await_progress(self) -> None:
         self._progress.clear()
-        try:
-            await asyncio.wait_for(self._progress.wait(), self.timeout)
-        except TimeoutError:
+        waited = await _progress_or_lost(self._progress, self._connection, self.timeout)
+        if waited == "timeout":
             self._failure = f"no acknowledgement for {self.timeout:g} s"
+        elif waited == "lost":  # what was written to the lost connection is gone: the batch cannot complete
+            self._failure = "the connection to the server was lost during the batch (the client has reconnected)"
 
     async def _on_frame(self, msg: Msg) -> None:
         self._progress.set()
