@@ -18,7 +18,6 @@ Progress goes to stderr; the last line on stdout is the result:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import statistics
 import sys

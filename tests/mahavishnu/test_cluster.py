@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -34,8 +35,8 @@ from projections.database import database_key
 from projections.devices import Devices
 from projections.status import read_model_status
 from tests.harness import free_port_run
-from tests.mahavishnu.cli_harness import Running, start_up, stop_up
-from tests.waiting import eventually, eventually_async
+from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, environment, run, start_up, stop_up
+from tests.waiting import eventually, eventually_async, wait_until
 
 EVENTS = 100_000
 CHUNK = 1_000  # events per append_many call; an acknowledgement is timed when its chunk completes
@@ -281,3 +282,34 @@ async def test_a_node_whose_port_is_taken_is_named_and_the_others_keep_running(t
         await cluster.stop()
         if watching is not None:
             await watching
+
+
+def test_up_names_a_node_that_cannot_start_runs_on_and_takes_it_in_once_its_port_is_free(tmp_path: Path) -> None:
+    env = environment(tmp_path / "home", **cluster_env(), MAHAVISHNU_SERVER__RESTART_BACKOFF="1s")
+    n2_port = int(env["MAHAVISHNU_SERVER__PORT"]) + 1
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", n2_port))
+    squatter.listen()
+    log = (tmp_path / "up.log").open("w")
+    process = subprocess.Popen(
+        [MAHAVISHNU, "up", "--cluster", "3"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    log.close()
+    running = Running(process, env, tmp_path / "home")
+    try:
+        wait_until(lambda: '"msg": "cluster node did not start"' in running.log(), timeout=60, what="the failed node")
+        line = next(line for line in running.log().splitlines() if "cluster node did not start" in line)
+        assert '"node": "n2"' in line and f"client port {n2_port}" in line
+        assert "already in use" in line and "free those ports" in line and "the other nodes keep running" in line
+        assert process.poll() is None  # up runs on with n1 and n3
+
+        squatter.close()  # n2's supervisor retries with backoff and starts it: the R3 streams come up
+        ready = run("status", "--wait-ready", "60", env=env, timeout=90)
+        assert ready.returncode == 0, ready.stderr
+    finally:
+        squatter.close()
+        code, out = running.stop() if process.poll() is None else (process.returncode, "")
+        stop_up(running)
+    assert code == 0
+    assert f"warning: cluster node n2 (mahavishnu-n2: client port {n2_port}" in out
+    assert "mesh is up: " in out and f"tls://127.0.0.1:{n2_port}" in out
