@@ -109,9 +109,7 @@ async def main(n: int, rounds: int) -> str:
             for r in range(rounds):
                 r1_rates.append(await timed(r1, make_events(n, f"r1-{r}")))
                 r3_rates.append(await timed(r3, make_events(n, f"r3-{r}")))
-                print(
-                    f"round {r + 1}/{rounds}: R1 {r1_rates[-1]:,.0f}/s, R3 {r3_rates[-1]:,.0f}/s", file=sys.stderr
-                )
+                print(f"round {r + 1}/{rounds}: R1 {r1_rates[-1]:,.0f}/s, R3 {r3_rates[-1]:,.0f}/s", file=sys.stderr)
             await r1_nc.close()
             await r3_nc.close()
         finally:
