@@ -1,9 +1,10 @@
 """`mahavishnu up`: bring the mesh up on this machine and keep it up until told to stop.
 
-Creates the state directory once, starts nats-server from the wheel under a supervisor,
-creates the streams, records `mesh.started`, keeps the read models up to date, serves
-/metrics, /health and /ready (ready: connected and caught up), prints how to connect,
-and on SIGINT or SIGTERM stops everything cleanly.
+Creates the state directory once, starts nats-server from the wheel under a supervisor
+(or, with `--cluster N`, N nodes each under its own: mahavishnu.cluster), creates the
+streams, records `mesh.started`, keeps the read models up to date, serves /metrics,
+/health and /ready (ready: connected and caught up), prints how to connect, and on
+SIGINT or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
