@@ -37,6 +37,8 @@ from core.streams import StreamSpec, stream_for
 
 HEADER_ROOM = 512  # bytes kept for the headers of a frame under the server's max_payload
 CONNECTION_CHECK_S = 0.1  # while acknowledgements are awaited, how often the connection is checked
+# JetStream announces each new leader of a replicated stream here (in the stream's account).
+LEADER_ELECTED = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
 
 
 class _Connection:
@@ -239,7 +241,11 @@ class FastBatchAppender:
     At most `window` events are sent beyond the last acknowledged one; the server
     acknowledges every `flow`. A batch the server abandons (a refused message, a gap) or
     that stops being acknowledged for `timeout` seconds fails the append; what was
-    acknowledged before is stored, and a retry of the same events deduplicates it.
+    acknowledged before is stored, and a retry of the same events deduplicates it. So
+    does, at once, a batch whose connection was lost or whose stream (replicated, in a
+    cluster) elected a new leader meanwhile: the batch lived on the old one. The leader
+    advisories are read with the caller's identity; one not allowed to subscribe to
+    `$JS.EVENT.>` (a device) gets a permissions error from the server and the timeout.
     """
 
     def __init__(
@@ -280,6 +286,8 @@ class FastBatchAppender:
         self._acked, self._final, self._failure = 0, None, ""
         self._connection = _Connection(self.nc)
         sub = await self.nc.subscribe(inbox + ".>", cb=self._on_frame)
+        stream = stream_for(run[0].subject, self.streams).name
+        elected = await self.nc.subscribe(LEADER_ELECTED + stream, cb=self._on_new_leader)
         try:
             total = len(run)
             for start in range(0, total, self.chunk):
@@ -297,6 +305,7 @@ class FastBatchAppender:
                 await self._await_progress()
         finally:
             await sub.unsubscribe()
+            await elected.unsubscribe()
         final = self._final
         if not self._failure and final is not None:
             if final.error is not None:
@@ -321,6 +330,12 @@ class FastBatchAppender:
             self._failure = f"no acknowledgement for {self.timeout:g} s"
         elif waited == "lost":  # what was written to the lost connection is gone: the batch cannot complete
             self._failure = "the connection to the server was lost during the batch (the client has reconnected)"
+
+    async def _on_new_leader(self, _: Msg) -> None:
+        """A batch lives on the stream's leader: under a new one it can never complete, so it fails at once."""
+        if not self._failure and self._final is None:
+            self._failure = "the stream elected a new leader during the batch"
+            self._progress.set()
 
     async def _on_frame(self, msg: Msg) -> None:
         self._progress.set()
