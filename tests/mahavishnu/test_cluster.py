@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -74,6 +75,14 @@ def _kill(node: Node) -> int:
     pid = int(node.pid_file.read_text().strip())
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def _ready(port: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # not listening yet, or 503 (urllib raises HTTPError, an OSError)
+        return False
 
 
 def _restarted(node: Node, old_pid: int) -> bool:
@@ -308,6 +317,9 @@ def test_up_names_a_node_that_cannot_start_runs_on_and_takes_it_in_once_its_port
         squatter.close()  # n2's supervisor retries with backoff and starts it: the R3 streams come up
         ready = run("status", "--wait-ready", "60", env=env, timeout=90)
         assert ready.returncode == 0, ready.stderr
+        # Then up finishes starting (read models, queries) and serves /ready: only from then on
+        # does a SIGTERM stop it cleanly, with what it printed flushed.
+        wait_until(lambda: _ready(env["MAHAVISHNU_METRICS__PORT"]), timeout=60, what="up's /ready")
     finally:
         squatter.close()
         code, out = running.stop() if process.poll() is None else (process.returncode, "")
