@@ -143,12 +143,25 @@ def _resume_gap(killed_at: float, acked_at: list[float]) -> float:
     return after - before
 
 
-async def _stored_ids(store: EventStore) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    async for stored in store.read(f"mesh.evt.device.{DEVICE}.>"):
-        assert stored.event is not None, stored.error
-        counts[stored.event.event_id] += 1
-    return counts
+async def _stored_ids(store: EventStore, *, timeout: float = 60.0) -> Counter[str]:
+    """How many times each event id is in the stream, read from the start.
+
+    A read is a client of the cluster like any other: while the restarted node catches up
+    or a consumer's node changes, a fetch can go unanswered. The read is then done again
+    from the start, as the projections retry theirs, until `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        counts: Counter[str] = Counter()
+        try:
+            async for stored in store.read(f"mesh.evt.device.{DEVICE}.>"):
+                assert stored.event is not None, stored.error
+                counts[stored.event.event_id] += 1
+            return counts
+        except StoreError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the stream could not be read back within {timeout} s: {exc}") from exc
+            print(f"reading back again: {exc}")
 
 
 async def _projections_caught_up(store: EventStore, home: Home, last_seq: int) -> bool:
