@@ -164,3 +164,15 @@ def test_up_says_how_to_connect_with_mosquitto(tmp_path: Path) -> None:
     text = mqtt_help(Home(tmp_path), settings)
     assert "mqtts://127.0.0.1:8883" in text
     assert f"--cafile {tmp_path}/ca/ca.pem" in text and "-t mesh/evt/device/ID/telemetry" in text
+
+
+def test_a_cluster_has_one_mqtt_listener_on_its_first_node(tmp_path: Path) -> None:
+    from mahavishnu.clusterplan import node_config, plan_nodes
+    from mahavishnu.home import Home, prepare
+
+    settings = load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883", "MAHAVISHNU_SERVER__CLUSTER": "3"})
+    base = prepare(Home(tmp_path), settings)
+    nodes = plan_nodes(tmp_path, settings)
+    rendered = [node_config(base, node, nodes, settings).render() for node in nodes]
+    assert ["port: 8883" in text for text in rendered] == [True, False, False]
+    assert all('include "mqtt.conf"' in text for text in rendered)  # every node knows the MQTT account's users
