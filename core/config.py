@@ -45,6 +45,7 @@ __all__ = [
     "MetricsSettings",
     "ServerSettings",
     "Settings",
+    "ShellSettings",
     "config_path",
     "home_dir",
     "load_config",
@@ -100,6 +101,10 @@ breaker_cooldown = "1m"      # then one trial poll (half-open)
 mode = "redact"              # or "block": a file with a high-severity secret is not indexed
 max_file_size = "1MB"        # larger files are skipped, with an event
 index_workers = 2            # processes analysing files
+[shell]
+idle_timeout = "15m"         # a remote terminal without a keystroke this long is closed
+max_duration = "30m"         # and every one after this long
+owner_timeout = "30s"        # or when the connection that opened it sends nothing this long
 """
 
 
@@ -222,6 +227,19 @@ class CodeSettings(_Section, frozen=True, kw_only=True):
     index_workers: int = 2
 
 
+class ShellSettings(_Section, frozen=True, kw_only=True):
+    """The remote terminal (`mahavishnu shell`): when the broker in `up` closes a session.
+
+    `idle_timeout` without a keystroke, `max_duration` in all, `owner_timeout` without a
+    request from the connection that opened it (its reads stop: a connection that hangs).
+    """
+
+    SECTION: ClassVar[str] = "shell"
+    idle_timeout: float = 900.0
+    max_duration: float = 1800.0
+    owner_timeout: float = 30.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All settings. Durations are float seconds, sizes int bytes."""
 
@@ -233,6 +251,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
+    shell: ShellSettings = msgspec.field(default_factory=ShellSettings)
 
 
 _SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -246,6 +265,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         MetricsSettings,
         HttpSettings,
         CodeSettings,
+        ShellSettings,
     )
 }
 
@@ -356,6 +376,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "max_file_size": _SIZE,
         "index_workers": _INT,
     },
+    "shell": {"idle_timeout": _DURATION, "max_duration": _DURATION, "owner_timeout": _DURATION},
 }
 
 
@@ -486,6 +507,14 @@ def _check_code(v: Any) -> list[_Problem]:
     return found
 
 
+def _check_shell(v: Any) -> list[_Problem]:
+    return [
+        *_positive("idle_timeout", v.idle_timeout, "s"),
+        *_positive("max_duration", v.max_duration, "s"),
+        *_positive("owner_timeout", v.owner_timeout, "s"),
+    ]
+
+
 _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "mesh": _check_mesh,
     "server": _check_server,
@@ -495,6 +524,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "metrics": _check_metrics,
     "http": _check_listener,
     "code": _check_code,
+    "shell": _check_shell,
 }
 
 

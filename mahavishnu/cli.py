@@ -30,10 +30,12 @@ try:
         device_cli,
         projection_cli,
         repo_cli,
+        shell_cli,
         slo_cli,
     )
 except ImportError:  # a device's install (the edge extra): only the agent's commands exist there
     ca_cli = audit_cli = backup_cli = code_cli = command_cli = device_cli = projection_cli = repo_cli = slo_cli = None  # type: ignore[assignment]
+    shell_cli = None  # type: ignore[assignment]
 
 EXIT_USAGE = 2
 
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         code_cli.register(commands, _bind)  # type: ignore[arg-type]
         repo_cli.register(commands, _bind)  # type: ignore[arg-type]
         slo_cli.register(commands, _bind)  # type: ignore[arg-type]
+        shell_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 

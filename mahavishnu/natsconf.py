@@ -25,12 +25,14 @@ def template_text(name: str) -> str:
 class User:
     """One identity the server accepts: its certificate URI SAN, and what it may publish and subscribe to.
 
-    None for a permission list means unrestricted (the control services).
+    None for a permission list means unrestricted (the control services). `allow_responses`
+    lets it answer requests it received (publish once to their reply subjects) and nowhere else.
     """
 
     name: str
     publish_allow: tuple[str, ...] | None = None
     subscribe_allow: tuple[str, ...] | None = None
+    allow_responses: bool = False
 
     def render(self) -> str:
         entry = f"user: {json.dumps(self.name)}"
@@ -39,6 +41,8 @@ class User:
             rules.append(f"publish: {{ allow: {json.dumps(list(self.publish_allow))} }}")
         if self.subscribe_allow is not None:
             rules.append(f"subscribe: {{ allow: {json.dumps(list(self.subscribe_allow))} }}")
+        if self.allow_responses:
+            rules.append("allow_responses: true")
         if rules:
             entry += ", permissions: { " + ", ".join(rules) + " }"
         return "      { " + entry + " }"

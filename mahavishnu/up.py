@@ -31,6 +31,8 @@ from core.streams import StreamSpec, default_streams
 from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
+from mahavishnu.shell_broker import ShellBroker, start_shell_broker
+from mahavishnu.shell_session import Limits
 from mahavishnu.supervisor import RestartPolicy, Supervisor, keep_running
 from projections import http_api, http_auth
 from projections.codeindex.registering import register_at_start
@@ -100,6 +102,7 @@ async def run(
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
+    shells: ShellBroker | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         store = EventStore(nc, streams_of(settings), metrics=EventStoreMetrics(registry))
@@ -136,6 +139,14 @@ async def run(
         await command_latency.follow(nc, fleet)
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
+        shells = await start_shell_broker(
+            nc,
+            resolve=operators.resolver(home),
+            audit=AuditTrail(store),
+            limits=shell_limits(settings),
+            system=system,
+            version=version("mahavishnu"),
+        )
         devices = operators.devices_by_user(home)
         sampling = asyncio.create_task(
             keep_running("agents-online", lambda: agents_online.follow(system, fleet, devices, stop_following), policy)
@@ -152,6 +163,8 @@ async def run(
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(watcher, following, polling, sampling)
         await queries.stop()
+        await shells.stop()
+        shells = None
         stop_following.set()
         await following
         await polling
@@ -161,6 +174,9 @@ async def run(
         out("mesh stopped")
         return 0
     finally:
+        if shells is not None:  # stopping on an error: end the terminal sessions all the same
+            with contextlib.suppress(Exception):
+                await shells.stop()
         stop_following.set()
         if following is not None and not following.done():
             await following
@@ -182,6 +198,12 @@ async def run(
         await supervisor.stop()
         if not watcher.done():
             await watcher
+
+
+def shell_limits(settings: Settings) -> Limits:
+    """The remote terminal's limits from [shell] (pure)."""
+    shell = settings.shell
+    return Limits(idle_s=shell.idle_timeout, max_s=shell.max_duration, owner_silence_s=shell.owner_timeout)
 
 
 def http_api_server(
