@@ -60,22 +60,32 @@ class _Session:
     output: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     closing: asyncio.Future[EndReason] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     task: asyncio.Task[None] | None = None
+    grace_s: float = GRACE_S
 
     def deadline(self) -> tuple[float, EndReason]:
         """When the agent ends this session by itself, and why."""
-        idle = self.last_input + self.control.idle_s + GRACE_S
-        most = self.started + self.control.max_s + GRACE_S
+        idle = self.last_input + self.control.idle_s + self.grace_s
+        most = self.started + self.control.max_s + self.grace_s
         return (idle, "idle_timeout") if idle < most else (most, "max_duration")
 
 
 class ShellHost:
     """Serves shell sessions for one device on `nc`; `start()` subscribes, `stop()` ends every session."""
 
-    def __init__(self, nc: Client, device_id: str, allowlist: tuple[str, ...], *, max_sessions: int = MAX_SESSIONS):
+    def __init__(
+        self,
+        nc: Client,
+        device_id: str,
+        allowlist: tuple[str, ...],
+        *,
+        max_sessions: int = MAX_SESSIONS,
+        grace_s: float = GRACE_S,
+    ) -> None:
         self.nc = nc
         self.device_id = device_id
         self.allowlist = allowlist
         self.max_sessions = max_sessions
+        self.grace_s = grace_s
         self.sessions: dict[str, _Session] = {}
         self._subscriptions: list[Any] = []
 
@@ -84,6 +94,8 @@ class ShellHost:
             await self.nc.subscribe(control_subject(self.device_id), cb=self._on_control),
             await self.nc.subscribe(f"mesh.pty.in.{self.device_id}.*", cb=self._on_input),
         ]
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await self.nc.flush(timeout=5)  # the server knows the subscriptions: a request from now on finds them
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -136,7 +148,9 @@ class ShellHost:
             log.warning("shell refused", extra={"device": self.device_id, "shell": control.shell, "reason": str(exc)})
             return ShellReply(ok=False, error=str(exc))
         now = time.monotonic()
-        session = _Session(control.session, msgspec.structs.replace(control, shell=path), now, now)
+        session = _Session(
+            control.session, msgspec.structs.replace(control, shell=path), now, now, grace_s=self.grace_s
+        )
         try:
             session.shell = await PtyShell.start(
                 path, rows=control.rows, cols=control.cols, term=control.term, on_output=session.output.put_nowait
