@@ -200,6 +200,7 @@ class ShellBroker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._ticker: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def start(self) -> None:
         service = self._service = await add_service(
@@ -223,13 +224,18 @@ class ShellBroker:
         self._ticker = asyncio.create_task(self._tick(), name="shell-broker-ticker")
 
     async def stop(self) -> None:
-        """End every session (mesh_stopping), record it, and unregister."""
-        if self._service is not None:
-            await self._service.stop()
+        """End every session (mesh_stopping), record it, let the waiting readers hear so, and unregister."""
+        if self._stopped:
+            return
+        self._stopped = True
         await asyncio.gather(
             *(self._finish(live, "mesh_stopping") for live in self.sessions.values() if not live.ending),
             return_exceptions=True,
         )
+        if self._tasks:  # the reads in flight answer now, with the end and its reason
+            await asyncio.wait(set(self._tasks), timeout=POLL_WAIT_S + 1)
+        if self._service is not None:
+            await self._service.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)

@@ -294,3 +294,40 @@ async def test_the_owners_disconnect_closes_the_session_and_ends_the_shell_on_th
     assert closed["details"]["reason"] == "owner_disconnected"
     await eventually(lambda: session not in shells.sessions and not alive(pid), timeout=10, what="the shell to end")
     assert time.monotonic() - killed < 10
+
+
+async def test_a_session_whose_agent_stops_is_closed_and_says_so(
+    broker: Callable[[Limits], Awaitable[ShellBroker]],
+    device: Device,
+    people: dict[str, str],
+    terminals: Callable[..., Terminal],
+    store: EventStore,
+) -> None:
+    await broker(RELAXED)
+    name = people["operator"]
+    terminal = terminals(device.agent.device_id, name)
+    session = await terminal.session()
+    device.stop.set()  # the agent stops (SIGTERM on a device): it ends its shells on the way out
+    assert await terminal.exit_code() == 1
+    assert "closed: the device's agent went away or lost the session" in terminal.text()
+    assert (await closed_record(store, name, session))["details"]["reason"] == "device_lost"
+
+
+async def test_a_stopping_mesh_closes_its_sessions_and_says_so(
+    broker: Callable[[Limits], Awaitable[ShellBroker]],
+    device: Device,
+    people: dict[str, str],
+    terminals: Callable[..., Terminal],
+    store: EventStore,
+) -> None:
+    running = await broker(RELAXED)
+    name = people["admin"]
+    terminal = terminals(device.agent.device_id, name)
+    session = await terminal.session()
+    shells = device.agent.shells
+    assert shells is not None and session in shells.sessions
+    await running.stop()  # what `up` does on SIGTERM
+    assert await terminal.exit_code() == 1
+    assert "closed: the mesh is stopping" in terminal.text()
+    assert (await closed_record(store, name, session))["details"]["reason"] == "mesh_stopping"
+    assert session not in shells.sessions
