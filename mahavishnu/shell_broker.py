@@ -561,25 +561,33 @@ class ShellBroker:
         last_flush = time.monotonic()
         while True:
             await asyncio.sleep(TICK_S)  # the resolution of the limits; the work below is cheap
-            now = time.monotonic()
+            try:
+                last_flush = self._check(last_flush)
+            except Exception:  # a bug: say so, and keep enforcing the limits of the other sessions
+                log.exception("checking the shell sessions failed")
+
+    def _check(self, last_flush: float) -> float:
+        """End what is due, ping agents, flush transcripts; returns when transcripts were last flushed."""
+        now = time.monotonic()
+        for live in list(self.sessions.values()):
+            if live.ended:
+                if now - live.ended_at > KEEP_ENDED_S:
+                    self.sessions.pop(live.id, None)
+                continue
+            if live.ending:
+                continue
+            reason = due(live.clock, now, self.limits)
+            if reason is not None:
+                self._spawn(self._finish(live, reason))
+            elif now - live.last_ping >= PING_S:
+                live.last_ping = now
+                self._spawn(self._ping(live))
+        if now - last_flush >= FLUSH_S:
+            last_flush = now
             for live in list(self.sessions.values()):
-                if live.ended:
-                    if now - live.ended_at > KEEP_ENDED_S:
-                        self.sessions.pop(live.id, None)
-                    continue
-                if live.ending:
-                    continue
-                reason = due(live.clock, now, self.limits)
-                if reason is not None:
-                    self._spawn(self._finish(live, reason))
-                elif now - live.last_ping >= PING_S:
-                    live.last_ping = now
-                    self._spawn(self._ping(live))
-            if now - last_flush >= FLUSH_S:
-                last_flush = now
-                for live in list(self.sessions.values()):
-                    if not live.ending and live.transcript.pending():
-                        self._spawn(self._flush(live))
+                if not live.ending and live.transcript.pending():
+                    self._spawn(self._flush(live))
+        return last_flush
 
     async def _ping(self, live: Live) -> None:
         try:

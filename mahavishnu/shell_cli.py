@@ -70,29 +70,30 @@ def operator_of(home: Home, settings: Settings, args: argparse.Namespace) -> Ope
 
 async def run_shell(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     operator = operator_of(home, settings, args)
-    nc = await connect(
-        operator.identity,
-        name=f"mahavishnu-shell-{operator.name}",
-        reconnect=False,
-        inbox_prefix=subjects.inbox_prefix(operator.name),
-    )
-    try:
-        client = ShellClient(nc)
-        rows, cols = _window()
-        opened = await client.open(
-            args.device, shell=args.shell, rows=rows, cols=cols, term=os.environ.get("TERM", "xterm")
+    rows, cols = _window()
+    # Raw from the start, so that nothing typed once the banner shows is cooked or lost.
+    with _raw(sys.stdin.fileno()):
+        nc = await connect(
+            operator.identity,
+            name=f"mahavishnu-shell-{operator.name}",
+            reconnect=False,
+            inbox_prefix=subjects.inbox_prefix(operator.name),
         )
-        _say(
-            f"connected to {opened.device} ({opened.shell}), session {opened.session}; it closes after "
-            f"{format_duration(opened.idle_timeout_s)} without a keystroke and after "
-            f"{format_duration(opened.max_duration_s)} in all"
-        )
-        with _raw(sys.stdin.fileno()):
+        try:
+            client = ShellClient(nc)
+            opened = await client.open(
+                args.device, shell=args.shell, rows=rows, cols=cols, term=os.environ.get("TERM", "xterm")
+            )
+            _say(
+                f"connected to {opened.device} ({opened.shell}), session {opened.session}; it closes after "
+                f"{format_duration(opened.idle_timeout_s)} without a keystroke and after "
+                f"{format_duration(opened.max_duration_s)} in all"
+            )
             end = await Terminal(client, opened.session).run()
             _say(f"session {opened.session} {end.message}")
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
     if end.reason in ("exited", "closed"):
         return end.exit_code if end.exit_code is not None and end.exit_code >= 0 else 0
     return 1
@@ -193,7 +194,7 @@ def _raw(fd: int) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSADRAIN)  # not TCSAFLUSH: keep what was typed ahead
     try:
         yield
     finally:
