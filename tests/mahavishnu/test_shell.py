@@ -331,3 +331,14 @@ async def test_a_stopping_mesh_closes_its_sessions_and_says_so(
     assert "closed: the mesh is stopping" in terminal.text()
     assert (await closed_record(store, name, session))["details"]["reason"] == "mesh_stopping"
     assert session not in shells.sessions
+
+
+async def test_a_request_from_inside_the_mesh_names_no_person_and_is_refused(
+    broker: Callable[[Limits], Awaitable[ShellBroker]], device: Device, nc: Client
+) -> None:
+    await broker(RELAXED)
+    with pytest.raises(ShellError) as refused:
+        await ShellClient(nc).open(device.agent.device_id)  # the control identity: no Nats-Request-Info
+    assert refused.value.code == 403
+    assert "the remote terminal is for operators" in str(refused.value)
+    assert device.agent.shells is not None and not device.agent.shells.sessions
