@@ -147,6 +147,7 @@ class Live:
     transcript: Transcript = field(default_factory=Transcript)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     device_done: asyncio.Event = field(default_factory=asyncio.Event)
+    told: asyncio.Event = field(default_factory=asyncio.Event)  # a read answered with the end
     flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
     ending: str = ""  # why it is ending (input refused from then on)
     ended: bool = False  # ended and recorded: readers may hear so
@@ -232,8 +233,16 @@ class ShellBroker:
             *(self._finish(live, "mesh_stopping") for live in self.sessions.values() if not live.ending),
             return_exceptions=True,
         )
-        if self._tasks:  # the reads in flight answer now, with the end and its reason
-            await asyncio.wait(set(self._tasks), timeout=POLL_WAIT_S + 1)
+        listening = [
+            live
+            for live in self.sessions.values()
+            if not live.told.is_set() and live.ending not in ("owner_disconnected", "owner_silent")
+        ]
+        waiting = [asyncio.create_task(live.told.wait()) for live in listening]
+        if waiting:  # each owner's next read hears of the end and its reason, unless it is gone too
+            await asyncio.wait(waiting, timeout=2 * POLL_WAIT_S + 1)
+            for task in waiting:
+                task.cancel()
         if self._service is not None:
             await self._service.stop()
         if self._ticker is not None:
@@ -437,6 +446,8 @@ class ShellBroker:
             exit_code=live.exit_code if finished else None,
         )
         await request.respond(msgspec.json.encode(output))
+        if finished:
+            live.told.set()
 
     async def _resize(self, request: Request) -> None:
         live = await self._owned(request, "resize")

@@ -160,3 +160,14 @@ async def test_pings_and_closes_of_unknown_sessions_are_answered_no(host: Host) 
     assert not (await host.ask(op="ping", session=session_id())).ok
     bad = await host.ask(op="open", session="not-a-session")
     assert not bad.ok and "32 lowercase hex" in bad.error
+
+
+async def test_the_window_size_is_the_terminals_and_follows_a_resize(host: Host) -> None:
+    session = session_id()
+    seen = await host.watch(session)
+    assert (await host.ask(op="open", session=session, rows=30, cols=100)).ok
+    await host.type(session, "stty size\r")
+    await eventually(lambda: b"30 100\r\n" in seen.output, timeout=30, what="the opening size")
+    assert (await host.ask(op="resize", session=session, rows=40, cols=120)).ok
+    await host.type(session, "stty size\r")
+    await eventually(lambda: b"40 120\r\n" in seen.output, timeout=30, what="the new size")

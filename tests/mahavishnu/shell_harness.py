@@ -69,6 +69,10 @@ class Terminal:
         )
         return match.group(1).decode()
 
+    async def prompt(self) -> None:
+        """Wait for the remote shell's prompt ("# " or "$ "), so that what is typed next is echoed after it."""
+        await self.expect(r"[#$] $")
+
     async def exit_code(self, *, timeout: float = 30) -> int:
         try:
             await eventually(lambda: self.process.poll() is not None, timeout=timeout, what="the CLI to exit")

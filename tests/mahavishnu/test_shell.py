@@ -128,6 +128,7 @@ async def test_an_operator_runs_echo_hello_and_the_trail_holds_the_whole_session
     name = people["operator"]
     terminal = terminals(device.agent.device_id, name)
     session = await terminal.session()
+    await terminal.prompt()
     terminal.type("echo hello\r")
     await terminal.expect(r"^hello\r?$")  # the output line, not the echo of what was typed
     terminal.type("exit\r")
@@ -202,6 +203,7 @@ async def test_another_connection_cannot_type_into_or_read_the_session(
     name = people["operator"]
     terminal = terminals(device.agent.device_id, name)
     session = await terminal.session()
+    await terminal.prompt()
     marker = tmp_path / "typed-by-someone-else"
     other = await operator_connection(mesh, name)  # the same person's certificate, another connection
     try:
@@ -255,6 +257,7 @@ async def test_the_maximum_duration_closes_a_session_in_use(
     terminal = terminals(device.agent.device_id, name)
     session = await terminal.session()
     opened = time.monotonic()
+    await terminal.prompt()
     n = 0
     while terminal.process.poll() is None:  # keep typing, never idle, until the session is closed
         terminal.type(f"echo tick-{n}\r")
@@ -281,6 +284,7 @@ async def test_the_owners_disconnect_closes_the_session_and_ends_the_shell_on_th
     name = people["operator"]
     terminal = terminals(device.agent.device_id, name)
     session = await terminal.session()
+    await terminal.prompt()
     terminal.type("echo $$\r")
     shells = device.agent.shells
     assert shells is not None
@@ -342,3 +346,27 @@ async def test_a_request_from_inside_the_mesh_names_no_person_and_is_refused(
     assert refused.value.code == 403
     assert "the remote terminal is for operators" in str(refused.value)
     assert device.agent.shells is not None and not device.agent.shells.sessions
+
+
+async def test_a_session_through_the_client_library_resizes_and_reads_in_order(
+    mesh: Mesh, broker: Callable[[Limits], Awaitable[ShellBroker]], device: Device, people: dict[str, str]
+) -> None:
+    await broker(RELAXED)
+    connection = await operator_connection(mesh, people["operator"])
+    try:
+        client = ShellClient(connection)
+        opened = await client.open(device.agent.device_id, rows=30, cols=100)
+        await client.resize(opened.session, 40, 120)
+        await client.send(opened.session, b"stty size; exit 5\r")
+        printed, after = b"", 0
+        while True:
+            output = await client.read(opened.session, after)
+            assert output.offset == after  # nothing skipped, nothing twice
+            printed += output.data
+            after += len(output.data)
+            if output.ended:
+                break
+    finally:
+        await connection.close()
+    assert b"40 120\r\n" in printed  # typed before the prompt showed: the prompt may precede it
+    assert (output.reason, output.exit_code) == ("exited", 5)

@@ -35,6 +35,7 @@ async def test_an_operator_opens_a_shell_through_up(up: Running, tmp_path: Path)
         assert ping.returncode == 0, ping.stderr  # the agent is connected
         terminal = Terminal(["dev-tty", "--as", "olga"], up.env)
         session = await terminal.session()
+        await terminal.prompt()
         assert "it closes after 15m without a keystroke and after 30m in all" in terminal.text()  # the defaults
         terminal.type("echo hello\r")
         await terminal.expect(r"^hello\r?$")
