@@ -30,7 +30,7 @@ from mahavishnu.shell_client import ShellClient
 from mahavishnu.shell_session import Limits, ShellError
 from mahavishnu.shell_transcript import session_text
 from tests.harness import Mesh
-from tests.mahavishnu.cli_harness import environment
+from tests.mahavishnu.cli_harness import MAHAVISHNU, environment
 from tests.mahavishnu.shell_harness import (
     Terminal,
     add_operator,
@@ -370,3 +370,26 @@ async def test_a_session_through_the_client_library_resizes_and_reads_in_order(
         await connection.close()
     assert b"40 120\r\n" in printed  # typed before the prompt showed: the prompt may precede it
     assert (output.reason, output.exit_code) == ("exited", 5)
+
+
+async def test_without_a_terminal_stdin_is_typed_and_its_end_is_ctrl_d(
+    mesh: Mesh, broker: Callable[[Limits], Awaitable[ShellBroker]], device: Device, people: dict[str, str]
+) -> None:
+    await broker(RELAXED)
+    process = await asyncio.create_subprocess_exec(
+        MAHAVISHNU,
+        "shell",
+        device.agent.device_id,
+        "--as",
+        people["operator"],
+        "--server",
+        mesh.identity.url,
+        env=environment(mesh.home.root),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(b"echo piped-$((6*7))\n"), 60)
+    assert process.returncode == 0, err
+    assert b"piped-42" in out
+    assert b"the shell exited (status 0)" in err
