@@ -16,8 +16,10 @@ from core.events.command import (
     CommandTimedOut,
 )
 from core.events.device import (
+    SEALED_DEVICE_FIELDS,
     DesiredStateSet,
     DeviceEnrolled,
+    DeviceErased,
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
@@ -36,10 +38,12 @@ from core.events.repo import (
     RepoRemoved,
     SecretFound,
 )
+from core.events.sealed import Sealed
 
 __all__ = [
     "EVENT_TAGS",
     "EVENT_TYPES",
+    "SEALED_DEVICE_FIELDS",
     "UPCASTERS",
     "AuditRecorded",
     "CircuitChanged",
@@ -56,6 +60,7 @@ __all__ = [
     "CommitIndexed",
     "DesiredStateSet",
     "DeviceEnrolled",
+    "DeviceErased",
     "DeviceHeartbeat",
     "DeviceRevoked",
     "DeviceRotated",
@@ -70,6 +75,7 @@ __all__ = [
     "RepoPollFailed",
     "RepoRemoved",
     "ReportedState",
+    "Sealed",
     "SecretFound",
     "TelemetryReported",
     "decode",
