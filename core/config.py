@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "HttpSettings",
     "JetStreamSettings",
+    "LeafSettings",
     "LoggingSettings",
     "MeshSettings",
     "MetricsSettings",
@@ -101,6 +102,9 @@ breaker_cooldown = "1m"      # then one trial poll (half-open)
 mode = "redact"              # or "block": a file with a high-severity secret is not indexed
 max_file_size = "1MB"        # larger files are skipped, with an event
 index_workers = 2            # processes analysing files
+[leaf]
+host = "127.0.0.1"           # where edge sites' leaf servers dial in (mTLS, site certificates only)
+port = 0                     # 0: no leaf node listener; 7422 is the usual port
 [shell]
 idle_timeout = "15m"         # a remote terminal without a keystroke this long is closed
 max_duration = "30m"         # and every one after this long
@@ -227,6 +231,16 @@ class CodeSettings(_Section, frozen=True, kw_only=True):
     index_workers: int = 2
 
 
+class LeafSettings(_Section, frozen=True, kw_only=True):
+    """The hub's listener for edge sites' leaf servers (port 0: none, the default: no new open port
+    unless edge sites are wanted). Sites authenticate with their own certificate from the mesh CA.
+    """
+
+    SECTION: ClassVar[str] = "leaf"
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
 class ShellSettings(_Section, frozen=True, kw_only=True):
     """The remote terminal (`mahavishnu shell`): when the broker in `up` closes a session.
 
@@ -251,6 +265,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
+    leaf: LeafSettings = msgspec.field(default_factory=LeafSettings)
     shell: ShellSettings = msgspec.field(default_factory=ShellSettings)
 
 
@@ -265,6 +280,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         MetricsSettings,
         HttpSettings,
         CodeSettings,
+        LeafSettings,
         ShellSettings,
     )
 }
@@ -376,6 +392,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "max_file_size": _SIZE,
         "index_workers": _INT,
     },
+    "leaf": {"host": _STR, "port": _INT},
     "shell": {"idle_timeout": _DURATION, "max_duration": _DURATION, "owner_timeout": _DURATION},
 }
 
@@ -524,6 +541,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "metrics": _check_metrics,
     "http": _check_listener,
     "code": _check_code,
+    "leaf": _check_listener,  # a host, and a port or 0
     "shell": _check_shell,
 }
 

@@ -32,6 +32,7 @@ try:
         projection_cli,
         repo_cli,
         shell_cli,
+        site_cli,
         slo_cli,
     )
 
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         repo_cli.register(commands, _bind)  # type: ignore[arg-type]
         slo_cli.register(commands, _bind)  # type: ignore[arg-type]
         erase_cli.register(commands, _bind)  # type: ignore[arg-type]
+        site_cli.register(commands)  # type: ignore[arg-type]
         shell_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
