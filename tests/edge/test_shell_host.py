@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,7 +31,7 @@ from edge.shell_protocol import (
 from mahavishnu import devices
 from tests.harness import Mesh
 from tests.mahavishnu.shell_harness import alive, reloads
-from tests.waiting import eventually, wait_until
+from tests.waiting import eventually, eventually_async, wait_until
 
 
 @dataclass
@@ -85,7 +86,17 @@ async def host(mesh: Mesh, store: EventStore, nc: Client, tmp_path: Path) -> Asy
     )
     running = ShellHost(device, device_id, ("/bin/sh",), max_sessions=1, grace_s=0.2)
     await running.start()
-    yield Host(running, device_id, nc)
+    host = Host(running, device_id, nc)
+
+    async def answered() -> bool:  # the control connection reaches the device (seen to lag a reload under load)
+        try:
+            await host.ask(op="ping", session=session_id())
+        except nats.errors.NoRespondersError:
+            return False
+        return True
+
+    await eventually_async(answered, timeout=30, what="the device's control subject to be reachable")
+    yield host
     await running.stop()
     await device.close()
 
