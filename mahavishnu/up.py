@@ -181,6 +181,13 @@ async def run(
             await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
         out("mesh stopped")
         return 0
+    except MahavishnuError as exc:
+        # Still starting when the supervisor gave up on the server: the step that failed (a read
+        # that timed out) is a symptom; the server that cannot be kept up is the reason to report.
+        gave_up = watcher.exception() if watcher.done() and not watcher.cancelled() else None
+        if gave_up is not None:
+            raise gave_up from exc
+        raise
     finally:
         if shells is not None:  # stopping on an error: end the terminal sessions all the same
             with contextlib.suppress(Exception):
