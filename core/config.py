@@ -45,6 +45,7 @@ __all__ = [
     "MetricsSettings",
     "ServerSettings",
     "Settings",
+    "SshSettings",
     "config_path",
     "home_dir",
     "load_config",
@@ -100,6 +101,12 @@ breaker_cooldown = "1m"      # then one trial poll (half-open)
 mode = "redact"              # or "block": a file with a high-severity secret is not indexed
 max_file_size = "1MB"        # larger files are skipped, with an event
 index_workers = 2            # processes analysing files
+[ssh]
+max_connections_per_host = 4 # the SSH gateway's pool: open connections to one host:port at most
+connect_timeout = "10s"      # TCP, key exchange, host key check and authentication together
+command_timeout = "60s"      # the longest a command runs; a command's own --timeout can only shorten it
+max_output = "64KB"          # bytes kept of stdout and of stderr each; the rest is dropped and marked
+idle_timeout = "60s"         # an unused pooled connection is closed after this
 """
 
 
@@ -222,6 +229,24 @@ class CodeSettings(_Section, frozen=True, kw_only=True):
     index_workers: int = 2
 
 
+class SshSettings(_Section, frozen=True, kw_only=True):
+    """The SSH gateway (hosts registered with transport ssh): its connection pool, timeouts and output cap.
+
+    At most `max_connections_per_host` connections to one host:port are open at once;
+    further commands wait for one. `connect_timeout` bounds the TCP connect, key exchange,
+    host key check and authentication together; `command_timeout` bounds a command's
+    run; `max_output` bytes of stdout and of stderr each are kept (it must fit in one
+    event); a pooled connection unused for `idle_timeout` is closed.
+    """
+
+    SECTION: ClassVar[str] = "ssh"
+    max_connections_per_host: int = 4
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    max_output: int = 64 * 1024
+    idle_timeout: float = 60.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All settings. Durations are float seconds, sizes int bytes."""
 
@@ -233,6 +258,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
+    ssh: SshSettings = msgspec.field(default_factory=SshSettings)
 
 
 _SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -246,6 +272,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         MetricsSettings,
         HttpSettings,
         CodeSettings,
+        SshSettings,
     )
 }
 
@@ -355,6 +382,13 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "mode": _choice("redact", "block"),
         "max_file_size": _SIZE,
         "index_workers": _INT,
+    },
+    "ssh": {
+        "max_connections_per_host": _INT,
+        "connect_timeout": _DURATION,
+        "command_timeout": _DURATION,
+        "max_output": _SIZE,
+        "idle_timeout": _DURATION,
     },
 }
 
@@ -486,6 +520,27 @@ def _check_code(v: Any) -> list[_Problem]:
     return found
 
 
+# A command's result travels in one event, under the server's 1 MB max_payload (edge.lifecycle).
+SSH_MAX_OUTPUT_LIMIT: Final = 384 * 1024
+
+
+def _check_ssh(v: Any) -> list[_Problem]:
+    found: list[_Problem] = []
+    if v.max_connections_per_host < 1:
+        found.append((("max_connections_per_host",), f"must be at least 1, got {v.max_connections_per_host}"))
+    for key in ("connect_timeout", "command_timeout", "idle_timeout"):
+        found += _positive(key, getattr(v, key), "s")
+    if not 1 <= v.max_output <= SSH_MAX_OUTPUT_LIMIT:
+        found.append(
+            (
+                ("max_output",),
+                f"must be from 1 byte to {SSH_MAX_OUTPUT_LIMIT // 1024}KB (stdout and stderr each must fit in "
+                f"one event), got {v.max_output}",
+            )
+        )
+    return found
+
+
 _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "mesh": _check_mesh,
     "server": _check_server,
@@ -495,6 +550,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "metrics": _check_metrics,
     "http": _check_listener,
     "code": _check_code,
+    "ssh": _check_ssh,
 }
 
 

@@ -12,6 +12,7 @@ from core.events import (
     DeviceRotated,
     Event,
     ReportedState,
+    SshHostRegistered,
     TelemetryReported,
 )
 from projections.projection import Statement
@@ -31,13 +32,14 @@ class Devices:
     """One row per device; telemetry keeps the last value of each metric."""
 
     name: str = "devices"
-    version: int = 2  # 2: the shadow (desired, reported)
+    version: int = 3  # 2: the shadow (desired, reported); 3: transport (agent, ssh) and the SSH endpoint
     sources: tuple[str, ...] = ("mesh.evt.device.>",)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS devices ("
         " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"
         " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER,"
-        " desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT)",
+        " desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT,"
+        " transport TEXT, endpoint TEXT, host_key_fingerprint TEXT)",
         "CREATE TABLE IF NOT EXISTS telemetry_last ("
         " device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, at TEXT NOT NULL,"
         " PRIMARY KEY (device_id, metric))",
@@ -49,11 +51,24 @@ class Devices:
             case DeviceEnrolled(device_id=device, serial=serial):
                 return [
                     (
-                        "INSERT INTO devices (device_id, status, serial, enrolled_at, seq) "
-                        "VALUES (?, 'enrolled', ?, ?, ?) "
+                        "INSERT INTO devices (device_id, status, serial, enrolled_at, seq, transport) "
+                        "VALUES (?, 'enrolled', ?, ?, ?, 'agent') "
                         "ON CONFLICT (device_id) DO UPDATE SET status = 'enrolled', serial = excluded.serial, "
-                        "enrolled_at = excluded.enrolled_at, revoked_at = NULL, seq = excluded.seq",
+                        "enrolled_at = excluded.enrolled_at, revoked_at = NULL, seq = excluded.seq, "
+                        "transport = excluded.transport",
                         (device, serial, at, seq),
+                    )
+                ]
+            case SshHostRegistered(device_id=device, host=host, port=port, user=user, fingerprint_sha256=pinned):
+                # A host the SSH gateway runs commands on: no certificate, registered (again) by an operator.
+                return [
+                    (
+                        "INSERT INTO devices (device_id, status, enrolled_at, seq, transport, endpoint,"
+                        " host_key_fingerprint) VALUES (?, 'registered', ?, ?, 'ssh', ?, ?) "
+                        "ON CONFLICT (device_id) DO UPDATE SET status = 'registered', seq = excluded.seq, "
+                        "transport = 'ssh', endpoint = excluded.endpoint, "
+                        "host_key_fingerprint = excluded.host_key_fingerprint",
+                        (device, at, seq, f"{user}@{_host_port(host, port)}", pinned),
                     )
                 ]
             case DeviceRevoked(device_id=device):
@@ -99,6 +114,10 @@ class Devices:
                     ),
                 ]
         return []  # other device events (commands) belong to other read models
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def delta(desired: dict[str, object], reported: dict[str, object]) -> dict[str, object]:

@@ -36,6 +36,7 @@ from core.events.repo import (
     RepoRemoved,
     SecretFound,
 )
+from core.events.ssh import SshHostRegistered
 
 __all__ = [
     "EVENT_TAGS",
@@ -71,6 +72,7 @@ __all__ = [
     "RepoRemoved",
     "ReportedState",
     "SecretFound",
+    "SshHostRegistered",
     "TelemetryReported",
     "decode",
     "encode",
