@@ -57,6 +57,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     desire.add_argument("--state", required=True, help="JSON object of configuration values, e.g. '{\"rate\": 5}'")
     desire.set_defaults(func=bind(_desire))
 
+    from mahavishnu import ssh_cli  # SSH-managed hosts (ssh_cli imports up, which this module's caller loads)
+
+    ssh_cli.register(actions, bind)
+
 
 def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = commands.add_parser("operator", help="people who query the mesh, and their roles")

@@ -31,6 +31,7 @@ from core.streams import StreamSpec, default_streams
 from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
+from mahavishnu.ssh_gateway import SshGateway
 from mahavishnu.supervisor import RestartPolicy, Supervisor, keep_running
 from projections import http_api, http_auth
 from projections.codeindex.registering import register_at_start
@@ -97,6 +98,7 @@ async def run(
     following: asyncio.Task[None] | None = None
     polling: asyncio.Task[None] | None = None
     sampling: asyncio.Task[None] | None = None
+    ssh: asyncio.Task[None] | None = None
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
@@ -140,6 +142,8 @@ async def run(
         sampling = asyncio.create_task(
             keep_running("agents-online", lambda: agents_online.follow(system, fleet, devices, stop_following), policy)
         )
+        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        ssh = asyncio.create_task(keep_running("ssh gateway", lambda: gateway.run(stop_following), policy))
         probes = await _start_probes(
             settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
@@ -150,7 +154,7 @@ async def run(
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(watcher, following, polling, sampling)
+        await _until_signal(watcher, following, polling, sampling, ssh)
         await queries.stop()
         stop_following.set()
         await following
@@ -168,6 +172,8 @@ async def run(
             await polling
         if sampling is not None and not sampling.done():
             await sampling
+        if ssh is not None and not ssh.done():
+            await ssh
         if code is not None:
             with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
                 await asyncio.wait_for(code.close(), CODE_CLOSE_S)

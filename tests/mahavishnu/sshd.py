@@ -61,6 +61,7 @@ class Sshd:
     client_key_path: Path
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=2000))
     user: str = field(default_factory=getpass.getuser)
+    reader: threading.Thread | None = None
 
     @property
     def host_key_line(self) -> str:
@@ -78,11 +79,13 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.reader is not None:
+            self.reader.join(timeout=10)  # it reads to the end of sshd's output
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
-def start_sshd(
-    folder: Path, *, host_key: asyncssh.SSHKey | None = None, client_key_path: Path | None = None
-) -> Sshd:
+def start_sshd(folder: Path, *, host_key: asyncssh.SSHKey | None = None, client_key_path: Path | None = None) -> Sshd:
     """sshd -D -e on 127.0.0.1 with its own host key and one authorized client key (made unless given)."""
     binary = sshd_path()
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +128,8 @@ def start_sshd(
             [binary, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
         server = Sshd(folder, port, process, host_key, client_key_path)
-        threading.Thread(target=_collect, args=(process, server.lines), daemon=True).start()
+        server.reader = threading.Thread(target=_collect, args=(process, server.lines), daemon=True)
+        server.reader.start()
         if _wait_listening(server, timeout=15):
             return server
         server.stop()
