@@ -267,7 +267,7 @@ class SshGateway:
             extra={
                 "device": device_id,
                 "command_id": command.command_id,
-                "name": command.name,
+                "command": command.name,
                 "outcome": outcome[-1].tag if outcome else "",
             },
         )

@@ -11,9 +11,11 @@ a server that dies is reported with its last lines.
 from __future__ import annotations
 
 import collections
+import contextlib
 import getpass
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -72,16 +74,21 @@ class Sshd:
         return sum("Accepted publickey" in line for line in list(self.lines))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        # Its per-connection children first: they run in sessions of their own and would hold stderr open.
+        for child in _children(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
         if self.reader is not None:
             self.reader.join(timeout=10)  # it reads to the end of sshd's output
-        if self.process.stderr is not None:
+        if self.process.stderr is not None and not (self.reader and self.reader.is_alive()):
             self.process.stderr.close()
 
 
@@ -125,7 +132,11 @@ def start_sshd(folder: Path, *, host_key: asyncssh.SSHKey | None = None, client_
             )
         )
         process = subprocess.Popen(
-            [binary, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [binary, "-D", "-e", "-f", str(config)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # a group of its own, so stop() ends its session processes too
         )
         server = Sshd(folder, port, process, host_key, client_key_path)
         server.reader = threading.Thread(target=_collect, args=(process, server.lines), daemon=True)
@@ -136,6 +147,16 @@ def start_sshd(folder: Path, *, host_key: asyncssh.SSHKey | None = None, client_
         if not any("Address already in use" in line for line in server.lines) or attempt == 4:
             raise AssertionError(f"sshd did not start: {' | '.join(list(server.lines)[-5:])}")
     raise AssertionError("unreachable")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def _collect(process: subprocess.Popen[str], lines: collections.deque[str]) -> None:
