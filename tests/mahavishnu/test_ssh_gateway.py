@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -39,7 +41,8 @@ from projections.queries import CommandGet, DeviceGet, ReadModels, commands_get,
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
 from tests.mahavishnu.sshd import Sshd, public_line, start_sshd
-from tests.waiting import eventually, eventually_async
+from tests.tools import tool
+from tests.waiting import eventually, eventually_async, wait_until
 
 FAST = SshSettings(connect_timeout=5, command_timeout=20, max_output=64 * 1024, idle_timeout=30)
 
@@ -283,3 +286,32 @@ async def test_a_redelivered_finished_command_is_acknowledged_without_running_ag
     assert delivery.acks == 2
     events = [e for e in await device_events(store, device_id) if isinstance(e, CommandSucceeded | CommandFailed)]
     assert len(events) == 1 and isinstance(events[0], CommandSucceeded)
+
+
+@pytest.fixture
+def ssh_agent(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real ssh-agent holding the client key, as $SSH_AUTH_SOCK; HOME elsewhere, so no default key helps."""
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen([tool("ssh-agent"), "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(socket_path.exists, timeout=10, what="ssh-agent's socket")
+        env = {"SSH_AUTH_SOCK": str(socket_path), "PATH": os.environ.get("PATH", "")}
+        added = subprocess.run([tool("ssh-add"), str(sshd.client_key_path)], env=env, capture_output=True, text=True)
+        assert added.returncode == 0, added.stderr
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        yield socket_path
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+async def test_without_an_identity_file_the_gateway_logs_in_with_the_ssh_agent(
+    mesh: Mesh, store: EventStore, sshd: Sshd, ssh_agent: Path
+) -> None:
+    device_id = new_id()
+    registration = await register(mesh, store, sshd, device_id, allow=("uname -a",), credentials=Credentials())
+    assert registration.auth == "agent"
+    async with serving(mesh, store):
+        view = await run(store, device_id, "exec", {"argv": ["uname", "-a"]})
+    assert view.state == "succeeded", view
