@@ -10,6 +10,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from core.config import load_config
+from core.errors import ConfigError
 from core.events import CommandAccepted
 from edge.errors import InvalidArguments
 from mahavishnu.ssh_errors import HostKeyError
@@ -151,3 +153,19 @@ async def test_a_failed_connect_gives_its_place_back() -> None:
             async with pool.session(target()):
                 pass
     assert pool.open_count(("h", 22)) == 0
+
+
+def test_the_ssh_settings_are_checked_all_at_once() -> None:
+    settings = load_config(None, {"MAHAVISHNU_SSH__MAX_OUTPUT": "1KB", "MAHAVISHNU_SSH__CONNECT_TIMEOUT": "2s"})
+    assert (settings.ssh.max_output, settings.ssh.connect_timeout, settings.ssh.max_connections_per_host) == (
+        1024,
+        2,
+        4,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"MAHAVISHNU_SSH__MAX_OUTPUT": "10MB", "MAHAVISHNU_SSH__MAX_CONNECTIONS_PER_HOST": "0"})
+    assert sorted(p.split(": ", 1)[1].split(" ", 1)[0] for p in caught.value.problems) == [
+        "ssh.max_connections_per_host",
+        "ssh.max_output",
+    ]
+    assert "fit in one event" in str(caught.value)
