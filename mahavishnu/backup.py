@@ -5,7 +5,8 @@ A backup is a directory:
     manifest.json          what is in it, with the SHA-256 of every file (written last)
     streams/<NAME>.snap    a JetStream snapshot of each stream (core.store.snapshots)
     home/...               the state directory's certificates, CA registry, roles and
-                           settings; its private keys only with --include-keys
+                           settings; its private keys and the devices' data keys only
+                           with --include-keys
 
 Left out, because they are rebuilt: the read models (from the streams), the nats-server
 configuration (from the CA registry), the JetStream store itself (the snapshots are it),
@@ -46,7 +47,7 @@ from core.store.snapshots import Snapshot, restore_stream, snapshot_stream
 from mahavishnu.home import Home, prepare
 from mahavishnu.offline import control_connection
 from mahavishnu.up import streams_of
-from projections.catalog import CATALOG
+from projections.catalog import CATALOG, build
 from projections.database import database_key
 from projections.runner import ProjectionRunner
 from projections.service import FolderLock
@@ -74,9 +75,18 @@ class Manifest:
 
 
 def is_private(relative: Path) -> bool:
-    """A private key or key file of the state directory (pure): kept out of backups unless asked for."""
+    """A private key or key file of the state directory (pure): kept out of backups unless asked for.
+
+    The data keys (keys/...) among them: a backup without keys holds the sealed fields only
+    as ciphertext, so erasing a device later also erases it from that backup.
+    """
     name = relative.name
-    return name.endswith(".key") or name == "key.pem" or "key" in name.split(".")[0].split("-")
+    return (
+        relative.parts[0] == "keys"
+        or name.endswith(".key")
+        or name == "key.pem"
+        or "key" in name.split(".")[0].split("-")
+    )
 
 
 def home_files(root: Path, *, include_keys: bool) -> list[Path]:
@@ -248,7 +258,7 @@ async def restore(home: Home, settings: Settings, source: Path, *, out: Callable
         key = database_key(home.root, os.environ)
         for name in sorted(CATALOG):
             _remove_read_model(home.readmodels_dir, name)
-            runner = ProjectionRunner(CATALOG[name](), store, directory=home.readmodels_dir, key=key)
+            runner = ProjectionRunner(build(name, home.data_keys), store, directory=home.readmodels_dir, key=key)
             await runner.open()
             try:
                 applied = await runner.rebuild()

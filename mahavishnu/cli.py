@@ -28,12 +28,15 @@ try:
         code_cli,
         command_cli,
         device_cli,
+        erase_cli,
         projection_cli,
         repo_cli,
         slo_cli,
     )
+
+    CONTROL_PLANE = True
 except ImportError:  # a device's install (the edge extra): only the agent's commands exist there
-    ca_cli = audit_cli = backup_cli = code_cli = command_cli = device_cli = projection_cli = repo_cli = slo_cli = None  # type: ignore[assignment]
+    CONTROL_PLANE = False
 
 EXIT_USAGE = 2
 
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     read.set_defaults(func=_events_read)
 
     agent_cli.register(commands)  # type: ignore[arg-type]  # _Parser is an ArgumentParser
-    if ca_cli is not None:
+    if CONTROL_PLANE:
         ca_cli.register(commands)  # type: ignore[arg-type]
         device_cli.register(commands, _bind)  # type: ignore[arg-type]
         device_cli.register_operators(commands)  # type: ignore[arg-type]
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         code_cli.register(commands, _bind)  # type: ignore[arg-type]
         repo_cli.register(commands, _bind)  # type: ignore[arg-type]
         slo_cli.register(commands, _bind)  # type: ignore[arg-type]
+        erase_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 

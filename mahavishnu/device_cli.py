@@ -28,6 +28,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
     enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
     enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
+    enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
+    enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
     enroll.set_defaults(func=bind(_enroll))
 
     listing = actions.add_parser("list", help="every device and the state of its certificates")
@@ -114,7 +116,8 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
     try:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
-        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr)
+        personal = {"owner": args.owner, "location": args.location}
+        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr, personal=personal)
     finally:
         await store.nc.close()
     print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")

@@ -7,17 +7,29 @@ device's command consumer is ensured, and the change is recorded as an event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
 from core import subjects
 from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
-from core.events import DesiredStateSet, DeviceEnrolled, DeviceHeartbeat, DeviceRevoked, DeviceRotated
+from core.events import (
+    SEALED_DEVICE_FIELDS,
+    DesiredStateSet,
+    DeviceEnrolled,
+    DeviceHeartbeat,
+    DeviceRevoked,
+    DeviceRotated,
+    Sealed,
+)
+from core.sealing import DataKey, device_subject, seal
 from core.store import EventStore
 from edge import render_agent_config
 from mahavishnu.home import Home, reload_server, write_users
@@ -80,12 +92,22 @@ async def enroll(
     csr_pem: bytes | None = None,
     ack_wait_s: float = ACK_WAIT_S,
     url: str | None = None,
+    personal: Mapping[str, str] | None = None,
 ) -> Enrolment:
     """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it.
 
     The agent.toml written beside the files points at `url` (default: the configured server).
+    `personal` holds the device's personal fields (core.events.SEALED_DEVICE_FIELDS, e.g.
+    owner and location): they go into the event only sealed with the device's data key,
+    made here, so `mahavishnu erase device` can make them unreadable later.
     """
     validate_identity(device_id)
+    personal = {name: value for name, value in (personal or {}).items() if value}
+    unknown = sorted(set(personal) - set(SEALED_DEVICE_FIELDS))
+    if unknown:
+        raise MahavishnuError(
+            f"unknown personal field(s) {', '.join(unknown)}: a device has {', '.join(SEALED_DEVICE_FIELDS)}"
+        )
     ca = load_ca(home)
     issued = ca.issue_client(
         device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
@@ -93,23 +115,30 @@ async def enroll(
     config = out_dir / "agent.toml"
     config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
     reloaded = await _apply(home, ca, store, device_id, ack_wait_s)
-    await store.append(
-        DeviceEnrolled(
-            device_id=device_id,
-            serial=f"{issued.serial:x}",
-            fingerprint_sha256=_fingerprint(ca, issued.serial),
-            not_after=issued.not_after,
-            actor="control",
-        )
+    key = home.data_keys.create(device_subject(device_id))  # always: the first event with personal data is sealed
+    enrolled = DeviceEnrolled(
+        device_id=device_id,
+        serial=f"{issued.serial:x}",
+        fingerprint_sha256=_fingerprint(ca, issued.serial),
+        not_after=issued.not_after,
+        actor="control",
     )
+    await store.append(msgspec.structs.replace(enrolled, **sealed_fields(key, device_id, personal)))
     await AuditTrail(store).record(
         actor="control",
         category="identity",
         action="device.enroll",
         target=device_id,
-        details={"serial": f"{issued.serial:x}", "from_csr": csr_pem is not None},
+        # the names of the personal fields only: the audit trail cannot be erased
+        details={"serial": f"{issued.serial:x}", "from_csr": csr_pem is not None, "personal": sorted(personal)},
     )
     return Enrolment(issued, config, reloaded)
+
+
+def sealed_fields(key: DataKey, device_id: str, personal: Mapping[str, str]) -> dict[str, Sealed]:
+    """Each personal field sealed with the device's key, bound to the device and the field's name (pure)."""
+    subject = device_subject(device_id)
+    return {name: seal(key, value, subject=subject, field=name) for name, value in personal.items()}
 
 
 async def revoke(home: Home, store: EventStore, device_id: str, *, reason: str = "unspecified") -> list[int]:

@@ -7,6 +7,7 @@ control/                   the control services' client certificate and key
 nats/server.conf           generated nats-server configuration
 nats/jetstream-key.conf    the JetStream encryption key, 0600 (included by server.conf)
 jetstream/                 the JetStream store, encrypted at rest
+keys/devices/<id>.key      each device's data key, 0600: erasing a device deletes it (projections.keystore)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.store import Identity
 from mahavishnu.natsconf import ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
 from projections.database import ensure_key_file
+from projections.keystore import FileKeyStore
 
 CONTROL_ID = "control"
 SYSTEM_ID = "system"
@@ -90,6 +92,11 @@ class Home:
     @property
     def readmodels_dir(self) -> Path:
         return self.root / "readmodels"
+
+    @property
+    def data_keys(self) -> FileKeyStore:
+        """The data keys that seal personal fields (keys/devices/<id>.key); `mahavishnu erase` deletes them."""
+        return FileKeyStore(self.root / "keys")
 
     @property
     def store_dir(self) -> Path:

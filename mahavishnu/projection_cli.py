@@ -17,7 +17,7 @@ from mahavishnu.control_requests import request_rebuild
 from mahavishnu.home import Home
 from mahavishnu.offline import control_connection
 from mahavishnu.up import streams_of
-from projections.catalog import CATALOG
+from projections.catalog import CATALOG, build
 from projections.checksum import content_checksum
 from projections.database import KEY_ENV, KEY_FILE, database_key, open_encrypted
 from projections.runner import ProjectionRunner
@@ -106,7 +106,7 @@ async def _rebuild(home: Home, settings: Settings, args: argparse.Namespace) -> 
             return 0
         store = EventStore(connected.nc, streams_of(settings))
         key = database_key(home.root, os.environ)
-        runner = ProjectionRunner(CATALOG[args.name](), store, directory=home.readmodels_dir, key=key)
+        runner = ProjectionRunner(build(args.name, home.data_keys), store, directory=home.readmodels_dir, key=key)
         try:
             await runner.open()
             applied = await runner.rebuild(progress=_bar(args.name))

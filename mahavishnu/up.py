@@ -109,7 +109,9 @@ async def run(
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
-        service = ProjectionService(store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry))
+        service = ProjectionService(
+            store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
+        )
         await service.start()
         following = asyncio.create_task(
             keep_running("projections", lambda: service.run(stop_following), policy), name="projections"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.sealing import KeyStore
 from projections.audit import Audit
 from projections.codeindex.readmodel import CodeIndex
 from projections.commands import Commands
@@ -9,3 +10,14 @@ from projections.devices import Devices
 from projections.projection import Projection
 
 CATALOG: dict[str, type[Projection]] = {"devices": Devices, "commands": Commands, "audit": Audit, "code": CodeIndex}
+
+
+def build(name: str, keys: KeyStore | None) -> Projection:
+    """The read model `name`, ready to apply events: the devices model gets the data keys to open sealed fields.
+
+    Whatever applies events (the running mesh, a rebuild, a restore) builds its projections
+    here, so none of them forgets the keys and stores a NULL where the others store a value.
+    """
+    if name == "devices":
+        return Devices(keys)
+    return CATALOG[name]()

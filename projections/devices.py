@@ -1,12 +1,21 @@
-"""The `devices` read model: registry, presence and last telemetry of every device (pure fold into SQL)."""
+"""The `devices` read model: registry, presence and last telemetry of every device (a fold into SQL).
+
+The fold is pure but for one input: the device data keys, which open the sealed personal
+fields (core.events.SEALED_DEVICE_FIELDS). With the key, a field is stored in the clear
+(the file is encrypted); without it (erased, or no key store given) the column is NULL.
+So a rebuild after an erasure holds nothing of the erased fields, and the live file
+drops them when it applies the DeviceErased event; both end with the same rows.
+"""
 
 from __future__ import annotations
 
 import json
 
 from core.events import (
+    SEALED_DEVICE_FIELDS,
     DesiredStateSet,
     DeviceEnrolled,
+    DeviceErased,
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
@@ -15,6 +24,7 @@ from core.events import (
     SshHostRegistered,
     TelemetryReported,
 )
+from core.sealing import KeyStore, device_subject, reveal
 from projections.projection import Statement
 
 _UPSERT_SEEN = (
@@ -28,35 +38,55 @@ _UPSERT_SEEN_BY_CONTROL = (
 )
 
 
+_SEALED_COLUMNS = "".join(f", {field} TEXT" for field in SEALED_DEVICE_FIELDS)
+_SEALED_NAMES = "".join(f", {field}" for field in SEALED_DEVICE_FIELDS)
+_SEALED_VALUES = ", ?" * len(SEALED_DEVICE_FIELDS)
+_SEALED_UPDATE = "".join(f", {field} = excluded.{field}" for field in SEALED_DEVICE_FIELDS)
+_SEALED_CLEARED = "".join(f"{field} = NULL, " for field in SEALED_DEVICE_FIELDS)
+
+
 class Devices:
-    """One row per device; telemetry keeps the last value of each metric."""
+    """One row per device; telemetry keeps the last value of each metric.
+
+    `keys` opens the sealed personal fields; without it they are stored as NULL (as if erased).
+    """
 
     name: str = "devices"
-    version: int = 3  # 2: the shadow (desired, reported); 3: transport (agent, ssh) and the SSH endpoint
+    # 2: the shadow (desired, reported); 3: the sealed personal fields and erased_at;
+    # 4: transport (agent, ssh), the SSH endpoint and its pinned host key fingerprint
+    version: int = 4
     sources: tuple[str, ...] = ("mesh.evt.device.>",)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS devices ("
         " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"
         " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER,"
-        " desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT,"
+        f" desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT{_SEALED_COLUMNS}, erased_at TEXT,"
         " transport TEXT, endpoint TEXT, host_key_fingerprint TEXT)",
         "CREATE TABLE IF NOT EXISTS telemetry_last ("
         " device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, at TEXT NOT NULL,"
         " PRIMARY KEY (device_id, metric))",
     )
 
+    def __init__(self, keys: KeyStore | None = None) -> None:
+        self.keys = keys
+
     def apply(self, event: Event, seq: int) -> list[Statement]:
         at = event.occurred_at.isoformat()
         match event:
             case DeviceEnrolled(device_id=device, serial=serial):
+                subject = device_subject(device)
+                key = self.keys.get(subject) if self.keys is not None else None  # read now: it may be erased later
+                personal = tuple(
+                    reveal(key, getattr(event, field), subject=subject, field=field) for field in SEALED_DEVICE_FIELDS
+                )
                 return [
                     (
-                        "INSERT INTO devices (device_id, status, serial, enrolled_at, seq, transport) "
-                        "VALUES (?, 'enrolled', ?, ?, ?, 'agent') "
+                        f"INSERT INTO devices (device_id, status, serial, enrolled_at, seq, transport{_SEALED_NAMES}) "
+                        f"VALUES (?, 'enrolled', ?, ?, ?, 'agent'{_SEALED_VALUES}) "
                         "ON CONFLICT (device_id) DO UPDATE SET status = 'enrolled', serial = excluded.serial, "
                         "enrolled_at = excluded.enrolled_at, revoked_at = NULL, seq = excluded.seq, "
-                        "transport = excluded.transport",
-                        (device, serial, at, seq),
+                        f"transport = excluded.transport, erased_at = NULL{_SEALED_UPDATE}",
+                        (device, serial, at, seq, *personal),
                     )
                 ]
             case SshHostRegistered(device_id=device, host=host, port=port, user=user, fingerprint_sha256=pinned):
@@ -70,6 +100,14 @@ class Devices:
                         "host_key_fingerprint = excluded.host_key_fingerprint",
                         (device, at, seq, f"{user}@{_host_port(host, port)}", pinned),
                     )
+                ]
+            case DeviceErased(device_id=device):
+                return [
+                    (_UPSERT_SEEN_BY_CONTROL, (device,)),
+                    (
+                        f"UPDATE devices SET {_SEALED_CLEARED}erased_at = ?, seq = ? WHERE device_id = ?",
+                        (at, seq, device),
+                    ),
                 ]
             case DeviceRevoked(device_id=device):
                 return [
@@ -114,6 +152,10 @@ class Devices:
                     ),
                 ]
         return []  # other device events (commands) belong to other read models
+
+    def scrubs(self, event: Event) -> bool:
+        """An erasure: the runner empties the WAL after it, so no old page image keeps the erased fields."""
+        return isinstance(event, DeviceErased)
 
 
 def _host_port(host: str, port: int) -> str:

@@ -9,6 +9,11 @@
 event, and the runner executes them in the same transaction as the new position. An
 event the projection cannot use raises `Park(reason)`; the runner keeps it, with its
 sequence and the reason, in the `parked` table and goes on.
+
+A projection that erases data (the devices model, on DeviceErased) also defines
+`scrubs(event) -> bool`: its file is then written with SQLite's secure_delete, and after
+a batch holding such an event the runner empties the WAL, whose older page images would
+otherwise keep the erased values.
 """
 
 from __future__ import annotations

@@ -78,15 +78,21 @@ class ProjectionRunner:
     async def open(self) -> None:
         """Open and validate the file, rebuilding it from sequence 1 when it cannot be trusted."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.db = await open_encrypted(self.path, self.key)
+        self.db = await self._open()
         reason = await self._invalid()
         if reason:
             self.rebuilt_because = reason
             log.warning("rebuilding projection", extra={"projection": self.projection.name, "reason": reason})
             await self.db.close()
             _remove_database(self.path)
-            self.db = await open_encrypted(self.path, self.key)
+            self.db = await self._open()
         await self._create()
+
+    async def _open(self) -> aiosqlite.Connection:
+        db = await open_encrypted(self.path, self.key)
+        if hasattr(self.projection, "scrubs"):  # it erases data: freed cells are zeroed, not left as free space
+            await db.execute("PRAGMA secure_delete = ON")
+        return db
 
     async def _invalid(self) -> str:
         tables = {row[0] for row in await self._fetch("SELECT name FROM sqlite_master")}
@@ -171,9 +177,29 @@ class ProjectionRunner:
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
+        scrubs = getattr(self.projection, "scrubs", None)
+        if scrubs is not None and any(stored.event is not None and scrubs(stored.event) for stored in batch):
+            await self._truncate_wal()
         if progress:
             progress(before + len(batch))
         return len(batch)
+
+    async def _truncate_wal(self) -> None:
+        """Checkpoint and empty the WAL: older page images in it still hold what the batch erased.
+
+        A passive checkpoint (SQLite's automatic one) leaves old frames in the file until they
+        are overwritten; measured, an erased value outlived an UPDATE, a checkpoint and more
+        writes there. A reader holding an old snapshot for longer than the busy timeout can
+        keep it from finishing: then it is logged, and the next erasure or a rebuild removes them.
+        """
+        assert self.db is not None
+        rows = await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy = next(iter(rows), (0,))[0]
+        if busy:
+            log.warning(
+                "erased data may remain in the read model's WAL until the next erasure or a rebuild",
+                extra={"projection": self.projection.name},
+            )
 
     # --- rebuilding and watching ---------------------------------------------
 
@@ -208,7 +234,7 @@ class ProjectionRunner:
         _remove_database(self.path, keep_main=True)
         os.replace(fresh, self.path)
         _remove_database(fresh)
-        self.db = await open_encrypted(self.path, self.key)
+        self.db = await self._open()
         return finished.applied
 
     async def lag(self) -> tuple[int, float]:

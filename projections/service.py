@@ -20,8 +20,9 @@ from typing import Any
 
 from core.errors import MahavishnuError
 from core.metrics import ProjectionMetrics
+from core.sealing import KeyStore
 from core.store import EventStore
-from projections.catalog import CATALOG
+from projections.catalog import CATALOG, build
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger("mahavishnu.projections")
@@ -70,11 +71,12 @@ class ProjectionService:
         names: tuple[str, ...] | None = None,
         *,
         metrics: ProjectionMetrics | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         chosen = names or tuple(CATALOG)
         self.metrics = metrics
         self._lag_sampled_at = -LAG_SAMPLE_S
-        self.runners = [ProjectionRunner(CATALOG[name](), store, directory=directory, key=key) for name in chosen]
+        self.runners = [ProjectionRunner(build(name, keys), store, directory=directory, key=key) for name in chosen]
         self.store = store
         self.lock = FolderLock(directory)
         # One runner is either catching up or rebuilding, never both at once.

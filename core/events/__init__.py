@@ -16,8 +16,10 @@ from core.events.command import (
     CommandTimedOut,
 )
 from core.events.device import (
+    SEALED_DEVICE_FIELDS,
     DesiredStateSet,
     DeviceEnrolled,
+    DeviceErased,
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
@@ -36,11 +38,13 @@ from core.events.repo import (
     RepoRemoved,
     SecretFound,
 )
+from core.events.sealed import Sealed
 from core.events.ssh import SshHostRegistered
 
 __all__ = [
     "EVENT_TAGS",
     "EVENT_TYPES",
+    "SEALED_DEVICE_FIELDS",
     "UPCASTERS",
     "AuditRecorded",
     "CircuitChanged",
@@ -57,6 +61,7 @@ __all__ = [
     "CommitIndexed",
     "DesiredStateSet",
     "DeviceEnrolled",
+    "DeviceErased",
     "DeviceHeartbeat",
     "DeviceRevoked",
     "DeviceRotated",
@@ -71,6 +76,7 @@ __all__ = [
     "RepoPollFailed",
     "RepoRemoved",
     "ReportedState",
+    "Sealed",
     "SecretFound",
     "SshHostRegistered",
     "TelemetryReported",

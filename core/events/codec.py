@@ -28,6 +28,7 @@ from core.events.command import (
 from core.events.device import (
     DesiredStateSet,
     DeviceEnrolled,
+    DeviceErased,
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
@@ -58,6 +59,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DeviceHeartbeat,
     DesiredStateSet,
     ReportedState,
+    DeviceErased,
     CommandIssued,
     CommandAccepted,
     CommandRunning,

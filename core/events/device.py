@@ -7,6 +7,14 @@ from typing import Any
 
 from core import subjects
 from core.events.base import Event
+from core.events.sealed import Sealed
+
+# The personal fields of a device, sealed with its data key from the first event on and
+# erased with it (`mahavishnu erase device`). This tuple is the one list of them: the
+# enrolment seals exactly these, the devices read model unseals exactly these.
+# Telemetry and reported state are not in it: a device writes them itself, and the edge
+# install has no `cryptography` to seal with (README, "Erasure").
+SEALED_DEVICE_FIELDS: tuple[str, ...] = ("owner", "location")
 
 
 class DeviceEnrolled(Event, frozen=True, kw_only=True, tag="device.enrolled.v1"):
@@ -16,9 +24,28 @@ class DeviceEnrolled(Event, frozen=True, kw_only=True, tag="device.enrolled.v1")
     serial: str  # the certificate serial, as hex: JSON numbers cannot hold 160 bits safely
     fingerprint_sha256: str
     not_after: datetime
+    # Personal fields (SEALED_DEVICE_FIELDS), optional; added later with defaults, so older
+    # enrolments still decode. Never plaintext: only the device's data key opens them.
+    owner: Sealed | None = None
+    location: Sealed | None = None
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "enrolled")
+
+
+class DeviceErased(Event, frozen=True, kw_only=True, tag="device.erased.v1"):
+    """The device's data key was destroyed: its sealed fields are unreadable everywhere, for good.
+
+    `key_id` names the destroyed key ("" when there was none to destroy); `fields` the
+    sealed fields that became unreadable. The events that carry them stay in the stream.
+    """
+
+    device_id: str
+    key_id: str = ""
+    fields: list[str] = []
+
+    def subject(self) -> str:
+        return subjects.device_event(self.device_id, "erased")
 
 
 class DeviceRevoked(Event, frozen=True, kw_only=True, tag="device.revoked.v1"):
