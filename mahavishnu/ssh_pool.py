@@ -42,6 +42,7 @@ log = logging.getLogger("mahavishnu.ssh")
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 _CHUNK = 64 * 1024
+KILL_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -192,27 +193,44 @@ async def run_command(conn: Connection, line: str, *, cap: int) -> tuple[int, Ca
     """Run one command line on `conn`: (exit code, stdout, stderr, signal name or "").
 
     Keeps `cap` bytes of each stream and reads on past it, so the remote side never
-    blocks on a full window. Cancelled (the command's timeout), it asks the host to kill
-    the process and closes the channel. SshConnectFailed when the connection breaks.
+    blocks on a full window. Cancelled (the command's timeout), it kills the command's
+    process group on the host and closes the channel. SshConnectFailed when the
+    connection breaks.
+
+    Why the wrapper (`echo $$; exec LINE`, which needs a POSIX login shell on the host):
+    sshd runs each command as the leader of a session of its own, so the first line names
+    that process group. Closing the channel does not stop a command, and OpenSSH refuses
+    the protocol's own "signal" request for root logins; `kill -KILL -- -PGID` over a
+    second channel works for every account.
     """
     out, err = CappedOutput(cap), CappedOutput(cap)
     try:
-        process = await conn.create_process(line, encoding=None, stdin=asyncssh.DEVNULL)
+        process = await conn.create_process(f"echo $$; exec {line}", encoding=None, stdin=asyncssh.DEVNULL)
     except (asyncssh.Error, OSError) as exc:
         raise SshConnectFailed(f"cannot start a command on the host: {_reason(exc)}") from exc
+    group = ""
     try:
+        first = await process.stdout.readline()
+        group = first.strip().decode(errors="replace") if first.strip().isdigit() else ""
         await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err))
         completed = await process.wait()
     except (asyncssh.Error, OSError) as exc:
         raise SshConnectFailed(f"the SSH connection broke during the command: {_reason(exc)}") from exc
     finally:
         if process.exit_status is None and process.exit_signal is None:  # cancelled: stop it on the host
-            with contextlib.suppress(asyncssh.Error, OSError):
-                process.send_signal("KILL")
             process.close()
+            if group:
+                await asyncio.shield(_kill_group(conn, group))
     signal = completed.exit_signal[0] if completed.exit_signal else ""
     code = completed.exit_status if completed.exit_status is not None else -1
     return code, out, err, signal
+
+
+async def _kill_group(conn: Connection, group: str) -> None:
+    """SIGKILL a command's process group on the host, best effort and briefly: the timeout is already reported."""
+    with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
+        async with asyncio.timeout(KILL_TIMEOUT_S):
+            await conn.run(f"kill -KILL -- -{group} 2>/dev/null || kill -KILL {group} 2>/dev/null", check=False)
 
 
 async def _drain(stream: asyncssh.SSHReader[bytes], into: CappedOutput) -> None:

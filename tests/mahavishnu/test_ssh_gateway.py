@@ -197,15 +197,29 @@ async def test_a_host_that_never_speaks_ssh_fails_at_the_connect_timeout(
     assert took < 10
 
 
-async def test_a_command_longer_than_its_timeout_ends_timed_out(mesh: Mesh, store: EventStore, sshd: Sshd) -> None:
+def running(*argv: str) -> bool:
+    """Whether a process with exactly this command line runs on this machine (the sshd's host)."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if cmdline.read_bytes() == wanted:
+                return True
+    return False
+
+
+async def test_a_command_longer_than_its_timeout_ends_timed_out_and_is_killed_on_the_host(
+    mesh: Mesh, store: EventStore, sshd: Sshd
+) -> None:
     device_id = new_id()
-    await register(mesh, store, sshd, device_id, allow=("sleep 30",))
+    seconds = f"{30 + uuid.uuid4().int % 1000 / 1000:.3f}"  # a command line no other test runs
+    await register(mesh, store, sshd, device_id, allow=(f"sleep {seconds}",))
     async with serving(mesh, store):
         started = time.monotonic()
-        view = await run(store, device_id, "exec", {"command": "sleep 30"}, timeout_s=1)
+        view = await run(store, device_id, "exec", {"command": f"sleep {seconds}"}, timeout_s=1)
         took = time.monotonic() - started
     assert (view.state, view.detail) == ("timed_out", "ran longer than 1 s")
     assert took < 10
+    await eventually(lambda: not running("sleep", seconds), timeout=10, what="the timed-out command to be killed")
 
 
 async def test_output_over_the_cap_is_cut_and_marked(mesh: Mesh, store: EventStore, sshd: Sshd) -> None:
