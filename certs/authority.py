@@ -22,10 +22,18 @@ from cryptography.x509.oid import NameOID
 
 from certs import build
 from certs.build import PrivateKey, PublicKey
-from certs.errors import AlreadyIssuedError, CAExistsError, CorruptCAError, NoCAError, NotIssuedError
+from certs.errors import (
+    AlreadyIssuedError,
+    CAExistsError,
+    CertError,
+    CorruptCAError,
+    NoCAError,
+    NotIssuedError,
+)
 from certs.files import ensure_dir, read_bytes, read_json, write_atomic, write_json, write_private
 from certs.names import (
     SERVER_KIND,
+    SITE_KIND,
     KeyAlgorithm,
     parse_hosts,
     parse_reason,
@@ -160,6 +168,30 @@ class CertificateAuthority:
         )
         return self._deliver(name, SERVER_KIND, cert, key, out_dir)
 
+    def issue_site(
+        self, name: str, *, hosts: Sequence[str], out_dir: Path, days: int = 397, now: datetime | None = None
+    ) -> IssuedCertificate:
+        """Issue an edge site's certificate (kind "site"): its leaf server's, for devices and for the hub link.
+
+        Raises InvalidIdError for a bad name or host, AlreadyIssuedError when `name` already
+        holds a live certificate of any kind, CertError on I/O.
+        """
+        validate_identity(name)
+        sans = parse_hosts(hosts)
+        validate_days(days)
+        now = _utc(now)
+        live = self._registry.live(name, now)
+        if live:
+            raise AlreadyIssuedError(
+                f"{name!r} already has a live {live[-1].kind} certificate (serial {live[-1].serial:x}): "
+                "choose another site name, or revoke it first (`mahavishnu ca revoke`)"
+            )
+        key = build.generate_key(self.algorithm)
+        cert = build.site_certificate(
+            self.certificate, self._key, key.public_key(), name=name, org=self.org, sans=sans, days=days, now=now
+        )
+        return self._deliver(name, SITE_KIND, cert, key, out_dir)
+
     def issue_client(
         self,
         identity: str,
@@ -211,6 +243,11 @@ class CertificateAuthority:
         clients = [r for r in self._registry.history(identity) if r.kind != SERVER_KIND]
         if not clients:
             raise NotIssuedError(f"no client certificate was ever issued to {identity!r}: use issue-client")
+        if clients[-1].kind == SITE_KIND:  # it would lose its hosts and serverAuth
+            raise CertError(
+                f"{identity!r} is an edge site: its certificate is not rotated as a client's; "
+                "revoke it and add the site again (`mahavishnu site add`)"
+            )
         return self._issue_client(identity, clients[-1].kind, out_dir, days, csr_pem, now)
 
     def revoke(

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs.errors import BadCSRError, CorruptCAError
-from certs.names import SERVER_KIND, KeyAlgorithm, certificate_uri, client_uri
+from certs.names import SERVER_KIND, SITE_KIND, KeyAlgorithm, certificate_uri, client_uri
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -212,6 +212,41 @@ def client_certificate(
             x509.UniformResourceIdentifier(certificate_uri(serial)),
         ],
         usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        days=days,
+        now=now,
+        serial=serial,
+    )
+
+
+def site_certificate(
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    public_key: PublicKey,
+    *,
+    name: str,
+    org: str,
+    sans: Sequence[x509.GeneralName],
+    days: int,
+    now: datetime,
+) -> x509.Certificate:
+    """An edge site's certificate: CN=<name>, OU=site, serverAuth and clientAuth.
+
+    Its SANs are the site's hosts (its devices dial them), mahavishnu:site:<name> and
+    mahavishnu:cert:<serial>: the hub maps the latter to the site's leaf node user, so
+    revoking this one certificate refuses the site's link.
+    """
+    serial = x509.random_serial_number()
+    return _leaf(
+        ca_cert,
+        ca_key,
+        public_key,
+        subject=subject_name(name, org, SITE_KIND),
+        sans=[
+            *sans,
+            x509.UniformResourceIdentifier(client_uri(SITE_KIND, name)),
+            x509.UniformResourceIdentifier(certificate_uri(serial)),
+        ],
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         days=days,
         now=now,
         serial=serial,

@@ -22,6 +22,9 @@ ALGORITHMS: Final[tuple[str, ...]] = get_args(KeyAlgorithm)
 ClientKind = Literal["device", "control", "operator", "system"]  # system: reads the server's $SYS events
 CLIENT_KINDS: Final[tuple[str, ...]] = get_args(ClientKind)
 SERVER_KIND: Final = "server"
+# An edge site's leaf nats-server: one certificate serves its device listener (serverAuth)
+# and dials the hub's leaf node listener and its own server (clientAuth).
+SITE_KIND: Final = "site"
 
 IDENTITY_RULE: Final = "^[a-z0-9][a-z0-9-]{0,62}$"
 _IDENTITY = re.compile(IDENTITY_RULE)  # used with fullmatch, so "$" cannot accept a trailing newline

@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "HttpSettings",
     "JetStreamSettings",
+    "LeafSettings",
     "LoggingSettings",
     "MeshSettings",
     "MetricsSettings",
@@ -101,6 +102,9 @@ breaker_cooldown = "1m"      # then one trial poll (half-open)
 mode = "redact"              # or "block": a file with a high-severity secret is not indexed
 max_file_size = "1MB"        # larger files are skipped, with an event
 index_workers = 2            # processes analysing files
+[leaf]
+host = "127.0.0.1"           # where edge sites' leaf servers dial in (mTLS, site certificates only)
+port = 0                     # 0: no leaf node listener; 7422 is the usual port
 [ssh]
 max_connections_per_host = 4 # the SSH gateway's pool: open connections to one host:port at most
 connect_timeout = "10s"      # TCP, key exchange, host key check and authentication together
@@ -229,6 +233,16 @@ class CodeSettings(_Section, frozen=True, kw_only=True):
     index_workers: int = 2
 
 
+class LeafSettings(_Section, frozen=True, kw_only=True):
+    """The hub's listener for edge sites' leaf servers (port 0: none, the default: no new open port
+    unless edge sites are wanted). Sites authenticate with their own certificate from the mesh CA.
+    """
+
+    SECTION: ClassVar[str] = "leaf"
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
 class SshSettings(_Section, frozen=True, kw_only=True):
     """The SSH gateway (hosts registered with transport ssh): its connection pool, timeouts and output cap.
 
@@ -258,6 +272,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
+    leaf: LeafSettings = msgspec.field(default_factory=LeafSettings)
     ssh: SshSettings = msgspec.field(default_factory=SshSettings)
 
 
@@ -272,6 +287,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         MetricsSettings,
         HttpSettings,
         CodeSettings,
+        LeafSettings,
         SshSettings,
     )
 }
@@ -383,6 +399,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "max_file_size": _SIZE,
         "index_workers": _INT,
     },
+    "leaf": {"host": _STR, "port": _INT},
     "ssh": {
         "max_connections_per_host": _INT,
         "connect_timeout": _DURATION,
@@ -550,6 +567,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "metrics": _check_metrics,
     "http": _check_listener,
     "code": _check_code,
+    "leaf": _check_listener,  # a host, and a port or 0
     "ssh": _check_ssh,
 }
 

@@ -17,6 +17,25 @@ from core.subjects import AUDIT_PREFIX, COMMANDS_PREFIX, EVENTS_PREFIX
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """Another stream this one copies from, possibly in another JetStream domain.
+
+    `api` is that domain's API prefix ("$JS.<domain>.API"); the server resumes each source
+    where it left off (it records the source's sequence with every copied message), so a
+    source that comes back after a cut delivers every message once and in order.
+    """
+
+    name: str
+    api: str = ""  # "": the stream is in our own domain
+
+    def as_config(self) -> dict[str, object]:
+        config: dict[str, object] = {"name": self.name}
+        if self.api:
+            config["external"] = {"api": self.api, "deliver": ""}
+        return config
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     """What we require of one stream; `as_config()` is the JetStream stream config."""
 
@@ -29,10 +48,11 @@ class StreamSpec:
     deny_purge: bool = False
     allow_msg_ttl: bool = False
     description: str = ""
+    sources: tuple[StreamSource, ...] = ()  # edge sites' streams, for EVENTS at the hub
 
     def as_config(self) -> dict[str, object]:
         # JetStream durations are nanoseconds on the wire.
-        return {
+        config: dict[str, object] = {
             "name": self.name,
             "description": self.description,
             "subjects": list(self.subjects),
@@ -49,6 +69,9 @@ class StreamSpec:
             "allow_batched": True,
             "allow_direct": True,
         }
+        if self.sources:
+            config["sources"] = [source.as_config() for source in self.sources]
+        return config
 
     def owns(self, subject: str) -> bool:
         """True if `subject` is captured by this stream (prefix match on `x.>` filters)."""

@@ -31,6 +31,7 @@ try:
         erase_cli,
         projection_cli,
         repo_cli,
+        site_cli,
         slo_cli,
     )
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         repo_cli.register(commands, _bind)  # type: ignore[arg-type]
         slo_cli.register(commands, _bind)  # type: ignore[arg-type]
         erase_cli.register(commands, _bind)  # type: ignore[arg-type]
+        site_cli.register(commands)  # type: ignore[arg-type]
     return parser
 
 

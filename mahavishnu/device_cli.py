@@ -30,6 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
     enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
     enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
+    enroll.add_argument("--site", help="the device connects to this edge site's server (see `mahavishnu site list`)")
     enroll.set_defaults(func=bind(_enroll))
 
     listing = actions.add_parser("list", help="every device and the state of its certificates")
@@ -117,10 +118,20 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
         personal = {"owner": args.owner, "location": args.location}
-        done = await devices.enroll(home, settings, store, args.id, out_dir=out, csr_pem=csr, personal=personal)
+        done = await devices.enroll(
+            home, settings, store, args.id, out_dir=out, csr_pem=csr, personal=personal, site=args.site
+        )
     finally:
         await store.nc.close()
     print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
+    if args.site:
+        from mahavishnu.sites import SITE_FILE, USERS_FILE, bundle_dir
+
+        folder = bundle_dir(home, args.site)
+        print(
+            f"device of site {args.site}: copy {folder / SITE_FILE} and {folder / USERS_FILE} into the site's "
+            "bundle folder on its host; a running `mahavishnu site up` applies them at once"
+        )
     if not done.reloaded:
         print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
     return 0

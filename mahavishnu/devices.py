@@ -32,6 +32,7 @@ from core.events import (
 from core.sealing import DataKey, device_subject, seal
 from core.store import EventStore
 from edge import render_agent_config
+from mahavishnu import sites
 from mahavishnu.home import Home, reload_server, write_users
 from mahavishnu.permissions import COMMANDS_STREAM
 
@@ -93,10 +94,12 @@ async def enroll(
     ack_wait_s: float = ACK_WAIT_S,
     url: str | None = None,
     personal: Mapping[str, str] | None = None,
+    site: str | None = None,
 ) -> Enrolment:
     """Issue the device's certificate (from its CSR, or with a new key), let the server accept it, record it.
 
-    The agent.toml written beside the files points at `url` (default: the configured server).
+    The agent.toml written beside the files points at `url` (default: the configured server,
+    or with `site` the edge site's server, whose bundle then holds the device's user).
     `personal` holds the device's personal fields (core.events.SEALED_DEVICE_FIELDS, e.g.
     owner and location): they go into the event only sealed with the device's data key,
     made here, so `mahavishnu erase device` can make them unreadable later.
@@ -108,12 +111,16 @@ async def enroll(
         raise MahavishnuError(
             f"unknown personal field(s) {', '.join(unknown)}: a device has {', '.join(SEALED_DEVICE_FIELDS)}"
         )
+    if site is not None:
+        url = url or sites.find(home, site).device_url  # an unknown site fails before anything is issued
     ca = load_ca(home)
     issued = ca.issue_client(
         device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
     )
     config = out_dir / "agent.toml"
     config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
+    if site is not None:
+        sites.assign_device(home, site, device_id)
     reloaded = await _apply(home, ca, store, device_id, ack_wait_s)
     key = home.data_keys.create(device_subject(device_id))  # always: the first event with personal data is sealed
     enrolled = DeviceEnrolled(
@@ -247,6 +254,7 @@ async def _apply(
 ) -> bool:
     """Regenerate the users and reload the server; with `ack_wait_s`, (re)configure the device's consumer too."""
     write_users(home, ca)
+    sites.refresh_bundles(home, ca)  # a site's device: its bundle's users.conf changes too
     reloaded = reload_server(home)
     if ack_wait_s is not None:
         config = consumer_config(device_id, ack_wait_s)

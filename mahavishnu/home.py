@@ -24,7 +24,7 @@ from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import Identity
-from mahavishnu.natsconf import ServerConfig, key_include_text, render_users
+from mahavishnu.natsconf import LeafListener, ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
 from projections.database import ensure_key_file
 from projections.keystore import FileKeyStore
@@ -130,13 +130,18 @@ class Home:
 
 
 def prepare(
-    home: Home, settings: Settings, *, port: int | None = None, monitor_port: int | None = None
+    home: Home,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    monitor_port: int | None = None,
+    leaf_port: int | None = None,
 ) -> ServerConfig:
     """Create what is missing (CA, certificates, JetStream key) and write the server configuration.
 
-    Idempotent: existing keys and certificates are kept. `port`/`monitor_port` override the
-    settings (tests ask for -1, a free port). Raises HomeError or certs.CertError when the
-    directory is damaged, with what to do.
+    Idempotent: existing keys and certificates are kept. `port`/`monitor_port`/`leaf_port`
+    override the settings (tests ask for -1, a free port). Raises HomeError or
+    certs.CertError when the directory is damaged, with what to do.
     """
     home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
@@ -167,10 +172,25 @@ def prepare(
         pid_file=home.pid_file,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
+        leaf=leaf_listener(home, settings, leaf_port),
     )
     write_users(home, ca)
     _write_private(home.server_conf, config.render())
     return config
+
+
+def leaf_listener(home: Home, settings: Settings, port: int | None = None) -> LeafListener | None:
+    """The hub's leaf node listener for edge sites, or None when [leaf] port is 0 (pure)."""
+    port = settings.leaf.port if port is None else port
+    if not port:
+        return None
+    return LeafListener(
+        host=settings.leaf.host,
+        port=port,
+        server_cert=home.server_dir / "cert.pem",
+        server_key=home.server_dir / "key.pem",
+        ca_file=home.ca_dir / "ca.pem",
+    )
 
 
 def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder: Path, days: int) -> None:

@@ -25,23 +25,68 @@ def template_text(name: str) -> str:
 class User:
     """One identity the server accepts: its certificate URI SAN, and what it may publish and subscribe to.
 
-    None for a permission list means unrestricted (the control services).
+    None for a permission list means unrestricted (the control services). The deny lists
+    and `connection_types` (e.g. ("LEAFNODE",): this identity may only link a leaf server)
+    are for edge sites.
     """
 
     name: str
     publish_allow: tuple[str, ...] | None = None
     subscribe_allow: tuple[str, ...] | None = None
+    publish_deny: tuple[str, ...] = ()
+    subscribe_deny: tuple[str, ...] = ()
+    connection_types: tuple[str, ...] = ()
 
     def render(self) -> str:
         entry = f"user: {json.dumps(self.name)}"
         rules = []
-        if self.publish_allow is not None:
-            rules.append(f"publish: {{ allow: {json.dumps(list(self.publish_allow))} }}")
-        if self.subscribe_allow is not None:
-            rules.append(f"subscribe: {{ allow: {json.dumps(list(self.subscribe_allow))} }}")
+        for what, allow, deny in (
+            ("publish", self.publish_allow, self.publish_deny),
+            ("subscribe", self.subscribe_allow, self.subscribe_deny),
+        ):
+            parts = [] if allow is None else [f"allow: {json.dumps(list(allow))}"]
+            parts += [f"deny: {json.dumps(list(deny))}"] if deny else []
+            if parts:
+                rules.append(f"{what}: {{ {', '.join(parts)} }}")
         if rules:
             entry += ", permissions: { " + ", ".join(rules) + " }"
+        if self.connection_types:
+            entry += f", allowed_connection_types: {json.dumps(list(self.connection_types))}"
         return "      { " + entry + " }"
+
+
+@dataclass(frozen=True)
+class LeafListener:
+    """The hub's listener for edge sites' leaf servers: mTLS with the mesh CA, verify_and_map.
+
+    A site's certificate maps to its user in users.conf (mahavishnu:cert:<serial>), which
+    may only connect as a leaf node; `port` -1 lets the server pick (tests).
+    """
+
+    host: str
+    port: int
+    server_cert: Path
+    server_key: Path
+    ca_file: Path
+
+    def render(self) -> str:
+        return "\n".join(
+            [
+                "leafnodes {",
+                f'  listen: "{self.host}:{self.port}"',
+                # Sites dial exactly the URLs of their bundle: an advertised listen address may be
+                # unreachable from a site or absent from the server certificate.
+                "  no_advertise: true",
+                "  tls {",
+                f'    cert_file: "{self.server_cert}"',
+                f'    key_file: "{self.server_key}"',
+                f'    ca_file: "{self.ca_file}"',
+                "    verify_and_map: true",
+                "    timeout: 5",
+                "  }",
+                "}",
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +108,7 @@ class ServerConfig:
     pid_file: Path
     max_memory: int = 256 * 1024 * 1024
     max_file: int = 10 * 1024**3
+    leaf: LeafListener | None = None  # None: no leaf node listener, no edge sites
 
     def render(self) -> str:
         for path in (self.server_cert, self.server_key, self.ca_file, self.store_dir, self.pid_file):
@@ -87,6 +133,7 @@ class ServerConfig:
             operators_include=self.operators_include,
             system_include=self.system_include,
             pid_file=self.pid_file,
+            leafnodes=self.leaf.render() if self.leaf else "# no leaf node listener: [leaf] port = 0",
         )
 
 

@@ -7,6 +7,9 @@ A device D may only
   - acknowledge its own deliveries:            $JS.ACK.COMMANDS.device-D.>
   - receive replies on its own inbox prefix:   _INBOX_D.>
 Nothing else: no other device's subjects, no other JetStream API, no $SYS, no `>`.
+An edge site's certificate may only link its leaf server (no client connection), and the
+link carries none of the mesh's own subjects either way (LEAF_DENIED): the hub gets a
+site's events only by sourcing the site's stream, so nothing is stored twice.
 The control services are unrestricted within the MESH account. Operators live in the
 OPS account and may only send queries (mesh.q.>), receiving on their own inbox prefix.
 """
@@ -20,6 +23,16 @@ from core import subjects
 from mahavishnu.natsconf import User
 
 COMMANDS_STREAM = "COMMANDS"
+# What a site's leaf link never carries, in either direction: events, commands, audit and
+# queries stay in the JetStream domain where they were published. Sourcing travels on
+# JetStream's own subjects ($JS.<domain>.API, deliveries, flow control), which stay open.
+LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>")
+# On the hub a site is also kept away from the hub's own JetStream API: it may neither manage
+# the hub's streams nor answer requests meant for them. Sourcing does not need it: the hub
+# asks the site at $JS.<domain>.API. (Denying the site `_INBOX.>` as well breaks the replies
+# to the hub's own requests across the link: measured, so it stays open.)
+SITE_PUBLISH_DENIED = (*LEAF_DENIED, "$JS.API.>")
+SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>")
 
 
 def device_user(device_id: str, serial: int) -> User:
@@ -33,6 +46,16 @@ def device_user(device_id: str, serial: int) -> User:
             f"$JS.ACK.{COMMANDS_STREAM}.{consumer}.>",
         ),
         subscribe_allow=(f"{subjects.device_inbox_prefix(device_id)}.>",),
+    )
+
+
+def site_user(serial: int) -> User:
+    """An edge site's leaf server (MESH account): leaf connections only, none of the mesh's subjects."""
+    return User(
+        name=certificate_uri(serial),
+        publish_deny=SITE_PUBLISH_DENIED,
+        subscribe_deny=SITE_SUBSCRIBE_DENIED,
+        connection_types=("LEAFNODE",),
     )
 
 
@@ -63,6 +86,8 @@ def users_for(
             mesh.append(User(certificate_uri(record.serial)))
         elif record.kind == "device":
             mesh.append(device_user(record.identity, record.serial))
+        elif record.kind == "site":
+            mesh.append(site_user(record.serial))
         elif record.kind == "operator":
             ops.append(operator_user(record.identity, record.serial))
         elif record.kind == "system":

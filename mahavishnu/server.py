@@ -26,6 +26,7 @@ log = logging.getLogger("mahavishnu.server")
 
 _CLIENT_PORT = re.compile(r"Listening for client connections on (\S+):(\d+)")
 _MONITOR_PORT = re.compile(r"Starting http monitor on (\S+):(\d+)")
+_LEAF_PORT = re.compile(r"Listening for leafnode connections on (\S+):(\d+)")
 _READY = "Server is ready"
 # Runtime failures are logged as [FTL]/[ERR]; a configuration the server refuses to load
 # is printed as "nats-server: <file>:<line>: <reason>" before any logging starts.
@@ -79,6 +80,7 @@ class Endpoints:
     host: str
     port: int
     monitor_port: int | None
+    leaf_port: int | None = None  # the leaf node listener's, when there is one
 
 
 class NatsServer:
@@ -97,6 +99,7 @@ class NatsServer:
         self._fatal: list[str] = []
         self._client: tuple[str, int] | None = None
         self._monitor: int | None = None
+        self._leaf: int | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -110,6 +113,7 @@ class NatsServer:
         self._fatal.clear()
         self._client = None
         self._monitor = None
+        self._leaf = None
         self.process = subprocess.Popen(
             [str(nats_server_binary()), "-c", str(self.config_path)],
             stdout=subprocess.PIPE,
@@ -131,7 +135,7 @@ class NatsServer:
                     f"nats-server did not become ready within {timeout:.0f} s: {explain_fatal(self._fatal)}"
                 )
         assert self._client is not None
-        self.endpoints = Endpoints(self._client[0], self._client[1], self._monitor)
+        self.endpoints = Endpoints(self._client[0], self._client[1], self._monitor, self._leaf)
         return self.endpoints
 
     def _read_log(self, process: subprocess.Popen[bytes]) -> None:
@@ -143,6 +147,8 @@ class NatsServer:
                 self._client = (match.group(1), int(match.group(2)))
             elif match := _MONITOR_PORT.search(line):
                 self._monitor = int(match.group(2))
+            elif match := _LEAF_PORT.search(line):
+                self._leaf = int(match.group(2))
             elif _READY in line and self._client is not None:
                 self._ready.set()
             if match := _FATAL.search(line):

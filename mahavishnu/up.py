@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 
 from nats.aio.client import Client
@@ -28,7 +28,7 @@ from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, Pr
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, tokens
+from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, sites, tokens
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.ssh_gateway import SshGateway
@@ -95,16 +95,22 @@ async def run(
     probes: ProbeServer | None = None
     service: ProjectionService | None = None
     stop_following = asyncio.Event()
-    following: asyncio.Task[None] | None = None
-    polling: asyncio.Task[None] | None = None
-    sampling: asyncio.Task[None] | None = None
-    ssh: asyncio.Task[None] | None = None
+    # The services up runs in its own process, each restarted by keep_running after a crash;
+    # each returns once stop_following is set.
+    services: list[asyncio.Task[None]] = []
+
+    def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+        services.append(asyncio.create_task(keep_running(name, run, policy), name=name))
+
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
-        store = EventStore(nc, streams_of(settings), metrics=EventStoreMetrics(registry))
+        # EVENTS sources every registered edge site's stream (a site added later gets its
+        # source from `site add` itself, without a restart).
+        streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
+        store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
         await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
@@ -113,16 +119,15 @@ async def run(
             store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
         )
         await service.start()
-        following = asyncio.create_task(
-            keep_running("projections", lambda: service.run(stop_following), policy), name="projections"
-        )
+        supervise("projections", lambda: service.run(stop_following))
+        supervise("site sources", lambda: sites.keep_sources(nc, home, stop_following))
         await control_requests.serve(nc, service)
         for location in index:
             out(await register_at_start(store, location))
         # The indexer's worker pool starts with the first commit to index, not here: a mesh
         # without repositories runs no worker processes.
         code = CodeIndexService(store, home.root, settings.code, metrics=CodeIndexMetrics(registry))
-        polling = asyncio.create_task(keep_running("code index", lambda: code.run(stop_following), policy))
+        supervise("code index", lambda: code.run(stop_following))
         models = ReadModels(home.readmodels_dir, key, store)
         queries = await start_query_service(
             nc,
@@ -141,26 +146,26 @@ async def run(
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
         devices = operators.devices_by_user(home)
-        sampling = asyncio.create_task(
-            keep_running("agents-online", lambda: agents_online.follow(system, fleet, devices, stop_following), policy)
-        )
+        supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
         gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
-        ssh = asyncio.create_task(keep_running("ssh gateway", lambda: gateway.run(stop_following), policy))
+        supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
+        if server.endpoints is not None and server.endpoints.leaf_port:
+            leaf = f"{settings.leaf.host}:{server.endpoints.leaf_port}"
+            out(f"  sites     leaf nodes on {leaf} (mahavishnu site add NAME)")
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
         if api is not None:
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(watcher, following, polling, sampling, ssh)
+        await _until_signal(watcher, *services)
         await queries.stop()
         stop_following.set()
-        await following
-        await polling
+        await asyncio.gather(*services)
         supervisor.stopping()
         with contextlib.suppress(MahavishnuError, TimeoutError):
             await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
@@ -168,14 +173,9 @@ async def run(
         return 0
     finally:
         stop_following.set()
-        if following is not None and not following.done():
-            await following
-        if polling is not None and not polling.done():
-            await polling
-        if sampling is not None and not sampling.done():
-            await sampling
-        if ssh is not None and not ssh.done():
-            await ssh
+        for task in services:
+            if not task.done():
+                await task
         if code is not None:
             with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
                 await asyncio.wait_for(code.close(), CODE_CLOSE_S)

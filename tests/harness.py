@@ -29,15 +29,23 @@ class Mesh:
         assert self.server.endpoints is not None
         return self.server.endpoints.port
 
+    @property
+    def leaf_port(self) -> int:
+        assert self.server.endpoints is not None and self.server.endpoints.leaf_port is not None
+        return self.server.endpoints.leaf_port
+
     def stop(self) -> None:
         self.server.stop()
 
 
-def start_mesh(root: Path, env: dict[str, str] | None = None, *, port: int = -1) -> Mesh:
-    """A prepared state directory and its server; `port` -1 lets the server pick (a fixed one survives restarts)."""
+def start_mesh(root: Path, env: dict[str, str] | None = None, *, port: int = -1, leaf_port: int | None = None) -> Mesh:
+    """A prepared state directory and its server; `port` -1 lets the server pick (a fixed one survives restarts).
+
+    `leaf_port` (-1: any free one) opens the leaf node listener for edge sites.
+    """
     settings = load_config(None, env=env or {})
     home = Home(root)
-    prepare(home, settings, port=port, monitor_port=0)
+    prepare(home, settings, port=port, monitor_port=0, leaf_port=leaf_port)
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
     return Mesh(home, settings, server, home.control_identity(settings, endpoints.port))

@@ -215,7 +215,7 @@ def test_unknown_names_come_with_the_nearest_valid_one(tmp_path: Path) -> None:
         "server.restart_backoff, server.restart_backoff_max, server.give_up_after, server.give_up_window",
         f"{path}: unknown section [loging]; did you mean [logging]?",
         f"{path}: unknown section [qqq]; valid: [mesh], [server], [jetstream], [certs], [logging], [metrics], [http],"
-        " [code], [ssh]",
+        " [code], [leaf], [ssh]",
     ]
 
 

@@ -168,9 +168,7 @@ async def test_an_erasure_cut_short_after_the_key_went_is_recorded_by_running_it
     mesh: Mesh, store: EventStore, tmp_path: Path
 ) -> None:
     device_id = "dev-cut-short"
-    await devices.enroll(
-        mesh.home, mesh.settings, store, device_id, out_dir=tmp_path / "d", personal={"owner": OWNER}
-    )
+    await devices.enroll(mesh.home, mesh.settings, store, device_id, out_dir=tmp_path / "d", personal={"owner": OWNER})
     mesh.home.data_keys.destroy(device_subject(device_id))  # as if the command died right after the key went
 
     done = await erasure.erase(mesh.home, store, device_id, operator="ann")
