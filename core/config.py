@@ -68,6 +68,8 @@ restart_backoff = "0.5s"     # first restart delay; doubles up to restart_backof
 restart_backoff_max = "30s"
 give_up_after = 5            # crashes of one child (the server, a service) within give_up_window:
 give_up_window = "5m"        # then `up` stops, loudly, with a non-zero exit
+cluster = 0                  # 0: one server; 3 or 5: that many nodes on this machine (up --cluster N)
+cluster_port = 6222          # route port of cluster node 1; node k uses cluster_port + k - 1 (client: port + k - 1)
 [jetstream]
 max_memory = "256MB"
 max_file = "10GB"
@@ -140,6 +142,9 @@ class ServerSettings(_Section, frozen=True, kw_only=True):
 
     `give_up_after` crashes within `give_up_window` seconds of any one child of `up` (this
     server, or a service such as the projections) make `up` stop instead of restarting it.
+    `cluster` 3 or 5 runs that many nodes on this machine instead of one (`up --cluster N`):
+    node k listens for clients on `port` + k - 1, for routes on `cluster_port` + k - 1 and,
+    when `monitor_port` is set, for monitoring on `monitor_port` + k - 1.
     """
 
     SECTION: ClassVar[str] = "server"
@@ -151,6 +156,8 @@ class ServerSettings(_Section, frozen=True, kw_only=True):
     restart_backoff_max: float = 30.0
     give_up_after: int = 5
     give_up_window: float = 300.0
+    cluster: int = 0
+    cluster_port: int = 6222
 
 
 class JetStreamSettings(_Section, frozen=True, kw_only=True):
@@ -375,6 +382,8 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "restart_backoff_max": _DURATION,
         "give_up_after": _INT,
         "give_up_window": _DURATION,
+        "cluster": _INT,
+        "cluster_port": _INT,
     },
     "jetstream": {
         "max_memory": _SIZE,
@@ -447,6 +456,7 @@ def _check_server(v: Any) -> list[_Problem]:
     found += _port("port", v.port, zero_disables=False) + _port("monitor_port", v.monitor_port, zero_disables=True)
     if v.monitor_port == v.port:
         found.append((("monitor_port", "port"), f"must differ from server.port ({v.port})"))
+    found += _check_cluster(v)
     if v.restart_backoff_max < v.restart_backoff:
         found.append(
             (
@@ -458,6 +468,28 @@ def _check_server(v: Any) -> list[_Problem]:
     if v.give_up_after < 1:
         found.append((("give_up_after",), f"must be at least 1 crash, got {v.give_up_after}"))
     found += _positive("give_up_window", v.give_up_window, "s")
+    return found
+
+
+def _check_cluster(v: Any) -> list[_Problem]:
+    """A cluster's nodes take runs of consecutive ports: each run must fit and none may overlap another."""
+    if v.cluster not in (0, 3, 5):
+        return [(("cluster",), f"must be 0 (one server), 3 or 5 (nodes on this machine), got {v.cluster}")]
+    found = _port("cluster_port", v.cluster_port, zero_disables=False)
+    if not v.cluster:
+        return found
+    runs = {"port": v.port, "cluster_port": v.cluster_port}
+    if v.monitor_port:
+        runs["monitor_port"] = v.monitor_port
+    for key, first in runs.items():
+        if first <= 65535 < first + v.cluster - 1:
+            found.append(((key, "cluster"), f"({first}) leaves no room for {v.cluster} consecutive ports"))
+    keys = sorted(runs)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            if abs(runs[a] - runs[b]) < v.cluster:
+                overlap = f"({runs[a]}) and server.{b} ({runs[b]}) overlap for {v.cluster} nodes"
+                found.append(((a, b, "cluster"), overlap))
     return found
 
 

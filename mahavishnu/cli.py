@@ -15,6 +15,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import msgspec
+
 from core.config import Settings, home_dir, load_config
 from core.errors import MahavishnuError
 from core.logs import configure_logging
@@ -61,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="register a repository to index at start (repeatable)",
+    )
+    up.add_argument(
+        "--cluster",
+        type=int,
+        choices=(3, 5),
+        metavar="N",
+        help="run N (3 or 5) nats-server nodes on this machine with replicated streams ([server] cluster)",
     )
     up.set_defaults(func=_up)
 
@@ -144,6 +153,9 @@ def _up(args: argparse.Namespace, home: Path) -> int:
     from mahavishnu.up import run
 
     settings = _settings(home)
+    if args.cluster:  # the flag wins over [server] cluster; the replaced section validates itself again
+        server = msgspec.structs.replace(settings.server, cluster=args.cluster)
+        settings = msgspec.structs.replace(settings, server=server)
     configure_logging(level=settings.logging.level, fmt=settings.logging.format)
     return _run_async(run(Home(home), settings, index=tuple(args.index)))
 

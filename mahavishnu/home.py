@@ -8,6 +8,8 @@ nats/server.conf           generated nats-server configuration
 nats/jetstream-key.conf    the JetStream encryption key, 0600 (included by server.conf)
 jetstream/                 the JetStream store, encrypted at rest
 keys/devices/<id>.key      each device's data key, 0600: erasing a device deletes it (projections.keystore)
+nats/cluster-nK.conf       with `up --cluster N`: node K's configuration (mahavishnu.clusterplan)
+cluster/nK/                node K's JetStream store, encrypted with the same key
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import Identity
+from mahavishnu.clusterplan import client_host, plan_nodes
 from mahavishnu.natsconf import LeafListener, ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
 from projections.database import ensure_key_file
 from projections.keystore import FileKeyStore
 
+_PROC = Path("/proc")  # where Linux tells what a pid runs; elsewhere pid files are trusted as they are
 CONTROL_ID = "control"
 SYSTEM_ID = "system"
 
@@ -103,14 +107,24 @@ class Home:
         return self.root / "jetstream"
 
     def client_url(self, settings: Settings, port: int | None = None) -> str:
-        host = settings.server.host
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
-        return f"tls://{host}:{port if port is not None else settings.server.port}"
+        # Listening everywhere: loopback is the address this machine's clients use.
+        return f"tls://{client_host(settings)}:{port if port is not None else settings.server.port}"
+
+    def alternate_urls(self, settings: Settings, port: int | None) -> tuple[str, ...]:
+        """The other nodes' URLs when the settings ask for a cluster (none when a test names its port)."""
+        if port is not None:
+            return ()
+        return tuple(node.url for node in plan_nodes(self.root, settings)[1:])
 
     def system_identity(self, settings: Settings, port: int | None = None) -> Identity:
         folder = self.system_dir
-        return Identity(self.client_url(settings, port), folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+        return Identity(
+            self.client_url(settings, port),
+            folder / "ca.pem",
+            folder / "cert.pem",
+            folder / "key.pem",
+            alternates=self.alternate_urls(settings, port),
+        )
 
     def control_identity(self, settings: Settings, port: int | None = None) -> Identity:
         return Identity(
@@ -118,6 +132,7 @@ class Home:
             ca=self.control_dir / "ca.pem",
             cert=self.control_dir / "cert.pem",
             key=self.control_dir / "key.pem",
+            alternates=self.alternate_urls(settings, port),
         )
 
     def check_ready(self) -> None:
@@ -175,7 +190,7 @@ def prepare(
         leaf=leaf_listener(home, settings, leaf_port),
     )
     write_users(home, ca)
-    _write_private(home.server_conf, config.render())
+    write_private(home.server_conf, config.render())
     return config
 
 
@@ -205,19 +220,29 @@ def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder:
 def write_users(home: Home, ca: CertificateAuthority) -> None:
     """Regenerate users.conf and operators.conf from the CA registry: one user per live client certificate."""
     mesh, ops, system = users_for(ca.issued(), datetime.now(UTC))
-    _write_private(home.users_include, render_users(mesh))
-    _write_private(home.operators_include, render_users(ops))
-    _write_private(home.system_include, render_users(system))
+    write_private(home.users_include, render_users(mesh))
+    write_private(home.operators_include, render_users(ops))
+    write_private(home.system_include, render_users(system))
 
 
 def reload_server(home: Home) -> bool:
-    """Ask the running server to re-read its configuration (SIGHUP); False when none runs."""
-    try:
-        pid = int(home.pid_file.read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return False
-    return True
+    """Ask every running server of the mesh (the single one, or each cluster node) to re-read its
+    configuration (SIGHUP); False when none runs.
+
+    A pid file is trusted only while its process is a nats-server: a pid left by a killed
+    server may since belong to another process, which a SIGHUP would end.
+    """
+    reloaded = False
+    for pid_file in sorted(home.nats_dir.glob("*.pid")):
+        try:
+            pid = int(pid_file.read_text().strip())
+            if _PROC.is_dir() and b"nats-server" not in (_PROC / str(pid) / "cmdline").read_bytes():
+                continue
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError):  # gone, unreadable or not ours: nothing to reload there
+            continue
+        reloaded = True
+    return reloaded
 
 
 def _ensure_jetstream_key(home: Home) -> None:
@@ -229,10 +254,10 @@ def _ensure_jetstream_key(home: Home) -> None:
             "restore the key file from backup, or move the store away to start empty"
         )
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    _write_private(home.key_include, key_include_text(key))
+    write_private(home.key_include, key_include_text(key))
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by the owner only, from the first byte on."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -90,6 +90,41 @@ class LeafListener:
 
 
 @dataclass(frozen=True)
+class ClusterBlock:
+    """The `cluster {}` block of one node: where it listens for routes and which peers it dials.
+
+    Routes are mutual TLS with the mesh CA (`verify: true`): a node accepts a route only from
+    a certificate the CA issued, and checks the peer's certificate against the host name in
+    the route URL, so every host of a real cluster must be in its certificate's names.
+    """
+
+    name: str  # the cluster's name: the same on every node
+    host: str  # where this node listens for routes
+    port: int
+    routes: tuple[str, ...]  # the other nodes, "host:port" each
+    cert: Path
+    key: Path
+    ca_file: Path
+
+    def render(self) -> str:
+        for path in (self.cert, self.key, self.ca_file):
+            if not path.is_absolute():
+                raise ValueError(f"{path} must be absolute: the server resolves relative paths from its own cwd")
+        if not self.routes:
+            raise ValueError("a cluster node needs the routes of its peers")
+        routes = "\n".join(f"    {json.dumps('tls://' + route)}" for route in self.routes)
+        return Template(template_text("cluster.conf.tmpl")).substitute(
+            cluster_name=self.name,
+            cluster_host=self.host,
+            cluster_port=self.port,
+            routes=routes,
+            route_cert=self.cert,
+            route_key=self.key,
+            ca_file=self.ca_file,
+        )
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything one node's configuration depends on. Paths must be absolute."""
 
@@ -109,6 +144,7 @@ class ServerConfig:
     max_memory: int = 256 * 1024 * 1024
     max_file: int = 10 * 1024**3
     leaf: LeafListener | None = None  # None: no leaf node listener, no edge sites
+    cluster: ClusterBlock | None = None  # None: a single server
 
     def render(self) -> str:
         for path in (self.server_cert, self.server_key, self.ca_file, self.store_dir, self.pid_file):
@@ -134,6 +170,7 @@ class ServerConfig:
             system_include=self.system_include,
             pid_file=self.pid_file,
             leafnodes=self.leaf.render() if self.leaf else "# no leaf node listener: [leaf] port = 0",
+            cluster=self.cluster.render() if self.cluster is not None else "# a single server: no cluster block",
         )
 
 

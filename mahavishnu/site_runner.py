@@ -30,7 +30,7 @@ from core.store import EventStore, Identity, connect
 from core.streams import default_streams
 from mahavishnu import sites
 from mahavishnu.devices import consumer_config
-from mahavishnu.home import _write_private
+from mahavishnu.home import write_private
 from mahavishnu.leafconf import LeafConfig
 from mahavishnu.natsconf import key_include_text
 from mahavishnu.permissions import COMMANDS_STREAM
@@ -120,7 +120,7 @@ def prepare_bundle(bundle: Path, site: sites.Site, *, port: int | None = None, m
                 f"the site's store {bundle / STORE_DIR} exists but its key {key} is missing: restore the key file, "
                 "or move the store away to start empty (events not yet at the hub are lost then)"
             )
-        _write_private(key, key_include_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")))
+        write_private(key, key_include_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")))
     config = LeafConfig(
         server_name=f"site-{site.name}",
         domain=site.domain,
@@ -137,7 +137,7 @@ def prepare_bundle(bundle: Path, site: sites.Site, *, port: int | None = None, m
         pid_file=bundle / PID_FILE,
     )
     path = bundle / LEAF_CONF
-    _write_private(path, config.render())
+    write_private(path, config.render())
     return path
 
 

@@ -38,7 +38,7 @@ from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.streams import StreamSource, StreamSpec
-from mahavishnu.home import Home, _write_private, reload_server, write_users
+from mahavishnu.home import Home, reload_server, write_private, write_users
 from mahavishnu.natsconf import User, render_users
 from mahavishnu.permissions import device_user
 
@@ -216,13 +216,13 @@ def add(home: Home, settings: Settings, site: Site) -> Path:
 
 
 def save(folder: Path, site: Site) -> None:
-    _write_private(folder / SITE_FILE, json.dumps(site.to_json(), indent=2) + "\n")
+    write_private(folder / SITE_FILE, json.dumps(site.to_json(), indent=2) + "\n")
 
 
 def write_bundle_users(home: Home, ca: CertificateAuthority, site: Site) -> Path:
     """Regenerate a bundle's users.conf from the CA registry."""
     path = bundle_dir(home, site.name) / USERS_FILE
-    _write_private(path, render_users(site_users(site, ca.issued(), datetime.now(UTC))))
+    write_private(path, render_users(site_users(site, ca.issued(), datetime.now(UTC))))
     return path
 
 

@@ -55,6 +55,10 @@ class Supervisor:
         self._stopping = False
         self._crashes: deque[float] = deque(maxlen=max(1, policy.max_crashes))
 
+    @property
+    def running(self) -> bool:
+        return self.server.running
+
     async def start(self) -> None:
         await asyncio.to_thread(self.server.start)
 
@@ -77,15 +81,15 @@ class Supervisor:
             delay = self.policy.delay(consecutive)
             log.error(
                 "nats-server exited unexpectedly; restarting",
-                extra={"exit_code": code, "restart_in_s": delay, "last_lines": last},
+                extra={"server": self.server.name, "exit_code": code, "restart_in_s": delay, "last_lines": last},
             )
             await asyncio.sleep(delay)
             try:
                 await asyncio.to_thread(self.server.start)
                 self.restarts += 1
-                log.info("nats-server restarted", extra={"restarts": self.restarts})
+                log.info("nats-server restarted", extra={"server": self.server.name, "restarts": self.restarts})
             except ServerStartError as exc:
-                log.error("nats-server failed to restart", extra={"reason": str(exc)})
+                log.error("nats-server failed to restart", extra={"server": self.server.name, "reason": str(exc)})
 
     def stopping(self) -> None:
         """From now on an exit of the server is expected, not a crash."""

@@ -1,9 +1,10 @@
 """`mahavishnu up`: bring the mesh up on this machine and keep it up until told to stop.
 
-Creates the state directory once, starts nats-server from the wheel under a supervisor,
-creates the streams, records `mesh.started`, keeps the read models up to date, serves
-/metrics, /health and /ready (ready: connected and caught up), prints how to connect,
-and on SIGINT or SIGTERM stops everything cleanly.
+Creates the state directory once, starts nats-server from the wheel under a supervisor
+(or, with `--cluster N`, N nodes each under its own: mahavishnu.cluster), creates the
+streams, records `mesh.started`, keeps the read models up to date, serves /metrics,
+/health and /ready (ready: connected and caught up), prints how to connect, and on
+SIGINT or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
 from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, sites, tokens
+from mahavishnu.cluster import ClusterSupervisor, create_streams, prepare_cluster
+from mahavishnu.clusterplan import stream_replicas
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.ssh_gateway import SshGateway
@@ -49,7 +52,7 @@ CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they 
 def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
     js = settings.jetstream
     return default_streams(
-        replicas=js.replicas,
+        replicas=stream_replicas(settings),
         duplicate_window_s=js.duplicate_window,
         events_max_age_s=js.events_max_age,
         commands_max_age_s=js.commands_max_age,
@@ -58,36 +61,60 @@ def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
 
 
 def connection_help(identity: Identity, home: Home) -> str:
-    """What `up` prints so a person or a tool can connect (pure)."""
+    """What `up` prints so a person or a tool can connect (pure): every node's URL in a cluster."""
     tls = f"--tlsca {identity.ca} --tlscert {identity.cert} --tlskey {identity.key}"
     return "\n".join(
         [
-            f"mesh is up: {identity.url}",
+            f"mesh is up: {', '.join(identity.servers)}",
             f"  state     {home.root}",
             f"  CA        {identity.ca}",
             f"  cert      {identity.cert}",
             f"  key       {identity.key}",
-            f"  nats CLI  nats --server {identity.url} {tls} stream ls",
+            f"  nats CLI  nats --server {','.join(identity.servers)} {tls} stream ls",
             "  env       mahavishnu env --json   (the same, for scripts)",
             "  stop      Ctrl-C",
         ]
     )
 
 
-async def run(
-    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
-) -> int:
-    """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
-    prepare(home, settings)
-    server = NatsServer(home.server_conf, name=settings.mesh.name)
-    policy = RestartPolicy(
+def restart_policy(settings: Settings) -> RestartPolicy:
+    """How `up` restarts its children (servers, services) and when it gives up on one (pure)."""
+    return RestartPolicy(
         initial=settings.server.restart_backoff,
         maximum=settings.server.restart_backoff_max,
         max_crashes=settings.server.give_up_after,
         window=settings.server.give_up_window,
     )
-    supervisor = Supervisor(server, policy)
+
+
+async def start_servers(
+    home: Home, settings: Settings, out: Callable[[str], None] = print
+) -> Supervisor | ClusterSupervisor:
+    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`.
+
+    A cluster node that does not start is reported through `out` and left to its
+    supervisor; MahavishnuError when the mesh cannot come up at all.
+    """
+    policy = restart_policy(settings)
+    if settings.server.cluster:
+        stream_replicas(settings)  # refuse a cluster too small for the replicas before starting anything
+        cluster = ClusterSupervisor(prepare_cluster(home, settings), policy, mesh=settings.mesh.name)
+        await cluster.start()
+        for problem in cluster.problems.values():
+            out(f"warning: {problem}")
+        return cluster
+    prepare(home, settings)
+    supervisor = Supervisor(NatsServer(home.server_conf, name=settings.mesh.name), policy)
     await supervisor.start()
+    return supervisor
+
+
+async def run(
+    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
+) -> int:
+    """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
+    policy = restart_policy(settings)
+    supervisor = await start_servers(home, settings, out)
     watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
     identity = home.control_identity(settings)
     registry = new_registry()  # one per process, served on /metrics by the probes
@@ -111,7 +138,10 @@ async def run(
         # source from `site add` itself, without a restart).
         streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
         store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
-        await store.ensure_streams()
+        if isinstance(supervisor, ClusterSupervisor):
+            await create_streams(store, supervisor)
+        else:
+            await store.ensure_streams()
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
@@ -150,11 +180,12 @@ async def run(
         gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
         supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
-            settings, registry, lambda: server.running and nc is not None and nc.is_connected and service.caught_up
+            settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
-        if server.endpoints is not None and server.endpoints.leaf_port:
-            leaf = f"{settings.leaf.host}:{server.endpoints.leaf_port}"
+        endpoints = supervisor.server.endpoints if isinstance(supervisor, Supervisor) else None
+        if endpoints is not None and endpoints.leaf_port:  # edge sites connect to a single hub server
+            leaf = f"{settings.leaf.host}:{endpoints.leaf_port}"
             out(f"  sites     leaf nodes on {leaf} (mahavishnu site add NAME)")
         if probes is not None:
             out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
@@ -234,7 +265,8 @@ async def _close(client: Client | None) -> None:
 
 
 async def _until_signal(*children: asyncio.Task[None]) -> None:
-    """Wait for SIGINT or SIGTERM; GaveUp propagates when a child (the server, a service) could not be kept up."""
+    """Wait for SIGINT or SIGTERM; GaveUp (ClusterError) propagates when a child (the server or cluster, a service)
+    could not be kept up."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

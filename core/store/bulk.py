@@ -36,6 +36,41 @@ from core.store.wire import Message
 from core.streams import StreamSpec, stream_for
 
 HEADER_ROOM = 512  # bytes kept for the headers of a frame under the server's max_payload
+CONNECTION_CHECK_S = 0.1  # while acknowledgements are awaited, how often the connection is checked
+# JetStream announces each new leader of a replicated stream here (in the stream's account).
+LEADER_ELECTED = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
+
+class _Connection:
+    """Tells whether the client has reconnected since this watch began: its old connection was lost.
+
+    Frames written to a connection that dies are gone with its socket, and a cluster's
+    other nodes never saw them: waiting out the acknowledgement timeout for them is time
+    lost, so once the client is connected again (to whichever node it found) the appenders
+    act at once: a fast batch fails, to be appended again; pipelined events are resent.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.reconnects = nc.stats["reconnects"]
+
+    def lost(self) -> bool:
+        return bool(self.nc.stats["reconnects"] != self.reconnects)
+
+
+async def _progress_or_lost(progress: asyncio.Event, connection: _Connection, timeout: float) -> str:
+    """Wait for `progress`: "" when it came, "lost" when the client reconnected first, "timeout" after `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return "timeout"
+        try:
+            await asyncio.wait_for(progress.wait(), min(remaining, CONNECTION_CHECK_S))
+            return ""
+        except TimeoutError:
+            if connection.lost():
+                return "lost"
 
 
 def messages(events: Iterable[Event], streams: tuple[StreamSpec, ...], max_payload: int) -> Iterator[Message]:
@@ -110,6 +145,7 @@ class PipelinedAppender:
         self.retries = retries
         self._pending: dict[int, Message] = {}
         self._progress = asyncio.Event()
+        self._connection = _Connection(nc)
         self._tally = _Tally()
         self._prefix = ""
         self._next = 0
@@ -117,6 +153,7 @@ class PipelinedAppender:
     async def append(self, events: Iterable[Event]) -> BulkReport:
         """Append every event; AppendFailed (with `.report`) if any could not be stored."""
         self._prefix = self.nc.new_inbox() + "."
+        self._connection = _Connection(self.nc)
         sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_ack)
         try:
             batch: list[Message] = []
@@ -155,17 +192,19 @@ class PipelinedAppender:
         resent = 0
         while len(self._pending) > at_most and not self._tally.failures:
             self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), self.timeout)
+            waited = await _progress_or_lost(self._progress, self._connection, self.timeout)
+            if not waited:
                 resent = 0
-            except TimeoutError:
-                if resent == self.retries:
-                    self._tally.failures.append(
-                        f"no acknowledgement for {len(self._pending)} event(s) after {self.retries + 1} tries"
-                    )
-                    return
-                resent += 1
-                await self._resend()
+                continue
+            if resent == self.retries:
+                self._tally.failures.append(
+                    f"no acknowledgement for {len(self._pending)} event(s) after {self.retries + 1} tries"
+                )
+                return
+            resent += 1
+            if waited == "lost":  # the client is connected again: resend there, and watch the new connection
+                self._connection = _Connection(self.nc)
+            await self._resend()
 
     async def _resend(self) -> None:
         """Send every unacknowledged event again under its old reply subject; the server deduplicates."""
@@ -202,7 +241,11 @@ class FastBatchAppender:
     At most `window` events are sent beyond the last acknowledged one; the server
     acknowledges every `flow`. A batch the server abandons (a refused message, a gap) or
     that stops being acknowledged for `timeout` seconds fails the append; what was
-    acknowledged before is stored, and a retry of the same events deduplicates it.
+    acknowledged before is stored, and a retry of the same events deduplicates it. So
+    does, at once, a batch whose connection was lost or whose stream (replicated, in a
+    cluster) elected a new leader meanwhile: the batch lived on the old one. The leader
+    advisories are read with the caller's identity; one not allowed to subscribe to
+    `$JS.EVENT.>` (a device) gets a permissions error from the server and the timeout.
     """
 
     def __init__(
@@ -227,6 +270,7 @@ class FastBatchAppender:
         self._final: fastbatch.Frame | None = None
         self._failure = ""
         self._progress = asyncio.Event()
+        self._connection = _Connection(nc)
 
     async def append(self, events: Iterable[Event]) -> BulkReport:
         """Append every event; AppendFailed (with `.report`) if any could not be stored."""
@@ -240,7 +284,10 @@ class FastBatchAppender:
     async def _publish(self, run: list[Message], acknowledged_before: int) -> int:
         inbox = fastbatch.new_batch_inbox(self.nc.new_inbox())
         self._acked, self._final, self._failure = 0, None, ""
+        self._connection = _Connection(self.nc)
         sub = await self.nc.subscribe(inbox + ".>", cb=self._on_frame)
+        stream = stream_for(run[0].subject, self.streams).name
+        elected = await self.nc.subscribe(LEADER_ELECTED + stream, cb=self._on_new_leader)
         try:
             total = len(run)
             for start in range(0, total, self.chunk):
@@ -258,6 +305,7 @@ class FastBatchAppender:
                 await self._await_progress()
         finally:
             await sub.unsubscribe()
+            await elected.unsubscribe()
         final = self._final
         if not self._failure and final is not None:
             if final.error is not None:
@@ -277,10 +325,17 @@ class FastBatchAppender:
 
     async def _await_progress(self) -> None:
         self._progress.clear()
-        try:
-            await asyncio.wait_for(self._progress.wait(), self.timeout)
-        except TimeoutError:
+        waited = await _progress_or_lost(self._progress, self._connection, self.timeout)
+        if waited == "timeout":
             self._failure = f"no acknowledgement for {self.timeout:g} s"
+        elif waited == "lost":  # what was written to the lost connection is gone: the batch cannot complete
+            self._failure = "the connection to the server was lost during the batch (the client has reconnected)"
+
+    async def _on_new_leader(self, _: Msg) -> None:
+        """A batch lives on the stream's leader: under a new one it can never complete, so it fails at once."""
+        if not self._failure and self._final is None:
+            self._failure = "the stream elected a new leader during the batch"
+            self._progress.set()
 
     async def _on_frame(self, msg: Msg) -> None:
         self._progress.set()

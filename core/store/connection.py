@@ -19,12 +19,22 @@ from core.store.nats_errors import from_connect_error
 
 @dataclass(frozen=True)
 class Identity:
-    """Where the server is and the TLS material a client proves itself with."""
+    """Where the server is and the TLS material a client proves itself with.
+
+    `alternates` are the other nodes of a cluster: the client fails over to them when its
+    server goes away (and nats-py also learns them from the servers' INFO).
+    """
 
     url: str
     ca: Path
     cert: Path
     key: Path
+    alternates: tuple[str, ...] = ()
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every URL to try, this one first."""
+        return (self.url, *self.alternates)
 
 
 def tls_context(identity: Identity) -> ssl.SSLContext:
@@ -73,7 +83,7 @@ async def connect(
         # when they are 0), so the first connection gets its own deadline.
         return await asyncio.wait_for(
             nats.connect(
-                servers=[identity.url],
+                servers=list(identity.servers),
                 tls=context,
                 name=name,
                 connect_timeout=connect_timeout,
@@ -87,4 +97,4 @@ async def connect(
             timeout=2 * connect_timeout + 1,  # TimeoutError: unreachable
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise from_connect_error(exc, identity.url, cert=identity.cert, ca=identity.ca) from exc
+        raise from_connect_error(exc, ", ".join(identity.servers), cert=identity.cert, ca=identity.ca) from exc

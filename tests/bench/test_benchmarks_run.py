@@ -49,3 +49,16 @@ def test_the_query_benchmark_prints_its_line() -> None:
     assert re.fullmatch(r"query qps=\d+ p99_ms=\d+\.\d baseline_qps=\d+ ratio=\d+\.\d\d", last), last
     assert "round 1/1" in result.stderr  # progress is shown
     assert "0 chain breaks" in result.stderr  # and the audit trail it left was checked
+
+
+def test_the_cluster_benchmark_prints_its_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "cluster.py"), "--events", "2000", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"cluster rate_r3=\d+ rate_r1=\d+ ratio=\d+\.\d\d", last), last
+    assert "round 1/1" in result.stderr  # progress is shown

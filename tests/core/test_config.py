@@ -212,7 +212,8 @@ def test_unknown_names_come_with_the_nearest_valid_one(tmp_path: Path) -> None:
         f"{path}: unknown key server.prot; did you mean server.port?",
         f"{path}: unknown key server.max_memory; did you mean max_memory in [jetstream]?",
         f"{path}: unknown key server.zzz; valid: server.host, server.port, server.monitor_port, server.hosts, "
-        "server.restart_backoff, server.restart_backoff_max, server.give_up_after, server.give_up_window",
+        "server.restart_backoff, server.restart_backoff_max, server.give_up_after, server.give_up_window, "
+        "server.cluster, server.cluster_port",
         f"{path}: unknown section [loging]; did you mean [logging]?",
         f"{path}: unknown section [qqq]; valid: [mesh], [server], [jetstream], [certs], [logging], [metrics], [http],"
         " [code], [leaf], [ssh]",

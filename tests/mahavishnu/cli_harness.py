@@ -101,7 +101,8 @@ def stop_up(running: Running) -> None:
                 process.kill()
                 process.communicate(timeout=30)
     finally:  # also when the stop timed out: a server left behind would outlive the whole run
-        _stop_orphaned_server(running.home / "nats" / "server.pid")
+        for pid_file in (running.home / "nats").glob("*.pid"):  # server.pid, or each cluster node's
+            _stop_orphaned_server(pid_file)
 
 
 @pytest.fixture
@@ -115,7 +116,8 @@ def _stop_orphaned_server(pid_file: Path) -> None:
     """A killed `up` leaves its nats-server running (seen under load): stop it by its pid file."""
     try:
         pid = int(pid_file.read_text().strip())
-        if b"nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"nats-server" in cmdline and str(pid_file.parent).encode() in cmdline:  # ours, not a reused pid
             os.kill(pid, signal.SIGKILL)
     except (OSError, ValueError):
         pass  # no pid file, or the server is gone already: nothing to stop

@@ -244,7 +244,10 @@ async def test_the_event_loop_is_never_blocked_for_long(
         gc.unfreeze()
     assert done.files_changed == 300
     assert len(lags) > 10
-    assert max(lags) < 0.050, f"the loop was held for {max(lags) * 1000:.1f} ms (wall: {max(raw) * 1000:.1f} ms)"
+    # Analysing these 300 files on the loop would hold it for over a second; the bound leaves
+    # room for a machine loaded by other test workers (holds of 50-60 ms were seen there),
+    # so the test fails on a design that blocks, not on a busy machine.
+    assert max(lags) < 0.250, f"the loop was held for {max(lags) * 1000:.1f} ms (wall: {max(raw) * 1000:.1f} ms)"
 
 
 async def test_errors_and_closing(store: EventStore, tmp_path: Path, name: str) -> None:
