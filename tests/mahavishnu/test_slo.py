@@ -107,13 +107,16 @@ def test_the_report_reads_the_four_objectives_from_prometheus(up: Running, prome
         timeout=60,
         what="Prometheus to scrape the mesh ready twice",
     )
-    before = _samples(prometheus, 'sum(mahavishnu_events_appended_total{job="mahavishnu"})')
+    # Every connection is audited: an append to AUDIT. increase() needs two samples of a series,
+    # so the second connection comes once Prometheus has seen the first one's counter.
+    audit_appends = 'sum(mahavishnu_events_appended_total{job="mahavishnu",stream="AUDIT"})'
     assert run("events", "read", "mesh.evt.>", "--limit", "1", env=up.env).returncode == 0
-    assert run("code", "repos", env=up.env).returncode == 0  # a query: audited, so appended to AUDIT
+    wait_until(lambda: _samples(prometheus, audit_appends) >= 1, timeout=60, what="Prometheus to see an append")
+    assert run("events", "read", "mesh.evt.>", "--limit", "1", env=up.env).returncode == 0
     wait_until(
-        lambda: _samples(prometheus, 'sum(mahavishnu_events_appended_total{job="mahavishnu"})') > before,
+        lambda: _samples(prometheus, 'sum(increase(mahavishnu_events_appended_total{job="mahavishnu"}[1h]))') > 0,
         timeout=60,
-        what="Prometheus to see more appends",
+        what="Prometheus to see appends increase",
     )
 
     answer = run("slo", "report", "--window", "1h", "--prometheus", prometheus, "--json", env=up.env)
