@@ -44,6 +44,7 @@ __all__ = [
     "LoggingSettings",
     "MeshSettings",
     "MetricsSettings",
+    "MqttSettings",
     "ServerSettings",
     "Settings",
     "SshSettings",
@@ -104,6 +105,9 @@ breaker_cooldown = "1m"      # then one trial poll (half-open)
 mode = "redact"              # or "block": a file with a high-severity secret is not indexed
 max_file_size = "1MB"        # larger files are skipped, with an event
 index_workers = 2            # processes analysing files
+[mqtt]
+host = "127.0.0.1"           # the MQTT 3.1.1 listener for MQTT-only devices (mTLS, like the NATS one)
+port = 0                     # 0: off (no MQTT devices, no second door); 8883 is MQTT over TLS's usual port
 [leaf]
 host = "127.0.0.1"           # where edge sites' leaf servers dial in (mTLS, site certificates only)
 port = 0                     # 0: no leaf node listener; 7422 is the usual port
@@ -218,6 +222,18 @@ class HttpSettings(_Section, frozen=True, kw_only=True):
     tls: bool = True
 
 
+class MqttSettings(_Section, frozen=True, kw_only=True):
+    """The MQTT listener for devices that speak only MQTT 3.1.1 (port 0: none).
+
+    Off by default: a mesh without MQTT devices should not open a second listener. On, it
+    takes client certificates from the mesh CA exactly as the NATS listener does.
+    """
+
+    SECTION: ClassVar[str] = "mqtt"
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
 class CodeSettings(_Section, frozen=True, kw_only=True):
     """The code index: how often repositories are polled, how much at once, how files are indexed.
 
@@ -279,6 +295,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
+    mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     leaf: LeafSettings = msgspec.field(default_factory=LeafSettings)
     ssh: SshSettings = msgspec.field(default_factory=SshSettings)
 
@@ -294,6 +311,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         MetricsSettings,
         HttpSettings,
         CodeSettings,
+        MqttSettings,
         LeafSettings,
         SshSettings,
     )
@@ -408,6 +426,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
         "max_file_size": _SIZE,
         "index_workers": _INT,
     },
+    "mqtt": {"host": _STR, "port": _INT},
     "leaf": {"host": _STR, "port": _INT},
     "ssh": {
         "max_connections_per_host": _INT,
@@ -599,6 +618,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "metrics": _check_metrics,
     "http": _check_listener,
     "code": _check_code,
+    "mqtt": _check_listener,
     "leaf": _check_listener,  # a host, and a port or 0
     "ssh": _check_ssh,
 }

@@ -111,6 +111,9 @@ def node_config(base: ServerConfig, node: Node, nodes: tuple[Node, ...], setting
         monitor_port=node.monitor_port,
         store_dir=node.store_dir,
         pid_file=node.pid_file,
+        # One MQTT listener for the cluster, on the first node: [mqtt] port is one port, and
+        # MQTT sessions live in the (clustered) MQTT account's JetStream whichever node serves them.
+        mqtt_listener=base.mqtt_listener if node.index == 1 else "# MQTT listener: on the first node only",
         cluster=ClusterBlock(
             name=settings.mesh.name,
             host=settings.server.host,

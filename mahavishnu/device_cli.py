@@ -28,6 +28,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
     enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
     enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
+    enroll.add_argument(
+        "--transport",
+        choices=devices.TRANSPORTS,
+        default="nats",
+        help="nats: runs the agent (default); mqtt: speaks MQTT 3.1.1 only, served by up's MQTT bridge",
+    )
     enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
     enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
     enroll.add_argument("--site", help="the device connects to this edge site's server (see `mahavishnu site list`)")
@@ -119,11 +125,23 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
         csr = _read_csr(args.csr)
         personal = {"owner": args.owner, "location": args.location}
         done = await devices.enroll(
-            home, settings, store, args.id, out_dir=out, csr_pem=csr, personal=personal, site=args.site
+            home,
+            settings,
+            store,
+            args.id,
+            out_dir=out,
+            csr_pem=csr,
+            personal=personal,
+            site=args.site,
+            transport=args.transport,
         )
     finally:
         await store.nc.close()
-    print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
+    if args.transport == "mqtt":
+        print(f"enrolled {args.id} (MQTT): serial {done.issued.serial:x}, files in {out}")
+        print(mqtt_usage(args.id, out, settings))
+    else:
+        print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
     if args.site:
         from mahavishnu.sites import SITE_FILE, USERS_FILE, bundle_dir
 
@@ -138,12 +156,16 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
 
 
 async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu import mqtt
+
     now = datetime.now(UTC)
+    over_mqtt = mqtt.registered(home.root)
     for device_id, records in sorted(devices.devices(home).items()):
         live = [r for r in records if r.is_live(now)]
         state = f"live ({len(live)} certificate{'s' if len(live) != 1 else ''})" if live else "revoked"
         newest = records[-1]
-        print(f"{device_id}  {state}  newest serial {newest.serial:x} until {newest.not_after:%Y-%m-%d}")
+        transport = "  mqtt" if device_id in over_mqtt else ""
+        print(f"{device_id}  {state}  newest serial {newest.serial:x} until {newest.not_after:%Y-%m-%d}{transport}")
     return 0
 
 
@@ -213,6 +235,21 @@ async def _desire(home: Home, settings: Settings, args: argparse.Namespace) -> i
         await store.nc.close()
     print(f"desired state of {args.id} is now version {version}; config.set sent for {', '.join(sorted(state))}")
     return 0
+
+
+def mqtt_usage(device_id: str, folder: Path, settings: Settings) -> str:
+    """How an MQTT device connects, with its own files (pure)."""
+    port = settings.mqtt.port or "<[mqtt] port: MQTT is off, set it and restart up>"
+    tls = f"--cafile {folder}/ca.pem --cert {folder}/cert.pem --key {folder}/key.pem -h {settings.mqtt.host} -p {port}"
+    return "\n".join(
+        [
+            f"  commands:  mosquitto_sub {tls} -i {device_id} -c -q 1 -t 'mesh/cmd/{device_id}/#'",
+            f"  telemetry: mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/telemetry"
+            " -m '{\"temp_c\": 41.5}'",
+            f"  results:   mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/command"
+            ' -m \'{"command_id": "c-...", "state": "succeeded", "result": {}}\'',
+        ]
+    )
 
 
 def _read_csr(path: str | None) -> bytes | None:

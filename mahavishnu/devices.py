@@ -32,12 +32,13 @@ from core.events import (
 from core.sealing import DataKey, device_subject, seal
 from core.store import EventStore
 from edge import render_agent_config
-from mahavishnu import sites
+from mahavishnu import mqtt, sites
 from mahavishnu.home import Home, reload_server, write_users
 from mahavishnu.permissions import COMMANDS_STREAM
 
 ACK_WAIT_S = 30.0
 MAX_DELIVER = 5
+TRANSPORTS = ("nats", "mqtt")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ async def enroll(
     csr_pem: bytes | None = None,
     ack_wait_s: float = ACK_WAIT_S,
     url: str | None = None,
+    transport: str = "nats",
     personal: Mapping[str, str] | None = None,
     site: str | None = None,
 ) -> Enrolment:
@@ -100,6 +102,9 @@ async def enroll(
 
     The agent.toml written beside the files points at `url` (default: the configured server,
     or with `site` the edge site's server, whose bundle then holds the device's user).
+    With `transport` "mqtt" the device speaks MQTT only: its user goes to the MQTT account
+    (mahavishnu.mqtt) and `up`'s bridge serves its commands; the agent.toml is still written,
+    for a device that may later run the agent, but its certificate opens the MQTT listener only.
     `personal` holds the device's personal fields (core.events.SEALED_DEVICE_FIELDS, e.g.
     owner and location): they go into the event only sealed with the device's data key,
     made here, so `mahavishnu erase device` can make them unreadable later.
@@ -111,9 +116,19 @@ async def enroll(
         raise MahavishnuError(
             f"unknown personal field(s) {', '.join(unknown)}: a device has {', '.join(SEALED_DEVICE_FIELDS)}"
         )
+    if transport not in TRANSPORTS:
+        raise MahavishnuError(f"unknown transport {transport!r}: use one of {', '.join(TRANSPORTS)}")
+    if transport == "mqtt" and site is not None:
+        raise MahavishnuError("edge sites have no MQTT listener yet: enrol an MQTT device without --site")
     if site is not None:
         url = url or sites.find(home, site).device_url  # an unknown site fails before anything is issued
     ca = load_ca(home)
+    if transport == "mqtt":
+        if device_id not in mqtt.registered(home.root) and any(r.identity == device_id for r in ca.issued()):
+            raise MahavishnuError(
+                f"{device_id!r} is already enrolled as a NATS device: enrol the MQTT device under another id"
+            )
+        mqtt.register(home.root, device_id)  # before the users are written: its user belongs to MQTT
     issued = ca.issue_client(
         device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
     )
@@ -137,7 +152,12 @@ async def enroll(
         action="device.enroll",
         target=device_id,
         # the names of the personal fields only: the audit trail cannot be erased
-        details={"serial": f"{issued.serial:x}", "from_csr": csr_pem is not None, "personal": sorted(personal)},
+        details={
+            "serial": f"{issued.serial:x}",
+            "from_csr": csr_pem is not None,
+            "personal": sorted(personal),
+            "transport": transport,
+        },
     )
     return Enrolment(issued, config, reloaded)
 

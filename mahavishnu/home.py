@@ -6,6 +6,9 @@ server/                    the server's certificate and key
 control/                   the control services' client certificate and key
 nats/server.conf           generated nats-server configuration
 nats/jetstream-key.conf    the JetStream encryption key, 0600 (included by server.conf)
+nats/mqtt.conf             the MQTT account's users: MQTT devices and the bridge (mahavishnu.mqtt)
+mqtt-bridge/               the MQTT bridge's client certificate and key (when [mqtt] port is set)
+mqtt-devices.json          the ids of the devices enrolled with --transport mqtt
 jetstream/                 the JetStream store, encrypted at rest
 keys/devices/<id>.key      each device's data key, 0600: erasing a device deletes it (projections.keystore)
 nats/cluster-nK.conf       with `up --cluster N`: node K's configuration (mahavishnu.clusterplan)
@@ -26,6 +29,7 @@ from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import Identity
+from mahavishnu import mqtt
 from mahavishnu.clusterplan import client_host, plan_nodes
 from mahavishnu.natsconf import LeafListener, ServerConfig, key_include_text, render_users
 from mahavishnu.permissions import users_for
@@ -82,6 +86,14 @@ class Home:
         return self.nats_dir / "system.conf"
 
     @property
+    def mqtt_include(self) -> Path:
+        return self.nats_dir / "mqtt.conf"
+
+    @property
+    def mqtt_bridge_dir(self) -> Path:
+        return self.root / "mqtt-bridge"
+
+    @property
     def system_dir(self) -> Path:
         return self.root / "system"
 
@@ -126,6 +138,11 @@ class Home:
             alternates=self.alternate_urls(settings, port),
         )
 
+    def mqtt_bridge_identity(self, settings: Settings, port: int | None = None) -> Identity:
+        """The MQTT bridge's identity: a user of the MQTT account (made by `prepare` when [mqtt] port is set)."""
+        folder = self.mqtt_bridge_dir
+        return Identity(self.client_url(settings, port), folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+
     def control_identity(self, settings: Settings, port: int | None = None) -> Identity:
         return Identity(
             url=self.client_url(settings, port),
@@ -150,6 +167,7 @@ def prepare(
     *,
     port: int | None = None,
     monitor_port: int | None = None,
+    mqtt_port: int | None = None,
     leaf_port: int | None = None,
 ) -> ServerConfig:
     """Create what is missing (CA, certificates, JetStream key) and write the server configuration.
@@ -169,6 +187,9 @@ def prepare(
         )
     _ensure_identity(ca, CONTROL_ID, "control", home.control_dir, settings.certs.client_days)
     _ensure_identity(ca, SYSTEM_ID, "system", home.system_dir, settings.certs.client_days)
+    mqtt_port = settings.mqtt.port if mqtt_port is None else mqtt_port
+    if mqtt_port:
+        _ensure_identity(ca, mqtt.BRIDGE_ID, "control", home.mqtt_bridge_dir, settings.certs.client_days)
     _ensure_jetstream_key(home)
     ensure_key_file(home.root)
     config = ServerConfig(
@@ -187,6 +208,14 @@ def prepare(
         pid_file=home.pid_file,
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
+        mqtt_include=home.mqtt_include.name,
+        mqtt_listener=mqtt.listener_block(
+            settings.mqtt.host,
+            mqtt_port,
+            cert=home.server_dir / "cert.pem",
+            key=home.server_dir / "key.pem",
+            ca=home.ca_dir / "ca.pem",
+        ),
         leaf=leaf_listener(home, settings, leaf_port),
     )
     write_users(home, ca)
@@ -219,7 +248,11 @@ def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder:
 
 def write_users(home: Home, ca: CertificateAuthority) -> None:
     """Regenerate users.conf and operators.conf from the CA registry: one user per live client certificate."""
-    mesh, ops, system = users_for(ca.issued(), datetime.now(UTC))
+    now = datetime.now(UTC)
+    records = ca.issued()
+    mqtt_devices = mqtt.registered(home.root)
+    mesh, ops, system = users_for([r for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)], now)
+    write_private(home.mqtt_include, render_users(mqtt.mqtt_users(records, now, mqtt_devices)))
     write_private(home.users_include, render_users(mesh))
     write_private(home.operators_include, render_users(ops))
     write_private(home.system_include, render_users(system))

@@ -143,6 +143,8 @@ class ServerConfig:
     pid_file: Path
     max_memory: int = 256 * 1024 * 1024
     max_file: int = 10 * 1024**3
+    mqtt_include: str = "mqtt.conf"  # the MQTT account's users (mahavishnu.mqtt), beside the rendered config
+    mqtt_listener: str = "# no MQTT listener ([mqtt] port = 0)"  # mahavishnu.mqtt.listener_block
     leaf: LeafListener | None = None  # None: no leaf node listener, no edge sites
     cluster: ClusterBlock | None = None  # None: a single server
 
@@ -169,6 +171,8 @@ class ServerConfig:
             operators_include=self.operators_include,
             system_include=self.system_include,
             pid_file=self.pid_file,
+            mqtt_include=self.mqtt_include,
+            mqtt_listener=self.mqtt_listener,
             leafnodes=self.leaf.render() if self.leaf else "# no leaf node listener: [leaf] port = 0",
             cluster=self.cluster.render() if self.cluster is not None else "# a single server: no cluster block",
         )

@@ -3,8 +3,9 @@
 Creates the state directory once, starts nats-server from the wheel under a supervisor
 (or, with `--cluster N`, N nodes each under its own: mahavishnu.cluster), creates the
 streams, records `mesh.started`, keeps the read models up to date, serves /metrics,
-/health and /ready (ready: connected and caught up), prints how to connect, and on
-SIGINT or SIGTERM stops everything cleanly.
+/health and /ready (ready: connected and caught up), runs the MQTT bridge when [mqtt]
+port is set (mahavishnu.mqtt_bridge), prints how to connect, and on SIGINT or SIGTERM
+stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, Pr
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from core.streams import StreamSpec, default_streams
-from mahavishnu import agents_online, command_latency, connection_audit, control_requests, operators, sites, tokens
+from mahavishnu import (
+    agents_online,
+    command_latency,
+    connection_audit,
+    control_requests,
+    mqtt,
+    operators,
+    sites,
+    tokens,
+)
+from mahavishnu import mqtt_bridge as bridging
 from mahavishnu.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.clusterplan import stream_replicas
 from mahavishnu.home import Home, prepare
@@ -57,6 +68,20 @@ def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
         events_max_age_s=js.events_max_age,
         commands_max_age_s=js.commands_max_age,
         audit_max_age_s=js.audit_max_age,
+    )
+
+
+def mqtt_help(home: Home, settings: Settings) -> str:
+    """What `up` prints about the MQTT listener (pure): where it is and a mosquitto_pub line that works."""
+    host = "127.0.0.1" if settings.mqtt.host in ("0.0.0.0", "::", "") else settings.mqtt.host
+    device = home.root / "devices" / "ID"
+    return "\n".join(
+        [
+            f"  mqtt      mqtts://{host}:{settings.mqtt.port} (devices enrolled with --transport mqtt), e.g.",
+            f"            mosquitto_pub --cafile {home.ca_dir / 'ca.pem'}"
+            f" --cert {device}/cert.pem --key {device}/key.pem -h {host} -p {settings.mqtt.port}"
+            " -i ID -q 1 -t mesh/evt/device/ID/telemetry -m '{\"temp_c\": 41.5}'",
+        ]
     )
 
 
@@ -132,6 +157,7 @@ async def run(
     code: CodeIndexService | None = None
     system: Client | None = None
     api: ProbeServer | None = None
+    bridge: bridging.MqttBridge | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         # EVENTS sources every registered edge site's stream (a site added later gets its
@@ -177,12 +203,25 @@ async def run(
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
+        if settings.mqtt.port:
+            bridge = await bridging.open_bridge(
+                store,
+                home.mqtt_bridge_identity(settings),
+                host=settings.mqtt.host,
+                port=settings.mqtt.port,
+                devices=lambda: mqtt.registered(home.root),
+                metrics=bridging.MqttMetrics(registry),
+            )
+            relay = bridge
+            supervise("mqtt bridge", lambda: relay.run(stop_following))
         gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
         supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
         )
         out(connection_help(identity, home))
+        if bridge is not None:
+            out(mqtt_help(home, settings))
         endpoints = supervisor.server.endpoints if isinstance(supervisor, Supervisor) else None
         if endpoints is not None and endpoints.leaf_port:  # edge sites connect to a single hub server
             leaf = f"{settings.leaf.host}:{endpoints.leaf_port}"
@@ -207,6 +246,8 @@ async def run(
         for task in services:
             if not task.done():
                 await task
+        if bridge is not None:
+            await bridging.close_bridge(bridge)
         if code is not None:
             with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
                 await asyncio.wait_for(code.close(), CODE_CLOSE_S)

@@ -7,6 +7,7 @@ port and tells us which in its log.
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,15 @@ class Mesh:
         return self.server.endpoints.port
 
     @property
+    def mqtt_port(self) -> int:
+        """The MQTT listener's port, from the server's log (the mesh must be started with mqtt_port)."""
+        for line in self.server.recent:
+            found = re.search(r"Listening for MQTT clients on \S+:(\d+)", line)
+            if found:
+                return int(found.group(1))
+        raise AssertionError("this mesh has no MQTT listener: start_mesh(..., mqtt_port=-1)")
+
+    @property
     def leaf_port(self) -> int:
         assert self.server.endpoints is not None and self.server.endpoints.leaf_port is not None
         return self.server.endpoints.leaf_port
@@ -38,14 +48,22 @@ class Mesh:
         self.server.stop()
 
 
-def start_mesh(root: Path, env: dict[str, str] | None = None, *, port: int = -1, leaf_port: int | None = None) -> Mesh:
+def start_mesh(
+    root: Path,
+    env: dict[str, str] | None = None,
+    *,
+    port: int = -1,
+    leaf_port: int | None = None,
+    mqtt_port: int = 0,
+) -> Mesh:
     """A prepared state directory and its server; `port` -1 lets the server pick (a fixed one survives restarts).
 
-    `leaf_port` (-1: any free one) opens the leaf node listener for edge sites.
+    `leaf_port` (-1: any free one) opens the leaf node listener for edge sites; `mqtt_port`
+    -1 adds the MQTT listener on a free port (Mesh.mqtt_port), 0 none.
     """
     settings = load_config(None, env=env or {})
     home = Home(root)
-    prepare(home, settings, port=port, monitor_port=0, leaf_port=leaf_port)
+    prepare(home, settings, port=port, monitor_port=0, leaf_port=leaf_port, mqtt_port=mqtt_port)
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
     return Mesh(home, settings, server, home.control_identity(settings, endpoints.port))
