@@ -47,6 +47,7 @@ __all__ = [
     "MqttSettings",
     "ServerSettings",
     "Settings",
+    "ShellSettings",
     "SshSettings",
     "config_path",
     "home_dir",
@@ -111,6 +112,10 @@ port = 0                     # 0: off (no MQTT devices, no second door); 8883 is
 [leaf]
 host = "127.0.0.1"           # where edge sites' leaf servers dial in (mTLS, site certificates only)
 port = 0                     # 0: no leaf node listener; 7422 is the usual port
+[shell]
+idle_timeout = "15m"         # a remote terminal without a keystroke this long is closed
+max_duration = "30m"         # and every one after this long
+owner_timeout = "30s"        # or when the connection that opened it sends nothing this long
 [ssh]
 max_connections_per_host = 4 # the SSH gateway's pool: open connections to one host:port at most
 connect_timeout = "10s"      # TCP, key exchange, host key check and authentication together
@@ -266,6 +271,19 @@ class LeafSettings(_Section, frozen=True, kw_only=True):
     port: int = 0
 
 
+class ShellSettings(_Section, frozen=True, kw_only=True):
+    """The remote terminal (`mahavishnu shell`): when the broker in `up` closes a session.
+
+    `idle_timeout` without a keystroke, `max_duration` in all, `owner_timeout` without a
+    request from the connection that opened it (its reads stop: a connection that hangs).
+    """
+
+    SECTION: ClassVar[str] = "shell"
+    idle_timeout: float = 900.0
+    max_duration: float = 1800.0
+    owner_timeout: float = 30.0
+
+
 class SshSettings(_Section, frozen=True, kw_only=True):
     """The SSH gateway (hosts registered with transport ssh): its connection pool, timeouts and output cap.
 
@@ -297,6 +315,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     code: CodeSettings = msgspec.field(default_factory=CodeSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     leaf: LeafSettings = msgspec.field(default_factory=LeafSettings)
+    shell: ShellSettings = msgspec.field(default_factory=ShellSettings)
     ssh: SshSettings = msgspec.field(default_factory=SshSettings)
 
 
@@ -313,6 +332,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         CodeSettings,
         MqttSettings,
         LeafSettings,
+        ShellSettings,
         SshSettings,
     )
 }
@@ -428,6 +448,7 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     },
     "mqtt": {"host": _STR, "port": _INT},
     "leaf": {"host": _STR, "port": _INT},
+    "shell": {"idle_timeout": _DURATION, "max_duration": _DURATION, "owner_timeout": _DURATION},
     "ssh": {
         "max_connections_per_host": _INT,
         "connect_timeout": _DURATION,
@@ -588,6 +609,14 @@ def _check_code(v: Any) -> list[_Problem]:
     return found
 
 
+def _check_shell(v: Any) -> list[_Problem]:
+    return [
+        *_positive("idle_timeout", v.idle_timeout, "s"),
+        *_positive("max_duration", v.max_duration, "s"),
+        *_positive("owner_timeout", v.owner_timeout, "s"),
+    ]
+
+
 # A command's result travels in one event, under the server's 1 MB max_payload (edge.lifecycle).
 SSH_MAX_OUTPUT_LIMIT: Final = 384 * 1024
 
@@ -620,6 +649,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "code": _check_code,
     "mqtt": _check_listener,
     "leaf": _check_listener,  # a host, and a port or 0
+    "shell": _check_shell,
     "ssh": _check_ssh,
 }
 

@@ -12,6 +12,7 @@ Four loops share one connection and one SQLite state file (edge.state):
   mark them sent only once JetStream acknowledged them (so offline events wait, and a
   resend after a crash is deduplicated by the stream);
 - heartbeat and telemetry: enqueue an event every interval, online or offline.
+Beside them, edge.shell.ShellHost serves remote terminal sessions (shell_allowlist).
 
 Connections are retried with jittered exponential backoff (edge.backoff); while the
 server is away, commands wait on the server and events wait in the outbox.
@@ -57,6 +58,7 @@ from edge.builtin import default_registry, system_info
 from edge.handlers import HandlerContext, Registry
 from edge.lifecycle import admit, execute, one_line, running_events
 from edge.probes import AgentProbes, exposition
+from edge.shell import ShellHost
 from edge.state import AgentState
 
 log = logging.getLogger("mahavishnu.agent")
@@ -83,6 +85,7 @@ class Agent:
         self.registry = registry or default_registry(exec_allowlist=config.exec_allowlist)
         self.started = time.monotonic()
         self.nc: Client | None = None
+        self.shells: ShellHost | None = None  # remote terminal sessions, once connected
         self.state: AgentState | None = None
         self.ran: list[str] = []  # command ids run by this process, in order (for tests and logs)
         self._wake_outbox = asyncio.Event()
@@ -95,10 +98,13 @@ class Agent:
         """Run until `stop` is set; returns after closing the connection and the state file."""
         self.state = AgentState(self.config.state)
         probes: AgentProbes | None = None
+        shells: ShellHost | None = None
         try:
             self.nc = await self._connect(stop)
             if self.nc is None:
                 return
+            shells = self.shells = ShellHost(self.nc, self.device_id, self.config.shell_allowlist)
+            await shells.start()
             self.state.enqueue([self._reported()])  # what this device's configuration is, at every start
             loops = self._loops = [
                 asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
@@ -120,6 +126,8 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
         finally:
+            if shells is not None:
+                await shells.stop()
             if probes is not None:
                 await probes.stop()
             if self.nc is not None and not self.nc.is_closed:

@@ -9,6 +9,7 @@
     heartbeat_interval = 30                       # seconds
     telemetry_interval = 60
     exec_allowlist = ["systemctl restart pump"]   # exact command lines `exec` may run
+    shell_allowlist = ["/bin/sh", "/bin/bash"]    # shells `mahavishnu shell` may open (default: none)
     ack_wait = 30                                 # the command consumer: seconds before redelivery,
     max_deliver = 5                               # deliveries at most,
     backoff = [1, 5, 15]                          # and redelivery delays (fewer than max_deliver)
@@ -53,6 +54,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_interval: float = 30.0
     telemetry_interval: float = 60.0
     exec_allowlist: tuple[str, ...] = ()
+    shell_allowlist: tuple[str, ...] = ()
     ack_wait: float = 30.0
     max_deliver: int = 5
     backoff: tuple[float, ...] = DEFAULT_BACKOFF
@@ -96,6 +98,7 @@ def parse_agent_config(data: dict[str, Any], *, folder: Path) -> tuple[AgentConf
     heartbeat_interval = check.number("heartbeat_interval", 30.0)
     telemetry_interval = check.number("telemetry_interval", 60.0)
     exec_allowlist = check.allowlist()
+    shell_allowlist = check.shells()
     ack_wait = check.number("ack_wait", 30.0)
     max_deliver = check.max_deliver()
     backoff = check.backoff()
@@ -113,6 +116,7 @@ def parse_agent_config(data: dict[str, Any], *, folder: Path) -> tuple[AgentConf
         heartbeat_interval=heartbeat_interval,
         telemetry_interval=telemetry_interval,
         exec_allowlist=exec_allowlist,
+        shell_allowlist=shell_allowlist,
         ack_wait=ack_wait,
         max_deliver=max_deliver,
         backoff=backoff,
@@ -279,6 +283,13 @@ class _Checker:
         unsplittable = [repr(line) for line in value if not _splits(line)]
         if unsplittable:
             self.fail("exec_allowlist", f"has {', '.join(unsplittable)}: unbalanced quotes; fix the quoting")
+        return tuple(value)
+
+    def shells(self) -> tuple[str, ...]:
+        value = self.data.get("shell_allowlist", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("/") for v in value):
+            self.fail("shell_allowlist", 'must be a list of absolute paths of shells, e.g. ["/bin/sh", "/bin/bash"]')
+            return ()
         return tuple(value)
 
 

@@ -33,6 +33,7 @@ try:
         erase_cli,
         projection_cli,
         repo_cli,
+        shell_cli,
         site_cli,
         slo_cli,
     )
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         slo_cli.register(commands, _bind)  # type: ignore[arg-type]
         erase_cli.register(commands, _bind)  # type: ignore[arg-type]
         site_cli.register(commands)  # type: ignore[arg-type]
+        shell_cli.register(commands, _bind)  # type: ignore[arg-type]
     return parser
 
 

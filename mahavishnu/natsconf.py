@@ -27,7 +27,8 @@ class User:
 
     None for a permission list means unrestricted (the control services). The deny lists
     and `connection_types` (e.g. ("LEAFNODE",): this identity may only link a leaf server)
-    are for edge sites.
+    are for edge sites. `allow_responses` lets it answer requests it received (publish once
+    to their reply subjects) and nowhere else.
     """
 
     name: str
@@ -36,6 +37,7 @@ class User:
     publish_deny: tuple[str, ...] = ()
     subscribe_deny: tuple[str, ...] = ()
     connection_types: tuple[str, ...] = ()
+    allow_responses: bool = False
 
     def render(self) -> str:
         entry = f"user: {json.dumps(self.name)}"
@@ -48,6 +50,8 @@ class User:
             parts += [f"deny: {json.dumps(list(deny))}"] if deny else []
             if parts:
                 rules.append(f"{what}: {{ {', '.join(parts)} }}")
+        if self.allow_responses:
+            rules.append("allow_responses: true")
         if rules:
             entry += ", permissions: { " + ", ".join(rules) + " }"
         if self.connection_types:

@@ -45,6 +45,8 @@ from mahavishnu.cluster import ClusterSupervisor, create_streams, prepare_cluste
 from mahavishnu.clusterplan import stream_replicas
 from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
+from mahavishnu.shell_broker import ShellBroker, start_shell_broker
+from mahavishnu.shell_session import Limits
 from mahavishnu.ssh_gateway import SshGateway
 from mahavishnu.supervisor import RestartPolicy, Supervisor, keep_running
 from projections import http_api, http_auth
@@ -158,6 +160,7 @@ async def run(
     system: Client | None = None
     api: ProbeServer | None = None
     bridge: bridging.MqttBridge | None = None
+    shells: ShellBroker | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
         # EVENTS sources every registered edge site's stream (a site added later gets its
@@ -201,6 +204,14 @@ async def run(
         await command_latency.follow(nc, fleet)
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
+        shells = await start_shell_broker(
+            nc,
+            resolve=operators.resolver(home),
+            audit=AuditTrail(store),
+            limits=shell_limits(settings),
+            system=system,
+            version=version("mahavishnu"),
+        )
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
         if settings.mqtt.port:
@@ -234,6 +245,8 @@ async def run(
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(watcher, *services)
         await queries.stop()
+        await shells.stop()
+        shells = None
         stop_following.set()
         await asyncio.gather(*services)
         supervisor.stopping()
@@ -241,7 +254,17 @@ async def run(
             await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
         out("mesh stopped")
         return 0
+    except MahavishnuError as exc:
+        # Still starting when the supervisor gave up on the server: the step that failed (a read
+        # that timed out) is a symptom; the server that cannot be kept up is the reason to report.
+        gave_up = watcher.exception() if watcher.done() and not watcher.cancelled() else None
+        if gave_up is not None:
+            raise gave_up from exc
+        raise
     finally:
+        if shells is not None:  # stopping on an error: end the terminal sessions all the same
+            with contextlib.suppress(Exception):
+                await shells.stop()
         stop_following.set()
         for task in services:
             if not task.done():
@@ -262,6 +285,12 @@ async def run(
         await supervisor.stop()
         if not watcher.done():
             await watcher
+
+
+def shell_limits(settings: Settings) -> Limits:
+    """The remote terminal's limits from [shell] (pure)."""
+    shell = settings.shell
+    return Limits(idle_s=shell.idle_timeout, max_s=shell.max_duration, owner_silence_s=shell.owner_timeout)
 
 
 def http_api_server(

@@ -220,3 +220,12 @@ def test_render_refuses_what_load_would_refuse() -> None:
 
     assert [p.split()[0] for p in caught.value.problems] == ["device_id", "servers", "ack_wait"]
     assert str(caught.value).startswith("the agent.toml to write: device_id '-bad'")
+
+
+def test_the_shell_allowlist_takes_absolute_paths_only(folder: Path) -> None:
+    config = load_agent_config(write(folder, MINIMAL + 'shell_allowlist = ["/bin/sh", "/bin/bash"]\n'))
+    assert config.shell_allowlist == ("/bin/sh", "/bin/bash")
+    assert load_agent_config(write(folder, MINIMAL)).shell_allowlist == ()  # by default: no shells
+
+    problems = problems_of(write(folder, MINIMAL + 'shell_allowlist = ["sh"]\n'))
+    assert problems == ['shell_allowlist must be a list of absolute paths of shells, e.g. ["/bin/sh", "/bin/bash"]']

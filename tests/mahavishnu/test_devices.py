@@ -125,6 +125,13 @@ FORBIDDEN = [
     ("subscribe", "mesh.evt.device.someone-else.>", "reading another device's events"),
     ("subscribe", "$SYS.>", "system events"),
     ("subscribe", ">", "everything"),
+    ("publish", "mesh.pty.ctl.someone-else", "opening a shell on another device"),
+    ("publish", "mesh.pty.ctl.{me}", "opening a shell on itself"),
+    ("publish", "mesh.pty.in.someone-else." + "a" * 32, "typing into another device's shell"),
+    ("publish", "mesh.pty.out.someone-else." + "a" * 32, "printing into another device's shell"),
+    ("publish", "mesh.shell.open", "asking the shell broker for a terminal"),
+    ("subscribe", "mesh.pty.in.someone-else.*", "reading another device's keystrokes"),
+    ("subscribe", "mesh.pty.out.someone-else.*", "reading another device's terminal"),
 ]
 
 

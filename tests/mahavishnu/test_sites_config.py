@@ -80,7 +80,10 @@ def test_a_site_may_only_link_and_its_link_carries_no_mesh_subjects() -> None:
     rendered = render_users(mesh)
     assert '"mahavishnu:cert:ab"' in rendered
     assert 'allowed_connection_types: ["LEAFNODE"]' in rendered
-    assert 'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>"] }' in rendered
+    assert (
+        'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>", '
+        '"mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>"] }'
+    ) in rendered  # nor terminal control or keystrokes for the hub's devices
     assert 'subscribe: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>"] }' in rendered
 
 
