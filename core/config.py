@@ -48,6 +48,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "ShellSettings",
+    "SshSettings",
     "config_path",
     "home_dir",
     "load_config",
@@ -115,6 +116,12 @@ port = 0                     # 0: no leaf node listener; 7422 is the usual port
 idle_timeout = "15m"         # a remote terminal without a keystroke this long is closed
 max_duration = "30m"         # and every one after this long
 owner_timeout = "30s"        # or when the connection that opened it sends nothing this long
+[ssh]
+max_connections_per_host = 4 # the SSH gateway's pool: open connections to one host:port at most
+connect_timeout = "10s"      # TCP, key exchange, host key check and authentication together
+command_timeout = "60s"      # the longest a command runs; a command's own --timeout can only shorten it
+max_output = "64KB"          # bytes kept of stdout and of stderr each; the rest is dropped and marked
+idle_timeout = "60s"         # an unused pooled connection is closed after this
 """
 
 
@@ -277,6 +284,24 @@ class ShellSettings(_Section, frozen=True, kw_only=True):
     owner_timeout: float = 30.0
 
 
+class SshSettings(_Section, frozen=True, kw_only=True):
+    """The SSH gateway (hosts registered with transport ssh): its connection pool, timeouts and output cap.
+
+    At most `max_connections_per_host` connections to one host:port are open at once;
+    further commands wait for one. `connect_timeout` bounds the TCP connect, key exchange,
+    host key check and authentication together; `command_timeout` bounds a command's
+    run; `max_output` bytes of stdout and of stderr each are kept (it must fit in one
+    event); a pooled connection unused for `idle_timeout` is closed.
+    """
+
+    SECTION: ClassVar[str] = "ssh"
+    max_connections_per_host: int = 4
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    max_output: int = 64 * 1024
+    idle_timeout: float = 60.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """All settings. Durations are float seconds, sizes int bytes."""
 
@@ -291,6 +316,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     leaf: LeafSettings = msgspec.field(default_factory=LeafSettings)
     shell: ShellSettings = msgspec.field(default_factory=ShellSettings)
+    ssh: SshSettings = msgspec.field(default_factory=SshSettings)
 
 
 _SECTIONS: Final[dict[str, type[_Section]]] = {
@@ -307,6 +333,7 @@ _SECTIONS: Final[dict[str, type[_Section]]] = {
         MqttSettings,
         LeafSettings,
         ShellSettings,
+        SshSettings,
     )
 }
 
@@ -422,6 +449,13 @@ _KINDS: Final[dict[str, dict[str, _Kind]]] = {
     "mqtt": {"host": _STR, "port": _INT},
     "leaf": {"host": _STR, "port": _INT},
     "shell": {"idle_timeout": _DURATION, "max_duration": _DURATION, "owner_timeout": _DURATION},
+    "ssh": {
+        "max_connections_per_host": _INT,
+        "connect_timeout": _DURATION,
+        "command_timeout": _DURATION,
+        "max_output": _SIZE,
+        "idle_timeout": _DURATION,
+    },
 }
 
 
@@ -583,6 +617,27 @@ def _check_shell(v: Any) -> list[_Problem]:
     ]
 
 
+# A command's result travels in one event, under the server's 1 MB max_payload (edge.lifecycle).
+SSH_MAX_OUTPUT_LIMIT: Final = 384 * 1024
+
+
+def _check_ssh(v: Any) -> list[_Problem]:
+    found: list[_Problem] = []
+    if v.max_connections_per_host < 1:
+        found.append((("max_connections_per_host",), f"must be at least 1, got {v.max_connections_per_host}"))
+    for key in ("connect_timeout", "command_timeout", "idle_timeout"):
+        found += _positive(key, getattr(v, key), "s")
+    if not 1 <= v.max_output <= SSH_MAX_OUTPUT_LIMIT:
+        found.append(
+            (
+                ("max_output",),
+                f"must be from 1 byte to {SSH_MAX_OUTPUT_LIMIT // 1024}KB (stdout and stderr each must fit in "
+                f"one event), got {v.max_output}",
+            )
+        )
+    return found
+
+
 _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "mesh": _check_mesh,
     "server": _check_server,
@@ -595,6 +650,7 @@ _CHECKS: Final[dict[str, Callable[[Any], list[_Problem]]]] = {
     "mqtt": _check_listener,
     "leaf": _check_listener,  # a host, and a port or 0
     "shell": _check_shell,
+    "ssh": _check_ssh,
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import EventStore, connect
-from mahavishnu import devices
+from mahavishnu import devices, ssh_cli
 from mahavishnu.home import Home
 from mahavishnu.up import streams_of
 
@@ -65,6 +65,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     desire.add_argument("id")
     desire.add_argument("--state", required=True, help="JSON object of configuration values, e.g. '{\"rate\": 5}'")
     desire.set_defaults(func=bind(_desire))
+    ssh_cli.register(actions, bind)  # add-ssh: hosts reached over SSH, without an agent
 
 
 def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

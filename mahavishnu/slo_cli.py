@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,19 +59,24 @@ async def _report(home: Home, settings: Settings, args: argparse.Namespace) -> i
 
 
 async def measure(base: str, *, job: str, window: str) -> list[slo.Measured]:
-    """Ask Prometheus at `base` for every objective's counts, all queries at once."""
+    """Ask Prometheus at `base` for every objective's counts, all queries at once and for one instant.
+
+    One evaluation time for all: `good` and `total` evaluated a scrape apart see different
+    extrapolations of increase(), which reads as a ratio below 1 with nothing failed.
+    """
+    at = f"{time.time():.3f}"
     async with httpx.AsyncClient(base_url=base, timeout=QUERY_TIMEOUT_S) as client:
         pairs = [objective.queries(job=job, window=window) for objective in slo.OBJECTIVES]
-        values = await asyncio.gather(*(_ask(client, base, query) for pair in pairs for query in pair))
+        values = await asyncio.gather(*(_ask(client, base, query, at) for pair in pairs for query in pair))
     return [
         slo.Measured(objective, good=values[2 * i], total=values[2 * i + 1])
         for i, objective in enumerate(slo.OBJECTIVES)
     ]
 
 
-async def _ask(client: httpx.AsyncClient, base: str, query: str) -> float | None:
+async def _ask(client: httpx.AsyncClient, base: str, query: str, at: str) -> float | None:
     try:
-        response = await client.get("/api/v1/query", params={"query": query})
+        response = await client.get("/api/v1/query", params={"query": query, "time": at})
     except httpx.HTTPError as exc:
         raise SloError(
             f"cannot reach Prometheus at {base} ({exc.__class__.__name__}: {exc}): start it, or pass "

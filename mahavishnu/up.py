@@ -47,6 +47,7 @@ from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.shell_broker import ShellBroker, start_shell_broker
 from mahavishnu.shell_session import Limits
+from mahavishnu.ssh_gateway import SshGateway
 from mahavishnu.supervisor import RestartPolicy, Supervisor, keep_running
 from projections import http_api, http_auth
 from projections.codeindex.registering import register_at_start
@@ -224,6 +225,8 @@ async def run(
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))
+        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
         )

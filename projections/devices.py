@@ -21,6 +21,7 @@ from core.events import (
     DeviceRotated,
     Event,
     ReportedState,
+    SshHostRegistered,
     TelemetryReported,
 )
 from core.sealing import KeyStore, device_subject, reveal
@@ -51,13 +52,16 @@ class Devices:
     """
 
     name: str = "devices"
-    version: int = 3  # 2: the shadow (desired, reported); 3: the sealed personal fields and erased_at
+    # 2: the shadow (desired, reported); 3: the sealed personal fields and erased_at;
+    # 4: transport (agent, ssh), the SSH endpoint and its pinned host key fingerprint
+    version: int = 4
     sources: tuple[str, ...] = ("mesh.evt.device.>",)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS devices ("
         " device_id TEXT PRIMARY KEY, status TEXT NOT NULL, serial TEXT, enrolled_at TEXT, revoked_at TEXT,"
         " last_seen TEXT, uptime_s REAL, outbox INTEGER, cert_fingerprint TEXT, seq INTEGER,"
-        f" desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT{_SEALED_COLUMNS}, erased_at TEXT)",
+        f" desired TEXT, desired_version INTEGER, reported TEXT, reported_at TEXT{_SEALED_COLUMNS}, erased_at TEXT,"
+        " transport TEXT, endpoint TEXT, host_key_fingerprint TEXT)",
         "CREATE TABLE IF NOT EXISTS telemetry_last ("
         " device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, at TEXT NOT NULL,"
         " PRIMARY KEY (device_id, metric))",
@@ -77,12 +81,24 @@ class Devices:
                 )
                 return [
                     (
-                        f"INSERT INTO devices (device_id, status, serial, enrolled_at, seq{_SEALED_NAMES}) "
-                        f"VALUES (?, 'enrolled', ?, ?, ?{_SEALED_VALUES}) "
+                        f"INSERT INTO devices (device_id, status, serial, enrolled_at, seq, transport{_SEALED_NAMES}) "
+                        f"VALUES (?, 'enrolled', ?, ?, ?, 'agent'{_SEALED_VALUES}) "
                         "ON CONFLICT (device_id) DO UPDATE SET status = 'enrolled', serial = excluded.serial, "
                         "enrolled_at = excluded.enrolled_at, revoked_at = NULL, seq = excluded.seq, "
-                        f"erased_at = NULL{_SEALED_UPDATE}",
+                        f"transport = excluded.transport, erased_at = NULL{_SEALED_UPDATE}",
                         (device, serial, at, seq, *personal),
+                    )
+                ]
+            case SshHostRegistered(device_id=device, host=host, port=port, user=user, fingerprint_sha256=pinned):
+                # A host the SSH gateway runs commands on: no certificate, registered (again) by an operator.
+                return [
+                    (
+                        "INSERT INTO devices (device_id, status, enrolled_at, seq, transport, endpoint,"
+                        " host_key_fingerprint) VALUES (?, 'registered', ?, ?, 'ssh', ?, ?) "
+                        "ON CONFLICT (device_id) DO UPDATE SET status = 'registered', seq = excluded.seq, "
+                        "transport = 'ssh', endpoint = excluded.endpoint, "
+                        "host_key_fingerprint = excluded.host_key_fingerprint",
+                        (device, at, seq, f"{user}@{_host_port(host, port)}", pinned),
                     )
                 ]
             case DeviceErased(device_id=device):
@@ -140,6 +156,10 @@ class Devices:
     def scrubs(self, event: Event) -> bool:
         """An erasure: the runner empties the WAL after it, so no old page image keeps the erased fields."""
         return isinstance(event, DeviceErased)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def delta(desired: dict[str, object], reported: dict[str, object]) -> dict[str, object]:

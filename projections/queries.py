@@ -68,7 +68,9 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 async def devices_list(models: ReadModels, _: Nothing) -> dict[str, Any]:
     rows = await read_rows(
-        models, "devices", "SELECT device_id, status, last_seen, uptime_s, outbox FROM devices ORDER BY device_id"
+        models,
+        "devices",
+        "SELECT device_id, status, last_seen, uptime_s, outbox, transport FROM devices ORDER BY device_id",
     )
     return {"devices": rows}
 

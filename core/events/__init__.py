@@ -39,6 +39,7 @@ from core.events.repo import (
     SecretFound,
 )
 from core.events.sealed import Sealed
+from core.events.ssh import SshHostRegistered
 
 __all__ = [
     "EVENT_TAGS",
@@ -77,6 +78,7 @@ __all__ = [
     "ReportedState",
     "Sealed",
     "SecretFound",
+    "SshHostRegistered",
     "TelemetryReported",
     "decode",
     "encode",

@@ -47,6 +47,7 @@ from core.events.repo import (
     RepoRemoved,
     SecretFound,
 )
+from core.events.ssh import SshHostRegistered
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     MeshStarted,
@@ -78,6 +79,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     FileRemoved,
     SecretFound,
     CommitIndexed,
+    SshHostRegistered,
 )
 EVENT_TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 

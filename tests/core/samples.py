@@ -36,6 +36,7 @@ from core.events import (
     ReportedState,
     Sealed,
     SecretFound,
+    SshHostRegistered,
     TelemetryReported,
 )
 from core.events.code import FileAnalysis, ImportRecord, SecretFinding, Snippet, SymbolRecord
@@ -104,6 +105,14 @@ def one_of_each(device_id: str = "dev-a") -> list[Event]:
         CommandCanceled(command_id="c-6", device_id=device_id, actor="control", reason="operator"),
         AuditRecorded(category="identity", action="enroll", target=device_id, actor="control", prev_hash="00" * 32),
         *code_index_events(f"repo-{device_id}"),
+        SshHostRegistered(
+            device_id=f"{device_id}-ssh",
+            host="10.0.0.7",
+            user="ops",
+            host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1wPPJd4mHj0pZSHcLHDuOEEdgFmRN7udLPt7yDtsjN",
+            fingerprint_sha256="SHA256:UMW9y3r+doJwE7nMpNDEl52ugelWPSYjs3nJmqc0eis",
+            exec_allowlist=["uname -a"],
+        ),
     ]
     assert {type(e) for e in events} == set(EVENT_TYPES), "add the new event type to one_of_each()"
     return events

@@ -216,7 +216,7 @@ def test_unknown_names_come_with_the_nearest_valid_one(tmp_path: Path) -> None:
         "server.cluster, server.cluster_port",
         f"{path}: unknown section [loging]; did you mean [logging]?",
         f"{path}: unknown section [qqq]; valid: [mesh], [server], [jetstream], [certs], [logging], [metrics], [http],"
-        " [code], [mqtt], [leaf], [shell]",
+        " [code], [mqtt], [leaf], [shell], [ssh]",
     ]
 
 
