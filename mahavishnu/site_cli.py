@@ -42,6 +42,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up = actions.add_parser("up", help="run a site from its bundle folder until Ctrl-C (edge host)")
     up.add_argument("dir", help="the bundle folder copied from the control host")
     up.add_argument("--port", type=int, help="override the bundle's port for devices")
+    up.add_argument(
+        "--probe-port", type=int, default=0, help="serve /health, /ready and /metrics on this port (default: none)"
+    )
+    up.add_argument("--probe-host", default="127.0.0.1", help="where the probes listen (default 127.0.0.1)")
     up.set_defaults(func=_up)
 
 
@@ -149,16 +153,19 @@ def _up(args: argparse.Namespace, home_path: Path) -> int:
     from mahavishnu.cli import _run_async
 
     configure_logging(level="info", fmt="text")
-    return _run_async(_up_until_signal(Path(args.dir), args.port))
+    return _run_async(_up_until_signal(Path(args.dir), args.port, (args.probe_host, args.probe_port)))
 
 
-async def _up_until_signal(bundle: Path, port: int | None) -> int:
+async def _up_until_signal(bundle: Path, port: int | None, probes: tuple[str, int]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await site_runner.run(bundle, stop, port=port, out=lambda line: print(line, flush=True))
+        host, probe_port = probes
+        return await site_runner.run(
+            bundle, stop, port=port, out=lambda line: print(line, flush=True), probe_host=host, probe_port=probe_port
+        )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):

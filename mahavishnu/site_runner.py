@@ -26,6 +26,8 @@ from typing import Any
 
 from core import subjects
 from core.errors import MahavishnuError
+from core.metrics import new_registry
+from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
 from core.streams import default_streams
 from mahavishnu import sites
@@ -231,10 +233,14 @@ async def run(
     port: int | None = None,
     out: Callable[[str], None] = print,
     ready: Callable[[int], None] | None = None,
+    probe_port: int = 0,
+    probe_host: str = "127.0.0.1",
 ) -> int:
     """Run the site until `stop` is set; 0 on a clean stop. SiteError or ServerStartError when it cannot start.
 
     `ready(port)` is called once devices can connect (tests pass port -1 and learn it).
+    With `probe_port`, /health, /ready (the site's server runs and its own connection is up:
+    devices can append, whether or not the hub is reachable) and /metrics are served there.
     """
     bundle = bundle.resolve()  # noqa: ASYNC240 once, before anything runs
     site = sites.load(bundle)
@@ -246,6 +252,7 @@ async def run(
     following: asyncio.Task[None] | None = None
     watching: asyncio.Task[None] | None = None
     store: EventStore | None = None
+    probes: ProbeServer | None = None
     try:
         assert server.endpoints is not None
         bound = server.endpoints.port
@@ -253,7 +260,15 @@ async def run(
         await ensure_site_streams(store, site)
         following = asyncio.create_task(follow_link(server, site, stop, out), name="site-link")
         watching = asyncio.create_task(follow_bundle(server, store, bundle, stop, out), name="site-bundle")
+        if probe_port:
+            connected = store.nc
+            probes = ProbeServer(
+                probe_host, probe_port, new_registry(), ready=lambda: server.running and connected.is_connected
+            )
+            await probes.start()
         out(connection_help(site, bundle, bound))
+        if probes is not None:
+            out(f"  probes    http://{probe_host}:{probes.port}/metrics /health /ready")
         if ready is not None:
             ready(bound)
         stopper = asyncio.create_task(stop.wait())
@@ -268,6 +283,8 @@ async def run(
         for task in (following, watching):
             if task is not None:
                 await task
+        if probes is not None:
+            await probes.stop()
         if store is not None and not store.nc.is_closed:
             await store.nc.close()
         supervisor.stopping()

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core import subjects
@@ -22,10 +23,10 @@ from tests.waiting import wait_until
 class SiteProcess:
     """`mahavishnu site up DIR` in a child process, its output collected line by line."""
 
-    def __init__(self, bundle: Path, env: dict[str, str]) -> None:
+    def __init__(self, bundle: Path, env: dict[str, str], *args: str) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [MAHAVISHNU, "site", "up", str(bundle)],
+            [MAHAVISHNU, "site", "up", str(bundle), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -104,10 +105,15 @@ async def test_sites_registered_before_and_during_up_reach_the_hub(
         listed = run("site", "list", env=env).stdout
         assert "site-b" in listed and "dev-b1" in listed and "site-c" in listed and "dev-c1" in listed
 
-        for site in ("site-b", "site-c"):
-            process = SiteProcess(home / "sites" / site, env)
+        probe_port = free_port()
+        for site, extra in (("site-b", ("--probe-port", str(probe_port))), ("site-c", ())):
+            process = SiteProcess(home / "sites" / site, env, *extra)
             sites_started.append(process)
             wait_until(lambda p=process: p.said("is up: the hub sources"), timeout=60, what=f"{site}'s link")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{probe_port}", timeout=5) as probes:
+            assert (await probes.get("/health")).json() == {"status": "ok"}
+            assert (await probes.get("/ready")).json() == {"ready": True}
+            assert "mahavishnu_ready 1.0" in (await probes.get("/metrics")).text
         for device_id, site in (("dev-b1", "site-b"), ("dev-c1", "site-c")):
             await _append_as(home / "devices" / device_id, device_id, ports[site], 3)
 
