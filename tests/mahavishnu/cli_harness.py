@@ -78,6 +78,19 @@ def scrape_metrics(running: Running) -> dict[str, float]:
     return samples
 
 
+def server_pid(running: Running) -> int | None:
+    """The pid of the nats-server child `up` runs now (found by its configuration file), or None."""
+    conf = str(running.home / "nats" / "server.conf").encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if conf in (entry / "cmdline").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:
+                continue  # gone meanwhile
+    return None
+
+
 def start_up(folder: Path, *args: str, **overrides: str) -> Running:
     """`mahavishnu up` in `folder`/home, ready; its log in `folder`/up.log."""
     env = environment(folder / "home", **overrides)

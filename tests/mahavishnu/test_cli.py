@@ -19,7 +19,15 @@ from core.errors import StoreUnavailable
 from core.events import MeshStarted
 from core.store import EventStore, Identity, connect
 from projections.database import DatabaseKeyError, open_encrypted
-from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, environment, one_line_error, run, scrape_metrics
+from tests.mahavishnu.cli_harness import (
+    MAHAVISHNU,
+    Running,
+    environment,
+    one_line_error,
+    run,
+    scrape_metrics,
+    server_pid,
+)
 from tests.waiting import wait_until
 
 
@@ -66,22 +74,9 @@ def test_up_exports_its_store_and_read_model_metrics(up: Running) -> None:
 
 
 def test_up_restarts_a_crashed_server(up: Running) -> None:
-    conf = str(up.home / "nats" / "server.conf")
-
-    def server_pid() -> int | None:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if conf.encode() in cmdline:
-                    return int(entry.name)
-        return None
-
-    first = wait_until(server_pid, timeout=10, what="the nats-server child")
+    first = wait_until(lambda: server_pid(up), timeout=10, what="the nats-server child")
     os.kill(first, signal.SIGKILL)
-    second = wait_until(lambda: (pid := server_pid()) and pid != first and pid, timeout=30, what="a new server")
+    second = wait_until(lambda: (pid := server_pid(up)) and pid != first and pid, timeout=30, what="a new server")
     assert second != first
     assert run("status", "--wait-ready", "30", env=up.env).returncode == 0
     code, _ = up.stop()

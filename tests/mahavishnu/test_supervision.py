@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mahavishnu.supervisor import GaveUp, RestartPolicy, keep_running
-from tests.mahavishnu.cli_harness import start_up, stop_up
+from tests.mahavishnu.cli_harness import server_pid, start_up, stop_up
 from tests.waiting import wait_until
 
 QUICK = RestartPolicy(initial=0.001, maximum=0.002, max_crashes=3, window=60)
@@ -58,18 +58,6 @@ async def test_cancelling_a_kept_service_stops_it_and_is_no_crash() -> None:
         await task
 
 
-def _server_pid(conf: str) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if conf.encode() in cmdline:
-                return int(entry.name)
-    return None
-
-
 def test_up_gives_up_loudly_when_its_server_keeps_crashing(tmp_path: Path) -> None:
     running = start_up(
         tmp_path,
@@ -78,10 +66,9 @@ def test_up_gives_up_loudly_when_its_server_keeps_crashing(tmp_path: Path) -> No
         MAHAVISHNU_SERVER__RESTART_BACKOFF="0.1s",
     )
     try:
-        conf = str(running.home / "nats" / "server.conf")
-        first = wait_until(lambda: _server_pid(conf), timeout=10, what="the nats-server child")
+        first = wait_until(lambda: server_pid(running), timeout=10, what="the nats-server child")
         os.kill(first, signal.SIGKILL)
-        second = wait_until(lambda: (pid := _server_pid(conf)) and pid != first and pid, timeout=30, what="a restart")
+        second = wait_until(lambda: (pid := server_pid(running)) and pid != first and pid, timeout=30, what="a restart")
         os.kill(second, signal.SIGKILL)
         running.process.communicate(timeout=60)  # up ends by itself
     finally:
