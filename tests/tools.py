@@ -13,9 +13,10 @@ import pytest
 IN_CI = os.environ.get("CI") == "true"
 
 
-def tool(name: str) -> str:
-    """The path of the executable `name`; skip the test without it, fail it in CI."""
-    found = shutil.which(name)
+def tool(name: str, *, also_in: tuple[str, ...] = ()) -> str:
+    """The path of the executable `name` (on PATH, or in the folders `also_in`); skip the test without it,
+    fail it in CI."""
+    found = shutil.which(name) or (shutil.which(name, path=os.pathsep.join(also_in)) if also_in else None)
     if found is None:
         if IN_CI:
             pytest.fail(f"{name} is not installed (.ci/run installs it)")

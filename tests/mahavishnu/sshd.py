@@ -14,7 +14,6 @@ import collections
 import contextlib
 import getpass
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -23,22 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
-import pytest
 
 from tests.harness import free_port
-from tests.tools import IN_CI
+from tests.tools import tool
 
 PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; it must exist when sshd runs as root
 
 
 def sshd_path() -> str:
     """sshd's path (often outside a user's PATH); skip without it, fail in CI (.ci/run installs it)."""
-    found = shutil.which("sshd") or shutil.which("sshd", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        if IN_CI:
-            pytest.fail("sshd is not installed (.ci/run installs openssh-server)")
-        pytest.skip("needs sshd (openssh-server)")
-    return found
+    return tool("sshd", also_in=("/usr/sbin", "/usr/local/sbin"))
 
 
 def write_key(path: Path, algorithm: str = "ssh-ed25519", passphrase: str | None = None) -> asyncssh.SSHKey:
@@ -172,7 +165,8 @@ def _wait_listening(server: Sshd, *, timeout: float) -> bool:
         if any("Server listening on" in line for line in list(server.lines)):
             return True
         if server.process.poll() is not None:
-            time.sleep(0.05)  # let the reader thread take its last lines
+            if server.reader is not None:
+                server.reader.join(5)  # its output ends with the process: collect the last lines
             return False
         time.sleep(0.02)  # poll interval, bounded by the deadline
     raise AssertionError(f"sshd did not listen within {timeout} s: {' | '.join(list(server.lines)[-5:])}")
