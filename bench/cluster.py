@@ -18,7 +18,6 @@ Progress goes to stderr; the last line on stdout is the result:
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.append import make_events
 from core.config import load_config
-from core.events import Event, TelemetryReported
+from core.events import Event
 from core.logs import configure_logging
 from core.store import EventStore, connect
 from mahavishnu.cluster import ClusterSupervisor, create_streams, prepare_cluster
@@ -36,31 +36,7 @@ from mahavishnu.home import Home, prepare
 from mahavishnu.server import NatsServer
 from mahavishnu.supervisor import RestartPolicy
 from mahavishnu.up import streams_of
-
-
-def make_events(n: int, device: str) -> list[Event]:
-    # Eight metrics make an encoded event of about 200 bytes, as in bench/append.py.
-    return [TelemetryReported(device_id=device, metrics={f"m{k}": i + k / 8 for k in range(8)}) for i in range(n)]
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive loopback ports free right now (the cluster's nodes take runs)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        held: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                held.append(socket.socket())
-                held[-1].bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise SystemExit(f"no run of {count} free loopback ports")
+from tests.harness import free_port_run
 
 
 async def timed(store: EventStore, events: list[Event]) -> float:
