@@ -39,7 +39,6 @@ from nats.aio.msg import Msg
 from core import subjects
 from core.errors import StoreUnavailable
 from core.events import (
-    CommandEvent,
     CommandIssued,
     CommandRejected,
     CommandSucceeded,
@@ -48,6 +47,7 @@ from core.events import (
     ReportedState,
     TelemetryReported,
     decode,
+    ending,
 )
 from core.events.base import Event, utc_now
 from core.store import Identity, connect
@@ -65,15 +65,6 @@ log = logging.getLogger("mahavishnu.agent")
 
 COMMANDS_STREAM = "COMMANDS"
 FETCH_WAIT_S = 5.0
-# The events that end a command, and the outcome each counts as in /metrics.
-FINISHED = {
-    "command.succeeded.v1": "succeeded",
-    "command.failed.v1": "failed",
-    "command.timed_out.v1": "timed_out",
-    "command.rejected.v1": "rejected",
-    "command.expired.v1": "expired",
-    "command.canceled.v1": "canceled",
-}
 
 
 class Agent:
@@ -256,8 +247,8 @@ class Agent:
 
     def _count(self, events: Sequence[Event]) -> None:
         for event in events:
-            if isinstance(event, CommandEvent) and event.tag in FINISHED:
-                self.finished[FINISHED[event.tag]] += 1
+            if (outcome := ending(event)) is not None:
+                self.finished[outcome] += 1
 
     async def acknowledge(self, message: Msg) -> None:
         """Acknowledge a delivery; the outcome is already on disk, so a lost ack only costs a skipped redelivery."""

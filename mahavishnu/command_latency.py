@@ -18,18 +18,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from core.events import (
-    CommandCanceled,
-    CommandEvent,
-    CommandExpired,
-    CommandFailed,
-    CommandIssued,
-    CommandRejected,
-    CommandSucceeded,
-    CommandTimedOut,
-    EventDecodeError,
-    decode,
-)
+from core.events import CommandEvent, CommandIssued, EventDecodeError, decode, ending
 from core.events.base import Event
 from core.metrics import CommandMetrics
 from core.subjects import COMMANDS_PREFIX, EVENTS_PREFIX
@@ -37,15 +26,6 @@ from core.subjects import COMMANDS_PREFIX, EVENTS_PREFIX
 log = logging.getLogger("mahavishnu.command_latency")
 
 SUBJECTS = (f"{COMMANDS_PREFIX}.>", f"{EVENTS_PREFIX}.device.*.command")
-
-OUTCOMES: dict[type[Event], str] = {
-    CommandSucceeded: "succeeded",
-    CommandFailed: "failed",
-    CommandTimedOut: "timed_out",
-    CommandRejected: "rejected",
-    CommandExpired: "expired",
-    CommandCanceled: "canceled",
-}
 
 
 class CommandClock:
@@ -61,7 +41,7 @@ class CommandClock:
             while len(self._issued) > self.capacity:
                 self._issued.popitem(last=False)
             return None
-        outcome = OUTCOMES.get(type(event))
+        outcome = ending(event)
         if outcome is None or not isinstance(event, CommandEvent):
             return None
         issued = self._issued.pop(event.command_id, None)

@@ -17,11 +17,12 @@ from core.audit import AuditTrail
 from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
+from core.events.command import ENDINGS
 from core.store import EventStore
 from projections.commands import step
 from projections.projection import Park
 
-TERMINAL = ("succeeded", "failed", "timed_out", "rejected", "expired", "canceled")
+TERMINAL = tuple(ENDINGS.values())
 
 
 class CommandError(MahavishnuError):

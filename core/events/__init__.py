@@ -14,6 +14,7 @@ from core.events.command import (
     CommandRunning,
     CommandSucceeded,
     CommandTimedOut,
+    ending,
 )
 from core.events.device import (
     SEALED_DEVICE_FIELDS,
@@ -82,5 +83,6 @@ __all__ = [
     "TelemetryReported",
     "decode",
     "encode",
+    "ending",
     "new_event_id",
 ]
