@@ -1,15 +1,22 @@
-# The two commands of the README: `make up` and `make test`. Each sets up .venv first.
+# The two commands of the README: `make up` and `make test`. Each sets up .venv first,
+# from the lock files in requirements/ (exact versions with hashes), so a fresh machine
+# installs what CI tested. `make lock` refreshes them on purpose; nothing else does.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.txt
+EDGE_LOCK := requirements/edge.txt
+# One set of compile flags for both locks: every platform and Python the project supports,
+# each file with its hashes.
+COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --no-header
 
-.PHONY: up test lint bench clean
+.PHONY: up test lock upgrade bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 up: $(STAMP)
@@ -19,6 +26,17 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n auto -q
+
+# `make lock` re-resolves both locks after pyproject.toml changed, keeping every pin that
+# still fits; `make upgrade` moves them all to the newest versions pyproject.toml allows,
+# `make upgrade PACKAGE=asyncssh` only that one. Run `make test` before committing them.
+lock: $(STAMP)
+	$(COMPILE) $(UPGRADING) pyproject.toml requirements/build.in --extra dev -o $(LOCK)
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["edge"], sep="\n")' \
+		| $(COMPILE) $(UPGRADING) - -o $(EDGE_LOCK)
+
+upgrade: UPGRADING = $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
+upgrade: lock
 
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
