@@ -28,8 +28,8 @@ from core.config import load_config
 from core.events import Event, TelemetryReported, encode
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.home import Home, prepare
-from mahavishnu.server import NatsServer
+from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.server import NatsServer
 
 
 def make_events(n: int, device: str) -> list[Event]:

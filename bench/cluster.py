@@ -4,7 +4,7 @@
 
 Starts, in temporary state directories prepared as `mahavishnu up` prepares one (mTLS,
 encrypted JetStream), a 3-node cluster through the code `up --cluster 3` runs
-(mahavishnu.cluster: routes over mutual TLS, streams with 3 replicas) and a single
+(mahavishnu.runtime.cluster: routes over mutual TLS, streams with 3 replicas) and a single
 server (streams with 1 replica). Then it alternates R rounds of `EventStore.append_many`
 of N ~200-byte events (fast batch publish, every acknowledgement checked), on the R1
 stream and on the R3 stream, each from a client connected with every URL of its
@@ -31,11 +31,11 @@ from core.config import load_config
 from core.events import Event
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.cluster import ClusterSupervisor, create_streams, prepare_cluster
-from mahavishnu.home import Home, prepare
-from mahavishnu.server import NatsServer
-from mahavishnu.supervisor import RestartPolicy
-from mahavishnu.up import streams_of
+from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
+from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.server import NatsServer
+from mahavishnu.runtime.supervisor import RestartPolicy
+from mahavishnu.runtime.up import streams_of
 from tests.harness import free_port_run
 
 

@@ -21,7 +21,7 @@ from nats.micro.request import Request
 
 from core.config import load_config
 from core.store import connect
-from mahavishnu.home import Home
+from mahavishnu.runtime.home import Home
 
 
 async def serve(home: Path, port: int, subject: str) -> None:

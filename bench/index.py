@@ -40,8 +40,8 @@ from core.config import load_config
 from core.events import CommitIndexed, FileIndexed, RepoAdded, RepoCommitSeen, SecretFound
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.home import Home, prepare
-from mahavishnu.server import NatsServer
+from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.server import NatsServer
 from projections import readers
 from projections.code_queries import ReposQuery, code_repos
 from projections.codeindex.analyse import analyse_file

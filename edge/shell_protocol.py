@@ -6,10 +6,10 @@
     mesh.pty.end.<device>.<session>    agent -> control: ShellEnded, once, after the last output
 
 Only the control identity may publish the first two (devices' permissions allow neither;
-mahavishnu.permissions); a device subscribes to its own control and input subjects,
+mahavishnu.control.permissions); a device subscribes to its own control and input subjects,
 publishes only its own output and end subjects, and answers control requests through
 the server's allow_responses. Operators never reach these subjects: they talk to the
-control side's broker (mahavishnu.shell_broker), which binds a session to one connection.
+control side's broker (mahavishnu.gateways.shell.broker), which binds a session to one connection.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Both sides of the mesh use it: the control commands create and destroy keys (enr
 The keys are not wrapped with a mesh key: the wrapping key would sit beside them with the
 same permissions, so it would guard against nothing a 0600 file does not, and a stray copy
 of a destroyed key file (a journal, a snapshot) would stay openable as long as it lived.
-Backups leave this folder out unless made with --include-keys (mahavishnu.backup).
+Backups leave this folder out unless made with --include-keys (mahavishnu.control.backup).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from core.config import Settings, load_config
 from core.store import Identity
-from mahavishnu.home import Home, prepare
-from mahavishnu.server import NatsServer
+from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.server import NatsServer
 
 
 @dataclass

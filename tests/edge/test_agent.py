@@ -18,7 +18,7 @@ from core.events import CommandSucceeded, DeviceHeartbeat
 from core.store import EventStore, connect
 from edge import HandlerContext, default_registry, load_agent_config
 from edge.agent import Agent
-from mahavishnu import commands, devices
+from mahavishnu.control import commands, devices
 from tests.harness import Mesh, free_port, start_mesh
 from tests.waiting import eventually, eventually_async
 

@@ -28,7 +28,7 @@ from edge.shell_protocol import (
     output_subject,
     reply_decoder,
 )
-from mahavishnu import devices
+from mahavishnu.control import devices
 from tests.harness import Mesh
 from tests.mahavishnu.shell_harness import alive, reloads
 from tests.waiting import eventually, eventually_async, wait_until

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from core import subjects
 from core.events import AuditRecorded
 from core.store import EventStore, Identity, connect
-from mahavishnu import operators
+from mahavishnu.control import operators
 from tests.harness import Mesh
 from tests.mahavishnu.cli_harness import MAHAVISHNU
 from tests.waiting import eventually, wait_until

@@ -14,7 +14,7 @@ from core import subjects
 from core.audit import AuditTrail
 from core.events import AuditRecorded
 from core.store import EventStore, Identity, connect
-from mahavishnu import operators
+from mahavishnu.control import operators
 from projections.catalog import CATALOG
 from projections.queries import ReadModels
 from projections.query_service import start_query_service

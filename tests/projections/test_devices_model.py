@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.events import DeviceEnrolled, DeviceErased, Event
 from core.sealing import device_subject
-from mahavishnu.devices import sealed_fields
+from mahavishnu.control.devices import sealed_fields
 from projections.catalog import CATALOG, build
 from projections.devices import Devices
 from projections.keystore import FileKeyStore

@@ -2,7 +2,7 @@
 
 The queries are asked over plain HTTP (`[http] tls = false`); the browser loads the
 dashboard over HTTPS, the default, with a token and no client certificate. Client
-certificates are tested in tests/mahavishnu/test_http_door.py, with the CA registry.
+certificates are tested in tests/mahavishnu/runtime/test_http_door.py, with the CA registry.
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""`mahavishnu cmd ...`: send commands to devices and follow them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from core.config import Settings
+from core.errors import MahavishnuError
+from core.store import EventStore, connect
+from core.units import parse_duration
+from mahavishnu.cli.device import Run
+from mahavishnu.control import commands
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.up import streams_of
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Run], object]) -> None:
+    cmd = subparsers.add_parser("cmd", help="send commands to devices and follow them (the mesh must be up)")
+    actions = cmd.add_subparsers(dest="cmd_command", required=True, metavar="ACTION")
+
+    send = actions.add_parser("send", help="send a command; --wait prints its result")
+    send.add_argument("device", help="device id")
+    send.add_argument("name", help="command name, e.g. ping, info, echo, exec")
+    send.add_argument("--args", default="{}", help="JSON object of arguments")
+    send.add_argument("--ttl", default="30s", help="time to live before delivery (expired: never run)")
+    send.add_argument("--timeout", default="10s", help="how long it may run on the device")
+    send.add_argument("--wait", action="store_true", help="wait for the outcome; exit non-zero unless it succeeded")
+    send.set_defaults(func=bind(_send))
+
+    status = actions.add_parser("status", help="one command's state, as JSON")
+    status.add_argument("command_id")
+    status.set_defaults(func=bind(_status))
+
+    listing = actions.add_parser("list", help="a device's commands still in the stream")
+    listing.add_argument("--device", required=True)
+    listing.set_defaults(func=bind(_list))
+
+    cancel = actions.add_parser("cancel", help="cancel a command its device has not received yet")
+    cancel.add_argument("command_id")
+    cancel.set_defaults(func=bind(_cancel))
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MahavishnuError(
+            f"--args is not JSON ({exc.msg} at column {exc.colno}): pass an object like '{{\"n\": 1}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise MahavishnuError("--args must be a JSON object, like '{\"n\": 1}'")
+    return value
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise MahavishnuError(f"{option} {text!r}: {exc}") from exc
+
+
+def _document(view: commands.CommandView) -> str:
+    return json.dumps(
+        {
+            "command_id": view.command_id,
+            "device": view.device_id,
+            "name": view.name,
+            "state": view.state,
+            "result": view.result,
+            "detail": view.detail,
+        }
+    )
+
+
+async def _store(home: Home, settings: Settings) -> EventStore:
+    home.check_ready()
+    return EventStore(
+        await connect(home.control_identity(settings), name="mahavishnu-cmd", reconnect=False), streams_of(settings)
+    )
+
+
+async def _send(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    arguments = _arguments(args.args)
+    ttl, timeout = _seconds("--ttl", args.ttl), _seconds("--timeout", args.timeout)
+    store = await _store(home, settings)
+    try:
+        command = await commands.send(
+            store, args.device, args.name, arguments, ttl_s=ttl, timeout_s=timeout, actor="control"
+        )
+        if not args.wait:
+            print(command.command_id)
+            return 0
+        view = await commands.wait_for_outcome(store, command, deadline_s=ttl + timeout + 5)
+    finally:
+        await store.nc.close()
+    print(_document(view))
+    return 0 if view.state == "succeeded" else 1
+
+
+async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _store(home, settings)
+    try:
+        print(_document(await commands.find(store, args.command_id)))
+    finally:
+        await store.nc.close()
+    return 0
+
+
+async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _store(home, settings)
+    try:
+        for view in await commands.list_for(store, args.device):
+            print(_document(view))
+    finally:
+        await store.nc.close()
+    return 0
+
+
+async def _cancel(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _store(home, settings)
+    try:
+        await commands.cancel(store, args.command_id, actor="control")
+    finally:
+        await store.nc.close()
+    print(f"canceled {args.command_id}")
+    return 0

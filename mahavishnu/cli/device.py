@@ -1,0 +1,264 @@
+"""`mahavishnu device ...`: enrol, list, show, revoke and rotate devices (control side)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.errors import MahavishnuError
+from core.store import EventStore, connect
+from mahavishnu.cli import ssh as ssh_cli
+from mahavishnu.control import devices
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.up import streams_of
+
+Run = Callable[[Home, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Run], object]) -> None:
+    """Add `device`; `bind` turns an async handler into the CLI's `func`."""
+    device = commands.add_parser("device", help="enrol, list, revoke and rotate devices (the mesh must be up)")
+    actions = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
+
+    enroll = actions.add_parser("enroll", help="issue a device its certificate and agent.toml")
+    enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
+    enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
+    enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
+    enroll.add_argument(
+        "--transport",
+        choices=devices.TRANSPORTS,
+        default="nats",
+        help="nats: runs the agent (default); mqtt: speaks MQTT 3.1.1 only, served by up's MQTT bridge",
+    )
+    enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
+    enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
+    enroll.add_argument("--site", help="the device connects to this edge site's server (see `mahavishnu site list`)")
+    enroll.set_defaults(func=bind(_enroll))
+
+    listing = actions.add_parser("list", help="every device and the state of its certificates")
+    listing.set_defaults(func=bind(_list))
+
+    show = actions.add_parser("show", help="one device's certificates, as JSON")
+    show.add_argument("id")
+    show.set_defaults(func=bind(_show))
+
+    revoke = actions.add_parser("revoke", help="revoke a device: its connections are closed, it cannot return")
+    revoke.add_argument("id")
+    revoke.add_argument("--reason", default="unspecified", help="e.g. key_compromise, cessation_of_operation")
+    revoke.set_defaults(func=bind(_revoke))
+
+    rotate = actions.add_parser("rotate", help="issue a new certificate; --complete revokes the old one")
+    rotate.add_argument("id")
+    rotate.add_argument("--csr", help="sign this CSR instead of making a key here")
+    rotate.add_argument("--out", help="folder for the new files (default HOME/devices/ID-next)")
+    rotate.add_argument("--complete", action="store_true", help="the agent uses the new certificate: revoke the old")
+    rotate.add_argument(
+        "--force", action="store_true", help="with --complete: revoke even if no heartbeat shows the switch"
+    )
+    rotate.set_defaults(func=bind(_rotate))
+
+    desire = actions.add_parser("desire", help="set desired configuration (the shadow); the agent is told")
+    desire.add_argument("id")
+    desire.add_argument("--state", required=True, help="JSON object of configuration values, e.g. '{\"rate\": 5}'")
+    desire.set_defaults(func=bind(_desire))
+    ssh_cli.register(actions, bind)  # add-ssh: hosts reached over SSH, without an agent
+
+
+def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    operator = commands.add_parser("operator", help="people who query the mesh, and their roles")
+    actions = operator.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="issue an operator certificate with a role")
+    add.add_argument("id")
+    add.add_argument("--role", required=True, choices=("admin", "operator", "auditor", "viewer"))
+    add.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem (default HOME/operators/ID)")
+    add.set_defaults(func=_operator_add)
+    actions.add_parser("list", help="operators and their roles").set_defaults(func=_operator_list)
+    token = actions.add_parser("token", help="a new bearer token for the HTTP API (shown once)")
+    token.add_argument("id")
+    token.set_defaults(func=_operator_token)
+
+
+def _operator_add(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.cli.main import settings_for
+    from mahavishnu.control import operators
+
+    home = Home(home_path)
+    out = Path(args.out) if args.out else home.root / "operators" / args.id
+    issued = operators.add(home, settings_for(home_path), args.id, args.role, out_dir=out)
+    print(
+        f"operator {args.id} ({args.role}): cert {issued.cert_path}, key {issued.key_path}; query with "
+        f"`nats --tlscert {issued.cert_path} --tlskey {issued.key_path} --tlsca {issued.ca_path} "
+        f"--inbox-prefix _INBOX_{args.id} req mesh.q.devices.list ''`"
+    )
+    return 0
+
+
+def _operator_token(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.control import tokens
+
+    print(tokens.issue(Home(home_path), args.id))
+    return 0
+
+
+def _operator_list(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.control import operators
+
+    for identity, role in sorted(operators.roles(Home(home_path)).items()):
+        print(f"{identity}  {role}")
+    return 0
+
+
+async def _with_store(home: Home, settings: Settings) -> EventStore:
+    home.check_ready()
+    nc = await connect(home.control_identity(settings), name="mahavishnu-device", reconnect=False)
+    return EventStore(nc, streams_of(settings))
+
+
+async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _with_store(home, settings)
+    try:
+        out = Path(args.out) if args.out else home.root / "devices" / args.id
+        csr = _read_csr(args.csr)
+        personal = {"owner": args.owner, "location": args.location}
+        done = await devices.enroll(
+            home,
+            settings,
+            store,
+            args.id,
+            out_dir=out,
+            csr_pem=csr,
+            personal=personal,
+            site=args.site,
+            transport=args.transport,
+        )
+    finally:
+        await store.nc.close()
+    if args.transport == "mqtt":
+        print(f"enrolled {args.id} (MQTT): serial {done.issued.serial:x}, files in {out}")
+        print(mqtt_usage(args.id, out, settings))
+    else:
+        print(f"enrolled {args.id}: serial {done.issued.serial:x}, files in {out}, config {done.agent_config}")
+    if args.site:
+        from mahavishnu.sites.hub import SITE_FILE, USERS_FILE, bundle_dir
+
+        folder = bundle_dir(home, args.site)
+        print(
+            f"device of site {args.site}: copy {folder / SITE_FILE} and {folder / USERS_FILE} into the site's "
+            "bundle folder on its host; a running `mahavishnu site up` applies them at once"
+        )
+    if not done.reloaded:
+        print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
+    return 0
+
+
+async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu.gateways.mqtt import devices as mqtt
+
+    now = datetime.now(UTC)
+    over_mqtt = mqtt.registered(home.root)
+    for device_id, records in sorted(devices.devices(home).items()):
+        live = [r for r in records if r.is_live(now)]
+        state = f"live ({len(live)} certificate{'s' if len(live) != 1 else ''})" if live else "revoked"
+        newest = records[-1]
+        transport = "  mqtt" if device_id in over_mqtt else ""
+        print(f"{device_id}  {state}  newest serial {newest.serial:x} until {newest.not_after:%Y-%m-%d}{transport}")
+    return 0
+
+
+async def _show(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    records = devices.devices(home).get(args.id)
+    if records is None:
+        from certs import NotIssuedError
+
+        raise NotIssuedError(f"no device {args.id!r}: see `mahavishnu device list`")
+    now = datetime.now(UTC)
+    document = {
+        "id": args.id,
+        "certificates": [
+            {
+                "serial": f"{r.serial:x}",
+                "not_after": r.not_after.isoformat(),
+                "fingerprint_sha256": r.fingerprint_sha256,
+                "state": "live" if r.is_live(now) else "revoked" if r.revoked else "expired",
+            }
+            for r in records
+        ],
+    }
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+async def _revoke(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _with_store(home, settings)
+    try:
+        serials = await devices.revoke(home, store, args.id, reason=args.reason)
+    finally:
+        await store.nc.close()
+    print(f"revoked {args.id}: serial(s) {', '.join(f'{s:x}' for s in serials)}; its connections are closed")
+    return 0
+
+
+async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _with_store(home, settings)
+    try:
+        if args.complete:
+            serials = await devices.complete_rotation(home, store, args.id, force=args.force)
+            print(f"rotation of {args.id} complete: revoked old serial(s) {', '.join(f'{s:x}' for s in serials)}")
+            return 0
+        out = Path(args.out) if args.out else home.root / "devices" / f"{args.id}-next"
+        csr = _read_csr(args.csr)
+        issued = await devices.rotate(home, settings, store, args.id, out_dir=out, csr_pem=csr)
+    finally:
+        await store.nc.close()
+    print(
+        f"new certificate for {args.id}: serial {issued.serial:x} in {out}; the old one stays valid until "
+        f"`mahavishnu device rotate {args.id} --complete`"
+    )
+    return 0
+
+
+async def _desire(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        state = json.loads(args.state)
+    except json.JSONDecodeError as exc:
+        raise MahavishnuError(f"--state is not JSON ({exc.msg}): pass an object like '{{\"rate\": 5}}'") from None
+    if not isinstance(state, dict) or not state:
+        raise MahavishnuError("--state must be a non-empty JSON object")
+    store = await _with_store(home, settings)
+    try:
+        version = await devices.desire(store, args.id, state)
+    finally:
+        await store.nc.close()
+    print(f"desired state of {args.id} is now version {version}; config.set sent for {', '.join(sorted(state))}")
+    return 0
+
+
+def mqtt_usage(device_id: str, folder: Path, settings: Settings) -> str:
+    """How an MQTT device connects, with its own files (pure)."""
+    port = settings.mqtt.port or "<[mqtt] port: MQTT is off, set it and restart up>"
+    tls = f"--cafile {folder}/ca.pem --cert {folder}/cert.pem --key {folder}/key.pem -h {settings.mqtt.host} -p {port}"
+    return "\n".join(
+        [
+            f"  commands:  mosquitto_sub {tls} -i {device_id} -c -q 1 -t 'mesh/cmd/{device_id}/#'",
+            f"  telemetry: mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/telemetry"
+            " -m '{\"temp_c\": 41.5}'",
+            f"  results:   mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/command"
+            ' -m \'{"command_id": "c-...", "state": "succeeded", "result": {}}\'',
+        ]
+    )
+
+
+def _read_csr(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise MahavishnuError(
+            f"cannot read the CSR {path}: {exc.strerror}; make one with `mahavishnu agent csr`"
+        ) from exc

@@ -1,0 +1,76 @@
+"""`mahavishnu repo add|list|remove`: the repositories the code index polls (the mesh must be up)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.store import EventStore, connect
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.up import streams_of
+from projections.codeindex.registering import add_repository, remove_repository
+from projections.codeindex.repos import load_registry
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
+    repo = subparsers.add_parser("repo", help="repositories the code index polls: add, list, remove")
+    actions = repo.add_subparsers(dest="repo_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register a local repository (read in place) or a remote URL (mirrored)")
+    add.add_argument("location", metavar="PATH_OR_URL")
+    add.add_argument("--name", help="the repository's name (default: the last part of its path)")
+    add.add_argument("--branch", default="", help="the branch to index (default: HEAD)")
+    add.set_defaults(func=bind(_add))
+    listing = actions.add_parser("list", help="registered repositories, with the commit last indexed")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=bind(_list))
+    remove = actions.add_parser("remove", help="stop polling a repository and drop its index")
+    remove.add_argument("name")
+    remove.set_defaults(func=bind(_remove))
+
+
+async def _store(home: Home, settings: Settings) -> EventStore:
+    home.check_ready()
+    nc = await connect(home.control_identity(settings), name="mahavishnu-repo", reconnect=False)
+    return EventStore(nc, streams_of(settings))
+
+
+async def _add(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _store(home, settings)
+    try:
+        event = await add_repository(store, args.location, cwd=Path.cwd(), name=args.name, branch=args.branch)
+    finally:
+        await store.nc.close()
+    kind = "remote, mirrored" if event.remote else "local, read in place"
+    print(f"{event.repo}: {event.location} ({kind}); the poller indexes it within one poll interval")
+    return 0
+
+
+async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _store(home, settings)
+    try:
+        registry = await load_registry(store)
+    finally:
+        await store.nc.close()
+    repos = sorted(registry.repos.values(), key=lambda r: r.name)
+    if args.json:
+        print(json.dumps([{**vars(r)} for r in repos], indent=2))
+        return 0
+    for r in repos:
+        print(f"{r.name}  {r.location}  branch {r.branch or 'HEAD'}  indexed {r.indexed[:12] or '-'}")
+    if not repos:
+        print("no repositories: add one with `mahavishnu repo add PATH_OR_URL`")
+    return 0
+
+
+async def _remove(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    store = await _store(home, settings)
+    try:
+        await remove_repository(store, args.name)
+    finally:
+        await store.nc.close()
+    print(f"{args.name} removed; its index is dropped from the code read model")
+    return 0

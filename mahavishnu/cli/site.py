@@ -1,0 +1,173 @@
+"""`mahavishnu site ...`: register edge sites (control host) and run one (edge host)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+
+from core.errors import MahavishnuError
+from core.logs import configure_logging
+from core.store import connect
+from mahavishnu.runtime.home import Home
+from mahavishnu.sites import hub as sites
+from mahavishnu.sites import runner as site_runner
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    site = commands.add_parser("site", help="edge sites: a leaf server each, sourced by the hub when linked")
+    actions = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="issue a site's certificate and write its bundle (control host)")
+    add.add_argument("name", help="site name: [a-z0-9][a-z0-9-]{0,62}; also its JetStream domain")
+    add.add_argument(
+        "--host", action="append", default=[], help="name or address devices dial at the site (repeatable)"
+    )
+    add.add_argument("--listen", default="0.0.0.0", help="address the site's server listens on (default 0.0.0.0)")
+    add.add_argument("--port", type=int, default=sites.DEFAULT_DEVICE_PORT, help="its port for devices (4222)")
+    add.add_argument(
+        "--hub-url", action="append", default=[], help="where the site dials the hub (default: [leaf] of this mesh)"
+    )
+    add.set_defaults(func=_add)
+
+    actions.add_parser("list", help="the registered sites and their devices").set_defaults(func=_list)
+
+    remove = actions.add_parser("remove", help="revoke a site and stop sourcing it (its copied events stay)")
+    remove.add_argument("name")
+    remove.add_argument("--force", action="store_true", help="even if the hub has not copied all its events yet")
+    remove.set_defaults(func=_remove)
+
+    up = actions.add_parser("up", help="run a site from its bundle folder until Ctrl-C (edge host)")
+    up.add_argument("dir", help="the bundle folder copied from the control host")
+    up.add_argument("--port", type=int, help="override the bundle's port for devices")
+    up.add_argument(
+        "--probe-port", type=int, default=0, help="serve /health, /ready and /metrics on this port (default: none)"
+    )
+    up.add_argument("--probe-host", default="127.0.0.1", help="where the probes listen (default 127.0.0.1)")
+    up.set_defaults(func=_up)
+
+
+def _add(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.cli.main import _run_async, settings_for
+
+    home = Home(home_path)
+    settings = settings_for(home_path)
+    site = sites.new_site(args.name, settings, hosts=args.host, host=args.listen, port=args.port, hub_urls=args.hub_url)
+    folder = sites.add(home, settings, site)
+    sourced = _run_async(_source_now(home, site))
+    print(f"site {site.name}: bundle in {folder} (JetStream domain {site.domain}, hub {', '.join(site.hub_urls)})")
+    print(
+        f"  copy it to the edge host (e.g. `scp -r {folder} edge-host:{site.name}`; key.pem is the site's "
+        f"private key: keep it 0600) and run `mahavishnu site up {site.name}` there"
+    )
+    print(f"  devices: `mahavishnu device enroll ID --site {site.name}` connect to {site.device_url}")
+    if sourced:
+        print("  the running hub sources the site's events from now on")
+    else:
+        print("  the hub is not running: the next `mahavishnu up` sources the site's events")
+    return 0
+
+
+async def _source_now(home: Home, site: sites.Site) -> int:
+    """Add the site's source to a running hub (1), or 0 when no hub answers (up adds it at start)."""
+    from mahavishnu.cli.main import settings_for
+
+    try:
+        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+    except MahavishnuError:
+        return 0
+    try:
+        await sites.add_source(nc, site)
+    finally:
+        await nc.close()
+    return 1
+
+
+def _list(args: argparse.Namespace, home_path: Path) -> int:
+    home = Home(home_path)
+    known = sites.registered(home)
+    states = asyncio.run(_states(home, known)) if known else {}
+    for site in known:
+        devices = ", ".join(site.devices) or "no devices"
+        print(
+            f"{site.name}  domain {site.domain}  devices at {site.device_url}  hub {site.hub_urls[0]}  "
+            f"{states.get(site.name, 'hub not running')}  {devices}"
+        )
+    return 0
+
+
+async def _states(home: Home, known: list[sites.Site]) -> dict[str, str]:
+    """Each site as the running hub sees it: how far it copied, how far the site is (if it answers)."""
+    from mahavishnu.cli.main import settings_for
+
+    try:
+        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+    except MahavishnuError:
+        return {}
+    try:
+        info = json.loads((await nc.request("$JS.API.STREAM.INFO.EVENTS", b"", timeout=5)).data)
+        states = {}
+        for site in known:
+            copied = sites.copied_of(info, site)
+            last = await sites.site_last_sequence(nc, site)
+            at_site = "site not answering" if last is None else f"site at {last}"
+            states[site.name] = "not sourced" if copied is None else f"hub copied up to {copied}, {at_site}"
+        return states
+    finally:
+        await nc.close()
+
+
+def _remove(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.cli.main import _run_async
+
+    home = Home(home_path)
+    site = sites.find(home, args.name)
+    running = _run_async(_unsource(home, site, args.force))
+    folder = sites.remove(home, site.name)
+    print(f"site {site.name} removed: its certificate is revoked, its bundle moved to {folder}")
+    print(
+        "  the hub no longer sources it; the events it copied stay"
+        if running
+        else "  the hub is not running: the next `mahavishnu up` no longer sources it"
+    )
+    return 0
+
+
+async def _unsource(home: Home, site: sites.Site, force: bool) -> int:
+    from mahavishnu.cli.main import settings_for
+
+    try:
+        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+    except MahavishnuError:
+        return 0
+    try:
+        await sites.remove_source(nc, site, force=force)
+    finally:
+        await nc.close()
+    return 1
+
+
+def _up(args: argparse.Namespace, home_path: Path) -> int:
+    from mahavishnu.cli.main import _run_async
+
+    configure_logging(level="info", fmt="text")
+    return _run_async(_up_until_signal(Path(args.dir), args.port, (args.probe_host, args.probe_port)))
+
+
+async def _up_until_signal(bundle: Path, port: int | None, probes: tuple[str, int]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        host, probe_port = probes
+        return await site_runner.run(
+            bundle, stop, port=port, out=lambda line: print(line, flush=True), probe_host=host, probe_port=probe_port
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):
+                loop.remove_signal_handler(sig)

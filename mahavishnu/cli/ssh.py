@@ -1,0 +1,94 @@
+"""`mahavishnu device add-ssh`: register a host whose commands the SSH gateway of `up` runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from core.config import Settings
+from core.store import EventStore, connect
+from mahavishnu.gateways.ssh import registration as ssh_devices
+from mahavishnu.gateways.ssh.credentials import Credentials
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.up import streams_of
+
+
+def register(actions: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[..., object]) -> None:
+    add = actions.add_parser(
+        "add-ssh",
+        help="register a host reached over SSH (no agent): the gateway of `up` runs its commands",
+        description=(
+            "Pin the host's key (--host-key, --host-key-file, or explicitly --trust-on-first-use) and say how the "
+            "gateway logs in (--identity-file, else the SSH agent of the user running up). Registering again "
+            "replaces the key, the user and the allowlist."
+        ),
+    )
+    add.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
+    add.add_argument("--host", required=True, help="host name or address")
+    add.add_argument("--port", type=int, default=22)
+    add.add_argument("--user", required=True, help="the user commands run as")
+    add.add_argument("--host-key", help="the host's public key line, e.g. 'ssh-ed25519 AAAA...'")
+    add.add_argument("--host-key-file", help="a file holding it (the host's ssh_host_*_key.pub, or a known_hosts line)")
+    add.add_argument(
+        "--trust-on-first-use",
+        action="store_true",
+        help="fetch the key the host presents now and pin it (check the printed fingerprint out of band)",
+    )
+    add.add_argument("--identity-file", help="private key the gateway logs in with (its path is kept locally, 0600)")
+    add.add_argument("--passphrase-file", help="a file holding the identity file's passphrase")
+    add.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="COMMAND_LINE",
+        help="a command line `exec` may run on the host, e.g. 'uname -a' (repeat for more)",
+    )
+    add.set_defaults(func=bind(_add_ssh))
+
+
+async def _add_ssh(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    home.check_ready()
+    ssh_devices.check_address(args.host, args.port, args.user)
+    key, trust = await ssh_devices.resolve_host_key(
+        host_key=args.host_key,
+        host_key_file=Path(args.host_key_file) if args.host_key_file else None,
+        trust_on_first_use=args.trust_on_first_use,
+        host=args.host,
+        port=args.port,
+        timeout=settings.ssh.connect_timeout,
+    )
+    credentials = Credentials(_absolute(args.identity_file), _absolute(args.passphrase_file))
+    nc = await connect(home.control_identity(settings), name="mahavishnu-device", reconnect=False)
+    try:
+        event = await ssh_devices.register(
+            home,
+            EventStore(nc, streams_of(settings)),
+            args.id,
+            host=args.host,
+            port=args.port,
+            user=args.user,
+            host_key=key,
+            trust=trust,
+            credentials=credentials,
+            allow=args.allow,
+        )
+    finally:
+        await nc.close()
+    login = f"identity file {credentials.identity_file}" if credentials.identity_file else "the SSH agent"
+    print(
+        f"registered {args.id}: {args.user}@{args.host}:{args.port}, host key {event.fingerprint_sha256} "
+        f"({'trusted on first use' if trust == 'tofu' else 'pinned'}), login with {login}, "
+        f"{len(event.exec_allowlist)} allowed command line(s); the SSH gateway of `up` runs its commands"
+    )
+    if trust == "tofu":
+        print(
+            f"note: {event.fingerprint_sha256} is the key {args.host}:{args.port} presented just now, unverified; "
+            "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host"
+        )
+    return 0
+
+
+def _absolute(path: str | None) -> Path | None:
+    """An absolute path, since `up` (which reads the gateway's credentials) may run in another folder."""
+    return Path(path).expanduser().resolve() if path else None

@@ -1,0 +1,1 @@
+"""The write side: enrolling devices, sending commands, operators, erasure, backups; every change an event."""

@@ -1,0 +1,120 @@
+"""What each kind of certificate may do on the server (pure): the users of users.conf.
+
+A device D may only
+  - publish its own events:                    mesh.evt.device.D.>
+  - pull from its own durable consumer:        $JS.API.CONSUMER.MSG.NEXT.COMMANDS.device-D
+    and read that consumer's info:             $JS.API.CONSUMER.INFO.COMMANDS.device-D
+  - acknowledge its own deliveries:            $JS.ACK.COMMANDS.device-D.>
+  - receive replies on its own inbox prefix:   _INBOX_D.>
+  - serve its own remote terminal sessions:    subscribe mesh.pty.ctl.D and mesh.pty.in.D.>,
+    publish mesh.pty.out.D.> and mesh.pty.end.D.>, and answer the control requests it
+    received (allow_responses); only the control identity may publish to the first two
+Nothing else: no other device's subjects, no other JetStream API, no $SYS, no `>`.
+An edge site's certificate may only link its leaf server (no client connection), and the
+link carries none of the mesh's own subjects either way (LEAF_DENIED): the hub gets a
+site's events only by sourcing the site's stream, so nothing is stored twice.
+The control services are unrestricted within the MESH account. Operators live in the
+OPS account and may only send queries (mesh.q.>) and terminal requests to the shell
+broker (mesh.shell.>), receiving on their own inbox prefix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from certs import IssuedRecord, certificate_uri
+from core import subjects
+from edge import shell_protocol
+from mahavishnu.runtime.natsconf import User
+
+COMMANDS_STREAM = "COMMANDS"
+# What a site's leaf link never carries, in either direction: events, commands, audit and
+# queries stay in the JetStream domain where they were published. Sourcing travels on
+# JetStream's own subjects ($JS.<domain>.API, deliveries, flow control), which stay open.
+LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>")
+# On the hub a site is also kept away from the hub's own JetStream API: it may neither manage
+# the hub's streams nor answer requests meant for them. Sourcing does not need it: the hub
+# asks the site at $JS.<domain>.API. (Denying the site `_INBOX.>` as well breaks the replies
+# to the hub's own requests across the link: measured, so it stays open.)
+# Nor may a site send the control side's terminal traffic to the hub's devices (opening a
+# shell, typing into one) or ask the shell broker for one: only the control identity does.
+SITE_PUBLISH_DENIED = (*LEAF_DENIED, "$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>")
+SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>")
+
+
+def device_user(device_id: str, serial: int) -> User:
+    consumer = subjects.device_consumer(device_id)
+    return User(
+        name=certificate_uri(serial),
+        publish_allow=(
+            f"mesh.evt.device.{device_id}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{COMMANDS_STREAM}.{consumer}",
+            f"$JS.API.CONSUMER.INFO.{COMMANDS_STREAM}.{consumer}",
+            f"$JS.ACK.{COMMANDS_STREAM}.{consumer}.>",
+            *shell_publish(device_id),
+        ),
+        subscribe_allow=(f"{subjects.device_inbox_prefix(device_id)}.>", *shell_subscribe(device_id)),
+        allow_responses=True,  # answers to the control side's shell requests, and to nothing else
+    )
+
+
+def shell_publish(device_id: str) -> tuple[str, ...]:
+    """What a device publishes for its remote terminal sessions: its own output and end subjects."""
+    return (shell_protocol.output_subject(device_id, "*"), shell_protocol.end_subject(device_id, "*"))
+
+
+def shell_subscribe(device_id: str) -> tuple[str, ...]:
+    """What a device hears for its remote terminal sessions: its own control and input subjects."""
+    return (shell_protocol.control_subject(device_id), shell_protocol.input_subject(device_id, "*"))
+
+
+def site_user(serial: int) -> User:
+    """An edge site's leaf server (MESH account): leaf connections only, none of the mesh's subjects."""
+    return User(
+        name=certificate_uri(serial),
+        publish_deny=SITE_PUBLISH_DENIED,
+        subscribe_deny=SITE_SUBSCRIBE_DENIED,
+        connection_types=("LEAFNODE",),
+    )
+
+
+def operator_user(identity: str, serial: int) -> User:
+    """A person (OPS account): may send queries and read the replies on its own inbox prefix, nothing else."""
+    return User(
+        name=certificate_uri(serial),
+        publish_allow=("mesh.q.>", "mesh.shell.>"),
+        subscribe_allow=(f"{subjects.inbox_prefix(identity)}.>",),
+    )
+
+
+def users_for(
+    records: list[IssuedRecord], now: datetime
+) -> tuple[tuple[User, ...], tuple[User, ...], tuple[User, ...]]:
+    """One user per live (unrevoked, unexpired) client certificate: (MESH users, OPS users, SYS users).
+
+    Control is unrestricted in MESH, devices are confined to their own subjects, operators
+    (OPS) may only query; what each operator may query is decided by its role.
+    """
+    mesh: list[User] = []
+    ops: list[User] = []
+    system: list[User] = []
+    for record in records:
+        if not record.is_live(now):
+            continue
+        if record.kind == "control":
+            mesh.append(User(certificate_uri(record.serial)))
+        elif record.kind == "device":
+            mesh.append(device_user(record.identity, record.serial))
+        elif record.kind == "site":
+            mesh.append(site_user(record.serial))
+        elif record.kind == "operator":
+            ops.append(operator_user(record.identity, record.serial))
+        elif record.kind == "system":
+            system.append(
+                User(
+                    certificate_uri(record.serial),
+                    publish_allow=("_INBOX.>", "$SYS.REQ.>"),
+                    subscribe_allow=("$SYS.>", "_INBOX.>"),
+                )
+            )
+    return tuple(mesh), tuple(ops), tuple(system)

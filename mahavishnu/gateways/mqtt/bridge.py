@@ -1,0 +1,388 @@
+"""The MQTT bridge, run by `up` when [mqtt] port is set: commands out to MQTT devices, their reports in.
+
+It holds two connections: the control services' (MESH: COMMANDS and EVENTS) and its own
+identity in the MQTT account, over NATS (streams, sessions) and over MQTT (publishing).
+
+Commands out. An MQTT device cannot pull from JetStream, so the bridge pulls for it, from
+the same durable consumer an agent would use (device-<id> on COMMANDS, made at enrolment;
+`cmd cancel` therefore works alike). It pulls only while the device's MQTT session holds
+a QoS 1 subscription to its commands, i.e. while the server has somewhere to keep a
+command for it: a device that is offline with a persistent session gets the command when
+it reconnects, one that never subscribed (or only with a clean session) finds its
+commands waiting in COMMANDS. Each command is published with QoS 1 on
+mesh/cmd/<id>/<command-id>, and its JetStream message is acknowledged only once the
+server acknowledged the MQTT publish (stored in the device's session); otherwise it is
+nak'ed and comes back. A command past its time to live is never delivered: the bridge
+records command.expired instead. QoS 1 is at least once: a device may see a command
+twice and must go by its command_id.
+
+Reports in. What MQTT devices publish on mesh/evt/device/<id>/<what> is kept by the MQTT
+account's MQTT_IN stream (so nothing is lost while `up` is down); the bridge turns each
+message into our event (mahavishnu.gateways.mqtt.devices.translate: the device id from the topic, never
+from the body; a command report only for a command issued to that device), appends it
+with a derived event id (a retranslation is deduplicated), then acknowledges it. A
+message that cannot be translated is logged with its reason and dropped (term).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import paho.mqtt.client as paho
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from core import subjects
+from core.errors import MahavishnuError
+from core.events import CommandEvent, CommandExpired, CommandIssued, EventDecodeError, decode
+from core.store import EventStore, Identity, connect
+from mahavishnu.gateways.mqtt import devices as mqtt
+
+log = logging.getLogger("mahavishnu.mqtt")
+
+COMMANDS_STREAM = "COMMANDS"
+IN_MAX_AGE_S = 7 * 86400.0  # reports wait this long for a bridge that is down
+PUBACK_TIMEOUT_S = 10.0
+FETCH_WAIT_S = 1.0
+RETRY_S = 0.5  # after a failed JetStream call (the server reloading its users makes a few)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class MqttMetrics:
+    """What the bridge did, on up's /metrics.
+
+    mahavishnu_mqtt_commands_total{outcome}   delivered (the server has it) | expired | retried (no PUBACK)
+    mahavishnu_mqtt_reports_total{outcome}    appended | dropped (could not be translated; the log says why)
+    mahavishnu_mqtt_sessions                  MQTT devices whose session holds a QoS 1 subscription to commands
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter(
+            "mahavishnu_mqtt_commands", "Commands the MQTT bridge handled, by outcome.", ["outcome"], registry=registry
+        )
+        self.reports = Counter(
+            "mahavishnu_mqtt_reports",
+            "MQTT device reports the bridge handled, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.sessions = Gauge(
+            "mahavishnu_mqtt_sessions", "MQTT devices with a QoS 1 subscription to their commands.", registry=registry
+        )
+
+
+class MqttPublisher:
+    """A paho-mqtt client (its own network thread) that publishes with QoS 1 and awaits the PUBACK."""
+
+    def __init__(self, host: str, port: int, identity: Identity, *, client_id: str) -> None:
+        self.host, self.port = host, port
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
+        client.tls_set(ca_certs=str(identity.ca), certfile=str(identity.cert), keyfile=str(identity.key))
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self.client = client
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+        else:
+            self._refused = None
+            self._connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect; MqttError when the listener cannot be reached or refuses the bridge's certificate."""
+        try:
+            self.client.connect_async(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise mqtt.MqttError(f"cannot reach the MQTT listener {self.host}:{self.port}: {exc}") from exc
+        self.client.loop_start()
+        if not await asyncio.to_thread(self._connected.wait, timeout):
+            self.stop()
+            raise mqtt.MqttError(
+                f"the MQTT listener {self.host}:{self.port} did not accept the bridge within {timeout:g} s"
+                f" ({self._refused or 'no answer'}): check [mqtt] port and the server's log"
+            )
+
+    async def publish(self, topic: str, payload: bytes, timeout: float = PUBACK_TIMEOUT_S) -> bool:
+        """Publish with QoS 1; True once the server acknowledged it (PUBACK), False otherwise."""
+        if not self._connected.is_set():
+            return False
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return False
+        with contextlib.suppress(RuntimeError, ValueError):
+            await asyncio.to_thread(info.wait_for_publish, timeout)
+        return info.is_published()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class MqttBridge:
+    """See the module docstring. `run(stop)` until `stop` is set; a crash is for the supervisor to restart."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        bridge: Client,
+        publisher: MqttPublisher,
+        devices: Callable[[], frozenset[str]],
+        *,
+        poll_s: float = 0.5,
+        metrics: MqttMetrics | None = None,
+    ) -> None:
+        self.store = store
+        self.bridge = bridge
+        self.publisher = publisher
+        self.devices = devices  # the MQTT devices' ids, read again at every poll (enrolments come and go)
+        self.poll_s = poll_s
+        self.metrics = metrics or MqttMetrics(CollectorRegistry())
+        self._delivering: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._ensure_in_stream()
+                break
+            except (nats.errors.Error, TimeoutError) as exc:  # JetStream is briefly away while the server reloads
+                log.warning("cannot set up the MQTT_IN stream yet; retrying", extra={"reason": repr(exc)})
+                await _pause(stop, RETRY_S)
+        translating = asyncio.create_task(self._translate(stop), name="mqtt-translate")
+        try:
+            while not stop.is_set():
+                await self._follow_sessions()
+                if translating.done():
+                    translating.result()  # a crash of the translator is the bridge's crash
+                await _pause(stop, self.poll_s)
+        finally:
+            translating.cancel()
+            for task, _ in self._delivering.values():
+                task.cancel()
+            await asyncio.gather(translating, *(t for t, _ in self._delivering.values()), return_exceptions=True)
+            self._delivering.clear()
+
+    async def _ensure_in_stream(self) -> None:
+        js = self.bridge.jetstream()
+        await js.add_stream(
+            StreamConfig(
+                name=mqtt.IN_STREAM,
+                description="What MQTT devices published, until the bridge turned it into events",
+                subjects=[f"{subjects.EVENTS_PREFIX}.device.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=IN_MAX_AGE_S,
+            )
+        )
+        await js.add_consumer(
+            mqtt.IN_STREAM,
+            ConsumerConfig(
+                durable_name=mqtt.IN_CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30,
+            ),
+        )
+
+    # --- commands out --------------------------------------------------------
+
+    async def sessions(self) -> set[str]:
+        """The MQTT devices whose session holds a QoS 1 subscription to their commands."""
+        js = self.bridge.jetstream()
+        filters: list[str] = []
+        listed = 0
+        while True:  # the server lists 256 consumers at a time
+            try:
+                page = await js.consumers_info(mqtt.SESSIONS_STREAM, offset=listed or None)
+            except nats.js.errors.NotFoundError:
+                return set()  # no MQTT client has subscribed with QoS 1 yet
+            for consumer in page:
+                config = consumer.config
+                filters += [config.filter_subject] if config.filter_subject else list(config.filter_subjects or [])
+            listed += len(page)
+            if len(page) < 256:
+                break
+        return mqtt.devices_with_sessions(filters) & self.devices()
+
+    async def _follow_sessions(self) -> None:
+        try:
+            wanted = await self.sessions()
+        except (nats.errors.Error, TimeoutError) as exc:  # e.g. JetStream busy while the server reloads its users
+            log.warning("cannot list the MQTT sessions; keeping the last known", extra={"reason": repr(exc)})
+            return
+        self.metrics.sessions.set(len(wanted))
+        for device in wanted - self._delivering.keys():
+            halt = asyncio.Event()
+            task = asyncio.create_task(self._deliver(device, halt), name=f"mqtt-deliver-{device}")
+            self._delivering[device] = (task, halt)
+            log.info("delivering commands", extra={"device": device})
+        for device in list(self._delivering):
+            task, halt = self._delivering[device]
+            if device not in wanted:
+                halt.set()  # ends after the fetch in flight; its command is not lost, only not acknowledged
+            if task.done():
+                del self._delivering[device]
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning(
+                        "delivering commands failed; retrying",
+                        extra={"device": device, "reason": repr(task.exception())},
+                    )
+
+    async def _deliver(self, device: str, halt: asyncio.Event) -> None:
+        psub = await self.store.nc.jetstream().pull_subscribe_bind(
+            durable=subjects.device_consumer(device), stream=COMMANDS_STREAM
+        )
+        try:
+            while not halt.is_set():
+                if not self.publisher.connected:  # do not spend the command's deliveries (max_deliver) meanwhile
+                    await _pause(halt, RETRY_S)
+                    continue
+                try:
+                    messages = await psub.fetch(1, timeout=FETCH_WAIT_S)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("fetching commands failed; retrying", extra={"device": device, "reason": repr(exc)})
+                    await _pause(halt, RETRY_S)
+                    continue
+                for message in messages:
+                    await self.deliver(device, message)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await psub.unsubscribe()
+
+    async def deliver(self, device: str, message: Msg) -> None:
+        """Publish one command to its device with QoS 1; acknowledge it once the server has it."""
+        try:
+            command = decode(message.data)
+        except EventDecodeError as exc:
+            log.warning("dropped a malformed command", extra={"device": device, "reason": exc.reason})
+            await message.term()
+            return
+        if not isinstance(command, CommandIssued) or command.device_id != device:
+            log.warning("dropped what is not a command for this device", extra={"device": device})
+            await message.term()
+            return
+        if mqtt.expired(command, datetime.now(UTC)):
+            await self.store.append(
+                CommandExpired(
+                    command_id=command.command_id,
+                    device_id=device,
+                    actor=mqtt.BRIDGE_ID,
+                    correlation_id=command.correlation_id,
+                    causation_id=command.event_id,
+                )
+            )
+            await message.ack()
+            self.metrics.commands.labels("expired").inc()
+            return
+        topic = mqtt.command_topic(device, command.command_id)
+        if await self.publisher.publish(topic, mqtt.command_payload(command)):
+            await message.ack()
+            self.metrics.commands.labels("delivered").inc()
+            log.info("command delivered", extra={"device": device, "command_id": command.command_id})
+        else:
+            log.warning("command not acknowledged by MQTT; retrying", extra={"command_id": command.command_id})
+            await message.nak(delay=1)
+            self.metrics.commands.labels("retried").inc()
+
+    # --- reports in ----------------------------------------------------------
+
+    async def _translate(self, stop: asyncio.Event) -> None:
+        psub = await self.bridge.jetstream().pull_subscribe_bind(durable=mqtt.IN_CONSUMER, stream=mqtt.IN_STREAM)
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await psub.fetch(50, timeout=FETCH_WAIT_S)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("fetching MQTT reports failed; retrying", extra={"reason": repr(exc)})
+                    await _pause(stop, RETRY_S)
+                    continue
+                for message in messages:
+                    await self.translate(message)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await psub.unsubscribe()
+
+    async def translate(self, message: Msg) -> None:
+        """Turn one device report into our event and append it; drop (term) what cannot be translated."""
+        meta = message.metadata
+        try:
+            device, what = mqtt.parse_subject(message.subject)
+            event = mqtt.translate(
+                device, what, message.data, at=meta.timestamp, source=f"{mqtt.IN_STREAM}:{meta.sequence.stream}"
+            )
+            if isinstance(event, CommandEvent) and not await self.store.last_subject_sequence(
+                subjects.command(device, event.command_id)
+            ):
+                raise mqtt.MqttPayloadError(f"{device} reported on command {event.command_id}, never issued to it")
+        except mqtt.MqttPayloadError as exc:
+            log.warning("dropped a report from an MQTT device", extra={"subject": message.subject, "reason": str(exc)})
+            await message.term()
+            self.metrics.reports.labels("dropped").inc()
+            return
+        await self.store.append(event)
+        await message.ack()
+        self.metrics.reports.labels("appended").inc()
+
+
+async def open_bridge(
+    store: EventStore,
+    identity: Identity,
+    *,
+    host: str,
+    port: int,
+    devices: Callable[[], frozenset[str]],
+    metrics: MqttMetrics | None = None,
+) -> MqttBridge:
+    """Connect the bridge's identity over NATS and over MQTT (`host`:`port`).
+
+    Raises StoreUnavailable or MqttError (MahavishnuError) saying what failed.
+    """
+    bridge = await connect(identity, name="mahavishnu-mqtt-bridge")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
+    # A client id of its own each run: a device that took the bridge's id would take over its session.
+    publisher = MqttPublisher(host, port, identity, client_id=f"mahavishnu-mqtt-bridge-{secrets.token_hex(6)}")
+    try:
+        await publisher.start()
+    except MahavishnuError:
+        await bridge.close()
+        raise
+    return MqttBridge(store, bridge, publisher, devices, metrics=metrics)
+
+
+async def close_bridge(bridge: MqttBridge) -> None:
+    await asyncio.to_thread(bridge.publisher.stop)
+    if not bridge.bridge.is_closed:
+        with contextlib.suppress(OSError):
+            await bridge.bridge.close()

@@ -1,0 +1,133 @@
+"""Registering a host the mesh reaches over SSH: pin its key, note its credentials locally, record the event.
+
+Order, as for enrolment (mahavishnu.control.devices): check everything first (id, address, host
+key, that the identity file opens, the allowlist), then write the local credential paths,
+ensure the host's command consumer, and record `device.ssh_registered.v1` and its audit
+entry. The event holds the pinned public key and its fingerprint, never a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Literal
+
+from certs import validate_identity
+from core import subjects
+from core.audit import AuditTrail
+from core.events import SshHostRegistered
+from core.store import EventStore
+from mahavishnu.control import devices
+from mahavishnu.control.permissions import COMMANDS_STREAM
+from mahavishnu.gateways.ssh import credentials as ssh_credentials
+from mahavishnu.gateways.ssh.credentials import Credentials
+from mahavishnu.gateways.ssh.errors import SshError
+from mahavishnu.gateways.ssh.hosts import HostKey, normalize_allowlist, parse_host_key
+from mahavishnu.gateways.ssh.pool import fetch_host_key, load_identity
+from mahavishnu.runtime.home import Home
+
+Trust = Literal["pinned", "tofu"]
+
+
+async def resolve_host_key(
+    *,
+    host_key: str | None,
+    host_key_file: Path | None,
+    trust_on_first_use: bool,
+    host: str,
+    port: int,
+    timeout: float,
+) -> tuple[HostKey, Trust]:
+    """The key to pin: given, read from a file, or (only when asked) fetched from the host now.
+
+    SshError when not exactly one way is chosen; HostKeyError when the key is malformed.
+    """
+    chosen = [host_key is not None, host_key_file is not None, trust_on_first_use]
+    if sum(chosen) != 1:
+        raise SshError(
+            "say how to trust the host's key, exactly one of: --host-key 'ssh-ed25519 AAAA...', "
+            "--host-key-file FILE (e.g. a copy of the host's /etc/ssh/ssh_host_ed25519_key.pub), "
+            "or --trust-on-first-use (pin whatever key the host presents now)"
+        )
+    if host_key is not None:
+        return parse_host_key(host_key), "pinned"
+    if host_key_file is not None:
+        return parse_host_key(_read(host_key_file), origin=str(host_key_file)), "pinned"
+    return await fetch_host_key(host, port, timeout=timeout), "tofu"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise SshError(f"cannot read --host-key-file {path}: {exc.strerror or exc}") from None
+
+
+def check_address(host: str, port: int, user: str) -> None:
+    """SshError naming the wrong part of an SSH address (pure)."""
+    if not host or any(c.isspace() for c in host) or host.startswith("-"):
+        raise SshError(f"--host {host!r} is not a host name or address")
+    if not 1 <= port <= 65535:
+        raise SshError(f"--port {port} must be between 1 and 65535")
+    if not user or any(c.isspace() or c in "@:/" for c in user) or user.startswith("-"):
+        raise SshError(f"--user {user!r} is not a user name (no spaces, '@', ':' or '/')")
+
+
+async def register(
+    home: Home,
+    store: EventStore,
+    device_id: str,
+    *,
+    host: str,
+    port: int,
+    user: str,
+    host_key: HostKey,
+    trust: Trust,
+    credentials: Credentials,
+    allow: list[str],
+    actor: str = "control",
+    ack_wait_s: float = devices.ACK_WAIT_S,
+) -> SshHostRegistered:
+    """Register (or re-register) an SSH host; see the module docstring. SshError when something is wrong."""
+    validate_identity(device_id)
+    check_address(host, port, user)
+    if device_id in devices.devices(home):
+        raise SshError(
+            f"{device_id} is enrolled with a certificate (it runs an agent); give the SSH host an id of its own"
+        )
+    if credentials.identity_file is not None:  # fail now, not at its first command
+        await asyncio.to_thread(load_identity, credentials.identity_file, credentials.passphrase_file)
+    try:
+        allowlist = normalize_allowlist(allow)
+    except ValueError as exc:
+        raise SshError(str(exc)) from None
+    ssh_credentials.save(home.root, device_id, credentials)
+    consumer = subjects.device_consumer(device_id)
+    await store.ensure_durable(COMMANDS_STREAM, consumer, devices.consumer_config(device_id, ack_wait_s))
+    event = SshHostRegistered(
+        device_id=device_id,
+        host=host,
+        port=port,
+        user=user,
+        host_key=host_key.line,
+        fingerprint_sha256=host_key.fingerprint,
+        trust=trust,
+        auth="identity_file" if credentials.identity_file is not None else "agent",
+        exec_allowlist=allowlist,
+        actor=actor,
+    )
+    await store.append(event)
+    await AuditTrail(store).record(
+        actor=actor,
+        category="identity",
+        action="device.add_ssh",
+        target=device_id,
+        details={
+            "endpoint": f"{user}@{host}:{port}",
+            "host_key": host_key.fingerprint,
+            "trust": trust,
+            "auth": event.auth,
+            "exec_allowlist": len(allowlist),
+        },
+    )
+    return event

@@ -1,0 +1,1 @@
+"""What `up` measures and reports: connected agents, command latency, connection audit, SLOs."""

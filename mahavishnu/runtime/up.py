@@ -1,0 +1,347 @@
+"""`mahavishnu up`: bring the mesh up on this machine and keep it up until told to stop.
+
+Creates the state directory once, starts nats-server from the wheel under a supervisor
+(or, with `--cluster N`, N nodes each under its own: mahavishnu.runtime.cluster), creates the
+streams, records `mesh.started`, keeps the read models up to date, serves /metrics,
+/health and /ready (ready: connected and caught up), runs the MQTT bridge when [mqtt]
+port is set (mahavishnu.gateways.mqtt.bridge), prints how to connect, and on SIGINT or SIGTERM
+stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+
+from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
+
+from core.audit import AuditTrail
+from core.config import Settings
+from core.errors import MahavishnuError
+from core.events import MeshStarted, MeshStopped
+from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
+from core.probes import ProbeServer, ServerTLS
+from core.store import EventStore, Identity, connect
+from core.streams import StreamSpec, default_streams
+from mahavishnu.control import operators, tokens
+from mahavishnu.control import requests as control_requests
+from mahavishnu.gateways.mqtt import bridge as bridging
+from mahavishnu.gateways.mqtt import devices as mqtt
+from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
+from mahavishnu.gateways.shell.session import Limits
+from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.observability import agents_online, command_latency, connection_audit
+from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
+from mahavishnu.runtime.clusterplan import stream_replicas
+from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.server import NatsServer
+from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
+from mahavishnu.sites import hub as sites
+from projections import http_api, http_auth
+from projections.codeindex.registering import register_at_start
+from projections.codeindex.service import CodeIndexService
+from projections.database import database_key
+from projections.queries import ReadModels
+from projections.query_service import start_query_service
+from projections.service import ProjectionService
+
+log = logging.getLogger("mahavishnu.up")
+
+CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they end with up's exit anyway
+
+
+def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
+    js = settings.jetstream
+    return default_streams(
+        replicas=stream_replicas(settings),
+        duplicate_window_s=js.duplicate_window,
+        events_max_age_s=js.events_max_age,
+        commands_max_age_s=js.commands_max_age,
+        audit_max_age_s=js.audit_max_age,
+    )
+
+
+def mqtt_help(home: Home, settings: Settings) -> str:
+    """What `up` prints about the MQTT listener (pure): where it is and a mosquitto_pub line that works."""
+    host = "127.0.0.1" if settings.mqtt.host in ("0.0.0.0", "::", "") else settings.mqtt.host
+    device = home.root / "devices" / "ID"
+    return "\n".join(
+        [
+            f"  mqtt      mqtts://{host}:{settings.mqtt.port} (devices enrolled with --transport mqtt), e.g.",
+            f"            mosquitto_pub --cafile {home.ca_dir / 'ca.pem'}"
+            f" --cert {device}/cert.pem --key {device}/key.pem -h {host} -p {settings.mqtt.port}"
+            " -i ID -q 1 -t mesh/evt/device/ID/telemetry -m '{\"temp_c\": 41.5}'",
+        ]
+    )
+
+
+def connection_help(identity: Identity, home: Home) -> str:
+    """What `up` prints so a person or a tool can connect (pure): every node's URL in a cluster."""
+    tls = f"--tlsca {identity.ca} --tlscert {identity.cert} --tlskey {identity.key}"
+    return "\n".join(
+        [
+            f"mesh is up: {', '.join(identity.servers)}",
+            f"  state     {home.root}",
+            f"  CA        {identity.ca}",
+            f"  cert      {identity.cert}",
+            f"  key       {identity.key}",
+            f"  nats CLI  nats --server {','.join(identity.servers)} {tls} stream ls",
+            "  env       mahavishnu env --json   (the same, for scripts)",
+            "  stop      Ctrl-C",
+        ]
+    )
+
+
+def restart_policy(settings: Settings) -> RestartPolicy:
+    """How `up` restarts its children (servers, services) and when it gives up on one (pure)."""
+    return RestartPolicy(
+        initial=settings.server.restart_backoff,
+        maximum=settings.server.restart_backoff_max,
+        max_crashes=settings.server.give_up_after,
+        window=settings.server.give_up_window,
+    )
+
+
+async def start_servers(
+    home: Home, settings: Settings, out: Callable[[str], None] = print
+) -> Supervisor | ClusterSupervisor:
+    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`.
+
+    A cluster node that does not start is reported through `out` and left to its
+    supervisor; MahavishnuError when the mesh cannot come up at all.
+    """
+    policy = restart_policy(settings)
+    if settings.server.cluster:
+        stream_replicas(settings)  # refuse a cluster too small for the replicas before starting anything
+        cluster = ClusterSupervisor(prepare_cluster(home, settings), policy, mesh=settings.mesh.name)
+        await cluster.start()
+        for problem in cluster.problems.values():
+            out(f"warning: {problem}")
+        return cluster
+    prepare(home, settings)
+    supervisor = Supervisor(NatsServer(home.server_conf, name=settings.mesh.name), policy)
+    await supervisor.start()
+    return supervisor
+
+
+async def run(
+    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
+) -> int:
+    """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
+    policy = restart_policy(settings)
+    supervisor = await start_servers(home, settings, out)
+    watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
+    identity = home.control_identity(settings)
+    registry = new_registry()  # one per process, served on /metrics by the probes
+    nc: Client | None = None
+    probes: ProbeServer | None = None
+    service: ProjectionService | None = None
+    stop_following = asyncio.Event()
+    # The services up runs in its own process, each restarted by keep_running after a crash;
+    # each returns once stop_following is set.
+    services: list[asyncio.Task[None]] = []
+
+    def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+        services.append(asyncio.create_task(keep_running(name, run, policy), name=name))
+
+    code: CodeIndexService | None = None
+    system: Client | None = None
+    api: ProbeServer | None = None
+    bridge: bridging.MqttBridge | None = None
+    shells: ShellBroker | None = None
+    try:
+        nc = await connect(identity, name="mahavishnu-up")
+        # EVENTS sources every registered edge site's stream (a site added later gets its
+        # source from `site add` itself, without a restart).
+        streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
+        store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
+        if isinstance(supervisor, ClusterSupervisor):
+            await create_streams(store, supervisor)
+        else:
+            await store.ensure_streams()
+        node = socket.gethostname()
+        await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
+        key = database_key(home.root, os.environ)
+        service = ProjectionService(
+            store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
+        )
+        await service.start()
+        supervise("projections", lambda: service.run(stop_following))
+        supervise("site sources", lambda: sites.keep_sources(nc, home, stop_following))
+        await control_requests.serve(nc, service)
+        for location in index:
+            out(await register_at_start(store, location))
+        # The indexer's worker pool starts with the first commit to index, not here: a mesh
+        # without repositories runs no worker processes.
+        code = CodeIndexService(store, home.root, settings.code, metrics=CodeIndexMetrics(registry))
+        supervise("code index", lambda: code.run(stop_following))
+        models = ReadModels(home.readmodels_dir, key, store)
+        queries = await start_query_service(
+            nc,
+            models,
+            version=version("mahavishnu"),
+            resolve=operators.resolver(home),
+            audit=AuditTrail(store),
+        )
+        if settings.http.port:
+            api = http_api_server(
+                home, settings, models, AuditTrail(store), ready=lambda: service is not None and service.caught_up
+            )
+            await api.start()
+        fleet = CommandMetrics(registry)
+        await command_latency.follow(nc, fleet)
+        system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
+        await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
+        shells = await start_shell_broker(
+            nc,
+            resolve=operators.resolver(home),
+            audit=AuditTrail(store),
+            limits=shell_limits(settings),
+            system=system,
+            version=version("mahavishnu"),
+        )
+        devices = operators.devices_by_user(home)
+        supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
+        if settings.mqtt.port:
+            bridge = await bridging.open_bridge(
+                store,
+                home.mqtt_bridge_identity(settings),
+                host=settings.mqtt.host,
+                port=settings.mqtt.port,
+                devices=lambda: mqtt.registered(home.root),
+                metrics=bridging.MqttMetrics(registry),
+            )
+            relay = bridge
+            supervise("mqtt bridge", lambda: relay.run(stop_following))
+        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        supervise("ssh gateway", lambda: gateway.run(stop_following))
+        probes = await _start_probes(
+            settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
+        )
+        out(connection_help(identity, home))
+        if bridge is not None:
+            out(mqtt_help(home, settings))
+        endpoints = supervisor.server.endpoints if isinstance(supervisor, Supervisor) else None
+        if endpoints is not None and endpoints.leaf_port:  # edge sites connect to a single hub server
+            leaf = f"{settings.leaf.host}:{endpoints.leaf_port}"
+            out(f"  sites     leaf nodes on {leaf} (mahavishnu site add NAME)")
+        if probes is not None:
+            out(f"  probes    http://{settings.metrics.host}:{probes.port}/metrics /health /ready")
+        if api is not None:
+            out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
+            if settings.http.tls:
+                out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
+        await _until_signal(watcher, *services)
+        await queries.stop()
+        await shells.stop()
+        shells = None
+        stop_following.set()
+        await asyncio.gather(*services)
+        supervisor.stopping()
+        with contextlib.suppress(MahavishnuError, TimeoutError):
+            await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
+        out("mesh stopped")
+        return 0
+    except MahavishnuError as exc:
+        # Still starting when the supervisor gave up on the server: the step that failed (a read
+        # that timed out) is a symptom; the server that cannot be kept up is the reason to report.
+        gave_up = watcher.exception() if watcher.done() and not watcher.cancelled() else None
+        if gave_up is not None:
+            raise gave_up from exc
+        raise
+    finally:
+        if shells is not None:  # stopping on an error: end the terminal sessions all the same
+            with contextlib.suppress(Exception):
+                await shells.stop()
+        stop_following.set()
+        for task in services:
+            if not task.done():
+                await task
+        if bridge is not None:
+            await bridging.close_bridge(bridge)
+        if code is not None:
+            with contextlib.suppress(TimeoutError):  # niced workers on a loaded machine: do not hang the stop
+                await asyncio.wait_for(code.close(), CODE_CLOSE_S)
+        if service is not None:
+            await service.close()
+        if probes is not None:
+            await probes.stop()
+        if api is not None:
+            await api.stop()
+        await _close(system)
+        await _close(nc)
+        await supervisor.stop()
+        if not watcher.done():
+            await watcher
+
+
+def shell_limits(settings: Settings) -> Limits:
+    """The remote terminal's limits from [shell] (pure)."""
+    shell = settings.shell
+    return Limits(idle_s=shell.idle_timeout, max_s=shell.max_duration, owner_silence_s=shell.owner_timeout)
+
+
+def http_api_server(
+    home: Home, settings: Settings, models: ReadModels, audit: AuditTrail, *, ready: Callable[[], bool]
+) -> ProbeServer:
+    """The HTTP query API and dashboard: over HTTPS with the mesh's server certificate unless [http] tls is off.
+
+    With TLS an operator's client certificate authenticates like its bearer token does
+    (both are checked against the CA registry and roles.json on every request).
+    """
+    tls = None
+    if settings.http.tls:
+        tls = ServerTLS(home.server_dir / "cert.pem", home.server_dir / "key.pem", client_ca=home.ca_dir / "ca.pem")
+    authenticate = http_auth.authenticator(
+        by_token=tokens.authenticator(home), by_certificate=operators.certificate_resolver(home)
+    )
+    return ProbeServer(
+        settings.http.host,
+        settings.http.port,
+        new_registry(),
+        ready=ready,
+        routes=http_api.routes(models, authenticate=authenticate, audit=audit, client_certificates=tls is not None),
+        tls=tls,
+    )
+
+
+async def _start_probes(
+    settings: Settings, registry: CollectorRegistry, ready: Callable[[], bool]
+) -> ProbeServer | None:
+    if not settings.metrics.port:
+        return None
+    probes = ProbeServer(settings.metrics.host, settings.metrics.port, registry, ready=ready)
+    await probes.start()
+    return probes
+
+
+async def _close(client: Client | None) -> None:
+    """Close a connection; one to a server that is gone (up is giving up on it) fails to flush: that is fine."""
+    if client is not None and not client.is_closed:
+        with contextlib.suppress(OSError):
+            await client.close()
+
+
+async def _until_signal(*children: asyncio.Task[None]) -> None:
+    """Wait for SIGINT or SIGTERM; GaveUp (ClusterError) propagates when a child (the server or cluster, a service)
+    could not be kept up."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait({*children, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for child in done - {stopper}:
+            child.result()  # raises GaveUp; none of them ends cleanly before a signal
+    finally:
+        stopper.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
