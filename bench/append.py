@@ -28,7 +28,8 @@ from core.config import load_config
 from core.events import Event, TelemetryReported, encode
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 
 

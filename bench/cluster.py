@@ -32,10 +32,11 @@ from core.events import Event
 from core.logs import configure_logging
 from core.store import EventStore, connect
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
+from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy
-from mahavishnu.runtime.up import streams_of
 from tests.harness import free_port_run
 
 

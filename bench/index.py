@@ -40,7 +40,8 @@ from core.config import load_config
 from core.events import CommitIndexed, FileIndexed, RepoAdded, RepoCommitSeen, SecretFound
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from projections import readers
 from projections.code_queries import ReposQuery, code_repos

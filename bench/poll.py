@@ -32,7 +32,8 @@ from core.config import CodeSettings, load_config
 from core.events import RepoAdded
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from projections.codeindex.poller import Poller
 

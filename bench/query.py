@@ -47,9 +47,10 @@ from core.events import AuditRecorded
 from core.logs import configure_logging
 from core.store import EventStore, Identity, connect
 from mahavishnu.control import operators
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 
 QUERY = "mesh.q.audit.search"
 BODY = b'{"device":"dev-a"}'
@@ -260,7 +261,7 @@ async def main(seconds: float, rounds: int, entries: int, concurrency: int) -> s
         auditor = await seed(home, settings, entries, root)
         expected = min(PAGE, sum(1 for e in audit_entries(entries) if e.target == "dev-a"))
         up_log = root / "up.log"
-        with running([sys.executable, "-m", "mahavishnu.cli.main", "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
+        with running([sys.executable, "-m", "mahavishnu.cli", "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
             wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
             with echo_service(home, settings.server.port, env, root / "echo.log"):
                 log(f"mesh up; {rounds} rounds of {seconds / rounds:g} s each, concurrency {concurrency}")

@@ -37,7 +37,8 @@ from core.config import load_config
 from core.events import AuditRecorded
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from projections.audit import Audit
 from projections.database import ensure_key_file

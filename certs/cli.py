@@ -104,9 +104,8 @@ def _hex(text: str) -> int:
     return int(text, 16)
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `ca` command and its subcommands to the top-level parser's subparsers."""
-    ca = subparsers.add_parser("ca", help="the certificate authority of the mesh")
+def add(ca: argparse.ArgumentParser) -> None:
+    """Add the subcommands of `ca` to its parser; each sets `func(args, home) -> int`."""
     sub = ca.add_subparsers(dest="ca_command", required=True, metavar="COMMAND")
 
     init = sub.add_parser("init", help="create the CA")

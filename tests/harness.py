@@ -14,7 +14,8 @@ from pathlib import Path
 
 from core.config import Settings, load_config
 from core.store import Identity
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 
 

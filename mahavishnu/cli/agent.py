@@ -12,37 +12,41 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import MahavishnuError
 
+if TYPE_CHECKING:
+    from core.config import Settings
+    from mahavishnu.runtime.home import Home
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    agent = commands.add_parser("agent", help="device-side commands")
+
+def add(agent: argparse.ArgumentParser) -> None:
     actions = agent.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
 
     csr = actions.add_parser("csr", help="make this device's key (0600) and a CSR to enrol with")
     csr.add_argument("--id", required=True, help="this device's id")
     csr.add_argument("--out", required=True, help="folder for key.pem and csr.pem")
     csr.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
-    csr.set_defaults(func=_csr)
+    csr.set_defaults(handler=_csr)
 
     run = actions.add_parser("run", help="run the agent until SIGTERM or Ctrl-C")
     run.add_argument("--config", help="agent.toml written by `mahavishnu device enroll`")
     run.add_argument("--simulate", type=int, metavar="N", help="run N simulated devices in one process (control host)")
-    run.set_defaults(func=_run)
+    run.set_defaults(handler=_run)
 
 
-def _run(args: argparse.Namespace, home: Path) -> int:
+async def _run(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     from mahavishnu.cli.agent_runner import run_agents
 
     if (args.config is None) == (args.simulate is None):
         raise MahavishnuError("give either --config agent.toml or --simulate N")
     if args.simulate is not None and not 1 <= args.simulate <= 10_000:
         raise MahavishnuError(f"--simulate {args.simulate}: choose between 1 and 10000 devices")
-    return run_agents(home, config=Path(args.config) if args.config else None, simulate=args.simulate)
+    return await run_agents(home, settings, config=Path(args.config) if args.config else None, simulate=args.simulate)
 
 
-def _csr(args: argparse.Namespace, home: Path) -> int:
+def _csr(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     from core.subjects import token
 
     token(args.id, what="device id")

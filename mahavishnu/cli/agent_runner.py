@@ -7,20 +7,22 @@ import os
 import signal
 from pathlib import Path
 
+from core.config import Settings
 from core.logs import configure_logging
 from edge import AgentConfig, load_agent_config
 from edge.agent import Agent
+from mahavishnu.runtime.home import Home
 
 
-def run_agents(home: Path, *, config: Path | None, simulate: int | None) -> int:
+async def run_agents(home: Home, settings: Settings, *, config: Path | None, simulate: int | None) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop."""
     configure_logging(level=os.environ.get("MAHAVISHNU_LOGGING__LEVEL", "info"), fmt="json")
     if config is not None:
         configs = [load_agent_config(config)]
     else:
         assert simulate is not None
-        configs = [load_agent_config(path) for path in _simulated_devices(home, simulate)]
-    return asyncio.run(_run(configs))
+        configs = [load_agent_config(path) for path in await _simulated_devices(home, settings, simulate)]
+    return await _run(configs)
 
 
 async def _run(configs: list[AgentConfig]) -> int:
@@ -33,27 +35,19 @@ async def _run(configs: list[AgentConfig]) -> int:
     return 0
 
 
-def _simulated_devices(home: Path, count: int) -> list[Path]:
+async def _simulated_devices(home: Home, settings: Settings, count: int) -> list[Path]:
     """Enrol sim-0..sim-(count-1) once (the mesh must be up), and return their agent.toml files."""
-    from core.config import load_config
     from core.store import EventStore, connect
     from mahavishnu.control import devices
-    from mahavishnu.runtime.home import Home
 
-    mesh = Home(home)
-    settings = load_config(home / "mahavishnu.toml", os.environ)
-    wanted = {f"sim-{i}": home / "devices" / f"sim-{i}" / "agent.toml" for i in range(count)}
+    wanted = {f"sim-{i}": home.root / "devices" / f"sim-{i}" / "agent.toml" for i in range(count)}
     missing = [device for device, path in wanted.items() if not path.is_file()]
-
-    async def enrol() -> None:
-        store = EventStore(await connect(mesh.control_identity(settings), name="simulator", reconnect=False))
+    if missing:
+        home.check_ready()
+        store = EventStore(await connect(home.control_identity(settings), name="simulator", reconnect=False))
         try:
             for device in missing:
-                await devices.enroll(mesh, settings, store, device, out_dir=wanted[device].parent)
+                await devices.enroll(home, settings, store, device, out_dir=wanted[device].parent)
         finally:
             await store.nc.close()
-
-    if missing:
-        mesh.check_ready()
-        asyncio.run(enrol())
     return list(wanted.values())

@@ -8,9 +8,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from core.audit import verify_chain
 from core.config import Settings
@@ -18,27 +16,26 @@ from core.errors import MahavishnuError
 from core.events import AuditRecorded, EventDecodeError, decode
 from core.store import EventStore, connect
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 from projections.database import database_key
 from projections.queries import AuditSearch, ReadModels, audit_search
 
 SUBJECTS = "mesh.audit.>"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    audit = subparsers.add_parser("audit", help="search, verify and export the audit trail")
+def add(audit: argparse.ArgumentParser) -> None:
     actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     search = actions.add_parser("search", help="entries of the audit read model, newest first, as JSON lines")
     for option in ("actor", "device", "action", "since", "until"):
         search.add_argument(f"--{option}")
     search.add_argument("--limit", type=int, default=100)
-    search.set_defaults(func=bind(_search))
+    search.set_defaults(handler=_search)
     verify = actions.add_parser("verify", help="check the hash chain of the stream, or of an exported file")
     verify.add_argument("--file", help="a file written by `audit export --format jsonl`")
-    verify.set_defaults(func=bind(_verify))
+    verify.set_defaults(handler=_verify)
     export = actions.add_parser("export", help="the whole trail from the stream")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.set_defaults(func=bind(_export))
+    export.set_defaults(handler=_export)
 
 
 async def _search(home: Home, settings: Settings, args: argparse.Namespace) -> int:

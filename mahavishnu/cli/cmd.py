@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import EventStore, connect
 from core.units import parse_duration
-from mahavishnu.cli.device import Run
 from mahavishnu.control import commands
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Run], object]) -> None:
-    cmd = subparsers.add_parser("cmd", help="send commands to devices and follow them (the mesh must be up)")
+def add(cmd: argparse.ArgumentParser) -> None:
     actions = cmd.add_subparsers(dest="cmd_command", required=True, metavar="ACTION")
 
     send = actions.add_parser("send", help="send a command; --wait prints its result")
@@ -28,19 +25,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bi
     send.add_argument("--ttl", default="30s", help="time to live before delivery (expired: never run)")
     send.add_argument("--timeout", default="10s", help="how long it may run on the device")
     send.add_argument("--wait", action="store_true", help="wait for the outcome; exit non-zero unless it succeeded")
-    send.set_defaults(func=bind(_send))
+    send.set_defaults(handler=_send)
 
     status = actions.add_parser("status", help="one command's state, as JSON")
     status.add_argument("command_id")
-    status.set_defaults(func=bind(_status))
+    status.set_defaults(handler=_status)
 
     listing = actions.add_parser("list", help="a device's commands still in the stream")
     listing.add_argument("--device", required=True)
-    listing.set_defaults(func=bind(_list))
+    listing.set_defaults(handler=_list)
 
     cancel = actions.add_parser("cancel", help="cancel a command its device has not received yet")
     cancel.add_argument("command_id")
-    cancel.set_defaults(func=bind(_cancel))
+    cancel.set_defaults(handler=_cancel)
 
 
 def _arguments(text: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings
@@ -32,8 +31,7 @@ from projections.database import database_key
 from projections.reading import ReadModels
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    code = subparsers.add_parser("code", help="query the code index: symbols, full text, context, files, repositories")
+def add(code: argparse.ArgumentParser) -> None:
     actions = code.add_subparsers(dest="code_command", required=True, metavar="ACTION")
 
     symbol = actions.add_parser("symbol", help="where a Python symbol is defined (exact name, or --prefix)")
@@ -54,9 +52,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bi
     actions.add_parser("repos", help="each repository's last indexed commit and freshness")
     for action, handler in (("symbol", _symbol), ("search", _search), ("context", _context), ("files", _files)):
         actions.choices[action].add_argument("--json", action="store_true", help="print the query's JSON document")
-        actions.choices[action].set_defaults(func=bind(handler))
+        actions.choices[action].set_defaults(handler=handler)
     actions.choices["repos"].add_argument("--json", action="store_true", help="print the query's JSON document")
-    actions.choices["repos"].set_defaults(func=bind(_repos))
+    actions.choices["repos"].set_defaults(handler=_repos)
 
 
 def _models(home: Home) -> ReadModels:

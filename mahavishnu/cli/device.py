@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import EventStore, connect
-from mahavishnu.cli import ssh as ssh_cli
+from mahavishnu.cli import device_ssh
 from mahavishnu.control import devices
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.up import streams_of
-
-Run = Callable[[Home, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+from mahavishnu.runtime.streams import streams_of
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Run], object]) -> None:
-    """Add `device`; `bind` turns an async handler into the CLI's `func`."""
-    device = commands.add_parser("device", help="enrol, list, revoke and rotate devices (the mesh must be up)")
+def add(device: argparse.ArgumentParser) -> None:
     actions = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
 
     enroll = actions.add_parser("enroll", help="issue a device its certificate and agent.toml")
@@ -38,19 +32,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
     enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
     enroll.add_argument("--site", help="the device connects to this edge site's server (see `mahavishnu site list`)")
-    enroll.set_defaults(func=bind(_enroll))
+    enroll.set_defaults(handler=_enroll)
 
     listing = actions.add_parser("list", help="every device and the state of its certificates")
-    listing.set_defaults(func=bind(_list))
+    listing.set_defaults(handler=_list)
 
     show = actions.add_parser("show", help="one device's certificates, as JSON")
     show.add_argument("id")
-    show.set_defaults(func=bind(_show))
+    show.set_defaults(handler=_show)
 
     revoke = actions.add_parser("revoke", help="revoke a device: its connections are closed, it cannot return")
     revoke.add_argument("id")
     revoke.add_argument("--reason", default="unspecified", help="e.g. key_compromise, cessation_of_operation")
-    revoke.set_defaults(func=bind(_revoke))
+    revoke.set_defaults(handler=_revoke)
 
     rotate = actions.add_parser("rotate", help="issue a new certificate; --complete revokes the old one")
     rotate.add_argument("id")
@@ -60,57 +54,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], bind
     rotate.add_argument(
         "--force", action="store_true", help="with --complete: revoke even if no heartbeat shows the switch"
     )
-    rotate.set_defaults(func=bind(_rotate))
+    rotate.set_defaults(handler=_rotate)
 
     desire = actions.add_parser("desire", help="set desired configuration (the shadow); the agent is told")
     desire.add_argument("id")
     desire.add_argument("--state", required=True, help="JSON object of configuration values, e.g. '{\"rate\": 5}'")
-    desire.set_defaults(func=bind(_desire))
-    ssh_cli.register(actions, bind)  # add-ssh: hosts reached over SSH, without an agent
-
-
-def register_operators(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    operator = commands.add_parser("operator", help="people who query the mesh, and their roles")
-    actions = operator.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="issue an operator certificate with a role")
-    add.add_argument("id")
-    add.add_argument("--role", required=True, choices=("admin", "operator", "auditor", "viewer"))
-    add.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem (default HOME/operators/ID)")
-    add.set_defaults(func=_operator_add)
-    actions.add_parser("list", help="operators and their roles").set_defaults(func=_operator_list)
-    token = actions.add_parser("token", help="a new bearer token for the HTTP API (shown once)")
-    token.add_argument("id")
-    token.set_defaults(func=_operator_token)
-
-
-def _operator_add(args: argparse.Namespace, home_path: Path) -> int:
-    from mahavishnu.cli.main import settings_for
-    from mahavishnu.control import operators
-
-    home = Home(home_path)
-    out = Path(args.out) if args.out else home.root / "operators" / args.id
-    issued = operators.add(home, settings_for(home_path), args.id, args.role, out_dir=out)
-    print(
-        f"operator {args.id} ({args.role}): cert {issued.cert_path}, key {issued.key_path}; query with "
-        f"`nats --tlscert {issued.cert_path} --tlskey {issued.key_path} --tlsca {issued.ca_path} "
-        f"--inbox-prefix _INBOX_{args.id} req mesh.q.devices.list ''`"
-    )
-    return 0
-
-
-def _operator_token(args: argparse.Namespace, home_path: Path) -> int:
-    from mahavishnu.control import tokens
-
-    print(tokens.issue(Home(home_path), args.id))
-    return 0
-
-
-def _operator_list(args: argparse.Namespace, home_path: Path) -> int:
-    from mahavishnu.control import operators
-
-    for identity, role in sorted(operators.roles(Home(home_path)).items()):
-        print(f"{identity}  {role}")
-    return 0
+    desire.set_defaults(handler=_desire)
+    device_ssh.add_action(actions)  # add-ssh: hosts reached over SSH, without an agent
 
 
 async def _with_store(home: Home, settings: Settings) -> EventStore:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-from collections.abc import Callable
-from typing import Any
 
 from core.config import Settings
 from core.errors import MahavishnuError
@@ -14,18 +12,17 @@ from core.store import EventStore
 from mahavishnu.control import erasure
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    erase = subparsers.add_parser("erase", help="erase personal data for good (crypto-shredding)")
+def add(erase: argparse.ArgumentParser) -> None:
     kinds = erase.add_subparsers(dest="erase_command", required=True, metavar="WHAT")
     device = kinds.add_parser(
         "device", help=f"delete a device's data key: its {' and '.join(SEALED_DEVICE_FIELDS)} become unreadable"
     )
     device.add_argument("id")
     device.add_argument("--yes", action="store_true", help="confirm: an erasure cannot be undone")
-    device.set_defaults(func=bind(_erase_device))
+    device.set_defaults(handler=_erase_device)
 
 
 async def _erase_device(home: Home, settings: Settings, args: argparse.Namespace) -> int:

@@ -4,48 +4,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from core.config import Settings
-from core.errors import MahavishnuError
 from core.store import EventStore, connect
 from mahavishnu.control.requests import request_rebuild
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 from projections.catalog import CATALOG, build
 from projections.checksum import content_checksum
-from projections.database import KEY_ENV, KEY_FILE, database_key, open_encrypted
+from projections.database import database_key, open_encrypted
 from projections.runner import ProjectionRunner
-from projections.service import FolderLock
 from projections.status import read_model_status
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    projections = subparsers.add_parser("projections", help="the read models: status, parked events, rebuild")
+def add(projections: argparse.ArgumentParser) -> None:
     actions = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
     actions.add_parser("status", help="position, lag (events and seconds) and parked count of each").set_defaults(
-        func=bind(_status)
+        handler=_status
     )
     parked = actions.add_parser("parked", help="the events a read model could not apply, with the reason")
     parked.add_argument("name", choices=sorted(CATALOG))
-    parked.set_defaults(func=bind(_parked))
+    parked.set_defaults(handler=_parked)
     rebuild = actions.add_parser("rebuild", help="build a read model again from sequence 1 and swap it in")
     rebuild.add_argument("name", choices=sorted(CATALOG))
-    rebuild.set_defaults(func=bind(_rebuild))
+    rebuild.set_defaults(handler=_rebuild)
     actions.add_parser(
         "checksum", help="a content checksum of each read model (equal rows, equal checksum)"
-    ).set_defaults(func=bind(_checksum))
+    ).set_defaults(handler=_checksum)
 
-    db = subparsers.add_parser("db", help="the read models' encryption")
-    db_actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_actions.add_parser("rekey", help="encrypt every read model with a new key (`up` stopped)").set_defaults(
-        func=bind(_rekey)
-    )
 
 
 async def _runner(home: Home, settings: Settings, name: str) -> ProjectionRunner:
@@ -124,32 +113,3 @@ def _bar(name: str) -> Callable[[int, int], None]:
         sys.stderr.flush()
 
     return show
-
-
-async def _rekey(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    if os.environ.get(KEY_ENV):
-        raise MahavishnuError(f"the key comes from {KEY_ENV}: unset it to rekey the key file, or rekey by hand")
-    lock = FolderLock(home.readmodels_dir)
-    lock.acquire()
-    try:
-        old, new = database_key(home.root, os.environ), secrets.token_hex(32)
-        files = sorted(home.readmodels_dir.glob("*.db"))
-        for path in files:
-            db = await open_encrypted(path, old)
-            try:
-                await db.execute_fetchall(f"PRAGMA rekey = \"x'{new}'\"")
-            finally:
-                await db.close()
-        _write_key(home.root / KEY_FILE, new)
-    finally:
-        lock.release()
-    print(f"rekeyed {len(files)} read model(s); the new key is in {home.root / KEY_FILE}")
-    return 0
-
-
-def _write_key(path: Path, key: str) -> None:
-    tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    os.replace(tmp, path)

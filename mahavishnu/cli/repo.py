@@ -4,32 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from core.config import Settings
 from core.store import EventStore, connect
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 from projections.codeindex.registering import add_repository, remove_repository
 from projections.codeindex.repos import load_registry
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    repo = subparsers.add_parser("repo", help="repositories the code index polls: add, list, remove")
+def add(repo: argparse.ArgumentParser) -> None:
     actions = repo.add_subparsers(dest="repo_command", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="register a local repository (read in place) or a remote URL (mirrored)")
-    add.add_argument("location", metavar="PATH_OR_URL")
-    add.add_argument("--name", help="the repository's name (default: the last part of its path)")
-    add.add_argument("--branch", default="", help="the branch to index (default: HEAD)")
-    add.set_defaults(func=bind(_add))
+    adding = actions.add_parser("add", help="register a local repository (read in place) or a remote URL (mirrored)")
+    adding.add_argument("location", metavar="PATH_OR_URL")
+    adding.add_argument("--name", help="the repository's name (default: the last part of its path)")
+    adding.add_argument("--branch", default="", help="the branch to index (default: HEAD)")
+    adding.set_defaults(handler=_add)
     listing = actions.add_parser("list", help="registered repositories, with the commit last indexed")
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=bind(_list))
+    listing.set_defaults(handler=_list)
     remove = actions.add_parser("remove", help="stop polling a repository and drop its index")
     remove.add_argument("name")
-    remove.set_defaults(func=bind(_remove))
+    remove.set_defaults(handler=_remove)
 
 
 async def _store(home: Home, settings: Settings) -> EventStore:

@@ -19,9 +19,8 @@ import signal
 import sys
 import termios
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from core import subjects
 from core.config import Settings
@@ -36,10 +35,7 @@ from mahavishnu.runtime.home import Home
 EOF_KEY = b"\x04"  # Ctrl-D: what a terminal sends for the end of input
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    shell = subparsers.add_parser(
-        "shell", help="an interactive terminal on a device, recorded in the audit trail (admin and operator roles)"
-    )
+def add(shell: argparse.ArgumentParser) -> None:
     shell.add_argument("device", help="device id")
     shell.add_argument("--shell", default="", help="a path from the device's shell_allowlist (default: its first)")
     shell.add_argument(
@@ -52,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bi
     shell.add_argument("--key", help="its private key")
     shell.add_argument("--ca", help="the mesh CA certificate")
     shell.add_argument("--server", help="mesh URL, tls://host:port (default: this machine's mesh)")
-    shell.set_defaults(func=bind(run_shell))
+    shell.set_defaults(handler=run_shell)
 
 
 def operator_of(home: Home, settings: Settings, args: argparse.Namespace) -> Operator:

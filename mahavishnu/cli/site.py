@@ -9,36 +9,35 @@ import json
 import signal
 from pathlib import Path
 
+from core.config import Settings
 from core.errors import MahavishnuError
 from core.logs import configure_logging
 from core.store import connect
 from mahavishnu.runtime.home import Home
 from mahavishnu.sites import hub as sites
-from mahavishnu.sites import runner as site_runner
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    site = commands.add_parser("site", help="edge sites: a leaf server each, sourced by the hub when linked")
+def add(site: argparse.ArgumentParser) -> None:
     actions = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
 
-    add = actions.add_parser("add", help="issue a site's certificate and write its bundle (control host)")
-    add.add_argument("name", help="site name: [a-z0-9][a-z0-9-]{0,62}; also its JetStream domain")
-    add.add_argument(
+    adding = actions.add_parser("add", help="issue a site's certificate and write its bundle (control host)")
+    adding.add_argument("name", help="site name: [a-z0-9][a-z0-9-]{0,62}; also its JetStream domain")
+    adding.add_argument(
         "--host", action="append", default=[], help="name or address devices dial at the site (repeatable)"
     )
-    add.add_argument("--listen", default="0.0.0.0", help="address the site's server listens on (default 0.0.0.0)")
-    add.add_argument("--port", type=int, default=sites.DEFAULT_DEVICE_PORT, help="its port for devices (4222)")
-    add.add_argument(
+    adding.add_argument("--listen", default="0.0.0.0", help="address the site's server listens on (default 0.0.0.0)")
+    adding.add_argument("--port", type=int, default=sites.DEFAULT_DEVICE_PORT, help="its port for devices (4222)")
+    adding.add_argument(
         "--hub-url", action="append", default=[], help="where the site dials the hub (default: [leaf] of this mesh)"
     )
-    add.set_defaults(func=_add)
+    adding.set_defaults(handler=_add)
 
-    actions.add_parser("list", help="the registered sites and their devices").set_defaults(func=_list)
+    actions.add_parser("list", help="the registered sites and their devices").set_defaults(handler=_list)
 
     remove = actions.add_parser("remove", help="revoke a site and stop sourcing it (its copied events stay)")
     remove.add_argument("name")
     remove.add_argument("--force", action="store_true", help="even if the hub has not copied all its events yet")
-    remove.set_defaults(func=_remove)
+    remove.set_defaults(handler=_remove)
 
     up = actions.add_parser("up", help="run a site from its bundle folder until Ctrl-C (edge host)")
     up.add_argument("dir", help="the bundle folder copied from the control host")
@@ -47,17 +46,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--probe-port", type=int, default=0, help="serve /health, /ready and /metrics on this port (default: none)"
     )
     up.add_argument("--probe-host", default="127.0.0.1", help="where the probes listen (default 127.0.0.1)")
-    up.set_defaults(func=_up)
+    up.set_defaults(handler=_up)
 
 
-def _add(args: argparse.Namespace, home_path: Path) -> int:
-    from mahavishnu.cli.main import _run_async, settings_for
-
-    home = Home(home_path)
-    settings = settings_for(home_path)
+async def _add(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     site = sites.new_site(args.name, settings, hosts=args.host, host=args.listen, port=args.port, hub_urls=args.hub_url)
     folder = sites.add(home, settings, site)
-    sourced = _run_async(_source_now(home, site))
+    sourced = await _source_now(home, settings, site)
     print(f"site {site.name}: bundle in {folder} (JetStream domain {site.domain}, hub {', '.join(site.hub_urls)})")
     print(
         f"  copy it to the edge host (e.g. `scp -r {folder} edge-host:{site.name}`; key.pem is the site's "
@@ -71,12 +66,10 @@ def _add(args: argparse.Namespace, home_path: Path) -> int:
     return 0
 
 
-async def _source_now(home: Home, site: sites.Site) -> int:
+async def _source_now(home: Home, settings: Settings, site: sites.Site) -> int:
     """Add the site's source to a running hub (1), or 0 when no hub answers (up adds it at start)."""
-    from mahavishnu.cli.main import settings_for
-
     try:
-        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+        nc = await connect(home.control_identity(settings), name="mahavishnu-site", reconnect=False)
     except MahavishnuError:
         return 0
     try:
@@ -86,10 +79,9 @@ async def _source_now(home: Home, site: sites.Site) -> int:
     return 1
 
 
-def _list(args: argparse.Namespace, home_path: Path) -> int:
-    home = Home(home_path)
+async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     known = sites.registered(home)
-    states = asyncio.run(_states(home, known)) if known else {}
+    states = await _states(home, settings, known) if known else {}
     for site in known:
         devices = ", ".join(site.devices) or "no devices"
         print(
@@ -99,12 +91,10 @@ def _list(args: argparse.Namespace, home_path: Path) -> int:
     return 0
 
 
-async def _states(home: Home, known: list[sites.Site]) -> dict[str, str]:
+async def _states(home: Home, settings: Settings, known: list[sites.Site]) -> dict[str, str]:
     """Each site as the running hub sees it: how far it copied, how far the site is (if it answers)."""
-    from mahavishnu.cli.main import settings_for
-
     try:
-        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+        nc = await connect(home.control_identity(settings), name="mahavishnu-site", reconnect=False)
     except MahavishnuError:
         return {}
     try:
@@ -120,12 +110,9 @@ async def _states(home: Home, known: list[sites.Site]) -> dict[str, str]:
         await nc.close()
 
 
-def _remove(args: argparse.Namespace, home_path: Path) -> int:
-    from mahavishnu.cli.main import _run_async
-
-    home = Home(home_path)
+async def _remove(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     site = sites.find(home, args.name)
-    running = _run_async(_unsource(home, site, args.force))
+    running = await _unsource(home, settings, site, args.force)
     folder = sites.remove(home, site.name)
     print(f"site {site.name} removed: its certificate is revoked, its bundle moved to {folder}")
     print(
@@ -136,11 +123,9 @@ def _remove(args: argparse.Namespace, home_path: Path) -> int:
     return 0
 
 
-async def _unsource(home: Home, site: sites.Site, force: bool) -> int:
-    from mahavishnu.cli.main import settings_for
-
+async def _unsource(home: Home, settings: Settings, site: sites.Site, force: bool) -> int:
     try:
-        nc = await connect(home.control_identity(settings_for(home.root)), name="mahavishnu-site", reconnect=False)
+        nc = await connect(home.control_identity(settings), name="mahavishnu-site", reconnect=False)
     except MahavishnuError:
         return 0
     try:
@@ -150,14 +135,14 @@ async def _unsource(home: Home, site: sites.Site, force: bool) -> int:
     return 1
 
 
-def _up(args: argparse.Namespace, home_path: Path) -> int:
-    from mahavishnu.cli.main import _run_async
-
+async def _up(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     configure_logging(level="info", fmt="text")
-    return _run_async(_up_until_signal(Path(args.dir), args.port, (args.probe_host, args.probe_port)))
+    return await _up_until_signal(Path(args.dir), args.port, (args.probe_host, args.probe_port))
 
 
 async def _up_until_signal(bundle: Path, port: int | None, probes: tuple[str, int]) -> int:
+    from mahavishnu.sites import runner as site_runner  # the supervisor and probes: only `site up` runs them
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

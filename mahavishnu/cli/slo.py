@@ -11,8 +11,6 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 
@@ -28,15 +26,14 @@ class SloError(MahavishnuError):
     """Prometheus could not be asked, or refused a query."""
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[[Any], object]) -> None:
-    group = subparsers.add_parser("slo", help="service-level objectives, from the metrics Prometheus keeps")
+def add(group: argparse.ArgumentParser) -> None:
     actions = group.add_subparsers(dest="slo_command", required=True, metavar="ACTION")
     report = actions.add_parser("report", help="the four SLOs and the error budget left over a window")
     report.add_argument("--window", type=_window, default="30d", help="how far back: 30d (default), 7d, 12h, 90m")
     report.add_argument("--prometheus", metavar="URL", help="the Prometheus to ask (default: [metrics] prometheus)")
     report.add_argument("--job", help="the scrape job of the mesh's metrics (default: [metrics] job)")
     report.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    report.set_defaults(func=bind(_report))
+    report.set_defaults(handler=_report)
 
 
 def _window(text: str) -> str:

@@ -44,9 +44,10 @@ from core.config import Settings
 from core.errors import MahavishnuError, StoreError
 from core.store import EventStore
 from core.store.snapshots import Snapshot, restore_stream, snapshot_stream
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.provisioning import prepare
+from mahavishnu.runtime.streams import streams_of
 from projections.catalog import CATALOG, build
 from projections.database import database_key
 from projections.runner import ProjectionRunner

@@ -34,7 +34,8 @@ from core.store import EventStore
 from edge import render_agent_config
 from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.gateways.mqtt import devices as mqtt
-from mahavishnu.runtime.home import Home, reload_server, write_users
+from mahavishnu.runtime.home import Home, reload_server
+from mahavishnu.runtime.provisioning import write_users
 from mahavishnu.sites import hub as sites
 
 ACK_WAIT_S = 30.0

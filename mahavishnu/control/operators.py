@@ -21,7 +21,8 @@ from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, certifi
 from certs.authority import ISSUED, REVOCATIONS
 from core.config import Settings
 from core.errors import MahavishnuError
-from mahavishnu.runtime.home import Home, reload_server, write_users
+from mahavishnu.runtime.home import Home, reload_server
+from mahavishnu.runtime.provisioning import write_users
 from projections.authz import ROLES, Caller, Refusal
 
 CERTIFICATE_NAME_PREFIX = certificate_uri(0).removesuffix("0")  # "mahavishnu:cert:"

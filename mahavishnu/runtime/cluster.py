@@ -21,7 +21,8 @@ from core.config import Settings
 from core.errors import MahavishnuError, StoreError
 from core.store import EventStore
 from mahavishnu.runtime.clusterplan import Node, node_config, plan_nodes
-from mahavishnu.runtime.home import Home, prepare, write_private
+from mahavishnu.runtime.home import Home, write_private
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer, ServerStartError
 from mahavishnu.runtime.supervisor import GaveUp, RestartPolicy, Supervisor
 

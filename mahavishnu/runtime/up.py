@@ -29,7 +29,6 @@ from core.events import MeshStarted, MeshStopped
 from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
-from core.streams import StreamSpec, default_streams
 from mahavishnu.control import operators, tokens
 from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
@@ -40,8 +39,10 @@ from mahavishnu.gateways.ssh.gateway import SshGateway
 from mahavishnu.observability import agents_online, command_latency, connection_audit
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
+from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
 from mahavishnu.sites import hub as sites
 from projections import http_api, http_auth
@@ -55,17 +56,6 @@ from projections.service import ProjectionService
 log = logging.getLogger("mahavishnu.up")
 
 CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they end with up's exit anyway
-
-
-def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
-    js = settings.jetstream
-    return default_streams(
-        replicas=stream_replicas(settings),
-        duplicate_window_s=js.duplicate_window,
-        events_max_age_s=js.events_max_age,
-        commands_max_age_s=js.commands_max_age,
-        audit_max_age_s=js.audit_max_age,
-    )
 
 
 def mqtt_help(home: Home, settings: Settings) -> str:

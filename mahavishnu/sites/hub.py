@@ -40,8 +40,9 @@ from core.config import Settings
 from core.errors import MahavishnuError
 from core.streams import StreamSource, StreamSpec
 from mahavishnu.control.permissions import device_user
-from mahavishnu.runtime.home import Home, reload_server, write_private, write_users
+from mahavishnu.runtime.home import Home, reload_server, write_private
 from mahavishnu.runtime.natsconf import User, render_users
+from mahavishnu.runtime.provisioning import write_users
 
 log = logging.getLogger("mahavishnu.sites")
 

@@ -9,7 +9,8 @@ import pytest
 from certs import CertificateAuthority, certificate_uri
 from core.config import load_config
 from mahavishnu.control import operators
-from mahavishnu.runtime.home import Home, prepare
+from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.provisioning import prepare
 from projections.authz import Caller
 
 

@@ -30,8 +30,8 @@ from core.store import EventStore, connect
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import Node, plan_nodes
 from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy
-from mahavishnu.runtime.up import streams_of
 from projections.database import database_key
 from projections.devices import Devices
 from projections.status import read_model_status

@@ -13,7 +13,8 @@ from mahavishnu.runtime.cluster import prepare_cluster, start_failure
 from mahavishnu.runtime.clusterplan import ClusterPlanError, plan_nodes, stream_replicas
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.server import nats_server_binary
-from mahavishnu.runtime.up import connection_help, streams_of
+from mahavishnu.runtime.streams import streams_of
+from mahavishnu.runtime.up import connection_help
 
 
 def _settings(**env: str):  # type: ignore[no-untyped-def]

@@ -12,8 +12,9 @@ from certs import IssuedRecord
 from core.config import load_config
 from core.streams import default_streams
 from mahavishnu.control.permissions import LEAF_DENIED, users_for
-from mahavishnu.runtime.home import Home, leaf_listener
+from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.natsconf import render_users
+from mahavishnu.runtime.provisioning import leaf_listener
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites.leafconf import LeafConfig
 from mahavishnu.sites.runner import DOWN_GRACE_S, LinkState, link_message, link_state, to_report

@@ -168,7 +168,8 @@ def test_up_says_how_to_connect_with_mosquitto(tmp_path: Path) -> None:
 
 def test_a_cluster_has_one_mqtt_listener_on_its_first_node(tmp_path: Path) -> None:
     from mahavishnu.runtime.clusterplan import node_config, plan_nodes
-    from mahavishnu.runtime.home import Home, prepare
+    from mahavishnu.runtime.home import Home
+    from mahavishnu.runtime.provisioning import prepare
 
     settings = load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883", "MAHAVISHNU_SERVER__CLUSTER": "3"})
     base = prepare(Home(tmp_path), settings)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from core.config import Settings
 from core.store import EventStore, connect
-from mahavishnu.gateways.ssh import registration as ssh_devices
-from mahavishnu.gateways.ssh.credentials import Credentials
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.up import streams_of
+from mahavishnu.runtime.streams import streams_of
 
 
-def register(actions: argparse._SubParsersAction[argparse.ArgumentParser], bind: Callable[..., object]) -> None:
+def add_action(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`device add-ssh`: an action of `device`, not a verb of its own."""
     add = actions.add_parser(
         "add-ssh",
         help="register a host reached over SSH (no agent): the gateway of `up` runs its commands",
@@ -44,10 +42,14 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser], bind:
         metavar="COMMAND_LINE",
         help="a command line `exec` may run on the host, e.g. 'uname -a' (repeat for more)",
     )
-    add.set_defaults(func=bind(_add_ssh))
+    add.set_defaults(handler=_add_ssh)
 
 
 async def _add_ssh(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    # The gateway's modules load asyncssh: only this action needs them, not every `device` action.
+    from mahavishnu.gateways.ssh import registration as ssh_devices
+    from mahavishnu.gateways.ssh.credentials import Credentials
+
     home.check_ready()
     ssh_devices.check_address(args.host, args.port, args.user)
     key, trust = await ssh_devices.resolve_host_key(

@@ -1,0 +1,7 @@
+"""`python -m mahavishnu.cli`: the same command line as `mahavishnu`."""
+
+import sys
+
+from mahavishnu.cli.main import main
+
+sys.exit(main())
