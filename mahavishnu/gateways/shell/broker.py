@@ -47,6 +47,7 @@ from nats.micro.service import Service
 from core import subjects
 from core.audit import AuditTrail
 from core.errors import MahavishnuError
+from core.requester import RequestInfoError, requester_of
 from edge.shell_protocol import (
     ShellControl,
     control_subject,
@@ -280,17 +281,16 @@ class ShellBroker:
         return dispatch
 
     def _caller(self, request: Request) -> tuple[Caller, Connection]:
-        info = (request.headers or {}).get("Nats-Request-Info")
-        connection = connection_of(info)
-        if connection is None or info is None:
+        try:
+            requester = requester_of(request.headers)
+        except RequestInfoError:
             raise ShellError(
                 403, "the remote terminal is for operators: connect with an operator's certificate (shell --as NAME)"
-            )
-        user = json.loads(info).get("user", "")
-        caller = self.resolve(user) if isinstance(user, str) and user else None
+            ) from None
+        caller = self.resolve(requester.user) if requester.user else None
         if caller is None:
             raise ShellError(403, "this certificate is not a live operator's with a role: ask an admin for one")
-        return caller, connection
+        return caller, connection_of(requester)
 
     async def _open(self, request: Request) -> None:
         caller, connection = self._caller(request)
