@@ -41,7 +41,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.micro import add_service
-from nats.micro.request import Request
+from nats.micro.request import Request, ServiceError
 from nats.micro.service import Service
 
 from core import subjects
@@ -58,11 +58,11 @@ from edge.shell_protocol import (
     reply_decoder,
     valid_session,
 )
+from mahavishnu.gateways.shell.errors import ShellError
 from mahavishnu.gateways.shell.session import (
     Clock,
     Connection,
     Limits,
-    ShellError,
     connection_of,
     disconnected,
     due,
@@ -216,7 +216,7 @@ class ShellBroker:
             ("close", f"{PREFIX}.close.*", self._close, True),
         ]
         for name, subject, handler, concurrent in endpoints:
-            await service.add_endpoint(name=name, subject=subject, handler=self._guard(name, handler, concurrent))
+            await service.add_endpoint(name=name, subject=subject, handler=self._endpoint(name, handler, concurrent))
         self._subscriptions = [
             await self.nc.subscribe("mesh.pty.out.*.*", cb=self._on_output),
             await self.nc.subscribe("mesh.pty.end.*.*", cb=self._on_end),
@@ -257,28 +257,37 @@ class ShellBroker:
 
     # --- requests ------------------------------------------------------------
 
-    def _guard(
+    def _endpoint(
         self, name: str, handler: Callable[[Request], Coroutine[Any, Any, None]], concurrent: bool
     ) -> Callable[[Request], Coroutine[Any, Any, None]]:
-        async def answer(request: Request) -> None:
+        """`handler` as micro calls it: a ShellError it raises is answered by micro with its code and description.
+
+        A concurrent endpoint's request is answered in a task of its own (at most
+        MAX_IN_FLIGHT at once), where micro no longer sees what the handler raises; there
+        the error is answered the way micro answers it.
+        """
+
+        async def handle(request: Request) -> None:
             try:
                 await handler(request)
-            except ShellError as exc:
-                with contextlib.suppress(Exception):
-                    await request.respond_error(str(exc.code), str(exc))
+            except ServiceError:
+                raise
             except Exception as exc:  # a bug: answer without details, log the cause
                 log.exception("shell request failed", extra={"endpoint": name})
-                with contextlib.suppress(Exception):
-                    await request.respond_error("500", f"internal error in shell {name}: {type(exc).__name__}")
+                raise ShellError(500, f"internal error in shell {name}: {type(exc).__name__}") from exc
+
+        async def apart(request: Request) -> None:
+            try:
+                await handle(request)
+            except ServiceError as exc:
+                with contextlib.suppress(nats.errors.Error, ValueError):  # gone by now, or sent no reply subject
+                    await request.respond_error(exc.code, exc.description)
 
         async def dispatch(request: Request) -> None:
-            if not concurrent:
-                await answer(request)
-                return
             await self._slots.acquire()
-            self._spawn(answer(request)).add_done_callback(lambda _: self._slots.release())
+            self._spawn(apart(request)).add_done_callback(lambda _: self._slots.release())
 
-        return dispatch
+        return dispatch if concurrent else handle
 
     def _caller(self, request: Request) -> tuple[Caller, Connection]:
         try:
@@ -604,7 +613,7 @@ class ShellBroker:
         try:
             reply = await self._ask_device(live, ShellControl(op="ping", session=live.id), CONTROL_TIMEOUT_S)
         except ShellError as exc:
-            if exc.code == 503:  # no agent: gone (a slow answer is not proof of anything)
+            if exc.code == "503":  # no agent: gone (a slow answer is not proof of anything)
                 await self._finish(live, "device_lost")
             return
         if reply.ok:

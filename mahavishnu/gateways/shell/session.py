@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import MahavishnuError
 from core.requester import Requester
 from core.units import format_duration
+from mahavishnu.gateways.shell.errors import ShellError
 
 SHELL_ROLES = frozenset({"admin", "operator"})
 
@@ -39,14 +39,6 @@ REASONS = (
     "mesh_stopping",
     "failed",
 )
-
-
-class ShellError(MahavishnuError):
-    """A terminal request was refused or failed; `code` is the micro error code it travels with (403, 404, ...)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
