@@ -19,8 +19,8 @@ from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
 
 from core.errors import MahavishnuError
 from core.store import Identity
-from mahavishnu.gateways.shell.broker import POLL_WAIT_S, PREFIX, Opened, OpenRequest, Output, ReadRequest, Resize
 from mahavishnu.gateways.shell.errors import ShellError
+from mahavishnu.gateways.shell.protocol import POLL_WAIT_S, PREFIX, Opened, OpenRequest, Output, ReadRequest, Resize
 from mahavishnu.runtime.home import Home
 
 REQUEST_TIMEOUT_S = 10.0
