@@ -7,9 +7,10 @@ own account, act as admin; devices have no permission to send queries at all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from core.requester import BadRequestInfo, NoRequestInfo, parse_request_info
 
 ROLES = ("admin", "operator", "auditor", "viewer")
 READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list", "projections.status"})
@@ -59,12 +60,13 @@ def caller_of(request_info: str | None, resolve: Callable[[str], Caller | None])
 
     No header: the request came from inside the mesh's own account, where only the control
     services may send queries. `resolve` maps the server's user name (the certificate's
-    URI SAN) to a caller, or None for an unknown one.
+    URI SAN) to a caller, or None for an unknown one; a header that is not the server's
+    (core.requester) or names no user gives None too.
     """
-    if request_info is None:
-        return CONTROL
     try:
-        user = json.loads(request_info).get("user", "")
-    except (ValueError, AttributeError):
+        user = parse_request_info(request_info).user
+    except NoRequestInfo:
+        return CONTROL
+    except BadRequestInfo:
         return None
-    return resolve(user) if isinstance(user, str) and user else None
+    return resolve(user) if user else None

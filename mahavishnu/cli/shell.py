@@ -27,9 +27,9 @@ from core.config import Settings
 from core.errors import MahavishnuError
 from core.store import connect
 from core.units import format_duration
-from mahavishnu.gateways.shell.broker import Output
 from mahavishnu.gateways.shell.client import Operator, ShellClient, operator_from_files, operator_from_folder
-from mahavishnu.gateways.shell.session import ShellError
+from mahavishnu.gateways.shell.errors import ShellError
+from mahavishnu.gateways.shell.protocol import Output
 from mahavishnu.runtime.home import Home
 
 EOF_KEY = b"\x04"  # Ctrl-D: what a terminal sends for the end of input
@@ -149,7 +149,7 @@ class Terminal:
             try:
                 await self.client.send(self.session, data + (EOF_KEY if ended else b""))
             except ShellError as exc:
-                if exc.code == 409:  # the session ended: the reader says why
+                if exc.code == "409":  # the session ended: the reader says why
                     return
                 raise
             if ended:

@@ -1,8 +1,9 @@
 """An operator's side of the remote terminal: requests to the shell broker, errors made readable (thin I/O).
 
 The connection must be an operator's (OPS account): the broker knows the caller and its
-connection from the server, never from these bodies. Every refusal arrives as a
-ShellError carrying the broker's code and one-line reason.
+connection from the server, never from these bodies. Every refusal arrives in micro's
+error headers and is raised here again as the ShellError the broker raised: its code and
+one-line reason.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import msgspec
 import nats.errors
 from cryptography import x509
 from nats.aio.client import Client
+from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
 
 from core.errors import MahavishnuError
 from core.store import Identity
-from mahavishnu.gateways.shell.broker import POLL_WAIT_S, PREFIX, Opened, OpenRequest, Output, ReadRequest, Resize
-from mahavishnu.gateways.shell.session import ShellError
+from mahavishnu.gateways.shell.errors import ShellError
+from mahavishnu.gateways.shell.protocol import POLL_WAIT_S, PREFIX, Opened, OpenRequest, Output, ReadRequest, Resize
 from mahavishnu.runtime.home import Home
 
 REQUEST_TIMEOUT_S = 10.0
@@ -92,7 +94,6 @@ class ShellClient:
         except (nats.errors.TimeoutError, TimeoutError):
             raise ShellError(504, f"the shell broker did not answer within {timeout:g} s; try again") from None
         headers = reply.headers or {}
-        if "Nats-Service-Error-Code" in headers:
-            code = headers["Nats-Service-Error-Code"]
-            raise ShellError(int(code) if code.isdigit() else 500, headers.get("Nats-Service-Error", "refused"))
+        if ERROR_CODE_HEADER in headers:
+            raise ShellError(headers[ERROR_CODE_HEADER], headers.get(ERROR_HEADER, "refused"))
         return reply.data

@@ -2,8 +2,8 @@
 
 A session belongs to the connection that opened it: the server names that connection in
 the Nats-Request-Info header of every request that crossed the OPS -> MESH import
-(server, account, client id and connect time), so the identity comes from the
-connection, never from the request body. Only that connection may type, read or close;
+(server, account, client id and connect time; parsed by core.requester), so the identity
+comes from the connection, never from the request body. Only that connection may type, read or close;
 another connection of the same person is someone else at another keyboard.
 
 A session ends for exactly one reason, the first of:
@@ -19,12 +19,12 @@ A session ends for exactly one reason, the first of:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import MahavishnuError
+from core.requester import Requester
 from core.units import format_duration
+from mahavishnu.gateways.shell.errors import ShellError
 
 SHELL_ROLES = frozenset({"admin", "operator"})
 
@@ -39,14 +39,6 @@ REASONS = (
     "mesh_stopping",
     "failed",
 )
-
-
-class ShellError(MahavishnuError):
-    """A terminal request was refused or failed; `code` is the micro error code it travels with (403, 404, ...)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -85,15 +77,9 @@ class Clock:
     last_seen: float  # the owner's last request of any kind
 
 
-def connection_of(request_info: str | None) -> Connection | None:
-    """The requesting connection named by a Nats-Request-Info header; None without one (not via the import)."""
-    if not request_info:
-        return None
-    try:
-        info = json.loads(request_info)
-    except ValueError:
-        return None
-    return _connection(info, info.get("server"))
+def connection_of(requester: Requester) -> Connection:
+    """The connection a request came through, as its Nats-Request-Info header names it (core.requester)."""
+    return Connection(server=requester.server, account=requester.account, cid=requester.cid, start=requester.start)
 
 
 def disconnected(advisory: dict[str, Any]) -> Connection | None:
@@ -102,14 +88,10 @@ def disconnected(advisory: dict[str, Any]) -> Connection | None:
     client = advisory.get("client")
     if not isinstance(client, dict) or not isinstance(server, dict):
         return None
-    return _connection(client, server.get("name"))
-
-
-def _connection(client: dict[str, Any], server: Any) -> Connection | None:
-    cid, account = client.get("id"), client.get("acc")
-    if not isinstance(cid, int) or not isinstance(account, str) or not isinstance(server, str):
+    cid, account, name = client.get("id"), client.get("acc"), server.get("name")
+    if not isinstance(cid, int) or not isinstance(account, str) or not isinstance(name, str):
         return None
-    return Connection(server=server, account=account, cid=cid, start=str(client.get("start", "")))
+    return Connection(server=name, account=account, cid=cid, start=str(client.get("start", "")))
 
 
 def same_connection(a: Connection, b: Connection) -> bool:

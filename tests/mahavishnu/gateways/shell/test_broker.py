@@ -27,7 +27,8 @@ from edge.agent import Agent
 from mahavishnu.control import devices, operators
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.client import ShellClient
-from mahavishnu.gateways.shell.session import Limits, ShellError
+from mahavishnu.gateways.shell.errors import ShellError
+from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.shell.transcript import session_text
 from tests.harness import Mesh
 from tests.mahavishnu.cli_harness import MAHAVISHNU, environment
@@ -217,7 +218,7 @@ async def test_another_connection_cannot_type_into_or_read_the_session(
     finally:
         await other.close()
     for refused in (typed, read, closed):
-        assert refused.value.code == 403
+        assert refused.value.code == "403"
         assert "belongs to the connection that opened it" in str(refused.value)
     terminal.type("echo still-mine\r")
     await terminal.expect(r"^still-mine\r?$")  # the owner's session goes on
@@ -343,7 +344,7 @@ async def test_a_request_from_inside_the_mesh_names_no_person_and_is_refused(
     await broker(RELAXED)
     with pytest.raises(ShellError) as refused:
         await ShellClient(nc).open(device.agent.device_id)  # the control identity: no Nats-Request-Info
-    assert refused.value.code == 403
+    assert refused.value.code == "403"
     assert "the remote terminal is for operators" in str(refused.value)
     assert device.agent.shells is not None and not device.agent.shells.sessions
 
@@ -393,3 +394,23 @@ async def test_without_a_terminal_stdin_is_typed_and_its_end_is_ctrl_d(
     assert process.returncode == 0, err
     assert b"piped-42" in out
     assert b"the shell exited (status 0)" in err
+
+
+async def test_refusals_travel_in_micros_error_headers(
+    mesh: Mesh, broker: Callable[[Limits], Awaitable[ShellBroker]], people: dict[str, str]
+) -> None:
+    await broker(RELAXED)
+    connection = await operator_connection(mesh, people["operator"])
+    missing = "0" * 32
+    try:  # what `nats req` sees: an input is answered by micro itself, a read from the task that waited for output
+        replies = [
+            await connection.request(f"mesh.shell.input.{missing}", b"ls\r", timeout=10),
+            await connection.request(f"mesh.shell.read.{missing}", b'{"after": 0}', timeout=10),
+        ]
+    finally:
+        await connection.close()
+    for reply in replies:
+        headers = reply.headers or {}
+        assert headers.get("Nats-Service-Error-Code") == "404"
+        assert headers.get("Nats-Service-Error", "").startswith(f"no session {missing}: it ended long ago")
+        assert reply.data == b""
