@@ -1,4 +1,4 @@
-"""core.config and core.units: defaults, file, environment, and every mistake reported at once."""
+"""core.config: defaults, file, environment, and every mistake reported at once."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from core.config import (
     load_settings,
 )
 from core.errors import ConfigError, MahavishnuError
-from core.units import format_duration, parse_duration, parse_size
 
 GiB = 1024**3
 
@@ -311,65 +310,6 @@ def test_load_settings_reads_the_home_file(tmp_path: Path) -> None:
 def test_load_settings_insists_on_an_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"MAHAVISHNU_CONFIG: .* does not exist"):
         load_settings({"MAHAVISHNU_CONFIG": str(tmp_path / "nope.toml")})
-
-
-# -- Units -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("500ms", 0.5),
-        ("30s", 30.0),
-        ("2m", 120.0),
-        ("1h", 3600.0),
-        ("7d", 604800.0),
-        ("1w", 604800.0),
-        ("1h30m", 5400.0),
-        ("0s", 0.0),
-        ("1.5", 1.5),
-        (" 45 ", 45.0),
-        (10, 10.0),
-        (0.25, 0.25),
-    ],
-)
-def test_parse_duration(text: str | float, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "abc", "5x", "-1s", "-1", "nan", "inf", "1M", "1h 30m", "s", True, None])
-def test_parse_duration_rejects(text: object) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(text)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [
-        ("512KB", 512 * 1024),
-        ("256MB", 256 * 1024**2),
-        ("10GB", 10 * GiB),
-        ("1.5GiB", 3 * GiB // 2),
-        ("2 tib", 2 * 1024**4),
-        ("100", 100),
-        ("100B", 100),
-        (4096, 4096),
-    ],
-)
-def test_parse_size(text: str | int, size: int) -> None:
-    assert parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "1K", "lots", "-1", "1.5.5GB", -3, True, 1.5])
-def test_parse_size_rejects(text: object) -> None:
-    with pytest.raises(ValueError, match="size"):
-        parse_size(text)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(0.5, "500ms"), (30, "30s"), (120, "2m"), (0, "0s"), (5400, "90m")])
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
-    assert parse_duration(text) == seconds
 
 
 def test_default_toml_is_valid_toml() -> None:
