@@ -35,13 +35,13 @@ async def _run(configs: list[AgentConfig]) -> int:
 
 def _simulated_devices(home: Path, count: int) -> list[Path]:
     """Enrol sim-0..sim-(count-1) once (the mesh must be up), and return their agent.toml files."""
-    from core.config import load_config
+    from core.config import settings_for
     from core.store import EventStore, connect
     from mahavishnu.control import devices
     from mahavishnu.runtime.home import Home
 
     mesh = Home(home)
-    settings = load_config(home / "mahavishnu.toml", os.environ)
+    settings = settings_for(home, os.environ)
     wanted = {f"sim-{i}": home / "devices" / f"sim-{i}" / "agent.toml" for i in range(count)}
     missing = [device for device, path in wanted.items() if not path.is_file()]
 

@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from core.config import Settings, home_dir, load_config
+from core import config
+from core.config import Settings, home_dir
 from core.errors import MahavishnuError
 from core.logs import configure_logging
 from mahavishnu.cli import agent as agent_cli
@@ -144,8 +145,7 @@ def settings_for(home: Path) -> Settings:
 
 
 def _settings(home: Path) -> Settings:
-    config = Path(os.environ["MAHAVISHNU_CONFIG"]) if os.environ.get("MAHAVISHNU_CONFIG") else home / "mahavishnu.toml"
-    return load_config(config, os.environ)
+    return config.settings_for(home, os.environ)
 
 
 def _up(args: argparse.Namespace, home: Path) -> int:
