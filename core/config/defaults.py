@@ -1,8 +1,8 @@
 """The commented default mahavishnu.toml, written from the declarations in core.config.settings.
 
 Every section and key appears with its default value and its description; a Literal
-setting also lists its choices. tests/core/test_config.py checks that it names every
-setting and loads back as `Settings()`.
+setting also lists its choices. DEFAULT_TOML is what README's Configuration section
+shows (tests/core/test_config.py checks both that and that it loads back as `Settings()`).
 """
 
 from __future__ import annotations

@@ -347,6 +347,12 @@ def test_the_default_file_shows_every_declared_setting_at_its_default(tmp_path: 
     assert render_default_toml() == DEFAULT_TOML
 
 
+def test_readme_shows_the_generated_default_file() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    assert f"```toml\n{DEFAULT_TOML}```\n" in readme, "paste render_default_toml() into README's Configuration"
+
+
 def test_every_setting_can_be_set_from_the_environment_as_the_default_file_writes_it() -> None:
     env: dict[str, str] = {}
     for section, cls in SECTIONS.items():
