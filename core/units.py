@@ -10,7 +10,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
-__all__ = ["format_duration", "parse_duration", "parse_size"]
+__all__ = ["format_duration", "format_size", "parse_duration", "parse_size"]
 
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d|w)")
@@ -107,3 +107,15 @@ def format_duration(seconds: float) -> str:
         if count >= 1 and count == int(count):
             return f"{int(count)}{unit}"
     return f"{seconds:g}s"
+
+
+def format_size(size: int) -> str:
+    """Return `size` bytes in the largest unit that shows it exactly ("256MB", "64KB", "100B").
+
+    The units are parse_size's binary ones, so parse_size(format_size(n)) == n.
+    """
+    for unit in ("tb", "gb", "mb", "kb"):
+        factor = _SIZE_UNITS[unit]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit.upper()}"
+    return f"{size}B"

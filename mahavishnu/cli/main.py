@@ -15,13 +15,10 @@ import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from core.errors import MahavishnuError
 from mahavishnu.cli.verbs import VERBS, Adder, Handler, Verb
-
-if TYPE_CHECKING:
-    from core.config import Settings
 
 EXIT_USAGE = 2
 # The control plane's own dependencies; a device's install (the edge extra) lacks them.
@@ -82,14 +79,6 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-def settings_for(home: Path) -> Settings:
-    """The settings of the mesh in `home` (its mahavishnu.toml, or MAHAVISHNU_CONFIG) with environment overrides."""
-    from core.config import load_config
-
-    config = Path(os.environ["MAHAVISHNU_CONFIG"]) if os.environ.get("MAHAVISHNU_CONFIG") else home / "mahavishnu.toml"
-    return load_config(config, os.environ)
-
-
 def run_async(coroutine: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
@@ -102,9 +91,10 @@ def run_async(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def run_handler(handler: Handler, root: Path, args: argparse.Namespace) -> int:
+    from core.config import settings_for
     from mahavishnu.runtime.home import Home
 
-    result = handler(Home(root), settings_for(root), args)
+    result = handler(Home(root), settings_for(root, os.environ), args)
     if inspect.iscoroutine(result):
         return run_async(result)
     return cast(int, result)

@@ -1,12 +1,14 @@
-"""core.config and core.units: defaults, file, environment, and every mistake reported at once."""
+"""core.config: defaults, file, environment, every mistake reported at once, and all of it from one declaration."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import pytest
+from msgspec import Meta
 
 from core.config import (
     DEFAULT_TOML,
@@ -14,13 +16,14 @@ from core.config import (
     JetStreamSettings,
     ServerSettings,
     Settings,
-    config_path,
     home_dir,
     load_config,
-    load_settings,
+    render_default_toml,
+    settings_for,
 )
+from core.config.fields import settings_of
+from core.config.settings import SECTIONS
 from core.errors import ConfigError, MahavishnuError
-from core.units import format_duration, parse_duration, parse_size
 
 GiB = 1024**3
 
@@ -179,10 +182,12 @@ def test_every_wrong_field_is_reported_once(tmp_path: Path) -> None:
     problems = problems_of(path)
 
     where = f"{path}: "
+    # Per section: values that cannot be read, then each field's own problem in declaration order, then
+    # the problems between fields.
     assert problems == [
         where + "mesh.name must be 1-63 lowercase letters, digits or '-', not starting with '-', got 'Not A Name'",
-        where + "server.hosts must be a non-empty list of host names or addresses without spaces, got []",
         where + "server.port must be between 1 and 65535, got 70000",
+        where + "server.hosts must be a non-empty list of host names or addresses without spaces, got []",
         where + "server.restart_backoff_max (30s) must not be shorter than server.restart_backoff (2m)",
         where + 'jetstream.max_memory must be a size such as "512KB", "256MB", "10GB", "1.5GiB" or a number of bytes, '
         "got 'lots'",
@@ -292,85 +297,122 @@ def test_settings_round_trip_through_msgspec() -> None:
 # -- Where the file is -----------------------------------------------------------------
 
 
-def test_home_and_config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_home_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
     assert home_dir({}) == tmp_path.resolve() / ".mahavishnu"
     assert home_dir({"MAHAVISHNU_HOME": "rel/home"}) == tmp_path.resolve() / "rel" / "home"
-    assert config_path({"MAHAVISHNU_HOME": "/srv/m"}) == Path("/srv/m/mahavishnu.toml")
-    assert config_path({"MAHAVISHNU_HOME": "/srv/m", "MAHAVISHNU_CONFIG": "x.toml"}) == tmp_path.resolve() / "x.toml"
 
 
-def test_load_settings_reads_the_home_file(tmp_path: Path) -> None:
+def test_settings_for_reads_the_home_file_with_the_environment(tmp_path: Path) -> None:
+    write(tmp_path, '[server]\nport = 4999\nhost = "0.0.0.0"\n')
+
+    assert settings_for(tmp_path, {}).server.port == 4999
+    settings = settings_for(tmp_path, {"MAHAVISHNU_SERVER__PORT": "5111"})
+    assert (settings.server.port, settings.server.host) == (5111, "0.0.0.0")
+    assert settings_for(tmp_path / "empty", {}) == Settings()
+
+
+def test_settings_for_reads_mahavishnu_config_instead(tmp_path: Path) -> None:
     write(tmp_path, "[server]\nport = 4999\n")
+    other = tmp_path / "other.toml"
+    other.write_text("[server]\nport = 4888\n")
 
-    assert load_settings({"MAHAVISHNU_HOME": str(tmp_path)}).server.port == 4999
-    assert load_settings({"MAHAVISHNU_HOME": str(tmp_path / "empty")}) == Settings()
-
-
-def test_load_settings_insists_on_an_explicit_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"MAHAVISHNU_CONFIG: .* does not exist"):
-        load_settings({"MAHAVISHNU_CONFIG": str(tmp_path / "nope.toml")})
+    assert settings_for(tmp_path, {"MAHAVISHNU_CONFIG": str(other)}).server.port == 4888
+    # As the command line always did: a file that does not exist means defaults.
+    assert settings_for(tmp_path, {"MAHAVISHNU_CONFIG": str(tmp_path / "nope.toml")}) == Settings()
 
 
-# -- Units -----------------------------------------------------------------------------
+def test_settings_for_names_a_broken_file(tmp_path: Path) -> None:
+    write(tmp_path, "[server]\nport = 0\n")
+
+    with pytest.raises(ConfigError) as caught:
+        settings_for(tmp_path, {})
+
+    assert caught.value.problems == [f"{tmp_path / 'mahavishnu.toml'}: server.port must be between 1 and 65535, got 0"]
+
+
+# -- Declared once: the checks, the messages and the default file come from the declarations
+
+
+def declared() -> dict[str, list[str]]:
+    return {section: [setting.name for setting in settings_of(cls)] for section, cls in SECTIONS.items()}
+
+
+def test_the_default_file_shows_every_declared_setting_at_its_default(tmp_path: Path) -> None:
+    document = tomllib.loads(DEFAULT_TOML)
+
+    assert {section: list(table) for section, table in document.items()} == declared()
+    assert load_config(write(tmp_path, DEFAULT_TOML), {}) == Settings()
+    assert render_default_toml() == DEFAULT_TOML
+
+
+def test_readme_shows_the_generated_default_file() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    assert f"```toml\n{DEFAULT_TOML}```\n" in readme, "paste render_default_toml() into README's Configuration"
+
+
+def test_every_setting_can_be_set_from_the_environment_as_the_default_file_writes_it() -> None:
+    env: dict[str, str] = {}
+    for section, cls in SECTIONS.items():
+        for setting in settings_of(cls):
+            value = tomllib.loads(f"v = {setting.written(setting.default)}")["v"]
+            text = ",".join(value) if isinstance(value, list) else str(value).lower() if value is True else str(value)
+            env[f"MAHAVISHNU_{section.upper()}__{setting.name.upper()}"] = text
+
+    assert load_config(None, env) == Settings()
+
+
+def test_the_words_for_bounds_come_from_the_declarations() -> None:
+    assert problems_of(None, {"MAHAVISHNU_CODE__POLL_INTERVAL": "0s", "MAHAVISHNU_CODE__INDEX_WORKERS": "0"}) == [
+        "MAHAVISHNU_CODE__POLL_INTERVAL: code.poll_interval must be more than 0s, got 0s",
+        "MAHAVISHNU_CODE__INDEX_WORKERS: code.index_workers must be at least 1, got 0",
+    ]
+    assert problems_of(None, {"MAHAVISHNU_JETSTREAM__MAX_FILE": "0", "MAHAVISHNU_CODE__POLL_JITTER": "1.5"}) == [
+        "MAHAVISHNU_JETSTREAM__MAX_FILE: jetstream.max_file must be more than 0 bytes, got 0B",
+        "MAHAVISHNU_CODE__POLL_JITTER: code.poll_jitter must be a fraction of the interval from 0 to 1, got 1.5",
+    ]
+    assert problems_of(None, {"MAHAVISHNU_LOGGING__LEVEL": "loud"}) == [
+        "MAHAVISHNU_LOGGING__LEVEL: logging.level must be one of debug, info, warning, error, got 'loud'"
+    ]
+
+
+def test_structs_built_in_code_check_their_types_too() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerSettings(port="4222", hosts=("a b",))  # type: ignore[arg-type]
+
+    assert caught.value.problems == [
+        "server.port must be a whole number, got '4222'",
+        "server.hosts must be a non-empty list of host names or addresses without spaces, got ['a b']",
+    ]
+
+
+class _Undescribed(msgspec.Struct, frozen=True):
+    size: int = 1
+
+
+class _Unworded(msgspec.Struct, frozen=True):
+    name: Annotated[str, Meta(pattern="^a", description="a name")] = "a"
+
+
+class _Unknown(msgspec.Struct, frozen=True):
+    table: Annotated[dict[str, int], Meta(description="a table")] = {}
+
+
+class _Required(msgspec.Struct, frozen=True):
+    port: Annotated[int, Meta(description="a port")]
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"),
+    ("section", "words"),
     [
-        ("500ms", 0.5),
-        ("30s", 30.0),
-        ("2m", 120.0),
-        ("1h", 3600.0),
-        ("7d", 604800.0),
-        ("1w", 604800.0),
-        ("1h30m", 5400.0),
-        ("0s", 0.0),
-        ("1.5", 1.5),
-        (" 45 ", 45.0),
-        (10, 10.0),
-        (0.25, 0.25),
+        (_Undescribed, "declare its description"),
+        (_Unworded, "a pattern or a length needs the words for it"),
+        (_Unknown, "has no reader"),
+        (_Required, "declare its default"),
     ],
 )
-def test_parse_duration(text: str | float, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "abc", "5x", "-1s", "-1", "nan", "inf", "1M", "1h 30m", "s", True, None])
-def test_parse_duration_rejects(text: object) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(text)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [
-        ("512KB", 512 * 1024),
-        ("256MB", 256 * 1024**2),
-        ("10GB", 10 * GiB),
-        ("1.5GiB", 3 * GiB // 2),
-        ("2 tib", 2 * 1024**4),
-        ("100", 100),
-        ("100B", 100),
-        (4096, 4096),
-    ],
-)
-def test_parse_size(text: str | int, size: int) -> None:
-    assert parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "1K", "lots", "-1", "1.5.5GB", -3, True, 1.5])
-def test_parse_size_rejects(text: object) -> None:
-    with pytest.raises(ValueError, match="size"):
-        parse_size(text)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(0.5, "500ms"), (30, "30s"), (120, "2m"), (0, "0s"), (5400, "90m")])
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
-    assert parse_duration(text) == seconds
-
-
-def test_default_toml_is_valid_toml() -> None:
-    assert set(tomllib.loads(DEFAULT_TOML)) == set(msgspec.structs.asdict(Settings()))
+def test_a_setting_declared_incompletely_is_refused(section: type[msgspec.Struct], words: str) -> None:
+    with pytest.raises(TypeError, match=words):
+        settings_of(section)
