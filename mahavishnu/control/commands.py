@@ -1,4 +1,8 @@
-"""Commands for devices, seen from the control side: send, cancel, and their state folded from events."""
+"""Commands for devices, seen from the control side: send, cancel, and their state folded from events.
+
+A command's state is the command state machine's (core.commands): the same steps, ranking
+and time-to-live rule as the commands read model.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,18 @@ import contextlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from core import subjects
 from core.audit import AuditTrail
+from core.commands import TERMINAL, CommandState, Step, advances, effective_step, step
 from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
-from core.events.command import ENDINGS
 from core.store import EventStore
-from projections.commands import step
-from projections.projection import Park
-
-TERMINAL = tuple(ENDINGS.values())
 
 
 class CommandError(MahavishnuError):
@@ -31,13 +31,13 @@ class CommandError(MahavishnuError):
 
 @dataclass(frozen=True)
 class CommandView:
-    """What is known of one command: its request and the last step of its life."""
+    """What is known of one command: its request and the furthest step of its life."""
 
     command_id: str
     device_id: str
     name: str
     args: dict[str, Any]
-    state: str = "issued"
+    state: CommandState = CommandState.ISSUED
     result: Any = None
     detail: str = ""
 
@@ -47,29 +47,27 @@ class CommandView:
 
 
 def evolve(view: CommandView, event: Event) -> CommandView:
-    """Apply one lifecycle event (pure). A terminal state is final: later events do not move it.
-
-    The steps are the commands read model's (projections.commands.step): one state machine.
-    """
-    if view.finished or not isinstance(event, CommandEvent):
+    """Apply one lifecycle event (pure): it moves the command only to a later step, so a terminal state is final."""
+    found = step(event)
+    if found is None or not advances(view.state, found.state):
         return view
-    try:
-        state, result, detail = step(event)
-    except Park:
-        return view
-    return replace(view, state=state, result=result, detail=detail)
+    return replace(view, state=found.state, result=found.result, detail=found.detail)
 
 
 def fold(issued: CommandIssued, events: Iterable[Event], *, now: datetime | None = None) -> CommandView:
     """The view of a command from its issue and the lifecycle events about it (pure).
 
-    With `now`, a command its device has not even accepted within its time to live reads
-    as expired: the agent would refuse it as expired if it came now.
+    With `now`, it reads as it does at `now` (core.commands.effective_state): a command its
+    device has not even accepted within its time to live reads as expired, since the agent
+    would refuse it as expired if it came now.
     """
     view = fold_into(CommandView(issued.command_id, issued.device_id, issued.name, dict(issued.args)), events)
-    if now is not None and view.state == "issued" and now > issued.occurred_at + timedelta(seconds=issued.ttl_s):
-        view = replace(view, state="expired", detail="its device did not take it within its time to live")
-    return view
+    if now is None:
+        return view
+    current = effective_step(
+        Step(view.state, view.result, view.detail), issued_at=issued.occurred_at, ttl_s=issued.ttl_s, now=now
+    )
+    return replace(view, state=current.state, result=current.result, detail=current.detail)
 
 
 def fold_into(view: CommandView, events: Iterable[Event]) -> CommandView:
@@ -92,7 +90,7 @@ async def send(
     Its time to live is judged by the agent when the command reaches it: past it, the
     agent records command.expired and never runs it, so the expiry is an event like every
     other outcome, even for a device that was offline for days. Until then, a command no
-    device took within its time to live reads as expired (see `fold`).
+    device took within its time to live reads as expired (core.commands.effective_state).
     """
     command = CommandIssued(
         command_id=new_command_id(),
@@ -166,7 +164,7 @@ async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str 
     CommandError when it already reached the device (it is running or done) or is unknown.
     """
     view = await find(store, command_id)
-    if view.state != "issued":
+    if view.state is not CommandState.ISSUED:
         raise CommandError(
             f"command {command_id} is already {view.state}: only a command not yet received can be canceled"
         )
