@@ -37,6 +37,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import subjects
+from core.commands import ending
 from core.errors import StoreUnavailable
 from core.events import (
     CommandIssued,
@@ -47,7 +48,6 @@ from core.events import (
     ReportedState,
     TelemetryReported,
     decode,
-    ending,
 )
 from core.events.base import Event, utc_now
 from core.store import Identity, connect

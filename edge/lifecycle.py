@@ -18,11 +18,12 @@ what makes a command run at most once and report exactly once.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
+from core.commands import past_ttl
 from core.events import (
     CommandAccepted,
     CommandExpired,
@@ -67,7 +68,7 @@ def admit(command: CommandIssued, *, now: datetime, registry: Registry, ledger_s
         return Admission(action="skip")
     if ledger_state == "started":
         return Admission(action="interrupted", events=(CommandFailed(error=INTERRUPTED, **meta),))
-    if now > command.occurred_at + timedelta(seconds=command.ttl_s):
+    if past_ttl(command.occurred_at, command.ttl_s, now):
         return Admission(action="expired", events=(CommandExpired(**meta),))
     try:
         handler = registry.get(command.name)

@@ -3,67 +3,39 @@
 It reads two streams: the commands themselves (COMMANDS) and the devices' reports
 (EVENTS). The two are applied in no particular order relative to each other, so each
 statement is an upsert that only moves a command forward: issued < accepted < running
-< a terminal state, and a terminal state is final.
+< a terminal state, and a terminal state is final. The steps and that ranking are the
+command state machine's (core.commands), the ranking's SQL generated from it.
+
+The rows store what the events say. A command still issued after its time to live is
+read as expired by the queries (projections.queries, core.commands.effective_state),
+not stored so: no event has happened, and the answer depends on when one asks.
 """
 
 from __future__ import annotations
 
 import json
 
-from core.events import (
-    CommandAccepted,
-    CommandCanceled,
-    CommandEvent,
-    CommandExpired,
-    CommandFailed,
-    CommandIssued,
-    CommandRejected,
-    CommandRunning,
-    CommandSucceeded,
-    CommandTimedOut,
-    Event,
-)
+from core.commands import CommandState, rank_sql, step
+from core.events import CommandEvent, CommandIssued, Event
 from projections.projection import Park, Statement
 
-RANK = {"issued": 0, "accepted": 1, "running": 2}  # anything else is terminal: rank 3
-
-_RANK_SQL = "CASE {0} WHEN 'issued' THEN 0 WHEN 'accepted' THEN 1 WHEN 'running' THEN 2 ELSE 3 END"
+# The two sources, named for whoever waits until this model has applied a position of them.
+ISSUES = "mesh.cmd.>"  # the commands themselves, stream COMMANDS
+REPORTS = "mesh.evt.device.*.command"  # the devices' reports and the cancels, stream EVENTS
 
 _ADVANCE = (
     "INSERT INTO commands (command_id, device_id, state, result, detail, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (command_id) DO UPDATE SET "
     "state = excluded.state, result = excluded.result, detail = excluded.detail, "
     "updated_at = excluded.updated_at, seq = excluded.seq "
-    f"WHERE {_RANK_SQL.format('commands.state')} < {_RANK_SQL.format('excluded.state')}"
+    f"WHERE {rank_sql('commands.state')} < {rank_sql('excluded.state')}"
 )
-
-
-def step(event: CommandEvent) -> tuple[str, object, str]:
-    """The state, result and detail a lifecycle event brings (pure)."""
-    match event:
-        case CommandAccepted():
-            return "accepted", None, ""
-        case CommandRunning():
-            return "running", None, ""
-        case CommandSucceeded(result=result):
-            return "succeeded", result, ""
-        case CommandFailed(error=error):
-            return "failed", None, error
-        case CommandTimedOut(timeout_s=timeout_s):
-            return "timed_out", None, f"ran longer than {timeout_s:g} s"
-        case CommandRejected(reason=reason):
-            return "rejected", None, reason
-        case CommandExpired():
-            return "expired", None, "its time to live passed before it ran"
-        case CommandCanceled(reason=reason):
-            return "canceled", None, reason
-    raise Park(f"unknown command step {event.tag}")
 
 
 class Commands:
     name: str = "commands"
     version: int = 1
-    sources: tuple[str, ...] = ("mesh.cmd.>", "mesh.evt.device.*.command")
+    sources: tuple[str, ...] = (ISSUES, REPORTS)
     schema: tuple[str, ...] = (
         "CREATE TABLE IF NOT EXISTS commands ("
         " command_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, name TEXT, args TEXT, issued_at TEXT,"
@@ -81,7 +53,7 @@ class Commands:
             return [
                 (
                     "INSERT INTO commands (command_id, device_id, name, args, issued_at, ttl_s, timeout_s, actor,"
-                    " state, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?) "
+                    " state, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (command_id) DO UPDATE SET name = excluded.name, args = excluded.args,"
                     " issued_at = excluded.issued_at, ttl_s = excluded.ttl_s, timeout_s = excluded.timeout_s,"
                     " actor = excluded.actor",
@@ -94,13 +66,17 @@ class Commands:
                         event.ttl_s,
                         event.timeout_s,
                         event.actor,
+                        CommandState.ISSUED.value,
                         at,
                         seq,
                     ),
                 )
             ]
         if isinstance(event, CommandEvent):
-            state, result, detail = step(event)
-            encoded = None if result is None else json.dumps(result)
-            return [(_ADVANCE, (event.command_id, event.device_id, state, encoded, detail, at, seq))]
+            found = step(event)
+            if found is None:
+                raise Park(f"unknown command step {event.tag}")
+            encoded = None if found.result is None else json.dumps(found.result)
+            row = (event.command_id, event.device_id, found.state.value, encoded, found.detail, at, seq)
+            return [(_ADVANCE, row)]
         raise Park(f"{event.tag} is not a command event")

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import msgspec
 import sqlcipher3
 
+from core.commands import CommandState, Step, effective_step
 from core.errors import StoreError
+from core.events.base import utc_now
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.devices import delta
@@ -102,15 +105,28 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
     }
 
 
-def _command(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "args": json.loads(row["args"] or "{}"), "result": json.loads(row["result"] or "null")}
+def _command(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A commands row as it reads at `now`: JSON decoded, and the TTL rule applied (core.commands).
+
+    The row holds what the events say; a command still issued past its time to live reads
+    as expired here, so the NATS and HTTP doors and `cmd status` all say the same.
+    """
+    document = {**row, "args": json.loads(row["args"] or "{}"), "result": json.loads(row["result"] or "null")}
+    if row["state"] != CommandState.ISSUED:  # only an issued command can read otherwise
+        return document
+    issued_at = datetime.fromisoformat(row["issued_at"]) if row["issued_at"] else None
+    stored = Step(CommandState.ISSUED)
+    current = effective_step(stored, issued_at=issued_at, ttl_s=row["ttl_s"], now=now)
+    if current is stored:
+        return document
+    return {**document, "state": current.state.value, "detail": current.detail}
 
 
 async def commands_get(models: ReadModels, request: CommandGet) -> dict[str, Any]:
     rows = await read_rows(models, "commands", "SELECT * FROM commands WHERE command_id = ?", request.id)
     if not rows:
         raise QueryError(404, f"no command {request.id!r}")
-    return _command(rows[0])
+    return _command(rows[0], utc_now())
 
 
 async def commands_list(models: ReadModels, request: CommandList) -> dict[str, Any]:
@@ -124,7 +140,8 @@ async def commands_list(models: ReadModels, request: CommandList) -> dict[str, A
         sql = "SELECT * FROM commands WHERE device_id = ? ORDER BY issued_at DESC LIMIT ?"
         params = (request.device, request.limit)
     rows = await read_rows(models, "commands", sql, *params)
-    return {"commands": [_command(r) for r in rows]}
+    now = utc_now()
+    return {"commands": [_command(r, now) for r in rows]}
 
 
 async def audit_search(models: ReadModels, request: AuditSearch) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 Each projection follows its sources: a core subscription on them wakes the runner as
 soon as something is appended, and a slow timer catches anything a wake-up missed.
+Whoever must read what it just appended waits until a read model has applied that
+position (`ProjectionService.wait`), instead of reading the history itself.
 While it runs it holds an exclusive lock on the read-model folder, so `projections
 rebuild` and `db rekey` from another process refuse instead of changing files under it.
 """
@@ -14,7 +16,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,9 @@ class ProjectionService:
         # One runner is either catching up or rebuilding, never both at once.
         self._busy = {runner.projection.name: asyncio.Lock() for runner in self.runners}
         self._wake = asyncio.Event()
+        # Each read model's positions as last committed, and a condition notified when they move.
+        self.applied: dict[str, dict[str, int]] = {}
+        self._moved = asyncio.Condition()
         self.caught_up = False
 
     async def start(self) -> None:
@@ -128,11 +133,43 @@ class ProjectionService:
 
     async def _catch_up(self, runner: ProjectionRunner) -> None:
         applied = await runner.catch_up()
+        name = runner.projection.name
+        await self._note_positions(runner)
         if self.metrics is not None:
-            name = runner.projection.name
             self.metrics.applied.labels(projection=name).inc(applied)
-            for source, position in (await runner.positions()).items():
+            for source, position in self.applied[name].items():
                 self.metrics.position.labels(projection=name, source=source).set(position)
+
+    async def _note_positions(self, runner: ProjectionRunner) -> None:
+        """Note the runner's committed positions and wake whoever waits on them (see `wait`)."""
+        positions = await runner.positions()  # read between transactions: what readers of the file see
+        async with self._moved:
+            self.applied[runner.projection.name] = positions
+            self._moved.notify_all()
+
+    async def wait(self, name: str, positions: Mapping[str, int], timeout: float) -> dict[str, int]:
+        """Wait until read model `name` has applied, for each source in `positions`, that stream sequence.
+
+        Returns the model's positions then. This is eventsourcing's
+        `ProjectionRunner.wait(notification_id, timeout)`: whoever appended an event and
+        wants to read its effect waits on the position, then reads one row, instead of
+        replaying history. Raises MahavishnuError for an unknown read model or source, and
+        TimeoutError when the positions are not reached within `timeout` seconds.
+        """
+        if name not in self._busy:
+            raise MahavishnuError(f"no read model {name!r}: choose one of {', '.join(sorted(self._busy))}")
+        sources = next(r.projection.sources for r in self.runners if r.projection.name == name)
+        unknown = sorted(set(positions) - set(sources))
+        if unknown:
+            raise MahavishnuError(f"the {name} read model has no source {', '.join(unknown)}: it reads {sources}")
+
+        def reached() -> bool:
+            applied = self.applied.get(name, {})
+            return all(applied.get(source, 0) >= seq for source, seq in positions.items())
+
+        async with asyncio.timeout(timeout), self._moved:
+            await self._moved.wait_for(reached)
+            return dict(self.applied[name])
 
     async def _sample_lag(self) -> None:
         """Lag and parked counts for the metrics: asked of the server, so sampled, not measured per event."""
@@ -158,7 +195,9 @@ class ProjectionService:
         if runner is None:
             raise MahavishnuError(f"no read model {name!r}: choose one of {', '.join(sorted(self._busy))}")
         async with self._busy[name]:
-            return await runner.rebuild(progress)
+            applied = await runner.rebuild(progress)
+            await self._note_positions(runner)
+            return applied
 
     async def close(self) -> None:
         for runner in self.runners:

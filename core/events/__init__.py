@@ -14,7 +14,6 @@ from core.events.command import (
     CommandRunning,
     CommandSucceeded,
     CommandTimedOut,
-    ending,
 )
 from core.events.device import (
     SEALED_DEVICE_FIELDS,
@@ -83,6 +82,5 @@ __all__ = [
     "TelemetryReported",
     "decode",
     "encode",
-    "ending",
     "new_event_id",
 ]

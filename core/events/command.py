@@ -72,20 +72,3 @@ class CommandCanceled(CommandEvent, frozen=True, kw_only=True, tag="command.canc
     """The command was canceled before it ran."""
 
     reason: str = ""
-
-
-# The events that end a command, and the outcome each names: the command's final state in
-# the read model, the `outcome` label of the command metrics (control side and agent).
-ENDINGS: dict[type[CommandEvent], str] = {
-    CommandSucceeded: "succeeded",
-    CommandFailed: "failed",
-    CommandTimedOut: "timed_out",
-    CommandRejected: "rejected",
-    CommandExpired: "expired",
-    CommandCanceled: "canceled",
-}
-
-
-def ending(event: Event) -> str | None:
-    """The outcome `event` ends its command with, or None when it ends no command (pure)."""
-    return ENDINGS.get(type(event)) if isinstance(event, CommandEvent) else None

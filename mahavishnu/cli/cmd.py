@@ -100,7 +100,7 @@ async def _send(home: Home, settings: Settings, args: argparse.Namespace) -> int
 async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     store = await _store(home, settings)
     try:
-        print(_document(await commands.find(store, args.command_id)))
+        print(_document(await commands.status(store, args.command_id)))
     finally:
         await store.nc.close()
     return 0

@@ -1,4 +1,11 @@
-"""Commands for devices, seen from the control side: send, cancel, and their state folded from events."""
+"""Commands for devices, seen from the control side: send, cancel, and their state.
+
+A command's state is the command state machine's (core.commands): the same steps, ranking
+and time-to-live rule as the commands read model that the NATS and HTTP doors read.
+`status` and `wait_for_outcome` read that read model in the running mesh, so the command
+line says what those doors say; `find` and `list_for` fold the streams themselves, for
+`cancel` (which must look at the stream anyway) and `cmd list`.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,22 @@ import contextlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from core import subjects
 from core.audit import AuditTrail
+from core.commands import TERMINAL, CommandState, Step, advances, effective_step, ending, step
 from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
-from core.events.command import ENDINGS
 from core.store import EventStore
-from projections.commands import step
-from projections.projection import Park
+from mahavishnu.control.requests import RequestError, query, request_applied
+from projections.commands import ISSUES, REPORTS
 
-TERMINAL = tuple(ENDINGS.values())
+SETTLE_S = 10.0  # how long the running mesh may take to apply what is stored before a read
 
 
 class CommandError(MahavishnuError):
@@ -31,13 +38,13 @@ class CommandError(MahavishnuError):
 
 @dataclass(frozen=True)
 class CommandView:
-    """What is known of one command: its request and the last step of its life."""
+    """What is known of one command: its request and the furthest step of its life."""
 
     command_id: str
     device_id: str
     name: str
     args: dict[str, Any]
-    state: str = "issued"
+    state: CommandState = CommandState.ISSUED
     result: Any = None
     detail: str = ""
 
@@ -47,29 +54,27 @@ class CommandView:
 
 
 def evolve(view: CommandView, event: Event) -> CommandView:
-    """Apply one lifecycle event (pure). A terminal state is final: later events do not move it.
-
-    The steps are the commands read model's (projections.commands.step): one state machine.
-    """
-    if view.finished or not isinstance(event, CommandEvent):
+    """Apply one lifecycle event (pure): it moves the command only to a later step, so a terminal state is final."""
+    found = step(event)
+    if found is None or not advances(view.state, found.state):
         return view
-    try:
-        state, result, detail = step(event)
-    except Park:
-        return view
-    return replace(view, state=state, result=result, detail=detail)
+    return replace(view, state=found.state, result=found.result, detail=found.detail)
 
 
 def fold(issued: CommandIssued, events: Iterable[Event], *, now: datetime | None = None) -> CommandView:
     """The view of a command from its issue and the lifecycle events about it (pure).
 
-    With `now`, a command its device has not even accepted within its time to live reads
-    as expired: the agent would refuse it as expired if it came now.
+    With `now`, it reads as it does at `now` (core.commands.effective_state): a command its
+    device has not even accepted within its time to live reads as expired, since the agent
+    would refuse it as expired if it came now.
     """
     view = fold_into(CommandView(issued.command_id, issued.device_id, issued.name, dict(issued.args)), events)
-    if now is not None and view.state == "issued" and now > issued.occurred_at + timedelta(seconds=issued.ttl_s):
-        view = replace(view, state="expired", detail="its device did not take it within its time to live")
-    return view
+    if now is None:
+        return view
+    current = effective_step(
+        Step(view.state, view.result, view.detail), issued_at=issued.occurred_at, ttl_s=issued.ttl_s, now=now
+    )
+    return replace(view, state=current.state, result=current.result, detail=current.detail)
 
 
 def fold_into(view: CommandView, events: Iterable[Event]) -> CommandView:
@@ -78,6 +83,28 @@ def fold_into(view: CommandView, events: Iterable[Event]) -> CommandView:
         if isinstance(event, CommandEvent) and event.command_id == view.command_id:
             view = evolve(view, event)
     return view
+
+
+def from_row(row: dict[str, Any]) -> CommandView:
+    """The view of a row of the commands read model as the queries answer it (pure).
+
+    CommandError when its state is one this version does not know (a newer mesh wrote it).
+    """
+    try:
+        state = CommandState(row["state"])
+    except ValueError:
+        raise CommandError(
+            f"command {row['command_id']} is {row['state']!r}, a state this version does not know: upgrade mahavishnu"
+        ) from None
+    return CommandView(
+        command_id=row["command_id"],
+        device_id=row["device_id"],
+        name=row["name"] or "",
+        args=dict(row["args"] or {}),
+        state=state,
+        result=row["result"],
+        detail=row["detail"] or "",
+    )
 
 
 def new_command_id() -> str:
@@ -92,7 +119,7 @@ async def send(
     Its time to live is judged by the agent when the command reaches it: past it, the
     agent records command.expired and never runs it, so the expiry is an event like every
     other outcome, even for a device that was offline for days. Until then, a command no
-    device took within its time to live reads as expired (see `fold`).
+    device took within its time to live reads as expired (core.commands.effective_state).
     """
     command = CommandIssued(
         command_id=new_command_id(),
@@ -116,30 +143,71 @@ async def send(
 
 
 async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadline_s: float) -> CommandView:
-    """Follow the device's command events until this command finishes or `deadline_s` passes."""
-    live: list[Event] = []  # what arrives while we also read what was stored before
-    done = asyncio.Event()
+    """Wait until `command` has ended in the running mesh's commands read model, or `deadline_s` passed; its view.
 
-    async def on_event(msg: Any) -> None:
-        with contextlib.suppress(MahavishnuError):  # a malformed event is not ours to judge here
-            live.append(decode(msg.data))
-        if fold(command, live).finished:
-            done.set()
+    No history is read (as eventsourcing's `ProjectionRunner.wait(notification_id, timeout)`):
+    a subscription to the device's reports wakes this when one of them ends the command;
+    then the read model is awaited up to what is stored and one row is read (`status`).
+    At the deadline the row is read as it is: a command no device took within its time to
+    live reads expired. CommandError when the running mesh cannot be asked.
+    """
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + deadline_s
+    ended = asyncio.Event()
 
-    subject = subjects.device_event(command.device_id, "command")
-    sub = await store.nc.subscribe(subject, cb=on_event)
+    async def on_report(msg: Any) -> None:
+        with contextlib.suppress(MahavishnuError, msgspec.MsgspecError):  # not ours to judge here
+            event = decode(msg.data)
+            if isinstance(event, CommandEvent) and event.command_id == command.command_id and ending(event) is not None:
+                ended.set()
+
+    sub = await store.nc.subscribe(subjects.device_event(command.device_id, "command"), cb=on_report)
     try:
-        stored = [s.event async for s in store.read(subject) if s.event is not None]
-        if not fold(command, [*stored, *live]).finished:
+        while True:
+            ended.clear()  # before `status` looks at the stream: an end stored after that wakes the wait below
+            view = await status(store, command.command_id, device_id=command.device_id)
+            remaining = ends_at - loop.time()
+            if view.finished or remaining <= 0:
+                return view
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), deadline_s)
+                await asyncio.wait_for(ended.wait(), remaining)
     finally:
         await sub.unsubscribe()
-    return fold(command, [*stored, *live])
+
+
+async def status(store: EventStore, command_id: str, *, device_id: str = "*") -> CommandView:
+    """The command `command_id` as the running mesh's commands read model has it, once it applied all stored now.
+
+    What `mesh.q.commands.get` and `/api/commands/{id}` answer, TTL rule included; it first
+    waits until the read model has applied the last event stored on the command's subjects,
+    so a command just sent or just answered reads as it is. `device_id` narrows that to
+    the device's reports. CommandError when the command is unknown or the mesh cannot be asked.
+    """
+    subjects.token(command_id, what="command id")
+    if device_id != "*":
+        subjects.token(device_id, what="device id")
+    positions = {
+        ISSUES: await store.last_subject_sequence(f"{subjects.COMMANDS_PREFIX}.{device_id}.{command_id}"),
+        REPORTS: await store.last_subject_sequence(f"{subjects.EVENTS_PREFIX}.device.{device_id}.command"),
+    }
+    try:
+        await request_applied(store.nc, "commands", positions, timeout_s=SETTLE_S)
+        row = await query(store.nc, "commands.get", {"id": command_id})
+    except RequestError as exc:
+        if exc.code == 404:
+            raise CommandError(
+                f"no command {command_id!r} (older than the read model keeps, or never sent): "
+                "see `mahavishnu cmd list --device ID`"
+            ) from None
+        raise CommandError(f"cannot read command {command_id}: {exc}") from None
+    return from_row(row)
 
 
 async def find(store: EventStore, command_id: str) -> CommandView:
-    """The command `command_id`, from the COMMANDS stream and its device's events; CommandError if unknown."""
+    """The command `command_id`, folded from the COMMANDS stream and its device's events; CommandError if unknown.
+
+    Only a command still in the stream is found: what `cancel` can act on.
+    """
     subjects.token(command_id, what="command id")
     issued = [s.event async for s in store.read(f"{subjects.COMMANDS_PREFIX}.*.{command_id}")]
     command = next((e for e in issued if isinstance(e, CommandIssued)), None)
@@ -166,7 +234,7 @@ async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str 
     CommandError when it already reached the device (it is running or done) or is unknown.
     """
     view = await find(store, command_id)
-    if view.state != "issued":
+    if view.state is not CommandState.ISSUED:
         raise CommandError(
             f"command {command_id} is already {view.state}: only a command not yet received can be canceled"
         )

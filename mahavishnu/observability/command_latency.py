@@ -18,7 +18,8 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from core.events import CommandEvent, CommandIssued, EventDecodeError, decode, ending
+from core.commands import ending
+from core.events import CommandEvent, CommandIssued, EventDecodeError, decode
 from core.events.base import Event
 from core.metrics import CommandMetrics
 from core.subjects import COMMANDS_PREFIX, EVENTS_PREFIX

@@ -20,6 +20,7 @@ from edge import HandlerContext, default_registry, load_agent_config
 from edge.agent import Agent
 from mahavishnu.control import commands, devices
 from tests.harness import Mesh, free_port, start_mesh
+from tests.outcomes import follow_outcome
 from tests.waiting import eventually, eventually_async
 
 
@@ -81,7 +82,7 @@ async def outcome(store: EventStore, device: str, name: str, args: dict[str, Any
     command = await commands.send(
         store, device, name, args, ttl_s=kw.get("ttl_s", 30), timeout_s=kw.get("timeout_s", 10), actor="control"
     )
-    return await commands.wait_for_outcome(store, command, deadline_s=30)
+    return await follow_outcome(store, command, deadline_s=30)
 
 
 async def test_a_command_runs_and_its_whole_life_is_recorded(agent: Running, store: EventStore) -> None:
@@ -147,7 +148,7 @@ async def test_a_command_redelivered_after_a_crash_is_not_run_again(
             return bool(info["delivered"]["consumer_seq"] >= 2 and info["num_ack_pending"] == 0)
 
         await eventually_async(acked, timeout=30, what="the redelivery to be acknowledged")
-        view = await commands.wait_for_outcome(store, command, deadline_s=30)
+        view = await follow_outcome(store, command, deadline_s=30)
     finally:
         await second.halt()
     assert runs == ["once"]  # redelivered, recognised, acknowledged: not run again
@@ -200,7 +201,7 @@ async def test_a_command_whose_time_to_live_passed_before_delivery_is_recorded_e
     await eventually(lambda: datetime.now(UTC) > expiry, timeout=5, what="the time to live to pass")
     running = start(Agent(config, registry=registry_with(Counting(runs))))  # the device comes online late
     try:
-        view = await commands.wait_for_outcome(store, command, deadline_s=30)
+        view = await follow_outcome(store, command, deadline_s=30)
     finally:
         await running.halt()
     assert view.state == "expired"

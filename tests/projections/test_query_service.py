@@ -7,15 +7,16 @@ import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
 
+from core.commands import NOT_TAKEN
 from core.errors import StoreUnavailable
-from core.events import CommandIssued, DeviceEnrolled, MeshStarted, TelemetryReported
+from core.events import CommandAccepted, CommandIssued, DeviceEnrolled, MeshStarted, TelemetryReported
 from core.store import EventStore
 from projections import readers
 from projections.catalog import CATALOG
@@ -91,6 +92,30 @@ async def test_without_a_device_the_fleets_recent_commands_come_newest_first(
         await service.stop()
     assert [(c["command_id"], c["device_id"]) for c in recent["commands"]] == [(newer, "dev-two"), (older, "dev-one")]
     assert too_many["Nats-Service-Error-Code"] == "400" and "1..1000" in too_many["Nats-Service-Error"]
+
+
+async def test_a_command_no_device_took_within_its_time_to_live_reads_expired_but_is_stored_issued(
+    store: EventStore, nc: Client, tmp_path: Path
+) -> None:
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    late, taken = f"c-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
+    await store.append(CommandIssued(command_id=late, device_id=device, name="ping", ttl_s=5, occurred_at=long_ago))
+    await store.append(CommandIssued(command_id=taken, device_id=device, name="ping", ttl_s=5, occurred_at=long_ago))
+    await store.append(CommandAccepted(command_id=taken, device_id=device))  # taken in time: its outcome will come
+    await build(store, tmp_path)
+    service = await start_query_service(nc, ReadModels(tmp_path, KEY, store), version="0.1.0")
+    try:
+        got, _ = await ask(nc, "mesh.q.commands.get", {"id": late})
+        listed, _ = await ask(nc, "mesh.q.commands.list", {"device": device})
+    finally:
+        await service.stop()
+    assert (got["state"], got["detail"]) == ("expired", NOT_TAKEN)
+    assert {c["command_id"]: c["state"] for c in listed["commands"]} == {late: "expired", taken: "accepted"}
+    stored = await readers.rows(
+        tmp_path / "commands.db", KEY, "SELECT state FROM commands WHERE command_id = ?", [late]
+    )
+    assert stored == [{"state": "issued"}]  # what the events say; the rule is applied when reading
 
 
 async def test_the_status_shows_positions_lag_and_parked_events(store: EventStore, nc: Client, tmp_path: Path) -> None:

@@ -38,12 +38,13 @@ import json
 import os
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from certs import IssuedRecord, certificate_uri
 from core import subjects
+from core.commands import CommandState, expires_at, past_ttl
 from core.errors import MahavishnuError
 from core.events import (
     CommandAccepted,
@@ -65,8 +66,14 @@ IN_STREAM = "MQTT_IN"  # in the MQTT account: what MQTT devices publish, until t
 IN_CONSUMER = "mahavishnu-translator"
 SESSIONS_STREAM = "$MQTT_msgs"  # nats-server's own: one consumer per QoS 1 subscription of a session
 REGISTRY_FILE = "mqtt-devices.json"
-# What an MQTT device may report about a command, and the event each becomes.
-COMMAND_STATES = ("accepted", "running", "succeeded", "failed", "rejected")
+# What an MQTT device may report about a command (the states' wire strings), and the event each becomes.
+COMMAND_STATES = (
+    CommandState.ACCEPTED,
+    CommandState.RUNNING,
+    CommandState.SUCCEEDED,
+    CommandState.FAILED,
+    CommandState.REJECTED,
+)
 _EVENT_IDS = uuid.UUID("6d616861-7669-4d51-9454-000000000001")  # namespace of derived event ids
 
 
@@ -168,21 +175,21 @@ def devices_with_sessions(filter_subjects: Iterable[str]) -> set[str]:
 
 def command_payload(command: CommandIssued) -> bytes:
     """What a device receives for a command (pure): the request, and when it stops being worth running."""
-    expires_at = command.occurred_at + timedelta(seconds=command.ttl_s)
     return json.dumps(
         {
             "command_id": command.command_id,
             "name": command.name,
             "args": command.args,
             "timeout_s": command.timeout_s,
-            "expires_at": expires_at.isoformat(),
+            "expires_at": expires_at(command.occurred_at, command.ttl_s).isoformat(),
         },
         separators=(",", ":"),
     ).encode()
 
 
 def expired(command: CommandIssued, now: datetime) -> bool:
-    return now > command.occurred_at + timedelta(seconds=command.ttl_s)
+    """Whether the command's time to live has passed: the bridge then records it expired, as an agent would."""
+    return past_ttl(command.occurred_at, command.ttl_s, now)
 
 
 def derived_event_id(*parts: str) -> str:
@@ -247,13 +254,13 @@ def _command_event(device_id: str, body: dict[str, Any], common: dict[str, Any])
         )
     # One event per (command, state): a report sent twice (QoS 1 may) is appended once.
     fields = {**common, "command_id": command_id, "event_id": derived_event_id(device_id, command_id, state)}
-    if state == "accepted":
+    if state == CommandState.ACCEPTED:
         return CommandAccepted(**fields)
-    if state == "running":
+    if state == CommandState.RUNNING:
         return CommandRunning(**fields)
-    if state == "succeeded":
+    if state == CommandState.SUCCEEDED:
         return CommandSucceeded(result=body.get("result"), **fields)
-    if state == "failed":
+    if state == CommandState.FAILED:
         return CommandFailed(error=str(body.get("error") or "failed (the device gave no reason)"), **fields)
     return CommandRejected(reason=str(body.get("reason") or "rejected (the device gave no reason)"), **fields)
 

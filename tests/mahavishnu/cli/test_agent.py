@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.store import EventStore
 from mahavishnu.control import commands, devices
 from tests.harness import Mesh, free_port
+from tests.outcomes import follow_outcome
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -68,7 +69,7 @@ async def test_an_edge_only_agent_runs_commands_and_stops_cleanly_on_sigterm(
     agent = agent_process("agent", "run", "--config", str(enrolment.agent_config))
     try:
         command = await commands.send(store, device, "ping", {}, ttl_s=60, timeout_s=5, actor="control")
-        view = await commands.wait_for_outcome(store, command, deadline_s=60)
+        view = await follow_outcome(store, command, deadline_s=60)
         assert view.state == "succeeded", agent.stderr
 
         # Its probes, served without prometheus-client or any web framework (blocked above).

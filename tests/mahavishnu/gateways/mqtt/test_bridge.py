@@ -28,6 +28,7 @@ from mahavishnu.control import commands, devices
 from mahavishnu.gateways.mqtt import bridge as bridging
 from mahavishnu.gateways.mqtt import devices as mqtt
 from tests.harness import Mesh, start_mesh
+from tests.outcomes import follow_outcome
 from tests.tools import tool
 from tests.waiting import eventually, eventually_async, wait_until
 
@@ -175,7 +176,7 @@ async def test_a_command_reaches_the_device_with_qos1_and_its_result_completes_i
         device.subscribe("mesh/cmd/valve-1/#")
         assert device.granted == [True]
         command = await commands.send(store, "valve-1", "ping", {"n": 1}, ttl_s=60, timeout_s=5, actor="control")
-        view = await commands.wait_for_outcome(store, command, deadline_s=30)
+        view = await follow_outcome(store, command, deadline_s=30)
     finally:
         device.stop()
     assert (view.state, view.result) == ("succeeded", {"pong": True})
@@ -217,7 +218,7 @@ async def test_commands_issued_while_the_device_is_offline_reach_it_when_it_retu
     topic = "mesh/evt/device/pump-1/command"
     for _ in range(2):  # a report sent twice (QoS 1 may) is appended once
         assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "pump-1", topic, result) == 0
-    view = await commands.wait_for_outcome(store, second, deadline_s=20)
+    view = await follow_outcome(store, second, deadline_s=20)
     assert (view.state, view.result) == ("succeeded", {"x": 2})
     await asyncio.to_thread(mosquitto_pub, mesh, folder, "pump-1", "mesh/evt/device/pump-1/telemetry", {"after": 1})
 
@@ -237,7 +238,7 @@ async def test_an_expired_command_is_never_delivered(
     device = paho_device(mesh, folder, "lamp-1")
     try:
         device.subscribe("mesh/cmd/lamp-1/#")
-        view = await commands.wait_for_outcome(store, command, deadline_s=20)
+        view = await follow_outcome(store, command, deadline_s=20)
         last = await store.last_event(subjects.device_event("lamp-1", "command"))
     finally:
         device.stop()

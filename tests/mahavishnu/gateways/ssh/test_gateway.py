@@ -42,6 +42,7 @@ from projections.queries import CommandGet, DeviceGet, ReadModels, commands_get,
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
 from tests.mahavishnu.sshd import Sshd, public_line, start_sshd
+from tests.outcomes import follow_outcome
 from tests.tools import tool
 from tests.waiting import eventually, eventually_async, wait_until
 
@@ -90,7 +91,7 @@ async def run(
     store: EventStore, device_id: str, name: str, args: dict[str, Any], *, timeout_s: float = 10
 ) -> commands.CommandView:
     command = await commands.send(store, device_id, name, args, ttl_s=60, timeout_s=timeout_s, actor="control")
-    return await commands.wait_for_outcome(store, command, deadline_s=60)
+    return await follow_outcome(store, command, deadline_s=60)
 
 
 async def device_events(store: EventStore, device_id: str, what: str = "command") -> list[Event]:
@@ -249,7 +250,7 @@ async def test_the_pool_never_opens_more_than_its_limit_and_reuses_connections(
             await commands.send(store, device_id, "exec", {"command": "sleep 0.5"}, ttl_s=60, timeout_s=20, actor="c")
             for _ in range(8)
         ]
-        views = [await commands.wait_for_outcome(store, c, deadline_s=60) for c in sent]
+        views = [await follow_outcome(store, c, deadline_s=60) for c in sent]
         endpoint = ("127.0.0.1", sshd.port)
         stats = (gateway.pool.stats.peak[endpoint], gateway.pool.stats.opened[endpoint])
     assert [v.state for v in views] == ["succeeded"] * 8
