@@ -18,6 +18,7 @@ import re
 EVENTS_PREFIX = "mesh.evt"
 COMMANDS_PREFIX = "mesh.cmd"
 AUDIT_PREFIX = "mesh.audit"
+QUERY_PREFIX = "mesh.q"  # the query services: mesh.q.<read model>.<query>
 
 # A token is one dot-free, wildcard-free, whitespace-free piece of a subject.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-:@+=~]{1,128}")

@@ -27,6 +27,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from core import subjects
 from core.audit import AuditTrail
 from core.errors import MahavishnuError
 from projections import readers
@@ -36,7 +37,7 @@ from projections.queries import QUERIES, QueryError, ReadModels, parse
 log = logging.getLogger("mahavishnu.queries")
 
 SERVICE_NAME = "mahavishnu-query"
-SUBJECT_PREFIX = "mesh.q"
+SUBJECT_PREFIX = subjects.QUERY_PREFIX
 MAX_IN_FLIGHT = 64
 
 Resolver = Callable[[str], Caller | None]

@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from core import subjects
 from core.errors import MahavishnuError
-from projections.query_service import SUBJECT_PREFIX
-from projections.service import ProjectionService
+
+if TYPE_CHECKING:
+    from projections.service import ProjectionService
 
 REBUILD = "mesh.ctl.projections.rebuild"
 WAIT = "mesh.ctl.projections.wait"
@@ -162,7 +164,7 @@ async def query(nc: Client, name: str, request: dict[str, Any]) -> Any:
     no such row), 503 when no query service answers, 504 when it does not answer in time.
     """
     try:
-        reply = await nc.request(f"{SUBJECT_PREFIX}.{name}", json.dumps(request).encode(), timeout=ANSWER_S)
+        reply = await nc.request(f"{subjects.QUERY_PREFIX}.{name}", json.dumps(request).encode(), timeout=ANSWER_S)
     except nats.errors.NoRespondersError:
         raise RequestError(503, "no query service answers: is `mahavishnu up` running?") from None
     except (nats.errors.TimeoutError, TimeoutError):
