@@ -5,6 +5,7 @@
     [appended] = await store.append(event, expected_last_subject_seq=0)
     async for stored in store.read("mesh.evt.device.dev-a.>", from_seq=1):
         ...
+    await store.audit.record(actor="control", category="identity", action="device.enroll")
 
 Every append carries the event id as `Nats-Msg-Id`, so a retried append inside the
 stream's duplicate window is stored once. Several events in one `append` call are one
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,7 @@ from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
 
 if TYPE_CHECKING:  # an edge agent uses the store and must not load prometheus-client (tests/edge/test_isolation.py)
+    from core.audit import AuditTrail
     from core.metrics import EventStoreMetrics
 
 # Backoff while no responder answers (a reloading or restarting server): about 1.5 s in all.
@@ -66,6 +69,19 @@ class EventStore:
         # config they apply (allow_atomic before 2.12, allow_batched before 2.14).
         self.atomic_batches = True
         self.fast_batches = True
+
+    @functools.cached_property
+    def audit(self) -> AuditTrail:
+        """The audit trail of this store, made on first use: every recorder in the process appends through it.
+
+        One trail per store, not one per call, because a trail's group commit and its
+        remembered end of the chain only work for the records that go through it: separate
+        trails on one store each pay a round-trip per record and race each other for the
+        end of the chain, as separate processes do. (The chain stays one line either way.)
+        """
+        from core.audit import AuditTrail  # core.audit builds on the store; an edge agent never loads it
+
+        return AuditTrail(self)
 
     # --- streams -------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from typing import Any
 import msgspec
 
 from core import subjects
-from core.audit import AuditTrail
 from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
@@ -105,7 +104,7 @@ async def send(
     )
     command = msgspec.structs.replace(command, correlation_id=command.command_id)
     await store.append(command)
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor=actor,
         category="command",
         action="command.send",
@@ -175,7 +174,7 @@ async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str 
     if not seq or seq <= delivered or not await store.delete_message("COMMANDS", seq):
         raise CommandError(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
     await store.append(CommandCanceled(command_id=command_id, device_id=view.device_id, actor=actor, reason=reason))
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor=actor,
         category="command",
         action="command.cancel",
