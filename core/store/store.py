@@ -216,7 +216,9 @@ class EventStore:
         reply = await self._send(subject, msgspec.json.encode(body), None, doing=f"JetStream API {subject}")
         return msgspec.json.decode(reply.data)  # type: ignore[no-any-return]
 
-    async def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None, *, doing: str) -> Msg:
+    async def _send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, *, doing: str, appending: bool = False
+    ) -> Msg:
         """A request to JetStream, retried for a moment while nothing answers.
 
         No responders means the request reached no stream or API, so it changed nothing: a
@@ -227,10 +229,10 @@ class EventStore:
                 return await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
             except nats.errors.NoRespondersError as exc:
                 if delay is None:
-                    raise from_exception(exc, doing=doing) from exc
+                    raise from_exception(exc, doing=doing, appending=appending) from exc
                 await asyncio.sleep(delay)
             except (TimeoutError, nats.errors.Error) as exc:
-                raise from_exception(exc, doing=doing) from exc
+                raise from_exception(exc, doing=doing, appending=appending) from exc
         raise AssertionError("unreachable")
 
     # --- append --------------------------------------------------------------
@@ -306,7 +308,8 @@ class EventStore:
         return [Appended(ack.stream, first + i, e.subject(), e.event_id) for i, e in enumerate(batch)]
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
-        return parse_pub_ack((await self._send(subject, payload, headers, doing=f"append on {subject}")).data)
+        reply = await self._send(subject, payload, headers, doing=f"append on {subject}", appending=True)
+        return parse_pub_ack(reply.data)
 
     async def append_many(self, events: Iterable[Event], *, pipelined: bool = False) -> BulkReport:
         """The high-throughput path, in the order given, every acknowledgement awaited and checked.
