@@ -24,8 +24,11 @@ from projections.projection import Park
 TERMINAL = tuple(ENDINGS.values())
 
 
-class CommandError(MahavishnuError):
-    """A command could not be sent, found or canceled."""
+class CommandRefused(MahavishnuError):
+    """An operator's request about a command was refused: there is no such command, or it is too late to cancel it.
+
+    Not edge.errors.CommandError, which a device's handler raises when the command itself failed.
+    """
 
 
 @dataclass(frozen=True)
@@ -138,12 +141,12 @@ async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadlin
 
 
 async def find(store: EventStore, command_id: str) -> CommandView:
-    """The command `command_id`, from the COMMANDS stream and its device's events; CommandError if unknown."""
+    """The command `command_id`, from the COMMANDS stream and its device's events; CommandRefused if unknown."""
     subjects.token(command_id, what="command id")
     issued = [s.event async for s in store.read(f"{subjects.COMMANDS_PREFIX}.*.{command_id}")]
     command = next((e for e in issued if isinstance(e, CommandIssued)), None)
     if command is None:
-        raise CommandError(
+        raise CommandRefused(
             f"no command {command_id!r} (canceled, or older than the COMMANDS stream keeps): "
             "see `mahavishnu cmd list --device ID`"
         )
@@ -162,17 +165,17 @@ async def list_for(store: EventStore, device_id: str) -> list[CommandView]:
 async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str = "canceled by an operator") -> None:
     """Cancel a command that its device has not received yet: remove it from the stream, record the cancel.
 
-    CommandError when it already reached the device (it is running or done) or is unknown.
+    CommandRefused when it already reached the device (it is running or done) or is unknown.
     """
     view = await find(store, command_id)
     if view.state != "issued":
-        raise CommandError(
+        raise CommandRefused(
             f"command {command_id} is already {view.state}: only a command not yet received can be canceled"
         )
     seq = await store.last_subject_sequence(subjects.command(view.device_id, command_id))
     delivered = await store.delivered_sequence("COMMANDS", subjects.device_consumer(view.device_id))
     if not seq or seq <= delivered or not await store.delete_message("COMMANDS", seq):
-        raise CommandError(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
+        raise CommandRefused(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
     await store.append(CommandCanceled(command_id=command_id, device_id=view.device_id, actor=actor, reason=reason))
     await store.audit.record(
         actor=actor,
