@@ -133,9 +133,10 @@ class ServiceRefusal(MahavishnuError, ServiceError):
 
     Also a nats micro ServiceError: a micro endpoint handler that raises it is answered by
     micro itself with the `Nats-Service-Error-Code` and `Nats-Service-Error` headers, which
-    `nats req` shows. ServiceError is a dataclass whose `__init__` takes (code, description)
-    and leaves the exception's args empty, and whose `__eq__` compares by value, which
-    makes it unhashable: this class sets these up as an exception's (and pickles it whole).
+    `nats req` shows. ServiceError is a dataclass: its `__init__` takes (code, description)
+    and never calls Exception's, so str(e) would be the tuple of both, and its `__eq__`
+    compares by value, which makes it unhashable. This class sets these up as an
+    exception's: str(e) is the description, equality is identity, and it pickles whole.
     """
 
     def __init__(self, status: int, description: str) -> None:
