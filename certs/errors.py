@@ -1,17 +1,7 @@
-"""The errors the certificate authority raises on purpose.
+"""The errors the certificate authority raises on purpose; their place in the whole tree is drawn in core.errors.
 
 Every message is one line that says what is wrong and what to do; the CLI prints it
 as `error: <message>` and exits 1.
-
-    MahavishnuError                 (core.errors)
-    └── CertError                   anything the CA refuses or cannot do
-        ├── NoCAError               the CA directory holds no CA yet
-        ├── CAExistsError           `init` on a directory that already holds a CA
-        ├── CorruptCAError          ca.pem, ca.key or a registry file is unreadable or inconsistent
-        ├── InvalidIdError          an identity, kind, host, reason or organisation is malformed
-        ├── BadCSRError             a CSR does not parse, does not verify or names someone else
-        ├── AlreadyIssuedError      the identity already holds a live certificate
-        └── NotIssuedError          the identity (or serial) was never issued, or nothing is live
 
 `cryptography`'s and the file system's errors are translated into these where they are
 caught, with `raise ... from exc` so the cause stays in the chain.

@@ -6,6 +6,12 @@ The hash is SHA-256 of the event's canonical encoding (core.events.encode). Appe
 are serialised through the stream's expected-last-sequence check: two writers racing
 for the same place retry with the new last entry, so the chain stays one line. Each
 trail appends the records made meanwhile together, as one atomic batch (AuditTrail).
+
+A process records through one trail, its store's (`store.audit`, made once per
+EventStore): that is what lets the records of the query service, the control services
+and the gateways share one group commit and one remembered end of the chain. Another
+AuditTrail on the same store is a separate writer, like another process: correct, but
+it batches alone and costs the first a refused append each time it gets in between.
 """
 
 from __future__ import annotations

@@ -1,21 +1,92 @@
-"""The errors Mahavishnu raises on purpose.
+"""The errors Mahavishnu raises on purpose: the whole tree, each class under its base, and where it lives.
 
 Every message is one line that says what is wrong and what to do; the CLI prints it
 as `error: <message>` and exits non-zero, without a traceback.
 
-    MahavishnuError
-    ├── ConfigError              a configuration file or variable is wrong
-    └── StoreError               the event store could not do what was asked
-        ├── StoreUnavailable     no server answered (down, unreachable, no JetStream)
-        ├── ConcurrencyConflict  an expected last subject sequence did not match
-        ├── AppendFailed         the server refused or did not acknowledge an append
-        └── StreamConfigError    a stream could not be created or updated
+    MahavishnuError              core.errors                        the root: every error we raise on purpose
+    ├── ConfigError              core.errors                        a configuration file or variable is wrong
+    │   └── SectionError         core.config.settings               one [section]'s values are wrong
+    ├── StoreError               core.errors                        the event store could not do what was asked
+    │   ├── StoreUnavailable     core.errors                        nobody answered: down, unreachable, no JetStream
+    │   ├── ConcurrencyConflict  core.errors                        an expected last sequence did not match
+    │   ├── AppendFailed         core.errors                        an append refused or not acknowledged
+    │   └── StreamConfigError    core.errors                        a stream could not be created or updated
+    ├── ServiceRefusal           core.errors                        refused with an HTTP-like code; a micro ServiceError
+    │   ├── NoAnswer             core.errors                        the service or device asked did not answer
+    │   ├── QueryError           projections.reading                a query refused: 400, 403, 404, 503
+    │   ├── RequestError         mahavishnu.control.requests        the running mesh did not answer, or refused
+    │   └── ShellError           mahavishnu.gateways.shell.errors   a terminal request refused or failed
+    ├── RequestInfoError         core.requester                     no usable Nats-Request-Info header
+    │   ├── NoRequestInfo        core.requester                     the request did not cross accounts
+    │   └── BadRequestInfo       core.requester                     the header is no JSON of the server's shape
+    ├── EventDecodeError         core.events.codec                  a payload is no valid event (it is parked)
+    ├── ProbeError               core.probes                        the probe server could not start
+    ├── SealingError             core.sealing                       a sealed field or a data key cannot be opened
+    ├── CertError                certs.errors                       the CA refuses or cannot do what was asked
+    │   ├── NoCAError            certs.errors                       the CA directory holds no CA yet
+    │   ├── CAExistsError        certs.errors                       `ca init` where a CA exists already
+    │   ├── CorruptCAError       certs.errors                       a CA file is unreadable or inconsistent
+    │   ├── InvalidIdError       certs.errors                       an identity, kind, host or reason is malformed
+    │   ├── BadCSRError          certs.errors                       a CSR does not parse, verify or match
+    │   ├── AlreadyIssuedError   certs.errors                       the identity holds a live certificate
+    │   └── NotIssuedError       certs.errors                       the identity or serial was never issued
+    ├── EdgeError                edge.errors                        the edge agent could not do what was asked
+    │   ├── AgentConfigError     edge.errors                        agent.toml is wrong (also a ConfigError)
+    │   ├── DuplicateHandler     edge.errors                        a handler name is registered already
+    │   ├── UnknownCommand       edge.errors                        no handler has the command's name
+    │   ├── InvalidArguments     edge.errors                        a handler rejects a command's arguments
+    │   ├── CommandError         edge.errors                        a handler's command ran and failed
+    │   └── StateError           edge.errors                        the agent's SQLite state file failed
+    ├── Park                     projections.projection             an event a projection cannot apply
+    ├── NotBuilt                 projections.readers                a read-model file does not exist yet
+    ├── DatabaseKeyError         projections.database               the read models' key is wrong or missing
+    ├── ProjectionError          projections.runner                 a read model could not be kept up to date
+    ├── LoadError                projections.bulk_load              a bulk load (rebuild) failed
+    ├── ReadModelsBusy           projections.service                another process owns the read models
+    ├── CodeIndexError           projections.codeindex.errors       the code index could not do what was asked
+    │   ├── RepositoryError      projections.codeindex.errors       a repository cannot be opened or read
+    │   ├── RemoteAuthFailed     projections.codeindex.errors       a remote accepted none of our credentials
+    │   ├── HashKeyError         projections.codeindex.errors       the secret-hash key file is unsafe or unreadable
+    │   ├── IndexingFailed       projections.codeindex.errors       the analysis pool broke down
+    │   ├── PollFailed           projections.codeindex.poller       one poll of one repository failed
+    │   └── RepositoryRefused    projections.codeindex.repos        `repo add` got something that cannot be polled
+    ├── SloError                 mahavishnu.cli.slo                 Prometheus could not be asked, or refused
+    ├── BackupError              mahavishnu.control.backup          a backup cannot be made or restored
+    ├── CommandRefused           mahavishnu.control.commands        no such command, or too late to cancel it
+    ├── RotationPending          mahavishnu.control.devices         the agent still uses its old certificate
+    ├── UnknownDevice            mahavishnu.control.erasure         no such device to erase
+    ├── ErasureNotRecorded       mahavishnu.control.erasure         key destroyed, erasure not yet recorded
+    ├── MqttError                mahavishnu.gateways.mqtt.devices   an MQTT device or listener cannot be served
+    │   └── MqttPayloadError     mahavishnu.gateways.mqtt.devices   an MQTT payload cannot become an event
+    ├── SshError                 mahavishnu.gateways.ssh.errors     an SSH host cannot be registered or reached
+    │   ├── HostKeyError         mahavishnu.gateways.ssh.errors     a host key to pin is no OpenSSH key
+    │   ├── HostKeyMismatch      mahavishnu.gateways.ssh.errors     the host's key is not the pinned one
+    │   ├── SshConnectFailed     mahavishnu.gateways.ssh.errors     no SSH session within the timeout
+    │   ├── SshAuthFailed        mahavishnu.gateways.ssh.errors     the host refused our credentials
+    │   └── SshCredentialsError  mahavishnu.gateways.ssh.errors     the identity file cannot be used
+    ├── ClusterError             mahavishnu.runtime.cluster         the cluster cannot come up or lost its majority
+    ├── ClusterPlanError         mahavishnu.runtime.clusterplan     the settings describe no runnable cluster
+    ├── HomeError                mahavishnu.runtime.home            the state directory is missing or damaged
+    ├── ServerStartError         mahavishnu.runtime.server          nats-server did not come up
+    ├── GaveUp                   mahavishnu.runtime.supervisor      a child crashed too often, too fast
+    └── SiteError                mahavishnu.sites.hub               a site is unknown, exists, or is damaged
 
-Lower libraries' errors (nats-py) are translated into these in one place,
-`core.store.nats_errors`, with `raise ... from exc` so the cause stays in the chain.
+A package's errors live beside its code; this drawing is the one map of them all, and
+tests/core/test_errors.py keeps it true: every exception class in core, certs, edge,
+projections and mahavishnu derives from MahavishnuError and is drawn here, under one
+of its bases, with the module it lives in. Edge's errors need only this module, so a
+device with nats-py and msgspec alone can import them.
+
+Lower libraries' errors are translated into these where they are caught, once, with
+`raise ... from exc` so the cause stays in the chain: nats-py's in core.store.nats_errors,
+sqlite3's in edge.state, SQLCipher's where the read models are opened and read
+(projections.database, .reading, .runner), asyncssh's in mahavishnu.gateways.ssh.pool,
+libgit2's in projections.codeindex.gitread, cryptography's in certs.
 """
 
 from __future__ import annotations
+
+from nats.micro.request import ServiceError
 
 
 class MahavishnuError(Exception):
@@ -60,3 +131,35 @@ class AppendFailed(StoreError):
 
 class StreamConfigError(StoreError):
     """A stream definition could not be applied to the server."""
+
+
+class ServiceRefusal(MahavishnuError, ServiceError):
+    """A request refused with an HTTP-like `status` (404, 503, ...); `.code` and `.description` are micro's.
+
+    Also a nats micro ServiceError: a micro endpoint handler that raises it is answered by
+    micro itself with the `Nats-Service-Error-Code` and `Nats-Service-Error` headers, which
+    `nats req` shows. ServiceError is a dataclass: its `__init__` takes (code, description)
+    and never calls Exception's, so str(e) would be the tuple of both, and its `__eq__`
+    compares by value, which makes it unhashable. This class sets these up as an
+    exception's: str(e) is the description, equality is identity, and it pickles whole.
+    """
+
+    def __init__(self, status: int, description: str) -> None:
+        Exception.__init__(self, description)  # str(e) is the description, as for every MahavishnuError
+        self.status = status
+        self.code = str(status)
+        self.description = description
+
+    __eq__ = Exception.__eq__
+    __hash__ = Exception.__hash__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.description!r})"
+
+    def __reduce__(self) -> tuple[type[ServiceRefusal], tuple[int, str]]:  # args hold the description alone
+        return type(self), (self.status, self.description)
+
+
+class NoAnswer(ServiceRefusal):
+    """A request to one of our services or to a device got no answer: 503 when nobody listens or our
+    connection is gone, 504 when the answer did not come in time. See core.store.nats_errors.unanswered."""

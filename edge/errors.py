@@ -1,17 +1,8 @@
-"""The errors the edge agent raises on purpose.
+"""The errors the edge agent raises on purpose; their place in the whole tree is drawn in core.errors.
 
-Every message is one line that says what is wrong and what to do.
-
-    MahavishnuError (core.errors)
-    └── EdgeError
-        ├── AgentConfigError     agent.toml is wrong (also a core ConfigError); `.problems`, one per field
-        ├── RegistryError        the handler registry was used wrongly
-        │   ├── DuplicateHandler a second handler tried to take a name already registered
-        │   └── UnknownCommand   no handler has the name a command asked for
-        ├── HandlerError         raised by handlers (plugins) while checking or running a command
-        │   ├── InvalidArguments a command's arguments are wrong: the command is rejected, never run
-        │   └── CommandError     the command ran and failed: reported as CommandFailed(error)
-        └── StateError           the agent's SQLite state file could not do what was asked
+Every message is one line that says what is wrong and what to do. A handler (a plugin)
+raises InvalidArguments to reject a command before it runs, CommandError when it ran and
+failed; both messages reach the operator as they are, so keep them one safe line.
 
 `sqlite3` errors are translated into StateError in one place, `edge.state._translate`,
 with `raise ... from exc` so the cause stays in the chain.
@@ -37,11 +28,7 @@ class AgentConfigError(EdgeError, ConfigError):
         Exception.__init__(self, f"{self.path}: " + "; ".join(self.problems))
 
 
-class RegistryError(EdgeError):
-    """The handler registry was asked for something it cannot do."""
-
-
-class DuplicateHandler(RegistryError):
+class DuplicateHandler(EdgeError):
     """A handler was registered under a name that is already taken."""
 
     def __init__(self, name: str) -> None:
@@ -49,7 +36,7 @@ class DuplicateHandler(RegistryError):
         super().__init__(f"a handler named {name!r} is already registered; give the new handler another name")
 
 
-class UnknownCommand(RegistryError):
+class UnknownCommand(EdgeError):
     """No registered handler has the command's name."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -58,20 +45,19 @@ class UnknownCommand(RegistryError):
         super().__init__(f"this device has no command {name!r}; it knows {', '.join(self.known) or 'no commands'}")
 
 
-class HandlerError(EdgeError):
-    """Raised by a handler; the message is sent to the operator as it is, so keep it one safe line."""
+class InvalidArguments(EdgeError):
+    """Raised by a handler: a command's arguments are wrong; `.reason` says which and how to fix them.
 
-
-class InvalidArguments(HandlerError):
-    """A command's arguments are wrong; `.reason` says which and how to fix them. The command is rejected."""
+    The command is rejected, never run, and the reason sent to the operator as it is.
+    """
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
 
 
-class CommandError(HandlerError):
-    """A command ran and failed; `.message` becomes the CommandFailed event's `error`."""
+class CommandError(EdgeError):
+    """Raised by a handler: the command ran and failed; `.message` becomes the CommandFailed event's `error`."""
 
     def __init__(self, message: str) -> None:
         self.message = message

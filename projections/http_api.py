@@ -164,6 +164,6 @@ def _endpoint(
         try:
             return JSONResponse(await query(models, decoded))
         except QueryError as exc:
-            return JSONResponse({"error": str(exc)}, exc.code)
+            return JSONResponse({"error": str(exc)}, exc.status)
 
     return handle

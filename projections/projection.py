@@ -20,13 +20,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from core.errors import MahavishnuError
 from core.events import Event
 
 Statement = tuple[str, tuple[Any, ...]]
 
 
-class Park(Exception):
-    """This event cannot be applied; `reason` says why (it is kept in the parked table)."""
+class Park(MahavishnuError):
+    """This event cannot be applied; `reason` says why (it is kept in the parked table).
+
+    Raised by a projection's pure `apply` and caught by the runner (projections.applying),
+    never by a caller: it does not leave the projections.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

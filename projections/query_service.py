@@ -2,20 +2,22 @@
 
 Endpoints are `mesh.q.<query>` (mesh.q.devices.list, mesh.q.commands.get, ...), bodies
 are JSON, and errors come back in the micro protocol's error headers
-(`Nats-Service-Error-Code`, `Nats-Service-Error`) with an empty body.
+(`Nats-Service-Error-Code`, `Nats-Service-Error`) with an empty body: every refusal is
+a QueryError, which is a micro ServiceError, raised and answered in one place
+(core.micro.answer_as_micro).
 
 nats-py runs a subscription's callback for one message at a time, so an endpoint whose
 callback awaited the whole query would answer one request after the other, idle while
 the audit record travels and the read model is read. Each request is answered in a task
 of its own instead, at most MAX_IN_FLIGHT at once; beyond that the callback waits and
 requests queue in the subscription as before. (The micro service's own statistics
-therefore count the time to hand a request over, not to answer it.)
+therefore count the time to hand a request over, not to answer it, and micro cannot see
+what the answer raises: answer_as_micro answers it as micro would.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -30,6 +32,7 @@ from nats.micro.service import Service
 from core import subjects
 from core.audit import AuditTrail
 from core.errors import MahavishnuError
+from core.micro import answer_as_micro
 from projections import readers
 from projections.authz import Caller, allowed, caller_of
 from projections.queries import QUERIES, QueryError, ReadModels, parse
@@ -59,9 +62,9 @@ class QueryService:
             await asyncio.gather(*self._answering, return_exceptions=True)
         readers.close(self.folder)
 
-    async def _dispatch(self, answer: Answer, request: Request) -> None:
+    async def _dispatch(self, name: str, answer: Answer, request: Request) -> None:
         await self._slots.acquire()
-        task = asyncio.create_task(answer(request))
+        task = asyncio.create_task(answer_as_micro(answer, request, endpoint=name, log=log))
         self._answering.add(task)
         task.add_done_callback(self._answered)
 
@@ -87,8 +90,8 @@ async def start_query_service(
     for name, (request_type, query) in QUERIES.items():
         answer = _answer(models, name, request_type, query, resolve, audit)
 
-        async def handle(request: Request, answer: Answer = answer) -> None:
-            await running._dispatch(answer, request)
+        async def handle(request: Request, name: str = name, answer: Answer = answer) -> None:
+            await running._dispatch(name, answer, request)
 
         await service.add_endpoint(name=name.replace(".", "-"), subject=f"{SUBJECT_PREFIX}.{name}", handler=handle)
     return running
@@ -111,6 +114,7 @@ def _answer(
         return await query(models, parse(request_type, body))
 
     async def answer(request: Request) -> None:
+        """Answer one request, or raise the QueryError that refuses it (answered by answer_as_micro)."""
         caller = caller_of((request.headers or {}).get("Nats-Request-Info"), resolve)
         if caller is None or not allowed(caller, name):
             who = f"{caller.identity} ({caller.role})" if caller else "an unknown caller"
@@ -119,8 +123,7 @@ def _answer(
                 await record(caller, "denied", {"role": caller.role if caller else ""})
             except MahavishnuError as exc:  # refused all the same: a denial gives nothing away
                 log.error("a denied query could not be audited", extra={"query": name, "reason": str(exc)})
-            await request.respond_error("403", f"{who} may not run {name}")
-            return
+            raise QueryError(403, f"{who} may not run {name}")
         # The read runs while the audit record is stored, but the answer leaves only once the
         # record is acknowledged. Answering first would save a little latency, no throughput,
         # and open a window in which a crash or a refused append leaves a read the trail does
@@ -132,25 +135,7 @@ def _answer(
             searching.cancel()
             await asyncio.gather(searching, return_exceptions=True)
             log.error("a query could not be audited, so it was not answered", extra={"query": name, "reason": str(exc)})
-            await request.respond_error("503", f"{name} could not be audited, so it was not answered: {exc}")
-            return
-        try:
-            answer = await searching
-        except QueryError as exc:
-            await request.respond_error(str(exc.code), str(exc))
-            return
-        except Exception as exc:  # a bug: answer without details, log the cause
-            log.exception("query failed", extra={"query": name})
-            await request.respond_error("500", f"internal error in {name}: {type(exc).__name__}")
-            return
-        await request.respond(msgspec.json.encode(answer))
+            raise QueryError(503, f"{name} could not be audited, so it was not answered: {exc}") from exc
+        await request.respond(msgspec.json.encode(await searching))
 
-    async def guarded(request: Request) -> None:
-        try:
-            await answer(request)
-        except Exception as exc:  # a bug, or the connection went away: nobody else would see it
-            log.exception("query failed", extra={"query": name})
-            with contextlib.suppress(Exception):
-                await request.respond_error("500", f"internal error in {name}: {type(exc).__name__}")
-
-    return guarded
+    return answer

@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlcipher3
 
+from core.errors import MahavishnuError
 from projections.database import connect_reader
 
 POOL_SIZE = 4  # connections per file, and threads in all: two cores, and SQLite reads while the loop works
@@ -38,8 +39,8 @@ _lock = threading.Lock()
 _pools: OrderedDict[tuple[Path, str], _Pool] = OrderedDict()
 
 
-class NotBuilt(Exception):
-    """The read-model file does not exist (yet)."""
+class NotBuilt(MahavishnuError):
+    """The read-model file does not exist (yet); the message names it."""
 
 
 class _Pool:
@@ -55,7 +56,7 @@ class _Pool:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            raise NotBuilt(str(self.path)) from None
+            raise NotBuilt(f"the read model {self.path} is not built yet: `mahavishnu up` builds it") from None
         current = (stat.st_dev, stat.st_ino)
         with _lock:
             while self.idle:

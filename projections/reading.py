@@ -1,7 +1,8 @@
 """What every query function shares: the read models it reads, its error, and reading rows.
 
-A bad request or a missing row raises QueryError with an HTTP-like code, mapped to the
-micro protocol's error headers or to an HTTP status at each door.
+A bad request or a missing row raises QueryError with an HTTP-like status: the NATS door
+answers it in the micro protocol's error headers (it is a micro ServiceError), the HTTP
+door with that status.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from typing import Any
 
 import sqlcipher3
 
-from core.errors import MahavishnuError
+from core.errors import ServiceRefusal
 from core.store import EventStore
 from projections import readers
 
 
-class QueryError(MahavishnuError):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class QueryError(ServiceRefusal):
+    """A query refused: a bad request (400), a missing row (404), a read model not ready (503), ...
+
+    `.status` is the HTTP status the HTTP door answers; as a micro ServiceError, `.code`
+    and `.description` are what the NATS door's error headers carry.
+    """
 
 
 @dataclass(frozen=True)

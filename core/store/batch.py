@@ -47,7 +47,7 @@ async def publish_atomic_batch(
         await wire.write(nc, frames)
         reply = await sub.next_msg(timeout=timeout)
     except (nats.errors.Error, TimeoutError) as exc:
-        raise from_exception(exc, doing=f"atomic append of {len(batch)} events") from exc
+        raise from_exception(exc, doing=f"atomic append of {len(batch)} events", appending=True) from exc
     finally:
         if not nc.is_closed:
             await sub.unsubscribe()

@@ -217,7 +217,7 @@ class PipelinedAppender:
         try:
             await wire.write(self.nc, frames)
         except nats.errors.Error as exc:
-            raise from_exception(exc, doing="bulk append") from exc
+            raise from_exception(exc, doing="bulk append", appending=True) from exc
 
     async def _on_ack(self, msg: Msg) -> None:
         message = self._pending.pop(int(msg.subject[len(self._prefix) :]), None)
@@ -296,7 +296,7 @@ class FastBatchAppender:
                 try:
                     await wire.write(self.nc, frames)
                 except nats.errors.Error as exc:
-                    raise from_exception(exc, doing="bulk append") from exc
+                    raise from_exception(exc, doing="bulk append", appending=True) from exc
                 while not self._failure and start + len(part) - self._acked > self.window:
                     await self._await_progress()
                 if self._failure:

@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from core.errors import StoreError
+from core.store.nats_errors import from_exception
 
 CHUNK_BYTES = 128 * 1024
 
@@ -44,7 +45,7 @@ async def _api(nc: Client, subject: str, body: dict[str, Any], *, timeout: float
     try:
         reply = await nc.request(f"{api.DEFAULT_PREFIX}.{subject}", json.dumps(body).encode(), timeout=timeout)
     except (TimeoutError, nats.errors.Error) as exc:
-        raise StoreError(f"{subject}: the server did not answer ({exc or type(exc).__name__})") from exc
+        raise from_exception(exc, doing=f"JetStream API {subject}") from exc
     answer: dict[str, Any] = json.loads(reply.data)
     if "error" in answer:
         error = answer["error"]
@@ -119,7 +120,7 @@ async def restore_stream(
                 progress(sent)
         done = await nc.request(target, b"", timeout=timeout)  # the end: the server now builds the stream
     except (TimeoutError, nats.errors.Error) as exc:
-        raise StoreError(f"restore of {snapshot.stream}: the server stopped answering after {sent} bytes") from exc
+        raise from_exception(exc, doing=f"restore of {snapshot.stream}, after {sent} bytes", appending=True) from exc
     result: dict[str, Any] = json.loads(done.data)
     if "error" in result:
         error = result["error"]

@@ -5,6 +5,7 @@
     [appended] = await store.append(event, expected_last_subject_seq=0)
     async for stored in store.read("mesh.evt.device.dev-a.>", from_seq=1):
         ...
+    await store.audit.record(actor="control", category="identity", action="device.enroll")
 
 Every append carries the event id as `Nats-Msg-Id`, so a retried append inside the
 stream's duplicate window is stored once. Several events in one `append` call are one
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,7 @@ from core.store.wire import Message
 from core.streams import StreamSpec, default_streams, stream_for
 
 if TYPE_CHECKING:  # an edge agent uses the store and must not load prometheus-client (tests/edge/test_isolation.py)
+    from core.audit import AuditTrail
     from core.metrics import EventStoreMetrics
 
 # Backoff while no responder answers (a reloading or restarting server): about 1.5 s in all.
@@ -66,6 +69,19 @@ class EventStore:
         # config they apply (allow_atomic before 2.12, allow_batched before 2.14).
         self.atomic_batches = True
         self.fast_batches = True
+
+    @functools.cached_property
+    def audit(self) -> AuditTrail:
+        """The audit trail of this store, made on first use: every recorder in the process appends through it.
+
+        One trail per store, not one per call, because a trail's group commit and its
+        remembered end of the chain only work for the records that go through it: separate
+        trails on one store each pay a round-trip per record and race each other for the
+        end of the chain, as separate processes do. (The chain stays one line either way.)
+        """
+        from core.audit import AuditTrail  # core.audit builds on the store; an edge agent never loads it
+
+        return AuditTrail(self)
 
     # --- streams -------------------------------------------------------------
 
@@ -200,7 +216,9 @@ class EventStore:
         reply = await self._send(subject, msgspec.json.encode(body), None, doing=f"JetStream API {subject}")
         return msgspec.json.decode(reply.data)  # type: ignore[no-any-return]
 
-    async def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None, *, doing: str) -> Msg:
+    async def _send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, *, doing: str, appending: bool = False
+    ) -> Msg:
         """A request to JetStream, retried for a moment while nothing answers.
 
         No responders means the request reached no stream or API, so it changed nothing: a
@@ -211,10 +229,10 @@ class EventStore:
                 return await self.nc.request(subject, payload, timeout=self.timeout, headers=headers)
             except nats.errors.NoRespondersError as exc:
                 if delay is None:
-                    raise from_exception(exc, doing=doing) from exc
+                    raise from_exception(exc, doing=doing, appending=appending) from exc
                 await asyncio.sleep(delay)
             except (TimeoutError, nats.errors.Error) as exc:
-                raise from_exception(exc, doing=doing) from exc
+                raise from_exception(exc, doing=doing, appending=appending) from exc
         raise AssertionError("unreachable")
 
     # --- append --------------------------------------------------------------
@@ -290,7 +308,8 @@ class EventStore:
         return [Appended(ack.stream, first + i, e.subject(), e.event_id) for i, e in enumerate(batch)]
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
-        return parse_pub_ack((await self._send(subject, payload, headers, doing=f"append on {subject}")).data)
+        reply = await self._send(subject, payload, headers, doing=f"append on {subject}", appending=True)
+        return parse_pub_ack(reply.data)
 
     async def append_many(self, events: Iterable[Event], *, pipelined: bool = False) -> BulkReport:
         """The high-throughput path, in the order given, every acknowledgement awaited and checked.

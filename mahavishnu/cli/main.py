@@ -17,7 +17,6 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from core.errors import MahavishnuError
 from mahavishnu.cli.verbs import VERBS, Adder, Handler, Verb
 
 EXIT_USAGE = 2
@@ -103,7 +102,9 @@ def run_handler(handler: Handler, root: Path, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
+    # Imported once the verb is known: `--help` and usage errors load none of them.
     from core.config import home_dir
+    from core.errors import MahavishnuError
     from core.logs import configure_logging
 
     configure_logging(level="warning", fmt="text")  # `up` reconfigures from the settings

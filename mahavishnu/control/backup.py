@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives import hashes
 from nats.aio.client import Client
 
 from core.config import Settings
-from core.errors import MahavishnuError, StoreError
+from core.errors import MahavishnuError
 from core.store import EventStore
+from core.store.nats_errors import from_exception
 from core.store.snapshots import Snapshot, restore_stream, snapshot_stream
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
@@ -281,6 +282,8 @@ async def _make_room(nc: Client, name: str) -> None:
         info = await js.stream_info(name)
     except nats.js.errors.NotFoundError:
         return
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise from_exception(exc, doing=f"read stream {name} before restoring it") from exc
     if info.state.messages:
         raise BackupError(
             f"stream {name} already holds {info.state.messages} messages: restore only into an empty store "
@@ -289,7 +292,7 @@ async def _make_room(nc: Client, name: str) -> None:
     try:
         await js.delete_stream(name)
     except (TimeoutError, nats.errors.Error) as exc:
-        raise StoreError(f"cannot replace the empty stream {name}: {exc}") from exc
+        raise from_exception(exc, doing=f"replace the empty stream {name}") from exc
 
 
 def _bytes_shown(label: str) -> Callable[[int], None]:

@@ -20,7 +20,6 @@ from typing import Any
 import msgspec
 
 from core import subjects
-from core.audit import AuditTrail
 from core.commands import TERMINAL, CommandState, Step, advances, effective_step, ending, step
 from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
@@ -32,8 +31,12 @@ from projections.commands import ISSUES, REPORTS
 SETTLE_S = 10.0  # how long the running mesh may take to apply what is stored before a read
 
 
-class CommandError(MahavishnuError):
-    """A command could not be sent, found or canceled."""
+class CommandRefused(MahavishnuError):
+    """An operator's request about a command could not be served: no such command, too late to cancel it,
+    or the running mesh could not be asked.
+
+    Not edge.errors.CommandError, which a device's handler raises when the command itself failed.
+    """
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,12 @@ def fold_into(view: CommandView, events: Iterable[Event]) -> CommandView:
 def from_row(row: dict[str, Any]) -> CommandView:
     """The view of a row of the commands read model as the queries answer it (pure).
 
-    CommandError when its state is one this version does not know (a newer mesh wrote it).
+    CommandRefused when its state is one this version does not know (a newer mesh wrote it).
     """
     try:
         state = CommandState(row["state"])
     except ValueError:
-        raise CommandError(
+        raise CommandRefused(
             f"command {row['command_id']} is {row['state']!r}, a state this version does not know: upgrade mahavishnu"
         ) from None
     return CommandView(
@@ -132,7 +135,7 @@ async def send(
     )
     command = msgspec.structs.replace(command, correlation_id=command.command_id)
     await store.append(command)
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor=actor,
         category="command",
         action="command.send",
@@ -149,7 +152,7 @@ async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadlin
     a subscription to the device's reports wakes this when one of them ends the command;
     then the read model is awaited up to what is stored and one row is read (`status`).
     At the deadline the row is read as it is: a command no device took within its time to
-    live reads expired. CommandError when the running mesh cannot be asked.
+    live reads expired. CommandRefused when the running mesh cannot be asked.
     """
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + deadline_s
@@ -181,7 +184,7 @@ async def status(store: EventStore, command_id: str, *, device_id: str = "*") ->
     What `mesh.q.commands.get` and `/api/commands/{id}` answer, TTL rule included; it first
     waits until the read model has applied the last event stored on the command's subjects,
     so a command just sent or just answered reads as it is. `device_id` narrows that to
-    the device's reports. CommandError when the command is unknown or the mesh cannot be asked.
+    the device's reports. CommandRefused when the command is unknown or the mesh cannot be asked.
     """
     subjects.token(command_id, what="command id")
     if device_id != "*":
@@ -194,17 +197,17 @@ async def status(store: EventStore, command_id: str, *, device_id: str = "*") ->
         await request_applied(store.nc, "commands", positions, timeout_s=SETTLE_S)
         row = await query(store.nc, "commands.get", {"id": command_id})
     except RequestError as exc:
-        if exc.code == 404:
-            raise CommandError(
+        if exc.status == 404:
+            raise CommandRefused(
                 f"no command {command_id!r} (older than the read model keeps, or never sent): "
                 "see `mahavishnu cmd list --device ID`"
             ) from None
-        raise CommandError(f"cannot read command {command_id}: {exc}") from None
+        raise CommandRefused(f"cannot read command {command_id}: {exc}") from None
     return from_row(row)
 
 
 async def find(store: EventStore, command_id: str) -> CommandView:
-    """The command `command_id`, folded from the COMMANDS stream and its device's events; CommandError if unknown.
+    """The command `command_id`, folded from the COMMANDS stream and its device's events; CommandRefused if unknown.
 
     Only a command still in the stream is found: what `cancel` can act on.
     """
@@ -212,7 +215,7 @@ async def find(store: EventStore, command_id: str) -> CommandView:
     issued = [s.event async for s in store.read(f"{subjects.COMMANDS_PREFIX}.*.{command_id}")]
     command = next((e for e in issued if isinstance(e, CommandIssued)), None)
     if command is None:
-        raise CommandError(
+        raise CommandRefused(
             f"no command {command_id!r} (canceled, or older than the COMMANDS stream keeps): "
             "see `mahavishnu cmd list --device ID`"
         )
@@ -231,19 +234,19 @@ async def list_for(store: EventStore, device_id: str) -> list[CommandView]:
 async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str = "canceled by an operator") -> None:
     """Cancel a command that its device has not received yet: remove it from the stream, record the cancel.
 
-    CommandError when it already reached the device (it is running or done) or is unknown.
+    CommandRefused when it already reached the device (it is running or done) or is unknown.
     """
     view = await find(store, command_id)
     if view.state is not CommandState.ISSUED:
-        raise CommandError(
+        raise CommandRefused(
             f"command {command_id} is already {view.state}: only a command not yet received can be canceled"
         )
     seq = await store.last_subject_sequence(subjects.command(view.device_id, command_id))
     delivered = await store.delivered_sequence("COMMANDS", subjects.device_consumer(view.device_id))
     if not seq or seq <= delivered or not await store.delete_message("COMMANDS", seq):
-        raise CommandError(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
+        raise CommandRefused(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
     await store.append(CommandCanceled(command_id=command_id, device_id=view.device_id, actor=actor, reason=reason))
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor=actor,
         category="command",
         action="command.cancel",

@@ -17,7 +17,6 @@ import msgspec
 
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
 from core import subjects
-from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import (
@@ -148,7 +147,7 @@ async def enroll(
         actor="control",
     )
     await store.append(msgspec.structs.replace(enrolled, **sealed_fields(key, device_id, personal)))
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor="control",
         category="identity",
         action="device.enroll",
@@ -179,7 +178,7 @@ async def revoke(home: Home, store: EventStore, device_id: str, *, reason: str =
     await store.append(
         DeviceRevoked(device_id=device_id, serials=[f"{e.serial:x}" for e in entries], reason=reason, actor="control")
     )
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor="control", category="identity", action="device.revoke", target=device_id, details={"reason": reason}
     )
     return [e.serial for e in entries]
@@ -202,7 +201,7 @@ async def rotate(
             actor="control",
         )
     )
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor="control",
         category="identity",
         action="device.rotate",
@@ -311,7 +310,7 @@ async def desire(store: EventStore, device_id: str, state: dict[str, Any], *, ac
         await commands.send(
             store, device_id, "config.set", {"key": key, "value": value}, ttl_s=3600, timeout_s=5, actor=actor
         )
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor=actor,
         category="command",
         action="device.desire",

@@ -19,7 +19,6 @@ from datetime import datetime
 
 from certs import validate_identity
 from core import subjects
-from core.audit import AuditTrail
 from core.errors import MahavishnuError, StoreError
 from core.events import SEALED_DEVICE_FIELDS, DeviceErased
 from core.sealing import device_subject
@@ -71,7 +70,7 @@ async def erase(home: Home, store: EventStore, device_id: str, *, operator: str)
     try:
         event = DeviceErased(device_id=device_id, key_id=key_id, fields=fields, actor="control")
         await store.append(event)
-        await AuditTrail(store).record(
+        await store.audit.record(
             actor="control",
             category="privacy",
             action="device.erase",

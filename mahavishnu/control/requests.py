@@ -23,7 +23,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import subjects
-from core.errors import MahavishnuError
+from core.errors import MahavishnuError, ServiceRefusal
 
 if TYPE_CHECKING:
     from projections.service import ProjectionService
@@ -34,12 +34,8 @@ ANSWER_S = 10.0  # how long a query may take to be answered
 MARGIN_S = 5.0  # beyond a wait's own timeout, for the answer to travel
 
 
-class RequestError(MahavishnuError):
-    """The running mesh did not answer a request, or answered with an error; `code` is HTTP-like."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class RequestError(ServiceRefusal):
+    """The running mesh did not answer a request, or answered with an error; `status` is HTTP-like."""
 
 
 async def serve(nc: Client, service: ProjectionService) -> list[Any]:

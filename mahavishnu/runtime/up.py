@@ -178,21 +178,21 @@ async def run(
             models,
             version=version("mahavishnu"),
             resolve=operators.resolver(home),
-            audit=AuditTrail(store),
+            audit=store.audit,
         )
         if settings.http.port:
             api = http_api_server(
-                home, settings, models, AuditTrail(store), ready=lambda: service is not None and service.caught_up
+                home, settings, models, store.audit, ready=lambda: service is not None and service.caught_up
             )
             await api.start()
         fleet = CommandMetrics(registry)
         await command_latency.follow(nc, fleet)
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
-        await connection_audit.follow(system, AuditTrail(store), operators.identifier(home))
+        await connection_audit.follow(system, store.audit, operators.identifier(home))
         shells = await start_shell_broker(
             nc,
             resolve=operators.resolver(home),
-            audit=AuditTrail(store),
+            audit=store.audit,
             limits=shell_limits(settings),
             system=system,
             version=version("mahavishnu"),

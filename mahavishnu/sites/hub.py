@@ -38,6 +38,7 @@ from nats.aio.client import Client
 from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_identity
 from core.config import Settings
 from core.errors import MahavishnuError
+from core.store.nats_errors import from_exception
 from core.streams import StreamSource, StreamSpec
 from mahavishnu.control.permissions import device_user
 from mahavishnu.runtime.home import Home, reload_server, write_private
@@ -250,7 +251,7 @@ async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
     """Make the hub's EVENTS stream source `site`'s, without a restart; False if it already did.
 
     Reads the stream's configuration as the server has it and updates only its sources,
-    so no other option is lost. SiteError when the server refuses.
+    so no other option is lost. SiteError when the server refuses, StoreUnavailable when it does not answer.
     """
     info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
@@ -273,16 +274,20 @@ async def _js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -
 
     Right after a configuration reload (`site add` reloads the hub for the site's user)
     the server's JetStream API has been seen to have no responder for a moment.
+    StoreUnavailable when it still has none at the deadline, or does not answer in time.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
             reply = await nc.request(subject, payload, timeout=max(0.1, deadline - time.monotonic()))
-            return dict(json.loads(reply.data))
-        except nats.errors.NoRespondersError:
-            if time.monotonic() >= deadline:
-                raise SiteError(f"the hub's JetStream API did not answer {subject} within {timeout:.0f} s") from None
-            await asyncio.sleep(0.1)  # a retry interval, bounded by the deadline above
+        except nats.errors.NoRespondersError as exc:
+            if time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # a retry interval, bounded by the deadline
+                continue
+            raise from_exception(exc, doing=f"the hub's JetStream API ({subject}, asked for {timeout:g} s)") from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"the hub's JetStream API ({subject})") from exc
+        return dict(json.loads(reply.data))
 
 
 # --- keeping the sources attached -----------------------------------------------------

@@ -1,12 +1,4 @@
-"""The errors of the code index.
-
-    MahavishnuError
-    └── CodeIndexError           the code index could not do what was asked
-        ├── RepositoryError      a repository cannot be opened or read (missing, not a repository,
-        │                        unknown branch or commit)
-        ├── RemoteAuthFailed     a remote asked for credentials and no source gave any it accepted
-        ├── HashKeyError         the secret-hash key file is unsafe or unreadable
-        └── IndexingFailed       the analysis pool broke down (a worker died); the next index restarts it
+"""The errors of the code index; their place in the whole tree is drawn in core.errors.
 
 libgit2's errors are translated into these in `projections.codeindex.gitread`, once.
 """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from core.audit import AuditTrail
 from core.store import EventStore
 from projections.audit import Audit
 from projections.queries import AuditSearch, ReadModels, audit_search
@@ -15,7 +14,7 @@ KEY = secrets.token_hex(32)
 
 
 async def test_the_chain_is_checked_and_entries_are_searchable(store: EventStore, tmp_path: Path) -> None:
-    trail = AuditTrail(store)
+    trail = store.audit
     await trail.record(actor="ops-ann", category="command", action="command.send", target="dev-9")
     await trail.record(actor="control", category="identity", action="device.revoke", target="dev-9")
     runner = ProjectionRunner(Audit(), store, directory=tmp_path, key=KEY)

@@ -11,7 +11,6 @@ import pytest
 from nats.aio.client import Client
 
 from core import subjects
-from core.audit import AuditTrail
 from core.events import AuditRecorded
 from core.store import EventStore, Identity, connect
 from mahavishnu.control import operators
@@ -58,7 +57,7 @@ async def service(store: EventStore, nc: Client, mesh: Mesh, tmp_path: Path) -> 
         ReadModels(tmp_path, KEY, store),
         version="0.1.0",
         resolve=operators.resolver(mesh.home),
-        audit=AuditTrail(store),
+        audit=store.audit,
     )
     yield
     await running.stop()

@@ -25,7 +25,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from core.audit import AuditTrail
 from core.events import CommandIssued, DeviceEnrolled
 from core.metrics import new_registry
 from core.probes import ProbeServer, ServerTLS
@@ -63,7 +62,7 @@ async def api(
     await store.append(
         DeviceEnrolled(device_id=device, serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC))
     )
-    await AuditTrail(store).record(actor="control", category="identity", action="device.enroll", target=device)
+    await store.audit.record(actor="control", category="identity", action="device.enroll", target=device)
     await store.append(CommandIssued(command_id=f"c-{device}", device_id=device, name="reboot-now"))
     for model in CATALOG.values():
         runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
@@ -75,7 +74,7 @@ async def api(
         0,
         new_registry(),
         ready=lambda: True,
-        routes=http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=AUTHENTICATE, audit=AuditTrail(store)),
+        routes=http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=AUTHENTICATE, audit=store.audit),
         tls=tls,
     )
     await server.start()

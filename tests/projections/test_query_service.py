@@ -20,7 +20,7 @@ from core.events import CommandAccepted, CommandIssued, DeviceEnrolled, MeshStar
 from core.store import EventStore
 from projections import readers
 from projections.catalog import CATALOG
-from projections.queries import ReadModels
+from projections.queries import QUERIES, ReadModels
 from projections.query_service import SERVICE_NAME, start_query_service
 from projections.runner import ProjectionRunner
 from tests.waiting import eventually
@@ -244,3 +244,39 @@ async def test_a_slow_request_does_not_hold_up_the_next(built: ReadModels, nc: C
         await first
     finally:
         await service.stop()
+
+
+async def test_a_refused_query_is_audited_once_and_answered_in_the_micro_headers(built: ReadModels, nc: Client) -> None:
+    trail = HeldTrail(hold=0)
+    service = await start_query_service(nc, built, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        reply = await nc.request(
+            "mesh.q.devices.list", b"", timeout=5, headers={"Nats-Request-Info": json.dumps({"user": "stranger"})}
+        )
+    finally:
+        await service.stop()
+    assert reply.data == b""
+    assert reply.headers == {
+        "Nats-Service-Error-Code": "403",
+        "Nats-Service-Error": "an unknown caller may not run devices.list",
+    }
+    assert [(r["actor"], r["outcome"]) for r in trail.records] == [("unknown", "denied")]
+
+
+async def test_a_query_that_fails_unexpectedly_is_answered_500_without_details(
+    built: ReadModels, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(models: ReadModels, request: Any) -> Any:
+        raise RuntimeError("a secret detail")
+
+    monkeypatch.setitem(QUERIES, "devices.list", (QUERIES["devices.list"][0], broken))
+    trail = HeldTrail(hold=0)
+    service = await start_query_service(nc, built, version="0.1.0", audit=trail)  # type: ignore[arg-type]
+    try:
+        data, headers = await ask(nc, "mesh.q.devices.list")
+    finally:
+        await service.stop()
+    assert data is None
+    assert headers["Nats-Service-Error-Code"] == "500"
+    assert headers["Nats-Service-Error"] == "internal error in devices.list: RuntimeError"
+    assert [r["outcome"] for r in trail.records] == ["ok"]  # audited once, before the answer

@@ -22,12 +22,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
-import nats.errors
 from nats.micro.request import Request, ServiceError
 from nats.micro.service import Service
 
 from core import subjects
 from core.errors import MahavishnuError
+from core.micro import answer_as_micro
 from core.requester import RequestInfoError, requester_of
 from edge.shell_protocol import ShellControl, valid_session
 from mahavishnu.gateways.shell.device_link import OPEN_TIMEOUT_S, DeviceLink
@@ -110,11 +110,7 @@ class Endpoints:
                 raise ShellError(500, f"internal error in shell {name}: {type(exc).__name__}") from exc
 
         async def apart(request: Request) -> None:
-            try:
-                await handle(request)
-            except ServiceError as exc:
-                with contextlib.suppress(nats.errors.Error, ValueError):  # gone by now, or sent no reply subject
-                    await request.respond_error(exc.code, exc.description)
+            await answer_as_micro(handle, request, endpoint=f"shell {name}", log=log)
 
         async def dispatch(request: Request) -> None:
             await self._slots.acquire()

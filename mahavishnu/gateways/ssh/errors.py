@@ -1,12 +1,4 @@
-"""The errors of SSH-managed hosts (the gateway, registration), translated from asyncssh in one place.
-
-    MahavishnuError (core.errors)
-    └── SshError                 an SSH host could not be registered or reached
-        ├── HostKeyError         a host key given to pin is not an OpenSSH public key
-        ├── HostKeyMismatch      the host presented another key than the pinned one: refused
-        ├── SshConnectFailed     no SSH session within connect_timeout (refused, unreachable, silent)
-        ├── SshAuthFailed        the host refused our credentials
-        └── SshCredentialsError  the identity file (or its passphrase file) cannot be used
+"""The errors of SSH-managed hosts (the gateway, registration); their place in the tree is drawn in core.errors.
 
 asyncssh's and the socket layer's errors become these in `mahavishnu.gateways.ssh.pool.connect`,
 with `raise ... from exc`. No message names a private key's content or a passphrase;

@@ -32,7 +32,6 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from core import subjects
-from core.audit import AuditTrail
 from core.config import SshSettings
 from core.errors import MahavishnuError
 from core.events import CommandIssued, CommandRejected, Event, EventDecodeError, SshHostRegistered, decode
@@ -318,7 +317,7 @@ class SshGateway:
             extra={"device": target.device_id, "endpoint": target.name, "pinned": exc.pinned, "seen": exc.seen},
         )
         with contextlib.suppress(MahavishnuError):  # the command's failure is recorded either way
-            await AuditTrail(self.store).record(
+            await self.store.audit.record(
                 actor=ACTOR,
                 category="ssh",
                 action="ssh.host_key_mismatch",

@@ -14,7 +14,6 @@ from typing import Literal
 
 from certs import validate_identity
 from core import subjects
-from core.audit import AuditTrail
 from core.events import SshHostRegistered
 from core.store import EventStore
 from mahavishnu.control import devices
@@ -117,7 +116,7 @@ async def register(
         actor=actor,
     )
     await store.append(event)
-    await AuditTrail(store).record(
+    await store.audit.record(
         actor=actor,
         category="identity",
         action="device.add_ssh",

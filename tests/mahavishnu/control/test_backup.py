@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from core.audit import AuditTrail
 from core.events import CommandIssued, CommandSucceeded, DeviceEnrolled, DeviceHeartbeat, TelemetryReported
 from core.store import EventStore, Identity, connect
 from projections.catalog import CATALOG
@@ -36,7 +35,7 @@ async def fill(env: dict[str, str]) -> None:
             )
             await store.append(CommandIssued(command_id=f"c-{n}", device_id=dev, name="ping"))
             await store.append(CommandSucceeded(command_id=f"c-{n}", device_id=dev, result={"pong": True}))
-        trail = AuditTrail(store)
+        trail = store.audit
         for n in range(20):
             await trail.record(actor="operator:drill", category="query", action="devices.list", target=f"dev-{n % 3}")
     finally:

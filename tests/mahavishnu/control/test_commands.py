@@ -55,12 +55,12 @@ async def test_a_command_not_yet_delivered_can_be_canceled(mesh: Mesh, store: Ev
     command = await commands.send(store, "dev-cancel", "ping", {}, ttl_s=60, timeout_s=5, actor="control")
     await commands.cancel(store, command.command_id, actor="control")
     assert await store.last_subject_sequence(command.subject()) == 0  # gone: it can never be delivered
-    with pytest.raises(commands.CommandError, match="no command"):
+    with pytest.raises(commands.CommandRefused, match="no command"):
         await commands.find(store, command.command_id)
     events = [s.event async for s in store.read("mesh.evt.device.dev-cancel.command")]
     assert [type(e) for e in events] == [CommandCanceled]
 
 
 async def test_an_unknown_command_is_named(store: EventStore) -> None:
-    with pytest.raises(commands.CommandError, match="c-nothing"):
+    with pytest.raises(commands.CommandRefused, match="c-nothing"):
         await commands.find(store, "c-nothing")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from certs import CertificateAuthority
-from core.audit import AuditTrail
 from core.errors import StoreUnavailable
 from core.events import AuditRecorded
 from core.store import EventStore, Identity, connect
@@ -34,7 +33,7 @@ def test_a_refused_connection_becomes_a_denied_entry() -> None:
 
 async def test_connections_and_refusals_are_audited(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
     system = await connect(mesh.home.system_identity(mesh.settings, mesh.port), name="system", reconnect=False)
-    subscriptions = await connection_audit.follow(system, AuditTrail(store), operators.identifier(mesh.home))
+    subscriptions = await connection_audit.follow(system, store.audit, operators.identifier(mesh.home))
     try:
         device = f"dev-{uuid.uuid4().hex[:8]}"
         before = sum("Reloaded server configuration" in line for line in mesh.server.recent)

@@ -17,7 +17,6 @@ import msgspec
 import pytest
 
 from certs import CertificateAuthority
-from core.audit import AuditTrail
 from core.config import HttpSettings
 from core.events import AuditRecorded
 from core.store import EventStore
@@ -79,7 +78,7 @@ async def api(mesh: Mesh, store: EventStore, tmp_path: Path) -> AsyncIterator[st
         await runner.catch_up()
         await runner.close()
     settings = msgspec.structs.replace(mesh.settings, http=HttpSettings(port=0, tls=True))  # 0: any free port
-    server = http_api_server(mesh.home, settings, ReadModels(tmp_path, KEY, store), AuditTrail(store), ready=bool)
+    server = http_api_server(mesh.home, settings, ReadModels(tmp_path, KEY, store), store.audit, ready=bool)
     await server.start()
     yield f"https://127.0.0.1:{server.port}"
     await server.stop()

@@ -135,7 +135,7 @@ async def test_context_gives_the_source_its_calls_and_its_callers(store: EventSt
     assert "round_half_even" in total["calls"] and any(c["qualname"] == "Invoice.send" for c in total["callers"])
     with pytest.raises(QueryError, match="no symbol 'nope'") as missing:
         await code_context(models, ContextQuery(repo=repo, path="billing/service.py", symbol="nope"))
-    assert missing.value.code == 404
+    assert missing.value.status == 404
 
 
 async def test_files_are_those_of_the_indexed_commit_and_a_new_analysis_replaces_the_old(

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from core.audit import AuditTrail
 from core.store import EventStore, connect
 from edge import load_agent_config
 from edge.agent import Agent
@@ -67,7 +66,7 @@ async def broker(
 
     async def start(limits: Limits = RELAXED) -> ShellBroker:
         running = await start_shell_broker(
-            nc, resolve=operators.resolver(mesh.home), audit=AuditTrail(store), limits=limits, system=system
+            nc, resolve=operators.resolver(mesh.home), audit=store.audit, limits=limits, system=system
         )
         started.append(running)
         return running
