@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import pty
 import pwd
@@ -28,8 +29,12 @@ _READ = 64 * 1024
 _SAFE_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
-def _controlling_terminal() -> None:  # pragma: no cover (runs in the child, between fork and exec)
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _controlling_terminal(slave: int) -> None:  # pragma: no cover (runs in the child, between fork and exec)
+    # A session of its own, then the PTY as its controlling terminal, named by the slave's
+    # own descriptor: uvloop (the control host's loop) runs preexec_fn before it makes the
+    # slave the child's stdin, the standard loop after; either way `slave` is still open.
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
 
 def shell_environment(shell: str, term: str, environ: dict[str, str]) -> dict[str, str]:
@@ -78,8 +83,8 @@ class PtyShell:
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                start_new_session=True,  # its own session, whose controlling terminal the PTY becomes
-                preexec_fn=_controlling_terminal,
+                # its own session, whose controlling terminal the PTY becomes
+                preexec_fn=functools.partial(_controlling_terminal, slave),
                 env=environment,
                 cwd=home,
             )
