@@ -20,7 +20,8 @@ built in code.
 Only the standard library and msgspec are used: a device agent loads this too.
 """
 
-from core.config.defaults import DEFAULT_TOML, render_default_toml
+from typing import Any
+
 from core.config.loading import CONFIG_FILE_NAME, ENV_PREFIX, home_dir, load_config, settings_for
 from core.config.settings import (
     SSH_MAX_OUTPUT_LIMIT,
@@ -39,6 +40,16 @@ from core.config.settings import (
     SshSettings,
 )
 from core.errors import ConfigError
+
+
+def __getattr__(name: str) -> Any:
+    # The commented default file (DEFAULT_TOML, render_default_toml) loads on first use only.
+    if name in ("DEFAULT_TOML", "render_default_toml"):
+        from core.config import defaults
+
+        return getattr(defaults, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONFIG_FILE_NAME",

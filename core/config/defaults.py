@@ -13,7 +13,7 @@ from typing import Final
 from core.config.fields import settings_of
 from core.config.settings import SECTIONS
 
-__all__ = ["DEFAULT_TOML", "render_default_toml"]
+__all__ = ["render_default_toml"]  # and DEFAULT_TOML, through __getattr__
 
 _COMMENT_COLUMN: Final = 30  # where comments start, counting from 1
 _WIDTH: Final = 100
@@ -45,4 +45,9 @@ def _commented(line: str, comment: str) -> list[str]:
     return [f"{line.ljust(start - 1)}# {wrapped[0]}"] + [f"{'':<{_COMMENT_COLUMN - 1}}# {more}" for more in wrapped[1:]]
 
 
-DEFAULT_TOML: Final = render_default_toml()
+def __getattr__(name: str) -> str:
+    # DEFAULT_TOML is rendered when first asked for: every command imports the settings,
+    # few print the default file, and rendering it costs more than the rest of the import.
+    if name == "DEFAULT_TOML":
+        return render_default_toml()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

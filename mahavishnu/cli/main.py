@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -94,7 +93,7 @@ def run_handler(handler: Handler, root: Path, args: argparse.Namespace) -> int:
     from mahavishnu.runtime.home import Home
 
     result = handler(Home(root), settings_for(root, os.environ), args)
-    if inspect.iscoroutine(result):
+    if isinstance(result, Coroutine):
         return run_async(result)
     return cast(int, result)
 

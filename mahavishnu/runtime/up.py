@@ -124,7 +124,26 @@ async def start_servers(
 async def run(
     home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
 ) -> int:
-    """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up."""
+    """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up.
+
+    The signals are caught from the first moment: one that comes while the mesh is still
+    starting stops it cleanly once started (its server child included), instead of killing
+    `up` and leaving the server behind.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _run(home, settings, index=index, out=out, stop=stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(
+    home: Home, settings: Settings, *, index: tuple[str, ...], out: Callable[[str], None], stop: asyncio.Event
+) -> int:
     policy = restart_policy(settings)
     supervisor = await start_servers(home, settings, out)
     watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
@@ -228,7 +247,7 @@ async def run(
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(watcher, *services)
+        await _until_signal(stop, watcher, *services)
         await queries.stop()
         await shells.stop()
         shells = None
@@ -319,13 +338,9 @@ async def _close(client: Client | None) -> None:
             await client.close()
 
 
-async def _until_signal(*children: asyncio.Task[None]) -> None:
-    """Wait for SIGINT or SIGTERM; GaveUp (ClusterError) propagates when a child (the server or cluster, a service)
-    could not be kept up."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+async def _until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
+    """Wait until `stop` is set (SIGINT or SIGTERM); GaveUp (ClusterError) propagates when a child (the server or
+    cluster, a service) could not be kept up."""
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         done, _ = await asyncio.wait({*children, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -333,5 +348,3 @@ async def _until_signal(*children: asyncio.Task[None]) -> None:
             child.result()  # raises GaveUp; none of them ends cleanly before a signal
     finally:
         stopper.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

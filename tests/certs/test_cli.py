@@ -19,12 +19,12 @@ from certs import (
     NoCAError,
     make_key_and_csr,
 )
-from certs.cli import register
+from certs.cli import add
 
 
 def run(home: Path, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="mahavishnu")
-    register(parser.add_subparsers(dest="command", required=True))
+    add(parser.add_subparsers(dest="command", required=True).add_parser("ca"))
     args = parser.parse_args(["ca", *argv])
     result: int = args.func(args, home)
     return result
