@@ -34,7 +34,6 @@ from core.events import Event, EventDecodeError, decode, encode
 from core.store import acks
 from core.store.acks import PubAck, parse_pub_ack
 from core.store.batch import MAX_ATOMIC_BATCH, publish_atomic_batch
-from core.store.bulk import FastBatchAppender, PipelinedAppender
 from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
 from core.store.replay import RawMessage, reader_config, replay
@@ -320,6 +319,8 @@ class EventStore:
         event id. Raises AppendFailed if any event could not be stored, with `.report` of
         what was. See core.store.bulk.
         """
+        from core.store.bulk import FastBatchAppender, PipelinedAppender  # bulk appends only: not every client
+
         tally: Counter[str] = Counter()
         if self.metrics is not None:
             events = self._tallied(events, tally)

@@ -84,13 +84,22 @@ async def _send(home: Home, settings: Settings, args: argparse.Namespace) -> int
     ttl, timeout = _seconds("--ttl", args.ttl), _seconds("--timeout", args.timeout)
     store = await _store(home, settings)
     try:
-        command = await commands.send(
-            store, args.device, args.name, arguments, ttl_s=ttl, timeout_s=timeout, actor="control"
-        )
         if not args.wait:
+            command = await commands.send(
+                store, args.device, args.name, arguments, ttl_s=ttl, timeout_s=timeout, actor="control"
+            )
             print(command.command_id)
             return 0
-        view = await commands.wait_for_outcome(store, command, deadline_s=ttl + timeout + 5)
+        view = await commands.send_and_wait(
+            store,
+            args.device,
+            args.name,
+            arguments,
+            ttl_s=ttl,
+            timeout_s=timeout,
+            actor="control",
+            deadline_s=ttl + timeout + 5,
+        )
     finally:
         await store.nc.close()
     print(_document(view))

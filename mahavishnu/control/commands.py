@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -145,6 +145,53 @@ async def send(
     return command
 
 
+class _Endings:
+    """The commands whose ending a device reported on the live subjects, since the subscription began."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.changed = asyncio.Event()
+
+    async def on_report(self, msg: Any) -> None:
+        with contextlib.suppress(MahavishnuError, msgspec.MsgspecError):  # not ours to judge here
+            event = decode(msg.data)
+            if isinstance(event, CommandEvent) and ending(event) is not None:
+                self.ids.add(event.command_id)
+                self.changed.set()
+
+
+@contextlib.asynccontextmanager
+async def _endings(store: EventStore, device_id: str) -> AsyncIterator[_Endings]:
+    endings = _Endings()
+    sub = await store.nc.subscribe(subjects.device_event(device_id, "command"), cb=endings.on_report)
+    await store.nc.flush()  # the server has the subscription before anything is sent: no report is missed
+    try:
+        yield endings
+    finally:
+        await sub.unsubscribe()
+
+
+async def send_and_wait(
+    store: EventStore,
+    device_id: str,
+    name: str,
+    args: dict[str, Any],
+    *,
+    ttl_s: float,
+    timeout_s: float,
+    actor: str,
+    deadline_s: float,
+) -> CommandView:
+    """`send`, then wait until the command has ended in the commands read model, or `deadline_s` passed.
+
+    The device's reports are subscribed to before the command is sent, so the wait needs
+    no first look at the read model: the one read is after the ending (or at the deadline).
+    """
+    async with _endings(store, device_id) as endings:
+        command = await send(store, device_id, name, args, ttl_s=ttl_s, timeout_s=timeout_s, actor=actor)
+        return await _until_ended(store, command, endings, deadline_s, look_first=False)
+
+
 async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadline_s: float) -> CommandView:
     """Wait until `command` has ended in the running mesh's commands read model, or `deadline_s` passed; its view.
 
@@ -154,28 +201,33 @@ async def wait_for_outcome(store: EventStore, command: CommandIssued, *, deadlin
     At the deadline the row is read as it is: a command no device took within its time to
     live reads expired. CommandRefused when the running mesh cannot be asked.
     """
+    async with _endings(store, command.device_id) as endings:
+        # Sent before this subscription: it may have ended already, so look once first.
+        return await _until_ended(store, command, endings, deadline_s, look_first=True)
+
+
+async def _until_ended(
+    store: EventStore, command: CommandIssued, endings: _Endings, deadline_s: float, *, look_first: bool
+) -> CommandView:
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + deadline_s
-    ended = asyncio.Event()
-
-    async def on_report(msg: Any) -> None:
-        with contextlib.suppress(MahavishnuError, msgspec.MsgspecError):  # not ours to judge here
-            event = decode(msg.data)
-            if isinstance(event, CommandEvent) and event.command_id == command.command_id and ending(event) is not None:
-                ended.set()
-
-    sub = await store.nc.subscribe(subjects.device_event(command.device_id, "command"), cb=on_report)
-    try:
-        while True:
-            ended.clear()  # before `status` looks at the stream: an end stored after that wakes the wait below
+    look = look_first
+    while True:
+        if look:
             view = await status(store, command.command_id, device_id=command.device_id)
-            remaining = ends_at - loop.time()
-            if view.finished or remaining <= 0:
+            if view.finished:
                 return view
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), remaining)
-    finally:
-        await sub.unsubscribe()
+            if command.command_id in endings.ids and loop.time() < ends_at:
+                # Seen live an instant before the stream stored it: the next look finds it.
+                await asyncio.sleep(0.02)
+                continue
+        remaining = ends_at - loop.time()
+        if remaining <= 0:
+            return await status(store, command.command_id, device_id=command.device_id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(endings.changed.wait(), remaining)
+        endings.changed.clear()
+        look = command.command_id in endings.ids
 
 
 async def status(store: EventStore, command_id: str, *, device_id: str = "*") -> CommandView:

@@ -14,10 +14,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import MahavishnuError
-from mahavishnu.runtime.natsconf import ClusterBlock, ServerConfig
+
+if TYPE_CHECKING:
+    from mahavishnu.runtime.natsconf import ServerConfig
 
 CLUSTER_REPLICAS = 3  # the replicas of every stream of a cluster, unless [jetstream] replicas asks for more
 
@@ -104,6 +107,8 @@ def node_config(base: ServerConfig, node: Node, nodes: tuple[Node, ...], setting
     Routes use the server certificate, which is valid for client and server authentication
     and names 127.0.0.1 and localhost, so the loopback routes verify like a real cluster's.
     """
+    from mahavishnu.runtime.natsconf import ClusterBlock  # rendering a node: `up --cluster` only
+
     return dataclasses.replace(
         base,
         server_name=node.server_name,
