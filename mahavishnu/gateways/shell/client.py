@@ -19,6 +19,7 @@ from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
 
 from core.errors import MahavishnuError
 from core.store import Identity
+from core.store.nats_errors import unanswered
 from mahavishnu.gateways.shell.errors import ShellError
 from mahavishnu.gateways.shell.protocol import POLL_WAIT_S, PREFIX, Opened, OpenRequest, Output, ReadRequest, Resize
 from mahavishnu.runtime.home import Home
@@ -89,10 +90,14 @@ class ShellClient:
     async def _ask(self, subject: str, body: bytes, *, timeout: float = REQUEST_TIMEOUT_S + POLL_WAIT_S) -> bytes:
         try:
             reply = await self.nc.request(subject, body, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            raise ShellError(503, "no shell broker answers: is `mahavishnu up` running?") from None
-        except (nats.errors.TimeoutError, TimeoutError):
-            raise ShellError(504, f"the shell broker did not answer within {timeout:g} s; try again") from None
+        except (nats.errors.Error, TimeoutError) as exc:  # not answered: translated in one place
+            no = unanswered(
+                exc,
+                asked="the shell broker",
+                timeout=timeout,
+                nobody="no shell broker answers: is `mahavishnu up` running?",
+            )
+            raise ShellError(no.status, no.description) from None
         headers = reply.headers or {}
         if ERROR_CODE_HEADER in headers:
             raise ShellError(headers[ERROR_CODE_HEADER], headers.get(ERROR_HEADER, "refused"))

@@ -18,6 +18,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from core.store.nats_errors import unanswered
 from edge.shell_protocol import (
     ShellControl,
     ShellReply,
@@ -49,12 +50,14 @@ class DeviceLink:
         """The agent's reply to `control`; ShellError 503 when offline, 504 when silent, 502 for nonsense."""
         try:
             msg = await self.nc.request(control_subject(device), encode(control), timeout=timeout)
-        except nats.errors.NoRespondersError:
-            raise ShellError(
-                503, f"device {device} is offline: no agent of it is connected; start its agent and try again"
-            ) from None
-        except (nats.errors.TimeoutError, TimeoutError):
-            raise ShellError(504, f"device {device} did not answer within {timeout:g} s; try again") from None
+        except (nats.errors.Error, TimeoutError) as exc:  # not answered: translated in one place
+            no = unanswered(
+                exc,
+                asked=f"device {device}",
+                timeout=timeout,
+                nobody=f"device {device} is offline: no agent of it is connected; start its agent and try again",
+            )
+            raise ShellError(no.status, no.description) from None
         try:
             return reply_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
