@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

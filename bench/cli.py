@@ -8,8 +8,9 @@ script pays for every call):
   - `mahavishnu cmd send bench-dev ping --wait` against a running `mahavishnu up` with one
     agent connected (`mahavishnu agent run`), from process start to the outcome printed;
   - the baseline: `python -c "import nats"`, the least any client of the mesh pays.
-The help and baseline runs alternate, so the machine's noise hits both alike. Progress
-goes to stderr; the last line on stdout is the result:
+Each timed run alternates with a baseline run, so the machine's noise (this one has a
+fast and a slow phase) hits both alike; baseline_ms is the median over all of them.
+Progress goes to stderr, with cmd_wait_ms / baseline_ms; the last line on stdout is the result:
     cli help_ms=H cmd_wait_ms=W baseline_ms=B ratio=H/B
 """
 
@@ -46,13 +47,13 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def help_and_baseline(runs: int) -> tuple[float, float]:
-    helps, baselines = [], []
+def help_and_baseline(runs: int, baselines: list[float]) -> float:
+    helps = []
     for i in range(runs):
         helps.append(timed([*command(), "--help"]))
         baselines.append(timed([sys.executable, "-c", "import nats"]))
         log(f"help {i + 1}/{runs}: {helps[-1]:.0f} ms (import nats {baselines[-1]:.0f} ms)")
-    return statistics.median(helps), statistics.median(baselines)
+    return statistics.median(helps)
 
 
 def until_it_answers(argv: list[str], env: dict[str, str], timeout: float = 60.0) -> None:
@@ -66,7 +67,7 @@ def until_it_answers(argv: list[str], env: dict[str, str], timeout: float = 60.0
             raise BenchError(f"the agent did not answer within {timeout:g} s: {ran.stderr.strip()[-2000:]}")
 
 
-def command_wait(runs: int) -> float:
+def command_wait(runs: int, baselines: list[float]) -> float:
     with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
         root = Path(tmp)
         metrics_port = free_port()
@@ -83,13 +84,17 @@ def command_wait(runs: int) -> float:
                 waits = []
                 for i in range(runs):
                     waits.append(timed(send, env))
-                    log(f"cmd send --wait {i + 1}/{runs}: {waits[-1]:.0f} ms")
+                    baselines.append(timed([sys.executable, "-c", "import nats"]))
+                    log(f"cmd send --wait {i + 1}/{runs}: {waits[-1]:.0f} ms (import nats {baselines[-1]:.0f} ms)")
     return statistics.median(waits)
 
 
 def main(runs: int) -> str:
-    help_ms, baseline_ms = help_and_baseline(runs)
-    wait_ms = command_wait(runs)
+    baselines: list[float] = []
+    help_ms = help_and_baseline(runs, baselines)
+    wait_ms = command_wait(runs, baselines)
+    baseline_ms = statistics.median(baselines)
+    log(f"cmd_wait_ms / baseline_ms = {wait_ms / baseline_ms:.2f}")
     ratio = help_ms / baseline_ms
     return f"cli help_ms={help_ms:.0f} cmd_wait_ms={wait_ms:.0f} baseline_ms={baseline_ms:.0f} ratio={ratio:.2f}"
 

@@ -62,3 +62,16 @@ def test_the_cluster_benchmark_prints_its_line() -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"cluster rate_r3=\d+ rate_r1=\d+ ratio=\d+\.\d\d", last), last
     assert "round 1/1" in result.stderr  # progress is shown
+
+
+def test_the_cli_benchmark_prints_its_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "cli.py"), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"cli help_ms=\d+ cmd_wait_ms=\d+ baseline_ms=\d+ ratio=\d+\.\d\d", last), last
+    assert "cmd send --wait 1/1" in result.stderr  # progress is shown
