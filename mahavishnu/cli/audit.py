@@ -14,9 +14,8 @@ from core.audit import verify_chain
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import AuditRecorded, EventDecodeError, decode
-from core.store import EventStore, connect
+from mahavishnu.cli.mesh import control_store
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.streams import streams_of
 from projections.database import database_key
 from projections.queries import AuditSearch, ReadModels, audit_search
 
@@ -49,12 +48,8 @@ async def _search(home: Home, settings: Settings, args: argparse.Namespace) -> i
 
 
 async def _stored(home: Home, settings: Settings) -> list[tuple[int, bytes]]:
-    home.check_ready()
-    nc = await connect(home.control_identity(settings), name="mahavishnu-audit", reconnect=False)
-    try:
-        return [(s.seq, s.data) async for s in EventStore(nc, streams_of(settings)).read(SUBJECTS)]
-    finally:
-        await nc.close()
+    async with control_store(home, settings, "audit") as store:
+        return [(s.seq, s.data) async for s in store.read(SUBJECTS)]
 
 
 def entries_of(lines: list[tuple[int, bytes]]) -> list[tuple[int, AuditRecorded | None]]:

@@ -8,11 +8,10 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import MahavishnuError
-from core.store import EventStore, connect
 from core.units import parse_duration
+from mahavishnu.cli.mesh import control_store
 from mahavishnu.control import commands
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.streams import streams_of
 
 
 def add(cmd: argparse.ArgumentParser) -> None:
@@ -72,18 +71,10 @@ def _document(view: commands.CommandView) -> str:
     )
 
 
-async def _store(home: Home, settings: Settings) -> EventStore:
-    home.check_ready()
-    return EventStore(
-        await connect(home.control_identity(settings), name="mahavishnu-cmd", reconnect=False), streams_of(settings)
-    )
-
-
 async def _send(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     arguments = _arguments(args.args)
     ttl, timeout = _seconds("--ttl", args.ttl), _seconds("--timeout", args.timeout)
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "cmd") as store:
         if not args.wait:
             command = await commands.send(
                 store, args.device, args.name, arguments, ttl_s=ttl, timeout_s=timeout, actor="control"
@@ -100,36 +91,25 @@ async def _send(home: Home, settings: Settings, args: argparse.Namespace) -> int
             actor="control",
             deadline_s=ttl + timeout + 5,
         )
-    finally:
-        await store.nc.close()
     print(_document(view))
     return 0 if view.state == "succeeded" else 1
 
 
 async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "cmd") as store:
         print(_document(await commands.status(store, args.command_id)))
-    finally:
-        await store.nc.close()
     return 0
 
 
 async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "cmd") as store:
         for view in await commands.list_for(store, args.device):
             print(_document(view))
-    finally:
-        await store.nc.close()
     return 0
 
 
 async def _cancel(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "cmd") as store:
         await commands.cancel(store, args.command_id, actor="control")
-    finally:
-        await store.nc.close()
     print(f"canceled {args.command_id}")
     return 0

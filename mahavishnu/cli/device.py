@@ -9,11 +9,10 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import MahavishnuError
-from core.store import EventStore, connect
 from mahavishnu.cli import device_ssh
+from mahavishnu.cli.mesh import control_store
 from mahavishnu.control import devices
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.streams import streams_of
 
 
 def add(device: argparse.ArgumentParser) -> None:
@@ -63,15 +62,8 @@ def add(device: argparse.ArgumentParser) -> None:
     device_ssh.add_action(actions)  # add-ssh: hosts reached over SSH, without an agent
 
 
-async def _with_store(home: Home, settings: Settings) -> EventStore:
-    home.check_ready()
-    nc = await connect(home.control_identity(settings), name="mahavishnu-device", reconnect=False)
-    return EventStore(nc, streams_of(settings))
-
-
 async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _with_store(home, settings)
-    try:
+    async with control_store(home, settings, "device") as store:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
         personal = {"owner": args.owner, "location": args.location}
@@ -86,8 +78,6 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
             site=args.site,
             transport=args.transport,
         )
-    finally:
-        await store.nc.close()
     if args.transport == "mqtt":
         print(f"enrolled {args.id} (MQTT): serial {done.issued.serial:x}, files in {out}")
         print(mqtt_usage(args.id, out, settings))
@@ -144,18 +134,14 @@ async def _show(home: Home, settings: Settings, args: argparse.Namespace) -> int
 
 
 async def _revoke(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _with_store(home, settings)
-    try:
+    async with control_store(home, settings, "device") as store:
         serials = await devices.revoke(home, store, args.id, reason=args.reason)
-    finally:
-        await store.nc.close()
     print(f"revoked {args.id}: serial(s) {', '.join(f'{s:x}' for s in serials)}; its connections are closed")
     return 0
 
 
 async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _with_store(home, settings)
-    try:
+    async with control_store(home, settings, "device") as store:
         if args.complete:
             serials = await devices.complete_rotation(home, store, args.id, force=args.force)
             print(f"rotation of {args.id} complete: revoked old serial(s) {', '.join(f'{s:x}' for s in serials)}")
@@ -163,8 +149,6 @@ async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> i
         out = Path(args.out) if args.out else home.root / "devices" / f"{args.id}-next"
         csr = _read_csr(args.csr)
         issued = await devices.rotate(home, settings, store, args.id, out_dir=out, csr_pem=csr)
-    finally:
-        await store.nc.close()
     print(
         f"new certificate for {args.id}: serial {issued.serial:x} in {out}; the old one stays valid until "
         f"`mahavishnu device rotate {args.id} --complete`"
@@ -179,11 +163,8 @@ async def _desire(home: Home, settings: Settings, args: argparse.Namespace) -> i
         raise MahavishnuError(f"--state is not JSON ({exc.msg}): pass an object like '{{\"rate\": 5}}'") from None
     if not isinstance(state, dict) or not state:
         raise MahavishnuError("--state must be a non-empty JSON object")
-    store = await _with_store(home, settings)
-    try:
+    async with control_store(home, settings, "device") as store:
         version = await devices.desire(store, args.id, state)
-    finally:
-        await store.nc.close()
     print(f"desired state of {args.id} is now version {version}; config.set sent for {', '.join(sorted(state))}")
     return 0
 

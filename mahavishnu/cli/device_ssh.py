@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from core.config import Settings
-from core.store import EventStore, connect
+from mahavishnu.cli.mesh import control_store
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.streams import streams_of
 
 
 def add_action(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,11 +60,10 @@ async def _add_ssh(home: Home, settings: Settings, args: argparse.Namespace) -> 
         timeout=settings.ssh.connect_timeout,
     )
     credentials = Credentials(_absolute(args.identity_file), _absolute(args.passphrase_file))
-    nc = await connect(home.control_identity(settings), name="mahavishnu-device", reconnect=False)
-    try:
+    async with control_store(home, settings, "device") as store:
         event = await ssh_devices.register(
             home,
-            EventStore(nc, streams_of(settings)),
+            store,
             args.id,
             host=args.host,
             port=args.port,
@@ -75,8 +73,6 @@ async def _add_ssh(home: Home, settings: Settings, args: argparse.Namespace) -> 
             credentials=credentials,
             allow=args.allow,
         )
-    finally:
-        await nc.close()
     login = f"identity file {credentials.identity_file}" if credentials.identity_file else "the SSH agent"
     print(
         f"registered {args.id}: {args.user}@{args.host}:{args.port}, host key {event.fingerprint_sha256} "

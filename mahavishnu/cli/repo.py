@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from core.config import Settings
-from core.store import EventStore, connect
+from mahavishnu.cli.mesh import control_store
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.streams import streams_of
 from projections.codeindex.registering import add_repository, remove_repository
 from projections.codeindex.repos import load_registry
 
@@ -29,29 +28,17 @@ def add(repo: argparse.ArgumentParser) -> None:
     remove.set_defaults(handler=_remove)
 
 
-async def _store(home: Home, settings: Settings) -> EventStore:
-    home.check_ready()
-    nc = await connect(home.control_identity(settings), name="mahavishnu-repo", reconnect=False)
-    return EventStore(nc, streams_of(settings))
-
-
 async def _add(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "repo") as store:
         event = await add_repository(store, args.location, cwd=Path.cwd(), name=args.name, branch=args.branch)
-    finally:
-        await store.nc.close()
     kind = "remote, mirrored" if event.remote else "local, read in place"
     print(f"{event.repo}: {event.location} ({kind}); the poller indexes it within one poll interval")
     return 0
 
 
 async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "repo") as store:
         registry = await load_registry(store)
-    finally:
-        await store.nc.close()
     repos = sorted(registry.repos.values(), key=lambda r: r.name)
     if args.json:
         print(json.dumps([{**vars(r)} for r in repos], indent=2))
@@ -64,10 +51,7 @@ async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int
 
 
 async def _remove(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    store = await _store(home, settings)
-    try:
+    async with control_store(home, settings, "repo") as store:
         await remove_repository(store, args.name)
-    finally:
-        await store.nc.close()
     print(f"{args.name} removed; its index is dropped from the code read model")
     return 0
