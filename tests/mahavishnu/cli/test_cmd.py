@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ from core.commands import NOT_TAKEN
 from core.config import load_config
 from core.store import connect
 from mahavishnu.runtime.home import Home
-from tests.mahavishnu.cli_harness import Running, run
+from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, run
+from tests.waiting import wait_until
 
 
 async def ask_nats(up: Running, subject: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -80,3 +84,53 @@ def test_a_command_just_sent_is_found_at_once(up: Running) -> None:
         "ping",
         "issued",
     )
+
+
+def states(up: Running, command_id: str) -> tuple[str, str, str]:
+    """The command's state as `cmd status`, `mesh.q.commands.get` and `/api/commands/{id}` each say it."""
+    status = run("cmd", "status", command_id, env=up.env)
+    assert status.returncode == 0, status.stderr
+    by_nats = asyncio.run(ask_nats(up, "mesh.q.commands.get", {"id": command_id}))
+    by_http = ask_http(up, f"/api/commands/{command_id}")
+    return json.loads(status.stdout)["state"], by_nats["state"], by_http["state"]
+
+
+def sent(up: Running, *args: str) -> str:
+    done = run("cmd", "send", *args, env=up.env, timeout=90)
+    assert done.stdout.strip(), done.stderr
+    command_id: str = json.loads(done.stdout)["command_id"] if "--wait" in args else done.stdout.strip()
+    return command_id
+
+
+def test_every_state_reads_the_same_through_the_cli_nats_and_http(up: Running, tmp_path: Path) -> None:
+    enrolled = run("device", "enroll", "dev-all", "--out", str(tmp_path / "dev-all"), env=up.env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    agent = subprocess.Popen(
+        [MAHAVISHNU, "agent", "run", "--config", str(tmp_path / "dev-all" / "agent.toml")],
+        env=up.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wanted = {
+            "succeeded": sent(up, "dev-all", "ping", "--ttl", "60s", "--wait"),
+            "failed": sent(up, "dev-all", "config.get", "--args", '{"key": "nope"}', "--wait"),
+            "rejected": sent(up, "dev-all", "sleep", "--args", '{"seconds": -1}', "--wait"),
+            "timed_out": sent(up, "dev-all", "sleep", "--args", '{"seconds": 30}', "--timeout", "1s", "--wait"),
+        }
+        for state, command_id in wanted.items():
+            assert states(up, command_id) == (state, state, state), state
+
+        running = sent(up, "dev-all", "sleep", "--args", '{"seconds": 60}', "--timeout", "90s")
+        wait_until(lambda: states(up, running)[0] == "running", timeout=60, what="the sleep to be running")
+        assert states(up, running) == ("running", "running", "running")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=30)
+
+    # An agentless device: a command waits as issued, and canceled once canceled.
+    waiting = sent(up, "dev-none", "ping", "--ttl", "1h")
+    assert states(up, waiting) == ("issued", "issued", "issued")
+    assert run("cmd", "cancel", waiting, env=up.env).returncode == 0
+    assert states(up, waiting) == ("canceled", "canceled", "canceled")
