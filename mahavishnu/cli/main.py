@@ -69,8 +69,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = _Parser(prog="mahavishnu", description="An event-sourced edge/IoT mesh on NATS JetStream.")
     parser.add_argument("--home", help="state directory (default: $MAHAVISHNU_HOME or ./.mahavishnu)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    chosen = verb_of(argv)
-    for name, verb in offered().items():
+    verbs, chosen = offered(), verb_of(argv)
+    if chosen in verbs:  # only the verb that runs: the others' parsers would cost time and say nothing
+        verbs = {chosen: verbs[chosen]}
+    for name, verb in verbs.items():
         sub = commands.add_parser(name, help=verb.help, description=verb.help)
         if name == chosen:
             adder(verb)(sub)
