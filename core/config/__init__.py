@@ -43,11 +43,12 @@ from core.errors import ConfigError
 
 
 def __getattr__(name: str) -> Any:
-    # The commented default file (DEFAULT_TOML, render_default_toml) loads on first use only.
+    # The commented default file loads and renders on first use only: every command imports
+    # the settings, few print the file, and rendering it costs more than the rest of the import.
     if name in ("DEFAULT_TOML", "render_default_toml"):
-        from core.config import defaults
+        from core.config.defaults import render_default_toml
 
-        return getattr(defaults, name)
+        return render_default_toml() if name == "DEFAULT_TOML" else render_default_toml
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,7 +1,7 @@
 """The commented default mahavishnu.toml, written from the declarations in core.config.settings.
 
 Every section and key appears with its default value and its description; a Literal
-setting also lists its choices. DEFAULT_TOML is what README's Configuration section
+setting also lists its choices. Its text (core.config.DEFAULT_TOML) is what README's Configuration section
 shows (tests/core/test_config.py checks both that and that it loads back as `Settings()`).
 """
 
@@ -13,7 +13,7 @@ from typing import Final
 from core.config.fields import settings_of
 from core.config.settings import SECTIONS
 
-__all__ = ["render_default_toml"]  # and DEFAULT_TOML, through __getattr__
+__all__ = ["render_default_toml"]
 
 _COMMENT_COLUMN: Final = 30  # where comments start, counting from 1
 _WIDTH: Final = 100
@@ -43,11 +43,3 @@ def _commented(line: str, comment: str) -> list[str]:
     start = max(_COMMENT_COLUMN, len(line) + 2)
     wrapped = textwrap.wrap(comment, width=max(_WIDTH - start - 2, 40)) or [""]
     return [f"{line.ljust(start - 1)}# {wrapped[0]}"] + [f"{'':<{_COMMENT_COLUMN - 1}}# {more}" for more in wrapped[1:]]
-
-
-def __getattr__(name: str) -> str:
-    # DEFAULT_TOML is rendered when first asked for: every command imports the settings,
-    # few print the default file, and rendering it costs more than the rest of the import.
-    if name == "DEFAULT_TOML":
-        return render_default_toml()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,8 +60,7 @@ def verb_of(argv: Sequence[str]) -> str | None:
 
 
 def adder(verb: Verb) -> Adder:
-    module, _, function = verb.module.partition(":")
-    return cast(Adder, getattr(importlib.import_module(module), function or "add"))
+    return cast(Adder, importlib.import_module(verb.module).add)
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -82,12 +81,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def run_async(coroutine: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
-
-        return uvloop.run(coroutine)
     except ImportError:  # uvloop is optional (not on Windows, not in the edge install)
         import asyncio
 
         return asyncio.run(coroutine)
+    # Outside the try: an ImportError raised by the handler itself is its own, not a missing uvloop.
+    return uvloop.run(coroutine)
 
 
 def run_handler(handler: Handler, root: Path, args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ Adder: TypeAlias = Callable[[argparse.ArgumentParser], Any]
 
 @dataclass(frozen=True)
 class Verb:
-    module: str  # "package.module" or "package.module:function"; the function defaults to `add`
+    module: str  # the verb's module; its add(parser) adds the verb's arguments
     help: str
     on_device: bool = False  # offered by the edge install (nats-py and msgspec only)
 
