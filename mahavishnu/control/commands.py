@@ -212,14 +212,17 @@ async def _until_ended(
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + deadline_s
     look = look_first
+    pause = 0.02
     while True:
         if look:
             view = await status(store, command.command_id, device_id=command.device_id)
             if view.finished:
                 return view
             if command.command_id in endings.ids and loop.time() < ends_at:
-                # Seen live an instant before the stream stored it: the next look finds it.
-                await asyncio.sleep(0.02)
+                # Seen live an instant before the stream stored it: a later look finds it. Each
+                # look is an audited query, so the pauses grow rather than ask again and again.
+                await asyncio.sleep(min(pause, max(ends_at - loop.time(), 0)))
+                pause = min(pause * 2, 1.0)
                 continue
         remaining = ends_at - loop.time()
         if remaining <= 0:
