@@ -56,7 +56,7 @@ def test_the_end_is_told_with_the_last_output() -> None:
 async def test_a_waiting_read_wakes_on_output() -> None:
     session = live()
     waiting = asyncio.create_task(session.wait_output(0, 10))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # let the read start waiting: ordering, not timing
     session.add_output(b"!")
     await asyncio.wait_for(waiting, 1)
     await session.wait_output(0, 0)  # there is output already: no wait
