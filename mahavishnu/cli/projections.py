@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from core.config import Settings
 from core.store import EventStore, connect
+from mahavishnu.cli.mesh import control_store
 from mahavishnu.control.requests import request_rebuild
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
@@ -36,7 +37,6 @@ def add(projections: argparse.ArgumentParser) -> None:
     ).set_defaults(handler=_checksum)
 
 
-
 async def _runner(home: Home, settings: Settings, name: str) -> ProjectionRunner:
     home.check_ready()
     nc = await connect(home.control_identity(settings), name="mahavishnu-projections", reconnect=False)
@@ -47,10 +47,8 @@ async def _runner(home: Home, settings: Settings, name: str) -> ProjectionRunner
 
 
 async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    home.check_ready()
-    nc = await connect(home.control_identity(settings), name="mahavishnu-projections", reconnect=False)
-    try:
-        store, key = EventStore(nc, streams_of(settings)), database_key(home.root, os.environ)
+    async with control_store(home, settings, "projections") as store:
+        key = database_key(home.root, os.environ)
         for name in sorted(CATALOG):
             status = await read_model_status(CATALOG[name](), store, home.readmodels_dir, key)
             if not status.built:
@@ -61,8 +59,6 @@ async def _status(home: Home, settings: Settings, args: argparse.Namespace) -> i
                 f"{name}: {positions}; lag {status.lag_events} events / {status.lag_seconds or 0:.1f} s; "
                 f"parked {status.parked}"
             )
-    finally:
-        await nc.close()
     return 0
 
 
