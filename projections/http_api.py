@@ -33,6 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.audit import AuditTrail
+from projections.audited import answer_once_audited
 from projections.authz import Refusal, allowed
 from projections.http_auth import Authenticator, credentials_of
 from projections.queries import QUERIES, QueryError, ReadModels
@@ -160,10 +161,10 @@ def _endpoint(
             decoded = msgspec.convert(params, request_type, strict=False)
         except msgspec.ValidationError as exc:
             return JSONResponse({"error": f"bad request: {exc}"}, 400)
-        await record(caller.identity, "ok", how)
         try:
-            return JSONResponse(await query(models, decoded))
+            answer = await answer_once_audited(name, query(models, decoded), record(caller.identity, "ok", how))
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
+        return Response(msgspec.json.encode(answer), media_type="application/json")
 
     return handle

@@ -22,6 +22,7 @@ import sqlcipher3
 from core.commands import CommandState, Step, effective_step
 from core.errors import StoreError
 from core.events.base import utc_now
+from projections.audit_queries import AUDIT_QUERIES
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.devices import delta
@@ -48,15 +49,6 @@ class CommandList(msgspec.Struct, forbid_unknown_fields=True):
 
 class Nothing(msgspec.Struct, forbid_unknown_fields=True):
     pass
-
-
-class AuditSearch(msgspec.Struct, forbid_unknown_fields=True):
-    actor: str | None = None
-    device: str | None = None  # the entry's target
-    action: str | None = None
-    since: str | None = None  # ISO-8601
-    until: str | None = None
-    limit: int = 100
 
 
 def parse(request_type: type[Any], body: bytes) -> Any:
@@ -144,33 +136,6 @@ async def commands_list(models: ReadModels, request: CommandList) -> dict[str, A
     return {"commands": [_command(r, now) for r in rows]}
 
 
-async def audit_search(models: ReadModels, request: AuditSearch) -> dict[str, Any]:
-    if not 1 <= request.limit <= 10_000:
-        raise QueryError(400, "bad request: limit must be 1..10000")
-    clauses, params = audit_filter(request)
-    rows = await read_rows(
-        models, "audit", f"SELECT * FROM audit{clauses} ORDER BY seq DESC LIMIT ?", *params, request.limit
-    )
-    return {"entries": [{**r, "details": json.loads(r["details"]), "chain_ok": bool(r["chain_ok"])} for r in rows]}
-
-
-def audit_filter(request: AuditSearch) -> tuple[str, list[object]]:
-    """The WHERE clause of an audit search (pure)."""
-    conditions: list[str] = []
-    params: list[object] = []
-    for column, value, operator in (
-        ("actor", request.actor, "="),
-        ("target", request.device, "="),
-        ("action", request.action, "="),
-        ("at", request.since, ">="),
-        ("at", request.until, "<="),
-    ):
-        if value is not None:
-            conditions.append(f"{column} {operator} ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
-
-
 async def projections_status(models: ReadModels, _: Nothing) -> dict[str, Any]:
     """Per read model: positions, lag in events and seconds (measured against the streams now), parked count."""
     if models.store is None:
@@ -193,7 +158,7 @@ QUERIES: dict[str, tuple[type[Any], Any]] = {
     "devices.get": (DeviceGet, devices_get),
     "commands.get": (CommandGet, commands_get),
     "commands.list": (CommandList, commands_list),
-    "audit.search": (AuditSearch, audit_search),
+    **AUDIT_QUERIES,
     "projections.status": (Nothing, projections_status),
     **CODE_QUERIES,
 }

@@ -34,6 +34,7 @@ from core.audit import AuditTrail
 from core.errors import MahavishnuError
 from core.micro import answer_as_micro
 from projections import readers
+from projections.audited import answer_once_audited
 from projections.authz import Caller, allowed, caller_of
 from projections.queries import QUERIES, QueryError, ReadModels, parse
 
@@ -124,18 +125,7 @@ def _answer(
             except MahavishnuError as exc:  # refused all the same: a denial gives nothing away
                 log.error("a denied query could not be audited", extra={"query": name, "reason": str(exc)})
             raise QueryError(403, f"{who} may not run {name}")
-        # The read runs while the audit record is stored, but the answer leaves only once the
-        # record is acknowledged. Answering first would save a little latency, no throughput,
-        # and open a window in which a crash or a refused append leaves a read the trail does
-        # not show: what the trail exists to rule out. A record that fails withholds the answer.
-        searching = asyncio.create_task(search(request.data))
-        try:
-            await record(caller, "ok", {"role": caller.role})
-        except MahavishnuError as exc:
-            searching.cancel()
-            await asyncio.gather(searching, return_exceptions=True)
-            log.error("a query could not be audited, so it was not answered", extra={"query": name, "reason": str(exc)})
-            raise QueryError(503, f"{name} could not be audited, so it was not answered: {exc}") from exc
-        await request.respond(msgspec.json.encode(await searching))
+        answer = await answer_once_audited(name, search(request.data), record(caller, "ok", {"role": caller.role}))
+        await request.respond(msgspec.json.encode(answer))
 
     return answer

@@ -21,7 +21,7 @@ import asyncio
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def _pool(path: Path, key: str) -> _Pool:
     return pool
 
 
-def _rows(pool: _Pool, sql: str, params: Sequence[object]) -> list[dict[str, Any]]:
+def _rows(pool: _Pool, sql: str, params: Sequence[object] | Mapping[str, object]) -> list[dict[str, Any]]:
     identity, connection = pool.take()
     try:
         cursor = connection.execute(sql, params)
@@ -109,7 +109,9 @@ def _rows(pool: _Pool, sql: str, params: Sequence[object]) -> list[dict[str, Any
     return rows
 
 
-async def rows(path: Path, key: str, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+async def rows(
+    path: Path, key: str, sql: str, params: Sequence[object] | Mapping[str, object] = ()
+) -> list[dict[str, Any]]:
     """The rows of one read-only statement on the read model at `path`, as dicts by column name.
 
     NotBuilt when the file does not exist; DatabaseKeyError when `key` does not open it;

@@ -39,9 +39,10 @@ class ReadModels:
     store: EventStore | None = None
 
 
-async def read_rows(models: ReadModels, model: str, sql: str, *params: object) -> list[dict[str, Any]]:
+async def read_rows(models: ReadModels, model: str, sql: str, *params: object, **named: object) -> list[dict[str, Any]]:
+    """The rows of `sql` on one read model, its `?` parameters given in order or its `:name` ones by name."""
     try:
-        return await readers.rows(models.folder / f"{model}.db", models.key, sql, params)
+        return await readers.rows(models.folder / f"{model}.db", models.key, sql, named or params)
     except readers.NotBuilt:
         raise QueryError(503, f"the {model} read model is not built yet") from None
     except sqlcipher3.Error as exc:

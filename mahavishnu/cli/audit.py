@@ -8,7 +8,10 @@ import io
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import msgspec
 
 from core.audit import verify_chain
 from core.config import Settings
@@ -16,8 +19,9 @@ from core.errors import MahavishnuError
 from core.events import AuditRecorded, EventDecodeError, decode
 from mahavishnu.cli.mesh import control_store
 from mahavishnu.runtime.home import Home
+from projections.audit_queries import PAGE_MAX, AuditSearch, audit_search
 from projections.database import database_key
-from projections.queries import AuditSearch, ReadModels, audit_search
+from projections.reading import ReadModels
 
 SUBJECTS = "mesh.audit.>"
 
@@ -27,7 +31,7 @@ def add(audit: argparse.ArgumentParser) -> None:
     search = actions.add_parser("search", help="entries of the audit read model, newest first, as JSON lines")
     for option in ("actor", "device", "action", "since", "until"):
         search.add_argument(f"--{option}")
-    search.add_argument("--limit", type=int, default=100)
+    search.add_argument("--limit", type=int, default=100, help="entries wanted, read a page at a time (default 100)")
     search.set_defaults(handler=_search)
     verify = actions.add_parser("verify", help="check the hash chain of the stream, or of an exported file")
     verify.add_argument("--file", help="a file written by `audit export --format jsonl`")
@@ -38,13 +42,34 @@ def add(audit: argparse.ArgumentParser) -> None:
 
 
 async def _search(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    request = AuditSearch(
-        actor=args.actor, device=args.device, action=args.action, since=args.since, until=args.until, limit=args.limit
-    )
-    found = await audit_search(ReadModels(home.readmodels_dir, database_key(home.root, os.environ)), request)
-    for entry in found["entries"]:
+    if args.limit < 1:
+        raise MahavishnuError(f"--limit must be 1 or more, not {args.limit}")
+    models = ReadModels(home.readmodels_dir, database_key(home.root, os.environ))
+    async for entry in _entries(models, args, args.limit):
         print(json.dumps(entry))
     return 0
+
+
+async def _entries(models: ReadModels, args: argparse.Namespace, wanted: int) -> AsyncIterator[dict[str, object]]:
+    """Up to `wanted` matching entries, newest first, following the search's pages (each a bounded read)."""
+    before: int | None = None
+    while wanted > 0:
+        request = AuditSearch(
+            actor=args.actor,
+            device=args.device,
+            action=args.action,
+            since=args.since,
+            until=args.until,
+            before=before,
+            limit=min(wanted, PAGE_MAX),
+        )
+        page = msgspec.json.decode(await audit_search(models, request))
+        for entry in page["entries"]:
+            yield entry
+        wanted -= len(page["entries"])
+        before = page["next"]
+        if before is None:
+            return
 
 
 async def _stored(home: Home, settings: Settings) -> list[tuple[int, bytes]]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import msgspec
+
 from core.store import EventStore
 from projections.audit import Audit
-from projections.queries import AuditSearch, ReadModels, audit_search
+from projections.audit_queries import AuditSearch, audit_search
+from projections.reading import ReadModels
 from projections.runner import ProjectionRunner
 
 KEY = secrets.token_hex(32)
@@ -23,9 +26,10 @@ async def test_the_chain_is_checked_and_entries_are_searchable(store: EventStore
         await runner.catch_up()
     finally:
         await runner.close()
-    everything = await audit_search(ReadModels(tmp_path, KEY), AuditSearch(limit=1000))
+    models = ReadModels(tmp_path, KEY)
+    everything = msgspec.json.decode(await audit_search(models, AuditSearch(limit=1000)))
     assert everything["entries"] and all(e["chain_ok"] for e in everything["entries"])
-    mine = await audit_search(ReadModels(tmp_path, KEY), AuditSearch(actor="ops-ann"))
+    mine = msgspec.json.decode(await audit_search(models, AuditSearch(actor="ops-ann")))
     assert [e["action"] for e in mine["entries"]] == ["command.send"]
-    about = await audit_search(ReadModels(tmp_path, KEY), AuditSearch(device="dev-9", action="device.revoke"))
+    about = msgspec.json.decode(await audit_search(models, AuditSearch(device="dev-9", action="device.revoke")))
     assert [e["actor"] for e in about["entries"]] == ["control"]

@@ -1,0 +1,35 @@
+"""The rule both query doors keep: a query is answered only once its audit record is stored.
+
+The read runs while the record travels, so the two costs overlap, but the answer leaves
+only after the record is acknowledged. Answering first would save a little latency, no
+throughput, and open a window in which a crash or a refused append leaves a read the
+trail does not show: what the trail exists to rule out. A record that fails withholds
+the answer (503), and the read is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
+
+from core.errors import MahavishnuError
+from projections.reading import QueryError
+
+log = logging.getLogger("mahavishnu.queries")
+
+T = TypeVar("T")
+
+
+async def answer_once_audited(name: str, read: Coroutine[Any, Any, T], record: Awaitable[object]) -> T:
+    """The result of `read`, once `record` (the query's audit record) is stored; QueryError 503 if it cannot be."""
+    reading = asyncio.ensure_future(read)
+    try:
+        await record
+    except MahavishnuError as exc:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        log.error("a query could not be audited, so it was not answered", extra={"query": name, "reason": str(exc)})
+        raise QueryError(503, f"{name} could not be audited, so it was not answered: {exc}") from exc
+    return await reading
