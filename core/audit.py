@@ -3,9 +3,10 @@
 Every audit event carries `prev_hash`, the hash of the event before it in the stream, so
 a changed, removed or reordered entry breaks the chain at that point (`verify_chain`).
 The hash is SHA-256 of the event's canonical encoding (core.events.encode). Appends
-are serialised through the stream's expected-last-sequence check: two writers racing
-for the same place retry with the new last entry, so the chain stays one line. Each
-trail appends the records made meanwhile together, as one atomic batch (AuditTrail).
+are serialised through the stream's expected last sequence and last message id: two
+writers racing for the same place retry with the new last entry, so the chain stays
+one line. Each trail appends the records made meanwhile together, pipelined as one
+chained append (AuditTrail, core.store.chained).
 
 A process records through one trail, its store's (`store.audit`, made once per
 EventStore): that is what lets the records of the query service, the control services
@@ -27,7 +28,6 @@ import msgspec
 from core.errors import AppendFailed, ConcurrencyConflict, StoreError
 from core.events import AuditRecorded, EventDecodeError, decode, encode
 from core.store import EventStore
-from core.store.batch import MAX_ATOMIC_BATCH
 from core.store.bulk import HEADER_ROOM
 
 GENESIS = "0" * 64
@@ -67,23 +67,25 @@ class AuditTrail:
     """Appends audit events to the chain, the records of many callers at a time (group commit).
 
     Records made while an append is in flight are queued and go out together in the next
-    one: an atomic batch, chained after the entry the trail believes is last and stored only
-    if the stream's last sequence is still that entry's (the expected-last-sequence check),
-    so the chain stays one line however many writers race, in this process or others. A
-    caller returns once its own record is stored, never before: the server acknowledged it.
+    one: a chained append after the entry the trail believes is last, each record stored
+    only right after the one before it (the server checks the expected last sequence and
+    message id), so the chain stays one line however many writers race, in this process
+    or others. A caller returns once its own record is stored, never before: the server
+    acknowledged it.
 
     The last entry is remembered after each append, so while this trail is the only writer
     a batch costs one round-trip; when another writer got in between, the server refuses
-    the batch, and the trail reads the new last entry and links the same records to it.
+    the rest of the batch from that place on, and the trail reads the new last entry and
+    links the remaining records to it.
     """
 
     def __init__(self, store: EventStore, *, attempts: int = 20, max_batch: int = 256) -> None:
         self.store = store
         self.attempts = attempts
-        self.max_batch = max(1, min(max_batch, MAX_ATOMIC_BATCH))
+        self.max_batch = max(1, max_batch)
         self._queue: list[tuple[AuditRecorded, asyncio.Future[AuditRecorded]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._tail: tuple[int, str] | None = None  # (sequence, hash) of the last entry, as far as we know
+        self._tail: _Tail | None = None
 
     async def record(
         self,
@@ -117,52 +119,72 @@ class AuditTrail:
         return await stored
 
     async def _write_queued(self) -> None:
-        """Append what is queued, a batch at a time, until the queue is empty; settle each caller's future."""
+        """Append what is queued, up to max_batch at a time, until the queue is empty; settle each caller's future."""
         while self._queue:
-            size = self.max_batch if self.store.atomic_batches else 1
-            batch, self._queue = self._queue[:size], self._queue[size:]
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
-                linked = await self._append([event for event, _ in batch])
-            except Exception as exc:
-                for _, stored in batch:
-                    if not stored.done():
-                        stored.set_exception(exc)
-                continue
+                await self._append(batch)
             except BaseException:  # cancelled (the loop is closing): nobody will write these
                 for _, stored in batch + self._queue:
                     stored.cancel()
                 self._queue = []
                 raise
-            for (_, stored), event in zip(batch, linked, strict=True):
-                if not stored.done():  # a caller that gave up waiting: its record is stored all the same
-                    stored.set_result(event)
 
-    async def _append(self, events: list[AuditRecorded]) -> list[AuditRecorded]:
+    async def _append(self, batch: list[tuple[AuditRecorded, asyncio.Future[AuditRecorded]]]) -> None:
+        """Chain `batch` after the last entry, re-linking what another writer's entries displaced."""
         for _ in range(self.attempts):
-            last_seq, last_hash = self._tail if self._tail is not None else await self._read_tail()
-            linked = link(events, last_hash)
+            tail = self._tail if self._tail is not None else await self._read_tail()
+            linked = link([event for event, _ in batch], tail.hash)
             try:
-                appended = await self.store.append_all_after(linked, expected_last_seq=last_seq)
-            except ConcurrencyConflict:
-                self._tail = None  # another writer took this place in the chain: link to the new last entry
-                continue
-            except BaseException:
-                self._tail = None  # stored or not is unknown: read the end of the chain next time
-                raise
-            self._tail = (appended[-1].seq, audit_hash(linked[-1]))
-            return linked
-        raise StoreError(f"could not append to the audit trail after {self.attempts} tries: too many writers at once")
+                stored, refused = await self.store.append_chain(linked, after_seq=tail.seq, after_id=tail.event_id)
+            except Exception as exc:  # unanswered: stored or not is unknown; read the end of the chain next time
+                self._tail = None
+                _settle(batch, exc)
+                return
+            if stored:
+                last = linked[len(stored) - 1]
+                self._tail = _Tail(stored[-1].seq, audit_hash(last), last.event_id)
+                for (_, future), event in zip(batch, linked, strict=False):
+                    if not future.done():  # a caller that gave up waiting: its record is stored all the same
+                        future.set_result(event)
+                batch = batch[len(stored) :]
+            if refused is None:
+                return
+            self._tail = None  # another writer took the next place in the chain: link to its last entry
+            if not isinstance(refused, ConcurrencyConflict):
+                _settle(batch[:1], refused)  # the entry itself was refused; the ones after it go on
+                batch = batch[1:]
+            if not batch:
+                return
+        _settle(batch, StoreError(f"could not append to the audit trail after {self.attempts} tries: too many writers"))
 
-    async def _read_tail(self) -> tuple[int, str]:
+    async def _read_tail(self) -> _Tail:
         last = await self.store.last_sequence(STREAM)
         if last == 0:
-            return 0, GENESIS
+            return _Tail(0, GENESIS, None)
         data = await self.store.message_data(STREAM, last)
         try:
             event = decode(data)
         except EventDecodeError:
-            return last, hashlib.sha256(data).hexdigest()  # an unreadable entry is chained by its bytes
-        return last, audit_hash(event) if isinstance(event, AuditRecorded) else hashlib.sha256(data).hexdigest()
+            event = None
+        if not isinstance(event, AuditRecorded):  # an unreadable entry is chained by its bytes
+            return _Tail(last, hashlib.sha256(data).hexdigest(), None)
+        return _Tail(last, audit_hash(event), event.event_id)
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """The last entry of the chain as far as this trail knows: where the next one goes and what it names."""
+
+    seq: int
+    hash: str
+    event_id: str | None  # its Nats-Msg-Id, when known: what the next entry expects to follow
+
+
+def _settle(batch: list[tuple[AuditRecorded, asyncio.Future[AuditRecorded]]], error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 def link(events: list[AuditRecorded], prev_hash: str) -> list[AuditRecorded]:

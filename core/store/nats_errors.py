@@ -29,7 +29,7 @@ import nats.errors
 import nats.js.errors
 
 from core.errors import AppendFailed, ConcurrencyConflict, NoAnswer, StoreError, StoreUnavailable
-from core.store.acks import ERR_WRONG_LAST_SEQUENCE, ApiError
+from core.store.acks import ERR_WRONG_LAST_MSG_ID, ERR_WRONG_LAST_SEQUENCE, ApiError
 
 
 class Silence(enum.Enum):
@@ -64,7 +64,7 @@ def silence(exc: BaseException) -> Silence | None:
 
 def from_api_error(error: ApiError, *, subject: str, expected: int | None = None) -> StoreError:
     """Translate an error carried by a publish acknowledgement."""
-    if error.err_code == ERR_WRONG_LAST_SEQUENCE and expected is not None:
+    if error.err_code in (ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_MSG_ID) and expected is not None:
         return ConcurrencyConflict(subject, expected, error.description)
     return AppendFailed(
         f"the server refused the append on {subject}: {error.description} (code {error.code}/{error.err_code})"

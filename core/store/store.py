@@ -34,6 +34,7 @@ from core.events import Event, EventDecodeError, decode, encode
 from core.store import acks
 from core.store.acks import PubAck, parse_pub_ack
 from core.store.batch import MAX_ATOMIC_BATCH, publish_atomic_batch
+from core.store.chained import publish_chained, refusal
 from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
 from core.store.replay import RawMessage, reader_config, replay
@@ -148,36 +149,31 @@ class EventStore:
             raise from_api_error(ack.error, subject=subject, expected=expected_last_seq)
         return Appended(ack.stream, ack.seq, subject, event.event_id, ack.duplicate)
 
-    async def append_all_after(self, events: Sequence[Event], *, expected_last_seq: int) -> list[Appended]:
-        """Append several events of one stream as one atomic batch, only if that stream's last sequence is
-        `expected_last_seq`: all are stored right after it, in order, or none (ConcurrencyConflict).
+    async def append_chain(
+        self, events: Sequence[Event], *, after_seq: int, after_id: str | None = None
+    ) -> tuple[list[Appended], StoreError | None]:
+        """Append events of one stream one right after the other, the first right after sequence `after_seq`.
 
-        What a hash chain needs to add many links at once. Raises AppendFailed for events that
-        span streams, more than an atomic batch holds, or a server without atomic batches.
+        What a hash chain needs (core.store.chained): they are pipelined, and what is stored
+        is always a prefix, each event directly after the one before it. Returns that prefix
+        and, when it stopped short, why: ConcurrencyConflict when another writer got in
+        first (`after_id`, the id of the event at `after_seq` if known, makes that certain
+        from the first event on). Raises AppendFailed or StoreUnavailable when the server
+        did not answer: then any of them may or may not be stored.
         """
-        if len(events) <= 1:
-            return [await self.append_after(events[0], expected_last_seq=expected_last_seq)] if events else []
-        with self._measured(events):
-            return await self._append_all_after(events, expected_last_seq)
-
-    async def _append_all_after(self, events: Sequence[Event], expected_last_seq: int) -> list[Appended]:
+        if not events:
+            return [], None
         streams = {stream_for(e.subject(), self.streams).name for e in events}
-        if len(streams) > 1 or len(events) > MAX_ATOMIC_BATCH or not self.atomic_batches:
-            raise AppendFailed(
-                f"cannot append {len(events)} events after sequence {expected_last_seq} at once: they must stay "
-                f"in one stream (not {sorted(streams)}), be at most {MAX_ATOMIC_BATCH}, and the server must "
-                "allow atomic batches (nats-server 2.12+)"
-            )
+        if len(streams) > 1:
+            raise AppendFailed(f"a chained append stays in one stream, not {sorted(streams)}")
         messages = [Message(e.subject(), encode(e), e.event_id) for e in events]
-        ack = await publish_atomic_batch(
-            self.nc, messages, expected=None, expected_last_seq=expected_last_seq, timeout=self.timeout
-        )
-        if ack.error is not None:
-            raise from_api_error(ack.error, subject=messages[0].subject, expected=expected_last_seq)
-        if ack.count != len(events):
-            raise AppendFailed(f"the server stored {ack.count} of an atomic batch of {len(events)}")
-        first = ack.seq - len(events) + 1
-        return [Appended(ack.stream, first + i, m.subject, m.event_id) for i, m in enumerate(messages)]
+        with self._measured(events):
+            chain = await publish_chained(
+                self.nc, messages, after_seq=after_seq, after_id=after_id, timeout=self.timeout
+            )
+        prefix = zip(chain.stored(), messages, strict=False)
+        stored = [Appended(a.stream, a.seq, m.subject, m.event_id) for a, m in prefix]
+        return stored, refusal(chain, messages, after_seq)
 
     async def delete_message(self, stream: str, seq: int) -> bool:
         """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""

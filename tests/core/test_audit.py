@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import msgspec
 import pytest
 
 from core.audit import GENESIS, AuditTrail, audit_hash, verify_chain
-from core.errors import AppendFailed
+from core.errors import AppendFailed, StoreError
 from core.events import AuditRecorded, decode
 from core.store import Appended, EventStore
 
@@ -78,13 +79,13 @@ async def test_records_made_together_go_out_together_in_the_order_they_were_made
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     appends: list[int] = []
-    append_all_after = store.append_all_after
+    append_chain = store.append_chain
 
-    async def counted(events: list[AuditRecorded], *, expected_last_seq: int) -> list[Appended]:
+    async def counted(events: list[AuditRecorded], **after: Any) -> tuple[list[Appended], StoreError | None]:
         appends.append(len(events))
-        return await append_all_after(events, expected_last_seq=expected_last_seq)
+        return await append_chain(events, **after)
 
-    monkeypatch.setattr(store, "append_all_after", counted)
+    monkeypatch.setattr(store, "append_chain", counted)
     trail = AuditTrail(store)
     records = await asyncio.gather(*(trail.record(actor="g", category="test", action=f"group-{i}") for i in range(40)))
     assert sum(appends) == 40 and len(appends) < 40  # batched: fewer appends than records
@@ -115,14 +116,14 @@ async def test_a_failed_append_fails_its_callers_and_the_next_record_is_chained(
 ) -> None:
     trail = AuditTrail(store)
     await trail.record(actor="f", category="test", action="before")
-    append_all_after = store.append_all_after
+    append_chain = store.append_chain
 
-    async def refused(events: list[AuditRecorded], *, expected_last_seq: int) -> list[Appended]:
-        monkeypatch.setattr(store, "append_all_after", append_all_after)  # only this once
+    async def refused(events: list[AuditRecorded], **after: Any) -> tuple[list[Appended], StoreError | None]:
+        monkeypatch.setattr(store, "append_chain", append_chain)  # only this once
         raise AppendFailed("the server did not answer in time")
 
     await AuditTrail(store).record(actor="other", category="test", action="meanwhile")  # trail's last entry is stale
-    monkeypatch.setattr(store, "append_all_after", refused)
+    monkeypatch.setattr(store, "append_chain", refused)
     failed = await asyncio.gather(
         *(trail.record(actor="f", category="test", action="lost") for _ in range(3)), return_exceptions=True
     )

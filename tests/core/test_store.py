@@ -89,16 +89,40 @@ async def test_an_atomic_append_cannot_span_streams(store: EventStore) -> None:
         await store.append(mixed)
 
 
-async def test_appending_after_the_streams_last_sequence_stores_all_in_order_or_nothing(store: EventStore) -> None:
+async def test_a_chained_append_stores_each_event_right_after_the_one_before(store: EventStore) -> None:
     dev = device()
     last = await store.last_sequence("EVENTS")
-    stored = await store.append_all_after(telemetry(dev, 3), expected_last_seq=last)
-    assert [a.seq for a in stored] == [last + 1, last + 2, last + 3]
-    with pytest.raises(ConcurrencyConflict):
-        await store.append_all_after(telemetry(dev, 3), expected_last_seq=last)  # someone (we) wrote meanwhile
+    stored, refused = await store.append_chain(telemetry(dev, 3), after_seq=last)
+    assert ([a.seq for a in stored], refused) == ([last + 1, last + 2, last + 3], None)
+    stale, refused = await store.append_chain(telemetry(dev, 2), after_seq=last)  # someone (we) wrote meanwhile
+    assert stale == [] and isinstance(refused, ConcurrencyConflict)
     assert len(await read_all(store, f"mesh.evt.device.{dev}.>")) == 3
-    [one] = await store.append_all_after(telemetry(dev, 1), expected_last_seq=last + 3)
-    assert one.seq == last + 4
+
+
+async def test_a_chain_never_goes_on_after_a_stranger_took_its_place(store: EventStore) -> None:
+    """Another writer's event lands where our first was expected: our second finds the sequence it
+    expects, but not our first before it, and is refused too. What is stored is a prefix, never a gap."""
+    dev = device()
+    [tail] = await store.append(telemetry(dev, 1))
+    await store.append(telemetry(dev, 1))  # the stranger, at tail.seq + 1
+    ours = telemetry(dev, 2)
+    stored, refused = await store.append_chain(ours, after_seq=tail.seq, after_id=tail.event_id)
+    assert stored == [] and isinstance(refused, ConcurrencyConflict)
+    ids = {s.event.event_id for s in await read_all(store, f"mesh.evt.device.{dev}.>") if s.event}
+    assert ids.isdisjoint(e.event_id for e in ours)
+
+
+async def test_a_chain_stops_at_an_event_stored_before(store: EventStore) -> None:
+    dev = device()
+    [stored_before] = await store.append(telemetry(dev, 1))
+    before = telemetry(dev, 1)[0]
+    before = msgspec.structs.replace(before, event_id=stored_before.event_id)
+    last = await store.last_sequence("EVENTS")
+    fresh, later = telemetry(dev, 2)
+    stored, refused = await store.append_chain([fresh, before, later], after_seq=last)
+    assert [a.event_id for a in stored] == [fresh.event_id]
+    assert isinstance(refused, ConcurrencyConflict)
+    assert await store.last_sequence("EVENTS") == last + 1
 
 
 async def test_order_is_kept_and_reads_resume_from_a_sequence(store: EventStore) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from core.audit import AuditTrail, verify_chain
+from core.errors import StoreError
 from core.events import AuditRecorded
 from core.store import Appended, EventStore
 from mahavishnu.control import commands, devices
@@ -42,15 +43,15 @@ async def test_devices_and_commands_recording_at_once_share_one_trail_and_its_gr
         return await record(**entry)
 
     batches: list[list[str]] = []
-    append_all_after = store.append_all_after
+    append_chain = store.append_chain
 
-    async def held(events: list[AuditRecorded], *, expected_last_seq: int) -> list[Appended]:
+    async def held(events: list[AuditRecorded], **after: Any) -> tuple[list[Appended], StoreError | None]:
         in_flight.set()
         await asyncio.wait_for(everyone.wait(), 10)
         batches.append([e.action for e in events])
-        return await append_all_after(events, expected_last_seq=expected_last_seq)
+        return await append_chain(events, **after)
 
-    monkeypatch.setattr(store, "append_all_after", held)
+    monkeypatch.setattr(store, "append_chain", held)
     first = asyncio.create_task(record(actor="ops", category="test", action="first"))
     await asyncio.wait_for(in_flight.wait(), 10)
     monkeypatch.setattr(trail, "record", entering)
