@@ -136,14 +136,14 @@ class AuditTrail:
             tail = self._tail if self._tail is not None else await self._read_tail()
             linked = link([event for event, _ in batch], tail.hash)
             try:
-                stored, refused = await self.store.append_chain(linked, after_seq=tail.seq, after_id=tail.event_id)
+                stored, refused = await self.store.append_chain(linked, after_seq=tail.seq)
             except Exception as exc:  # unanswered: stored or not is unknown; read the end of the chain next time
                 self._tail = None
                 _settle(batch, exc)
                 return
             if stored:
                 last = linked[len(stored) - 1]
-                self._tail = _Tail(stored[-1].seq, audit_hash(last), last.event_id)
+                self._tail = _Tail(stored[-1].seq, audit_hash(last))
                 for (_, future), event in zip(batch, linked, strict=False):
                     if not future.done():  # a caller that gave up waiting: its record is stored all the same
                         future.set_result(event)
@@ -161,15 +161,15 @@ class AuditTrail:
     async def _read_tail(self) -> _Tail:
         last = await self.store.last_sequence(STREAM)
         if last == 0:
-            return _Tail(0, GENESIS, None)
+            return _Tail(0, GENESIS)
         data = await self.store.message_data(STREAM, last)
         try:
             event = decode(data)
         except EventDecodeError:
             event = None
         if not isinstance(event, AuditRecorded):  # an unreadable entry is chained by its bytes
-            return _Tail(last, hashlib.sha256(data).hexdigest(), None)
-        return _Tail(last, audit_hash(event), event.event_id)
+            return _Tail(last, hashlib.sha256(data).hexdigest())
+        return _Tail(last, audit_hash(event))
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,6 @@ class _Tail:
 
     seq: int
     hash: str
-    event_id: str | None  # its Nats-Msg-Id, when known: what the next entry expects to follow
 
 
 def _settle(batch: list[tuple[AuditRecorded, asyncio.Future[AuditRecorded]]], error: BaseException) -> None:

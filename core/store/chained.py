@@ -4,7 +4,8 @@ What a hash chain needs (core.audit): each entry must land directly after the on
 names, even while other writers append to the same stream. Each message therefore
 carries two expectations the server checks as it stores it: the stream's last sequence
 (`Nats-Expected-Last-Sequence`) and, from the second message on, the id of the last
-message (`Nats-Expected-Last-Msg-Id`, the previous event's id). The sequence alone is
+message (`Nats-Expected-Last-Msg-Id`, the previous event's id, which the server notes
+as it stores each message). The sequence alone is
 not enough once several are in flight: if another writer's entry took our first
 message's place, our second could still find the sequence it expects and be stored
 after a stranger. With the id as well, the first refusal refuses everything after it,
@@ -49,15 +50,16 @@ class ChainAcks:
         return prefix
 
 
-def chain_frames(messages: Sequence[Message], *, after_seq: int, after_id: str | None, inbox: str) -> bytes:
-    """The frames of a chained append (pure): message i expects sequence after_seq + i, and the previous id.
+def chain_frames(messages: Sequence[Message], *, after_seq: int, inbox: str) -> bytes:
+    """The frames of a chained append (pure): message i expects sequence after_seq + i and the previous one's id.
 
-    `after_id` is the id of the message at `after_seq` when known (it is not after the
-    server restarted, or for an entry written without one); the first message then
-    expects the sequence alone, which is enough for the entry the caller read.
+    The first expects the sequence alone: that is enough for the entry the caller chains
+    to (the stream denies delete and purge, so a sequence names one entry for good), and
+    the server may not know that entry's id (it forgets the last id across a restart once
+    it is older than the duplicate window).
     """
     out = bytearray()
-    previous = after_id
+    previous: str | None = None
     for position, message in enumerate(messages):
         headers = [(acks.MSG_ID, message.event_id), (acks.EXPECTED_LAST_SEQ, str(after_seq + position))]
         if previous:
@@ -67,9 +69,7 @@ def chain_frames(messages: Sequence[Message], *, after_seq: int, after_id: str |
     return bytes(out)
 
 
-async def publish_chained(
-    nc: Client, messages: Sequence[Message], *, after_seq: int, after_id: str | None, timeout: float
-) -> ChainAcks:
+async def publish_chained(nc: Client, messages: Sequence[Message], *, after_seq: int, timeout: float) -> ChainAcks:
     """Publish `messages` chained after `after_seq` and wait for every acknowledgement.
 
     AppendFailed (or StoreUnavailable) when some are not answered within `timeout`: then
@@ -91,7 +91,7 @@ async def publish_chained(
 
     sub = await nc.subscribe(f"{inbox}.*", cb=on_ack)
     try:
-        await wire.write(nc, chain_frames(messages, after_seq=after_seq, after_id=after_id, inbox=inbox))
+        await wire.write(nc, chain_frames(messages, after_seq=after_seq, inbox=inbox))
         await asyncio.wait_for(all_answered.wait(), timeout)
     except (nats.errors.Error, TimeoutError) as exc:
         raise from_exception(exc, doing=f"chained append of {len(messages)} events", appending=True) from exc

@@ -150,15 +150,14 @@ class EventStore:
         return Appended(ack.stream, ack.seq, subject, event.event_id, ack.duplicate)
 
     async def append_chain(
-        self, events: Sequence[Event], *, after_seq: int, after_id: str | None = None
+        self, events: Sequence[Event], *, after_seq: int
     ) -> tuple[list[Appended], StoreError | None]:
         """Append events of one stream one right after the other, the first right after sequence `after_seq`.
 
         What a hash chain needs (core.store.chained): they are pipelined, and what is stored
         is always a prefix, each event directly after the one before it. Returns that prefix
         and, when it stopped short, why: ConcurrencyConflict when another writer got in
-        first (`after_id`, the id of the event at `after_seq` if known, makes that certain
-        from the first event on). Raises AppendFailed or StoreUnavailable when the server
+        first. Raises AppendFailed or StoreUnavailable when the server
         did not answer: then any of them may or may not be stored.
         """
         if not events:
@@ -168,9 +167,7 @@ class EventStore:
             raise AppendFailed(f"a chained append stays in one stream, not {sorted(streams)}")
         messages = [Message(e.subject(), encode(e), e.event_id) for e in events]
         with self._measured(events):
-            chain = await publish_chained(
-                self.nc, messages, after_seq=after_seq, after_id=after_id, timeout=self.timeout
-            )
+            chain = await publish_chained(self.nc, messages, after_seq=after_seq, timeout=self.timeout)
         prefix = zip(chain.stored(), messages, strict=False)
         stored = [Appended(a.stream, a.seq, m.subject, m.event_id) for a, m in prefix]
         return stored, refusal(chain, messages, after_seq)

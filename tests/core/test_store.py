@@ -106,7 +106,7 @@ async def test_a_chain_never_goes_on_after_a_stranger_took_its_place(store: Even
     [tail] = await store.append(telemetry(dev, 1))
     await store.append(telemetry(dev, 1))  # the stranger, at tail.seq + 1
     ours = telemetry(dev, 2)
-    stored, refused = await store.append_chain(ours, after_seq=tail.seq, after_id=tail.event_id)
+    stored, refused = await store.append_chain(ours, after_seq=tail.seq)
     assert stored == [] and isinstance(refused, ConcurrencyConflict)
     ids = {s.event.event_id for s in await read_all(store, f"mesh.evt.device.{dev}.>") if s.event}
     assert ids.isdisjoint(e.event_id for e in ours)
