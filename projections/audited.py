@@ -22,6 +22,14 @@ log = logging.getLogger("mahavishnu.queries")
 T = TypeVar("T")
 
 
+async def audit_refusal(name: str, record: Awaitable[object]) -> None:
+    """Store the audit record of a refused query; the query stays refused when the record cannot be stored."""
+    try:
+        await record
+    except MahavishnuError as exc:  # refused all the same: a refusal gives nothing away
+        log.error("a refused query could not be audited", extra={"query": name, "reason": str(exc)})
+
+
 async def answer_once_audited(name: str, read: Coroutine[Any, Any, T], record: Awaitable[object]) -> T:
     """The result of `read`, once `record` (the query's audit record) is stored; QueryError 503 if it cannot be."""
     reading = asyncio.ensure_future(read)

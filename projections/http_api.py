@@ -33,7 +33,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.audit import AuditTrail
-from projections.audited import answer_once_audited
+from projections.admission import Admission, Refused
+from projections.audited import answer_once_audited, audit_refusal
 from projections.authz import Refusal, allowed
 from projections.http_auth import Authenticator, credentials_of
 from projections.queries import QUERIES, QueryError, ReadModels
@@ -97,7 +98,8 @@ def openapi(*, client_certificates: bool = False) -> dict[str, Any]:
                     },
                     "403": {"description": "the caller may not run this query (its role, or it is not an operator)"},
                     "404": {"description": "not found"},
-                    "503": {"description": "the read model is not ready"},
+                    "429": {"description": "this caller has too many queries waiting; retry after their answers"},
+                    "503": {"description": "the read model is not ready, or the service has too many queries waiting"},
                 },
             }
         }
@@ -110,9 +112,18 @@ def openapi(*, client_certificates: bool = False) -> dict[str, Any]:
 
 
 def routes(
-    models: ReadModels, *, authenticate: Authenticator, audit: AuditTrail | None, client_certificates: bool = False
+    models: ReadModels,
+    *,
+    authenticate: Authenticator,
+    audit: AuditTrail | None,
+    admission: Admission | None = None,
+    client_certificates: bool = False,
 ) -> list[BaseRoute]:
-    """The API's routes, to serve beside a service's probes (over HTTPS when `client_certificates`)."""
+    """The API's routes, to serve beside a service's probes (over HTTPS when `client_certificates`).
+
+    `admission` is the one the NATS door uses too, when both run in one process.
+    """
+    admission = admission or Admission()
     document = openapi(client_certificates=client_certificates)
     page = resources.files("projections").joinpath("dashboard.html").read_text(encoding="utf-8")
 
@@ -126,14 +137,19 @@ def routes(
         Route("/openapi.json", spec, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         *(
-            Route(path, _endpoint(models, name, param, authenticate, audit), methods=["GET"])
+            Route(path, _endpoint(models, name, param, authenticate, audit, admission), methods=["GET"])
             for path, (name, param) in PATHS.items()
         ),
     ]
 
 
 def _endpoint(
-    models: ReadModels, name: str, path_param: str | None, authenticate: Authenticator, audit: AuditTrail | None
+    models: ReadModels,
+    name: str,
+    path_param: str | None,
+    authenticate: Authenticator,
+    audit: AuditTrail | None,
+    admission: Admission,
 ) -> Callable[[Request], Any]:
     request_type, query = QUERIES[name]
 
@@ -147,12 +163,13 @@ def _endpoint(
         caller = authenticate(credentials)
         if isinstance(caller, Refusal):
             if caller.actor:  # a certificate named who was refused
-                await record(caller.actor, "denied", {"auth": credentials.method, "reason": caller.reason})
+                details = {"auth": credentials.method, "reason": caller.reason}
+                await audit_refusal(name, record(caller.actor, "denied", details))
             headers = {"WWW-Authenticate": "Bearer"} if caller.status == 401 else None
             return JSONResponse({"error": caller.reason}, caller.status, headers=headers)
         how = {"role": caller.role, "auth": credentials.method}
         if not allowed(caller, name):
-            await record(caller.identity, "denied", how)
+            await audit_refusal(name, record(caller.identity, "denied", how))
             return JSONResponse({"error": f"{caller.identity} ({caller.role}) may not run {name}"}, 403)
         params: dict[str, Any] = dict(request.query_params)
         if path_param:
@@ -162,7 +179,11 @@ def _endpoint(
         except msgspec.ValidationError as exc:
             return JSONResponse({"error": f"bad request: {exc}"}, 400)
         try:
-            answer = await answer_once_audited(name, query(models, decoded), record(caller.identity, "ok", how))
+            async with admission.slot(caller.identity):
+                answer = await answer_once_audited(name, query(models, decoded), record(caller.identity, "ok", how))
+        except Refused as refused:
+            await audit_refusal(name, record(caller.identity, "refused", {**how, "status": refused.status}))
+            return JSONResponse({"error": str(refused)}, refused.status, headers={"Retry-After": "1"})
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, exc.status)
         return Response(msgspec.json.encode(answer), media_type="application/json")

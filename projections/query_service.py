@@ -9,10 +9,12 @@ a QueryError, which is a micro ServiceError, raised and answered in one place
 nats-py runs a subscription's callback for one message at a time, so an endpoint whose
 callback awaited the whole query would answer one request after the other, idle while
 the audit record travels and the read model is read. Each request is answered in a task
-of its own instead, at most MAX_IN_FLIGHT at once; beyond that the callback waits and
-requests queue in the subscription as before. (The micro service's own statistics
-therefore count the time to hand a request over, not to answer it, and micro cannot see
-what the answer raises: answer_as_micro answers it as micro would.)
+of its own instead, admitted by the process's Admission (projections.admission): a
+fair share of the running slots per caller, or an immediate 429/503, so the callback
+never waits and one caller's flood never queues in front of another's query. (The
+micro service's own statistics therefore count the time to hand a request over, not
+to answer it, and micro cannot see what the answer raises: answer_as_micro answers it
+as micro would.)
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from nats.micro.service import Service
 
 from core import subjects
 from core.audit import AuditTrail
-from core.errors import MahavishnuError
 from core.micro import answer_as_micro
 from projections import readers
-from projections.audited import answer_once_audited
+from projections.admission import Admission, Refused
+from projections.audited import answer_once_audited, audit_refusal
 from projections.authz import Caller, allowed, caller_of
 from projections.queries import QUERIES, QueryError, ReadModels, parse
 
@@ -42,7 +44,6 @@ log = logging.getLogger("mahavishnu.queries")
 
 SERVICE_NAME = "mahavishnu-query"
 SUBJECT_PREFIX = subjects.QUERY_PREFIX
-MAX_IN_FLIGHT = 64
 
 Resolver = Callable[[str], Caller | None]
 Answer = Callable[[Request], Coroutine[Any, Any, None]]
@@ -51,10 +52,10 @@ Answer = Callable[[Request], Coroutine[Any, Any, None]]
 class QueryService:
     """The running service; `stop()` unregisters it and lets the requests already taken be answered."""
 
-    def __init__(self, service: Service, folder: Path) -> None:
+    def __init__(self, service: Service, folder: Path, admission: Admission) -> None:
         self.service = service
         self.folder = folder
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.admission = admission
         self._answering: set[asyncio.Task[None]] = set()
 
     async def stop(self) -> None:
@@ -64,14 +65,9 @@ class QueryService:
         readers.close(self.folder)
 
     async def _dispatch(self, name: str, answer: Answer, request: Request) -> None:
-        await self._slots.acquire()
         task = asyncio.create_task(answer_as_micro(answer, request, endpoint=name, log=log))
         self._answering.add(task)
-        task.add_done_callback(self._answered)
-
-    def _answered(self, task: asyncio.Task[None]) -> None:
-        self._answering.discard(task)
-        self._slots.release()
+        task.add_done_callback(self._answering.discard)
 
 
 async def start_query_service(
@@ -81,15 +77,18 @@ async def start_query_service(
     version: str,
     resolve: Resolver = lambda user: None,
     audit: AuditTrail | None = None,
+    admission: Admission | None = None,
 ) -> QueryService:
     """Register every query as an endpoint of one micro service on `nc`.
 
-    `resolve` maps a requester's server user name (from Nats-Request-Info) to a Caller.
+    `resolve` maps a requester's server user name (from Nats-Request-Info) to a Caller;
+    `admission` is shared with the HTTP door when both run (one of its own otherwise).
     """
+    admission = admission or Admission()
     service = await add_service(nc, name=SERVICE_NAME, version=version, description="Mahavishnu read-model queries")
-    running = QueryService(service, models.folder)
+    running = QueryService(service, models.folder, admission)
     for name, (request_type, query) in QUERIES.items():
-        answer = _answer(models, name, request_type, query, resolve, audit)
+        answer = _answer(models, name, request_type, query, resolve, audit, admission)
 
         async def handle(request: Request, name: str = name, answer: Answer = answer) -> None:
             await running._dispatch(name, answer, request)
@@ -105,6 +104,7 @@ def _answer(
     query: Any,
     resolve: Resolver,
     audit: AuditTrail | None,
+    admission: Admission,
 ) -> Answer:
     async def record(caller: Caller | None, outcome: str, details: dict[str, Any]) -> None:
         if audit is not None:
@@ -120,12 +120,16 @@ def _answer(
         if caller is None or not allowed(caller, name):
             who = f"{caller.identity} ({caller.role})" if caller else "an unknown caller"
             log.warning("query denied", extra={"query": name, "caller": who})
-            try:
-                await record(caller, "denied", {"role": caller.role if caller else ""})
-            except MahavishnuError as exc:  # refused all the same: a denial gives nothing away
-                log.error("a denied query could not be audited", extra={"query": name, "reason": str(exc)})
+            await audit_refusal(name, record(caller, "denied", {"role": caller.role if caller else ""}))
             raise QueryError(403, f"{who} may not run {name}")
-        answer = await answer_once_audited(name, search(request.data), record(caller, "ok", {"role": caller.role}))
+        try:
+            async with admission.slot(caller.identity):
+                answer = await answer_once_audited(
+                    name, search(request.data), record(caller, "ok", {"role": caller.role})
+                )
+        except Refused as refused:
+            await audit_refusal(name, record(caller, "refused", {"role": caller.role, "status": refused.status}))
+            raise
         await request.respond(msgspec.json.encode(answer))
 
     return answer

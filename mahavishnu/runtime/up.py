@@ -46,6 +46,7 @@ from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
 from mahavishnu.sites import hub as sites
 from projections import http_api, http_auth
+from projections.admission import Admission
 from projections.codeindex.registering import register_at_start
 from projections.codeindex.service import CodeIndexService
 from projections.database import database_key
@@ -192,16 +193,23 @@ async def _run(
         code = CodeIndexService(store, home.root, settings.code, metrics=CodeIndexMetrics(registry))
         supervise("code index", lambda: code.run(stop_following))
         models = ReadModels(home.readmodels_dir, key, store)
+        admission = Admission()  # one fair share per caller across both doors
         queries = await start_query_service(
             nc,
             models,
             version=version("mahavishnu"),
             resolve=operators.resolver(home),
             audit=store.audit,
+            admission=admission,
         )
         if settings.http.port:
             api = http_api_server(
-                home, settings, models, store.audit, ready=lambda: service is not None and service.caught_up
+                home,
+                settings,
+                models,
+                store.audit,
+                admission=admission,
+                ready=lambda: service is not None and service.caught_up,
             )
             await api.start()
         fleet = CommandMetrics(registry)
@@ -298,7 +306,13 @@ def shell_limits(settings: Settings) -> Limits:
 
 
 def http_api_server(
-    home: Home, settings: Settings, models: ReadModels, audit: AuditTrail, *, ready: Callable[[], bool]
+    home: Home,
+    settings: Settings,
+    models: ReadModels,
+    audit: AuditTrail,
+    *,
+    ready: Callable[[], bool],
+    admission: Admission | None = None,
 ) -> ProbeServer:
     """The HTTP query API and dashboard: over HTTPS with the mesh's server certificate unless [http] tls is off.
 
@@ -316,7 +330,9 @@ def http_api_server(
         settings.http.port,
         new_registry(),
         ready=ready,
-        routes=http_api.routes(models, authenticate=authenticate, audit=audit, client_certificates=tls is not None),
+        routes=http_api.routes(
+            models, authenticate=authenticate, audit=audit, admission=admission, client_certificates=tls is not None
+        ),
         tls=tls,
     )
 

@@ -30,11 +30,13 @@ from core.metrics import new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore
 from projections import http_api, http_auth
+from projections.admission import Admission
 from projections.authz import Caller, Refusal
 from projections.catalog import CATALOG
 from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
+from tests.waiting import eventually
 
 KEY = secrets.token_hex(32)
 PEOPLE = {
@@ -239,3 +241,57 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(
     assert set(lag) == set(CATALOG), tables["lag"]
     assert "mesh.evt.device.> at " in lag["devices"][1] and lag["devices"][2:] == ["0", "0.0", "0"]
     assert "device.enroll" in [row[3] for row in tables["audit"]]  # the audit tail
+
+
+class HeldTrail:
+    """An audit trail whose first record waits until released: its query holds the door's only slot."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, object]] = []
+        self.release = asyncio.Event()
+
+    async def record(self, **entry: object) -> None:
+        self.records.append(entry)
+        if len(self.records) == 1:
+            await self.release.wait()
+
+
+async def test_a_caller_with_too_many_queries_waiting_gets_429_and_the_refusal_is_audited(
+    store: EventStore, tmp_path: Path
+) -> None:
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=tmp_path, key=KEY)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+    trail = HeldTrail()
+    admission = Admission(slots=1, per_caller=1, total=10)
+    server = ProbeServer(
+        "127.0.0.1",
+        0,
+        new_registry(),
+        ready=lambda: True,
+        routes=http_api.routes(
+            ReadModels(tmp_path, KEY, store),
+            authenticate=AUTHENTICATE,
+            audit=trail,  # type: ignore[arg-type]
+            admission=admission,
+        ),
+    )
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}/api/audit"
+    try:
+        running = asyncio.create_task(get(base, "t-auditor"))  # holds the slot while its record is held
+        await eventually(lambda: len(trail.records) == 1, timeout=10, what="the first query's audit record")
+        waiting = asyncio.create_task(get(base, "t-auditor"))  # waits in bob's line
+        await eventually(lambda: admission.waiting == 1, timeout=10, what="the second query waiting")
+        refused = await get(base, "t-auditor")
+        trail.release.set()
+        first, second = await asyncio.gather(running, waiting)
+    finally:
+        await server.stop()
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert "bob has 1 queries waiting already" in refused.json()["error"]
+    assert [r["outcome"] for r in trail.records] == ["ok", "refused", "ok"]
+    assert trail.records[1]["details"] == {"role": "auditor", "auth": "token", "status": 429, "door": "http"}
+    assert (first.status_code, second.status_code) == (200, 200)

@@ -19,9 +19,11 @@ from core.errors import StoreUnavailable
 from core.events import CommandAccepted, CommandIssued, DeviceEnrolled, MeshStarted, TelemetryReported
 from core.store import EventStore
 from projections import readers
+from projections.admission import Admission
+from projections.authz import Caller
 from projections.catalog import CATALOG
 from projections.queries import QUERIES, ReadModels
-from projections.query_service import SERVICE_NAME, start_query_service
+from projections.query_service import SERVICE_NAME, QueryService, start_query_service
 from projections.runner import ProjectionRunner
 from tests.waiting import eventually
 
@@ -280,3 +282,48 @@ async def test_a_query_that_fails_unexpectedly_is_answered_500_without_details(
     assert headers["Nats-Service-Error-Code"] == "500"
     assert headers["Nats-Service-Error"] == "internal error in devices.list: RuntimeError"
     assert [r["outcome"] for r in trail.records] == ["ok"]  # audited once, before the answer
+
+
+async def test_a_flood_from_one_caller_is_refused_429_and_audited_while_another_caller_gets_in(
+    built: ReadModels, nc: Client
+) -> None:
+    """Two slots, three places in each caller's line: the flood's first two hold the slots (their audit
+    records are held), three wait, the other five are refused at once; a second caller's query waits in
+    its own line and gets the second freed slot, not the flood's last."""
+    trail = HeldTrail(hold=2)
+    callers = {name: Caller(name, "admin") for name in ("flood", "quiet")}
+    service = await start_query_service(
+        nc,
+        built,
+        version="0.1.0",
+        audit=trail,  # type: ignore[arg-type]
+        resolve=callers.get,
+        admission=Admission(slots=2, per_caller=3, total=100),
+    )
+
+    async def ask_as(user: str) -> str:
+        headers = {"Nats-Request-Info": json.dumps({"server": "s", "acc": "OPS", "id": 7, "user": user})}
+        reply = await nc.request("mesh.q.devices.list", b"", timeout=10, headers=headers)
+        return (reply.headers or {}).get("Nats-Service-Error-Code", "ok")
+
+    try:
+        flood = [asyncio.create_task(ask_as("flood")) for _ in range(10)]
+        await eventually(
+            lambda: sum(1 for r in trail.records if r["outcome"] == "refused") == 5, timeout=10, what="5 refusals"
+        )
+        quiet = asyncio.create_task(ask_as("quiet"))
+        await eventually(lambda: service_waiting(service) == 4, timeout=10, what="the quiet caller waiting")
+        trail.release.set()
+        answers = await asyncio.gather(*flood)
+        assert await quiet == "ok"
+    finally:
+        await service.stop()
+    assert sorted(answers) == ["429"] * 5 + ["ok"] * 5
+    refused = [r for r in trail.records if r["outcome"] == "refused"]
+    assert [(r["actor"], r["details"]["status"]) for r in refused] == [("flood", 429)] * 5
+    served = [r["actor"] for r in trail.records if r["outcome"] == "ok"]
+    assert served[:2] == ["flood", "flood"] and served.index("quiet") <= 3  # one flood query, then quiet's turn
+
+
+def service_waiting(service: QueryService) -> int:
+    return service.admission.waiting
