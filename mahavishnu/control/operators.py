@@ -88,7 +88,7 @@ class _Registry:
 
     def lookup(self, user: str) -> tuple[IssuedRecord, str | None] | None:
         """The record of the certificate named `user` (mahavishnu:cert:<serial>) and its holder's role."""
-        current = tuple(_version(path) for path in self.watched)  # noted before reading: a change meanwhile rereads
+        current = tuple(file_version(path) for path in self.watched)  # noted before reading: a change meanwhile rereads
         if current != self.seen or time.monotonic() - self.read_at > REREAD_S:
             self.read_at = time.monotonic()
             table = roles(self.home)
@@ -143,7 +143,8 @@ def certificate_resolver(home: Home) -> Callable[[str], Caller | Refusal]:
     return resolve
 
 
-def _version(path: Path) -> tuple[int, int, int] | None:
+def file_version(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced or written (inode, size, mtime); None when it is missing."""
     try:
         stat = path.stat()
     except FileNotFoundError:

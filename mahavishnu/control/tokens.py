@@ -43,9 +43,22 @@ def issue(home: Home, identity: str) -> str:
 
 
 def authenticator(home: Home) -> Callable[[str], Caller | None]:
+    """Maps a bearer token to its operator and role, as tokens.json and roles.json say now.
+
+    Both files are read again only when they change (their version is looked at on every
+    request, noted before reading), so a dashboard's polling costs two stats, not two reads.
+    """
+    watched = (home.root / "tokens.json", home.roles_file)
+    seen: tuple[tuple[int, int, int] | None, ...] | None = None
+    tables: tuple[dict[str, str], dict[str, str]] = ({}, {})
+
     def authenticate(token: str) -> Caller | None:
-        identity = _table(home).get(_digest(token))
-        role = operators.roles(home).get(identity or "")
+        nonlocal seen, tables
+        current = tuple(operators.file_version(path) for path in watched)
+        if current != seen:
+            tables, seen = (_table(home), operators.roles(home)), current
+        identity = tables[0].get(_digest(token))
+        role = tables[1].get(identity or "")
         return Caller(identity, role) if identity and role else None
 
     return authenticate
