@@ -27,6 +27,13 @@ def test_the_query_benchmark_prints_its_line() -> None:
     assert "0 chain breaks" in progress  # and the audit trail it left was checked
 
 
+def test_the_http_query_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("http_query.py", "--seconds", "1", "--rounds", "1", "--entries", "1000", timeout=240)
+    assert re.fullmatch(r"http_query qps=\d+ p99_ms=\d+\.\d baseline_qps=\d+ ratio=\d+\.\d\d", last), last
+    assert "round 1/1" in progress  # progress is shown
+    assert "0 chain breaks" in progress  # and the audit trail it left was checked
+
+
 def test_the_cluster_benchmark_prints_its_line() -> None:
     last, progress = run_bench("cluster.py", "--events", "2000", "--rounds", "1", timeout=180)
     assert re.fullmatch(r"cluster rate_r3=\d+ rate_r1=\d+ ratio=\d+\.\d\d", last), last
