@@ -247,17 +247,28 @@ class Figures:
     idle_cpu_pct: float = 0.0
 
 
-async def first_event_of(nc: Client, device: str) -> asyncio.Future[float]:
-    """A future set to time.perf_counter() when the first event of `device` reaches the mesh."""
-    arrived: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+class Arrivals:
+    """When each event of a device reached the mesh (time.perf_counter()), from a core subscription."""
 
-    async def seen(_: Msg) -> None:
-        if not arrived.done():
-            arrived.set_result(time.perf_counter())
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._more = asyncio.Event()
 
-    await nc.subscribe(subjects.device_events(device), cb=seen)
-    await nc.flush()
-    return arrived
+    async def watch(self, nc: Client, device: str) -> None:
+        async def seen(_: Msg) -> None:
+            self.times.append(time.perf_counter())
+            self._more.set()
+
+        await nc.subscribe(subjects.device_events(device), cb=seen)
+        await nc.flush()
+
+    async def first_after(self, started: float, timeout: float) -> float:
+        """The first arrival after `started`; TimeoutError after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            while not (later := [t for t in self.times if t > started]):
+                self._more.clear()
+                await self._more.wait()
+        return later[0]
 
 
 async def alternate_starts(
@@ -314,15 +325,17 @@ async def main(idle_seconds: float, starts: int) -> str:
                 subjects.device_inbox_prefix(DEVICE),
             ]
             agent_argv: list[str | Path] = [python.with_name("mahavishnu"), "agent", "run", "--config", agent_toml]
-            first_event = await first_event_of(running.nc, DEVICE)
+            arrivals = Arrivals()
+            await arrivals.watch(running.nc, DEVICE)
 
             agent, agent_ms, baseline, baseline_ms = await alternate_starts(starts, agent_argv, baseline_argv, env)
             children = [agent, baseline]
             try:
                 try:
-                    first_event_ms = (await asyncio.wait_for(first_event, CONNECT_TIMEOUT_S) - agent.spawned) * 1000
+                    first_event = await arrivals.first_after(agent.spawned, CONNECT_TIMEOUT_S)
                 except TimeoutError:
                     raise BenchError("the agent's first event never arrived:\n" + "\n".join(agent.lines)) from None
+                first_event_ms = (first_event - agent.spawned) * 1000
                 full_argv: list[str | Path] = [
                     Path(sys.executable).with_name("mahavishnu"),
                     "agent",
