@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/agent_footprint.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

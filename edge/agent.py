@@ -10,7 +10,7 @@ Four loops share one connection and one SQLite state file (edge.state):
   crash finds the ledger mark and is acknowledged without running again;
 - outbox: send the stored events in order, each with its event id as Nats-Msg-Id, and
   mark them sent only once JetStream acknowledged them (so offline events wait, and a
-  resend after a crash is deduplicated by the stream);
+  resend after a crash is deduplicated by the stream); woken by what queues an event;
 - heartbeat and telemetry: enqueue an event every interval, online or offline.
 Beside them, edge.shell.ShellHost serves remote terminal sessions (shell_allowlist).
 
@@ -149,7 +149,7 @@ class Agent:
         attempt = 0
         while not stop.is_set():
             try:
-                return await connect(
+                nc = await connect(
                     self.identity(),
                     name=self.device_id,
                     inbox_prefix=subjects.device_inbox_prefix(self.device_id),
@@ -166,6 +166,10 @@ class Agent:
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
+                continue
+            # A supervisor (and bench/agent_footprint.py) learns from this line that the agent is on the mesh.
+            log.info("connected", extra={"device": self.device_id})
+            return nc
         return None
 
     def _next_server(self, servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
@@ -282,9 +286,11 @@ class Agent:
         while not stop.is_set():
             items = self.state.pending(100)
             if not items:
+                # Asleep until there is something to send: whatever queues an event sets the
+                # wake (so does a reconnect), and nothing is awaited between pending() and
+                # clear(), so no wake is lost. An idle agent does not look at its outbox.
                 self._wake_outbox.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_outbox.wait(), 1.0)
+                await self._wake_outbox.wait()
                 continue
             for item in items:
                 try:

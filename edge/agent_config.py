@@ -22,7 +22,6 @@ Every wrong field is reported at once, in one AgentConfigError naming the file.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -202,6 +201,8 @@ class _Checker:
 
     def unknown_keys(self) -> None:
         for name in sorted(set(self.data) - set(KEYS)):
+            import difflib  # only for a wrong key: an agent that starts well never loads it
+
             close = difflib.get_close_matches(name, KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"the known keys are {', '.join(KEYS)}"
             self.fail(repr(name), f"is not a setting of the agent; {hint}")

@@ -20,14 +20,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from edge.pty_shell import PtyShell
 from edge.shell_protocol import (
     EndReason,
     ShellControl,
@@ -42,6 +41,9 @@ from edge.shell_protocol import (
     pick_shell,
     valid_session,
 )
+
+if TYPE_CHECKING:
+    from edge.pty_shell import PtyShell
 
 log = logging.getLogger("mahavishnu.agent.shell")
 
@@ -151,6 +153,8 @@ class ShellHost:
         session = _Session(
             control.session, msgspec.structs.replace(control, shell=path), now, now, grace_s=self.grace_s
         )
+        from edge.pty_shell import PtyShell  # pty, tty, termios: loaded by the first shell, not by every agent
+
         try:
             session.shell = await PtyShell.start(
                 path, rows=control.rows, cols=control.cols, term=control.term, on_output=session.output.put_nowait

@@ -2,7 +2,10 @@
 
 Only the standard library, msgspec and nats-py may load here: everything else is
 imported inside the commands that need it (tests/mahavishnu/cli/test_agent.py runs
-this with the control plane's packages blocked).
+this with the control plane's packages blocked). Both actions are `local` (verbs.py): a
+device's agent reads its agent.toml and nothing else, so on a control host too `agent run
+--config` loads none of the control plane (tests/mahavishnu/cli/test_imports.py). Only
+`--simulate`, which enrols devices, opens the mesh's state directory.
 """
 
 from __future__ import annotations
@@ -12,13 +15,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.errors import MahavishnuError
-
-if TYPE_CHECKING:
-    from core.config import Settings
-    from mahavishnu.runtime.home import Home
+from mahavishnu.cli.verbs import mesh_of
 
 
 def add(agent: argparse.ArgumentParser) -> None:
@@ -28,25 +27,27 @@ def add(agent: argparse.ArgumentParser) -> None:
     csr.add_argument("--id", required=True, help="this device's id")
     csr.add_argument("--out", required=True, help="folder for key.pem and csr.pem")
     csr.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
-    csr.set_defaults(handler=_csr)
+    csr.set_defaults(local=_csr)
 
     run = actions.add_parser("run", help="run the agent until SIGTERM or Ctrl-C")
     run.add_argument("--config", help="agent.toml written by `mahavishnu device enroll`")
     run.add_argument("--simulate", type=int, metavar="N", help="run N simulated devices in one process (control host)")
-    run.set_defaults(handler=_run)
+    run.set_defaults(local=_run)
 
 
-async def _run(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    from mahavishnu.cli.agent_runner import run_agents
+async def _run(args: argparse.Namespace) -> int:
+    from mahavishnu.cli import agent_runner
 
     if (args.config is None) == (args.simulate is None):
         raise MahavishnuError("give either --config agent.toml or --simulate N")
-    if args.simulate is not None and not 1 <= args.simulate <= 10_000:
+    if args.config is not None:
+        return await agent_runner.run_agent(Path(args.config))
+    if not 1 <= args.simulate <= 10_000:
         raise MahavishnuError(f"--simulate {args.simulate}: choose between 1 and 10000 devices")
-    return await run_agents(home, settings, config=Path(args.config) if args.config else None, simulate=args.simulate)
+    return await agent_runner.run_simulated(*mesh_of(args), args.simulate)
 
 
-def _csr(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+def _csr(args: argparse.Namespace) -> int:
     from core.subjects import token
 
     token(args.id, what="device id")

@@ -1,4 +1,9 @@
-"""`mahavishnu agent run`: one agent from its agent.toml, or N simulated devices in one process."""
+"""`mahavishnu agent run`: one agent from its agent.toml, or N simulated devices in one process.
+
+`run_agent` is what a device runs: it imports the edge package, core's light modules and
+the standard library only (on a control host as on a device); `run_simulated` enrols
+devices, so it loads the control plane, inside the function.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,31 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import Settings
 from core.logs import configure_logging
 from edge import AgentConfig, load_agent_config
 from edge.agent import Agent
-from mahavishnu.runtime.home import Home
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from mahavishnu.runtime.home import Home
 
 
-async def run_agents(home: Home, settings: Settings, *, config: Path | None, simulate: int | None) -> int:
-    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+async def run_agent(config: Path) -> int:
+    """Run the agent of `config` (agent.toml) until SIGTERM/SIGINT; 0 on a clean stop."""
+    _logging()
+    return await _run([load_agent_config(config)])
+
+
+async def run_simulated(home: Home, settings: Settings, count: int) -> int:
+    """Enrol sim-0..sim-(count-1) where needed and run them all in this process until SIGTERM/SIGINT."""
+    _logging()
+    return await _run([load_agent_config(path) for path in await _simulated_devices(home, settings, count)])
+
+
+def _logging() -> None:
     configure_logging(level=os.environ.get("MAHAVISHNU_LOGGING__LEVEL", "info"), fmt="json")
-    if config is not None:
-        configs = [load_agent_config(config)]
-    else:
-        assert simulate is not None
-        configs = [load_agent_config(path) for path in await _simulated_devices(home, settings, simulate)]
-    return await _run(configs)
 
 
 async def _run(configs: list[AgentConfig]) -> int:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from mahavishnu.cli.verbs import VERBS, Adder, Handler, Verb
+from mahavishnu.cli.verbs import VERBS, Adder, Handler, Local, Verb, mesh_of
 
 EXIT_USAGE = 2
 # The control plane's own dependencies; a device's install (the edge extra) lacks them.
@@ -89,11 +87,14 @@ def run_async(coroutine: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coroutine)
 
 
-def run_handler(handler: Handler, root: Path, args: argparse.Namespace) -> int:
-    from core.config import settings_for
-    from mahavishnu.runtime.home import Home
-
-    result = handler(Home(root), settings_for(root, os.environ), args)
+def run_handler(args: argparse.Namespace) -> int:
+    """Run the chosen action: `local(args)`, or `handler(home, settings, args)` with the mesh's (verbs.py)."""
+    local: Local | None = getattr(args, "local", None)
+    if local is not None:
+        result = local(args)
+    else:
+        handler: Handler = args.handler
+        result = handler(*mesh_of(args), args)
     if isinstance(result, Coroutine):
         return run_async(result)
     return cast(int, result)
@@ -103,14 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     # Imported once the verb is known: `--help` and usage errors load none of them.
-    from core.config import home_dir
     from core.errors import MahavishnuError
     from core.logs import configure_logging
 
     configure_logging(level="warning", fmt="text")  # `up` reconfigures from the settings
     try:
-        root = Path(args.home).resolve() if args.home else home_dir(os.environ)
-        return run_handler(args.handler, root, args)
+        return run_handler(args)
     except MahavishnuError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -10,13 +10,23 @@ Each verb module has `add(parser)`, which adds the verb's arguments and actions 
 
 `home` and `settings` are the mesh's (`--home`, `$MAHAVISHNU_HOME`, its mahavishnu.toml
 with the environment's overrides); an async handler runs on uvloop where it is installed.
+
+An action that needs no state directory of a mesh (the device's `agent csr` and `agent run`,
+whose agent.toml says everything) sets `local` instead,
+
+    local(args: argparse.Namespace) -> int | Awaitable[int]
+
+which main runs without reading mahavishnu.toml or loading the control plane's modules;
+one that needs the mesh only sometimes (`agent run --simulate`) asks `mesh_of(args)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
@@ -24,7 +34,21 @@ if TYPE_CHECKING:
     from mahavishnu.runtime.home import Home
 
 Handler: TypeAlias = Callable[["Home", "Settings", argparse.Namespace], int | Awaitable[int]]
+Local: TypeAlias = Callable[[argparse.Namespace], int | Awaitable[int]]
 Adder: TypeAlias = Callable[[argparse.ArgumentParser], Any]
+
+
+def mesh_of(args: argparse.Namespace) -> tuple[Home, Settings]:
+    """The mesh's state directory (`--home`, else $MAHAVISHNU_HOME or ./.mahavishnu) and its settings.
+
+    Imported here, when asked: `--help` and the `local` actions load neither. ConfigError
+    when mahavishnu.toml or the environment's overrides are wrong.
+    """
+    from core.config import home_dir, settings_for
+    from mahavishnu.runtime.home import Home
+
+    root = Path(args.home).resolve() if args.home else home_dir(os.environ)
+    return Home(root), settings_for(root, os.environ)
 
 
 @dataclass(frozen=True)

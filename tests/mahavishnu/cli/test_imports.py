@@ -1,21 +1,32 @@
 """The command line loads what its verb runs and nothing more, and its modules import in one direction.
 
 Beside tests/edge/test_isolation.py (a device's agent loads no control-plane package):
-here `mahavishnu --help` loads no package of ours but the verb table, and a verb loads
-no long-running service that only `up` (or `site up`, or `agent run`) runs.
+here `mahavishnu --help` loads no package of ours but the verb table, a verb loads no
+long-running service that only `up` (or `site up`, or `agent run`) runs, and `agent run
+--config` on a control host loads none of the control plane while it runs.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 
+from core import subjects
+from core.store import EventStore
 from mahavishnu.cli.verbs import VERBS
+from mahavishnu.control import commands, devices
+from tests.harness import Mesh
+from tests.outcomes import follow_outcome
 
 ROOT = Path(__file__).resolve().parents[3]
 CLI = ROOT / "mahavishnu" / "cli"
@@ -119,3 +130,72 @@ def test_every_verb_module_has_add() -> None:
         path = ROOT / (verb.module.replace(".", "/") + ".py")
         defined = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
         assert "add" in defined, f"{name}: {verb.module} has no add()"
+
+
+# `agent run --config` on a control host (the full install): everything it loads while it
+# connects, reports and runs a command, printed once SIGTERM has stopped it.
+RUN_AND_LIST = """
+import json, sys
+from mahavishnu.cli.main import main
+code = main(sys.argv[1:])
+print(json.dumps({"exit": code, "modules": sorted(sys.modules)}))
+"""
+# What of ours a device's agent may load: the command line's entry, its verb, the edge
+# package, and core's light modules (tests/edge/test_isolation.py names them).
+AGENT_MAY_LOAD = {"mahavishnu", "mahavishnu.cli", "mahavishnu.cli.main", "mahavishnu.cli.verbs", "mahavishnu.cli.agent"}
+AGENT_MAY_LOAD |= {"mahavishnu.cli.agent_runner", "core.logs", "core.redaction"}
+# The control plane's own libraries; uvloop is not one (the agent runs on it where installed).
+CONTROL_PLANE_LIBRARIES = {"cryptography", "sqlcipher3", "aiosqlite", "prometheus_client", "starlette", "uvicorn"}
+CONTROL_PLANE_LIBRARIES |= {"asyncssh", "pygit2", "paho", "detect_secrets", "httpx"}
+
+
+def run_and_list(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_AND_LIST, *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_agent_run_on_a_control_host_loads_no_control_plane(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    from tests.edge.test_isolation import _allowed_core
+
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    enrolment = await devices.enroll(
+        mesh.home, mesh.settings, store, device, out_dir=tmp_path / device, url=mesh.identity.url
+    )
+    reported: set[str] = set()
+    all_reported = asyncio.Event()
+
+    async def seen(msg: Msg) -> None:
+        reported.add(msg.subject.rsplit(".", 1)[-1])
+        if {"reported", "heartbeat", "telemetry"} <= reported:
+            all_reported.set()
+
+    await store.nc.subscribe(subjects.device_events(device), cb=seen)
+    # No state directory and a wrong mahavishnu.toml override: the agent reads its agent.toml only.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
+    env |= {"MAHAVISHNU_HOME": str(tmp_path / "none"), "MAHAVISHNU_SERVER__PORT": "not a port"}
+    env |= {"MAHAVISHNU_LOGGING__LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+    agent = run_and_list("agent", "run", "--config", str(enrolment.agent_config), env=env)
+    try:
+        await asyncio.wait_for(all_reported.wait(), 60)  # every loop has run once
+        command = await commands.send(store, device, "ping", {}, ttl_s=60, timeout_s=5, actor="control")
+        assert (await follow_outcome(store, command, deadline_s=60)).state == "succeeded"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        out, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    report = json.loads(out)
+    assert report["exit"] == 0
+    modules: set[str] = set(report["modules"])
+
+    ours = {m for m in modules if m.split(".")[0] in {"core", "certs", "edge", "projections", "mahavishnu"}}
+    wrong = sorted(m for m in ours if m not in AGENT_MAY_LOAD and not m.startswith("edge") and not _allowed_core(m))
+    assert wrong == []  # e.g. mahavishnu.runtime, mahavishnu.control, core.config, projections
+    assert within(modules, CONTROL_PLANE_LIBRARIES) == []
