@@ -14,6 +14,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── ServiceRefusal           core.errors                        refused with an HTTP-like code; a micro ServiceError
     │   ├── NoAnswer             core.errors                        the service or device asked did not answer
     │   ├── QueryError           projections.reading                a query refused: 400, 403, 404, 503
+    │   │   └── Refused          projections.admission              turned away at the door: 429 or 503
     │   ├── RequestError         mahavishnu.control.requests        the running mesh did not answer, or refused
     │   └── ShellError           mahavishnu.gateways.shell.errors   a terminal request refused or failed
     ├── RequestInfoError         core.requester                     no usable Nats-Request-Info header
