@@ -8,9 +8,10 @@ this process appends R events a second for S seconds over the control identity's
 connection, a fleet's mix across every stream a read model follows (core.events,
 projections.catalog): telemetry and heartbeats of 200 devices, commands issued and the
 devices' reports of them, audit entries (through this process's audit trail, which links
-them into the chain that `up` writes its own records to, as every control process does). Appends go in bulk batches, one per 100 ms tick,
-on an absolute schedule: a late tick is made up by the next one, never dropped, and the
-rate reported is what the server acknowledged over the time it took.
+them into the chain `up` writes its own records to, as every control process does).
+Appends go in bulk batches, one per 100 ms tick, on an absolute schedule: a late tick is
+made up by the next one, never dropped, and the rate reported is what the server
+acknowledged over the time it took.
 
 Meanwhile it asks `mesh.q.projections.status` as the operator every 250 ms (or as soon
 as the previous answer came, if that took longer), exactly as a dashboard would, and
@@ -95,7 +96,7 @@ class Fleet:
         if kind == "succeeded":
             return CommandSucceeded(command_id=command, device_id=commanded, result={"pong": i}, actor=commanded)
         return AuditRecorded(  # chained by the audit trail that appends it
-            actor="ops-ann", category="command", action="command.send", target=commanded, details={"command_id": command}
+            actor="ops-ann", category="command", action="command.send", target=commanded, details={"id": command}
         )
 
 
@@ -127,7 +128,10 @@ async def recorded(store: EventStore, entry: AuditRecorded) -> None:
 
 
 async def append_paced(store: EventStore, rate: float, seconds: float, counted: list[int]) -> float:
-    """Append on schedule; returns the seconds it took (the whole schedule, or longer when the appends fell behind). `counted[0]` follows the events acknowledged."""
+    """Append on schedule; `counted[0]` follows the events acknowledged.
+
+    Returns the seconds it took: the whole schedule, or longer when the appends fell behind.
+    """
     fleet = Fleet()
     started = time.perf_counter()
     for when, n in tick_sizes(rate, seconds):
