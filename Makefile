@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rebuild.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/http_query.py
+	$(BIN)/python bench/lag.py
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/cluster.py

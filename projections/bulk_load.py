@@ -28,9 +28,10 @@ import msgspec
 import sqlcipher3
 
 from core.errors import MahavishnuError
-from core.store import RawMessage, StoredEvent
-from projections.applying import BOOKKEEPING, MOVE_POSITION, batch_statements, is_index
+from core.store import RawMessage
+from projections.applying import BOOKKEEPING, is_index
 from projections.projection import Projection
+from projections.writing import AppliedTwice, write_batch
 
 _LENGTH = struct.Struct(">I")
 
@@ -50,7 +51,7 @@ class Start(msgspec.Struct, tag=True):
 
 class Batch(msgspec.Struct, tag=True):
     source: str
-    messages: list[tuple[str, int, str, bytes]]
+    messages: list[RawMessage]
 
 
 class Finish(msgspec.Struct, tag=True):
@@ -106,15 +107,10 @@ class _Loader:
         self.applied = 0
 
     def load(self, batch: Batch) -> None:
-        stored = [StoredEvent.of(*message) for message in batch.messages]
-        self.db.execute("BEGIN")
-        for sql, rows in batch_statements(self.projection, stored):
-            self.db.executemany(sql, rows)
-        moved = self.db.execute(MOVE_POSITION, (stored[-1].seq, batch.source, stored[0].seq))
-        if moved.rowcount != 1:
-            raise LoadError(f"{batch.source} sequences {stored[0].seq}..{stored[-1].seq} arrived twice")
-        self.db.execute("COMMIT")
-        self.applied += len(stored)
+        try:
+            self.applied += write_batch(self.db, self.projection, batch.source, batch.messages).applied
+        except AppliedTwice as exc:
+            raise LoadError(f"{exc} (they arrived twice)") from exc
 
     def finish(self) -> float:
         started = time.perf_counter()
@@ -183,7 +179,7 @@ class BulkLoader:
 
     async def load(self, source: str, messages: list[RawMessage]) -> None:
         if messages:
-            await self._send(Batch(source, messages))  # type: ignore[arg-type]  # a NamedTuple encodes as the tuple
+            await self._send(Batch(source, messages))
 
     async def finish(self) -> Finished:
         await self._send(Finish())

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
@@ -23,6 +24,7 @@ from core.errors import MahavishnuError
 KEY_FILE = "db.key"
 KEY_ENV = "MAHAVISHNU_DB_KEY"
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 class DatabaseKeyError(MahavishnuError):
@@ -116,3 +118,14 @@ async def open_encrypted(path: Path, key: str, *, reader: bool = False) -> aiosq
         await db.execute_fetchall("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
     return db
+
+
+async def on_connection_thread(db: aiosqlite.Connection, work: Callable[..., T], *args: Any) -> T:
+    """Run `work(connection, *args)` on `db`'s own thread with its sqlcipher3 connection: one hop for all of it.
+
+    aiosqlite hops to its thread and back for every statement; a writer that runs many
+    statements per transaction (projections.writing) does them in one call instead.
+    aiosqlite offers no public way to do so, so this is the one place that reaches into it
+    (`_execute`, `_conn`; aiosqlite is pinned in the lock, tests/projections cover it).
+    """
+    return await db._execute(work, db._conn, *args)  # type: ignore[no-untyped-call,no-any-return]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,13 @@ import aiosqlite
 import sqlcipher3
 
 from core.errors import MahavishnuError
-from core.events.base import utc_now
-from core.store import EventStore, StoredEvent
+from core.store import EventStore, RawMessage
 from core.streams import stream_for
-from projections.applying import BOOKKEEPING, MOVE_POSITION, batch_statements
+from projections.applying import BOOKKEEPING
 from projections.bulk_load import BulkLoader, LoadError
-from projections.database import open_encrypted
+from projections.database import on_connection_thread, open_encrypted
 from projections.projection import Projection
+from projections.writing import AppliedTwice, write_batch
 
 log = logging.getLogger("mahavishnu.projections")
 
@@ -143,46 +143,32 @@ class ProjectionRunner:
     # --- applying ------------------------------------------------------------
 
     async def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every event stored now after each source's position; returns how many were applied."""
+        """Apply every event stored now after each source's position; returns how many were applied.
+
+        The messages come raw, in lists of `batch` (core.store.replay: pulls run ahead of
+        the writer, no wait per message), and each list is decoded and written in one call
+        on the connection's thread (projections.writing).
+        """
         applied = 0
         for source, position in (await self.positions()).items():
-            pending: list[StoredEvent] = []
-            async with contextlib.aclosing(self.store.read(source, position + 1)) as events:
-                async for stored in events:
-                    pending.append(stored)
-                    if len(pending) >= self.batch:
-                        applied += await self._apply(source, pending, progress, applied)
-                        pending = []
-            if pending:
-                applied += await self._apply(source, pending, progress, applied)
+            async with contextlib.aclosing(self.store.replay(source, position + 1, batch=self.batch)) as lists:
+                async for messages in lists:
+                    applied += await self._apply(source, messages)
+                    if progress:
+                        progress(applied)
         return applied
 
-    async def _apply(
-        self, source: str, batch: list[StoredEvent], progress: Callable[[int], None] | None, before: int
-    ) -> int:
+    async def _apply(self, source: str, messages: list[RawMessage]) -> int:
         assert self.db is not None
-        await self.db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in batch_statements(self.projection, batch):
-                await self.db.executemany(sql, rows)
-            moved = await self.db.execute(MOVE_POSITION, (batch[-1].seq, source, batch[0].seq))
-            if moved.rowcount != 1:
-                raise ProjectionError(
-                    f"{self.projection.name}: {source} sequences {batch[0].seq}..{batch[-1].seq} were applied already"
-                )
-            await self.db.execute("COMMIT")
+            written = await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+        except AppliedTwice as exc:
+            raise ProjectionError(f"{self.projection.name}: {exc}") from exc
         except sqlcipher3.Error as exc:
-            await self.db.execute("ROLLBACK")
             raise ProjectionError(f"{self.projection.name}: the read model could not be written ({exc})") from exc
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
-        scrubs = getattr(self.projection, "scrubs", None)
-        if scrubs is not None and any(stored.event is not None and scrubs(stored.event) for stored in batch):
+        if written.scrubbed:
             await self._truncate_wal()
-        if progress:
-            progress(before + len(batch))
-        return len(batch)
+        return written.applied
 
     async def _truncate_wal(self) -> None:
         """Checkpoint and empty the WAL: older page images in it still hold what the batch erased.
@@ -239,18 +225,9 @@ class ProjectionRunner:
 
     async def lag(self) -> tuple[int, float]:
         """How far behind the streams this projection is: events not applied, and the age of the oldest one."""
-        events, seconds = 0, 0.0
-        for source, position in (await self.positions()).items():
-            if await self.store.last_sequence(self.streams[source]) <= position:
-                continue
-            behind = await self.store.pending(source, position + 1)  # only this source's subjects count
-            if behind == 0:
-                continue
-            waiting = [s async for s in _first(self.store.read(source, position + 1))]
-            events += behind
-            if waiting[0].event is not None:
-                seconds = max(seconds, (utc_now() - waiting[0].event.occurred_at).total_seconds())
-        return events, seconds
+        from projections.status import lag_of  # status builds on the runner's file layout, not the other way
+
+        return await lag_of(self.store, await self.positions())
 
     async def parked_count(self) -> int:
         return int((await self._fetch("SELECT count(*) FROM parked"))[0][0])
@@ -268,10 +245,3 @@ class ProjectionRunner:
 def _remove_database(path: Path, *, keep_main: bool = False) -> None:
     for suffix in ("-wal", "-shm") if keep_main else ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
-async def _first(events: AsyncGenerator[StoredEvent, None]) -> AsyncGenerator[StoredEvent, None]:
-    async with contextlib.aclosing(events) as stream:
-        async for stored in stream:
-            yield stored
-            return

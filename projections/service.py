@@ -32,6 +32,7 @@ log = logging.getLogger("mahavishnu.projections")
 LOCK_FILE = "projections.lock"
 SAFETY_INTERVAL_S = 2.0
 LAG_SAMPLE_S = 5.0  # how often the lag metrics are refreshed while running
+BUSY = 100  # events applied in one round that mean more are coming: look again without waiting
 
 
 class ReadModelsBusy(MahavishnuError):
@@ -84,6 +85,8 @@ class ProjectionService:
         # One runner is either catching up or rebuilding, never both at once.
         self._busy = {runner.projection.name: asyncio.Lock() for runner in self.runners}
         self._wake = asyncio.Event()
+        # Set while caught up and waiting for a wake-up, its subscriptions in place.
+        self.listening = asyncio.Event()
         # Each read model's positions as last committed, and a condition notified when they move.
         self.applied: dict[str, dict[str, int]] = {}
         self._moved = asyncio.Condition()
@@ -103,35 +106,57 @@ class ProjectionService:
         await self._sample_lag()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the streams until `stop` is set."""
+        """Follow the streams until `stop` is set.
+
+        While events keep coming (a round applied at least BUSY of them) the next round
+        starts at once and the wake-up subscriptions are dropped: each of them delivers
+        every event, payload and all, only to say "look again", which under thousands of
+        events a second cost `up` more than applying them. Once a round finds little, they
+        are taken again, and one more round looks for anything appended while there were none.
+        """
 
         async def wake(_: Any) -> None:
             self._wake.set()
 
-        sources = {source for runner in self.runners for source in runner.projection.sources}
-        subscriptions = [await self.store.nc.subscribe(source, cb=wake) for source in sorted(sources)]
+        sources = sorted({source for runner in self.runners for source in runner.projection.sources})
+        subscriptions: list[Any] = []
         try:
             while not stop.is_set():
                 self._wake.clear()
-                for runner in self.runners:
-                    try:
-                        async with self._busy[runner.projection.name]:
-                            await self._catch_up(runner)
-                    except MahavishnuError as exc:
-                        log.error(
-                            "projection failed; retrying",
-                            extra={"projection": runner.projection.name, "reason": str(exc)},
-                        )
+                applied = await self._round()
                 if time.monotonic() - self._lag_sampled_at >= LAG_SAMPLE_S:
                     await self._sample_lag()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), SAFETY_INTERVAL_S)
+                if applied >= BUSY:
+                    await _unsubscribe(subscriptions)
+                    subscriptions = []
+                    continue
+                if not subscriptions:
+                    subscriptions = [await self.store.nc.subscribe(source, cb=wake) for source in sources]
+                    continue  # anything appended before these existed is found by the next round
+                self.listening.set()
+                await _first_of(self._wake, stop, timeout=SAFETY_INTERVAL_S)
+                self.listening.clear()
         finally:
-            for subscription in subscriptions:
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+            await _unsubscribe(subscriptions)
 
-    async def _catch_up(self, runner: ProjectionRunner) -> None:
+    async def _round(self) -> int:
+        """Catch every read model up once, all at the same time; how many events they applied in all.
+
+        Together, not one after the other: each writes on its own connection's thread, where
+        SQLite runs without the GIL, and one model's backlog does not add to another's lag.
+        """
+        return sum(await asyncio.gather(*(self._follow_once(runner) for runner in self.runners)))
+
+    async def _follow_once(self, runner: ProjectionRunner) -> int:
+        name = runner.projection.name
+        try:
+            async with self._busy[name]:
+                return await self._catch_up(runner)
+        except MahavishnuError as exc:
+            log.error("projection failed; retrying", extra={"projection": name, "reason": str(exc)})
+            return 0
+
+    async def _catch_up(self, runner: ProjectionRunner) -> int:
         applied = await runner.catch_up()
         name = runner.projection.name
         await self._note_positions(runner)
@@ -139,6 +164,7 @@ class ProjectionService:
             self.metrics.applied.labels(projection=name).inc(applied)
             for source, position in self.applied[name].items():
                 self.metrics.position.labels(projection=name, source=source).set(position)
+        return applied
 
     async def _note_positions(self, runner: ProjectionRunner) -> None:
         """Note the runner's committed positions and wake whoever waits on them (see `wait`)."""
@@ -203,3 +229,19 @@ class ProjectionService:
         for runner in self.runners:
             await runner.close()
         self.lock.release()
+
+
+async def _unsubscribe(subscriptions: list[Any]) -> None:
+    for subscription in subscriptions:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Until one of `events` is set, or `timeout` seconds: a stop ends the wait at once, not after it."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()

@@ -172,6 +172,22 @@ class EventStore:
         stored = [Appended(a.stream, a.seq, m.subject, m.event_id) for a, m in prefix]
         return stored, refusal(chain, messages, after_seq)
 
+    async def first_after(self, subject_filter: str, seq: int) -> StoredEvent | None:
+        """The first event on `subject_filter` after stream sequence `seq`, None when there is none yet.
+
+        One direct get (`next_by_subj`, wildcards allowed): what a read model's lag needs,
+        without setting up a consumer. StoreError when the stream cannot be asked.
+        """
+        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        reply = await self._api(f"$JS.API.STREAM.MSG.GET.{spec.name}", {"seq": seq + 1, "next_by_subj": subject_filter})
+        error = reply.get("error")
+        if error:
+            if error.get("code") == 404:
+                return None
+            raise StoreError(f"cannot read {subject_filter} after {seq}: {error.get('description')}")
+        message = reply["message"]
+        return StoredEvent.of(spec.name, int(message["seq"]), message["subject"], base64.b64decode(message["data"]))
+
     async def delete_message(self, stream: str, seq: int) -> bool:
         """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""
         reply = await self._api(f"$JS.API.STREAM.MSG.DELETE.{stream}", {"seq": seq, "no_erase": True})

@@ -44,3 +44,9 @@ def test_the_cli_benchmark_prints_its_line() -> None:
     last, progress = run_bench("cli.py", "--runs", "1", timeout=240)
     assert re.fullmatch(r"cli help_ms=\d+ cmd_wait_ms=\d+ baseline_ms=\d+ ratio=\d+\.\d\d", last), last
     assert "cmd send --wait 1/1" in progress  # progress is shown
+
+
+def test_the_lag_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("lag.py", "--rate", "200", "--seconds", "2", timeout=240)
+    assert re.fullmatch(r"lag rate=\d+ p99_s=\d+\.\d\d max_s=\d+\.\d\d", last), last
+    assert "devices:" in progress and "status answered" in progress  # per read model, and the sampling

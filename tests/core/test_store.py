@@ -155,6 +155,16 @@ async def test_a_replay_hands_on_raw_lists_in_order_and_stops_where_it_began(sto
     assert [e.metrics["n"] for e in decoded] == [float(i) for i in range(3, 25)]  # type: ignore[union-attr]
 
 
+async def test_the_first_event_after_a_sequence_is_found_on_a_wildcard_filter(store: EventStore) -> None:
+    dev, other = device(), device()
+    await store.append_many([*telemetry(dev, 3), *telemetry(other, 2), *telemetry(dev, 1)])
+    ours = await read_all(store, f"mesh.evt.device.{dev}.>")
+    found = await store.first_after(f"mesh.evt.device.{dev}.>", ours[2].seq)  # skips the other device's two
+    assert found is not None and found.seq == ours[3].seq and found.event == ours[3].event
+    assert await store.first_after(f"mesh.evt.device.{dev}.>", ours[3].seq) is None  # caught up
+    assert await store.first_after(f"mesh.evt.device.{device()}.>", 0) is None
+
+
 async def test_replaying_an_empty_subject_yields_nothing(store: EventStore) -> None:
     assert [raw async for raw in store.replay(f"mesh.evt.device.{device()}.>")] == []
 

@@ -245,6 +245,35 @@ async def test_the_service_follows_the_stream_and_owns_the_folder(store: EventSt
     FolderLock(tmp_path).acquire()  # released on close
 
 
+async def test_after_a_burst_the_service_is_woken_by_a_single_event_again(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst drops the wake-up subscriptions (the service looks again at once); they come back after it."""
+    import asyncio
+
+    from projections import service as following_module
+    from projections.service import BUSY, ProjectionService
+
+    monkeypatch.setattr(following_module, "SAFETY_INTERVAL_S", 600.0)  # only a wake-up can apply the last event
+    service = ProjectionService(store, tmp_path, KEY, ("devices",))
+    await service.start()
+    stop = asyncio.Event()
+    following = asyncio.create_task(service.run(stop))
+    try:
+        dev = device()
+        burst = await store.append_many(
+            TelemetryReported(device_id=dev, metrics={"n": float(i)}) for i in range(3 * BUSY)
+        )
+        await service.wait("devices", {"mesh.evt.device.>": burst.last_seq}, timeout=30)
+        await asyncio.wait_for(service.listening.wait(), 30)  # caught up, waiting to be woken
+        [last] = await store.append(TelemetryReported(device_id=dev, metrics={"n": -1.0}))
+        await service.wait("devices", {"mesh.evt.device.>": last.seq}, timeout=30)
+    finally:
+        stop.set()
+        await following
+        await service.close()
+
+
 async def test_events_lost_before_being_applied_force_a_rebuild(tmp_path: Path) -> None:
     from core.store import connect
     from tests.harness import start_mesh
