@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/agent_footprint.py
 
 clean:

@@ -34,6 +34,16 @@ def test_the_http_query_benchmark_prints_its_line() -> None:
     assert "0 chain breaks" in progress  # and the audit trail it left was checked
 
 
+def test_the_commands_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("commands.py", "--devices", "3", "--rate", "20", "--seconds", "1", timeout=240)
+    pattern = (
+        r"commands devices=3 sent=20 p50_ms=\d+\.\d p99_ms=\d+\.\d baseline_rtt_p99_ms=\d+\.\d\d"
+        r" lost=0 twice=0 ratio=\d+\.\d"
+    )
+    assert re.fullmatch(pattern, last), last
+    assert "3 agents connected" in progress  # progress is shown
+
+
 def test_the_cluster_benchmark_prints_its_line() -> None:
     last, progress = run_bench("cluster.py", "--events", "2000", "--rounds", "1", timeout=180)
     assert re.fullmatch(r"cluster rate_r3=\d+ rate_r1=\d+ ratio=\d+\.\d\d", last), last
