@@ -12,7 +12,11 @@ events (bench/rebuild.py's), so each figure is CPU time of that stage alone:
   insert  the statements and positions written, one transaction per batch
   index   the indexes built after the rows, and the final checkpoint
 A rebuild runs replay on one core and the rest on another (projections.bulk_load), so the
-slower of the two sides bounds its rate. Progress to stderr; the last line on stdout:
+slower of the two sides bounds its rate; on 2 cores the nats-server takes its share from
+both. Each side's rate alone is printed too (the parent's with the server beside it, the
+child's on one core), with the raw replay of bench/rebuild.py measured in the same run:
+the slower side is what a rebuild would reach with a third core for the server.
+Progress to stderr; the last line on stdout:
     rebuild_budget events=N replay_us=.. server_us=.. decode_us=.. apply_us=.. insert_us=.. index_us=..
 """
 
@@ -30,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 import sqlcipher3
 
-from bench.rebuild import cpu_seconds, fill
+from bench.rebuild import baseline, cpu_seconds, fill
 from core.config import load_config
 from core.logs import configure_logging
 from core.store import EventStore, StoredEvent, connect
@@ -46,13 +50,13 @@ BATCH = 5_000  # ProjectionRunner's bulk_batch
 SOURCE = "mesh.audit.>"
 
 
-async def replayed(store: EventStore, server_pid: int) -> tuple[list[bytes], float, float]:
-    """The frames the parent would write down the pipe, with its CPU seconds and the server's."""
+async def replayed(store: EventStore, server_pid: int) -> tuple[list[bytes], float, float, float]:
+    """The frames the parent would write down the pipe: with its CPU seconds, the server's, and the wall time."""
     frames: list[bytes] = []
-    mine, server = time.process_time(), cpu_seconds(server_pid)
+    mine, server, started = time.process_time(), cpu_seconds(server_pid), time.perf_counter()
     async for messages in store.replay(SOURCE, 1, batch=BATCH):
         frames.append(frame(Batch(SOURCE, messages)))
-    return frames, time.process_time() - mine, cpu_seconds(server_pid) - server
+    return frames, time.process_time() - mine, cpu_seconds(server_pid) - server, time.perf_counter() - started
 
 
 def child_stages(frames: list[bytes], path: Path, key: str) -> dict[str, float]:
@@ -102,15 +106,27 @@ async def main(n: int) -> str:
             await store.ensure_streams()
             await fill(store, n)
             assert server.process is not None
-            frames, replay_s, server_s = await replayed(store, server.process.pid)
+            base = await baseline(nc, n)
+            frames, replay_s, server_s, replay_wall = await replayed(store, server.process.pid)
             await nc.close()
         finally:
             server.stop()
         print(f"replayed {n:,} events into {len(frames)} frames", file=sys.stderr)
+        started = time.perf_counter()
         spent = child_stages(frames, Path(tmp) / "budget.db", key)
+        child_wall = time.perf_counter() - started
     us = {name: seconds / n * 1e6 for name, seconds in {"replay": replay_s, "server": server_s, **spent}.items()}
     child = us["decode"] + us["apply"] + us["insert"] + us["index"]
     print(f"per event: parent {us['replay']:.1f} us, child {child:.1f} us", file=sys.stderr)
+    # Each side alone, at full speed: the parent's with the server beside it on the other
+    # core, the child's on its own. With a core each, a rebuild runs at the slower of them.
+    parent_rate, child_rate = n / replay_wall, n / child_wall
+    print(
+        f"alone: parent side {parent_rate:,.0f}/s, child side {child_rate:,.0f}/s, baseline replay {base:,.0f}/s;"
+        f" with a core each (3 cores) a rebuild would run at {min(parent_rate, child_rate):,.0f}/s,"
+        f" ratio {min(parent_rate, child_rate) / base:.2f}",
+        file=sys.stderr,
+    )
     return f"rebuild_budget events={n} " + " ".join(f"{name}_us={value:.1f}" for name, value in us.items())
 
 
