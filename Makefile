@@ -41,6 +41,7 @@ upgrade: lock
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/rebuild.py
+	$(BIN)/python bench/rebuild_budget.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/http_query.py
 	$(BIN)/python bench/lag.py

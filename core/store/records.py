@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from core.events import Event, EventDecodeError, decode
 
 
@@ -18,9 +20,12 @@ class Appended:
     duplicate: bool = False
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    """One message read back from a stream. `event` is None when it could not be decoded; `error` says why."""
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One message read back from a stream. `event` is None when it could not be decoded; `error` says why.
+
+    A Struct rather than a frozen dataclass: a rebuild makes one per event, and a frozen
+    dataclass's __init__ (a setattr per field) was a fifth of decoding them.
+    """
 
     stream: str
     seq: int

@@ -60,3 +60,10 @@ def test_the_lag_benchmark_prints_its_line() -> None:
     last, progress = run_bench("lag.py", "--rate", "200", "--seconds", "2", timeout=240)
     assert re.fullmatch(r"lag rate=\d+ p99_s=\d+\.\d\d max_s=\d+\.\d\d", last), last
     assert "devices:" in progress and "status answered" in progress  # per read model, and the sampling
+
+
+def test_the_rebuild_budget_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("rebuild_budget.py", "--events", "3000", timeout=180)
+    stages = " ".join(rf"{stage}_us=\d+\.\d" for stage in ("replay", "server", "decode", "apply", "insert", "index"))
+    assert re.fullmatch(rf"rebuild_budget events=3000 {stages}", last), last
+    assert "with a core each" in progress  # the third-core figure is shown
