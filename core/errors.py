@@ -43,6 +43,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── DatabaseKeyError         projections.database               the read models' key is wrong or missing
     ├── ProjectionError          projections.runner                 a read model could not be kept up to date
     ├── LoadError                projections.bulk_load              a bulk load (rebuild) failed
+    ├── AppliedTwice             projections.writing                a batch's events were applied already
     ├── ReadModelsBusy           projections.service                another process owns the read models
     ├── CodeIndexError           projections.codeindex.errors       the code index could not do what was asked
     │   ├── RepositoryError      projections.codeindex.errors       a repository cannot be opened or read
