@@ -80,7 +80,7 @@ def test_up_restarts_a_crashed_server(up: Running) -> None:
     assert second != first
     assert run("status", "--wait-ready", "30", env=up.env).returncode == 0
     code, _ = up.stop()
-    assert code == 0
+    assert code == 0, up.log()[-3000:]
 
 
 def test_status_without_a_mesh_fails_in_one_line(tmp_path: Path) -> None:
