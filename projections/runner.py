@@ -145,17 +145,21 @@ class ProjectionRunner:
     async def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply every event stored now after each source's position; returns how many were applied.
 
-        The messages come raw, in lists of `batch` (core.store.replay: pulls run ahead of
-        the writer, no wait per message), and each list is decoded and written in one call
+        The messages come raw, `batch` at a time, by batched direct gets (core.store.direct:
+        no consumer to set up per round), and each list is decoded and written in one call
         on the connection's thread (projections.writing).
         """
         applied = 0
         for source, position in (await self.positions()).items():
-            async with contextlib.aclosing(self.store.replay(source, position + 1, batch=self.batch)) as lists:
-                async for messages in lists:
-                    applied += await self._apply(source, messages)
-                    if progress:
-                        progress(applied)
+            more = 1
+            while more:
+                messages, more = await self.store.read_after(source, position + 1, batch=self.batch)
+                if not messages:
+                    break
+                applied += await self._apply(source, messages)
+                position = messages[-1].seq
+                if progress:
+                    progress(applied)
         return applied
 
     async def _apply(self, source: str, messages: list[RawMessage]) -> int:

@@ -35,6 +35,7 @@ from core.store import acks
 from core.store.acks import PubAck, parse_pub_ack
 from core.store.batch import MAX_ATOMIC_BATCH, publish_atomic_batch
 from core.store.chained import publish_chained, refusal
+from core.store.direct import read_after
 from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
 from core.store.replay import RawMessage, reader_config, replay
@@ -365,6 +366,16 @@ class EventStore:
         async with contextlib.aclosing(raws) as lists:
             async for raw in lists:
                 yield raw
+
+    async def read_after(self, subject_filter: str, from_seq: int, *, batch: int) -> tuple[list[RawMessage], int]:
+        """Up to `batch` raw messages on `subject_filter` from `from_seq`, and how many more match (core.store.direct).
+
+        No consumer: what a live read model asks for many times a second.
+        """
+        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        return await read_after(
+            self.nc, self.js, spec.name, subject_filter, from_seq, batch=batch, timeout=self.timeout
+        )
 
     async def pending(self, subject_filter: str, from_seq: int) -> int:
         """How many messages on `subject_filter` the stream holds from sequence `from_seq` on.

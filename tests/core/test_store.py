@@ -293,3 +293,18 @@ async def test_appends_are_counted_per_stream_when_metrics_are_given(nc: Client)
     assert sample("mahavishnu_events_appended_total", stream="EVENTS") == 11
     assert sample("mahavishnu_events_appended_total", stream="AUDIT") == 1
     assert sample("mahavishnu_append_seconds_count", stream="EVENTS") == 1  # bulk appends are counted, not timed
+
+
+async def test_read_after_gives_a_batch_of_one_filter_and_says_how_many_more(store: EventStore) -> None:
+    dev, other = device(), device()
+    for event in telemetry(dev, 5):
+        await store.append(event)
+        await store.append(telemetry(other, 1))  # interleaved: not on the filter
+    first = (await read_all(store, f"mesh.evt.device.{dev}.>"))[0].seq
+    got, more = await store.read_after(f"mesh.evt.device.{dev}.>", first, batch=3)
+    assert ([m.seq > 0 for m in got], more) == ([True] * 3, 2)
+    assert all(m.subject.startswith(f"mesh.evt.device.{dev}.") for m in got)
+    assert [m.seq for m in got] == sorted(m.seq for m in got) and got[0].seq == first
+    rest, more = await store.read_after(f"mesh.evt.device.{dev}.>", got[-1].seq + 1, batch=3)
+    assert (len(rest), more) == (2, 0)
+    assert await store.read_after(f"mesh.evt.device.{dev}.>", rest[-1].seq + 1, batch=3) == ([], 0)
