@@ -20,13 +20,12 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.query import BenchError, environment, free_port, log, running, wait_ready
+from bench.harness import BenchError, bench_mesh, log, mesh_up, running
 
 DEVICE = "bench-dev"
 
@@ -68,17 +67,13 @@ def until_it_answers(argv: list[str], env: dict[str, str], timeout: float = 60.0
 
 
 def command_wait(runs: int, baselines: list[float]) -> float:
-    with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
-        root = Path(tmp)
-        metrics_port = free_port()
-        env = environment(root, metrics_port)
-        up_log = root / "up.log"
+    with bench_mesh(prepared=False) as mesh:  # `up` prepares it, as a new user's first `up` does
+        env = mesh.env
         log("starting mahavishnu up")
-        with running([*command(), "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
-            wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
+        with mesh_up(mesh, command()):
             timed([*command(), "device", "enroll", DEVICE], env)
-            agent_toml = Path(env["MAHAVISHNU_HOME"]) / "devices" / DEVICE / "agent.toml"
-            with running([*command(), "agent", "run", "--config", str(agent_toml)], env, root / "agent.log"):
+            agent_toml = mesh.home.root / "devices" / DEVICE / "agent.toml"
+            with running([*command(), "agent", "run", "--config", str(agent_toml)], env, mesh.root / "agent.log"):
                 send = [*command(), "cmd", "send", DEVICE, "ping", "--wait"]
                 until_it_answers(send, env)
                 waits = []

@@ -24,7 +24,6 @@ import asyncio
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,8 +37,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bench.cli import command
-from bench.query import BenchError, environment, free_port, log, running, wait_ready
-from core.config import Settings, load_config
+from bench.harness import BenchError, bench_mesh, log, mesh_up, running
+from core.config import Settings
 from core.events import CommandSucceeded, EventDecodeError, decode
 from core.logs import configure_logging
 from core.store import EventStore, connect
@@ -185,21 +184,15 @@ async def measure(home: Home, settings: Settings, devices: list[str], rate: floa
 
 
 async def main(count: int, rate: float, seconds: float) -> str:
-    with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
-        root = Path(tmp)
-        metrics_port = free_port()
-        env = environment(root, metrics_port)
-        settings = load_config(None, env=env)
-        home = Home(root / "home")
+    with bench_mesh(prepared=False) as mesh:  # `up` prepares it, as a new user's first `up` does
+        home, settings = mesh.home, mesh.settings
         devices = [f"sim-{i}" for i in range(count)]
-        up_log = root / "up.log"
         log("starting mahavishnu up")
-        with running([*command(), "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
-            wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
+        with mesh_up(mesh, command()):
             watcher = await connect(home.control_identity(settings), name="bench-watch", reconnect=False)
             try:
                 simulate = [*command(), "agent", "run", "--simulate", str(count)]
-                with running(simulate, env, root / "agents.log", stdout=subprocess.DEVNULL) as simulator:
+                with running(simulate, mesh.env, mesh.root / "agents.log", stdout=subprocess.DEVNULL) as simulator:
                     await agents_reported(watcher, devices, simulator, timeout=60 + count)
                     log(f"{count} agents connected; {rate:g} commands/s for {seconds:g} s")
                     return await measure(home, settings, devices, rate, seconds)

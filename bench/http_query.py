@@ -24,7 +24,6 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,24 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.query import (
-    AUDITOR,
-    PAGE,
-    BenchError,
-    audit_entries,
-    check_audit,
-    environment,
-    free_port,
-    log,
-    running,
-    seed,
-    wait_ready,
-)
-from core.config import load_config
+from bench.harness import BenchError, bench_mesh, free_port, log, mesh_up, running
+from bench.query import AUDITOR, PAGE, audit_entries, check_audit, seed
 from core.logs import configure_logging
 from mahavishnu.control import tokens
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.provisioning import prepare
 
 DEVICE = "dev-a"
 
@@ -153,22 +139,15 @@ async def measure(
 
 
 async def main(seconds: float, rounds: int, entries: int, concurrency: int) -> str:
-    with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
-        root = Path(tmp)
-        metrics_port = free_port()
-        env = environment(root, metrics_port)
-        settings = load_config(None, env=env)
-        home = Home(root / "home")
-        prepare(home, settings)
+    with bench_mesh() as mesh:
+        home, settings = mesh.home, mesh.settings
         log(f"seeding the audit trail with {entries} entries")
-        await seed(home, settings, entries, root)
+        await seed(home, settings, entries, mesh.root)
         token = tokens.issue(home, AUDITOR)
         expected = min(PAGE, sum(1 for e in audit_entries(entries) if e.target == DEVICE))
-        up_log = root / "up.log"
-        with running([sys.executable, "-m", "mahavishnu.cli", "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
-            wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
-            http_port = free_port()
-            with http_door(home, settings.server.port, http_port, env, root / "door.log"):
+        http_port = free_port()
+        with mesh_up(mesh):
+            with http_door(home, settings.server.port, http_port, mesh.env, mesh.root / "door.log"):
                 log(f"mesh up; {rounds} rounds of {seconds / rounds:g} s each, concurrency {concurrency}")
                 query_rates, raw_rates, latencies, served = await measure(
                     http_port, token, home.ca_dir / "ca.pem", seconds, rounds, concurrency, expected

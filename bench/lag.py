@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 from nats.aio.client import Client
 
-from bench.query import BenchError, environment, free_port, log, running, wait_ready
+from bench.harness import BenchError, bench_mesh, log, mesh_up
 from core import subjects
-from core.config import Settings, load_config
+from core.config import Settings
 from core.events import (
     AuditRecorded,
     CommandAccepted,
@@ -54,7 +52,6 @@ from core.logs import configure_logging
 from core.store import EventStore, Identity, connect
 from mahavishnu.control import operators
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
 
@@ -215,21 +212,14 @@ async def add_viewer(home: Home, settings: Settings, folder: Path) -> Identity:
 
 
 async def main(rate: float, seconds: float) -> str:
-    with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
-        root = Path(tmp)
-        metrics_port = free_port()
-        env = environment(root, metrics_port)
-        settings = load_config(None, env=env)
-        home = Home(root / "home")
-        prepare(home, settings)
-        viewer = await add_viewer(home, settings, root)
-        up_log = root / "up.log"
-        with running([sys.executable, "-m", "mahavishnu.cli", "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
-            wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
+    with bench_mesh() as mesh:
+        viewer = await add_viewer(mesh.home, mesh.settings, mesh.root)
+        with mesh_up(mesh) as up:
             log(f"mesh up (pid {up.pid}); appending {rate:g} events/s for {seconds:g} s")
-            result = await load(home.control_identity(settings), viewer, settings, rate, seconds)
+            result = await load(mesh.home.control_identity(mesh.settings), viewer, mesh.settings, rate, seconds)
             if up.poll() is not None:
-                raise BenchError(f"mahavishnu up exited with {up.returncode}:\n{up_log.read_text()[-3000:]}")
+                up_log = (mesh.root / "up.log").read_text()[-3000:]
+                raise BenchError(f"mahavishnu up exited with {up.returncode}:\n{up_log}")
     return result
 
 

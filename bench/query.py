@@ -22,15 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,15 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 from nats.aio.client import Client
 
+from bench.harness import BenchError, bench_mesh, log, mesh_up, running
 from core import subjects
 from core.audit import GENESIS, audit_hash, verify_chain
-from core.config import Settings, load_config
+from core.config import Settings
 from core.events import AuditRecorded
 from core.logs import configure_logging
 from core.store import EventStore, Identity, connect
 from mahavishnu.control import operators
 from mahavishnu.runtime.home import Home
-from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
 
@@ -58,10 +53,6 @@ ECHO = "mesh.q.bench.echo"
 AUDITOR = "bench-auditor"
 DEVICES = 40
 PAGE = 100  # the search's default limit
-
-
-class BenchError(Exception):
-    pass
 
 
 def audit_entries(n: int, devices: int = DEVICES) -> list[AuditRecorded]:
@@ -95,16 +86,6 @@ def audit_entries(n: int, devices: int = DEVICES) -> list[AuditRecorded]:
     return entries
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 async def seed(home: Home, settings: Settings, entries: int, folder: Path) -> Identity:
     """Write the audit trail and add an auditor through a server of our own, before `up` starts."""
     server = NatsServer(home.server_conf, name="bench-seed")
@@ -121,41 +102,6 @@ async def seed(home: Home, settings: Settings, entries: int, folder: Path) -> Id
         server.stop()
     assert issued.key_path is not None
     return Identity(home.control_identity(settings).url, issued.ca_path, issued.cert_path, issued.key_path)
-
-
-@contextmanager
-def running(
-    command: list[str], env: dict[str, str], log_path: Path, **popen: object
-) -> Iterator[subprocess.Popen[str]]:
-    """A child process, stopped with SIGTERM (then SIGKILL) when the block ends."""
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(command, env=env, stderr=log_file, text=True, **popen)  # type: ignore[call-overload]
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def wait_ready(url: str, up: subprocess.Popen[str], up_log: Path, timeout: float = 180.0) -> None:
-    """Until up's /ready answers 200 (connected, read models caught up); BenchError with up's log otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if up.poll() is not None:
-            raise BenchError(f"mahavishnu up exited with {up.returncode}:\n{up_log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)  # poll interval while up starts, bounded by the deadline
-    raise BenchError(f"mahavishnu up was not ready within {timeout:g} s:\n{up_log.read_text()[-3000:]}")
 
 
 async def hammer(nc: Client, subject: str, body: bytes, seconds: float, concurrency: int) -> tuple[float, list[float]]:
@@ -223,19 +169,6 @@ async def measure(
     return query_rates, base_rates, latencies, served
 
 
-def environment(root: Path, metrics_port: int) -> dict[str, str]:
-    """The environment of `up` and its helpers: a state directory of our own, free ports, no HTTP door."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
-    return env | {
-        "MAHAVISHNU_HOME": str(root / "home"),
-        "MAHAVISHNU_SERVER__PORT": str(free_port()),
-        "MAHAVISHNU_SERVER__MONITOR_PORT": "0",
-        "MAHAVISHNU_METRICS__PORT": str(metrics_port),  # /ready: connected and the read models caught up
-        "MAHAVISHNU_HTTP__PORT": "0",
-        "MAHAVISHNU_LOGGING__LEVEL": "warning",
-    }
-
-
 @contextmanager
 def echo_service(home: Home, port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
     """bench/echo_service.py running on ECHO until the block ends."""
@@ -250,25 +183,17 @@ def echo_service(home: Home, port: int, env: dict[str, str], log_path: Path) -> 
 
 
 async def main(seconds: float, rounds: int, entries: int, concurrency: int) -> str:
-    with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
-        root = Path(tmp)
-        metrics_port = free_port()
-        env = environment(root, metrics_port)
-        settings = load_config(None, env=env)
-        home = Home(root / "home")
-        prepare(home, settings)
+    with bench_mesh() as mesh:
         log(f"seeding the audit trail with {entries} entries")
-        auditor = await seed(home, settings, entries, root)
+        auditor = await seed(mesh.home, mesh.settings, entries, mesh.root)
         expected = min(PAGE, sum(1 for e in audit_entries(entries) if e.target == "dev-a"))
-        up_log = root / "up.log"
-        with running([sys.executable, "-m", "mahavishnu.cli", "up"], env, up_log, stdout=subprocess.DEVNULL) as up:
-            wait_ready(f"http://127.0.0.1:{metrics_port}/ready", up, up_log)
-            with echo_service(home, settings.server.port, env, root / "echo.log"):
+        with mesh_up(mesh):
+            with echo_service(mesh.home, mesh.settings.server.port, mesh.env, mesh.root / "echo.log"):
                 log(f"mesh up; {rounds} rounds of {seconds / rounds:g} s each, concurrency {concurrency}")
                 query_rates, base_rates, latencies, served = await measure(
                     auditor, seconds, rounds, concurrency, expected
                 )
-            await check_audit(home.control_identity(settings), settings, entries, served)
+            await check_audit(mesh.home.control_identity(mesh.settings), mesh.settings, entries, served)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     qps, base = statistics.median(query_rates), statistics.median(base_rates)
