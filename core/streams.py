@@ -123,3 +123,8 @@ def stream_for(subject: str, streams: tuple[StreamSpec, ...]) -> StreamSpec:
         if spec.owns(subject):
             return spec
     raise ValueError(f"subject {subject!r} belongs to no stream of the mesh")
+
+
+def stream_for_filter(subject_filter: str, streams: tuple[StreamSpec, ...]) -> StreamSpec:
+    """The stream that holds what `subject_filter` (e.g. mesh.evt.device.*.>) matches; ValueError if none does."""
+    return stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", streams)

@@ -24,7 +24,7 @@ import sqlcipher3
 
 from core.errors import MahavishnuError
 from core.store import EventStore, RawMessage
-from core.streams import stream_for
+from core.streams import stream_for_filter
 from projections.applying import BOOKKEEPING
 from projections.bulk_load import BulkLoader, LoadError
 from projections.database import on_connection_thread, open_encrypted
@@ -66,10 +66,7 @@ class ProjectionRunner:
         self.key = key
         self.batch = batch
         self.bulk_batch = bulk_batch
-        self.streams = {
-            source: stream_for(source.rstrip(">*").rstrip(".") + ".", store.streams).name
-            for source in projection.sources
-        }
+        self.streams = {source: stream_for_filter(source, store.streams).name for source in projection.sources}
         self.db: aiosqlite.Connection | None = None
         self.rebuilt_because = ""
 

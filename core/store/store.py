@@ -40,7 +40,7 @@ from core.store.nats_errors import from_api_error, from_exception
 from core.store.records import Appended, BulkReport, StoredEvent
 from core.store.replay import RawMessage, reader_config, replay
 from core.store.wire import Message
-from core.streams import StreamSpec, default_streams, stream_for
+from core.streams import StreamSpec, default_streams, stream_for, stream_for_filter
 
 if TYPE_CHECKING:  # an edge agent uses the store and must not load prometheus-client (tests/edge/test_isolation.py)
     from core.audit import AuditTrail
@@ -172,22 +172,6 @@ class EventStore:
         prefix = zip(chain.stored(), messages, strict=False)
         stored = [Appended(a.stream, a.seq, m.subject, m.event_id) for a, m in prefix]
         return stored, refusal(chain, messages, after_seq)
-
-    async def first_after(self, subject_filter: str, seq: int) -> StoredEvent | None:
-        """The first event on `subject_filter` after stream sequence `seq`, None when there is none yet.
-
-        One direct get (`next_by_subj`, wildcards allowed): what a read model's lag needs,
-        without setting up a consumer. StoreError when the stream cannot be asked.
-        """
-        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
-        reply = await self._api(f"$JS.API.STREAM.MSG.GET.{spec.name}", {"seq": seq + 1, "next_by_subj": subject_filter})
-        error = reply.get("error")
-        if error:
-            if error.get("code") == 404:
-                return None
-            raise StoreError(f"cannot read {subject_filter} after {seq}: {error.get('description')}")
-        message = reply["message"]
-        return StoredEvent.of(spec.name, int(message["seq"]), message["subject"], base64.b64decode(message["data"]))
 
     async def delete_message(self, stream: str, seq: int) -> bool:
         """Remove one message from `stream` (AUDIT refuses: it is append-only); False if it was not there."""
@@ -361,7 +345,7 @@ class EventStore:
         self, subject_filter: str, from_seq: int = 1, *, batch: int = 1000
     ) -> AsyncGenerator[list[RawMessage], None]:
         """Lists of raw, undecoded messages on `subject_filter` from `from_seq`, for bulk work (core.store.replay)."""
-        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        spec = stream_for_filter(subject_filter, self.streams)
         raws = replay(self.nc, self.js, spec.name, subject_filter, from_seq, batch=batch)
         async with contextlib.aclosing(raws) as lists:
             async for raw in lists:
@@ -372,26 +356,10 @@ class EventStore:
 
         No consumer: what a live read model asks for many times a second.
         """
-        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        spec = stream_for_filter(subject_filter, self.streams)
         return await read_after(
             self.nc, self.js, spec.name, subject_filter, from_seq, batch=batch, timeout=self.timeout
         )
-
-    async def pending(self, subject_filter: str, from_seq: int) -> int:
-        """How many messages on `subject_filter` the stream holds from sequence `from_seq` on.
-
-        Asked of a short-lived consumer, which counts only the filter's subjects (the
-        stream's last sequence would count everything else appended to it as well).
-        """
-        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
-        config = reader_config(subject_filter, from_seq, inactive_s=10.0)
-        try:
-            info = await self.js.add_consumer(spec.name, config=config)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise from_exception(exc, doing=f"count {subject_filter}") from exc
-        with contextlib.suppress(TimeoutError, nats.errors.Error):  # it expires on its own
-            await self.js.delete_consumer(spec.name, info.name)
-        return info.num_pending or 0
 
     async def read(
         self, subject_filter: str, from_seq: int = 1, *, batch: int = 512
@@ -401,7 +369,7 @@ class EventStore:
         Stops at the last message that existed when the read began. A message that does not
         decode is yielded with `event=None` and the reason in `error`: never skipped.
         """
-        spec = stream_for(subject_filter.rstrip(">*").rstrip(".") + ".", self.streams)
+        spec = stream_for_filter(subject_filter, self.streams)
         config = reader_config(subject_filter, from_seq)
         try:
             sub = await self.js.pull_subscribe(subject_filter, stream=spec.name, config=config)

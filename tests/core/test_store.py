@@ -159,10 +159,11 @@ async def test_the_first_event_after_a_sequence_is_found_on_a_wildcard_filter(st
     dev, other = device(), device()
     await store.append_many([*telemetry(dev, 3), *telemetry(other, 2), *telemetry(dev, 1)])
     ours = await read_all(store, f"mesh.evt.device.{dev}.>")
-    found = await store.first_after(f"mesh.evt.device.{dev}.>", ours[2].seq)  # skips the other device's two
-    assert found is not None and found.seq == ours[3].seq and found.event == ours[3].event
-    assert await store.first_after(f"mesh.evt.device.{dev}.>", ours[3].seq) is None  # caught up
-    assert await store.first_after(f"mesh.evt.device.{device()}.>", 0) is None
+    [found], more = await store.read_after(f"mesh.evt.device.{dev}.>", ours[2].seq + 1, batch=1)  # skips the other's
+    assert (found.seq, more) == (ours[3].seq, 0)
+    assert StoredEvent.of(*found).event == ours[3].event
+    assert await store.read_after(f"mesh.evt.device.{dev}.>", ours[3].seq + 1, batch=1) == ([], 0)  # caught up
+    assert await store.read_after(f"mesh.evt.device.{device()}.>", 1, batch=1) == ([], 0)
 
 
 async def test_replaying_an_empty_subject_yields_nothing(store: EventStore) -> None:
