@@ -11,15 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from core.errors import MahavishnuError
+from projections.admission import Admission, Refused
 from projections.reading import QueryError
 
 log = logging.getLogger("mahavishnu.queries")
 
 T = TypeVar("T")
+Record = Callable[[str, dict[str, Any]], Awaitable[object]]  # (outcome, details): the door's audit record
+
+
+async def answer_admitted(
+    name: str,
+    admission: Admission,
+    caller: str,
+    read: Callable[[], Coroutine[Any, Any, T]],
+    record: Record,
+    details: dict[str, Any],
+) -> T:
+    """What both doors do with an allowed query: admit it (its caller's fair share), then answer once audited.
+
+    Turned away at the door, it is audited as refused, with the status, and Refused is raised
+    for the door to answer 429 or 503. `read` is called only once the query is admitted.
+    """
+    try:
+        async with admission.slot(caller):
+            return await answer_once_audited(name, read(), record("ok", details))
+    except Refused as refused:
+        await audit_refusal(name, record("refused", {**details, "status": refused.status}))
+        raise
 
 
 async def audit_refusal(name: str, record: Awaitable[object]) -> None:

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.audit import AuditTrail
 from projections.admission import Admission, Refused
-from projections.audited import answer_once_audited, audit_refusal
+from projections.audited import answer_admitted, audit_refusal
 from projections.authz import Refusal, allowed
 from projections.http_auth import Authenticator, credentials_of
 from projections.queries import QUERIES, QueryError, ReadModels
@@ -179,10 +179,15 @@ def _endpoint(
         except msgspec.ValidationError as exc:
             return JSONResponse({"error": f"bad request: {exc}"}, 400)
         try:
-            async with admission.slot(caller.identity):
-                answer = await answer_once_audited(name, query(models, decoded), record(caller.identity, "ok", how))
+            answer = await answer_admitted(
+                name,
+                admission,
+                caller.identity,
+                lambda: query(models, decoded),
+                lambda outcome, details: record(caller.identity, outcome, details),
+                how,
+            )
         except Refused as refused:
-            await audit_refusal(name, record(caller.identity, "refused", {**how, "status": refused.status}))
             return JSONResponse({"error": str(refused)}, refused.status, headers={"Retry-After": "1"})
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, exc.status)

@@ -35,8 +35,8 @@ from core import subjects
 from core.audit import AuditTrail
 from core.micro import answer_as_micro
 from projections import readers
-from projections.admission import Admission, Refused
-from projections.audited import answer_once_audited, audit_refusal
+from projections.admission import Admission
+from projections.audited import answer_admitted, audit_refusal
 from projections.authz import Caller, allowed, caller_of
 from projections.queries import QUERIES, QueryError, ReadModels, parse
 
@@ -122,14 +122,14 @@ def _answer(
             log.warning("query denied", extra={"query": name, "caller": who})
             await audit_refusal(name, record(caller, "denied", {"role": caller.role if caller else ""}))
             raise QueryError(403, f"{who} may not run {name}")
-        try:
-            async with admission.slot(caller.identity):
-                answer = await answer_once_audited(
-                    name, search(request.data), record(caller, "ok", {"role": caller.role})
-                )
-        except Refused as refused:
-            await audit_refusal(name, record(caller, "refused", {"role": caller.role, "status": refused.status}))
-            raise
+        answer = await answer_admitted(
+            name,
+            admission,
+            caller.identity,
+            lambda: search(request.data),
+            lambda outcome, details: record(caller, outcome, details),
+            {"role": caller.role},
+        )
         await request.respond(msgspec.json.encode(answer))
 
     return answer
