@@ -37,7 +37,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bench.cli import command
-from bench.harness import BenchError, bench_mesh, log, mesh_up, running
+from bench.harness import BenchError, bench_mesh, log, mesh_up, percentile, running
 from core.config import Settings
 from core.events import CommandSucceeded, EventDecodeError, decode
 from core.logs import configure_logging
@@ -47,11 +47,6 @@ from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.streams import streams_of
 
 RESULTS_WAIT_S = 30.0
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 async def paced(rate: float, seconds: float, send: object) -> int:

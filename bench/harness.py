@@ -31,6 +31,14 @@ class BenchError(Exception):
     pass
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th quantile of `values` by nearest rank (pure); 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import BenchError, bench_mesh, free_port, log, mesh_up, running
+from bench.harness import BenchError, bench_mesh, free_port, log, mesh_up, percentile, running
 from bench.query import AUDITOR, PAGE, audit_entries, check_audit, seed
 from core.logs import configure_logging
 from mahavishnu.control import tokens
@@ -153,8 +153,7 @@ async def main(seconds: float, rounds: int, entries: int, concurrency: int) -> s
                     http_port, token, home.ca_dir / "ca.pem", seconds, rounds, concurrency, expected
                 )
             await check_audit(home.control_identity(settings), settings, entries, served)
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    p99 = percentile(latencies, 0.99) * 1000
     qps, base_qps = statistics.median(query_rates), statistics.median(raw_rates)
     return f"http_query qps={qps:.0f} p99_ms={p99:.1f} baseline_qps={base_qps:.0f} ratio={qps / base_qps:.2f}"
 

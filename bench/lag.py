@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 from nats.aio.client import Client
 
-from bench.harness import BenchError, bench_mesh, log, mesh_up
+from bench.harness import BenchError, bench_mesh, log, mesh_up, percentile
 from core import subjects
 from core.config import Settings
 from core.events import (
@@ -107,14 +107,6 @@ def tick_sizes(rate: float, seconds: float, tick_s: float = TICK_S) -> Iterator[
             yield when, due - sent
             sent = due
         k += 1
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th quantile of `values` by nearest rank (pure); 0 for none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def recorded(store: EventStore, entry: AuditRecorded) -> None:

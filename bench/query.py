@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 from nats.aio.client import Client
 
-from bench.harness import BenchError, bench_mesh, log, mesh_up, running
+from bench.harness import BenchError, bench_mesh, log, mesh_up, percentile, running
 from core import subjects
 from core.audit import GENESIS, audit_hash, verify_chain
 from core.config import Settings
@@ -194,8 +194,7 @@ async def main(seconds: float, rounds: int, entries: int, concurrency: int) -> s
                     auditor, seconds, rounds, concurrency, expected
                 )
             await check_audit(mesh.home.control_identity(mesh.settings), mesh.settings, entries, served)
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    p99 = percentile(latencies, 0.99) * 1000
     qps, base = statistics.median(query_rates), statistics.median(base_rates)
     return f"query qps={qps:.0f} p99_ms={p99:.1f} baseline_qps={base:.0f} ratio={qps / base:.2f}"
 
