@@ -1,6 +1,6 @@
 """A small certificate authority for the mesh, on `cryptography`."""
 
-from certs.authority import CertificateAuthority, IssuedCertificate
+from certs.authority import CertificateAuthority, IssuedCertificate, read_revocations, revocations_path
 from certs.device import make_key_and_csr
 from certs.errors import (
     AlreadyIssuedError,
@@ -32,5 +32,7 @@ __all__ = [
     "certificate_uri",
     "client_uri",
     "make_key_and_csr",
+    "read_revocations",
+    "revocations_path",
     "validate_identity",
 ]

@@ -2,7 +2,7 @@
 
     <directory>/ca.pem            the CA certificate (what every peer trusts)
     <directory>/ca.key            the CA private key, PKCS8 PEM, 0600
-    <directory>/issued.json       what was issued (see `registry`)
+    <directory>/issued.jsonl      what was issued, one line per certificate (see `registry`)
     <directory>/revocations.json  what was revoked
     <directory>/crl.pem           the signed X.509 CRL of every revoked serial
 
@@ -30,7 +30,16 @@ from certs.errors import (
     NoCAError,
     NotIssuedError,
 )
-from certs.files import ensure_dir, read_bytes, read_json, write_atomic, write_json, write_private
+from certs.files import (
+    append_line,
+    ensure_dir,
+    read_bytes,
+    read_from,
+    read_json,
+    write_atomic,
+    write_json,
+    write_private,
+)
 from certs.names import (
     SERVER_KIND,
     SITE_KIND,
@@ -43,10 +52,19 @@ from certs.names import (
     validate_kind,
     validate_org,
 )
-from certs.registry import IssuedRecord, Registry, RevocationEntry, registry_from_json
+from certs.registry import (
+    IssuedRecord,
+    Registry,
+    RevocationEntry,
+    issued_from_lines,
+    issued_line,
+    legacy_issued_from_json,
+    revocations_from_json,
+)
 
 CA_CERT, CA_KEY, CRL = "ca.pem", "ca.key", "crl.pem"
-ISSUED, REVOCATIONS = "issued.json", "revocations.json"
+ISSUED, REVOCATIONS = "issued.jsonl", "revocations.json"
+LEGACY_ISSUED = "issued.json"  # meshes made before issued.jsonl: converted on first load
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +78,59 @@ class IssuedCertificate:
     cert_path: Path
     key_path: Path | None
     ca_path: Path
+    fingerprint_sha256: str = ""
+
+
+def revocations_path(directory: Path) -> Path:
+    """Where the CA in `directory` lists what it revoked (read by services that only need that)."""
+    return directory / REVOCATIONS
+
+
+def read_revocations(directory: Path) -> list[RevocationEntry]:
+    """What the CA in `directory` revoked, without opening the CA (its key) or its list of issued certificates.
+
+    Raises CorruptCAError naming the file when it is damaged.
+    """
+    return list(revocations_from_json(read_json(directory / REVOCATIONS, []), str(directory)))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """issued.jsonl as far as this process has read it: the file (inode), the bytes read, their records."""
+
+    inode: int
+    offset: int
+    records: tuple[IssuedRecord, ...]
+
+
+# Per CA directory, what was read of issued.jsonl: loading the CA again reads only the lines
+# appended since (by this process or another), so opening a CA of 10,000 devices for each
+# enrolment costs what opening one of 100 does.
+_read_so_far: dict[Path, _Read] = {}
+
+
+def _issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
+    path = directory / ISSUED
+    if not path.exists() and (directory / LEGACY_ISSUED).exists():
+        _convert_legacy(directory)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return ()
+    known = _read_so_far.get(directory)
+    if known is None or known.inode != stat.st_ino or stat.st_size < known.offset:  # another file: read it all
+        known = _Read(stat.st_ino, 0, ())
+    records, used = issued_from_lines(read_from(path, known.offset), str(directory))
+    known = _Read(stat.st_ino, known.offset + used, known.records + records)
+    _read_so_far[directory] = known
+    return known.records
+
+
+def _convert_legacy(directory: Path) -> None:
+    """Turn an old issued.json into issued.jsonl (same records, issue order kept per identity), once."""
+    records = legacy_issued_from_json(read_json(directory / LEGACY_ISSUED, {}), str(directory))
+    write_atomic(directory / ISSUED, b"".join(issued_line(r) for r in records))
+    (directory / LEGACY_ISSUED).unlink()
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -106,7 +177,8 @@ class CertificateAuthority:
         cert = build.ca_certificate(key, org=org, days=days, now=now)
         ca = cls(directory, cert, key, Registry())
         write_private(directory / CA_KEY, build.key_pem(key))
-        ca._save(ca._registry, crl_now=now)
+        write_atomic(directory / ISSUED, b"")
+        ca._save_revocations(ca._registry, now)
         # ca.pem last: its presence marks a complete CA.
         write_atomic(directory / CA_CERT, build.cert_pem(cert))
         return ca
@@ -125,9 +197,7 @@ class CertificateAuthority:
         if not (directory / CA_KEY).exists():
             raise CorruptCAError(f"{directory} holds ca.pem but no ca.key: restore ca.key from a backup")
         cert, key = build.load_ca(read_bytes(directory / CA_CERT), read_bytes(directory / CA_KEY), str(directory))
-        registry = registry_from_json(
-            read_json(directory / ISSUED, {}), read_json(directory / REVOCATIONS, []), str(directory)
-        )
+        registry = Registry(_issued_records(directory)).with_revoked(read_revocations(directory))
         return cls(directory, cert, key, registry)
 
     @property
@@ -273,7 +343,7 @@ class CertificateAuthority:
         entries = [
             RevocationEntry(serial=r.serial, identity=identity, revoked_at=now, reason=flag.name) for r in targets
         ]
-        self._save(self._registry.with_revoked(entries), crl_now=now)
+        self._save_revocations(self._registry.with_revoked(entries), now)
         return entries
 
     def refresh_crl(self, now: datetime | None = None) -> Path:
@@ -322,7 +392,8 @@ class CertificateAuthority:
             not_after=cert.not_valid_after_utc,
             fingerprint_sha256=build.fingerprint(cert),
         )
-        self._save(self._registry.with_issued(record))
+        append_line(self.directory / ISSUED, issued_line(record))
+        self._registry = self._registry.with_issued(record)
         return IssuedCertificate(
             identity=identity,
             kind=kind,
@@ -331,15 +402,14 @@ class CertificateAuthority:
             cert_path=cert_path,
             key_path=key_path,
             ca_path=ca_path,
+            fingerprint_sha256=record.fingerprint_sha256,
         )
 
-    def _save(self, registry: Registry, *, crl_now: datetime | None = None) -> None:
-        """Write the registry files (and the CRL when `crl_now` is given), then adopt `registry`."""
-        write_json(self.directory / ISSUED, registry.issued_json())
+    def _save_revocations(self, registry: Registry, now: datetime) -> None:
+        """Write revocations.json and re-sign the CRL, then adopt `registry`."""
         write_json(self.directory / REVOCATIONS, registry.revocations_json())
         self._registry = registry
-        if crl_now is not None:
-            self._write_crl(crl_now)
+        self._write_crl(now)
 
     def _write_crl(self, now: datetime) -> None:
         revoked = [

@@ -78,6 +78,46 @@ def write_json(path: Path, value: Any) -> Path:
     return write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line to `path` (created 0644) and make it durable before returning. Raises CertError.
+
+    One write of the whole line: a crash leaves the line whole or torn at the end, never
+    interleaved with another; readers drop a torn last line (it was never acknowledged).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PUBLIC_MODE)
+        try:
+            _cut_torn_tail(fd)
+            os.write(fd, line if line.endswith(b"\n") else line + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise CertError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _cut_torn_tail(fd: int, window: int = 1 << 16) -> None:
+    """Drop a last line a crash cut short, so that the next line starts on a line of its own."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - window)
+    tail = os.pread(fd, size - start, start)
+    os.ftruncate(fd, start + tail.rfind(b"\n") + 1)
+
+
+def read_from(path: Path, offset: int) -> bytes:
+    """The bytes of `path` from `offset` on (b"" when it does not exist). Raises CertError."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise CertError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def read_bytes(path: Path) -> bytes:
     """The bytes of `path`; raises CertError saying which file could not be read."""
     try:

@@ -1,13 +1,18 @@
 """The CA's memory of what it signed and revoked, as immutable values with a JSON form.
 
 On disk (in the CA directory):
-    issued.json       {identity: [{serial, kind, not_after, fingerprint_sha256}, ...]}
+    issued.jsonl      one line per issued certificate, appended as it is issued:
+                      {identity, serial, kind, not_after, fingerprint_sha256}
     revocations.json  [{serial, identity, revoked_at, reason}, ...]
-Times are ISO 8601 in UTC. This module is pure: `authority` reads and writes the files.
+Times are ISO 8601 in UTC. Issuing appends one line, so the cost of one more certificate
+does not grow with the fleet; revocations are rare and rewrite their file. (Meshes made
+before keep an issued.json, {identity: [record, ...]}, which the CA converts once.)
+This module is pure: `authority` reads and writes the files.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -70,22 +75,9 @@ class Registry:
         """This registry with `entries` revoked (their records marked revoked)."""
         revocations = (*self.revocations, *entries)
         serials = {r.serial for r in revocations}
-        issued = tuple(replace(r, revoked=r.serial in serials) for r in self.issued)
+        # only the records that change are copied: loading a CA of 10,000 certificates stays cheap
+        issued = tuple(replace(r, revoked=True) if r.serial in serials and not r.revoked else r for r in self.issued)
         return Registry(issued, revocations)
-
-    def issued_json(self) -> dict[str, list[dict[str, Any]]]:
-        """The JSON value of issued.json."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for r in self.issued:
-            out.setdefault(r.identity, []).append(
-                {
-                    "serial": r.serial,
-                    "kind": r.kind,
-                    "not_after": r.not_after.isoformat(),
-                    "fingerprint_sha256": r.fingerprint_sha256,
-                }
-            )
-        return out
 
     def revocations_json(self) -> list[dict[str, Any]]:
         """The JSON value of revocations.json."""
@@ -95,13 +87,53 @@ class Registry:
         ]
 
 
-def registry_from_json(issued: Any, revocations: Any, where: str) -> Registry:
-    """Rebuild a Registry from the JSON values of issued.json and revocations.json.
+def issued_line(record: IssuedRecord) -> bytes:
+    """One line of issued.jsonl (pure)."""
+    value = {
+        "identity": record.identity,
+        "serial": record.serial,
+        "kind": record.kind,
+        "not_after": record.not_after.isoformat(),
+        "fingerprint_sha256": record.fingerprint_sha256,
+    }
+    return json.dumps(value, sort_keys=True).encode() + b"\n"
 
-    Raises CorruptCAError naming the file when a value has the wrong shape.
+
+def issued_from_lines(data: bytes, where: str) -> tuple[tuple[IssuedRecord, ...], int]:
+    """The records of whole lines of issued.jsonl, and how many bytes they took (pure).
+
+    A last line without its newline is a write a crash cut short: it is left unread (and
+    its certificate was never handed out). Raises CorruptCAError for a damaged line.
     """
+    whole = data[: data.rfind(b"\n") + 1]
+    records = []
+    for number, line in enumerate(whole.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            records.append(_record(str(r["identity"]), r))
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise CorruptCAError(
+                f"{where}/issued.jsonl line {number} is malformed ({exc!r}); restore it from a backup"
+            ) from exc
+    return tuple(records), len(whole)
+
+
+def _record(identity: str, r: Any) -> IssuedRecord:
+    return IssuedRecord(
+        identity=identity,
+        kind=str(r["kind"]),
+        serial=int(r["serial"]),
+        not_after=datetime.fromisoformat(r["not_after"]),
+        fingerprint_sha256=str(r["fingerprint_sha256"]),
+    )
+
+
+def revocations_from_json(revocations: Any, where: str) -> tuple[RevocationEntry, ...]:
+    """The entries of revocations.json (pure); CorruptCAError naming the file when a value has the wrong shape."""
     try:
-        entries = tuple(
+        return tuple(
             RevocationEntry(
                 serial=int(r["serial"]),
                 identity=str(r["identity"]),
@@ -112,18 +144,11 @@ def registry_from_json(issued: Any, revocations: Any, where: str) -> Registry:
         )
     except (TypeError, KeyError, ValueError, InvalidIdError) as exc:
         raise CorruptCAError(f"{where}/revocations.json is malformed ({exc!r}); restore it from a backup") from exc
+
+
+def legacy_issued_from_json(issued: Any, where: str) -> tuple[IssuedRecord, ...]:
+    """The records of a mesh's old issued.json, {identity: [record, ...]} (pure); CorruptCAError when damaged."""
     try:
-        records = tuple(
-            IssuedRecord(
-                identity=str(identity),
-                kind=str(r["kind"]),
-                serial=int(r["serial"]),
-                not_after=datetime.fromisoformat(r["not_after"]),
-                fingerprint_sha256=str(r["fingerprint_sha256"]),
-            )
-            for identity, rows in issued.items()
-            for r in rows
-        )
+        return tuple(_record(str(identity), r) for identity, rows in issued.items() for r in rows)
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise CorruptCAError(f"{where}/issued.json is malformed ({exc!r}); restore it from a backup") from exc
-    return Registry(records).with_revoked(entries)

@@ -69,6 +69,9 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── ClusterError             mahavishnu.runtime.cluster         the cluster cannot come up or lost its majority
     ├── ClusterPlanError         mahavishnu.runtime.clusterplan     the settings describe no runnable cluster
     ├── HomeError                mahavishnu.runtime.home            the state directory is missing or damaged
+    ├── CalloutError             mahavishnu.identity.errors         the server's authorization request is unreadable
+    │   ├── MalformedToken       mahavishnu.identity.errors         not a NATS JWT
+    │   └── BadRequest           mahavishnu.identity.errors         not an authorization request we can decide
     ├── ServerStartError         mahavishnu.runtime.server          nats-server did not come up
     ├── GaveUp                   mahavishnu.runtime.supervisor      a child crashed too often, too fast
     └── SiteError                mahavishnu.sites.hub               a site is unknown, exists, or is damaged

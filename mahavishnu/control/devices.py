@@ -1,8 +1,11 @@
-"""Enrolling, listing, revoking and rotating devices: certificates, server users, consumer and events.
+"""Enrolling, listing, revoking and rotating devices: certificates, consumer and events.
 
-Every change follows the same order: the CA decides (certs), users.conf is regenerated
-from the CA registry and the running server reloads it (the server enforces), the
-device's command consumer is ensured, and the change is recorded as an event.
+Every change follows the same order: the CA decides (certs), the server learns of it, the
+device's command consumer is ensured, and the change is recorded as an event. A NATS
+device is admitted by up's identity service, which reads the CA's revocation list at
+every connection and cuts off a revoked device's live connections on its DeviceRevoked
+event (ADR 0012): its enrolment changes no server configuration. An MQTT device is still
+a user of the configuration (its users are regenerated and the server reloads them).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ TRANSPORTS = ("nats", "mqtt")
 class Enrolment:
     issued: IssuedCertificate
     agent_config: Path
-    reloaded: bool
+    # the server's configuration changed (an MQTT device) but no running server was found to reload
+    pending_reload: bool = False
 
 
 def consumer_config(device_id: str, ack_wait_s: float = ACK_WAIT_S) -> dict[str, object]:
@@ -137,12 +141,12 @@ async def enroll(
     config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
     if site is not None:
         sites.assign_device(home, site, device_id)
-    reloaded = await _apply(home, ca, store, device_id, ack_wait_s)
+    pending = not await _apply(home, ca, store, device_id, ack_wait_s)
     key = home.data_keys.create(device_subject(device_id))  # always: the first event with personal data is sealed
     enrolled = DeviceEnrolled(
         device_id=device_id,
         serial=f"{issued.serial:x}",
-        fingerprint_sha256=_fingerprint(ca, issued.serial),
+        fingerprint_sha256=issued.fingerprint_sha256,
         not_after=issued.not_after,
         actor="control",
     )
@@ -160,7 +164,7 @@ async def enroll(
             "transport": transport,
         },
     )
-    return Enrolment(issued, config, reloaded)
+    return Enrolment(issued, config, pending_reload=pending)
 
 
 def sealed_fields(key: DataKey, device_id: str, personal: Mapping[str, str]) -> dict[str, Sealed]:
@@ -273,18 +277,21 @@ def _require_device(ca: CertificateAuthority, device_id: str) -> IssuedRecord:
 async def _apply(
     home: Home, ca: CertificateAuthority, store: EventStore, device_id: str, ack_wait_s: float | None = None
 ) -> bool:
-    """Regenerate the users and reload the server; with `ack_wait_s`, (re)configure the device's consumer too."""
-    write_users(home, ca)
-    sites.refresh_bundles(home, ca)  # a site's device: its bundle's users.conf changes too
-    reloaded = reload_server(home)
+    """Let the servers know; with `ack_wait_s`, (re)configure the device's consumer too.
+
+    False when the configuration changed (an MQTT device's users) and no running server was found to reload it.
+    """
+    applied = True
+    if device_id in mqtt.registered(home.root):  # a user of the configuration: regenerate it and reload
+        write_users(home, ca)
+        applied = reload_server(home)
+    # a site's device is a user of its site's leaf server: that bundle's users.conf changes
+    if any(device_id in site.devices for site in sites.registered(home)):
+        sites.refresh_bundles(home, ca)
     if ack_wait_s is not None:
         config = consumer_config(device_id, ack_wait_s)
         await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), config)
-    return reloaded
-
-
-def _fingerprint(ca: CertificateAuthority, serial: int) -> str:
-    return next(r.fingerprint_sha256 for r in ca.issued() if r.serial == serial)
+    return applied
 
 
 async def desire(store: EventStore, device_id: str, state: dict[str, Any], *, actor: str = "control") -> int:

@@ -1,4 +1,4 @@
-"""What each kind of certificate may do on the server (pure): the users of users.conf.
+"""What each kind of certificate may do on the server (pure): the users of users.conf, and a device's.
 
 A device D may only
   - publish its own events:                    mesh.evt.device.D.>
@@ -90,10 +90,11 @@ def operator_user(identity: str, serial: int) -> User:
 def users_for(
     records: list[IssuedRecord], now: datetime
 ) -> tuple[tuple[User, ...], tuple[User, ...], tuple[User, ...]]:
-    """One user per live (unrevoked, unexpired) client certificate: (MESH users, OPS users, SYS users).
+    """One user per live (unrevoked, unexpired) client certificate but a device's: (MESH users, OPS users, SYS users).
 
-    Control is unrestricted in MESH, devices are confined to their own subjects, operators
-    (OPS) may only query; what each operator may query is decided by its role.
+    Control is unrestricted in MESH, operators (OPS) may only query; what each operator may
+    query is decided by its role. Devices are not users of the configuration: up's identity
+    service admits each with `device_user`'s permissions when it connects (ADR 0012).
     """
     mesh: list[User] = []
     ops: list[User] = []
@@ -103,8 +104,6 @@ def users_for(
             continue
         if record.kind == "control":
             mesh.append(User(certificate_uri(record.serial)))
-        elif record.kind == "device":
-            mesh.append(device_user(record.identity, record.serial))
         elif record.kind == "site":
             mesh.append(site_user(record.serial))
         elif record.kind == "operator":

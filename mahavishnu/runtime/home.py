@@ -87,6 +87,16 @@ class Home:
         return self.nats_dir / "mqtt.conf"
 
     @property
+    def callout_include(self) -> Path:
+        """The server's auth callout block: the issuer our identity service signs with, the users it skips."""
+        return self.nats_dir / "callout.conf"
+
+    @property
+    def callout_seed(self) -> Path:
+        """The identity service's signing key (an account nkey seed, 0600): only `up` reads it."""
+        return self.root / "identity" / "issuer.nk"
+
+    @property
     def mqtt_bridge_dir(self) -> Path:
         return self.root / "mqtt-bridge"
 

@@ -10,12 +10,14 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-from certs import AlreadyIssuedError, CertificateAuthority, NoCAError
+from certs import AlreadyIssuedError, CertificateAuthority, NoCAError, certificate_uri
 from core.config import Settings
 from mahavishnu.control.permissions import users_for
 from mahavishnu.gateways.mqtt import devices as mqtt
+from mahavishnu.identity import issuer
+from mahavishnu.identity.decision import ACCOUNT, DELEGATED
 from mahavishnu.runtime.home import CONTROL_ID, SYSTEM_ID, Home, HomeError, write_private
-from mahavishnu.runtime.natsconf import LeafListener, ServerConfig, key_include_text, render_users
+from mahavishnu.runtime.natsconf import LeafListener, ServerConfig, key_include_text, render_callout, render_users
 from projections.database import ensure_key_file
 
 
@@ -49,6 +51,7 @@ def prepare(
     if mqtt_port:
         _ensure_identity(ca, mqtt.BRIDGE_ID, "control", home.mqtt_bridge_dir, settings.certs.client_days)
     _ensure_jetstream_key(home)
+    issuer.ensure(home)
     ensure_key_file(home.root)
     config = ServerConfig(
         server_name=settings.mesh.name,
@@ -67,6 +70,7 @@ def prepare(
         max_memory=settings.jetstream.max_memory,
         max_file=settings.jetstream.max_file,
         mqtt_include=home.mqtt_include.name,
+        callout_include=home.callout_include.name,
         mqtt_listener=mqtt.listener_block(
             settings.mqtt.host,
             mqtt_port,
@@ -77,8 +81,16 @@ def prepare(
         leaf=leaf_listener(home, settings, leaf_port),
     )
     write_users(home, ca)
+    write_callout(home, ca)
     write_private(home.server_conf, config.render())
     return config
+
+
+def write_callout(home: Home, ca: CertificateAuthority) -> None:
+    """The server's auth callout block: our issuer key, and the control identity as the callout's own user."""
+    now = datetime.now(UTC)
+    control = [certificate_uri(r.serial) for r in ca.issued() if r.identity == CONTROL_ID and r.is_live(now)]
+    write_private(home.callout_include, render_callout(issuer.public_key(home), ACCOUNT, control, DELEGATED))
 
 
 def leaf_listener(home: Home, settings: Settings, port: int | None = None) -> LeafListener | None:
@@ -105,12 +117,16 @@ def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder:
 
 
 def write_users(home: Home, ca: CertificateAuthority) -> None:
-    """Regenerate users.conf and operators.conf from the CA registry: one user per live client certificate."""
+    """Regenerate the server's users from the CA registry: one per live client certificate but a NATS device's.
+
+    Every other verified certificate (a NATS device's) goes to up's identity service.
+    """
     now = datetime.now(UTC)
     records = ca.issued()
     mqtt_devices = mqtt.registered(home.root)
     mesh, ops, system = users_for([r for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)], now)
-    write_private(home.mqtt_include, render_users(mqtt.mqtt_users(records, now, mqtt_devices)))
+    mqtt_users = mqtt.mqtt_users(records, now, mqtt_devices)
+    write_private(home.mqtt_include, render_users(mqtt_users))
     write_private(home.users_include, render_users(mesh))
     write_private(home.operators_include, render_users(ops))
     write_private(home.system_include, render_users(system))

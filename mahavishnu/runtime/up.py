@@ -1,11 +1,12 @@
 """`mahavishnu up`: bring the mesh up on this machine and keep it up until told to stop.
 
 Creates the state directory once, starts nats-server from the wheel under a supervisor
-(or, with `--cluster N`, N nodes each under its own: mahavishnu.runtime.cluster), creates the
-streams, records `mesh.started`, keeps the read models up to date, serves /metrics,
-/health and /ready (ready: connected and caught up), runs the MQTT bridge when [mqtt]
-port is set (mahavishnu.gateways.mqtt.bridge), prints how to connect, and on SIGINT or SIGTERM
-stops everything cleanly.
+(or, with `--cluster N`, N nodes each under its own: mahavishnu.runtime.cluster), answers the
+server's authorization requests for devices (mahavishnu.identity), creates the streams,
+records `mesh.started`, keeps the read models up to date, serves /metrics, /health and
+/ready (ready: connected and caught up), runs the MQTT bridge when [mqtt] port is set
+(mahavishnu.gateways.mqtt.bridge), prints how to connect, and on SIGINT or SIGTERM stops
+everything cleanly.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.identity.service import start_identity
 from mahavishnu.observability import agents_online, command_latency, connection_audit
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
@@ -168,6 +170,11 @@ async def _run(
     shells: ShellBroker | None = None
     try:
         nc = await connect(identity, name="mahavishnu-up")
+        # First: devices connect through the identity service (the server's auth callout), so it
+        # answers before anything else of up starts and before /ready says yes.
+        system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
+        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
+        identities = await start_identity(nc, system, home, servers=nodes)
         # EVENTS sources every registered edge site's stream (a site added later gets its
         # source from `site add` itself, without a restart).
         streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
@@ -214,7 +221,6 @@ async def _run(
             await api.start()
         fleet = CommandMetrics(registry)
         await command_latency.follow(nc, fleet)
-        system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         await connection_audit.follow(system, store.audit, operators.identifier(home))
         shells = await start_shell_broker(
             nc,
@@ -257,6 +263,7 @@ async def _run(
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(stop, watcher, *services)
         await queries.stop()
+        await identities.stop()
         await shells.stop()
         shells = None
         stop_following.set()

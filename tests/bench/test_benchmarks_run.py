@@ -67,3 +67,13 @@ def test_the_rebuild_budget_benchmark_prints_its_line() -> None:
     stages = " ".join(rf"{stage}_us=\d+\.\d" for stage in ("replay", "server", "decode", "apply", "insert", "index"))
     assert re.fullmatch(rf"rebuild_budget events=3000 {stages}", last), last
     assert "with a core each" in progress  # the third-core figure is shown
+
+
+def test_the_enrol_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("enrol.py", "--devices", "500", timeout=240)
+    pattern = (
+        r"enrol devices=500 rate=\d+ first100_ms=\d+\.\d last100_ms=\d+\.\d ratio=\d+\.\d\d"
+        r" connect_ms=\d+ server_rss_mb=\d+"
+    )
+    assert re.fullmatch(pattern, last), last
+    assert "enrolled 500/500" in progress  # progress is shown

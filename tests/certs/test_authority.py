@@ -41,10 +41,10 @@ def mode(path: Path) -> int:
 def test_init_writes_a_ca_that_loads_back(tmp_path: Path, algorithm: KeyAlgorithm) -> None:
     ca = CertificateAuthority.init(tmp_path / "ca", algorithm=algorithm, org="Acme")
     names = sorted(p.name for p in (tmp_path / "ca").iterdir())
-    assert names == ["ca.key", "ca.pem", "crl.pem", "issued.json", "revocations.json"]
+    assert names == ["ca.key", "ca.pem", "crl.pem", "issued.jsonl", "revocations.json"]
     assert mode(tmp_path / "ca") == 0o700
     assert mode(tmp_path / "ca" / "ca.key") == 0o600
-    assert json.loads((tmp_path / "ca" / "issued.json").read_text()) == {}
+    assert (tmp_path / "ca" / "issued.jsonl").read_text() == ""
     assert json.loads((tmp_path / "ca" / "revocations.json").read_text()) == []
 
     cert = load_cert(ca.cert_path)
@@ -99,13 +99,56 @@ def test_load_refuses_a_key_of_another_ca(ca: CertificateAuthority, tmp_path: Pa
         CertificateAuthority.load(ca.directory)
 
 
-def test_load_refuses_a_corrupt_registry(ca: CertificateAuthority) -> None:
-    (ca.directory / "issued.json").write_text("{not json")
-    with pytest.raises(CertError, match=r"issued\.json is not valid JSON"):
+def test_load_refuses_a_corrupt_registry(ca: CertificateAuthority, tmp_path: Path) -> None:
+    path = ca.directory / "issued.jsonl"
+    path.write_text("{not json\n")
+    with pytest.raises(CertError, match=r"issued\.jsonl line 1 is malformed"):
         CertificateAuthority.load(ca.directory)
-    (ca.directory / "issued.json").write_text('{"dev-1": [{"serial": 1}]}')
+    path.unlink()
+    (ca.directory / "issued.json").write_text('{"dev-1": [{"serial": 1}]}')  # an old mesh's registry, damaged
     with pytest.raises(CertError, match=r"issued\.json is malformed"):
         CertificateAuthority.load(ca.directory)
+
+
+def test_an_old_meshs_issued_json_becomes_issued_jsonl_once(tmp_path: Path) -> None:
+    ca = CertificateAuthority.init(tmp_path / "ca")
+    first = ca.issue_client("dev-1", out_dir=tmp_path / "a")
+    second = ca.issue_client("dev-2", out_dir=tmp_path / "b")
+    records = {r.identity: r for r in ca.issued()}
+    legacy = {
+        identity: [
+            {
+                "serial": r.serial,
+                "kind": r.kind,
+                "not_after": r.not_after.isoformat(),
+                "fingerprint_sha256": r.fingerprint_sha256,
+            }
+        ]
+        for identity, r in records.items()
+    }
+    (ca.directory / "issued.jsonl").unlink()
+    (ca.directory / "issued.json").write_text(json.dumps(legacy))
+    loaded = CertificateAuthority.load(ca.directory)
+    assert {r.serial for r in loaded.issued()} == {first.serial, second.serial}
+    assert not (ca.directory / "issued.json").exists()
+    assert len((ca.directory / "issued.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_torn_last_line_is_left_unread_and_the_next_issue_follows_it(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    issued = ca.issue_client("dev-1", out_dir=tmp_path / "a")
+    with (ca.directory / "issued.jsonl").open("a") as handle:
+        handle.write('{"identity": "dev-cut"')  # a crash in the middle of an append
+    assert [r.serial for r in CertificateAuthority.load(ca.directory).issued()] == [issued.serial]
+
+
+def test_loading_again_reads_what_another_process_appended(ca: CertificateAuthority, tmp_path: Path) -> None:
+    seen_first = CertificateAuthority.load(ca.directory)  # this process has read the file so far
+    elsewhere = CertificateAuthority.load(ca.directory)
+    issued = elsewhere.issue_client("dev-later", out_dir=tmp_path / "later")
+    assert issued.serial not in {r.serial for r in seen_first.issued()}  # an open CA is a snapshot
+    assert issued.serial in {r.serial for r in CertificateAuthority.load(ca.directory).issued()}
 
 
 def test_server_certificate_has_dns_and_ip_sans(ca: CertificateAuthority, tmp_path: Path) -> None:
@@ -254,9 +297,10 @@ def test_second_issue_is_refused_and_rotation_keeps_the_old_one(ca: CertificateA
         ca.rotate_client("dev-2", out_dir=tmp_path / "c")
 
 
-def test_issued_json_records_each_certificate(ca: CertificateAuthority, tmp_path: Path) -> None:
+def test_issued_jsonl_records_each_certificate(ca: CertificateAuthority, tmp_path: Path) -> None:
     issued = ca.issue_client("dev-1", out_dir=tmp_path / "a")
-    record = json.loads((ca.directory / "issued.json").read_text())["dev-1"][0]
+    (record,) = [json.loads(line) for line in (ca.directory / "issued.jsonl").read_text().splitlines()]
+    assert record["identity"] == "dev-1"
     cert = load_cert(issued.cert_path)
     assert record["serial"] == cert.serial_number
     assert record["kind"] == "device"

@@ -84,7 +84,8 @@ async def test_an_expired_certificate_is_refused(mesh: Mesh, tmp_path: Path) -> 
 
 async def test_a_valid_certificate_unknown_to_the_server_is_refused(mesh: Mesh, tmp_path: Path) -> None:
     ca = CertificateAuthority.load(mesh.home.ca_dir)
-    issued = ca.issue_client("stranger", kind="device", out_dir=tmp_path / "stranger")
+    # an operator's certificate never added: no configured user maps it, and the identity service admits devices only
+    issued = ca.issue_client("stranger", kind="operator", out_dir=tmp_path / "stranger")
     assert issued.key_path is not None
     error = await _refused(Identity(mesh.identity.url, mesh.identity.ca, issued.cert_path, issued.key_path))
     assert "refused certificate" in str(error)
@@ -102,9 +103,16 @@ def test_the_monitoring_port_listens_on_loopback_only(mesh: Mesh) -> None:
 
 
 def test_key_files_are_private(mesh: Mesh) -> None:
-    for path in (mesh.home.key_include, mesh.home.control_dir / "key.pem", mesh.home.server_dir / "key.pem"):
+    home = mesh.home
+    private = (home.key_include, home.control_dir / "key.pem", home.server_dir / "key.pem", home.callout_seed)
+    for path in private:
         assert path.stat().st_mode & 0o077 == 0, path
-    assert "key:" not in mesh.home.server_conf.read_text().split("include")[0].split("jetstream")[1]
+    jetstream = mesh.home.server_conf.read_text().split("jetstream {")[1].split("}")[0]
+    assert "key:" not in jetstream.split("include")[0]
+    # the identity service's signing key: its public half is in the configuration, its seed nowhere
+    seed = home.callout_seed.read_text().strip()
+    for conf in home.nats_dir.glob("*.conf"):
+        assert seed not in conf.read_text(), conf
 
 
 async def test_no_event_is_plaintext_on_disk(tmp_path: Path) -> None:
