@@ -162,8 +162,8 @@ async def listed(models: ReadModels, args: argparse.Namespace) -> AsyncIterator[
     """Up to --limit matching devices (every one without it), in id order, following the list's pages."""
     wanted: int | None = args.limit
     after: str | None = None
+    fields = {"presence": args.presence, "site": args.site, "transport": args.transport, "tag": args.tag}
     while wanted is None or wanted > 0:
-        fields = {"presence": args.presence, "site": args.site, "transport": args.transport, "tag": args.tag}
         try:  # converted, not constructed: the request type's own checks (a site's name) apply
             request = msgspec.convert(
                 {**fields, "after": after, "limit": min(wanted or PAGE_MAX, PAGE_MAX)}, DeviceList
