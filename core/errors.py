@@ -23,6 +23,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── EventDecodeError         core.events.codec                  a payload is no valid event (it is parked)
     ├── ProbeError               core.probes                        the probe server could not start
     ├── SealingError             core.sealing                       a sealed field or a data key cannot be opened
+    ├── TagError                 core.tags                          a device tag or a change of tags is malformed
     ├── CertError                certs.errors                       the CA refuses or cannot do what was asked
     │   ├── NoCAError            certs.errors                       the CA directory holds no CA yet
     │   ├── CAExistsError        certs.errors                       `ca init` where a CA exists already
@@ -58,6 +59,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── RotationPending          mahavishnu.control.devices         the agent still uses its old certificate
     ├── UnknownDevice            mahavishnu.control.erasure         no such device to erase
     ├── ErasureNotRecorded       mahavishnu.control.erasure         key destroyed, erasure not yet recorded
+    ├── UntaggableDevice         mahavishnu.control.tags            no enrolled or registered device to tag
     ├── MqttError                mahavishnu.gateways.mqtt.devices   an MQTT device or listener cannot be served
     │   └── MqttPayloadError     mahavishnu.gateways.mqtt.devices   an MQTT payload cannot become an event
     ├── SshError                 mahavishnu.gateways.ssh.errors     an SSH host cannot be registered or reached

@@ -1,6 +1,6 @@
 """The HTTP door to the queries: JSON for dashboards, with its OpenAPI document and a small dashboard page.
 
-    GET /api/devices                devices.list
+    GET /api/devices?limit=&after=&presence=&site=&transport=&tag=   devices.list (a page, and `next`)
     GET /api/devices/{id}           devices.get
     GET /api/commands?device=ID&limit=N   commands.list (no device: the fleet's most recent)
     GET /api/commands/{id}          commands.get

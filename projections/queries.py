@@ -25,6 +25,7 @@ from core.events.base import utc_now
 from projections.audit_queries import AUDIT_QUERIES
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
+from projections.device_queries import DEVICE_QUERIES, presence_cutoff
 from projections.devices import delta
 from projections.reading import QueryError as QueryError  # re-exported: both doors import it from here
 from projections.reading import ReadModels as ReadModels
@@ -61,17 +62,14 @@ def parse(request_type: type[Any], body: bytes) -> Any:
         raise QueryError(400, "bad request: the body must be a JSON object") from None
 
 
-async def devices_list(models: ReadModels, _: Nothing) -> dict[str, Any]:
-    rows = await read_rows(
+async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
+    devices = await read_rows(
         models,
         "devices",
-        "SELECT device_id, status, last_seen, uptime_s, outbox, transport FROM devices ORDER BY device_id",
+        "SELECT *, iif(last_seen >= ?, 'online', 'offline') AS presence FROM devices WHERE device_id = ?",
+        presence_cutoff(utc_now()),
+        request.id,
     )
-    return {"devices": rows}
-
-
-async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
-    devices = await read_rows(models, "devices", "SELECT * FROM devices WHERE device_id = ?", request.id)
     if not devices:
         raise QueryError(404, f"no device {request.id!r}")
     telemetry = await read_rows(
@@ -79,6 +77,9 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
         "devices",
         "SELECT metric, value, at FROM telemetry_last WHERE device_id = ? ORDER BY metric",
         request.id,
+    )
+    tags = await read_rows(
+        models, "devices", "SELECT key, value FROM device_tags WHERE device_id = ? ORDER BY key", request.id
     )
     device = devices[0]
     desired = json.loads(device.pop("desired") or "{}")
@@ -92,6 +93,7 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
     }
     return {
         **device,
+        "tags": {t["key"]: t["value"] for t in tags},
         "shadow": shadow,
         "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},
     }
@@ -154,7 +156,7 @@ async def projections_status(models: ReadModels, _: Nothing) -> dict[str, Any]:
 
 # name -> (request type, function): the endpoints of both doors
 QUERIES: dict[str, tuple[type[Any], Any]] = {
-    "devices.list": (Nothing, devices_list),
+    **DEVICE_QUERIES,  # devices.list
     "devices.get": (DeviceGet, devices_get),
     "commands.get": (CommandGet, commands_get),
     "commands.list": (CommandList, commands_list),

@@ -23,6 +23,7 @@ from core.events.device import (
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
+    DeviceTagged,
     ReportedState,
     TelemetryReported,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "DeviceHeartbeat",
     "DeviceRevoked",
     "DeviceRotated",
+    "DeviceTagged",
     "Event",
     "EventDecodeError",
     "FileIndexed",

@@ -32,6 +32,7 @@ from core.events.device import (
     DeviceHeartbeat,
     DeviceRevoked,
     DeviceRotated,
+    DeviceTagged,
     ReportedState,
     TelemetryReported,
 )
@@ -60,6 +61,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DesiredStateSet,
     ReportedState,
     DeviceErased,
+    DeviceTagged,
     CommandIssued,
     CommandAccepted,
     CommandRunning,

@@ -28,6 +28,12 @@ class DeviceEnrolled(Event, frozen=True, kw_only=True, tag="device.enrolled.v1")
     # enrolments still decode. Never plaintext: only the device's data key opens them.
     owner: Sealed | None = None
     location: Sealed | None = None
+    # Where and how it connects, added later with defaults: "" means not said (older
+    # enrolments, and the enrolment does not fill them yet), read as the agent over NATS
+    # and no edge site. `transport` is the enrolment's ("nats" or "mqtt"), `site` the
+    # edge site whose server the device connects to.
+    transport: str = ""
+    site: str = ""
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "enrolled")
@@ -112,3 +118,19 @@ class ReportedState(Event, frozen=True, kw_only=True, tag="device.reported.v1"):
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "reported")
+
+
+class DeviceTagged(Event, frozen=True, kw_only=True, tag="device.tagged.v1"):
+    """Operators labelled a device: each of `tags` set (a key's new value replaces its old), `removed` keys dropped.
+
+    Tags are checked by core.tags before they are recorded; they are plain text, never
+    personal data. A change needs no expected sequence: it names every key it touches,
+    so two changes in either order end with the later one's values for its own keys.
+    """
+
+    device_id: str
+    tags: dict[str, str] = {}
+    removed: list[str] = []
+
+    def subject(self) -> str:
+        return subjects.device_event(self.device_id, "tagged")

@@ -1,18 +1,29 @@
-"""`mahavishnu device ...`: enrol, list, show, revoke and rotate devices (control side)."""
+"""`mahavishnu device ...`: enrol, list, tag, show, revoke and rotate devices (control side)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from core.config import Settings
-from core.errors import MahavishnuError
+from core.errors import MahavishnuError, StoreError
+from core.store import EventStore
+from core.tags import parse_tags
 from mahavishnu.cli import device_ssh
 from mahavishnu.cli.mesh import control_store
-from mahavishnu.control import devices
+from mahavishnu.control import devices, tags
 from mahavishnu.runtime.home import Home
+from projections.database import database_key
+from projections.device_queries import PAGE_MAX, DeviceList, devices_list
+from projections.devices import TRANSPORTS
+from projections.reading import ReadModels
 
 
 def add(device: argparse.ArgumentParser) -> None:
@@ -31,10 +42,28 @@ def add(device: argparse.ArgumentParser) -> None:
     enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
     enroll.add_argument("--location", help="where it is (personal: sealed, erasable)")
     enroll.add_argument("--site", help="the device connects to this edge site's server (see `mahavishnu site list`)")
+    enroll.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="label the device (repeatable), e.g. rack=r7"
+    )
     enroll.set_defaults(handler=_enroll)
 
-    listing = actions.add_parser("list", help="every device and the state of its certificates")
+    listing = actions.add_parser("list", help="the fleet from the devices read model, in id order, a page at a time")
+    listing.add_argument("--limit", type=int, help="devices wanted (default: every match)")
+    listing.add_argument("--presence", choices=("online", "offline"), help="heard from in the last 90 s, or not")
+    listing.add_argument("--site", help="devices of this edge site")
+    listing.add_argument("--transport", choices=TRANSPORTS, help="agent (over NATS), mqtt or ssh")
+    listing.add_argument("--tag", metavar="KEY=VALUE", help="devices with this tag")
+    listing.add_argument("--json", action="store_true", help="one JSON document per device")
     listing.set_defaults(handler=_list)
+
+    tag = actions.add_parser("tag", help="set or remove a device's tags (key=value labels to filter by)")
+    tag.add_argument("id")
+    tag.add_argument("tags", nargs="*", metavar="KEY=VALUE", help="tags to set; a key's new value replaces its old")
+    tag.add_argument("--remove", action="append", default=[], metavar="KEY", help="a tag key to remove (repeatable)")
+    tag.set_defaults(handler=_tag)
+
+    certificates = actions.add_parser("certificates", help="every device and the state of its certificates")
+    certificates.set_defaults(handler=_certificates)
 
     show = actions.add_parser("show", help="one device's certificates, as JSON")
     show.add_argument("id")
@@ -63,6 +92,7 @@ def add(device: argparse.ArgumentParser) -> None:
 
 
 async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    labels = parse_tags(args.tag)  # a bad tag fails before anything is issued
     async with control_store(home, settings, "device") as store:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
         csr = _read_csr(args.csr)
@@ -78,6 +108,8 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
             site=args.site,
             transport=args.transport,
         )
+        if labels:
+            await _tag_enrolled(store, args.id, labels)
     if args.transport == "mqtt":
         print(f"enrolled {args.id} (MQTT): serial {done.issued.serial:x}, files in {out}")
         print(mqtt_usage(args.id, out, settings))
@@ -96,7 +128,68 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
     return 0
 
 
+async def _tag_enrolled(store: EventStore, device_id: str, labels: dict[str, str]) -> None:
+    """The tags of a device just enrolled; if the streams refuse them, the enrolment stands and says how to retry."""
+    try:
+        await tags.tag(store, device_id, labels, actor="control")
+    except StoreError as exc:
+        again = " ".join(f"{key}={value}" for key, value in labels.items())
+        raise MahavishnuError(
+            f"{device_id} is enrolled, but its tags were not recorded ({exc}): "
+            f"run `mahavishnu device tag {device_id} {again}`"
+        ) from exc
+
+
+async def _tag(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    labels = parse_tags(args.tags)
+    async with control_store(home, settings, "device") as store:
+        event = await tags.tag(store, args.id, labels, args.remove, actor="control")
+    changes = [f"{key}={value}" for key, value in event.tags.items()] + [f"-{key}" for key in event.removed]
+    print(f"tagged {args.id}: {' '.join(changes)}")
+    return 0
+
+
 async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise MahavishnuError(f"--limit must be 1 or more, not {args.limit}")
+    models = ReadModels(home.readmodels_dir, database_key(home.root, os.environ))
+    async for device in listed(models, args):
+        print(json.dumps(device) if args.json else device_line(device))
+    return 0
+
+
+async def listed(models: ReadModels, args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
+    """Up to --limit matching devices (every one without it), in id order, following the list's pages."""
+    wanted: int | None = args.limit
+    after: str | None = None
+    fields = {"presence": args.presence, "site": args.site, "transport": args.transport, "tag": args.tag}
+    while wanted is None or wanted > 0:
+        try:  # converted, not constructed: the request type's own checks (a site's name) apply
+            request = msgspec.convert(
+                {**fields, "after": after, "limit": min(wanted or PAGE_MAX, PAGE_MAX)}, DeviceList
+            )
+        except msgspec.ValidationError as exc:
+            raise MahavishnuError(f"bad filter: {exc}") from None
+        page = msgspec.json.decode(await devices_list(models, request))
+        for device in page["devices"]:
+            yield device
+        if wanted is not None:
+            wanted -= len(page["devices"])
+        after = page["next"]
+        if after is None:
+            return
+
+
+def device_line(device: dict[str, Any]) -> str:
+    """One device as `device list` prints it (pure): id, status, presence, transport, site, last seen, tags."""
+    tags_text = ",".join(f"{key}={value}" for key, value in device["tags"].items())
+    seen = f"seen {device['last_seen']}" if device["last_seen"] else "never seen"
+    fields = [device["device_id"], device["status"], device["presence"], device["transport"] or "-"]
+    fields += [f"site {device['site']}" if device["site"] else "no site", seen, tags_text]
+    return "  ".join(fields).rstrip()
+
+
+async def _certificates(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     from mahavishnu.gateways.mqtt import devices as mqtt
 
     now = datetime.now(UTC)

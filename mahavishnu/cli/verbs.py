@@ -66,7 +66,7 @@ VERBS: dict[str, Verb] = {
     "events": Verb("mahavishnu.cli.events", "read the streams"),
     "agent": Verb("mahavishnu.cli.agent", "device-side commands", on_device=True),
     "ca": Verb("mahavishnu.cli.ca", "the certificate authority of the mesh"),
-    "device": Verb("mahavishnu.cli.device", "enrol, list, revoke and rotate devices (the mesh must be up)"),
+    "device": Verb("mahavishnu.cli.device", "enrol, list, tag, revoke and rotate devices (the mesh must be up)"),
     "operator": Verb("mahavishnu.cli.operator", "people who query the mesh, and their roles"),
     "cmd": Verb("mahavishnu.cli.cmd", "send commands to devices and follow them (the mesh must be up)"),
     "projections": Verb("mahavishnu.cli.projections", "the read models: status, parked events, rebuild"),

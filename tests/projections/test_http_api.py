@@ -8,24 +8,16 @@ certificates are tested in tests/mahavishnu/runtime/test_http_door.py, with the 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import os
 import secrets
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from core.events import CommandIssued, DeviceEnrolled
+from core.events import CommandIssued, DeviceEnrolled, DeviceHeartbeat, DeviceTagged
 from core.metrics import new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore
@@ -33,9 +25,11 @@ from projections import http_api, http_auth
 from projections.admission import Admission
 from projections.authz import Caller, Refusal
 from projections.catalog import CATALOG
+from projections.devices import Devices
 from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
+from tests.projections.browser import CAN_BROWSE, Tables, dump_dom
 from tests.waiting import eventually
 
 KEY = secrets.token_hex(32)
@@ -102,6 +96,59 @@ async def test_a_viewer_reads_devices_and_commands(api: tuple[str, str]) -> None
     assert [(c["command_id"], c["name"]) for c in recent] == [(f"c-{device}", "reboot-now")]  # across devices
 
 
+async def test_a_viewer_pages_through_the_devices_with_filters(
+    store: EventStore, api: tuple[str, str], tmp_path: Path
+) -> None:
+    base, _ = api
+    batch = uuid.uuid4().hex[:8]
+    names = [f"dev-{batch}-{n}" for n in range(5)]
+    for n, name in enumerate(names):
+        site = "north" if n % 2 == 0 else ""
+        enrolment = DeviceEnrolled(
+            device_id=name, serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC), site=site
+        )
+        await store.append([enrolment, DeviceTagged(device_id=name, tags={"batch": batch})])
+    await store.append(DeviceHeartbeat(device_id=names[1], uptime_s=1.0))
+    runner = ProjectionRunner(Devices(), store, directory=tmp_path, key=KEY)  # the fixture's file, caught up
+    await runner.open()
+    await runner.catch_up()
+    await runner.close()
+
+    seen, after = [], ""
+    for _ in range(5):
+        answer = await get(f"{base}/api/devices?tag=batch={batch}&limit=2&after={after}", "t-viewer")
+        assert answer.status_code == 200, answer.text
+        seen += [d["device_id"] for d in answer.json()["devices"]]
+        after = answer.json()["next"]
+        if after is None:
+            break
+    assert seen == names
+    north = (await get(f"{base}/api/devices?tag=batch={batch}&site=north", "t-viewer")).json()
+    assert ([d["device_id"] for d in north["devices"]], north["next"]) == (names[::2], None)
+    online = (await get(f"{base}/api/devices?tag=batch={batch}&presence=online&transport=agent", "t-viewer")).json()
+    assert [(d["device_id"], d["presence"], d["tags"]) for d in online["devices"]] == [
+        (names[1], "online", {"batch": batch})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("limit=0", "limit must be 1..1000"),
+        ("limit=many", "Expected `int`"),
+        ("presence=maybe", "Invalid enum value 'maybe' - at `$.presence`"),
+        ("transport=pigeon", "Invalid enum value 'pigeon' - at `$.transport`"),
+        ("site=North%20Site", "at `$.site`"),
+        ("tag=rack", "tag 'rack' is not key=value"),
+        ("colour=red", "unknown field `colour`"),
+    ],
+)
+async def test_a_bad_device_filter_is_400_naming_it(api: tuple[str, str], query: str, words: str) -> None:
+    answer = await get(f"{api[0]}/api/devices?{query}", "t-viewer")
+    assert answer.status_code == 400
+    assert words in answer.json()["error"]
+
+
 async def test_a_viewer_sees_how_far_behind_the_read_models_are(api: tuple[str, str]) -> None:
     answer = await get(f"{api[0]}/api/projections", "t-viewer")
     assert answer.status_code == 200
@@ -157,83 +204,16 @@ async def test_the_openapi_document_describes_every_path(api: tuple[str, str]) -
     ]
 
 
-class Tables(HTMLParser):
-    """The cell texts of every table's body rows in a page, by table id."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.rows: dict[str, list[list[str]]] = {}
-        self._table = ""
-        self._in_body = False
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "table":
-            self._table = dict(attrs).get("id") or ""
-            self.rows[self._table] = []
-        elif tag == "tbody":
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self.rows[self._table].append([])
-        elif tag == "td" and self._in_body:
-            self.rows[self._table][-1].append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "tbody":
-            self._in_body = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_body and self.rows.get(self._table) and self.rows[self._table][-1]:
-            self.rows[self._table][-1][-1] += data
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def spki_pin(certificate: Path) -> str:
-    """Chromium's pin of a certificate's key: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
-    key = x509.load_pem_x509_certificate(certificate.read_bytes()).public_key()
-    return base64.b64encode(
-        hashlib.sha256(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()
-    ).decode()
-
-
-@pytest.mark.skipif(chromium() is None and os.environ.get("CI") != "true", reason="needs Debian's chromium")
+@pytest.mark.skipif(not CAN_BROWSE, reason="needs Debian's chromium")
 @pytest.mark.parametrize("api", ["https"], indirect=True)  # the default; the browser has a token, no certificate
 async def test_the_dashboard_shows_the_fleet_in_a_real_browser(
     api: tuple[str, str], mesh: Mesh, tmp_path: Path
 ) -> None:
-    browser = chromium()
-    assert browser is not None, "chromium is not installed (.ci/run installs it)"
     base, device = api
     assert base.startswith("https://")
-    # --dump-dom prints the page after its scripts ran; the virtual time budget lets the fetches finish.
-    # The browser runs beside this event loop, which serves its requests meanwhile.
-    process = await asyncio.create_subprocess_exec(
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        # The browser does not know the mesh CA: it trusts exactly the mesh server's key (pinning needs a profile).
-        f"--ignore-certificate-errors-spki-list={spki_pin(mesh.home.server_dir / 'cert.pem')}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        f"{base}/#token=t-admin",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    shown = subprocess.CompletedProcess(
-        args=browser, returncode=process.returncode or 0, stdout=out.decode(), stderr=err.decode()
-    )
-    assert 'data-loaded="yes"' in shown.stdout, shown.stdout[:3000]
-    tables = Tables(shown.stdout).rows
+    shown = await dump_dom(f"{base}/#token=t-admin", tmp_path / "profile", mesh.home.server_dir / "cert.pem")
+    assert 'data-loaded="yes"' in shown, shown[:3000]
+    tables = Tables(shown).rows
     assert [device, "enrolled"] in [row[:2] for row in tables["devices"]]
     # the fleet's recent commands, not one device's: this device's command is the newest
     assert tables["commands"][0][1:4] == [device, "reboot-now", "issued"], tables["commands"]

@@ -62,7 +62,9 @@ async def test_the_service_answers_the_discovery_protocol(models: str, nc: Clien
 
 async def test_devices_and_commands_are_queried(models: str, nc: Client) -> None:
     listing, _ = await ask(nc, "mesh.q.devices.list")
-    assert models in [d["device_id"] for d in listing["devices"]]
+    assert models in [d["device_id"] for d in listing["devices"]] and listing["next"] is None
+    one, _ = await ask(nc, "mesh.q.devices.list", {"limit": 1, "after": models[:-1], "presence": "online"})
+    assert [d["device_id"] for d in one["devices"]] == [models]  # its telemetry was just now
     device, _ = await ask(nc, "mesh.q.devices.get", {"id": models})
     assert device["status"] == "enrolled" and device["telemetry"]["temp_c"]["value"] == 40.5
     command, _ = await ask(nc, "mesh.q.commands.get", {"id": f"c-{models}"})
@@ -159,6 +161,9 @@ async def test_the_status_says_when_a_read_model_is_not_built(store: EventStore,
         ("mesh.q.devices.get", {"identifier": "x"}, "400", "bad request"),
         ("mesh.q.commands.list", {"device": "d", "limit": 0}, "400", "limit"),
         ("mesh.q.commands.get", "not an object", "400", "bad request"),
+        ("mesh.q.devices.list", {"limit": 0}, "400", "limit must be 1..1000"),
+        ("mesh.q.devices.list", {"presence": "maybe"}, "400", "Invalid enum value 'maybe' - at `$.presence`"),
+        ("mesh.q.devices.list", {"tag": "rack"}, "400", "tag 'rack' is not key=value"),
     ],
 )
 async def test_errors_come_back_in_the_micro_headers(

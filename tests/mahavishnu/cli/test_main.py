@@ -182,7 +182,7 @@ async def test_a_device_enrols_from_its_csr_connects_and_is_revoked(up: Running,
     assert run("agent", "csr", "--id", "dev-cli", "--out", str(folder), env=up.env).returncode == 0
     enrolled = run("device", "enroll", "dev-cli", "--csr", str(folder / "csr.pem"), "--out", str(folder), env=up.env)
     assert enrolled.returncode == 0, enrolled.stderr
-    assert "live" in run("device", "list", env=up.env).stdout
+    assert "live" in run("device", "certificates", env=up.env).stdout
     shown = json.loads(run("device", "show", "dev-cli", env=up.env).stdout)
     assert [c["state"] for c in shown["certificates"]] == ["live"]
     assert one_line_error(run("device", "enroll", "dev-cli", env=up.env)).count("already") == 1
@@ -197,7 +197,7 @@ async def test_a_device_enrols_from_its_csr_connects_and_is_revoked(up: Running,
     await device.close()
 
     assert run("device", "revoke", "dev-cli", "--reason", "key_compromise", env=up.env).returncode == 0
-    assert "revoked" in run("device", "list", env=up.env).stdout
+    assert "revoked" in run("device", "certificates", env=up.env).stdout
     with pytest.raises(StoreUnavailable):
         await connect(identity, name="dev-cli", reconnect=False, connect_timeout=3)
 

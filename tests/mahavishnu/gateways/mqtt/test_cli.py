@@ -35,7 +35,7 @@ def test_cmd_send_wait_completes_for_an_mqtt_device(tmp_path: Path) -> None:
         enrolled = run("device", "enroll", "meter-1", "--transport", "mqtt", env=up.env)
         assert enrolled.returncode == 0, enrolled.stderr
         assert "mosquitto_sub" in enrolled.stdout and "mesh/cmd/meter-1/#" in enrolled.stdout
-        listed = run("device", "list", env=up.env)
+        listed = run("device", "certificates", env=up.env)
         assert "meter-1  live (1 certificate)" in listed.stdout and listed.stdout.rstrip().endswith("mqtt")
         folder = up.home / "devices" / "meter-1"
         tls = ["--cafile", f"{folder}/ca.pem", "--cert", f"{folder}/cert.pem", "--key", f"{folder}/key.pem"]
