@@ -148,6 +148,8 @@ async def enroll(
         serial=f"{issued.serial:x}",
         fingerprint_sha256=issued.fingerprint_sha256,
         not_after=issued.not_after,
+        transport=transport,
+        site=site or "",
         actor="control",
     )
     await store.append(msgspec.structs.replace(enrolled, **sealed_fields(key, device_id, personal)))
