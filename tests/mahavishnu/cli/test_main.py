@@ -48,7 +48,7 @@ async def test_up_serves_a_mesh_that_a_client_can_publish_to_and_read_from(up: R
         await nc.close()
     assert [s.seq for s in read_back] == [ack.seq]
     assert started and started[0].url == document["url"]
-    assert listing == {"devices": []}
+    assert listing == {"devices": [], "next": None}
 
     code, out = up.stop()
     assert code == 0
@@ -278,7 +278,7 @@ def test_up_keeps_the_read_models_and_guards_them(up: Running, tmp_path: Path) -
     api = f"https://127.0.0.1:{up.env['MAHAVISHNU_HTTP__PORT']}"  # HTTPS by default, from the mesh CA
     trust = ssl.create_default_context(cafile=up.home / "ca" / "ca.pem")
     answer = httpx.get(f"{api}/api/devices", headers={"Authorization": f"Bearer {token}"}, verify=trust, timeout=10)
-    assert answer.status_code == 200 and answer.json() == {"devices": []}
+    assert answer.status_code == 200 and answer.json() == {"devices": [], "next": None}
     assert httpx.get(f"{api}/api/devices", verify=trust, timeout=10).status_code == 401
     ann = ssl.create_default_context(cafile=up.home / "ca" / "ca.pem")
     ann.load_cert_chain(up.home / "operators" / "ann" / "cert.pem", up.home / "operators" / "ann" / "key.pem")
