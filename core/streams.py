@@ -49,6 +49,7 @@ class StreamSpec:
     allow_msg_ttl: bool = False
     description: str = ""
     sources: tuple[StreamSource, ...] = ()  # edge sites' streams, for EVENTS at the hub
+    max_consumers: int = 0  # 0: the server's default (1,000 per stream since nats-server 2.15)
 
     def as_config(self) -> dict[str, object]:
         # JetStream durations are nanoseconds on the wire.
@@ -71,6 +72,8 @@ class StreamSpec:
         }
         if self.sources:
             config["sources"] = [source.as_config() for source in self.sources]
+        if self.max_consumers:
+            config["max_consumers"] = self.max_consumers
         return config
 
     def owns(self, subject: str) -> bool:
@@ -85,6 +88,7 @@ def default_streams(
     events_max_age_s: float = 0.0,
     commands_max_age_s: float = 7 * 86400.0,
     audit_max_age_s: float = 0.0,
+    max_devices: int = 100_000,
 ) -> tuple[StreamSpec, ...]:
     return (
         StreamSpec(
@@ -102,6 +106,7 @@ def default_streams(
             duplicate_window_s=duplicate_window_s,
             replicas=replicas,
             allow_msg_ttl=True,
+            max_consumers=max_devices,  # one durable consumer per device
             description="Commands for devices, each with its time to live",
         ),
         StreamSpec(

@@ -184,6 +184,11 @@ class JetStreamSettings(Section, frozen=True, kw_only=True):
         7 * 86400.0
     )
     audit_max_age: Annotated[Duration, Meta(ge=0, description="audit records older are deleted; 0 keeps forever")] = 0.0
+    # nats-server (2.15 on) allows 1,000 consumers per stream unless the stream says otherwise,
+    # and every device has a durable consumer on COMMANDS: this is how many devices one mesh holds.
+    max_devices: Annotated[int, Meta(ge=1, description="durable consumers allowed on COMMANDS: one per device")] = (
+        100_000
+    )
 
     def relations(self) -> list[Problem]:
         found: list[Problem] = []

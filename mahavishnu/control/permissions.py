@@ -1,7 +1,8 @@
 """What each kind of certificate may do on the server (pure): the users of users.conf, and a device's.
 
 A device D may only
-  - publish its own events:                    mesh.evt.device.D.>
+  - publish what it reports, on its own subjects: mesh.evt.device.D.{telemetry,heartbeat,reported,command}
+    (not its enrolment, revocation, tags or desired state: those are the control side's)
   - pull from its own durable consumer:        $JS.API.CONSUMER.MSG.NEXT.COMMANDS.device-D
     and read that consumer's info:             $JS.API.CONSUMER.INFO.COMMANDS.device-D
   - acknowledge its own deliveries:            $JS.ACK.COMMANDS.device-D.>
@@ -28,6 +29,10 @@ from edge import shell_protocol
 from mahavishnu.runtime.natsconf import User
 
 COMMANDS_STREAM = "COMMANDS"
+# What a device reports, each on its own event subject (core.events: TelemetryReported,
+# DeviceHeartbeat, ReportedState and the steps of a command): the only events a device may
+# publish, so that it cannot append, say, a DeviceRevoked or a DeviceTagged about itself.
+DEVICE_REPORTS = ("telemetry", "heartbeat", "reported", "command")
 # What a site's leaf link never carries, in either direction: events, commands, audit and
 # queries stay in the JetStream domain where they were published. Sourcing travels on
 # JetStream's own subjects ($JS.<domain>.API, deliveries, flow control), which stay open.
@@ -47,7 +52,7 @@ def device_user(device_id: str, serial: int) -> User:
     return User(
         name=certificate_uri(serial),
         publish_allow=(
-            f"mesh.evt.device.{device_id}.>",
+            *(subjects.device_event(device_id, what) for what in DEVICE_REPORTS),
             f"$JS.API.CONSUMER.MSG.NEXT.{COMMANDS_STREAM}.{consumer}",
             f"$JS.API.CONSUMER.INFO.{COMMANDS_STREAM}.{consumer}",
             f"$JS.ACK.{COMMANDS_STREAM}.{consumer}.>",

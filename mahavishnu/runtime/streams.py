@@ -16,4 +16,5 @@ def streams_of(settings: Settings) -> tuple[StreamSpec, ...]:
         events_max_age_s=js.events_max_age,
         commands_max_age_s=js.commands_max_age,
         audit_max_age_s=js.audit_max_age,
+        max_devices=js.max_devices,
     )

@@ -116,6 +116,9 @@ async def test_a_device_pulls_and_acknowledges_its_own_commands(device: Device, 
 
 FORBIDDEN = [
     ("publish", "mesh.evt.device.someone-else.telemetry", "another device's events"),
+    ("publish", "mesh.evt.device.{me}.revoked", "forging its own revocation"),
+    ("publish", "mesh.evt.device.{me}.tagged", "tagging itself"),
+    ("publish", "mesh.evt.device.{me}.desired", "setting its own desired state"),
     ("publish", "mesh.cmd.{me}.c-9", "sending commands"),
     ("publish", "$JS.API.CONSUMER.MSG.NEXT.COMMANDS.device-someone-else", "another device's consumer"),
     ("publish", "$JS.ACK.COMMANDS.device-someone-else.1.1.1.1.1", "acknowledging for another device"),

@@ -156,3 +156,25 @@ def test_a_response_names_the_servers_user_key_and_the_server() -> None:
         "nats": {"type": "authorization_response", "version": 2, "jwt": "JWT"},
     }
     assert response_claims(asked, error="no")["nats"]["error"] == "no"
+
+
+def test_a_device_may_publish_exactly_the_events_it_reports() -> None:
+    from core.events import (
+        CommandSucceeded,
+        DeviceHeartbeat,
+        DeviceRevoked,
+        DeviceTagged,
+        ReportedState,
+        TelemetryReported,
+    )
+
+    allowed = set(device_user("dev-a", 1).publish_allow or ())
+    reported = [
+        TelemetryReported(device_id="dev-a", metrics={}),
+        DeviceHeartbeat(device_id="dev-a", uptime_s=1.0),
+        ReportedState(device_id="dev-a", state={}),
+        CommandSucceeded(device_id="dev-a", command_id="c-1"),
+    ]
+    assert {event.subject() for event in reported} <= allowed
+    assert DeviceRevoked(device_id="dev-a", serials=[]).subject() not in allowed
+    assert DeviceTagged(device_id="dev-a", tags={}).subject() not in allowed
