@@ -36,11 +36,20 @@ class StoredEvent(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, stream: str, seq: int, subject: str, data: bytes) -> StoredEvent:
-        """Decode a message read back; one that does not decode keeps its bytes and the reason."""
+        """Decode a message read back; one that does not decode keeps its bytes and the reason.
+
+        An event counts only on its own subject: the server lets a device publish on a few
+        subjects of its own, and a DeviceRevoked (or any other type) it sent on its
+        telemetry subject is a forgery, kept with its reason like a payload that does not decode.
+        """
         try:
-            return cls(stream, seq, subject, data, decode(data))
+            event = decode(data)
         except EventDecodeError as exc:
             return cls(stream, seq, subject, data, None, exc.reason)
+        if event.subject() != subject:
+            reason = f"a {type(event).__name__} belongs on {event.subject()}, not on {subject}: forged or misrouted"
+            return cls(stream, seq, subject, data, None, reason)
+        return cls(stream, seq, subject, data, event)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from nats.aio.client import Client
 
 from core.errors import AppendFailed, ConcurrencyConflict
-from core.events import AuditRecorded, CommandIssued, Event, TelemetryReported
+from core.events import AuditRecorded, CommandIssued, DeviceRevoked, Event, TelemetryReported, encode
 from core.metrics import EventStoreMetrics, new_registry
 from core.store import EventStore, StoredEvent
 from core.store.replay import ack_position
@@ -309,3 +309,13 @@ async def test_read_after_gives_a_batch_of_one_filter_and_says_how_many_more(sto
     rest, more = await store.read_after(f"mesh.evt.device.{dev}.>", got[-1].seq + 1, batch=3)
     assert (len(rest), more) == (2, 0)
     assert await store.read_after(f"mesh.evt.device.{dev}.>", rest[-1].seq + 1, batch=3) == ([], 0)
+
+
+def test_an_event_read_back_on_another_types_subject_is_kept_as_a_forgery() -> None:
+    # a device may publish on its telemetry subject; a revocation it sends there must not count
+    forged = DeviceRevoked(device_id="dev-a", serials=["1f"], reason="key_compromise")
+    telemetry = TelemetryReported(device_id="dev-a", metrics={"t": 1.0})
+    stored = StoredEvent.of("EVENTS", 7, telemetry.subject(), encode(forged))
+    assert stored.event is None
+    assert stored.error is not None and "DeviceRevoked belongs on mesh.evt.device.dev-a.revoked" in stored.error
+    assert StoredEvent.of("EVENTS", 8, telemetry.subject(), encode(telemetry)).event == telemetry
