@@ -100,7 +100,7 @@ def test_a_sites_server_knows_itself_and_its_own_live_devices_only() -> None:
     users = sites.site_users(site, records, NOW)
     assert [u.name for u in users] == ["mahavishnu:cert:1", "mahavishnu:cert:2"]
     assert users[0].publish_allow is None  # the site's own runner creates its streams
-    assert users[1].publish_allow is not None and "mesh.evt.device.dev-a.>" in users[1].publish_allow
+    assert users[1].publish_allow is not None and "mesh.evt.device.dev-a.telemetry" in users[1].publish_allow
 
 
 def test_new_sites_take_the_hubs_leaf_urls_and_refuse_the_mesh_name() -> None:
