@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/enrol.py
+	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/agent_footprint.py
 
 clean:

@@ -94,7 +94,9 @@ async def baseline(home: Home, settings: Settings, rate: float, seconds: float) 
     return trips
 
 
-async def agents_reported(nc: Client, devices: list[str], simulator: subprocess.Popen[str], timeout: float) -> None:
+async def agents_reported(
+    nc: Client, devices: list[str], simulators: list[subprocess.Popen[str]], timeout: float
+) -> None:
     """Until every device has sent an event (its agent is connected, its command consumer bound); BenchError else."""
     heard: set[str] = set()
     everyone = asyncio.Event()
@@ -108,8 +110,9 @@ async def agents_reported(nc: Client, devices: list[str], simulator: subprocess.
     try:
         deadline = time.monotonic() + timeout
         while not everyone.is_set():
-            if simulator.poll() is not None:
-                raise BenchError(f"agent run --simulate exited with {simulator.returncode}")
+            for simulator in simulators:
+                if simulator.poll() is not None:
+                    raise BenchError(f"an agents' process exited with {simulator.returncode}")
             if time.monotonic() > deadline:
                 raise BenchError(f"only {len(heard)} of {len(devices)} agents reported within {timeout:g} s")
             log(f"agents reported: {len(heard)}/{len(devices)}")
@@ -188,7 +191,7 @@ async def main(count: int, rate: float, seconds: float) -> str:
             try:
                 simulate = [*command(), "agent", "run", "--simulate", str(count)]
                 with running(simulate, mesh.env, mesh.root / "agents.log", stdout=subprocess.DEVNULL) as simulator:
-                    await agents_reported(watcher, devices, simulator, timeout=60 + count)
+                    await agents_reported(watcher, devices, [simulator], timeout=60 + count)
                     log(f"{count} agents connected; {rate:g} commands/s for {seconds:g} s")
                     return await measure(home, settings, devices, rate, seconds)
             finally:

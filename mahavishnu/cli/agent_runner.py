@@ -24,8 +24,13 @@ if TYPE_CHECKING:
 
 async def run_agent(config: Path) -> int:
     """Run the agent of `config` (agent.toml) until SIGTERM/SIGINT; 0 on a clean stop."""
+    return await run_agents([config])
+
+
+async def run_agents(configs: list[Path] | list[str]) -> int:
+    """Run one agent per agent.toml in this process until SIGTERM/SIGINT (benchmarks spread a fleet over a few)."""
     _logging()
-    return await _run([load_agent_config(config)])
+    return await _run([load_agent_config(Path(config)) for config in configs])
 
 
 async def run_simulated(home: Home, settings: Settings, count: int) -> int:

@@ -88,6 +88,10 @@ class _Registry:
 
     def lookup(self, user: str) -> tuple[IssuedRecord, str | None] | None:
         """The record of the certificate named `user` (mahavishnu:cert:<serial>) and its holder's role."""
+        return self.everyone().get(user)
+
+    def everyone(self) -> dict[str, tuple[IssuedRecord, str | None]]:
+        """Every certificate by its server user name, with its holder's role; reread only after a change."""
         current = tuple(file_version(path) for path in self.watched)  # noted before reading: a change meanwhile rereads
         if current != self.seen or time.monotonic() - self.read_at > REREAD_S:
             self.read_at = time.monotonic()
@@ -97,7 +101,7 @@ class _Registry:
                 for record in CertificateAuthority.load(self.home.ca_dir).issued()
             }
             self.seen = current
-        return self.people.get(user)
+        return self.people
 
 
 def resolver(home: Home) -> Callable[[str], Caller | None]:
@@ -161,13 +165,16 @@ def _write_roles(home: Home, table: dict[str, str]) -> None:
 
 
 def identifier(home: Home) -> Callable[[str], str]:
-    """Maps a server user name (mahavishnu:cert:<serial>) to '<identity>' (any kind); the name itself if unknown."""
+    """Maps a server user name (mahavishnu:cert:<serial>) to '<identity>' (any kind); the name itself if unknown.
+
+    Asked for every connection and disconnection: a dictionary lookup, the CA's registry
+    being reread only when it changed (a reconnecting fleet must not reload it per device).
+    """
+    registry = _Registry(home)
 
     def identify(user: str) -> str:
-        for record in CertificateAuthority.load(home.ca_dir).issued():
-            if certificate_uri(record.serial) == user:
-                return record.identity
-        return user
+        found = registry.lookup(user)
+        return found[0].identity if found else user
 
     return identify
 
@@ -175,14 +182,11 @@ def identifier(home: Home) -> Callable[[str], str]:
 def devices_by_user(home: Home) -> Callable[[], dict[str, str]]:
     """Maps each device certificate's server user name (mahavishnu:cert:<serial>) to its device id.
 
-    Read from the CA registry at every call, so devices enrolled while `up` runs are counted.
+    Current at every call (devices enrolled while `up` runs are counted), reread only after a change.
     """
+    registry = _Registry(home)
 
     def devices() -> dict[str, str]:
-        return {
-            certificate_uri(record.serial): record.identity
-            for record in CertificateAuthority.load(home.ca_dir).issued()
-            if record.kind == "device"
-        }
+        return {user: record.identity for user, (record, _) in registry.everyone().items() if record.kind == "device"}
 
     return devices

@@ -77,3 +77,27 @@ def test_the_enrol_benchmark_prints_its_line() -> None:
     )
     assert re.fullmatch(pattern, last), last
     assert "enrolled 500/500" in progress  # progress is shown
+
+
+def test_the_fleet_benchmark_prints_its_line() -> None:
+    args = [
+        "--devices",
+        "60",
+        "--agents",
+        "40",
+        "--processes",
+        "2",
+        "--targets",
+        "20",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+    ]
+    last, progress = run_bench("fleet.py", *args, timeout=300)
+    pattern = (
+        r"fleet enrolled=60 enrol_per_s=\d+ connected=40 connect_s=\d+\.\d p50_ms=\d+\.\d p99_ms=\d+\.\d"
+        r" baseline_rtt_p99_ms=\d+\.\d\d lost=0 server_rss_mb=\d+"
+    )
+    assert re.fullmatch(pattern, last), last
+    assert "enrolled 60/60" in progress and "40 agents connected" in progress  # progress is shown

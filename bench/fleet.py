@@ -1,0 +1,124 @@
+"""A fleet on one `up`: enrol it, connect its agents, and time commands across it.
+
+    python bench/fleet.py [--devices 10000] [--agents 2000] [--processes 4]
+                          [--targets 1000] [--rate 200] [--seconds 30]
+
+Prepares a state directory and runs the real `mahavishnu up`, then:
+  1. enrols --devices devices, timed (enrol_per_s);
+  2. connects --agents of them, the agents spread over --processes processes (each runs
+     its share of real agents, each agent with its own certificate, NATS identity, command
+     consumer and SQLite ledger), timed until every agent has reported (connect_s);
+  3. baseline: a raw nats-py request/reply round trip through the same server;
+  4. sends --rate `ping` commands a second for --seconds across the first --targets
+     connected devices, as `mahavishnu cmd send` does, each timed from the send to its
+     command.succeeded event (bench/commands.py's measurement).
+A command whose result has not arrived 30 s after the last send is lost. Progress goes to
+stderr; the last line on stdout is the result:
+    fleet enrolled=N enrol_per_s=E connected=C connect_s=S p50_ms=A p99_ms=B
+          baseline_rtt_p99_ms=R lost=L server_rss_mb=M
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cli import command
+from bench.commands import agents_reported, measure
+from bench.enrol import server_rss_mb
+from bench.harness import BenchError, BenchMesh, bench_mesh, log, mesh_up, running
+from core.logs import configure_logging
+from core.store import EventStore, connect
+from mahavishnu.control import devices
+
+# One process of agents: each argument an agent.toml (the agent's own code, as `agent run --config` runs it).
+RUN_AGENTS = (
+    "import sys, asyncio; from mahavishnu.cli.agent_runner import run_agents; "
+    "sys.exit(asyncio.run(run_agents(sys.argv[1:])))"
+)
+
+
+async def enrol_fleet(mesh: BenchMesh, count: int) -> tuple[list[str], float]:
+    """Enrol `count` devices (their files under the state directory's devices/); (device ids, seconds taken)."""
+    home, settings = mesh.home, mesh.settings
+    nc = await connect(home.control_identity(settings), name="bench-fleet-enrol", reconnect=False)
+    store = EventStore(nc)
+    ids = [f"fleet-{i:05d}" for i in range(count)]
+    started = time.perf_counter()
+    try:
+        for i, device_id in enumerate(ids):
+            await devices.enroll(home, settings, store, device_id, out_dir=home.root / "devices" / device_id)
+            if (i + 1) % 1000 == 0 or i + 1 == count:
+                rate = (i + 1) / (time.perf_counter() - started)
+                log(f"enrolled {i + 1:,}/{count:,} ({rate:.0f}/s)")
+    finally:
+        await nc.close()
+    return ids, time.perf_counter() - started
+
+
+def shares(items: list[str], parts: int) -> list[list[str]]:
+    """`items` dealt into `parts` nearly equal shares (pure)."""
+    return [items[i::parts] for i in range(parts) if items[i::parts]]
+
+
+async def main(args: argparse.Namespace) -> str:
+    with bench_mesh(prepared=False) as mesh:
+        home, settings = mesh.home, mesh.settings
+        log("starting mahavishnu up")
+        with mesh_up(mesh, command()):
+            ids, enrol_s = await enrol_fleet(mesh, args.devices)
+            connected = ids[: args.agents]
+            watcher = await connect(home.control_identity(settings), name="bench-fleet-watch", reconnect=False)
+            try:
+                with ExitStack() as stack:
+                    started = time.perf_counter()
+                    agents = []
+                    for n, share in enumerate(shares(connected, args.processes)):
+                        configs = [str(home.root / "devices" / device / "agent.toml") for device in share]
+                        argv = [sys.executable, "-c", RUN_AGENTS, *configs]
+                        log_path = mesh.root / f"agents-{n}.log"
+                        agents.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
+                    await agents_reported(watcher, connected, agents, timeout=120 + len(connected) / 10)
+                    connect_s = time.perf_counter() - started
+                    log(f"{len(connected)} agents connected in {connect_s:.1f} s")
+                    targets = connected[: args.targets]
+                    line = await measure(home, settings, targets, args.rate, args.seconds)
+                    rss = server_rss_mb(home.root)
+            finally:
+                await watcher.close()
+    found = re.search(r"p50_ms=(\S+) p99_ms=(\S+) baseline_rtt_p99_ms=(\S+) lost=(\d+)", line)
+    if found is None:
+        raise BenchError(f"unexpected command measurement: {line}")
+    p50, p99, base, lost = found.groups()
+    return (
+        f"fleet enrolled={len(ids)} enrol_per_s={len(ids) / enrol_s:.0f} connected={len(connected)} "
+        f"connect_s={connect_s:.1f} p50_ms={p50} p99_ms={p99} baseline_rtt_p99_ms={base} lost={lost} "
+        f"server_rss_mb={rss}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=10_000, help="devices to enrol")
+    parser.add_argument("--agents", type=int, default=2_000, help="of them, how many run an agent")
+    parser.add_argument("--processes", type=int, default=4, help="processes the agents are spread over")
+    parser.add_argument("--targets", type=int, default=1_000, help="of the agents, how many get commands")
+    parser.add_argument("--rate", type=float, default=200.0, help="commands a second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long commands are sent")
+    arguments = parser.parse_args()
+    if not 1 <= arguments.targets <= arguments.agents <= arguments.devices:
+        raise SystemExit("need 1 <= --targets <= --agents <= --devices")
+    configure_logging(level="warning")
+    try:
+        print(asyncio.run(main(arguments)))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
