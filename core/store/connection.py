@@ -13,7 +13,7 @@ import nats.errors
 from nats.aio.client import Client
 
 import nats
-from core.errors import MahavishnuError
+from core.errors import MahavishnuError, StoreUnavailable
 from core.store.nats_errors import from_connect_error
 
 
@@ -81,7 +81,7 @@ async def connect(
     try:
         # nats-py retries the first connection forever when reconnects are unlimited (and also
         # when they are 0), so the first connection gets its own deadline.
-        return await asyncio.wait_for(
+        client = await asyncio.wait_for(
             nats.connect(
                 servers=list(identity.servers),
                 tls=context,
@@ -98,3 +98,14 @@ async def connect(
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise from_connect_error(exc, ", ".join(identity.servers), cert=identity.cert, ca=identity.ca) from exc
+    if not client.is_connected:
+        # nats-py takes the first line after its CONNECT for the server's answer. When the
+        # server is slow to authorize us (its auth callout under a reconnecting fleet), its
+        # first PING (sent 2 s after the TCP connection) comes first, and nats-py returns a
+        # client that never becomes connected and never sends anything. Hand none out.
+        await client.close()
+        raise StoreUnavailable(
+            f"the server at {identity.url} did not confirm the connection in time (it is busy authorizing "
+            "others): retry"
+        )
+    return client
