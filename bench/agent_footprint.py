@@ -59,7 +59,7 @@ from core.config import Settings, load_config
 from core.logs import configure_logging
 from core.store import EventStore, connect
 from mahavishnu.control import devices
-from mahavishnu.identity.service import start_identity
+from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
@@ -218,17 +218,16 @@ async def mesh(root: Path) -> AsyncIterator[Mesh]:
     endpoints = server.start()
     try:
         control = home.control_identity(settings, endpoints.port)
+        identities = IdentityThread(home, control, home.system_identity(settings, endpoints.port))
+        identities.start()  # admits the devices, as `up` does
         nc = await connect(control, name="bench", reconnect=False)
-        system = await connect(home.system_identity(settings, endpoints.port), name="bench-system", reconnect=False)
-        identities = await start_identity(nc, system, home)  # admits the devices, as `up` does
         try:
             store = EventStore(nc)
             await store.ensure_streams()
             yield Mesh(home, settings, server, control.url, nc, store)
         finally:
-            await identities.stop()
-            await system.close()
             await nc.close()
+            identities.stop()
     finally:
         server.stop()
 

@@ -7,66 +7,17 @@ port and tells us which in its log.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings, load_config
-from core.store import Identity, connect
-from mahavishnu.identity.service import IdentityService, start_identity
+from core.store import Identity
+from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
-
-
-class IdentityThread:
-    """up's identity service (the auth callout that admits devices) on a thread of its own, for the test meshes.
-
-    Devices connect only through it, as under `up`; it runs its own event loop so that it
-    answers while a test's loop is busy, and reconnects across the tests' server restarts.
-    """
-
-    def __init__(self, home: Home, settings: Settings, port: int) -> None:
-        self._home, self._settings, self._port = home, settings, port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self.service: IdentityService | None = None
-        self._thread = threading.Thread(target=self._run, name="identity-service", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30) or self._error is not None:
-            raise AssertionError(f"the identity service did not start: {self._error!r}")
-
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            nc = await connect(self._home.control_identity(self._settings, self._port), name="tests-identity")
-            system = await connect(self._home.system_identity(self._settings, self._port), name="tests-identity-sys")
-            self.service = await start_identity(nc, system, self._home)
-        except BaseException as exc:  # reported to the thread that waits for the start
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await self.service.stop()
-        await system.close()
-        await nc.close()
-
-    def stop(self) -> None:
-        if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(30)
 
 
 @dataclass
@@ -119,8 +70,20 @@ def start_mesh(
     prepare(home, settings, port=port, monitor_port=0, leaf_port=leaf_port, mqtt_port=mqtt_port)
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
-    identity = IdentityThread(home, settings, endpoints.port)
-    return Mesh(home, settings, server, home.control_identity(settings, endpoints.port), identity)
+    return Mesh(
+        home,
+        settings,
+        server,
+        home.control_identity(settings, endpoints.port),
+        identity_thread(home, settings, endpoints.port),
+    )
+
+
+def identity_thread(home: Home, settings: Settings, port: int) -> IdentityThread:
+    """up's identity service for a test mesh: devices connect only through it, as under `up`."""
+    service = IdentityThread(home, home.control_identity(settings, port), home.system_identity(settings, port))
+    service.start()
+    return service
 
 
 def free_port() -> int:

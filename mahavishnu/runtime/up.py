@@ -37,7 +37,7 @@ from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
-from mahavishnu.identity.service import start_identity
+from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.observability import agents_online, command_latency, connection_audit
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
@@ -168,13 +168,16 @@ async def _run(
     api: ProbeServer | None = None
     bridge: bridging.MqttBridge | None = None
     shells: ShellBroker | None = None
+    identities: IdentityThread | None = None
     try:
-        nc = await connect(identity, name="mahavishnu-up")
         # First: devices connect through the identity service (the server's auth callout), so it
-        # answers before anything else of up starts and before /ready says yes.
-        system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
+        # answers before anything else of up starts and before /ready says yes; on a thread of
+        # its own, so a reconnecting fleet is answered without waiting for the rest of up.
         nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
-        identities = await start_identity(nc, system, home, servers=nodes)
+        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
+        await asyncio.to_thread(identities.start)
+        nc = await connect(identity, name="mahavishnu-up")
+        system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         # EVENTS sources every registered edge site's stream (a site added later gets its
         # source from `site add` itself, without a restart).
         streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
@@ -263,7 +266,6 @@ async def _run(
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(stop, watcher, *services)
         await queries.stop()
-        await identities.stop()
         await shells.stop()
         shells = None
         stop_following.set()
@@ -299,6 +301,8 @@ async def _run(
             await probes.stop()
         if api is not None:
             await api.stop()
+        if identities is not None:
+            await asyncio.to_thread(identities.stop)
         await _close(system)
         await _close(nc)
         await supervisor.stop()

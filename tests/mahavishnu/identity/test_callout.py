@@ -17,7 +17,7 @@ from core.errors import StoreUnavailable
 from core.store import EventStore, Identity, connect
 from mahavishnu.control import devices
 from mahavishnu.identity import natsjwt
-from tests.harness import IdentityThread, Mesh, start_mesh
+from tests.harness import Mesh, identity_thread, start_mesh
 from tests.tools import tool
 from tests.waiting import eventually
 
@@ -66,7 +66,7 @@ async def test_while_the_service_is_down_connections_stay_and_new_ones_wait_for_
         # ...and a new connection is refused once the server's wait for an answer (its auth timeout) runs out.
         await refused(identity_of(mesh, late_folder), late)
     finally:
-        mesh.identity_service = IdentityThread(mesh.home, mesh.settings, mesh.port)
+        mesh.identity_service = identity_thread(mesh.home, mesh.settings, mesh.port)
     again = await connect(
         identity_of(mesh, late_folder), name=late, reconnect=False, inbox_prefix=subjects.device_inbox_prefix(late)
     )
