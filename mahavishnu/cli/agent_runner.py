@@ -8,6 +8,7 @@ devices, so it loads the control plane, inside the function.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -43,14 +44,29 @@ def _logging() -> None:
     configure_logging(level=os.environ.get("MAHAVISHNU_LOGGING__LEVEL", "info"), fmt="json")
 
 
+# Agents of one process start this far apart. Devices of a fleet each have their own CPU;
+# agents sharing one process do not: 500 TLS handshakes begun in the same instant take this
+# host seconds of CPU before the first completes, and the server's TLS timeout (5 s) refuses
+# the rest, which then all retry. Spread, they connect in about as many seconds.
+START_SPACING_S = 0.01
+
+
 async def _run(configs: list[AgentConfig]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     agents = [Agent(config) for config in configs]
-    await asyncio.gather(*(agent.run(stop) for agent in agents))
+    await asyncio.gather(*(_started_after(i * START_SPACING_S, agent, stop) for i, agent in enumerate(agents)))
     return 0
+
+
+async def _started_after(delay: float, agent: Agent, stop: asyncio.Event) -> None:
+    if delay:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)  # a stop meanwhile ends it before it starts
+    if not stop.is_set():
+        await agent.run(stop)
 
 
 async def _simulated_devices(home: Home, settings: Settings, count: int) -> list[Path]:
