@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings, load_config
-from core.store import Identity, connect
-from mahavishnu.identity.service import IdentityService, start_identity
+from core.store import EventStore, Identity, connect
+from mahavishnu.identity.provisioning import Limits, ProvisioningService
+from mahavishnu.identity.service import IdentityService, start_identity, start_provisioning
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
@@ -27,10 +28,14 @@ class IdentityThread:
 
     Devices connect only through it, as under `up`; it runs its own event loop so that it
     answers while a test's loop is busy, and reconnects across the tests' server restarts.
+    With `provisioning` (Limits), up's provisioning service runs beside it, on the same loop
+    (it creates the mesh's streams first: it reads the claims' events).
     """
 
-    def __init__(self, home: Home, settings: Settings, port: int) -> None:
+    def __init__(self, home: Home, settings: Settings, port: int, provisioning: Limits | None = None) -> None:
         self._home, self._settings, self._port = home, settings, port
+        self._limits = provisioning
+        self.provisioning: ProvisioningService | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -53,12 +58,20 @@ class IdentityThread:
             nc = await connect(self._home.control_identity(self._settings, self._port), name="tests-identity")
             system = await connect(self._home.system_identity(self._settings, self._port), name="tests-identity-sys")
             self.service = await start_identity(nc, system, self._home)
+            if self._limits is not None:
+                store = EventStore(nc)
+                await store.ensure_streams()
+                self.provisioning = await start_provisioning(
+                    store, system, self._home, self._settings, port=self._port, limits=self._limits
+                )
         except BaseException as exc:  # reported to the thread that waits for the start
             self._error = exc
             self._ready.set()
             return
         self._ready.set()
         await self._stop.wait()
+        if self.provisioning is not None:
+            await self.provisioning.stop()
         await self.service.stop()
         await system.close()
         await nc.close()
@@ -108,18 +121,20 @@ def start_mesh(
     port: int = -1,
     leaf_port: int | None = None,
     mqtt_port: int = 0,
+    provisioning: Limits | None = None,
 ) -> Mesh:
     """A prepared state directory and its server; `port` -1 lets the server pick (a fixed one survives restarts).
 
     `leaf_port` (-1: any free one) opens the leaf node listener for edge sites; `mqtt_port`
-    -1 adds the MQTT listener on a free port (Mesh.mqtt_port), 0 none.
+    -1 adds the MQTT listener on a free port (Mesh.mqtt_port), 0 none; `provisioning` runs
+    up's provisioning service with these limits (Mesh.identity_service.provisioning).
     """
     settings = load_config(None, env=env or {})
     home = Home(root)
     prepare(home, settings, port=port, monitor_port=0, leaf_port=leaf_port, mqtt_port=mqtt_port)
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
-    identity = IdentityThread(home, settings, endpoints.port)
+    identity = IdentityThread(home, settings, endpoints.port, provisioning)
     return Mesh(home, settings, server, home.control_identity(settings, endpoints.port), identity)
 
 
