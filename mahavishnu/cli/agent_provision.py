@@ -7,16 +7,20 @@ library, core's light modules and the claim's pure modules only. The steps:
   2. make the device's key (key.pem, 0600) and CSR in --out: the key never leaves that folder;
   3. connect with the claim's bootstrap certificate (which may only ask for a certificate),
      send the CSR to up's provisioning service, and write cert.pem, ca.pem and agent.toml
-     beside the key. A request turned away for load (429, 503) is asked again after a pause.
+     beside the key. A request turned away for load (429, 503) or left unanswered is asked
+     again after a jittered pause, for up to five minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import shutil
 import ssl
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,8 +36,12 @@ from mahavishnu.identity.errors import ProvisioningRefused
 from mahavishnu.identity.protocol import ANSWERS, ENCODER, Provisioned, ProvisionRequest
 
 ANSWER_S = 30.0  # enrolments are made one at a time: a device in a busy batch waits its turn
-RETRY_STATUSES = (429, 503)
-RETRIES_S = (1.0, 2.0, 4.0, 8.0)  # the pauses before asking again, while the service says "later"
+# Asked again: "slow down" (a batch booting at once shares its claim's rate), "busy" or no
+# service (up restarting), no answer in time. Asking again is safe: a device that asks with
+# the same key for the id it was given gets the same answer (the first may have been lost).
+RETRY_STATUSES = (429, 503, 504)
+RETRY_FOR_S = 300.0  # then it gives up, saying the last refusal
+MAX_PAUSE_S = 30.0
 FILES = ("key.pem", "cert.pem", "ca.pem", "agent.toml")
 
 
@@ -92,16 +100,24 @@ async def _ask(identity: Identity, claim: ClaimFile, request: ProvisionRequest) 
     except StoreUnavailable as exc:
         raise _refused_at_the_door(exc, claim) from None
     try:
-        for pause in (*RETRIES_S, None):
+        deadline = time.monotonic() + RETRY_FOR_S
+        for attempt in itertools.count():
             try:
                 return await _request(nc, claim.claim_id, request)
             except ProvisioningRefused as refusal:
-                if pause is None or refusal.status not in RETRY_STATUSES:
+                pause = pause_before(attempt)
+                if refusal.status not in RETRY_STATUSES or time.monotonic() + pause > deadline:
                     raise
             await asyncio.sleep(pause)  # the service said "later": the pause is its backoff
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        raise AssertionError("unreachable: count() never ends")
     finally:
         await nc.close()
+
+
+def pause_before(attempt: int) -> float:
+    """The pause before asking again (pure but for the jitter): doubling from 1 s to 30 s, ±50 %, so that a
+    batch told to slow down together does not come back together."""
+    return min(MAX_PAUSE_S, 2.0**attempt) * random.uniform(0.5, 1.5)
 
 
 async def _request(nc: Client, claim_id: str, request: ProvisionRequest) -> Provisioned:

@@ -16,6 +16,8 @@ For each request, in this order:
      time (the CA decides "first wins" only if two never run at once), the enrolment
      (control.devices.enroll: certificate, consumer, DeviceEnrolled), DeviceProvisioned on
      the claim, the claim's tags (control.tags), and the answer.
+A device that asks again for an id its claim gave it, with the same key (its answer was
+lost on the way), gets the same answer again; any other device asking for that id is refused.
 Every outcome is audited before it is answered (category identity, action device.provision,
 outcome ok or denied with the reason); no record holds the CSR or any key.
 On ClaimRevoked it cuts the claim's live connections off, once the CA lists its certificate
@@ -30,9 +32,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
+from cryptography import x509
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -41,7 +45,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from certs import AlreadyIssuedError, CertError, CertificateAuthority, read_revocations
-from certs.build import csr_public_key
+from certs.build import PublicKey, csr_public_key, same_public_key
 from core import subjects
 from core.config import Settings
 from core.errors import MahavishnuError, StoreError
@@ -93,6 +97,7 @@ class Counts:
     """What the service answered since it started (read by tests and benchmarks)."""
 
     provisioned: int = 0
+    again: int = 0  # answered again to a device that asked again with its key (its answer was lost)
     refused: int = 0
     throttled: int = 0
 
@@ -270,28 +275,33 @@ class ProvisioningService:
         try:
             asked = _parse(request.data)
             device_id = asked.device_id
-            answer = await self._provision(claim_id, asked)
+            answer, again = await self._provision(claim_id, asked)
         except ProvisioningRefused as refusal:
             self.counts.refused += 1
-            details = {"claim": claim_id, "reason": refusal.description, "status": refusal.status}
-            await self._audit(claim_id, device_id, "denied", details)
+            refused = {"claim": claim_id, "reason": refusal.description, "status": refusal.status}
+            await self._audit(claim_id, device_id, "denied", refused)
             raise
-        await self._audit(claim_id, device_id, "ok", {"claim": claim_id, "serial": answer.serial})
-        self.counts.provisioned += 1
+        given = {"claim": claim_id, "serial": answer.serial} | ({"again": True} if again else {})
+        await self._audit(claim_id, device_id, "ok", given)
+        self.counts.provisioned += 0 if again else 1
         await request.respond(ENCODER.encode(answer))
 
-    async def _provision(self, claim_id: str, asked: ProvisionRequest) -> Provisioned:
+    async def _provision(self, claim_id: str, asked: ProvisionRequest) -> tuple[Provisioned, bool]:
+        """The device's answer, and whether it was given before (the device asked again)."""
         device_id = asked.device_id
         csr = asked.csr_pem.encode()
         if claim_id not in self.claims:
             await self._learn(claim_id)
-        check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
         try:
-            csr_public_key(csr, device_id)  # a weak key, or a CSR for another id, before anything is issued
-        except CertError as exc:
-            raise ProvisioningRefused(400, str(exc)) from None
+            check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
+        except ProvisioningRefused as refusal:
+            return self._again(claim_id, device_id, csr, refusal), True
+        _csr_key(csr, device_id)  # a weak key, or a CSR for another id, before anything is issued
         async with self._enrolling:
-            claim = check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))  # again: we waited
+            try:  # again: the claim may have changed while we waited
+                claim = check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
+            except ProvisioningRefused as refusal:
+                return self._again(claim_id, device_id, csr, refusal), True
             if _live(self._home, device_id):
                 taken = f"device {device_id} already holds a live certificate: the first device to claim an id keeps it"
                 raise ProvisioningRefused(409, taken)
@@ -321,13 +331,28 @@ class ProvisioningService:
             provisioned = DeviceProvisioned(claim_id=claim_id, device_id=device_id, serial=serial, actor=claim_id)
             self._apply(provisioned)
             await self._record(provisioned, claim)
-        return Provisioned(
-            device_id=device_id,
-            serial=serial,
-            cert_pem=enrolment.issued.cert_path.read_text(),
-            ca_pem=enrolment.issued.ca_path.read_text(),
-            agent_toml=enrolment.agent_config.read_text(),
-        )
+        return _answer_from(out, device_id, serial), False
+
+    def _again(self, claim_id: str, device_id: str, csr: bytes, refusal: ProvisioningRefused) -> Provisioned:
+        """The answer a device got already, if it asks again with the same key (its answer was lost); else `refusal`.
+
+        The CSR's signature proves that the asker holds the key of the certificate this claim
+        issued for the id: the same device asking again, never a second device (its key differs).
+        """
+        claim = self.claims.get(claim_id)
+        if refusal.status != 409 or claim is None or device_id not in claim.provisioned:
+            raise refusal
+        folder = self._home.root / "devices" / device_id
+        try:
+            issued = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes())
+        except (OSError, ValueError):
+            raise refusal from None
+        if not same_public_key(issued.public_key(), _csr_key(csr, device_id)):  # type: ignore[arg-type]
+            raise refusal
+        if CertificateAuthority.load(self._home.ca_dir).is_revoked(issued.serial_number):
+            raise ProvisioningRefused(410, f"device {device_id}'s certificate was revoked: ask the operator") from None
+        self.counts.again += 1
+        return _answer_from(folder, device_id, f"{issued.serial_number:x}")
 
     async def _record(self, provisioned: DeviceProvisioned, claim: Claim) -> None:
         try:
@@ -361,6 +386,24 @@ def _parse(data: bytes) -> ProvisionRequest:
         raise ProvisioningRefused(
             400, f'send {{"device_id": "...", "csr_pem": "..."}} (as `mahavishnu agent provision` does): {exc}'
         ) from None
+
+
+def _csr_key(csr: bytes, device_id: str) -> PublicKey:
+    try:
+        return csr_public_key(csr, device_id)
+    except CertError as exc:
+        raise ProvisioningRefused(400, str(exc)) from None
+
+
+def _answer_from(folder: Path, device_id: str, serial: str) -> Provisioned:
+    """The answer to a device: what its enrolment wrote into `folder` (never a key: it sent a CSR)."""
+    return Provisioned(
+        device_id=device_id,
+        serial=serial,
+        cert_pem=(folder / "cert.pem").read_text(),
+        ca_pem=(folder / "ca.pem").read_text(),
+        agent_toml=(folder / "agent.toml").read_text(),
+    )
 
 
 def _live(home: Home, device_id: str) -> bool:

@@ -239,6 +239,23 @@ async def test_the_first_device_to_claim_an_id_keeps_it(mesh: Mesh, store: Event
     await audited(store, created.event.claim_id, "denied", "keeps it")
 
 
+async def test_a_device_that_asks_again_with_its_key_gets_its_answer_again(
+    store: EventStore, claimed: claiming.Created, bootstrap: Bootstrap
+) -> None:
+    claim, device = claimed.event, f"{claimed.event.prefix}1"
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = await ask(bootstrap.nc, claim.claim_id, device, csr_pem(device, key))
+    again = await ask(bootstrap.nc, claim.claim_id, device, csr_pem(device, key))  # the first answer was lost
+    assert "Nats-Service-Error-Code" not in (again.headers or {}), again.headers
+    assert json.loads(again.data) == json.loads(first.data)
+    record = await audited(store, claim.claim_id, "ok")
+    assert record.details["again"] is True
+    status, why = refusal(await ask(bootstrap.nc, claim.claim_id, device))  # another key: another device
+    assert status == 409 and "the first device to claim an id keeps it" in why
+    uses = [s.event async for s in store.read(subjects.claim_events(claim.claim_id))]
+    assert sum(isinstance(e, DeviceProvisioned) for e in uses) == 1
+
+
 async def test_a_weak_key_or_a_csr_of_another_device_is_refused(
     store: EventStore, claimed: claiming.Created, bootstrap: Bootstrap
 ) -> None:
