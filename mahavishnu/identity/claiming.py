@@ -107,7 +107,10 @@ async def create(
             site=site or "",
         )
     path = out or claims_dir(home) / f"{claim_id}.json"
-    write_private(path, render(claim))
+    try:
+        write_private(path, render(claim))
+    except OSError as exc:  # its certificate is issued, but nobody holds it: it opens nothing
+        raise ClaimError(f"cannot write the claim file {path}: {exc.strerror}; make the claim again") from None
     event = ClaimCreated(
         claim_id=claim_id,
         prefix=prefix,
