@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats.errors
 from cryptography import x509
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -213,10 +214,17 @@ class ProvisioningService:
     async def _cut_off(self, event: ClaimRevoked) -> None:
         serial = int(event.serial, 16)
         # only a certificate the CA itself revoked: an event names it, the CA's list decides
-        if serial in {entry.serial for entry in read_revocations(self._home.ca_dir)}:
-            assert self._system is not None
+        if serial not in {entry.serial for entry in read_revocations(self._home.ca_dir)}:
+            return
+        assert self._system is not None
+        try:
             kicked = await cut_off(self._system, [serial], servers=self._servers)
-            log.info("revoked claim cut off", extra={"claim": event.claim_id, "connections": kicked})
+        except (TimeoutError, nats.errors.Error, ValueError) as exc:  # the callout still refuses it from now on
+            log.warning(
+                "a revoked claim's connections were not cut off", extra={"claim": event.claim_id, "error": str(exc)}
+            )
+            return
+        log.info("revoked claim cut off", extra={"claim": event.claim_id, "connections": kicked})
 
     # --- the requests -------------------------------------------------------------------
 

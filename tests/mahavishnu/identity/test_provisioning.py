@@ -239,6 +239,17 @@ async def test_the_first_device_to_claim_an_id_keeps_it(mesh: Mesh, store: Event
     await audited(store, created.event.claim_id, "denied", "keeps it")
 
 
+async def test_an_id_enrolled_by_the_operator_is_not_claimed(
+    mesh: Mesh, store: EventStore, claimed: claiming.Created, bootstrap: Bootstrap, tmp_path: Path
+) -> None:
+    from mahavishnu.control import devices
+
+    device = f"{claimed.event.prefix}2"
+    await devices.enroll(mesh.home, mesh.settings, store, device, out_dir=tmp_path / "pushed", url=mesh.identity.url)
+    status, why = refusal(await ask(bootstrap.nc, claimed.event.claim_id, device))
+    assert status == 409 and f"device {device} already holds a live certificate" in why
+
+
 async def test_a_device_that_asks_again_with_its_key_gets_its_answer_again(
     store: EventStore, claimed: claiming.Created, bootstrap: Bootstrap
 ) -> None:
