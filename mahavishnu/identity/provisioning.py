@@ -2,9 +2,10 @@
 
 A micro service (`nats micro ls` lists it) on mesh.provision.<claim>, in a queue group,
 on a connection of its own, so a flood of requests queues nowhere but here. What it
-knows of the claims it folds from their events (claims.py): the history when it starts,
-then each event as it is appended (subscribed before the history is read; an event seen
-twice applies once).
+knows of the claims it folds from their events (claims.py): it follows every claim's events
+from its start, and reads a claim's history the first time the claim is asked for (after
+subscribing, so nothing falls in between; an event seen twice applies once). So `up`
+starts without reading any claim, however many there are.
 
 For each request, in this order:
   1. the claim's token bucket (20/s, burst 40): empty, it answers 429 "slow down" at once,
@@ -159,10 +160,7 @@ class ProvisioningService:
 
     async def start(self, version: str = "0.0.0") -> None:
         self._events = await self._nc.subscribe(subjects.claim_events(), cb=self._on_event)
-        await self._nc.flush()  # following before the history is read: nothing falls in between
-        async for stored in self._store.read(subjects.claim_events()):
-            if stored.event is not None:
-                self._apply(stored.event)
+        await self._nc.flush()  # following before any claim's history is read: nothing falls in between
         self._service = await add_service(
             self._nc, name=SERVICE_NAME, version=version, description="Mahavishnu fleet provisioning by claim"
         )
@@ -180,6 +178,11 @@ class ProvisioningService:
         if self._events is not None:
             await self._events.unsubscribe()
             self._events = None
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection without draining anything: for a stop on an error, when the server may be gone
+        (draining would wait for it)."""
         if not self._nc.is_closed:
             with contextlib.suppress(OSError):
                 await self._nc.close()
@@ -194,7 +197,7 @@ class ProvisioningService:
                 self.claims[claim_id] = claim
 
     async def _learn(self, claim_id: str) -> None:
-        """Read a claim this service has not heard of from the stream: its ClaimCreated may still be on the way."""
+        """Read the history of a claim this service has not folded yet (made before it started, or just now)."""
         try:
             async for stored in self._store.read(subjects.claim_events(claim_id)):
                 if stored.event is not None:

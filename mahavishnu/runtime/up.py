@@ -293,9 +293,8 @@ async def _run(
         if shells is not None:  # stopping on an error: end the terminal sessions all the same
             with contextlib.suppress(Exception):
                 await shells.stop()
-        if provisioning is not None:
-            with contextlib.suppress(Exception):
-                await provisioning.stop()
+        if provisioning is not None:  # stopping on an error: the server may be gone, so nothing is drained
+            await provisioning.close()
         stop_following.set()
         for task in services:
             if not task.done():
