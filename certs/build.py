@@ -13,20 +13,27 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs.errors import BadCSRError, CorruptCAError
 from certs.names import SERVER_KIND, SITE_KIND, KeyAlgorithm, certificate_uri, client_uri
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+# What the CA certifies: its own kinds of key, and a device's RSA key from a CSR (CSR_KEYS).
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 # Tolerate clocks a little behind ours: a certificate is valid from 5 minutes before issue.
 BACKDATE = timedelta(minutes=5)
 # How long a published CRL stays current; `CertificateAuthority.refresh_crl` re-signs it.
 CRL_VALIDITY = timedelta(days=30)
-_CSR_CURVES = (ec.SECP256R1, ec.SECP384R1)
+# The keys a CSR may carry: strong enough, and ones every TLS peer of the mesh (nats-server's
+# Go TLS among them) verifies. Anything weaker is refused as weak, not as unknown, so a
+# device's maker learns what to change.
+_CSR_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 256
+CSR_KEYS = "an ECDSA P-256/P-384/P-521, Ed25519 or RSA (2048 bits or more) key"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,7 +270,8 @@ def csr_public_key(csr_pem: bytes, identity: str) -> PublicKey:
     """The public key of a CSR for `identity`, after checking it.
 
     Raises BadCSRError when the PEM does not parse, the signature does not verify, the
-    CN is not `identity`, or the key is neither ECDSA P-256/P-384 nor Ed25519.
+    CN is not `identity`, or the key is weak or of a kind the mesh does not certify
+    (`key_problem`).
     """
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
@@ -277,11 +285,26 @@ def csr_public_key(csr_pem: bytes, identity: str) -> PublicKey:
         named = ", ".join(f"CN={cn}" for cn in common_names) or "no CN"
         raise BadCSRError(f"CSR names {named}, not {identity}: make a CSR with CN={identity}")
     public_key = csr.public_key()
+    problem = key_problem(public_key)
+    if problem or not isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise BadCSRError(f"CSR key {problem}: make a new CSR with {CSR_KEYS}")
+    return public_key
+
+
+def key_problem(public_key: object) -> str:
+    """Why a CSR's key may not be certified ("" when it may): too weak, or of a kind TLS peers do not take (pure)."""
     if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return public_key
-    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, _CSR_CURVES):
-        return public_key
-    raise BadCSRError("CSR key type is not supported: use an ECDSA P-256/P-384 or Ed25519 key")
+        return ""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.key_size < MIN_EC_BITS:
+            return f"is too weak (an EC key on {public_key.curve.name}, {public_key.curve.key_size} bits)"
+        supported = isinstance(public_key.curve, _CSR_CURVES)
+        return "" if supported else f"is on an unsupported curve ({public_key.curve.name})"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < MIN_RSA_BITS:
+            return f"is too weak (RSA, {public_key.key_size} bits)"
+        return ""
+    return f"type is not supported ({type(public_key).__name__.removeprefix('_')})"
 
 
 def certificate_revocation_list(

@@ -19,8 +19,11 @@ from certs.errors import CertError, InvalidIdError
 KeyAlgorithm = Literal["ecdsa-p256", "ed25519"]
 ALGORITHMS: Final[tuple[str, ...]] = get_args(KeyAlgorithm)
 
-ClientKind = Literal["device", "control", "operator", "system"]  # system: reads the server's $SYS events
+# system: reads the server's $SYS events; claim: a fleet claim's bootstrap identity, which may
+# only ask up's provisioning service for a device certificate (mahavishnu.identity.claims)
+ClientKind = Literal["device", "control", "operator", "system", "claim"]
 CLIENT_KINDS: Final[tuple[str, ...]] = get_args(ClientKind)
+CLAIM_KIND: Final = "claim"
 SERVER_KIND: Final = "server"
 # An edge site's leaf nats-server: one certificate serves its device listener (serverAuth)
 # and dials the hub's leaf node listener and its own server (clientAuth).
@@ -54,7 +57,7 @@ def validate_identity(identity: str) -> str:
 
 
 def validate_kind(kind: str) -> ClientKind:
-    """Return `kind` if it is a client kind (device, control, operator); raises InvalidIdError."""
+    """Return `kind` if it is a client kind (device, control, operator, system, claim); raises InvalidIdError."""
     if kind not in CLIENT_KINDS:
         raise InvalidIdError(f"invalid kind {kind!r}: use one of {', '.join(CLIENT_KINDS)}")
     return cast(ClientKind, kind)

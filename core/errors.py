@@ -16,7 +16,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── QueryError           projections.reading                a query refused: 400, 403, 404, 503
     │   │   └── Refused          projections.admission              turned away at the door: 429 or 503
     │   ├── RequestError         mahavishnu.control.requests        the running mesh did not answer, or refused
-    │   └── ShellError           mahavishnu.gateways.shell.errors   a terminal request refused or failed
+    │   ├── ShellError           mahavishnu.gateways.shell.errors   a terminal request refused or failed
+    │   └── ProvisioningRefused  mahavishnu.identity.errors         a device's claim request refused, and why
     ├── RequestInfoError         core.requester                     no usable Nats-Request-Info header
     │   ├── NoRequestInfo        core.requester                     the request did not cross accounts
     │   └── BadRequestInfo       core.requester                     the header is no JSON of the server's shape
@@ -74,6 +75,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── CalloutError             mahavishnu.identity.errors         the server's authorization request is unreadable
     │   ├── MalformedToken       mahavishnu.identity.errors         not a NATS JWT
     │   └── BadRequest           mahavishnu.identity.errors         not an authorization request we can decide
+    ├── ClaimError               mahavishnu.identity.claimfile      a claim or its file is malformed, foreign, altered
     ├── ServerStartError         mahavishnu.runtime.server          nats-server did not come up
     ├── GaveUp                   mahavishnu.runtime.supervisor      a child crashed too often, too fast
     └── SiteError                mahavishnu.sites.hub               a site is unknown, exists, or is damaged

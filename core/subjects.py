@@ -6,6 +6,8 @@ device or one repository and optimistic concurrency can be checked per aggregate
     mesh.evt.mesh.<what>                  the mesh itself (started, stopped)
     mesh.evt.device.<device>.<what>       a device's events
     mesh.evt.repo.<repo>.<what>           a repository's events
+    mesh.evt.claim.<claim>.<what>         a fleet provisioning claim's events
+    mesh.provision.<claim>                a device asks for its certificate with a claim
     mesh.cmd.<device>.<command-id>        a command for a device
     mesh.audit.<category>.<actor>         the audit trail
 """
@@ -19,6 +21,7 @@ EVENTS_PREFIX = "mesh.evt"
 COMMANDS_PREFIX = "mesh.cmd"
 AUDIT_PREFIX = "mesh.audit"
 QUERY_PREFIX = "mesh.q"  # the query services: mesh.q.<read model>.<query>
+PROVISION_PREFIX = "mesh.provision"  # the provisioning service: mesh.provision.<claim>
 
 # A token is one dot-free, wildcard-free, whitespace-free piece of a subject.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-:@+=~]{1,128}")
@@ -52,6 +55,22 @@ def repo_event(repo: str, what: str) -> str:
     return f"{EVENTS_PREFIX}.repo.{token(repo, what='repository name')}.{token(what)}"
 
 
+def claim_event(claim_id: str, what: str) -> str:
+    return f"{EVENTS_PREFIX}.claim.{token(claim_id, what='claim id')}.{token(what)}"
+
+
+def claim_events(claim_id: str | None = None) -> str:
+    """The filter for one claim's events, or every claim's."""
+    if claim_id is None:
+        return f"{EVENTS_PREFIX}.claim.>"
+    return f"{EVENTS_PREFIX}.claim.{token(claim_id, what='claim id')}.>"
+
+
+def provision_request(claim_id: str) -> str:
+    """Where a device holding claim `claim_id` asks for its certificate: the only subject it may publish on."""
+    return f"{PROVISION_PREFIX}.{token(claim_id, what='claim id')}"
+
+
 def command(device_id: str, command_id: str) -> str:
     return f"{COMMANDS_PREFIX}.{token(device_id, what='device id')}.{token(command_id, what='command id')}"
 
@@ -80,3 +99,12 @@ def inbox_prefix(identity: str) -> str:
 
 def device_inbox_prefix(device_id: str) -> str:
     return inbox_prefix(device_id)
+
+
+def claim_inbox_prefix(claim_id: str) -> str:
+    """The reply prefix of a device that connects with claim `claim_id`'s bootstrap certificate.
+
+    Claim ids and device ids are identities of the same CA, which never holds two live
+    certificates under one identity, so no device shares a live claim's inbox.
+    """
+    return inbox_prefix(claim_id)

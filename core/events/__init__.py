@@ -2,6 +2,7 @@
 
 from core.events.audit import AuditRecorded
 from core.events.base import Event, new_event_id
+from core.events.claim import ClaimCreated, ClaimRevoked, DeviceProvisioned
 from core.events.codec import EVENT_TAGS, EVENT_TYPES, UPCASTERS, EventDecodeError, decode, encode
 from core.events.command import (
     CommandAccepted,
@@ -49,6 +50,8 @@ __all__ = [
     "UPCASTERS",
     "AuditRecorded",
     "CircuitChanged",
+    "ClaimCreated",
+    "ClaimRevoked",
     "CommandAccepted",
     "CommandCanceled",
     "CommandEvent",
@@ -64,6 +67,7 @@ __all__ = [
     "DeviceEnrolled",
     "DeviceErased",
     "DeviceHeartbeat",
+    "DeviceProvisioned",
     "DeviceRevoked",
     "DeviceRotated",
     "DeviceTagged",

@@ -14,6 +14,7 @@ import msgspec
 from core.errors import MahavishnuError
 from core.events.audit import AuditRecorded
 from core.events.base import Event
+from core.events.claim import ClaimCreated, ClaimRevoked, DeviceProvisioned
 from core.events.command import (
     CommandAccepted,
     CommandCanceled,
@@ -82,6 +83,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SecretFound,
     CommitIndexed,
     SshHostRegistered,
+    ClaimCreated,
+    ClaimRevoked,
+    DeviceProvisioned,
 )
 EVENT_TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 

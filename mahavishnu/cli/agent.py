@@ -1,8 +1,8 @@
-"""`mahavishnu agent csr|run`: the device side, which must work with only the `edge` install.
+"""`mahavishnu agent csr|provision|run`: the device side, which must work with only the `edge` install.
 
 Only the standard library, msgspec and nats-py may load here: everything else is
 imported inside the commands that need it (tests/mahavishnu/cli/test_agent.py runs
-this with the control plane's packages blocked). Both actions are `local` (verbs.py): a
+this with the control plane's packages blocked). Every action is `local` (verbs.py): a
 device's agent reads its agent.toml and nothing else, so on a control host too `agent run
 --config` loads none of the control plane (tests/mahavishnu/cli/test_imports.py). Only
 `--simulate`, which enrols devices, opens the mesh's state directory.
@@ -11,9 +11,6 @@ device's agent reads its agent.toml and nothing else, so on a control host too `
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 from core.errors import MahavishnuError
@@ -28,6 +25,15 @@ def add(agent: argparse.ArgumentParser) -> None:
     csr.add_argument("--out", required=True, help="folder for key.pem and csr.pem")
     csr.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
     csr.set_defaults(local=_csr)
+
+    provision = actions.add_parser(
+        "provision", help="get this device's certificate and agent.toml by a claim (its key never leaves --out)"
+    )
+    provision.add_argument("--claim", required=True, help="the claim file `mahavishnu fleet claim create` wrote")
+    provision.add_argument("--id", required=True, help="this device's id: one the claim names")
+    provision.add_argument("--out", required=True, help="folder for key.pem, cert.pem, ca.pem and agent.toml")
+    provision.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
+    provision.set_defaults(local=_provision)
 
     run = actions.add_parser("run", help="run the agent until SIGTERM or Ctrl-C")
     run.add_argument("--config", help="agent.toml written by `mahavishnu device enroll`")
@@ -47,57 +53,26 @@ async def _run(args: argparse.Namespace) -> int:
     return await agent_runner.run_simulated(*mesh_of(args), args.simulate)
 
 
+async def _provision(args: argparse.Namespace) -> int:
+    from mahavishnu.cli.agent_provision import provision
+
+    out = Path(args.out)
+    answer = await provision(Path(args.claim), args.id, out, algorithm=args.algorithm)
+    print(
+        f"provisioned {answer.device_id}: serial {answer.serial}, files in {out} (key.pem never left it); "
+        f"run `mahavishnu agent run --config {out / 'agent.toml'}`"
+    )
+    return 0
+
+
 def _csr(args: argparse.Namespace) -> int:
     from core.subjects import token
+    from mahavishnu.cli.device_keys import make_key_and_csr
 
     token(args.id, what="device id")
-    out = Path(args.out)
-    try:
-        from certs import make_key_and_csr, validate_identity
-    except ImportError:  # a device without `cryptography`: openssl makes the same files
-        key, csr = _openssl_csr(args.id, out, args.algorithm)
-    else:
-        validate_identity(args.id)
-        key, csr = make_key_and_csr(args.id, out, args.algorithm)
+    key, csr = make_key_and_csr(args.id, Path(args.out), args.algorithm)
     print(
         f"key {key} (0600, it never leaves this device); send {csr} to the operator for "
         f"`mahavishnu device enroll {args.id} --csr {csr.name}`"
     )
     return 0
-
-
-def _openssl_csr(device_id: str, out: Path, algorithm: str) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise MahavishnuError("making a CSR needs the `cryptography` package or the `openssl` command: install one")
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key, csr = out / "key.pem", out / "csr.pem"
-    new_key = (
-        ["-newkey", "ed25519"]
-        if algorithm == "ed25519"
-        else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-    )
-    old_umask = os.umask(0o077)  # the key is 0600 from its first byte
-    try:
-        subprocess.run(
-            [
-                openssl,
-                "req",
-                "-new",
-                *new_key,
-                "-nodes",
-                "-keyout",
-                str(key),
-                "-out",
-                str(csr),
-                "-subj",
-                f"/CN={device_id}",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    except subprocess.CalledProcessError as exc:
-        raise MahavishnuError(f"openssl could not make the CSR: {exc.stderr.decode(errors='replace').strip()}") from exc
-    finally:
-        os.umask(old_umask)
-    return key, csr

@@ -1,4 +1,4 @@
-"""`mahavishnu device ...`: enrol, list, tag, show, revoke and rotate devices (control side)."""
+"""`mahavishnu device ...`: enrol (one, or a batch from a CSV), list, tag, show, revoke and rotate devices."""
 
 from __future__ import annotations
 
@@ -29,14 +29,16 @@ from projections.reading import ReadModels
 def add(device: argparse.ArgumentParser) -> None:
     actions = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
 
-    enroll = actions.add_parser("enroll", help="issue a device its certificate and agent.toml")
-    enroll.add_argument("id", help="device id: [a-z0-9][a-z0-9-]{0,62}")
+    enroll = actions.add_parser("enroll", help="issue a device its certificate and agent.toml (or a batch: --bulk)")
+    enroll.add_argument("id", nargs="?", help="device id: [a-z0-9][a-z0-9-]{0,62}")
+    enroll.add_argument(
+        "--bulk", metavar="FILE.csv", help="enrol every row of id[,transport][,site][,tags k=v;k2=v2] into --out/ID"
+    )
     enroll.add_argument("--csr", help="sign this CSR (made on the device) instead of making a key here")
     enroll.add_argument("--out", help="folder for ca.pem, cert.pem, key.pem, agent.toml (default HOME/devices/ID)")
     enroll.add_argument(
         "--transport",
         choices=devices.TRANSPORTS,
-        default="nats",
         help="nats: runs the agent (default); mqtt: speaks MQTT 3.1.1 only, served by up's MQTT bridge",
     )
     enroll.add_argument("--owner", help="who the device belongs to (personal: sealed, erasable)")
@@ -92,6 +94,11 @@ def add(device: argparse.ArgumentParser) -> None:
 
 
 async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    if args.bulk is not None:
+        return await _enroll_bulk(home, settings, args)
+    if args.id is None:
+        raise MahavishnuError("give the device's id, or --bulk FILE.csv for a batch")
+    args.transport = args.transport or "nats"
     labels = parse_tags(args.tag)  # a bad tag fails before anything is issued
     async with control_store(home, settings, "device") as store:
         out = Path(args.out) if args.out else home.root / "devices" / args.id
@@ -125,6 +132,23 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
         )
     if done.pending_reload:
         print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
+    return 0
+
+
+async def _enroll_bulk(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu.cli.device_bulk import enroll_all
+
+    per_device = {"ID": args.id, "--csr": args.csr, "--owner": args.owner, "--location": args.location}
+    per_device |= {"--transport": args.transport, "--site": args.site, "--tag": args.tag or None}
+    given = [option for option, value in per_device.items() if value is not None]
+    if given:
+        raise MahavishnuError(f"--bulk takes each device's fields from its row: leave out {', '.join(given)}")
+    out = Path(args.out) if args.out else home.root / "devices"
+    enrolled, failed = await enroll_all(home, settings, Path(args.bulk), out)
+    print(f"enrolled {enrolled} device(s) into {out}/ID")
+    if failed:
+        lines = ", ".join(str(row.line) for row in failed)
+        raise MahavishnuError(f"{len(failed)} row(s) failed (line {lines}): fix them and enrol those rows again")
     return 0
 
 

@@ -11,7 +11,7 @@ Each verb module has `add(parser)`, which adds the verb's arguments and actions 
 `home` and `settings` are the mesh's (`--home`, `$MAHAVISHNU_HOME`, its mahavishnu.toml
 with the environment's overrides); an async handler runs on uvloop where it is installed.
 
-An action that needs no state directory of a mesh (the device's `agent csr` and `agent run`,
+An action that needs no state directory of a mesh (the device's `agent csr`, `provision` and `run`,
 whose agent.toml says everything) sets `local` instead,
 
     local(args: argparse.Namespace) -> int | Awaitable[int]
@@ -67,6 +67,7 @@ VERBS: dict[str, Verb] = {
     "agent": Verb("mahavishnu.cli.agent", "device-side commands", on_device=True),
     "ca": Verb("mahavishnu.cli.ca", "the certificate authority of the mesh"),
     "device": Verb("mahavishnu.cli.device", "enrol, list, tag, revoke and rotate devices (the mesh must be up)"),
+    "fleet": Verb("mahavishnu.cli.fleet", "claims: a batch of devices provisions itself (the mesh must be up)"),
     "operator": Verb("mahavishnu.cli.operator", "people who query the mesh, and their roles"),
     "cmd": Verb("mahavishnu.cli.cmd", "send commands to devices and follow them (the mesh must be up)"),
     "projections": Verb("mahavishnu.cli.projections", "the read models: status, parked events, rebuild"),

@@ -2,11 +2,14 @@
 
 The server has already verified the client's certificate chain against the mesh CA; what
 is left to decide is whose certificate it is, whether it is still good, and what that
-identity may do. Two kinds are admitted here:
+identity may do. Three kinds are admitted here:
   - NATS devices, over the client listener, with `device_user`'s permissions;
   - edge sites' leaf links, with `site_user`'s: nats-server sends every leaf connection
     that its leafnode block does not authorize itself to the callout, even one it mapped
-    to a configured user, so sites are admitted here with the same rules as before.
+    to a configured user, so sites are admitted here with the same rules as before;
+  - fleet claims' bootstrap certificates, over the client listener, with `claim_user`'s
+    permissions (ask the provisioning service, nothing else): the certificate ends when
+    the claim expires, and a revoked claim's is on the CA's list.
 Every other identity (control, operators, MQTT devices) is a user of the server's
 configuration, in an account the callout is not asked about; a certificate of theirs that
 reaches the callout is one the configuration no longer lists (revoked, or not yet known).
@@ -22,6 +25,7 @@ from typing import Any
 from cryptography import x509
 
 from mahavishnu.control.permissions import device_user, site_user
+from mahavishnu.identity.claims import claim_user
 from mahavishnu.identity.errors import BadRequest
 from mahavishnu.runtime.natsconf import User
 
@@ -55,8 +59,8 @@ class Fleet:
 class Grant:
     """Admit the connection as `user` (its name: the certificate's URI SAN) until `expires`."""
 
-    identity: str  # the device id, or the site's name
-    kind: str  # "device" or "site"
+    identity: str  # the device id, the site's name, or the claim's id
+    kind: str  # "device", "site" or "claim"
     serial: int
     user: User
     expires: datetime
@@ -94,7 +98,8 @@ def parse_request(claims: dict[str, Any]) -> Request:
 
 
 def decide(request: Request, fleet: Fleet, now: datetime | None = None) -> Grant | Refusal:
-    """Admit a live NATS device or an edge site's link with its own permissions; refuse everything else, saying why."""
+    """Admit a live NATS device, an edge site's link or a claim's bootstrap certificate with its own permissions;
+    refuse everything else, saying why."""
     if request.certificate is None:
         return Refusal("no verified client certificate: connect with the certificate the mesh issued you")
     try:
@@ -104,7 +109,7 @@ def decide(request: Request, fleet: Fleet, now: datetime | None = None) -> Grant
     names = _uris(certificate)
     kind, identity = next(((k, v) for k, v in names.items() if k != "cert"), ("", ""))
     who = f"{kind}:{identity}" if kind else ""
-    if kind not in ("device", "site"):
+    if kind not in ("device", "site", "claim"):
         # An operator's or control certificate the configuration does not list: revoked, or
         # not yet known to the server (`mahavishnu up` writes the users it knows at start).
         return Refusal(f"certificate {who or 'without a mesh identity'} is not a user of this server", who)
@@ -120,11 +125,14 @@ def decide(request: Request, fleet: Fleet, now: datetime | None = None) -> Grant
         if request.kind != "Leafnode":
             return Refusal(f"{who} is an edge site: it may only link its leaf server", who)
         return Grant(identity, kind, serial, site_user(serial), expires)
-    if identity in fleet.mqtt_devices:
+    if kind == "device" and identity in fleet.mqtt_devices:
         return Refusal(f"{who} is an MQTT device: it connects to the MQTT listener only", who)
     if request.kind != "Client" or request.client_type not in ("", "nats"):
         over = request.client_type or request.kind.lower()
-        return Refusal(f"{who} is a NATS device: it may not connect over {over}", who)
+        what = "a claim's bootstrap certificate" if kind == "claim" else "a NATS device"
+        return Refusal(f"{who} is {what}: it may not connect over {over}", who)
+    if kind == "claim":
+        return Grant(identity, kind, serial, claim_user(identity, serial), expires)
     return Grant(identity, kind, serial, device_user(identity, serial), expires)
 
 
@@ -148,7 +156,9 @@ def user_claims(grant: Grant, user_nkey: str) -> dict[str, Any]:
     nats: dict[str, Any] = {
         "pub": _rules(user.publish_allow, user.publish_deny),
         "sub": _rules(user.subscribe_allow, user.subscribe_deny),
-        # nats-server's "no limit" (-1); a missing limit would be read as zero
+        # nats-server's "no limit" (-1); a missing limit would be read as zero. (In server
+        # configuration mode the server applies a callout user's permissions, connection
+        # types and expiry, but not these limits: measured, and so in its auth_callout.go.)
         "subs": -1,
         "data": -1,
         "payload": -1,

@@ -1,4 +1,5 @@
-"""The identity service of `up`: the auth callout that admits devices, and the cut-off of revoked ones."""
+"""The identity services of `up`: the auth callout that admits devices, the cut-off of revoked ones, and the
+provisioning of devices by claim (started once the streams exist: it reads the claims' events)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
+from core.config import Settings
+from core.store import EventStore
 from mahavishnu.identity import issuer
 from mahavishnu.identity.callout import CalloutService
 from mahavishnu.identity.cutoff import follow_revocations
 from mahavishnu.identity.fleet import FleetFiles
+from mahavishnu.identity.provisioning import Limits, ProvisioningService
 from mahavishnu.runtime.home import Home
 
 
@@ -35,3 +39,31 @@ async def start_identity(nc: Client, system: Client, home: Home, *, servers: int
     await callout.start()
     revocations = await follow_revocations(nc, system, lambda: fleet.current().revoked, servers=servers)
     return IdentityService(callout, revocations)
+
+
+async def start_provisioning(
+    store: EventStore,
+    system: Client,
+    home: Home,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    servers: int = 1,
+    limits: Limits | None = None,
+    version: str = "0.0.0",
+) -> ProvisioningService:
+    """Answer devices' claims on mesh.provision.* (a connection of its own, as control), appending through `store`.
+
+    `system` cuts a revoked claim's connections off; `port` is the server's when a test
+    names it (the settings' otherwise).
+    """
+    return await ProvisioningService.open(
+        home.control_identity(settings, port),
+        store,
+        home,
+        settings,
+        system=system,
+        servers=servers,
+        limits=limits,
+        version=version,
+    )

@@ -5,7 +5,8 @@ Creates the state directory once, starts nats-server from the wheel under a supe
 server's authorization requests for devices (mahavishnu.identity), creates the streams,
 records `mesh.started`, keeps the read models up to date, serves /metrics, /health and
 /ready (ready: connected and caught up), runs the MQTT bridge when [mqtt] port is set
-(mahavishnu.gateways.mqtt.bridge), prints how to connect, and on SIGINT or SIGTERM stops
+(mahavishnu.gateways.mqtt.bridge), provisions devices that hold a claim
+(mahavishnu.identity.provisioning), prints how to connect, and on SIGINT or SIGTERM stops
 everything cleanly.
 """
 
@@ -37,6 +38,8 @@ from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.identity.provisioning import ProvisioningService
+from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.observability import agents_online, command_latency, connection_audit
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
@@ -169,6 +172,7 @@ async def _run(
     bridge: bridging.MqttBridge | None = None
     shells: ShellBroker | None = None
     identities: IdentityThread | None = None
+    provisioning: ProvisioningService | None = None
     try:
         # First: devices connect through the identity service (the server's auth callout), so it
         # answers before anything else of up starts and before /ready says yes; on a thread of
@@ -186,6 +190,10 @@ async def _run(
             await create_streams(store, supervisor)
         else:
             await store.ensure_streams()
+        # Devices holding a claim ask for their certificates here; it reads the claims' events.
+        provisioning = await start_provisioning(
+            store, system, home, settings, servers=nodes, version=version("mahavishnu")
+        )
         node = socket.gethostname()
         await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
@@ -266,6 +274,8 @@ async def _run(
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(stop, watcher, *services)
         await queries.stop()
+        await provisioning.stop()
+        provisioning = None
         await shells.stop()
         shells = None
         stop_following.set()
@@ -286,6 +296,8 @@ async def _run(
         if shells is not None:  # stopping on an error: end the terminal sessions all the same
             with contextlib.suppress(Exception):
                 await shells.stop()
+        if provisioning is not None:  # stopping on an error: the server may be gone, so nothing is drained
+            await provisioning.close()
         stop_following.set()
         for task in services:
             if not task.done():

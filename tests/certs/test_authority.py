@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -264,6 +266,46 @@ def test_tampered_csr_is_refused(ca: CertificateAuthority, tmp_path: Path) -> No
     with pytest.raises(BadCSRError, match="CN=dev-3"):
         ca.issue_client("dev-3", out_dir=tmp_path / "out", csr_pem=csr_path.read_bytes())
     assert ca.issued() == []
+
+
+def csr_with(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, identity: str) -> bytes:
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, identity)])
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .sign(key, hashes.SHA256())
+        .public_bytes(Encoding.PEM)
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "too weak (RSA, 1024 bits)"),
+        (lambda: ec.generate_private_key(ec.SECP224R1()), "too weak (an EC key on secp224r1, 224 bits)"),
+        (lambda: ec.generate_private_key(ec.SECP256K1()), "unsupported curve (secp256k1)"),
+    ],
+    ids=["rsa-1024", "p-224", "secp256k1"],
+)
+def test_a_weak_or_unsupported_csr_key_is_refused(
+    ca: CertificateAuthority, tmp_path: Path, key: Any, said: str
+) -> None:
+    with pytest.raises(BadCSRError, match=re.escape(said)):
+        ca.issue_client("dev-weak", out_dir=tmp_path / "out", csr_pem=csr_with(key(), "dev-weak"))
+    assert ca.issued() == []
+
+
+STRONG = [
+    lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    lambda: ec.generate_private_key(ec.SECP521R1()),
+]
+
+
+@pytest.mark.parametrize("key", STRONG, ids=["rsa-2048", "p-521"])
+def test_a_strong_rsa_or_p521_csr_key_is_certified(ca: CertificateAuthority, tmp_path: Path, key: Any) -> None:
+    private = key()
+    issued = ca.issue_client("dev-strong", out_dir=tmp_path / "out", csr_pem=csr_with(private, "dev-strong"))
+    assert load_cert(issued.cert_path).public_key() == private.public_key()
 
 
 def test_certificate_issued_in_the_past_has_expired(ca: CertificateAuthority, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from core.events import (
     EVENT_TYPES,
     AuditRecorded,
     CircuitChanged,
+    ClaimCreated,
+    ClaimRevoked,
     CommandAccepted,
     CommandCanceled,
     CommandExpired,
@@ -22,6 +24,7 @@ from core.events import (
     DeviceEnrolled,
     DeviceErased,
     DeviceHeartbeat,
+    DeviceProvisioned,
     DeviceRevoked,
     DeviceRotated,
     DeviceTagged,
@@ -123,6 +126,20 @@ def one_of_each(device_id: str = "dev-a") -> list[Event]:
             fingerprint_sha256="SHA256:UMW9y3r+doJwE7nMpNDEl52ugelWPSYjs3nJmqc0eis",
             exec_allowlist=["uname -a"],
         ),
+        ClaimCreated(
+            claim_id="claim-0123456789",
+            prefix="sensor-",
+            count=100,
+            uses=100,
+            expires_at=later,
+            serial="5a6b",
+            url="tls://127.0.0.1:4222",
+            site="site-north",
+            tags={"batch": "b7"},
+            actor="control",
+        ),
+        DeviceProvisioned(claim_id="claim-0123456789", device_id="sensor-07", serial="7c8d", actor="claim-0123456789"),
+        ClaimRevoked(claim_id="claim-0123456789", serial="5a6b", reason="key_compromise", actor="control"),
     ]
     assert {type(e) for e in events} == set(EVENT_TYPES), "add the new event type to one_of_each()"
     return events

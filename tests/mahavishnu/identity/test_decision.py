@@ -10,6 +10,7 @@ import pytest
 
 from certs import CertificateAuthority, IssuedCertificate
 from mahavishnu.control.permissions import device_user, site_user
+from mahavishnu.identity.claims import claim_user
 from mahavishnu.identity.decision import (
     ACCOUNT,
     Fleet,
@@ -178,3 +179,26 @@ def test_a_device_may_publish_exactly_the_events_it_reports() -> None:
     assert {event.subject() for event in reported} <= allowed
     assert DeviceRevoked(device_id="dev-a", serials=[]).subject() not in allowed
     assert DeviceTagged(device_id="dev-a", tags={}).subject() not in allowed
+
+
+def test_a_claims_bootstrap_certificate_may_only_ask_for_a_device_certificate(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    claim_id = f"claim-{uuid.uuid4().hex[:10]}"
+    issued = issue(ca, tmp_path, claim_id, "claim")
+    granted = decide(request(issued), NOBODY)
+    assert isinstance(granted, Grant) and (granted.kind, granted.identity) == ("claim", claim_id)
+    assert granted.user == claim_user(claim_id, issued.serial)
+    claims = user_claims(granted, "UCONN")["nats"]
+    assert claims["pub"] == {"allow": [f"mesh.provision.{claim_id}"]}
+    assert claims["sub"] == {"allow": [f"_INBOX_{claim_id}.>"]}
+    assert "resp" not in claims  # it answers nobody
+
+    revoked = decide(request(issued), Fleet(revoked=frozenset({issued.serial}), mqtt_devices=frozenset()))
+    assert isinstance(revoked, Refusal) and f"claim:{claim_id} is revoked" in revoked.reason
+    expired = decide(request(issued), NOBODY, now=datetime.now(UTC) + timedelta(days=400))
+    assert isinstance(expired, Refusal) and "has expired" in expired.reason
+    over_mqtt = decide(request(issued, "mqtt"), NOBODY)
+    assert isinstance(over_mqtt, Refusal) and "a claim's bootstrap certificate: it may not connect over mqtt" in (
+        over_mqtt.reason
+    )
