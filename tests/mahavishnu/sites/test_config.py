@@ -82,10 +82,11 @@ def test_a_site_may_only_link_and_its_link_carries_no_mesh_subjects() -> None:
     assert '"mahavishnu:cert:ab"' in rendered
     assert 'allowed_connection_types: ["LEAFNODE"]' in rendered
     assert (
-        'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>", '
-        '"mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>"] }'
-    ) in rendered  # nor terminal control or keystrokes for the hub's devices
-    assert 'subscribe: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "$JS.API.>"] }' in rendered
+        'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", '
+        '"$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>"] }'
+    ) in rendered  # nor terminal control or keystrokes for the hub's devices, nor claims' requests
+    subscribe = 'subscribe: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", '
+    assert subscribe + '"$JS.API.>"] }' in rendered
 
 
 def test_a_sites_server_knows_itself_and_its_own_live_devices_only() -> None:
