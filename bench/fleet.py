@@ -4,7 +4,9 @@
                           [--targets 1000] [--rate 200] [--seconds 30]
 
 Prepares a state directory and runs the real `mahavishnu up`, then:
-  1. enrols --devices devices, timed (enrol_per_s);
+  1. enrols --devices devices through the claim path, timed (enrol_per_s): a claim per 500
+     devices, then each device provisions itself as `agent provision` does (its own key and
+     CSR, the claim's bootstrap certificate, up's provisioning service), 32 at a time;
   2. connects --agents of them, the agents spread over --processes processes (each runs
      its share of real agents, each agent with its own certificate, NATS identity, command
      consumer and SQLite ledger), timed until every agent has reported (connect_s);
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,8 +40,12 @@ from bench.enrol import server_rss_mb
 from bench.harness import BenchError, BenchMesh, bench_mesh, log, mesh_up, running
 from core.logs import configure_logging
 from core.store import EventStore, connect
-from mahavishnu.control import devices
+from mahavishnu.cli.agent_provision import provision
+from mahavishnu.identity import claiming
+from mahavishnu.identity.claimfile import device_id
 
+CLAIM_SIZE = 500  # devices per claim (a batch)
+IN_FLIGHT = 32  # devices provisioning at once (up's service queues 64 at most, then says busy)
 # One process of agents: each argument an agent.toml (the agent's own code, as `agent run --config` runs it).
 RUN_AGENTS = (
     "import sys, asyncio; from mahavishnu.cli.agent_runner import run_agents; "
@@ -47,20 +54,41 @@ RUN_AGENTS = (
 
 
 async def enrol_fleet(mesh: BenchMesh, count: int) -> tuple[list[str], float]:
-    """Enrol `count` devices (their files under the state directory's devices/); (device ids, seconds taken)."""
+    """Provision `count` devices by claim, as a batch's devices do; (device ids, seconds taken).
+
+    The operator makes one claim per CLAIM_SIZE devices (`fleet claim create`); the devices
+    then run `agent provision`'s code, IN_FLIGHT at a time, each making its key and CSR,
+    connecting with its claim's bootstrap certificate and asking up's provisioning service.
+    Consecutive devices use different claims, as batches booting side by side would.
+    """
     home, settings = mesh.home, mesh.settings
-    nc = await connect(home.control_identity(settings), name="bench-fleet-enrol", reconnect=False)
-    store = EventStore(nc)
-    ids = [f"fleet-{i:05d}" for i in range(count)]
-    started = time.perf_counter()
+    nc = await connect(home.control_identity(settings), name="bench-fleet-claims", reconnect=False)
     try:
-        for i, device_id in enumerate(ids):
-            await devices.enroll(home, settings, store, device_id, out_dir=home.root / "devices" / device_id)
-            if (i + 1) % 1000 == 0 or i + 1 == count:
-                rate = (i + 1) / (time.perf_counter() - started)
-                log(f"enrolled {i + 1:,}/{count:,} ({rate:.0f}/s)")
+        store = EventStore(nc)
+        claims = []
+        for n in range(0, count, CLAIM_SIZE):
+            size = min(CLAIM_SIZE, count - n)
+            made = await claiming.create(
+                home, settings, store, prefix=f"fleet{n // CLAIM_SIZE:02d}-", count=size, ttl=timedelta(hours=2)
+            )
+            claims.append((made.path, [device_id(made.claim.prefix, i, size) for i in range(size)]))
     finally:
         await nc.close()
+    work = [(path, ids[i]) for i in range(CLAIM_SIZE) for path, ids in claims if i < len(ids)]
+    ids = [device for _, device in work]
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    done = 0
+    started = time.perf_counter()
+
+    async def one(claim_path: Path, device: str) -> None:
+        nonlocal done
+        async with slots:
+            await provision(claim_path, device, home.root / "devices" / device)
+        done += 1
+        if done % 1000 == 0 or done == count:
+            log(f"enrolled {done:,}/{count:,} ({done / (time.perf_counter() - started):.0f}/s)")
+
+    await asyncio.gather(*(one(path, device) for path, device in work))
     return ids, time.perf_counter() - started
 
 
