@@ -300,8 +300,14 @@ async def _run(
             await provisioning.close()
         stop_following.set()
         for task in services:
+            # Stopping on an error (the server given up on, say), services that then gave up too
+            # are its consequences, not the reason to report: retrieve what they raised, log it,
+            # and let the first error be the last word.
             if not task.done():
-                await task
+                with contextlib.suppress(Exception):
+                    await task
+            elif not task.cancelled() and task.exception() is not None:
+                log.debug("service ended with %r while up stopped", task.exception())
         if bridge is not None:
             await bridging.close_bridge(bridge)
         if code is not None:
