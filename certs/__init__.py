@@ -1,6 +1,12 @@
 """A small certificate authority for the mesh, on `cryptography`."""
 
-from certs.authority import CertificateAuthority, IssuedCertificate, read_revocations, revocations_path
+from certs.authority import (
+    CertificateAuthority,
+    IssuedCertificate,
+    issued_records,
+    read_revocations,
+    revocations_path,
+)
 from certs.device import make_key_and_csr
 from certs.errors import (
     AlreadyIssuedError,
@@ -31,6 +37,7 @@ __all__ = [
     "RevocationEntry",
     "certificate_uri",
     "client_uri",
+    "issued_records",
     "make_key_and_csr",
     "read_revocations",
     "revocations_path",

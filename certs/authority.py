@@ -109,6 +109,15 @@ class _Read:
 _read_so_far: dict[Path, _Read] = {}
 
 
+def issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
+    """Every certificate the CA in `directory` issued, in issue order, without its revoked flags or its key.
+
+    The same tuple grows as certificates are issued: a caller that kept how many it saw
+    reads only the new ones (the file is read only from where this process last stopped).
+    """
+    return _issued_records(directory)
+
+
 def _issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
     path = directory / ISSUED
     if not path.exists() and (directory / LEGACY_ISSUED).exists():

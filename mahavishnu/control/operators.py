@@ -8,6 +8,7 @@ whose it is, of what kind, and whether it is revoked or expired, and roles.json 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -17,8 +18,16 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, certificate_uri, validate_identity
-from certs.authority import ISSUED, REVOCATIONS
+from certs import (
+    CertificateAuthority,
+    IssuedCertificate,
+    IssuedRecord,
+    certificate_uri,
+    issued_records,
+    read_revocations,
+    validate_identity,
+)
+from certs.authority import REVOCATIONS
 from core.config import Settings
 from core.errors import MahavishnuError
 from mahavishnu.runtime.home import Home, reload_server
@@ -70,37 +79,46 @@ def caller_of(record: IssuedRecord, role: str | None, now: datetime) -> Caller |
 
 
 class _Registry:
-    """The CA's issued records with their roles, reread only when one of their files changed.
+    """The CA's issued records with their roles, by server user name, kept current cheaply.
 
-    Every query asks, so the CA's registry and roles.json are read again only when an
-    operator was added, a certificate revoked or a role changed, told by the files' inode,
-    size and modification time, and at least every REREAD_S seconds, which bounds what a
-    change that none of those show (a reused inode, same size, same clock tick) could go
+    Every query and every connection event asks. issued.jsonl only grows, so a new
+    certificate (an enrolment) costs reading and adding its line; a revocation or a role
+    change (told by revocations.json's and roles.json's inode, size and modification time)
+    rebuilds the whole table, and so does the passing of REREAD_S, which bounds what a
+    change none of those show (a reused inode, same size, same clock tick) could go
     unseen. Expiry is checked by the callers, at each call.
     """
 
     def __init__(self, home: Home) -> None:
         self.home = home
-        self.watched = (home.ca_dir / ISSUED, home.ca_dir / REVOCATIONS, home.roles_file)
+        self.watched = (home.ca_dir / REVOCATIONS, home.roles_file)
         self.seen: tuple[tuple[int, int, int] | None, ...] | None = None
         self.read_at = 0.0
         self.people: dict[str, tuple[IssuedRecord, str | None]] = {}
+        self.counted = 0  # how many of the issued records are in `people`
+        self.revoked: frozenset[int] = frozenset()
+        self.roles: dict[str, str] = {}
 
     def lookup(self, user: str) -> tuple[IssuedRecord, str | None] | None:
         """The record of the certificate named `user` (mahavishnu:cert:<serial>) and its holder's role."""
         return self.everyone().get(user)
 
     def everyone(self) -> dict[str, tuple[IssuedRecord, str | None]]:
-        """Every certificate by its server user name, with its holder's role; reread only after a change."""
+        """Every certificate by its server user name, with its holder's role."""
         current = tuple(file_version(path) for path in self.watched)  # noted before reading: a change meanwhile rereads
-        if current != self.seen or time.monotonic() - self.read_at > REREAD_S:
+        records = issued_records(self.home.ca_dir)
+        stale = current != self.seen or time.monotonic() - self.read_at > REREAD_S
+        if stale or len(records) < self.counted:  # revoked, a role changed, or another registry file
             self.read_at = time.monotonic()
-            table = roles(self.home)
-            self.people = {
-                certificate_uri(record.serial): (record, table.get(record.identity))
-                for record in CertificateAuthority.load(self.home.ca_dir).issued()
-            }
+            self.roles = roles(self.home)
+            self.revoked = frozenset(entry.serial for entry in read_revocations(self.home.ca_dir))
+            self.people, self.counted = {}, 0
             self.seen = current
+        for record in records[self.counted :]:
+            if record.serial in self.revoked:
+                record = dataclasses.replace(record, revoked=True)
+            self.people[certificate_uri(record.serial)] = (record, self.roles.get(record.identity))
+        self.counted = len(records)
         return self.people
 
 
