@@ -134,12 +134,20 @@ class GroupCommit:
                 _wake(request)
 
     def _commit(self, batch: list[_Request]) -> None:
-        """BEGIN IMMEDIATE, each body in a SAVEPOINT of its own, COMMIT; sets each request's outcome or error."""
+        """BEGIN IMMEDIATE, each body in a SAVEPOINT of its own, COMMIT; sets each request's outcome or error.
+
+        A write alone in its batch needs no SAVEPOINT (its transaction is its own): two
+        statements fewer, and each statement here waits for the GIL once more.
+        """
         db = self._db
+        alone = len(batch) == 1
         try:
             db.execute("BEGIN IMMEDIATE")
             for request in batch:
-                self._apply(request)
+                self._apply(request, savepoint=not alone)
+            if alone and batch[0].error is not None:
+                db.execute("ROLLBACK")
+                return
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
@@ -152,9 +160,10 @@ class GroupCommit:
         self.commits += 1
         self.writes += len(batch)
 
-    def _apply(self, request: _Request) -> None:
+    def _apply(self, request: _Request, *, savepoint: bool) -> None:
         db = self._db
-        db.execute("SAVEPOINT request")
+        if savepoint:
+            db.execute("SAVEPOINT request")
         try:
             with self._translate(request.what):
                 request.outcome = request.body(db)
@@ -162,8 +171,10 @@ class GroupCommit:
             request.error = exc
             if not db.in_transaction:
                 raise sqlite3.OperationalError(f"the transaction was rolled back ({exc})") from exc
-            db.execute("ROLLBACK TO request")
-        db.execute("RELEASE request")
+            if savepoint:
+                db.execute("ROLLBACK TO request")
+        if savepoint:
+            db.execute("RELEASE request")
 
     def _error(self, what: str, exc: sqlite3.Error) -> BaseException:
         """`exc` as the caller's own error about `what`, one per caller (a raised exception carries its traceback)."""

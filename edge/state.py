@@ -263,15 +263,19 @@ _Write = tuple[str, Callable[[sqlite3.Connection], None]]
 
 # -- The writes: what each names itself in errors, and its body ------------------------------
 # Events are encoded here, before the transaction starts, so a bad event never holds the write lock.
+# Each body is as few statements as it can be: in the writer thread, each one waits for the GIL.
 
 
 def _started(command_id: str, events: Iterable[Event], now: datetime | None) -> _Write:
     rows, stamp = _rows(events), _stamp(now)
 
     def body(db: sqlite3.Connection) -> None:
-        if db.execute("SELECT 1 FROM ledger WHERE command_id = ?", (command_id,)).fetchone():
-            raise StateError(f"command {command_id!r} is already in the ledger; check ledger_state() first")
-        db.execute("INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'started', ?)", (command_id, stamp))
+        try:
+            db.execute(
+                "INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'started', ?)", (command_id, stamp)
+            )
+        except sqlite3.IntegrityError:  # the primary key: it is there already
+            raise StateError(f"command {command_id!r} is already in the ledger; check ledger_state() first") from None
         _append(db, rows)
 
     return f"mark command {command_id!r} started", body
@@ -281,14 +285,14 @@ def _finished(command_id: str, events: Iterable[Event], now: datetime | None) ->
     rows, stamp = _rows(events), _stamp(now)
 
     def body(db: sqlite3.Connection) -> None:
-        row = db.execute("SELECT state FROM ledger WHERE command_id = ?", (command_id,)).fetchone()
-        if row is not None and row[0] == "finished":
-            raise StateError(f"command {command_id!r} is already finished; its outcome is recorded once")
-        db.execute(
+        marked = db.execute(
             "INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'finished', ?) "
-            "ON CONFLICT (command_id) DO UPDATE SET state = 'finished', updated_at = excluded.updated_at",
+            "ON CONFLICT (command_id) DO UPDATE SET state = 'finished', updated_at = excluded.updated_at "
+            "WHERE ledger.state != 'finished'",
             (command_id, stamp),
         )
+        if marked.rowcount == 0:  # the conflict's update did not apply: finished already
+            raise StateError(f"command {command_id!r} is already finished; its outcome is recorded once")
         _append(db, rows)
 
     return f"finish command {command_id!r}", body
