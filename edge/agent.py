@@ -12,6 +12,8 @@ Four loops share one connection and one SQLite state file (edge.state):
   mark them sent only once JetStream acknowledged them (so offline events wait, and a
   resend after a crash is deduplicated by the stream); woken by what queues an event;
 - heartbeat and telemetry: enqueue an event every interval, online or offline.
+Every write is awaited until it is on disk, in the state's writer thread (its fsync never
+stops the loop, and writes that wait together share one: edge.group_commit).
 Beside them, edge.shell.ShellHost serves remote terminal sessions (shell_allowlist).
 
 Connections are retried with jittered exponential backoff (edge.backoff); while the
@@ -27,7 +29,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +98,7 @@ class Agent:
                 return
             shells = self.shells = ShellHost(self.nc, self.device_id, self.config.shell_allowlist)
             await shells.start()
-            self.state.enqueue([self._reported()])  # what this device's configuration is, at every start
+            await self.state.aenqueue([self._reported()])  # what this device's configuration is, at every start
             loops = self._loops = [
                 asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
                 asyncio.create_task(self._outbox(stop), name=f"{self.device_id}-outbox"),
@@ -226,12 +228,12 @@ class Agent:
         )
         if admission.action != "run" or admission.handler is None:
             if admission.events:
-                self.state.finish(command.command_id, admission.events)
+                await self.state.afinish(command.command_id, admission.events)
                 self._count(admission.events)
             await self.acknowledge(message)
             self._wake_outbox.set()
             return
-        self.state.mark_started(command.command_id, [*admission.events, *running_events(command)])
+        await self.state.amark_started(command.command_id, [*admission.events, *running_events(command)])
         self._wake_outbox.set()
         self._running.add(command.command_id)
         keepalive = asyncio.create_task(self._keep_in_progress(message))
@@ -243,7 +245,7 @@ class Agent:
             self._running.discard(command.command_id)
         if command.name == "config.set" and any(isinstance(e, CommandSucceeded) for e in outcome):
             outcome = [*outcome, self._reported()]  # the shadow's reported half, in the same transaction
-        self.state.finish(command.command_id, outcome)
+        await self.state.afinish(command.command_id, outcome)
         self._count(outcome)
         self.ran.append(command.command_id)
         self._wake_outbox.set()
@@ -266,7 +268,7 @@ class Agent:
         rejected: list[Event] = [
             CommandRejected(command_id=command_id, device_id=self.device_id, actor=self.device_id, reason=reason)
         ]
-        self.state.finish(command_id, rejected)
+        await self.state.afinish(command_id, rejected)
         self._count(rejected)
         self._wake_outbox.set()
         with contextlib.suppress(nats.errors.Error):
@@ -292,6 +294,7 @@ class Agent:
                 self._wake_outbox.clear()
                 await self._wake_outbox.wait()
                 continue
+            sent: list[int] = []
             for item in items:
                 try:
                     reply = await self.nc.request(
@@ -306,16 +309,30 @@ class Agent:
                         "outbox waits",
                         extra={"device": self.device_id, "reason": one_line(exc), "outbox": self.state.outbox_size()},
                     )
+                    await self._sent(sent)
                     await asyncio.sleep(backoff.delay(failures))  # offline or refused: try again later, in order
                     break
                 failures = 0
-                self.state.mark_sent([item.id])
+                sent.append(item.id)
+            else:
+                await self._sent(sent)
+
+    async def _sent(self, ids: list[int]) -> None:
+        """Forget the events the server acknowledged: one write for the page, not one per event.
+
+        A crash before it lands costs a resend of these, which the stream drops (their
+        Nats-Msg-Id is within its duplicate window), as a crash right after a publish did.
+        """
+        assert self.state is not None
+        if ids:
+            await self.state.amark_sent(ids)
 
     # --- heartbeat and telemetry --------------------------------------------
 
-    async def _every(self, interval: float, make: Any, stop: asyncio.Event) -> None:
+    async def _every(self, interval: float, make: Callable[[], Event], stop: asyncio.Event) -> None:
+        assert self.state is not None
         while not stop.is_set():
-            make()
+            await self.state.aenqueue([make()])
             self._wake_outbox.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
@@ -324,25 +341,19 @@ class Agent:
         assert self.state is not None
         return ReportedState(device_id=self.device_id, actor=self.device_id, state=self.state.config_items())
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self) -> DeviceHeartbeat:
         assert self.state is not None
-        heartbeat = DeviceHeartbeat(
+        return DeviceHeartbeat(
             device_id=self.device_id,
             actor=self.device_id,
             uptime_s=round(time.monotonic() - self.started, 3),
             outbox=self.state.outbox_size(),
             cert_fingerprint_sha256=certificate_fingerprint(self.config.cert),
         )
-        self.state.enqueue([heartbeat])
 
-    def _telemetry(self) -> None:
-        assert self.state is not None
-        self.state.enqueue(
-            [
-                TelemetryReported(
-                    device_id=self.device_id, actor=self.device_id, metrics=telemetry_metrics(system_info())
-                )
-            ]
+    def _telemetry(self) -> TelemetryReported:
+        return TelemetryReported(
+            device_id=self.device_id, actor=self.device_id, metrics=telemetry_metrics(system_info())
         )
 
 

@@ -12,8 +12,15 @@ outbox items with `event_id` as `Nats-Msg-Id`, so a resend after a crash between
 publish and `mark_sent()` is dropped by the stream's duplicate window.
 
 The file is in WAL mode with synchronous=FULL (a commit is on disk when it returns)
-and readable by its owner only (0600). Calls are short and blocking; they may be
-made from the event loop or from `asyncio.to_thread` (a lock serialises them).
+and readable by its owner only (0600). Every write has two forms:
+- `mark_started`, `finish`, `enqueue`, `mark_sent`, `config_set`, `prune` block until
+  their transaction is on disk (for handlers, tools and tests);
+- `amark_started`, `afinish`, `aenqueue`, `amark_sent` (what the agent uses) return once
+  their write is on disk too, but wait off the event loop: a writer thread of the state's
+  own runs the writes of all waiting callers in one transaction, one fsync for the lot
+  (edge.group_commit). Awaiting one means what the blocking call returning means.
+Reads go through a second, read-only connection, so a read on the event loop never waits
+behind a COMMIT's fsync in the writer thread; it sees every write whose call has returned.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +39,7 @@ import msgspec
 from core.events import Event, encode
 from core.events.base import utc_now
 from edge.errors import StateError
+from edge.group_commit import GroupCommit
 
 LedgerState = Literal["new", "started", "finished"]
 
@@ -88,13 +96,25 @@ class AgentState:
                         f"{SCHEMA_VERSION}); upgrade the agent or move the file away"
                     )
                 self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                self._reader = _open_reader(self.path)
         except BaseException:
             self._db.close()
             raise
+        self._read_lock = threading.Lock()
+        self._writer = GroupCommit(self._db, self._lock, name=f"state {self.path.name}", translate=_translate)
+
+    @property
+    def writer(self) -> GroupCommit:
+        """The group commit behind the a-methods (its `commits` and `writes` counts show how well it groups)."""
+        return self._writer
 
     # -- Lifetime -------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Finish the writes already submitted, then close the file."""
+        self._writer.close()
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
 
@@ -108,26 +128,23 @@ class AgentState:
 
     def ledger_state(self, command_id: str) -> LedgerState:
         """The command's state: new (never seen), started (admitted, no outcome recorded) or finished."""
-        with self._lock, _translate("read the command ledger"):
-            row = self._db.execute("SELECT state FROM ledger WHERE command_id = ?", (command_id,)).fetchone()
-        if row is None:
+        rows = self._read("read the command ledger", "SELECT state FROM ledger WHERE command_id = ?", (command_id,))
+        if not rows:
             return "new"
-        return "finished" if row[0] == "finished" else "started"
+        return "finished" if rows[0][0] == "finished" else "started"
 
     def mark_started(self, command_id: str, events: Iterable[Event] = (), *, now: datetime | None = None) -> None:
         """Record that `command_id` starts, and queue `events` (Accepted, Running), in one transaction.
 
         StateError when the command is already in the ledger: it must never start twice.
         """
-        rows = _rows(events)
-        with self._transaction(f"mark command {command_id!r} started") as db:
-            if db.execute("SELECT 1 FROM ledger WHERE command_id = ?", (command_id,)).fetchone():
-                raise StateError(f"command {command_id!r} is already in the ledger; check ledger_state() first")
-            db.execute(
-                "INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'started', ?)",
-                (command_id, _stamp(now)),
-            )
-            _append(db, rows)
+        self._now(*_started(command_id, events, now))
+
+    async def amark_started(
+        self, command_id: str, events: Iterable[Event] = (), *, now: datetime | None = None
+    ) -> None:
+        """mark_started, waited for off the event loop; on disk when it returns."""
+        await self._writer.submit(*_started(command_id, events, now))
 
     def finish(self, command_id: str, events: Iterable[Event], *, now: datetime | None = None) -> None:
         """Mark `command_id` finished AND queue its outcome `events`, in one transaction.
@@ -135,17 +152,11 @@ class AgentState:
         Works for a started command and for one never started (rejected, expired).
         StateError when it is already finished: its outcome was recorded once already.
         """
-        rows = _rows(events)
-        with self._transaction(f"finish command {command_id!r}") as db:
-            row = db.execute("SELECT state FROM ledger WHERE command_id = ?", (command_id,)).fetchone()
-            if row is not None and row[0] == "finished":
-                raise StateError(f"command {command_id!r} is already finished; its outcome is recorded once")
-            db.execute(
-                "INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'finished', ?) "
-                "ON CONFLICT (command_id) DO UPDATE SET state = 'finished', updated_at = excluded.updated_at",
-                (command_id, _stamp(now)),
-            )
-            _append(db, rows)
+        self._now(*_finished(command_id, events, now))
+
+    async def afinish(self, command_id: str, events: Iterable[Event], *, now: datetime | None = None) -> None:
+        """finish, waited for off the event loop; on disk when it returns."""
+        await self._writer.submit(*_finished(command_id, events, now))
 
     def prune(self, older_than: datetime) -> int:
         """Forget finished commands finished before `older_than`; returns how many.
@@ -154,62 +165,83 @@ class AgentState:
         cutoff of now minus the command stream's max age keeps the ledger bounded.
         Started-but-unfinished entries are kept: they still need their interrupted report.
         """
-        with self._transaction("prune the command ledger") as db:
-            cursor = db.execute(
-                "DELETE FROM ledger WHERE state = 'finished' AND updated_at < ?", (older_than.timestamp(),)
-            )
+        cutoff = older_than.timestamp()
+
+        def prune(db: sqlite3.Connection) -> int:
+            cursor = db.execute("DELETE FROM ledger WHERE state = 'finished' AND updated_at < ?", (cutoff,))
             return cursor.rowcount
+
+        return int(self._now("prune the command ledger", prune))
 
     # -- The outbox -----------------------------------------------------------------------
 
     def enqueue(self, events: Iterable[Event]) -> None:
         """Queue events that belong to no command (telemetry, heartbeats), in one transaction."""
-        rows = _rows(events)
-        with self._transaction("queue events") as db:
-            _append(db, rows)
+        self._now(*_queued(events))
+
+    async def aenqueue(self, events: Iterable[Event]) -> None:
+        """enqueue, waited for off the event loop; on disk when it returns."""
+        await self._writer.submit(*_queued(events))
 
     def pending(self, limit: int = 100) -> list[OutboxItem]:
         """Up to `limit` unsent events, oldest first."""
-        with self._lock, _translate("read the outbox"):
-            rows = self._db.execute(
-                "SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self._read(
+            "read the outbox", "SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT ?", (limit,)
+        )
         return [OutboxItem(id=r[0], event_id=r[1], subject=r[2], payload=bytes(r[3])) for r in rows]
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Drop the given outbox items: the server acknowledged them."""
-        with self._transaction("mark events sent") as db:
-            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        self._now(*_sent(ids))
+
+    async def amark_sent(self, ids: Sequence[int]) -> None:
+        """mark_sent, waited for off the event loop; on disk when it returns."""
+        await self._writer.submit(*_sent(ids))
 
     def outbox_size(self) -> int:
-        with self._lock, _translate("count the outbox"):
-            return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return int(self._read("count the outbox", "SELECT count(*) FROM outbox")[0][0])
 
     # -- Config values --------------------------------------------------------------------
 
     def config_get(self, key: str) -> Any:
         """The value stored under `key`; KeyError when there is none."""
-        with self._lock, _translate("read a config value"):
-            row = self._db.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        rows = self._read("read a config value", "SELECT value FROM config WHERE key = ?", (key,))
+        if not rows:
             raise KeyError(key)
-        return msgspec.json.decode(row[0])
+        return msgspec.json.decode(rows[0][0])
 
     def config_items(self) -> dict[str, Any]:
-        with self._lock, _translate("read the config values"):
-            rows = self._db.execute("SELECT key, value FROM config ORDER BY key").fetchall()
+        rows = self._read("read the config values", "SELECT key, value FROM config ORDER BY key")
         return {key: msgspec.json.decode(value) for key, value in rows}
 
     def config_set(self, key: str, value: Any) -> None:
         """Store a JSON-able `value` under `key`, replacing any earlier one."""
         payload = msgspec.json.encode(value)
-        with self._transaction("store a config value") as db:
+
+        def store(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, payload),
             )
 
+        self._now("store a config value", store)
+
     # -- Plumbing -------------------------------------------------------------------------
+
+    def _now(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a write's body in a transaction of its own, in this thread; on disk when it returns."""
+        with self._transaction(what) as db:
+            return body(db)
+
+    def _read(self, what: str, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query on the read-only connection.
+
+        fetchall() runs the statement to its end, which ends its read transaction: a
+        statement left half-read would keep its snapshot, hide later writes from this
+        connection and hold back the WAL's checkpoints.
+        """
+        with self._read_lock, _translate(what):
+            return self._reader.execute(sql, parameters).fetchall()
 
     @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -226,10 +258,61 @@ class AgentState:
 
 
 _Row = tuple[str, str, bytes]
+_Write = tuple[str, Callable[[sqlite3.Connection], None]]
+
+
+# -- The writes: what each names itself in errors, and its body ------------------------------
+# Events are encoded here, before the transaction starts, so a bad event never holds the write lock.
+# Each body is as few statements as it can be: in the writer thread, each one waits for the GIL.
+
+
+def _started(command_id: str, events: Iterable[Event], now: datetime | None) -> _Write:
+    rows, stamp = _rows(events), _stamp(now)
+
+    def body(db: sqlite3.Connection) -> None:
+        try:
+            db.execute(
+                "INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'started', ?)", (command_id, stamp)
+            )
+        except sqlite3.IntegrityError:  # the primary key: it is there already
+            raise StateError(f"command {command_id!r} is already in the ledger; check ledger_state() first") from None
+        _append(db, rows)
+
+    return f"mark command {command_id!r} started", body
+
+
+def _finished(command_id: str, events: Iterable[Event], now: datetime | None) -> _Write:
+    rows, stamp = _rows(events), _stamp(now)
+
+    def body(db: sqlite3.Connection) -> None:
+        marked = db.execute(
+            "INSERT INTO ledger (command_id, state, updated_at) VALUES (?, 'finished', ?) "
+            "ON CONFLICT (command_id) DO UPDATE SET state = 'finished', updated_at = excluded.updated_at "
+            "WHERE ledger.state != 'finished'",
+            (command_id, stamp),
+        )
+        if marked.rowcount == 0:  # the conflict's update did not apply: finished already
+            raise StateError(f"command {command_id!r} is already finished; its outcome is recorded once")
+        _append(db, rows)
+
+    return f"finish command {command_id!r}", body
+
+
+def _queued(events: Iterable[Event]) -> _Write:
+    rows = _rows(events)
+    return "queue events", lambda db: _append(db, rows)
+
+
+def _sent(ids: Sequence[int]) -> _Write:
+    parameters = [(i,) for i in ids]
+
+    def body(db: sqlite3.Connection) -> None:
+        db.executemany("DELETE FROM outbox WHERE id = ?", parameters)
+
+    return "mark events sent", body
 
 
 def _rows(events: Iterable[Event]) -> list[_Row]:
-    """Encode before the transaction starts, so a bad event never holds the write lock."""
     return [(event.event_id, event.subject(), encode(event)) for event in events]
 
 
@@ -239,6 +322,18 @@ def _append(db: sqlite3.Connection, rows: list[_Row]) -> None:
 
 def _stamp(now: datetime | None) -> float:
     return (now or utc_now()).timestamp()
+
+
+def _open_reader(path: Path) -> sqlite3.Connection:
+    """A second connection for reads only: in WAL mode it reads while the writer thread commits."""
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        reader.execute("PRAGMA query_only=ON")  # a write through it would bypass the group commit
+        reader.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        reader.close()
+        raise
+    return reader
 
 
 def _create_private(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -261,3 +262,109 @@ def test_a_finish_survives_sigkill(tmp_path: Path) -> None:
         assert [type(e) for e in events] == [TelemetryReported, CommandAccepted, CommandRunning, CommandSucceeded]
         assert events[-1].result == {"ok": True}  # type: ignore[attr-defined]
         assert state.config_get("rate") == 50
+
+
+# -- Awaited writes: off the event loop, grouped, each on disk when its await returns ------------
+
+
+def on_disk(path: Path) -> dict[str, str]:
+    """The ledger as another connection sees it: what is committed."""
+    other = sqlite3.connect(path)
+    try:
+        return dict(other.execute("SELECT command_id, state FROM ledger").fetchall())
+    finally:
+        other.close()
+
+
+async def test_concurrent_admits_are_each_on_disk_when_their_await_returns(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    seen: dict[str, dict[str, str]] = {}
+
+    async def admit(command_id: str) -> None:
+        await state.amark_started(command_id, [step(CommandAccepted, command_id), step(CommandRunning, command_id)])
+        seen[command_id] = on_disk(path)  # the moment it returned
+
+    with AgentState(path) as state:
+        await asyncio.gather(*(admit(f"cmd-{i}") for i in range(100)))
+
+        assert all(seen[command_id].get(command_id) == "started" for command_id in seen)
+        assert len(seen) == 100
+        assert state.outbox_size() == 200  # the read connection sees every awaited write
+        assert state.writer.writes == 100 and 1 <= state.writer.commits <= 100
+
+
+async def test_awaited_writes_keep_the_rules_of_the_blocking_ones(state: AgentState) -> None:
+    await state.amark_started("cmd-1", [step(CommandAccepted)])
+    outcomes = await asyncio.gather(
+        state.amark_started("cmd-1", [step(CommandRunning)]),  # started twice: refused, alone
+        state.afinish("cmd-2", [step(CommandSucceeded, "cmd-2")]),
+        return_exceptions=True,
+    )
+    await state.afinish("cmd-1", [step(CommandSucceeded)])
+    with pytest.raises(StateError, match="already finished"):
+        await state.afinish("cmd-1", [step(CommandSucceeded)])
+
+    assert isinstance(outcomes[0], StateError) and "already in the ledger" in str(outcomes[0])
+    assert outcomes[1] is None
+    assert [type(e) for e in outbox(state)] == [CommandAccepted, CommandSucceeded, CommandSucceeded]
+    await state.amark_sent([item.id for item in state.pending()])
+    await state.aenqueue([telemetry(1.0)])
+    assert [type(e) for e in outbox(state)] == [TelemetryReported]
+
+
+def test_a_state_that_only_reads_and_blocks_starts_no_thread(state: AgentState) -> None:
+    state.mark_started("cmd-1")
+    state.ledger_state("cmd-1")
+
+    assert not state.writer.started()
+
+
+ACKNOWLEDGING_AGENT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from core.events import CommandSucceeded
+    from edge.state import AgentState
+
+    async def main():
+        state = AgentState(Path(sys.argv[1]))
+        acknowledged = 0
+
+        async def finish(i):
+            nonlocal acknowledged
+            meta = dict(command_id=f"cmd-{i}", device_id="pump-7", actor="pump-7")
+            await state.afinish(f"cmd-{i}", [CommandSucceeded(result={"i": i}, **meta)])
+            print(f"cmd-{i}", flush=True)  # acknowledged: the agent would ack the command now
+            acknowledged += 1
+            if acknowledged == 200:  # with about as many still queued or in a batch
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        await asyncio.gather(*(finish(i) for i in range(400)))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_every_acknowledged_write_survives_sigkill_while_others_are_in_flight(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+
+    crashed = subprocess.run(
+        [sys.executable, "-c", ACKNOWLEDGING_AGENT, str(path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()
+    acknowledged = crashed.stdout.decode().split()
+    assert len(acknowledged) == 200
+    with AgentState(path) as state:
+        ledger = on_disk(path)
+        events = outbox(state)
+    assert all(ledger.get(command_id) == "finished" for command_id in acknowledged)
+    # Each write is all or nothing: a finished mark and its outcome event, or neither.
+    reported = [event.command_id for event in events]  # type: ignore[attr-defined]
+    assert sorted(reported) == sorted(ledger) and len(set(reported)) == len(reported)
