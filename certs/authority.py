@@ -135,6 +135,31 @@ def _issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
     return known.records
 
 
+# Per CA directory, the registry last composed (issued records with their revoked flags), the
+# versions of the files it was made from (issued.jsonl's inode, revocations.json's), and how
+# many issued records it holds: a load after an issue adds the new records, and only a
+# revocation (or a registry file replaced, by a restore) composes it all again.
+_composed: dict[Path, tuple[object, int, Registry]] = {}
+
+
+def _registry(directory: Path) -> Registry:
+    records = _issued_records(directory)
+    path = directory / REVOCATIONS
+    read = _read_so_far.get(directory)
+    try:
+        stat = path.stat()
+        version: object = (read.inode if read else None, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except FileNotFoundError:
+        version = (read.inode if read else None,)
+    known = _composed.get(directory)
+    if known is not None and known[0] == version and known[1] <= len(records):
+        registry = known[2].with_issued_many(records[known[1] :])  # new serials: none of them is revoked
+    else:
+        registry = Registry(records).with_revoked(read_revocations(directory))
+    _composed[directory] = (version, len(records), registry)
+    return registry
+
+
 def _convert_legacy(directory: Path) -> None:
     """Turn an old issued.json into issued.jsonl (same records, issue order kept per identity), once."""
     records = legacy_issued_from_json(read_json(directory / LEGACY_ISSUED, {}), str(directory))
@@ -206,8 +231,7 @@ class CertificateAuthority:
         if not (directory / CA_KEY).exists():
             raise CorruptCAError(f"{directory} holds ca.pem but no ca.key: restore ca.key from a backup")
         cert, key = build.load_ca(read_bytes(directory / CA_CERT), read_bytes(directory / CA_KEY), str(directory))
-        registry = Registry(_issued_records(directory)).with_revoked(read_revocations(directory))
-        return cls(directory, cert, key, registry)
+        return cls(directory, cert, key, _registry(directory))
 
     @property
     def cert_path(self) -> Path:
@@ -367,6 +391,10 @@ class CertificateAuthority:
     def revocations(self) -> list[RevocationEntry]:
         """Every revocation, oldest first."""
         return list(self._registry.revocations)
+
+    def live(self, identity: str, now: datetime | None = None) -> list[IssuedRecord]:
+        """The certificates of `identity` that still open the mesh (neither revoked nor expired)."""
+        return self._registry.live(identity, _utc(now))
 
     def issued(self) -> list[IssuedRecord]:
         """Every issued certificate (servers too, kind "server") with its revoked flag, by identity, oldest first."""

@@ -71,6 +71,11 @@ class Registry:
         """This registry plus one issued certificate."""
         return Registry((*self.issued, record), self.revocations)
 
+    def with_issued_many(self, records: Iterable[IssuedRecord]) -> Registry:
+        """This registry plus certificates issued since (none of them revoked yet)."""
+        added = tuple(records)
+        return Registry(self.issued + added, self.revocations) if added else self
+
     def with_revoked(self, entries: Iterable[RevocationEntry]) -> Registry:
         """This registry with `entries` revoked (their records marked revoked)."""
         revocations = (*self.revocations, *entries)

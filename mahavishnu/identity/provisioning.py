@@ -419,8 +419,7 @@ def _answer_from(folder: Path, device_id: str, serial: str) -> Provisioned:
 
 def _live(home: Home, device_id: str) -> bool:
     """Whether the CA holds a live certificate for `device_id` (cheap: the registry is read incrementally)."""
-    now = datetime.now(UTC)
-    return any(r.identity == device_id and r.is_live(now) for r in CertificateAuthority.load(home.ca_dir).issued())
+    return bool(CertificateAuthority.load(home.ca_dir).live(device_id))
 
 
 def _is_token(value: str) -> bool:
