@@ -85,26 +85,14 @@ class Agent:
         self._running: set[str] = set()
         self._reconnects = 0
         self._loops: list[asyncio.Task[None]] = []
+        self._closed = asyncio.Event()  # set by nats-py when it closed the connection for good
         self.finished: Counter[str] = Counter()  # commands finished by this process, by outcome (for /metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; returns after closing the connection and the state file."""
         self.state = AgentState(self.config.state)
         probes: AgentProbes | None = None
-        shells: ShellHost | None = None
         try:
-            self.nc = await self._connect(stop)
-            if self.nc is None:
-                return
-            shells = self.shells = ShellHost(self.nc, self.device_id, self.config.shell_allowlist)
-            await shells.start()
-            await self.state.aenqueue([self._reported()])  # what this device's configuration is, at every start
-            loops = self._loops = [
-                asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
-                asyncio.create_task(self._outbox(stop), name=f"{self.device_id}-outbox"),
-                asyncio.create_task(self._every(self.config.heartbeat_interval, self._heartbeat, stop)),
-                asyncio.create_task(self._every(self.config.telemetry_interval, self._telemetry, stop)),
-            ]
             if self.config.probe_port:
                 probes = AgentProbes(
                     self.config.probe_host,
@@ -114,18 +102,46 @@ class Agent:
                     metrics=self.metrics,
                 )
                 await probes.start()
-            await stop.wait()
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            while not stop.is_set():
+                self.nc = await self._connect(stop)
+                if self.nc is None:
+                    return
+                await self._session(stop)
         finally:
-            if shells is not None:
-                await shells.stop()
             if probes is not None:
                 await probes.stop()
             if self.nc is not None and not self.nc.is_closed:
                 await self.nc.close()
             self.state.close()
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """Serve one connection until `stop`, or until nats-py closes it for good.
+
+        nats-py stops reconnecting when the server refuses it while reconnecting (say, the
+        mesh's identity service was not back yet after the server restarted: the server's
+        authentication timeout is an -ERR, and nats-py closes on any -ERR): the client is
+        closed and would stay closed, so the agent connects anew, with its backoff.
+        """
+        assert self.nc is not None and self.state is not None
+        shells = self.shells = ShellHost(self.nc, self.device_id, self.config.shell_allowlist)
+        await shells.start()
+        await self.state.aenqueue([self._reported()])  # what this device's configuration is, at every start
+        loops = self._loops = [
+            asyncio.create_task(self._commands(stop), name=f"{self.device_id}-commands"),
+            asyncio.create_task(self._outbox(stop), name=f"{self.device_id}-outbox"),
+            asyncio.create_task(self._every(self.config.heartbeat_interval, self._heartbeat, stop)),
+            asyncio.create_task(self._every(self.config.telemetry_interval, self._telemetry, stop)),
+        ]
+        ended = [asyncio.create_task(stop.wait()), asyncio.create_task(self._closed.wait())]
+        try:
+            await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*loops, *ended):
+                task.cancel()
+            await asyncio.gather(*loops, *ended, return_exceptions=True)
+            await shells.stop()
+        if not stop.is_set():
+            log.warning("connection closed for good; connecting anew", extra={"device": self.device_id})
 
     # --- probes ------------------------------------------------------------------
 
@@ -150,6 +166,11 @@ class Agent:
     async def _connect(self, stop: asyncio.Event) -> Client | None:
         attempt = 0
         while not stop.is_set():
+            closed = self._closed = asyncio.Event()
+
+            async def on_closed(closed: asyncio.Event = closed) -> None:  # this connection's event, not a later one
+                closed.set()
+
             try:
                 nc = await connect(
                     self.identity(),
@@ -158,6 +179,7 @@ class Agent:
                     error_cb=self._on_error,
                     reconnect_to_server_handler=self._next_server,
                     reconnected_cb=self._on_reconnected,
+                    closed_cb=on_closed,
                 )
             except StoreUnavailable as exc:
                 wait = backoff.delay(attempt)
@@ -200,6 +222,9 @@ class Agent:
             except (nats.errors.TimeoutError, TimeoutError):
                 continue  # nothing to do: ask again
             except (nats.errors.Error, nats.js.errors.Error) as exc:
+                if self.nc.is_closed:  # closed for good (nats-py does not always say so through closed_cb)
+                    self._closed.set()
+                    return
                 log.warning("fetching commands failed", extra={"device": self.device_id, "reason": one_line(exc)})
                 await asyncio.sleep(backoff.delay(1))  # back off, then ask again (e.g. while reconnecting)
                 continue

@@ -187,6 +187,32 @@ async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: P
         own.stop()
 
 
+async def test_an_agent_whose_connection_closed_for_good_connects_anew(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    # nats-py closes its client for good on any -ERR while reconnecting (the server's
+    # authentication timeout, when the identity service is not back yet): closing it
+    # ourselves leaves the agent in the same place.
+    path = await enrolled(mesh, store, tmp_path / "dev", "dev-reopen")
+    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    running = start(Agent(load_agent_config(path)))
+    try:
+        beats = subjects.device_event("dev-reopen", "heartbeat")
+        await eventually_async(lambda: _count(store, beats, 1), timeout=20, what="a first heartbeat")
+        first = running.agent.nc
+        assert first is not None
+        await first.close()
+        await eventually(
+            lambda: running.agent.nc is not first and running.agent.nc is not None and running.agent.nc.is_connected,
+            timeout=20,
+            what="a new connection",
+        )
+        seen = len([s async for s in store.read(beats)])
+        await eventually_async(lambda: _count(store, beats, seen + 3), timeout=20, what="heartbeats on it")
+    finally:
+        await running.halt()
+
+
 async def _count(store: EventStore, subject: str, at_least: int) -> bool:
     return len([s async for s in store.read(subject)]) >= at_least
 
