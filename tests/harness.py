@@ -7,70 +7,49 @@ port and tells us which in its log.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from nats.aio.client import Client
 
 from core.config import Settings, load_config
 from core.store import EventStore, Identity, connect
 from mahavishnu.identity.provisioning import Limits, ProvisioningService
 from mahavishnu.identity.service import start_provisioning
-from mahavishnu.identity.thread import IdentityThread
+from mahavishnu.identity.thread import IdentityThread, ServiceThread
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 
 
-class ProvisioningThread:
-    """up's provisioning service for a test mesh (`up` runs it on its own loop), on a thread of its own.
+def provisioning_thread(
+    home: Home, settings: Settings, port: int, limits: Limits
+) -> ServiceThread[ProvisioningService]:
+    """up's provisioning service for a test mesh (`up` runs it on its main loop), on a thread of its own.
 
     It creates the mesh's streams first: it reads the claims' events.
     """
+    connections: list[Client] = []
 
-    def __init__(self, home: Home, settings: Settings, port: int, limits: Limits) -> None:
-        self._home, self._settings, self._port, self._limits = home, settings, port, limits
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self.service: ProvisioningService | None = None
-        self._thread = threading.Thread(target=self._run, name="provisioning-service", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30) or self._error is not None:
-            raise AssertionError(f"the provisioning service did not start: {self._error!r}")
+    async def open_() -> ProvisioningService:
+        nc = await connect(home.control_identity(settings, port), name="tests-provisioning")
+        connections.append(nc)
+        system = await connect(home.system_identity(settings, port), name="tests-provisioning-sys")
+        connections.append(system)
+        store = EventStore(nc)
+        await store.ensure_streams()
+        return await start_provisioning(store, system, home, settings, port=port, limits=limits)
 
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
+    async def close(service: ProvisioningService) -> None:
+        await service.stop()
+        for client in reversed(connections):
+            await client.close()
 
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        home, settings, port = self._home, self._settings, self._port
-        try:
-            nc = await connect(home.control_identity(settings, port), name="tests-provisioning")
-            system = await connect(home.system_identity(settings, port), name="tests-provisioning-sys")
-            store = EventStore(nc)
-            await store.ensure_streams()
-            self.service = await start_provisioning(store, system, home, settings, port=port, limits=self._limits)
-        except BaseException as exc:  # reported to the thread that waits for the start
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await self.service.stop()
-        await system.close()
-        await nc.close()
-
-    def stop(self) -> None:
-        if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(30)
+    thread = ServiceThread("provisioning-service", open_, close)
+    thread.start()
+    return thread
 
 
 @dataclass
@@ -80,7 +59,7 @@ class Mesh:
     server: NatsServer
     identity: Identity
     identity_service: IdentityThread
-    provisioning: ProvisioningThread | None = None
+    provisioning: ServiceThread[ProvisioningService] | None = None
 
     @property
     def port(self) -> int:
@@ -129,7 +108,7 @@ def start_mesh(
     server = NatsServer(home.server_conf, name=f"test-{root.name}")
     endpoints = server.start()
     identities = identity_thread(home, settings, endpoints.port)
-    provisioner = ProvisioningThread(home, settings, endpoints.port, provisioning) if provisioning else None
+    provisioner = provisioning_thread(home, settings, endpoints.port, provisioning) if provisioning else None
     return Mesh(home, settings, server, home.control_identity(settings, endpoints.port), identities, provisioner)
 
 
