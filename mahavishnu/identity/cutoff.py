@@ -10,8 +10,6 @@ subjects, and a forged revocation must not let it kick other devices.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from certs import certificate_uri
 from core import subjects
 from core.events import DeviceRevoked, EventDecodeError, decode
 from mahavishnu.identity.decision import ACCOUNT
+from mahavishnu.observability.agents_online import ask_servers
 
 log = logging.getLogger("mahavishnu.identity")
 
@@ -34,33 +33,19 @@ ANSWER_WINDOW_S = 0.25  # how long the servers of a cluster get to report their 
 async def connections_of(
     system: Client, user: str, *, servers: int, window: float = ANSWER_WINDOW_S
 ) -> list[tuple[str, int]]:
-    """(server id, client id) of every connection of `user` in the mesh's account, on every server that answers."""
-    inbox = system.new_inbox()
-    found: list[tuple[str, int]] = []
-    answered = asyncio.Event()
-    count = 0
+    """(server id, client id) of every connection of `user` in the mesh's account, on every server that answers.
 
-    async def collect(msg: Msg) -> None:
-        nonlocal count
-        count += 1
+    A node that does not answer within `window` holds no connection we could reach anyway.
+    """
+    query = json.dumps({"user": user, "acc": ACCOUNT, "limit": 1024}).encode()
+    found: list[tuple[str, int]] = []
+    for answer in await ask_servers(system, servers=servers, timeout=window, request=query):
         try:
-            reply = json.loads(msg.data)
+            reply = json.loads(answer)
             server = reply["server"]["id"]
             found.extend((server, int(c["cid"])) for c in (reply.get("data") or {}).get("connections") or [])
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable connection list from a server", extra={"user": user})
-        if count >= servers:
-            answered.set()
-
-    sub = await system.subscribe(inbox, cb=collect)
-    try:
-        query = {"user": user, "acc": ACCOUNT, "limit": 1024}
-        await system.publish("$SYS.REQ.SERVER.PING.CONNZ", json.dumps(query).encode(), reply=inbox)
-        # a node that does not answer in time holds no connection we could reach anyway
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(answered.wait(), window)
-    finally:
-        await sub.unsubscribe()
     return found
 
 

@@ -48,8 +48,13 @@ def connected_devices(answers: Iterable[bytes], device_of: Mapping[str, str]) ->
     return devices
 
 
-async def ask_servers(system: Client, *, servers: int, timeout: float = 2.0) -> list[bytes]:
-    """Every server's CONNZ answer: returns after `servers` answers, or at `timeout` with those that came."""
+async def ask_servers(
+    system: Client, *, servers: int, timeout: float = 2.0, request: bytes = CONNZ_REQUEST
+) -> list[bytes]:
+    """Every server's CONNZ answer to `request`: returns after `servers` answers, or at `timeout` with those that came.
+
+    (The identity service asks it too, for the connections of a revoked certificate.)
+    """
     answers: list[bytes] = []
     enough = asyncio.Event()
 
@@ -61,7 +66,7 @@ async def ask_servers(system: Client, *, servers: int, timeout: float = 2.0) -> 
     inbox = system.new_inbox()
     subscription = await system.subscribe(inbox, cb=on_answer)
     try:
-        await system.publish(CONNZ, CONNZ_REQUEST, reply=inbox)
+        await system.publish(CONNZ, request, reply=inbox)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(enough.wait(), timeout)
     finally:
