@@ -174,12 +174,7 @@ async def _run(
     identities: IdentityThread | None = None
     provisioning: ProvisioningService | None = None
     try:
-        # First: devices connect through the identity service (the server's auth callout), so it
-        # answers before anything else of up starts and before /ready says yes; on a thread of
-        # its own, so a reconnecting fleet is answered without waiting for the rest of up.
         nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
-        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
-        await asyncio.to_thread(identities.start)
         nc = await connect(identity, name="mahavishnu-up")
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         # EVENTS sources every registered edge site's stream (a site added later gets its
@@ -190,6 +185,14 @@ async def _run(
             await create_streams(store, supervisor)
         else:
             await store.ensure_streams()
+        # Every connection is audited from the first: the follower listens before any device
+        # can be admitted (a fleet reconnecting after a restart is back within seconds).
+        await connection_audit.follow(system, store.audit, operators.identifier(home))
+        # Then devices connect through the identity service (the server's auth callout), so it
+        # answers before the rest of up starts and before /ready says yes; on a thread of its
+        # own, so a reconnecting fleet is answered without waiting for the rest of up.
+        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
+        await asyncio.to_thread(identities.start)
         # Devices holding a claim ask for their certificates here; it reads the claims' events.
         provisioning = await start_provisioning(
             store, system, home, settings, servers=nodes, version=version("mahavishnu")
@@ -232,7 +235,6 @@ async def _run(
             await api.start()
         fleet = CommandMetrics(registry)
         await command_latency.follow(nc, fleet)
-        await connection_audit.follow(system, store.audit, operators.identifier(home))
         shells = await start_shell_broker(
             nc,
             resolve=operators.resolver(home),
