@@ -27,6 +27,7 @@ from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.device_queries import DEVICE_QUERIES, presence_cutoff
 from projections.devices import delta
+from projections.personal import shown
 from projections.reading import QueryError as QueryError  # re-exported: both doors import it from here
 from projections.reading import ReadModels as ReadModels
 from projections.reading import read_rows
@@ -63,6 +64,7 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 
 async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
+    """One device: its row, presence, tags, shadow and last telemetry; personal fields as `models.role` sees them."""
     devices = await read_rows(
         models,
         "devices",
@@ -92,7 +94,7 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
         "reported_at": device.pop("reported_at"),
     }
     return {
-        **device,
+        **shown(models.role, device),
         "tags": {t["key"]: t["value"] for t in tags},
         "shadow": shadow,
         "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},
