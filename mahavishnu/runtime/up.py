@@ -38,6 +38,7 @@ from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
@@ -254,7 +255,8 @@ async def _run(
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))
-        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        # hosts registered with `device add-ssh`
+        gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
         supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
