@@ -36,6 +36,7 @@ from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
+from mahavishnu.gateways.shell.journal import SessionJournal, journal_path
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
 from mahavishnu.gateways.ssh.metrics import SshMetrics
@@ -241,6 +242,7 @@ async def _run(
             limits=shell_limits(settings),
             system=system,
             version=version("mahavishnu"),
+            journal=SessionJournal(journal_path(home.root)),  # a crash's sessions end cleanly at the next start
         )
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
