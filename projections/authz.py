@@ -1,10 +1,11 @@
 """Who may run which query (pure). The caller comes from the connection, never from the request.
 
 Roles: admin (everything), operator and viewer (devices, commands, the code index, and
-how far behind the read models are), auditor (the audit trail, and the devices: which
-exist, and whether they hold personal data). The control services, in the mesh's own
-account, act as admin; devices have no permission to send queries at all. Which personal
-fields of a device each role then sees is projections.personal's rule.
+how far behind the read models are), auditor (the audit trail). The control services, in the mesh's
+own account, act as admin; devices have no permission to send queries at all.
+
+Auditors may also list and get the devices: which exist, and whether they hold personal
+data. Which personal fields of a device each role then sees is projections.personal's rule.
 """
 
 from __future__ import annotations
