@@ -22,12 +22,12 @@ import sqlcipher3
 from core.commands import CommandState, Step, effective_step
 from core.errors import StoreError
 from core.events.base import utc_now
+from projections import personal
 from projections.audit_queries import AUDIT_QUERIES
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.device_queries import DEVICE_QUERIES, presence_cutoff
 from projections.devices import delta
-from projections.personal import shown
 from projections.reading import QueryError as QueryError  # re-exported: both doors import it from here
 from projections.reading import ReadModels as ReadModels
 from projections.reading import read_rows
@@ -94,7 +94,7 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
         "reported_at": device.pop("reported_at"),
     }
     return {
-        **shown(models.role, device),
+        **personal.shown(models.role, device),
         "tags": {t["key"]: t["value"] for t in tags},
         "shadow": shadow,
         "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},
