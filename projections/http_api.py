@@ -24,6 +24,7 @@ excepted).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -183,7 +184,7 @@ def _endpoint(
                 name,
                 admission,
                 caller.identity,
-                lambda: query(models, decoded),
+                lambda: query(replace(models, role=caller.role), decoded),  # role: projections.personal
                 lambda outcome, details: record(caller.identity, outcome, details),
                 how,
             )

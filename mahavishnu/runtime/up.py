@@ -36,8 +36,10 @@ from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
+from mahavishnu.gateways.shell.journal import SessionJournal, journal_path
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
@@ -242,6 +244,7 @@ async def _run(
             limits=shell_limits(settings),
             system=system,
             version=version("mahavishnu"),
+            journal=SessionJournal(journal_path(home.root)),  # a crash's sessions end cleanly at the next start
         )
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
@@ -256,7 +259,8 @@ async def _run(
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))
-        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        # hosts registered with `device add-ssh`
+        gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
         supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
