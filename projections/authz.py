@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from core.requester import BadRequestInfo, NoRequestInfo, parse_request_info
 
 ROLES = ("admin", "operator", "auditor", "viewer")
-READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list", "projections.status"})
+READ_FLEET = frozenset(
+    {
+        "devices.list",
+        "devices.get",
+        "devices.summary",
+        "telemetry.history",
+        "commands.get",
+        "commands.list",
+        "projections.status",
+    }
+)
 # The code index: the code itself (redacted), for the people who run and build the fleet.
 # Auditors get the trail of who read it, not the code.
 READ_CODE = frozenset({"code.symbol", "code.search", "code.context", "code.files", "code.repos"})

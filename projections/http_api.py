@@ -2,6 +2,8 @@
 
     GET /api/devices?limit=&after=&presence=&site=&transport=&tag=   devices.list (a page, and `next`)
     GET /api/devices/{id}           devices.get
+    GET /api/devices/{id}/telemetry?metric=&limit=   telemetry.history (each metric's recent points)
+    GET /api/fleet                  devices.summary (online, offline, never seen, revoked: by site, transport)
     GET /api/commands?device=ID&limit=N   commands.list (no device: the fleet's most recent)
     GET /api/commands/{id}          commands.get
     GET /api/audit?actor=&device=&action=&since=&until=&limit=   audit.search
@@ -43,6 +45,8 @@ from projections.queries import QUERIES, QueryError, ReadModels
 PATHS: dict[str, tuple[str, str | None]] = {
     "/api/devices": ("devices.list", None),
     "/api/devices/{id}": ("devices.get", "id"),
+    "/api/devices/{id}/telemetry": ("telemetry.history", "id"),
+    "/api/fleet": ("devices.summary", None),
     "/api/commands": ("commands.list", None),
     "/api/commands/{id}": ("commands.get", "id"),
     "/api/audit": ("audit.search", None),
