@@ -254,7 +254,9 @@ function showFacts(device) {
 }
 
 function keyValueRows(table, values) {
-  fill(table, Object.entries(values).sort(), ([key, value]) => [key, JSON.stringify(value)]);
+  const entries = Object.entries(values).sort();
+  fill(table, entries.length ? entries : [["none", null]], ([key, value]) =>
+    value === null && !entries.length ? [{ text: key, css: "note" }, ""] : [key, JSON.stringify(value)]);
 }
 
 async function loadDevice(id) {
@@ -270,7 +272,8 @@ async function loadDevice(id) {
     keyValueRows("shadow-reported", shadow.reported);
     keyValueRows("shadow-delta", shadow.delta);
     document.getElementById("shadow-version").textContent =
-      `desired version ${shadow.version ?? "none"}; reported ${shadow.reported_at ? ago(shadow.reported_at) : "never"}`;
+      (shadow.version ? `desired version ${shadow.version}` : "no desired state set") +
+      `; reported ${shadow.reported_at ? ago(shadow.reported_at) : "never"}`;
   }
 }
 

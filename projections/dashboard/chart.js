@@ -3,7 +3,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const CHART = { width: 520, height: 180, left: 52, right: 16, top: 12, bottom: 28 };
+const CHART = { width: 520, height: 180, left: 58, right: 16, top: 12, bottom: 28 };
 
 // Points [{at, value}] (oldest first) as plot coordinates, with the value and time ranges drawn.
 function scale(points, box = CHART) {
@@ -21,15 +21,20 @@ function scale(points, box = CHART) {
   return { xy: points.map((p, i) => [x(times[i]), y(values[i])]), t0, t1, v0, v1, x, y, box };
 }
 
-function niceNumber(value) {
+// 8.34, 1635, 80.47B: short enough for the axis, whatever the metric's size. `span` (the
+// axis' range) asks for the digits that tell its labels apart: 10,816 and 10,825 are both 10.8K.
+function niceNumber(value, span = Math.abs(value)) {
   const abs = Math.abs(value);
+  const digits = Math.min(8, Math.max(3, Math.ceil(Math.log10((abs || 1) / (span || 1))) + 1));
+  if (abs >= 10000) return new Intl.NumberFormat([], { notation: "compact", maximumSignificantDigits: digits }).format(value);
   if (abs >= 1000 || abs === 0) return value.toFixed(0);
-  if (abs >= 10) return value.toFixed(1);
-  return value.toPrecision(3);
+  return Number(value.toPrecision(digits)).toString();
 }
 
-function clockTime(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+// The time of day; with seconds when the chart spans less than ten minutes, else its labels repeat.
+function clockTime(ms, spanMs) {
+  const style = spanMs < 600000 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
+  return new Date(ms).toLocaleTimeString([], style);
 }
 
 function svgElement(name, attributes, text) {
@@ -52,10 +57,10 @@ function lineChart(metric, points) {
     const value = s.v0 + (s.v1 - s.v0) * i / 3;
     const y = s.y(value);
     svg.append(svgElement("line", { class: "grid", x1: box.left, x2: box.width - box.right, y1: y, y2: y }));
-    svg.append(svgElement("text", { x: box.left - 6, y: y + 4, "text-anchor": "end" }, niceNumber(value)));
+    svg.append(svgElement("text", { x: box.left - 6, y: y + 4, "text-anchor": "end" }, niceNumber(value, s.v1 - s.v0)));
   }
   for (const [t, anchor] of [[s.t0, "start"], [(s.t0 + s.t1) / 2, "middle"], [s.t1, "end"]]) {
-    svg.append(svgElement("text", { x: s.x(t), y: box.height - 8, "text-anchor": anchor }, clockTime(t)));
+    svg.append(svgElement("text", { x: s.x(t), y: box.height - 8, "text-anchor": anchor }, clockTime(t, s.t1 - s.t0)));
   }
   const line = s.xy.map(([x, y], i) => (i ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1)).join(" ");
   const [firstX] = s.xy[0], [lastX, lastY] = s.xy[s.xy.length - 1];
