@@ -136,6 +136,13 @@ async def test_the_dashboard_draws_the_first_page_of_a_fleet_of_10000_and_offers
     shown = await dump_dom(f"{base}/#token=t-viewer", tmp_path / "profile", mesh.home.server_dir / "cert.pem")
     browser_s = time.perf_counter() - started
     assert 'data-loaded="yes"' in shown, shown[:3000]
+    # The summary counts the whole fleet: the even devices heard from now, the odd ones never.
+    counts = dict(re.findall(r'data-count="(\w+)">(\d+)<', shown))
+    assert counts == {"devices": "10000", "online": "5000", "offline": "0", "never_seen": "5000", "revoked": "0"}
+    assert Tables(shown).rows["by-site"] == [
+        ["(hub)", "9000", "4000", "0", "5000", "0"],
+        ["north", "1000", "1000", "0", "0", "0"],
+    ]
     tables = Tables(shown).rows
     devices = tables["devices"]
     assert len(devices) == 100, f"{len(devices)} rows: the first page only"
