@@ -64,8 +64,20 @@ function rowOf(item, cells) {
   return tr;
 }
 
-function fill(table, items, cells) {
-  document.querySelector("#" + table + " tbody").replaceChildren(...items.map(item => rowOf(item, cells)));
+// The table's rows; with none, one row that says so (an empty table reads as still loading).
+function fill(table, items, cells, none = "None yet.") {
+  const body = document.querySelector("#" + table + " tbody");
+  if (items.length) {
+    body.replaceChildren(...items.map(item => rowOf(item, cells)));
+    return;
+  }
+  const td = document.createElement("td");
+  td.colSpan = document.querySelectorAll("#" + table + " thead th").length;
+  td.className = "note empty";
+  td.textContent = none;
+  const tr = document.createElement("tr");
+  tr.append(td);
+  body.replaceChildren(tr);
 }
 
 const deviceHref = id => "#device=" + encodeURIComponent(id);
@@ -164,8 +176,7 @@ async function loadDevices() {
     if (!after) break;
   }
   showMore(after);
-  fill("devices", devices, deviceCells);
-  document.getElementById("devices-none").hidden = devices.length > 0;
+  fill("devices", devices, deviceCells, "No device matches.");
   // When the first page arrived, on the page's clock: tests/projections/test_dashboard_fleet.py reports it.
   if (!document.body.dataset.firstDevicesMs) document.body.dataset.firstDevicesMs = Math.round(performance.now());
 }
@@ -254,9 +265,7 @@ function showFacts(device) {
 }
 
 function keyValueRows(table, values) {
-  const entries = Object.entries(values).sort();
-  fill(table, entries.length ? entries : [["none", null]], ([key, value]) =>
-    value === null && !entries.length ? [{ text: key, css: "note" }, ""] : [key, JSON.stringify(value)]);
+  fill(table, Object.entries(values).sort(), ([key, value]) => [key, JSON.stringify(value)]);
 }
 
 async function loadDevice(id) {

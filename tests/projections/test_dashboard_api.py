@@ -7,6 +7,7 @@ and in the audit trail under the operator's name.
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -179,3 +180,16 @@ async def test_the_openapi_document_describes_the_command_post(door: Door) -> No
     post = document["paths"][http_commands.PATH]["post"]
     assert post["operationId"] == "commands_send" and "requestBody" in post
     assert http_commands.PATH not in http_api.openapi()["paths"]  # a door without `send` only reads
+
+
+async def test_the_dashboard_is_served_by_the_door_itself_and_may_load_nothing_from_elsewhere(door: Door) -> None:
+    page = await door.call("GET", "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert re.findall(r'src="([^"]+)"', page.text) == ["/dashboard/chart.js", "/dashboard/app.js"]
+    for name in ("app.js", "chart.js", "style.css"):
+        served = await door.call("GET", f"/dashboard/{name}")
+        addresses = set(re.findall(r"https?://[^\s\"'`]+", served.text))
+        assert served.status_code == 200 and addresses <= {"http://www.w3.org/2000/svg"}, addresses  # SVG's namespace
+    assert (await door.call("GET", "/dashboard/..%2Fhttp_api.py")).status_code == 404
