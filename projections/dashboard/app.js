@@ -354,6 +354,7 @@ async function start() {
     const shown = document.getElementById("problem");
     shown.hidden = false;
     shown.textContent = problem.status === 401 ? "Sign in: " + problem.message : "The mesh cannot be asked now: " + problem.message;
+    for (const view of document.querySelectorAll("main")) view.hidden = true;  // no panel without a caller
     document.body.dataset.loaded = "yes";
     return;
   }

@@ -310,3 +310,12 @@ async def test_a_viewers_device_page_has_no_command_form_and_an_auditor_sees_onl
     assert_readable(auditor)
     assert auditor.tables["audit"], "the audit tail is empty"
     assert_drawn(auditor, {"audit-panel"})
+
+
+async def test_without_a_credential_the_page_says_how_to_sign_in_and_shows_no_panel(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    shown = await show(fleet, tmp_path, "anonymous", "")
+    assert shown.panels() == set()
+    assert shown.text_of("problem").startswith("Sign in: authenticate with an operator's client certificate")
+    assert '<p id="problem">' in shown.dom  # shown: no longer hidden
