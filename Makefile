@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/enrol.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/reconnect.py
 	$(BIN)/python bench/agent_footprint.py
 
 clean:

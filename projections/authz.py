@@ -4,6 +4,9 @@ Roles: admin (everything), operator and viewer (devices, commands, the code inde
 how far behind the read models are; an operator also sends commands from the dashboard),
 auditor (the audit trail). The control services, in the mesh's
 own account, act as admin; devices have no permission to send queries at all.
+
+Auditors may also list and get the devices: which exist, and whether they hold personal
+data. Which personal fields of a device each role then sees is projections.personal's rule.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query, and send
     "admin": None,
     "operator": READ_FLEET | READ_CODE | {SEND_COMMAND},
     "viewer": READ_FLEET | READ_CODE,
-    "auditor": frozenset({"audit.search", "audit.verify"}),
+    # The devices too, for an audit of the personal data the fleet holds: that a device has
+    # an owner or a location, never which (projections.personal).
+    "auditor": frozenset({"audit.search", "audit.verify", "devices.list", "devices.get"}),
 }
 
 

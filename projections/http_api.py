@@ -29,6 +29,7 @@ excepted).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -242,7 +243,7 @@ def _endpoint(
                 name,
                 admission,
                 caller.identity,
-                lambda: query(models, decoded),
+                lambda: query(replace(models, role=caller.role), decoded),  # role: projections.personal
                 lambda outcome, details: record(caller.identity, outcome, details),
                 how,
             )

@@ -22,6 +22,7 @@ import sqlcipher3
 from core.commands import CommandState, Step, effective_step
 from core.errors import StoreError
 from core.events.base import utc_now
+from projections import personal
 from projections.audit_queries import AUDIT_QUERIES
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
@@ -65,6 +66,7 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 
 async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
+    """One device: its row, presence, tags, shadow and last telemetry; personal fields as `models.role` sees them."""
     devices = await read_rows(
         models,
         "devices",
@@ -94,7 +96,7 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
         "reported_at": device.pop("reported_at"),
     }
     return {
-        **device,
+        **personal.shown(models.role, device),
         "tags": {t["key"]: t["value"] for t in tags},
         "shadow": shadow,
         "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},

@@ -36,8 +36,10 @@ from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
+from mahavishnu.gateways.shell.journal import SessionJournal, journal_path
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
@@ -175,12 +177,7 @@ async def _run(
     identities: IdentityThread | None = None
     provisioning: ProvisioningService | None = None
     try:
-        # First: devices connect through the identity service (the server's auth callout), so it
-        # answers before anything else of up starts and before /ready says yes; on a thread of
-        # its own, so a reconnecting fleet is answered without waiting for the rest of up.
         nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
-        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
-        await asyncio.to_thread(identities.start)
         nc = await connect(identity, name="mahavishnu-up")
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         # EVENTS sources every registered edge site's stream (a site added later gets its
@@ -191,6 +188,14 @@ async def _run(
             await create_streams(store, supervisor)
         else:
             await store.ensure_streams()
+        # Every connection is audited from the first: the follower listens before any device
+        # can be admitted (a fleet reconnecting after a restart is back within seconds).
+        await connection_audit.follow(system, store.audit, operators.identifier(home))
+        # Then devices connect through the identity service (the server's auth callout), so it
+        # answers before the rest of up starts and before /ready says yes; on a thread of its
+        # own, so a reconnecting fleet is answered without waiting for the rest of up.
+        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
+        await asyncio.to_thread(identities.start)
         # Devices holding a claim ask for their certificates here; it reads the claims' events.
         provisioning = await start_provisioning(
             store, system, home, settings, servers=nodes, version=version("mahavishnu")
@@ -234,7 +239,6 @@ async def _run(
             await api.start()
         fleet = CommandMetrics(registry)
         await command_latency.follow(nc, fleet)
-        await connection_audit.follow(system, store.audit, operators.identifier(home))
         shells = await start_shell_broker(
             nc,
             resolve=operators.resolver(home),
@@ -242,6 +246,7 @@ async def _run(
             limits=shell_limits(settings),
             system=system,
             version=version("mahavishnu"),
+            journal=SessionJournal(journal_path(home.root)),  # a crash's sessions end cleanly at the next start
         )
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
@@ -256,7 +261,8 @@ async def _run(
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))
-        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        # hosts registered with `device add-ssh`
+        gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
         supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up

@@ -163,7 +163,7 @@ async def test_a_viewer_sees_how_far_behind_the_read_models_are(api: tuple[str, 
     [
         ("/api/devices", None, 401),
         ("/api/devices", "not-a-token", 401),
-        ("/api/devices", "t-auditor", 403),
+        ("/api/commands?device=d", "t-auditor", 403),
         ("/api/projections", "t-auditor", 403),
         ("/api/devices/nobody", "t-viewer", 404),
         ("/api/commands?device=d&limit=0", "t-viewer", 400),
