@@ -19,6 +19,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+import sqlcipher3
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -61,6 +62,7 @@ AUTHENTICATE = http_auth.authenticator(
 )
 WINDOW = (1280, 2400)  # wide and tall enough for every panel of a page
 LINE = bytes((0x24, 0x56, 0xA6))  # the chart line's colour (dashboard/style.css .chart .line)
+OWNER, LOCATION = "Ada Lovelace", "Lab 2, bench 4"  # the live device's personal fields
 RAW_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+")  # an ISO timestamp with fractions of a second
 
 
@@ -117,6 +119,12 @@ async def fleet(store: EventStore, mesh: Mesh, tmp_path: Path) -> AsyncIterator[
         await runner.open()
         await runner.catch_up()
         await runner.close()
+    # The live device's personal fields, as the devices model stores them once it opened them
+    # (sealing itself is tested in tests/projections/test_devices_model.py).
+    written = sqlcipher3.connect(str(models / "devices.db"), isolation_level=None)
+    written.execute(f"PRAGMA key = \"x'{KEY}'\"")
+    written.execute("UPDATE devices SET owner = ?, location = ? WHERE device_id = ?", (OWNER, LOCATION, names["live"]))
+    written.close()
     server_dir = mesh.home.server_dir
     tls = ServerTLS(server_dir / "cert.pem", server_dir / "key.pem", client_ca=mesh.home.ca_dir / "ca.pem")
     routes = http_api.routes(
@@ -220,6 +228,7 @@ async def test_a_viewer_sees_the_fleet_summary_presence_and_devices_without_the_
     assert quiet[1:3] == ["offline", "2 d ago"] and unseen[1:3] == ["never seen", "never"]
     assert rows[fleet.revoked][3] == "revoked" and live[5] == fleet.site
     assert f'href="#device={fleet.live}"' in shown.dom
+    assert OWNER not in shown.dom and LOCATION not in shown.dom  # a viewer's list has no personal field
     issued = next(row for row in shown.tables["commands"] if row[1] == fleet.live)
     assert issued[2:4] == ["reboot-now", "succeeded"] and re.search(r"\d{4}, \d+:\d\d:\d\d [AP]M", issued[0]), issued
 
@@ -251,6 +260,7 @@ async def test_an_operator_sees_a_devices_chart_shadow_history_and_command_form(
     assert_readable(shown)
     assert shown.text_of("device-presence") == "online"
     assert re.search(r'data-fact="last_seen">\d+ s ago \([^<]*\d{4}[^<]*\)<', shown.dom), "last seen"
+    assert f'data-fact="owner">{OWNER}<' in shown.dom and f'data-fact="location">{LOCATION}<' in shown.dom
 
     charts = re.findall(r'<figure class="chart" data-metric="(\w+)"', shown.dom)
     assert charts == ["rpm", "temp_c"]
@@ -297,19 +307,26 @@ async def test_an_operator_sends_a_command_from_the_device_page(fleet: Fleet, tm
     assert any(isinstance(e, AuditRecorded) and e.details.get("command_id") == command_id[1] for e in audit)
 
 
-async def test_a_viewers_device_page_has_no_command_form_and_an_auditor_sees_only_the_audit_trail(
+async def test_a_viewers_device_page_has_no_command_form_nor_personal_fields_and_an_auditor_sees_them_sealed(
     fleet: Fleet, tmp_path: Path
 ) -> None:
     viewer = await show(fleet, tmp_path, "viewer-device", f"token=t-viewer&device={fleet.live}")
     assert viewer.panels() == {"device-panel", "chart-panel", "shadow-panel", "history-panel"}
+    assert OWNER not in viewer.dom and LOCATION not in viewer.dom and 'data-fact="owner"' not in viewer.dom
     assert_readable(viewer)
     assert_drawn(viewer, viewer.panels())
 
+    # An auditor reads the trail and the devices (which hold personal data, not what it is).
     auditor = await show(fleet, tmp_path, "auditor-fleet", "token=t-auditor")
-    assert auditor.panels() == {"audit-panel"}
+    assert auditor.panels() == {"devices-panel", "audit-panel"}
     assert_readable(auditor)
     assert auditor.tables["audit"], "the audit tail is empty"
-    assert_drawn(auditor, {"audit-panel"})
+    assert_drawn(auditor, auditor.panels())
+    page = await show(fleet, tmp_path, "auditor-device", f"token=t-auditor&device={fleet.live}")
+    assert page.panels() == {"device-panel", "shadow-panel"}
+    assert 'data-fact="owner">sealed<' in page.dom and 'data-fact="location">sealed<' in page.dom
+    assert OWNER not in page.dom and LOCATION not in page.dom
+    assert_readable(page)
 
 
 async def test_without_a_credential_the_page_says_how_to_sign_in_and_shows_no_panel(
