@@ -33,6 +33,7 @@ from core.events import (
     DeviceEnrolled,
     DeviceHeartbeat,
     DeviceRevoked,
+    Event,
     ReportedState,
     TelemetryReported,
 )
@@ -80,12 +81,16 @@ class Fleet:
     scripts: dict[str, str]  # the pages /driven/<name> serve: the dashboard, this script after its own
 
 
-def fleet_events(site: str, prefix: str) -> tuple[list[object], dict[str, str]]:
+def fleet_events(site: str, prefix: str) -> tuple[list[Event], dict[str, str]]:
     names = {role: f"{prefix}-{role}" for role in ("live", "quiet", "unseen", "revoked")}
-    enrol = {"serial": "ab", "fingerprint_sha256": "f", "not_after": datetime.now(UTC) + timedelta(days=1)}
     now = datetime.now(UTC)
     live, command = names["live"], f"c-{prefix}"
-    events: list[object] = [DeviceEnrolled(device_id=name, site=site, **enrol) for name in names.values()]  # type: ignore[arg-type]
+    events: list[Event] = [
+        DeviceEnrolled(
+            device_id=name, serial="ab", fingerprint_sha256="f", not_after=now + timedelta(days=1), site=site
+        )
+        for name in names.values()
+    ]
     events += [
         DeviceRevoked(device_id=names["revoked"], serials=["ab"]),
         DeviceHeartbeat(device_id=names["quiet"], uptime_s=1.0, occurred_at=now - timedelta(days=2)),
@@ -111,7 +116,7 @@ def fleet_events(site: str, prefix: str) -> tuple[list[object], dict[str, str]]:
 async def fleet(store: EventStore, mesh: Mesh, tmp_path: Path) -> AsyncIterator[Fleet]:
     tag = uuid.uuid4().hex[:6]
     events, names = fleet_events(f"site-{tag}", f"dash-{tag}")
-    report = await store.append_many(events)  # type: ignore[arg-type]
+    report = await store.append_many(events)
     assert report.acknowledged == len(events), report
     models = tmp_path / "models"
     for model in CATALOG.values():

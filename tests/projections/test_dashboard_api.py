@@ -60,11 +60,11 @@ async def door(store: EventStore, tmp_path: Path) -> AsyncIterator[Door]:
     """A door that sends commands, over read models holding an online device with telemetry and a revoked one."""
     device, revoked = f"dev-{uuid.uuid4().hex[:8]}", f"dev-{uuid.uuid4().hex[:8]}"
     start = datetime.now(UTC) - timedelta(minutes=5)
-    enrol = dict(serial="ab", fingerprint_sha256="f", not_after=datetime.now(UTC) + timedelta(days=1))
+    later = datetime.now(UTC) + timedelta(days=1)
     await store.append_many(
         [
-            DeviceEnrolled(device_id=device, site="north", **enrol),  # type: ignore[arg-type]
-            DeviceEnrolled(device_id=revoked, **enrol),  # type: ignore[arg-type]
+            DeviceEnrolled(device_id=device, serial="ab", fingerprint_sha256="f", not_after=later, site="north"),
+            DeviceEnrolled(device_id=revoked, serial="ab", fingerprint_sha256="f", not_after=later),
             DeviceRevoked(device_id=revoked, serials=["ab"]),
             *(
                 TelemetryReported(
