@@ -1,4 +1,4 @@
-"""`telemetry.history`: a device's recent values of each metric, oldest first, for a chart.
+"""`telemetry.history`: a device's recent values of each metric, in time order, for a chart.
 
 Read from the telemetry read model (projections.telemetry), which keeps at most HISTORY
 points per device and metric, so the answer is bounded whatever the device sent.
@@ -20,12 +20,13 @@ class TelemetryHistory(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=HISTORY, description="the newest points per metric")] = HISTORY
 
 
-# The newest `limit` points of each metric, handed out oldest first: a chart draws left to right.
+# The last `limit` points stored of each metric, in the order of their time: a chart draws left
+# to right, and an agent's outbox may deliver an old report after newer ones.
 _HISTORY_SQL = (
     "SELECT metric, at, value FROM ("
     " SELECT metric, at, value, seq, row_number() OVER (PARTITION BY metric ORDER BY seq DESC) AS newest"
     " FROM telemetry_points WHERE device_id = :device AND (:metric IS NULL OR metric = :metric))"
-    " WHERE newest <= :limit ORDER BY metric, seq"
+    " WHERE newest <= :limit ORDER BY metric, at, seq"
 )
 
 

@@ -62,10 +62,19 @@ async def test_it_keeps_the_newest_points_of_each_metric_and_answers_them_oldest
     }
     assert (await telemetry_history(models, TelemetryHistory(id="dev-none")))["metrics"] == {}
 
-    # A rebuild from sequence 1 (the bulk path) ends with the same rows.
-    rebuilt = tmp_path / "rebuilt"
-    await run(store, rebuilt, Telemetry(history=5))
-    assert await telemetry_history(ReadModels(rebuilt, KEY), TelemetryHistory(id=device)) == answer
+    # A rebuild (`projections rebuild`: the bulk loader in a child process) ends with the same rows.
+    runner = ProjectionRunner(Telemetry(history=5), store, directory=tmp_path, key=KEY)
+    await runner.open()
+    assert await runner.rebuild() >= len(reports)
+    await runner.close()
+    assert await telemetry_history(models, TelemetryHistory(id=device)) == answer
+
+    # A report delivered late (an agent's outbox after a cut) is kept as stored, drawn where its time is.
+    await store.append(TelemetryReported(device_id=device, metrics={"rpm": 1.0}, occurred_at=start))
+    late = tmp_path / "late"
+    await run(store, late, Telemetry(history=3))
+    points = (await telemetry_history(ReadModels(late, KEY), TelemetryHistory(id=device, metric="rpm")))["metrics"]
+    assert [p["value"] for p in points["rpm"]] == [1.0, 110.0, 111.0]
 
 
 async def test_the_default_bound_and_a_model_not_built_yet(tmp_path: Path) -> None:
