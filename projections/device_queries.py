@@ -1,4 +1,4 @@
-"""`devices.list`: the fleet a bounded page at a time, in device id order, filtered by presence, site, transport, tag.
+"""`devices.list`: the fleet a bounded page at a time in id order, by presence, site, transport, tag and id prefix.
 
 A fleet of 10,000 devices is too much for one answer (and for a dashboard to draw), so
 the list answers at most `limit` devices (1..PAGE_MAX) after the cursor `after`, and
@@ -51,6 +51,7 @@ class DeviceList(msgspec.Struct, forbid_unknown_fields=True):
     site: SiteName | None = None
     transport: Transport | None = None
     tag: str | None = None  # "key=value" (core.tags)
+    prefix: str | None = None  # only devices whose id starts with it: the dashboard's search
 
 
 def presence_cutoff(now: datetime) -> str:
@@ -97,6 +98,11 @@ def list_statement(request: DeviceList, now: datetime, role: str | None) -> tupl
         params["tag_key"], params["tag_value"] = parse_tag(request.tag)
         conditions += ["g.key = :tag_key", "g.value = :tag_value"]
     conditions.append(f"{order} > :after")
+    if request.prefix:
+        # A range of the id index: every id is a subject token, all of whose characters sort
+        # before DEL, so the ids that start with the prefix are exactly [prefix, prefix + DEL).
+        conditions += [f"{order} >= :prefix", f"{order} < :prefix || char(127)"]
+        params["prefix"] = request.prefix
     if request.presence == "online":
         conditions.append("d.last_seen >= :cutoff")
     elif request.presence == "offline":

@@ -28,10 +28,12 @@ from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.device_queries import DEVICE_QUERIES, presence_cutoff
 from projections.devices import delta
+from projections.fleet_summary import SUMMARY_QUERIES
 from projections.reading import QueryError as QueryError  # re-exported: both doors import it from here
 from projections.reading import ReadModels as ReadModels
 from projections.reading import read_rows
 from projections.status import read_model_status
+from projections.telemetry_queries import TELEMETRY_QUERIES
 
 COMMANDS_LIMIT = 1000
 
@@ -159,9 +161,11 @@ async def projections_status(models: ReadModels, _: Nothing) -> dict[str, Any]:
 # name -> (request type, function): the endpoints of both doors
 QUERIES: dict[str, tuple[type[Any], Any]] = {
     **DEVICE_QUERIES,  # devices.list
+    **SUMMARY_QUERIES,  # devices.summary
     "devices.get": (DeviceGet, devices_get),
     "commands.get": (CommandGet, commands_get),
     "commands.list": (CommandList, commands_list),
+    **TELEMETRY_QUERIES,
     **AUDIT_QUERIES,
     "projections.status": (Nothing, projections_status),
     **CODE_QUERIES,

@@ -26,6 +26,7 @@ from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, dec
 from core.events.base import utc_now
 from core.store import EventStore
 from mahavishnu.control.requests import RequestError, query, request_applied
+from projections.command_requests import CommandRequest, Send
 from projections.commands import ISSUES, REPORTS
 
 SETTLE_S = 10.0  # how long the running mesh may take to apply what is stored before a read
@@ -143,6 +144,24 @@ async def send(
         details={"command_id": command.command_id, "name": name},
     )
     return command
+
+
+def sender(store: EventStore) -> Send:
+    """How the HTTP door sends an operator's command from the dashboard: `send`, in the operator's name."""
+
+    async def send_one(actor: str, device_id: str, command: CommandRequest) -> str:
+        issued = await send(
+            store,
+            device_id,
+            command.name,
+            dict(command.args),
+            ttl_s=command.ttl_s,
+            timeout_s=command.timeout_s,
+            actor=actor,
+        )
+        return issued.command_id
+
+    return send_one
 
 
 class _Endings:

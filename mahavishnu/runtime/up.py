@@ -31,7 +31,7 @@ from core.events import MeshStarted, MeshStopped
 from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
-from mahavishnu.control import operators, tokens
+from mahavishnu.control import commands, operators, tokens
 from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
 from mahavishnu.gateways.mqtt import devices as mqtt
@@ -56,6 +56,7 @@ from projections import http_api, http_auth
 from projections.admission import Admission
 from projections.codeindex.registering import register_at_start
 from projections.codeindex.service import CodeIndexService
+from projections.command_requests import Send
 from projections.database import database_key
 from projections.queries import ReadModels
 from projections.query_service import start_query_service
@@ -233,6 +234,7 @@ async def _run(
                 store.audit,
                 admission=admission,
                 ready=lambda: service is not None and service.caught_up,
+                send_command=commands.sender(store),
             )
             await api.start()
         fleet = CommandMetrics(registry)
@@ -348,6 +350,7 @@ def http_api_server(
     *,
     ready: Callable[[], bool],
     admission: Admission | None = None,
+    send_command: Send | None = None,
 ) -> ProbeServer:
     """The HTTP query API and dashboard: over HTTPS with the mesh's server certificate unless [http] tls is off.
 
@@ -366,7 +369,12 @@ def http_api_server(
         new_registry(),
         ready=ready,
         routes=http_api.routes(
-            models, authenticate=authenticate, audit=audit, admission=admission, client_certificates=tls is not None
+            models,
+            authenticate=authenticate,
+            audit=audit,
+            admission=admission,
+            client_certificates=tls is not None,
+            send_command=send_command,
         ),
         tls=tls,
     )

@@ -214,7 +214,7 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(
     shown = await dump_dom(f"{base}/#token=t-admin", tmp_path / "profile", mesh.home.server_dir / "cert.pem")
     assert 'data-loaded="yes"' in shown, shown[:3000]
     tables = Tables(shown).rows
-    assert [device, "enrolled"] in [row[:2] for row in tables["devices"]]
+    assert [device, "never seen", "never", "enrolled"] in [row[:4] for row in tables["devices"]]
     # the fleet's recent commands, not one device's: this device's command is the newest
     assert tables["commands"][0][1:4] == [device, "reboot-now", "issued"], tables["commands"]
     lag = {row[0]: row for row in tables["lag"]}
