@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -104,8 +103,7 @@ async def connect(
         # server is slow to authorize us (its auth callout under a reconnecting fleet), its
         # first PING (sent 2 s after the TCP connection) comes first, and nats-py returns a
         # client that never becomes connected and never sends anything. Hand none out.
-        with contextlib.suppress(TimeoutError):
-            await _within(asyncio.ensure_future(client.close()), connect_timeout)
+        await client.close()
         raise StoreUnavailable(
             f"the server at {identity.url} did not confirm the connection in time (it is busy authorizing "
             "others): retry"
@@ -113,13 +111,14 @@ async def connect(
     return client
 
 
-async def _within(attempt: asyncio.Future[Any], seconds: float) -> Any:
+async def _within(attempt: asyncio.Future[Any], seconds: float, *, grace: float = 5.0) -> Any:
     """`attempt`'s result, or TimeoutError after `seconds`, without waiting for a cancelled attempt to end.
 
     asyncio.wait_for waits for the cancelled attempt to finish, and a cancelled nats-py
     connect does not always finish: under a reconnecting fleet, agents were seen stuck
     for good in wait_for, with no connection and no retry. The attempt is cancelled and
-    left to end on its own; a client it still opens after all is closed then.
+    given `grace` seconds to end (closing its sockets, as it does as a rule); past that it
+    is left to end on its own, and a client it still opens after all is closed then.
     """
     try:
         done, _ = await asyncio.wait({attempt}, timeout=seconds)
@@ -129,7 +128,11 @@ async def _within(attempt: asyncio.Future[Any], seconds: float) -> Any:
     if done:
         return attempt.result()
     attempt.cancel()
-    attempt.add_done_callback(_close_if_opened)
+    ended, _ = await asyncio.wait({attempt}, timeout=grace)  # its sockets closed, as a rule
+    if not ended:
+        attempt.add_done_callback(_close_if_opened)
+    elif not attempt.cancelled():
+        _close_if_opened(attempt)
     raise TimeoutError(f"no answer within {seconds:g} s")
 
 

@@ -22,7 +22,7 @@ async def test_a_first_connection_that_ignores_its_cancel_still_ends_at_its_dead
 
     attempt = asyncio.ensure_future(stubborn())
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(_within(attempt, 0.05), 5)  # the outer deadline only guards the test itself
+        await asyncio.wait_for(_within(attempt, 0.05, grace=0.05), 5)  # the outer deadline only guards the test itself
     assert not attempt.done()
     never.set_result(None)
     await attempt
