@@ -22,6 +22,11 @@ COMMANDS_PREFIX = "mesh.cmd"
 AUDIT_PREFIX = "mesh.audit"
 QUERY_PREFIX = "mesh.q"  # the query services: mesh.q.<read model>.<query>
 PROVISION_PREFIX = "mesh.provision"  # the provisioning service: mesh.provision.<claim>
+# Where an edge site's COMMANDS stream finds the hub's JetStream API to source its devices'
+# commands across the leaf link. The hub maps only "create a consumer on COMMANDS filtered to
+# one device's commands" from it onto its own API (docs/adr/0013); upper case, so no site's
+# JetStream domain (a site name: lower case) can ever be named like it.
+HUB_COMMANDS_API = "$JS.HUB.API"
 
 # A token is one dot-free, wildcard-free, whitespace-free piece of a subject.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-:@+=~]{1,128}")

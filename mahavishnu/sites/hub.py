@@ -36,7 +36,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_identity
-from core.config import Settings
+from core.config import LeafSettings, Settings
 from core.errors import MahavishnuError
 from core.store.nats_errors import from_exception
 from core.streams import StreamSource, StreamSpec
@@ -52,6 +52,7 @@ USERS_FILE = "users.conf"
 EVENTS_STREAM = "EVENTS"
 LOCAL_HOSTS = ("localhost", "127.0.0.1")  # `site up` connects to its own server on loopback
 DEFAULT_DEVICE_PORT = 4222
+DEFAULT_RETENTION_S = LeafSettings().site_retention  # a bundle written before sites had a retention
 
 
 class SiteError(MahavishnuError):
@@ -69,6 +70,7 @@ class Site:
     port: int
     hosts: tuple[str, ...]  # names in the site's certificate: what devices dial
     devices: tuple[str, ...] = ()
+    retention_s: float = DEFAULT_RETENTION_S  # how long the site's streams keep messages ([leaf] site_retention)
 
     @property
     def device_url(self) -> str:
@@ -78,6 +80,11 @@ class Site:
     @property
     def api(self) -> str:
         return f"$JS.{self.domain}.API"
+
+    @property
+    def server_name(self) -> str:
+        """The site's leaf server's name: how the hub's LEAFZ lists its link."""
+        return f"site-{self.name}"
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hub_urls": list(self.hub_urls), "hosts": list(self.hosts)}
@@ -94,6 +101,7 @@ class Site:
                 port=int(value["port"]),
                 hosts=tuple(str(h) for h in value["hosts"]),
                 devices=tuple(str(d) for d in value.get("devices", ())),
+                retention_s=float(value.get("retention_s", DEFAULT_RETENTION_S)),
             )
         except (KeyError, TypeError, ValueError, MahavishnuError) as exc:
             raise SiteError(
@@ -174,7 +182,15 @@ def new_site(
         raise SiteError(f"a site cannot be named like the mesh ({name!r}): choose another name")
     names = tuple(dict.fromkeys([*hosts, *LOCAL_HOSTS]))
     urls = tuple(hub_urls) or hub_leaf_urls(settings)
-    return Site(name=name, domain=name, hub_urls=urls, host=host, port=port, hosts=names)
+    return Site(
+        name=name,
+        domain=name,
+        hub_urls=urls,
+        host=host,
+        port=port,
+        hosts=names,
+        retention_s=settings.leaf.site_retention,
+    )
 
 
 def site_users(site: Site, records: Sequence[IssuedRecord], now: datetime) -> tuple[User, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -29,7 +30,7 @@ from core.errors import MahavishnuError
 from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
-from core.streams import default_streams
+from core.streams import StreamSource, StreamSpec, default_streams
 from mahavishnu.control.devices import consumer_config
 from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.runtime.home import write_private
@@ -124,7 +125,7 @@ def prepare_bundle(bundle: Path, site: sites.Site, *, port: int | None = None, m
             )
         write_private(key, key_include_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")))
     config = LeafConfig(
-        server_name=f"site-{site.name}",
+        server_name=site.server_name,
         domain=site.domain,
         host=site.host,
         port=site.port if port is None else port,
@@ -149,9 +150,27 @@ def site_identity(bundle: Path, port: int) -> Identity:
     return Identity(f"tls://127.0.0.1:{port}", bundle / "ca.pem", bundle / "cert.pem", bundle / "key.pem")
 
 
+def site_streams(site: sites.Site) -> tuple[StreamSpec, ...]:
+    """The site's EVENTS and COMMANDS streams (pure): kept for the site's retention, and COMMANDS
+    sourcing each of its devices' commands from the hub (ADR 0013).
+
+    One source per device, filtered to its commands: the hub maps only such a consumer for a site.
+    """
+    streams = default_streams(events_max_age_s=site.retention_s, commands_max_age_s=site.retention_s)
+    sources = tuple(
+        StreamSource(COMMANDS_STREAM, subjects.HUB_COMMANDS_API, filter_subject=subjects.device_commands(device))
+        for device in site.devices
+    )
+    return tuple(
+        dataclasses.replace(s, sources=sources) if s.name == COMMANDS_STREAM else s
+        for s in streams
+        if s.name in SITE_STREAMS
+    )
+
+
 async def ensure_site_streams(store: EventStore, site: sites.Site) -> None:
     """The site's EVENTS and COMMANDS streams (in its own domain) and each device's command consumer."""
-    store.streams = tuple(s for s in default_streams() if s.name in SITE_STREAMS)
+    store.streams = site_streams(site)
     await store.ensure_streams()
     for device_id in site.devices:
         await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), consumer_config(device_id))
