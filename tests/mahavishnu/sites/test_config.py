@@ -15,9 +15,10 @@ from mahavishnu.control.permissions import LEAF_DENIED, users_for
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.natsconf import render_users
 from mahavishnu.runtime.provisioning import leaf_listener
+from mahavishnu.sites import cutoff
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites.leafconf import LeafConfig
-from mahavishnu.sites.runner import DOWN_GRACE_S, LinkState, link_message, link_state, to_report
+from mahavishnu.sites.runner import DOWN_GRACE_S, LinkState, link_message, link_state, site_streams, to_report
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SETTINGS = load_config(None, env={"MAHAVISHNU_LEAF__PORT": "7422"})
@@ -162,3 +163,50 @@ def test_a_site_is_left_behind_unless_the_hub_copied_all_it_holds() -> None:
     assert "not yet copied 2 event(s)" in sites.left_at_site(7, 9, site)
     assert "does not answer" in sites.left_at_site(7, None, site)
     assert sites.left_at_site(None, None, site) == ""  # never sourced: nothing was due at the hub
+
+
+def test_a_removed_sites_links_are_found_by_its_servers_name_once_every_server_reloaded() -> None:
+    site = _site()
+    answers = [
+        {
+            "server": {"id": "NA"},
+            "data": {
+                "leafs": [
+                    {"id": 7, "name": "site-site-a", "account": "MESH"},
+                    {"id": 8, "name": "site-site-b", "account": "MESH"},
+                    {"id": 9, "name": "site-site-a", "account": "OTHER"},
+                ]
+            },
+        },
+        {"server": {"id": "NB"}, "data": {"leafs": []}},
+    ]
+    assert cutoff.links_of(answers, site) == [("NA", 7)]
+    before = cutoff.load_times([{"server": {"id": "NA"}, "data": {"config_load_time": "t1"}}])
+    assert before == {"NA": "t1"}
+    assert not cutoff.reloaded(before, {"NA": "t1"})
+    assert not cutoff.reloaded(before, {})  # a server that did not answer has not been seen to reload
+    assert cutoff.reloaded(before, {"NA": "t2", "NB": "t0"})
+
+
+def test_a_sites_streams_keep_its_retention_and_source_each_of_its_devices_commands() -> None:
+    site = _site(devices=("dev-a", "dev-b"), retention_s=3600.0)
+    streams = {s.name: s.as_config() for s in site_streams(site)}
+    assert sorted(streams) == ["COMMANDS", "EVENTS"]
+    assert streams["EVENTS"]["max_age"] == streams["COMMANDS"]["max_age"] == 3600 * 10**9
+    assert "sources" not in streams["EVENTS"]
+    assert streams["COMMANDS"]["sources"] == [
+        {"name": "COMMANDS", "filter_subject": f"mesh.cmd.{d}.>", "external": {"api": "$JS.HUB.API", "deliver": ""}}
+        for d in ("dev-a", "dev-b")
+    ]
+    assert sites.Site.from_json({**site.to_json(), "retention_s": 60.0}, Path("x")).retention_s == 60.0
+    old = {k: v for k, v in site.to_json().items() if k != "retention_s"}  # a bundle from before retention
+    assert sites.Site.from_json(old, Path("x")).retention_s == SETTINGS.leaf.site_retention == 30 * 86400.0
+
+
+def test_the_hub_maps_only_a_consumer_of_one_devices_commands_for_the_sites(tmp_path: Path) -> None:
+    listener = leaf_listener(Home(tmp_path), SETTINGS)
+    assert listener is not None
+    assert listener.mesh_mappings() == (
+        'mappings: { "$JS.HUB.API.CONSUMER.CREATE.COMMANDS.*.mesh.cmd.*.>": '
+        '"$JS.API.CONSUMER.CREATE.COMMANDS.{{wildcard(1)}}.mesh.cmd.{{wildcard(2)}}.>" }'
+    )

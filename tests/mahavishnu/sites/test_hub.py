@@ -18,6 +18,7 @@ from edge import load_agent_config
 from edge.agent import Agent
 from mahavishnu.control import devices
 from mahavishnu.runtime.server import NatsServer
+from mahavishnu.sites import cutoff
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites import runner as site_runner
 from tests.harness import Mesh, free_port, start_mesh
@@ -312,16 +313,26 @@ async def test_a_site_is_removed_only_once_the_hub_holds_its_events(
         info = await control.js.stream_info("EVENTS")
         assert not info.config.sources and info.state.messages == 4  # the copied events stay
 
-        moved = sites.remove(hub.home, SITE)
+        system = await connect(hub.home.system_identity(hub.settings, hub.port), name="tests-system")
+        try:  # as `site remove` does: the live link is cut once the hub has reloaded its users
+            before = await cutoff.config_loads(system, servers=1)
+            links = proxy.connections
+            link_up = site_runner.link_message(site.site, site_runner.LinkState(True))
+            ups = site.lines.count(link_up)
+            moved = sites.remove(hub.home, SITE)
+            assert await cutoff.cut_off(system, site.site, before=before, servers=1) == 1
+        finally:
+            await system.close()
         assert sites.registered(hub.home) == [] and (moved / "site.json").is_file()
-        # The live link is not cut by the removal; the next one is refused.
-        await proxy.cut()
-        await proxy.restore()
+        await eventually(lambda: site.said("cannot reach the hub"), timeout=20, what="the site to lose its link")
+        # It redials through the same proxy, never cut, and is refused from then on.
         await eventually(
             lambda: any("Leafnode connection closed: Authentication Failure" in line for line in hub.server.recent),
             timeout=30,
             what="the hub to refuse the removed site's link",
         )
+        assert proxy.connections > links
+        assert site.lines.count(link_up) == ups  # never up again since
     finally:
         if device is not None:
             await device.nc.close()
