@@ -269,7 +269,7 @@ async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
     Reads the stream's configuration as the server has it and updates only its sources,
     so no other option is lost. SiteError when the server refuses, StoreUnavailable when it does not answer.
     """
-    info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
         raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
     config = info["config"]
@@ -278,14 +278,14 @@ async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
     if any(s.get("external", {}).get("api") == site.api for s in sources):
         return False
     config["sources"] = [*sources, wanted]
-    reply = await _js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
+    reply = await js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
     if "error" in reply:
         raise SiteError(f"cannot make {EVENTS_STREAM} source site {site.name}: {reply['error'].get('description')}")
     log.info("hub sources site", extra={"site": site.name, "api": site.api})
     return True
 
 
-async def _js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -> dict[str, Any]:
+async def js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -> dict[str, Any]:
     """One JetStream API request, asked again while nobody answers it, until `timeout`.
 
     Right after a configuration reload (`site add` reloads the hub for the site's user)
@@ -300,9 +300,9 @@ async def _js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -
             if time.monotonic() < deadline:
                 await asyncio.sleep(0.1)  # a retry interval, bounded by the deadline
                 continue
-            raise from_exception(exc, doing=f"the hub's JetStream API ({subject}, asked for {timeout:g} s)") from exc
+            raise from_exception(exc, doing=f"the JetStream API ({subject}, asked for {timeout:g} s)") from exc
         except (TimeoutError, nats.errors.Error) as exc:
-            raise from_exception(exc, doing=f"the hub's JetStream API ({subject})") from exc
+            raise from_exception(exc, doing=f"the JetStream API ({subject})") from exc
         return dict(json.loads(reply.data))
 
 
@@ -334,7 +334,7 @@ async def site_answers(nc: Client, site: Site, *, timeout: float = 1.0) -> bool:
 
 async def _update_sources(nc: Client, config: dict[str, Any], sources: list[dict[str, Any]], timeout: float) -> None:
     config["sources"] = sources
-    reply = await _js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
+    reply = await js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
     if "error" in reply:
         raise SiteError(f"cannot update the sources of {EVENTS_STREAM}: {reply['error'].get('description')}")
 
@@ -346,7 +346,7 @@ async def reattach(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
     stream holds from it (each copied message records its source and sequence in a header),
     and the event ids deduplicate within the duplicate window besides.
     """
-    info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
         raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
     config = info["config"]
@@ -423,7 +423,7 @@ async def remove_source(nc: Client, site: Site, *, force: bool = False, timeout:
 
     SiteError when the site still holds events the hub has not copied, or cannot say, unless `force`.
     """
-    info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
         raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
     if not force and (why := left_at_site(copied_of(info, site), await site_last_sequence(nc, site), site)):

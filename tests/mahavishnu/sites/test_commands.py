@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from core import subjects
 from core.commands import CommandState
 from core.events import CommandEvent, CommandIssued, Event
-from core.store import EventStore
+from core.store import EventStore, connect
 from edge import load_agent_config
 from edge.agent import Agent
 from mahavishnu.control import commands, devices
@@ -143,3 +145,28 @@ async def test_a_command_whose_time_to_live_passes_while_the_link_is_cut_ends_ex
     await until_state(control, after, CommandState.SUCCEEDED)
     assert at_site.agent.ran == [after.command_id]
     assert [e.tag for e in await lifecycle(control, command.command_id)] == ["command.expired.v1"]
+
+
+async def test_a_site_reaches_nothing_of_the_hubs_jetstream_but_its_devices_commands(
+    at_site: SiteWithAgent, hub: Mesh
+) -> None:
+    nc = await connect(site_runner.site_identity(at_site.site.bundle, at_site.site.port), name="tests-site")
+    try:
+        api = subjects.HUB_COMMANDS_API
+        for subject in (
+            f"{api}.INFO",
+            f"{api}.STREAM.INFO.EVENTS",
+            f"{api}.STREAM.DELETE.COMMANDS",
+            f"{api}.CONSUMER.CREATE.COMMANDS",  # every device's commands at once
+            f"{api}.CONSUMER.CREATE.EVENTS.x.mesh.evt.>",
+            f"{api}.CONSUMER.INFO.COMMANDS.device-{DEVICE}",
+        ):
+            with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+                await nc.request(subject, b"{}", timeout=2)
+        # The site's own streams keep what they hold for the site's retention.
+        for stream in ("EVENTS", "COMMANDS"):
+            reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=5)
+            assert json.loads(reply.data)["config"]["max_age"] == int(at_site.site.site.retention_s * 1e9)
+    finally:
+        await nc.close()
+    assert at_site.site.site.retention_s == hub.settings.leaf.site_retention
