@@ -131,6 +131,8 @@ async def test_sites_registered_before_and_during_up_reach_the_hub(
         removed = run("site", "remove", "site-b", env=env)
         assert removed.returncode == 0, removed.stderr
         assert "its certificate is revoked" in removed.stdout and "the events it copied stay" in removed.stdout
+        assert "live links cut: 1" in removed.stdout  # at once, not at the link's next drop
+        wait_until(lambda: sites_started[0].said("cannot reach the hub"), timeout=30, what="site-b to lose its link")
         assert "site-b" not in run("site", "list", env=env).stdout
         for process in sites_started:
             assert process.stop() == 0
