@@ -15,7 +15,9 @@ running `site up` applies them at once).
 
 The hub's EVENTS stream sources each site's EVENTS stream through the site's domain API
 (`$JS.<domain>.API`): the leaf link itself carries no mesh subjects (permissions.LEAF_DENIED),
-so an event reaches the hub once, by sourcing, which resumes where it left off.
+so an event reaches the hub once, by sourcing, which resumes where it left off. The other
+way round, each site's COMMANDS stream sources its devices' commands from the hub's
+(mahavishnu.sites.runner, ADR 0013). `site remove` cuts a live link at once (cutoff.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Starts the site's leaf nats-server (nats/leaf.conf.tmpl, rendered into the bundle) under
 the same supervisor as the hub's, creates the site's streams in its own JetStream domain
-and its devices' command consumers, prints how devices connect, and follows the leaf
+(kept for the site's retention; COMMANDS sourcing each device's commands from the hub,
+ADR 0013) and its devices' command consumers, prints how devices connect, and follows the leaf
 link through the server's monitoring endpoint: when the hub cannot be reached it says
 so once, naming the hub's URL, while the site keeps acknowledging its devices' appends;
 when the link is back the hub's sourcing resumes where it left off.
