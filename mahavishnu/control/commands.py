@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import nats.errors
+from nats.js.api import DeliverPolicy
 
 from core import subjects
 from core.commands import TERMINAL, CommandState, Step, advances, effective_step, ending, step
@@ -25,6 +27,8 @@ from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
 from core.store import EventStore
+from core.store.nats_errors import from_exception
+from core.streams import stream_for
 from mahavishnu.control.requests import RequestError, query, request_applied
 from projections.commands import ISSUES, REPORTS
 
@@ -162,13 +166,27 @@ class _Endings:
 
 @contextlib.asynccontextmanager
 async def _endings(store: EventStore, device_id: str) -> AsyncIterator[_Endings]:
+    """The device's reports as the stream stores them from now on, not as they are published: an
+    edge site's device reports at its site, and its reports reach the hub's EVENTS by sourcing,
+    which stores them without publishing them here (ADR 0013)."""
     endings = _Endings()
-    sub = await store.nc.subscribe(subjects.device_event(device_id, "command"), cb=endings.on_report)
-    await store.nc.flush()  # the server has the subscription before anything is sent: no report is missed
+    subject = subjects.device_event(device_id, "command")
+    try:
+        # Created before anything is sent, starting after what is stored now: no report is missed.
+        sub = await store.js.subscribe(
+            subject,
+            stream=stream_for(subject, store.streams).name,
+            cb=endings.on_report,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise from_exception(exc, doing=f"following {device_id}'s reports") from exc
     try:
         yield endings
     finally:
-        await sub.unsubscribe()
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
 async def send_and_wait(
