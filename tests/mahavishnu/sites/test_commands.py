@@ -17,7 +17,7 @@ from core.events import CommandEvent, CommandIssued, Event
 from core.store import EventStore, connect
 from edge import load_agent_config
 from edge.agent import Agent
-from mahavishnu.control import commands, devices
+from mahavishnu.control import commands, devices, site_copies
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites import runner as site_runner
 from tests.harness import Mesh, free_port
@@ -82,9 +82,9 @@ async def at_site(hub: Mesh, control: EventStore, tmp_path: Path) -> AsyncIterat
         await proxy.close()
 
 
-async def lifecycle(hub: EventStore, command_id: str) -> list[Event]:
-    """The device's reports about one command, as the hub holds them."""
-    held = [s.event async for s in hub.read(subjects.device_event(DEVICE, "command"))]
+async def lifecycle(hub: EventStore, command_id: str, device_id: str = DEVICE) -> list[Event]:
+    """The device's reports (and cancels) about one command, as the hub holds them."""
+    held = [s.event async for s in hub.read(subjects.device_event(device_id, "command"))]
     return [e for e in held if isinstance(e, CommandEvent) and e.command_id == command_id]
 
 
@@ -170,3 +170,39 @@ async def test_a_site_reaches_nothing_of_the_hubs_jetstream_but_its_devices_comm
     finally:
         await nc.close()
     assert at_site.site.site.retention_s == hub.settings.leaf.site_retention
+
+
+async def test_a_command_canceled_at_the_hub_is_removed_at_the_site_or_refused_when_it_cannot_say(
+    at_site: SiteWithAgent, hub: Mesh, control: EventStore, tmp_path: Path
+) -> None:
+    idle = "dev-idle"  # enrolled at the site, its agent never runs: its commands wait there
+    url = f"tls://127.0.0.1:{at_site.site.port}"
+    await devices.enroll(hub.home, hub.settings, control, idle, out_dir=tmp_path / idle, site=SITE, url=url)
+    await eventually(
+        lambda: at_site.site.said(f"devices are now {DEVICE}, {idle}"), timeout=20, what="the site to apply it"
+    )
+    api = at_site.site.site.api
+    site_of = {idle: api}.get
+
+    async def copied(command: CommandIssued) -> bool:
+        return await site_copies.copy_at(control.nc, api, idle, command.command_id) is not None
+
+    command = await commands.send(control, idle, "ping", {}, ttl_s=300, timeout_s=10, actor="tests")
+    await eventually_async(lambda: copied(command), timeout=30, what="the command's copy at the site")
+    await commands.cancel(control, command.command_id, actor="tests", site_of=lambda d: site_of(d) or "")
+    assert not await copied(command)  # gone at the site, so its device never gets it
+    assert [e.tag for e in await lifecycle(control, command.command_id, idle)] == ["command.canceled.v1"]
+
+    await at_site.cut()
+    silent = await commands.send(control, idle, "ping", {}, ttl_s=300, timeout_s=10, actor="tests")
+    with pytest.raises(commands.CommandRefused, match="its site does not answer"):
+        await commands.cancel(control, silent.command_id, actor="tests", site_of=lambda d: site_of(d) or "")
+    await at_site.restore()
+    await eventually_async(lambda: copied(silent), timeout=30, what="the command's copy at the site")  # nothing lost
+    await commands.cancel(control, silent.command_id, actor="tests", site_of=lambda d: site_of(d) or "")
+    assert not await copied(silent)
+
+    ran = await send(control)  # the device with an agent took its command: too late for it
+    await until_state(control, ran, CommandState.SUCCEEDED)
+    with pytest.raises(commands.CommandRefused, match="already succeeded"):
+        await commands.cancel(control, ran.command_id, actor="tests", site_of=lambda d: api)
