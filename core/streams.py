@@ -29,12 +29,14 @@ class StreamSource:
 
     name: str
     api: str = ""  # "": the stream is in our own domain
-    filter_subject: str = ""  # "": every message of the source
+    # (name, deliver subject) of a durable consumer the source's owner made for us, which we
+    # may only restart: the owner, not we, decides what it delivers. (): our own consumer.
+    consumer: tuple[str, str] | tuple[()] = ()
 
     def as_config(self) -> dict[str, object]:
         config: dict[str, object] = {"name": self.name}
-        if self.filter_subject:
-            config["filter_subject"] = self.filter_subject
+        if self.consumer:
+            config["consumer"] = {"name": self.consumer[0], "deliver_subject": self.consumer[1]}
         if self.api:
             config["external"] = {"api": self.api, "deliver": ""}
         return config

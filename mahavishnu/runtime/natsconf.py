@@ -9,8 +9,6 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from core import subjects
-
 # In a source checkout (and an editable install) the templates are the repository's nats/
 # folder; a wheel carries them as mahavishnu/nats_templates.
 _REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "nats"
@@ -93,18 +91,6 @@ class LeafListener:
                 "}",
             ]
         )
-
-    def mesh_mappings(self) -> str:
-        """The MESH account's mapping through which sites source their devices' commands (ADR 0013).
-
-        A site's COMMANDS stream asks for a consumer at HUB_COMMANDS_API; only a consumer on
-        COMMANDS filtered to one device's commands is mapped onto the hub's API, so nothing
-        else of the hub's JetStream answers a site (it is denied `$JS.API.>` itself).
-        """
-        create = "CONSUMER.CREATE.COMMANDS"
-        source = f"{subjects.HUB_COMMANDS_API}.{create}.*.{subjects.COMMANDS_PREFIX}.*.>"
-        target = f"$JS.API.{create}.{{{{wildcard(1)}}}}.{subjects.COMMANDS_PREFIX}.{{{{wildcard(2)}}}}.>"
-        return f"mappings: {{ {json.dumps(source)}: {json.dumps(target)} }}"
 
 
 @dataclass(frozen=True)
@@ -195,7 +181,6 @@ class ServerConfig:
             callout_include=self.callout_include,
             mqtt_listener=self.mqtt_listener,
             leafnodes=self.leaf.render() if self.leaf else "# no leaf node listener: [leaf] port = 0",
-            mesh_mappings=self.leaf.mesh_mappings() if self.leaf else "# no edge sites: no mapping for their commands",
             cluster=self.cluster.render() if self.cluster is not None else "# a single server: no cluster block",
         )
 

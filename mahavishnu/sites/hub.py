@@ -38,6 +38,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_identity
+from core import subjects
 from core.config import LeafSettings, Settings
 from core.errors import MahavishnuError
 from core.store.nats_errors import from_exception
@@ -308,6 +309,73 @@ async def js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) ->
         return dict(json.loads(reply.data))
 
 
+# --- the hub's consumer of each site's commands (ADR 0013) ---------------------------------
+
+COMMANDS_STREAM = "COMMANDS"
+SOURCE_HEARTBEAT_NS = 1_000_000_000  # nats-server requires 1 s for a consumer that a source acks by flow control
+SITE_MAX_ACK_PENDING = 1000
+
+
+def commands_consumer(site: Site) -> dict[str, Any] | None:
+    """The hub's durable consumer of `site`'s devices' commands, which the site's COMMANDS stream
+    sources (pure); None for a site without devices (no filter would mean every command).
+
+    The hub owns it, so its filters are the hub's word: a site gets its own devices' commands,
+    delivered on its own subject, and may only restart it (subjects.hub_consumer_reset).
+    """
+    if not site.devices:
+        return None
+    return {
+        "durable_name": subjects.site_consumer(site.name),
+        "deliver_subject": subjects.site_commands(site.name),
+        "deliver_policy": "all",
+        "ack_policy": "flow_control",  # acknowledged by the source's flow control replies
+        "flow_control": True,
+        "idle_heartbeat": SOURCE_HEARTBEAT_NS,
+        "max_ack_pending": SITE_MAX_ACK_PENDING,
+        "filter_subjects": [subjects.device_commands(device) for device in site.devices],
+    }
+
+
+def consumer_matches(info: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    """Whether the consumer the hub has (its CONSUMER.INFO answer) is the one wanted (pure)."""
+    if wanted is None:
+        return "error" in info
+    have = info.get("config") or {}
+    return "error" not in info and sorted(have.get("filter_subjects") or []) == sorted(wanted["filter_subjects"])
+
+
+async def ensure_commands_consumer(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
+    """Create, update or delete the hub's consumer of `site`'s commands to match its devices; True if it changed.
+
+    SiteError when the server refuses.
+    """
+    name = subjects.site_consumer(site.name)
+    wanted = commands_consumer(site)
+    info = await js_api(nc, f"$JS.API.CONSUMER.INFO.{COMMANDS_STREAM}.{name}", b"", timeout=timeout)
+    if consumer_matches(info, wanted):
+        return False
+    if wanted is None:
+        await delete_commands_consumer(nc, site, timeout=timeout)
+        return True
+    body = {"stream_name": COMMANDS_STREAM, "config": wanted}
+    reply = await js_api(
+        nc, f"$JS.API.CONSUMER.CREATE.{COMMANDS_STREAM}.{name}", json.dumps(body).encode(), timeout=timeout
+    )
+    if "error" in reply:
+        raise SiteError(f"cannot keep site {site.name}'s consumer of commands: {reply['error'].get('description')}")
+    log.info("hub delivers a site's commands", extra={"site": site.name, "devices": len(site.devices)})
+    return True
+
+
+async def delete_commands_consumer(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
+    """Remove the hub's consumer of `site`'s commands (none left is fine)."""
+    name = subjects.site_consumer(site.name)
+    reply = await js_api(nc, f"$JS.API.CONSUMER.DELETE.{COMMANDS_STREAM}.{name}", b"", timeout=timeout)
+    if "error" in reply and reply["error"].get("code") != 404:
+        raise SiteError(f"cannot remove site {site.name}'s consumer of commands: {reply['error'].get('description')}")
+
+
 # --- keeping the sources attached -----------------------------------------------------
 
 NO_CONSUMER = -1  # a source's "active" in the stream info while the hub has no consumer on it
@@ -359,12 +427,15 @@ async def reattach(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
 
 
 async def keep_sources(nc: Client, home: Home, stop: asyncio.Event, *, interval: float = 2.0) -> None:
-    """Until `stop`: re-attach a site's source when it has had no consumer for two checks in a row
-    while the site answers (its link is up), and add a missing one. Errors are logged, never raised."""
+    """Until `stop`: keep each site's consumer of commands to its devices, and re-attach a site's
+    source when it has had no consumer for two checks in a row while the site answers (its link
+    is up). Errors are logged, never raised."""
     suspects: set[str] = set()
     while not stop.is_set():
         try:
             known = registered(home)
+            for site in known:  # a device enrolled for a site since: its commands go there too
+                await ensure_commands_consumer(nc, site)
             if known:
                 reply = await nc.request(f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=5)
                 stalled = {s.name: s for s in detached(json.loads(reply.data), known)}
@@ -434,6 +505,7 @@ async def remove_source(nc: Client, site: Site, *, force: bool = False, timeout:
     others = [s for s in config.get("sources") or [] if s.get("external", {}).get("api") != site.api]
     if len(others) != len(config.get("sources") or []):
         await _update_sources(nc, config, others, timeout)
+    await delete_commands_consumer(nc, site, timeout=timeout)  # nothing more is delivered to it
 
 
 def remove(home: Home, name: str) -> Path:

@@ -154,15 +154,11 @@ def site_identity(bundle: Path, port: int) -> Identity:
 
 def site_streams(site: sites.Site) -> tuple[StreamSpec, ...]:
     """The site's EVENTS and COMMANDS streams (pure): kept for the site's retention, and COMMANDS
-    sourcing each of its devices' commands from the hub (ADR 0013).
-
-    One source per device, filtered to its commands: the hub maps only such a consumer for a site.
+    sourcing its devices' commands from the hub's consumer for this site (ADR 0013), once it has devices.
     """
     streams = default_streams(events_max_age_s=site.retention_s, commands_max_age_s=site.retention_s)
-    sources = tuple(
-        StreamSource(COMMANDS_STREAM, subjects.HUB_COMMANDS_API, filter_subject=subjects.device_commands(device))
-        for device in site.devices
-    )
+    hub_consumer = (subjects.site_consumer(site.name), subjects.site_commands(site.name))
+    sources = (StreamSource(COMMANDS_STREAM, subjects.HUB_COMMANDS_API, consumer=hub_consumer),) if site.devices else ()
     return tuple(
         dataclasses.replace(s, sources=sources) if s.name == COMMANDS_STREAM else s
         for s in streams

@@ -56,14 +56,14 @@ async def run_site(bundle: Path) -> RunningSite:
     return running
 
 
-def make_site(mesh: Mesh, hub_urls: tuple[str, ...], devices: tuple[str, ...] = DEVICES) -> Path:
+def make_site(mesh: Mesh, hub_urls: tuple[str, ...], devices: tuple[str, ...] = DEVICES, *, name: str = SITE) -> Path:
     """Register the site on the hub's control host and enrol its devices (their files under the bundle's parent)."""
-    site = sites.new_site(SITE, mesh.settings, hosts=["localhost"], host="127.0.0.1", port=-1, hub_urls=hub_urls)
+    site = sites.new_site(name, mesh.settings, hosts=["localhost"], host="127.0.0.1", port=-1, hub_urls=hub_urls)
     bundle = sites.add(mesh.home, mesh.settings, site)
     ca = CertificateAuthority.load(mesh.home.ca_dir)
     for device_id in devices:
         ca.issue_client(device_id, kind="device", out_dir=mesh.home.root / "devices" / device_id)
-        sites.assign_device(mesh.home, SITE, device_id)
+        sites.assign_device(mesh.home, name, device_id)
     sites.refresh_bundles(mesh.home, ca)
     return bundle
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from core import subjects
 from core.commands import CommandState
@@ -160,6 +161,8 @@ async def test_a_site_reaches_nothing_of_the_hubs_jetstream_but_its_devices_comm
             f"{api}.CONSUMER.CREATE.COMMANDS",  # every device's commands at once
             f"{api}.CONSUMER.CREATE.EVENTS.x.mesh.evt.>",
             f"{api}.CONSUMER.INFO.COMMANDS.device-{DEVICE}",
+            f"{api}.CONSUMER.CREATE.COMMANDS.mine.mesh.cmd.{DEVICE}.>",  # even of its own device's commands
+            f"{api}.CONSUMER.RESET.COMMANDS.device-{DEVICE}",  # only its own site's consumer may be restarted
         ):
             with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
                 await nc.request(subject, b"{}", timeout=2)
@@ -206,3 +209,37 @@ async def test_a_command_canceled_at_the_hub_is_removed_at_the_site_or_refused_w
     await until_state(control, ran, CommandState.SUCCEEDED)
     with pytest.raises(commands.CommandRefused, match="already succeeded"):
         await commands.cancel(control, ran.command_id, actor="tests", site_of=lambda d: api)
+
+
+async def test_another_site_hears_none_of_the_commands_the_hub_delivers_to_a_site(
+    at_site: SiteWithAgent, hub: Mesh, control: EventStore
+) -> None:
+    other = await run_site(make_site(hub, (f"tls://127.0.0.1:{hub.leaf_port}",), ("dev-other",), name="site-b"))
+    nc = await connect(site_runner.site_identity(other.bundle, other.port), name="tests-site-b")
+    heard: list[str] = []
+
+    async def collect(msg: Msg) -> None:
+        heard.append(msg.subject)
+
+    try:
+        await eventually(lambda: other.said("is up: the hub sources"), timeout=30, what="site-b's link")
+        # site-b's own server listens where the hub delivers site-a's commands, and more widely.
+        await nc.subscribe(subjects.site_commands(SITE), cb=collect)
+        await nc.subscribe(f"{subjects.SITES_PREFIX}.>", cb=collect)
+        await nc.flush()
+
+        async def probe_heard() -> bool:  # the hub's messages under the prefix do reach site-b
+            await control.nc.publish(f"{subjects.SITES_PREFIX}.site-b.probe", b"")
+            await control.nc.flush()
+            return f"{subjects.SITES_PREFIX}.site-b.probe" in heard
+
+        await eventually_async(probe_heard, timeout=20, what="site-b's interest to reach the hub")
+        command = await send(control)
+        await until_state(control, command, CommandState.SUCCEEDED)  # delivered to site-a, and run there
+        await control.nc.publish(f"{subjects.SITES_PREFIX}.site-b.done", b"")
+        await control.nc.flush()
+        await eventually(lambda: f"{subjects.SITES_PREFIX}.site-b.done" in heard, timeout=20, what="the probe behind")
+        assert subjects.site_commands(SITE) not in heard
+    finally:
+        await nc.close()
+        await other.close()
