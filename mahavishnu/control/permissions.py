@@ -13,7 +13,9 @@ A device D may only
 Nothing else: no other device's subjects, no other JetStream API, no $SYS, no `>`.
 An edge site's certificate may only link its leaf server (no client connection), and the
 link carries none of the mesh's own subjects either way (LEAF_DENIED): the hub gets a
-site's events only by sourcing the site's stream, so nothing is stored twice.
+site's events only by sourcing the site's stream, so nothing is stored twice, and the site
+its devices' commands only by sourcing the hub's consumer for it; it hears nothing else
+the hub sends (ADR 0013).
 The control services are unrestricted within the MESH account. Operators live in the
 OPS account and may only send queries (mesh.q.>) and terminal requests to the shell
 broker (mesh.shell.>), receiving on their own inbox prefix.
