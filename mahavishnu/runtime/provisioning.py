@@ -12,7 +12,7 @@ from pathlib import Path
 
 from certs import AlreadyIssuedError, CertificateAuthority, NoCAError, certificate_uri
 from core.config import Settings
-from mahavishnu.control.permissions import users_for
+from mahavishnu.control.permissions import site_mappings, users_for
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.identity import issuer
 from mahavishnu.identity.decision import ACCOUNT, DELEGATED
@@ -127,7 +127,7 @@ def write_users(home: Home, ca: CertificateAuthority) -> None:
     mesh, ops, system = users_for([r for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)], now)
     mqtt_users = mqtt.mqtt_users(records, now, mqtt_devices)
     write_private(home.mqtt_include, render_users(mqtt_users))
-    write_private(home.users_include, render_users(mesh))
+    write_private(home.users_include, render_users(mesh) + site_mappings(records, now))  # both in MESH
     write_private(home.operators_include, render_users(ops))
     write_private(home.system_include, render_users(system))
 
