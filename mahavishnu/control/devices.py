@@ -61,8 +61,8 @@ def consumer_config(device_id: str, ack_wait_s: float = ACK_WAIT_S) -> dict[str,
     progress comes back after ack_wait, then twice and four times that, up to MAX_DELIVER.
 
     One replica, also on a cluster whose COMMANDS stream has three: a replicated consumer
-    is a Raft group of its own, and 1,000 of them took 8% of a core per node, idle, and
-    172 MB per node (ADR 0012). The commands themselves stay replicated; a device whose
+    is a Raft group of its own, and 1,000 of them took 12.7% of a core per node, idle
+    (10,000 with one replica: 0.5%; bench/consumers.py, ADR 0012). The commands themselves stay replicated; a device whose
     consumer's node is down gets its commands when that node is back.
     """
     return {

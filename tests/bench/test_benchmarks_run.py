@@ -112,3 +112,13 @@ def test_the_reconnect_benchmark_loses_no_command_and_runs_none_twice() -> None:
     )
     assert re.fullmatch(pattern, last), last
     assert "all 30 agents back" in progress  # progress is shown
+
+
+def test_the_consumers_benchmark_prints_its_line_for_a_cluster() -> None:
+    args = ["--consumers", "30", "--nodes", "3", "--replicas", "3", "--idle-seconds", "1"]
+    last, _ = run_bench("consumers.py", *args, timeout=240)
+    pattern = (
+        r"consumers n=30 nodes=3 replicas=3 consumer_replicas=1 create_s=\d+\.\d rss_mb_per_node=\d+/\d+/\d+"
+        r" baseline_rss_mb=\d+/\d+/\d+ kb_per_consumer=-?\d+ idle_cpu_pct_per_node=[\d.]+/[\d.]+/[\d.]+ stop_s=\d+\.\d"
+    )
+    assert re.fullmatch(pattern, last), last
