@@ -62,8 +62,8 @@ def consumer_config(device_id: str, ack_wait_s: float = ACK_WAIT_S) -> dict[str,
 
     One replica, also on a cluster whose COMMANDS stream has three: a replicated consumer
     is a Raft group of its own, and 1,000 of them took 12.7% of a core per node, idle
-    (10,000 with one replica: 0.5%; bench/consumers.py, ADR 0012). The commands themselves stay replicated; a device whose
-    consumer's node is down gets its commands when that node is back.
+    (10,000 with one replica: 0.5%; bench/consumers.py, ADR 0012). The commands themselves
+    stay replicated; a device whose consumer's node is down gets them when it is back.
     """
     return {
         "num_replicas": 1,
