@@ -101,10 +101,11 @@ class ClusterSupervisor:
                 f"a cluster needs {majority(len(self.nodes))}: " + " | ".join(self.problems.values())
             )
 
-    async def watch(self) -> None:
-        """Keep every node up; returns once stopping, raises ClusterError when a majority has given up."""
+    async def watch(self, until: asyncio.Event | None = None) -> None:
+        """Keep every node up; returns once stopping (or `until` is set, as Supervisor.watch), raises
+        ClusterError when a majority has given up."""
         watchers = {
-            asyncio.create_task(supervisor.watch(), name=f"supervisor-{name}"): name
+            asyncio.create_task(supervisor.watch(until), name=f"supervisor-{name}"): name
             for name, supervisor in self.supervisors.items()
         }
         try:

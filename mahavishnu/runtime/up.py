@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 
+import nats.errors
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
@@ -61,6 +62,9 @@ from projections.service import ProjectionService
 
 log = logging.getLogger("mahavishnu.up")
 
+# The longest one step of a stop (a service's drain, the mesh.stopped append) waits: a server stopped by the
+# same signal never answers, and the steps together stay within the unit's TimeoutStopSec (30 s).
+STOP_STEP_S = 5.0
 CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they end with up's exit anyway
 
 
@@ -152,7 +156,7 @@ async def _run(
 ) -> int:
     policy = restart_policy(settings)
     supervisor = await start_servers(home, settings, out)
-    watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
+    watcher = asyncio.create_task(supervisor.watch(stop), name="supervisor")
     identity = home.control_identity(settings)
     registry = new_registry()  # one per process, served on /metrics by the probes
     nc: Client | None = None
@@ -273,16 +277,24 @@ async def _run(
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
         await _until_signal(stop, watcher, *services)
-        await queries.stop()
-        await provisioning.stop()
-        provisioning = None
-        await shells.stop()
-        shells = None
+        supervisor.stopping()  # from the signal on, a server's exit is part of the stop (see Supervisor.watch)
+        # Each step drains what it took; a server stopped by the same signal makes it fail or wait,
+        # and then it is closed undrained below (finally), as on an error.
+        await _gracefully(queries.stop(), "the query service")
+        await _gracefully(provisioning.stop(), "the provisioning service")
+        await _gracefully(shells.stop(), "the terminal broker")
         stop_following.set()
         await asyncio.gather(*services)
-        supervisor.stopping()
-        with contextlib.suppress(MahavishnuError, TimeoutError):
-            await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
+        if supervisor.running and nc.is_connected:
+            with contextlib.suppress(MahavishnuError, TimeoutError):
+                await asyncio.wait_for(
+                    store.append(MeshStopped(node=node, reason="signal", actor="control")), STOP_STEP_S
+                )
+        else:
+            log.warning(
+                "mesh.stopped is not recorded: nats-server was stopped by the same signal as up",
+                extra={"to_do": "signal up alone (systemd: KillMode=mixed, as ops/systemd/mahavishnu.service)"},
+            )
         out("mesh stopped")
         return 0
     except MahavishnuError as exc:
@@ -293,10 +305,10 @@ async def _run(
             raise gave_up from exc
         raise
     finally:
-        if shells is not None:  # stopping on an error: end the terminal sessions all the same
+        if shells is not None:  # stopping on an error: end the terminal sessions all the same (stop is idempotent)
             with contextlib.suppress(Exception):
                 await shells.stop()
-        if provisioning is not None:  # stopping on an error: the server may be gone, so nothing is drained
+        if provisioning is not None:  # closed undrained: on an error, or after a stop step the server left undone
             await provisioning.close()
         stop_following.set()
         for task in services:
@@ -381,6 +393,14 @@ async def _close(client: Client | None) -> None:
     if client is not None and not client.is_closed:
         with contextlib.suppress(OSError):
             await client.close()
+
+
+async def _gracefully(step: Awaitable[None], what: str) -> None:
+    """Await one step of a clean stop for at most STOP_STEP_S; a server gone meanwhile is logged, not raised."""
+    try:
+        await asyncio.wait_for(step, STOP_STEP_S)
+    except (TimeoutError, nats.errors.Error, MahavishnuError) as exc:
+        log.info("%s stopped undrained: the server went away during the stop (%r)", what, exc)
 
 
 async def _until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
