@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -29,6 +30,13 @@ from core.errors import StoreError
 from core.store.nats_errors import from_exception
 
 CHUNK_BYTES = 128 * 1024
+# JSClusterNoPeersErr: a cluster started a moment ago places no replicated stream until every node it
+# needs has reported in to the metadata leader; the same request succeeds a few seconds later.
+NO_SUITABLE_PEERS = 10005
+
+
+class _NoPeersYet(StoreError):
+    """The cluster cannot place the stream yet (NO_SUITABLE_PEERS)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,8 @@ async def _api(nc: Client, subject: str, body: dict[str, Any], *, timeout: float
     answer: dict[str, Any] = json.loads(reply.data)
     if "error" in answer:
         error = answer["error"]
-        raise StoreError(f"{subject}: {error.get('description', error)} (code {error.get('err_code', '?')})")
+        kind = _NoPeersYet if error.get("err_code") == NO_SUITABLE_PEERS else StoreError
+        raise kind(f"{subject}: {error.get('description', error)} (code {error.get('err_code', '?')})")
     return answer
 
 
@@ -103,13 +112,25 @@ async def restore_stream(
     progress: Callable[[int], None] | None = None,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """Create `snapshot.stream` from its chunks; the stream must not exist. Returns the restored state."""
-    answer = await _api(
-        nc,
-        f"STREAM.RESTORE.{snapshot.stream}",
-        {"config": snapshot.config, "state": snapshot.state},
-        timeout=timeout,
-    )
+    """Create `snapshot.stream` from its chunks; the stream must not exist. Returns the restored state.
+
+    A cluster that cannot place the stream yet (its nodes still reporting in) is asked
+    again until `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = await _api(
+                nc,
+                f"STREAM.RESTORE.{snapshot.stream}",
+                {"config": snapshot.config, "state": snapshot.state},
+                timeout=timeout,
+            )
+            break
+        except _NoPeersYet:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.5)  # retry interval while the cluster's nodes report in, bounded by the deadline
     target = answer["deliver_subject"]
     sent = 0
     try:

@@ -2,8 +2,10 @@
 
 `up` holds the read-model folder's lock while it runs. When it does, the command talks to
 its server. When it does not, the command takes the lock itself (so `up` cannot start
-beside it) and starts the mesh's nats-server for the occasion, from the same
-configuration, and stops it when done. Nothing else appends meanwhile: no audit of
+beside it) and starts the mesh's servers for the occasion, from the same configuration,
+and stops them when done: the single server, every node of `[server] cluster`, or, on a
+node of a cluster across hosts, this host's node (the other hosts' `up --node` must run:
+the streams are replicated on them). Nothing else appends meanwhile: no audit of
 connections, no projections, so what the command sees is exactly the stored state.
 """
 
@@ -11,22 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import nats.errors
 from nats.aio.client import Client
 
 from core.config import Settings
-from core.store import connect
+from core.errors import MahavishnuError
+from core.store import Identity, connect
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.server import NatsServer
 from projections.service import FolderLock, ReadModelsBusy
+
+JETSTREAM_TIMEOUT_S = 60.0  # a cluster started for the occasion elects its JetStream leader within seconds
+
+
+class OfflineError(MahavishnuError):
+    """The servers started for the occasion did not come to serve JetStream."""
 
 
 @dataclass(frozen=True)
 class Connected:
     nc: Client
-    up_running: bool  # False: a server of our own, and the read-model lock is ours until the block ends
+    up_running: bool  # False: servers of our own, and the read-model lock is ours until the block ends
 
 
 @contextlib.asynccontextmanager
@@ -42,15 +53,70 @@ async def control_connection(home: Home, settings: Settings, name: str) -> Async
             await nc.close()
         return
     try:
-        server = NatsServer(home.server_conf, name=f"{settings.mesh.name}-{name}")
-        endpoints = await asyncio.to_thread(server.start)
-        try:
-            nc = await connect(home.control_identity(settings, endpoints.port), name=name, reconnect=False)
+        async with _servers(home, settings, name) as identity:
+            nc = await connect(identity, name=name, reconnect=False)
             try:
+                await _jetstream_answers(nc)
                 yield Connected(nc, up_running=False)
             finally:
                 await nc.close()
-        finally:
-            await asyncio.to_thread(server.stop)
     finally:
         lock.release()
+
+
+@contextlib.asynccontextmanager
+async def _servers(home: Home, settings: Settings, name: str) -> AsyncIterator[Identity]:
+    """Start the servers the state directory's mesh is made of; the identity that reaches them."""
+    from mahavishnu.runtime.bundle import NODE_JSON  # the mesh's layouts: imported when the mesh is stopped
+
+    if (home.root / NODE_JSON).is_file():
+        from mahavishnu.runtime.bundle import prepare_node, read_node
+        from mahavishnu.runtime.hostplan import node_settings
+
+        node = read_node(home.root)  # the state directory is laid out like its bundle
+        settings = node_settings(settings, node)
+        prepare_node(home, settings, node)
+        server = NatsServer(home.node_conf, name=f"{node.server_name}-{name}")
+        await asyncio.to_thread(server.start)
+        try:
+            yield home.control_identity(settings)
+        finally:
+            await asyncio.to_thread(server.stop)
+    elif settings.server.cluster:
+        from mahavishnu.runtime.cluster import ClusterSupervisor, prepare_cluster
+        from mahavishnu.runtime.supervisor import RestartPolicy
+
+        cluster = ClusterSupervisor(prepare_cluster(home, settings), RestartPolicy(), mesh=settings.mesh.name)
+        await cluster.start()
+        try:
+            yield home.control_identity(settings)
+        finally:
+            cluster.stopping()
+            await cluster.stop()
+    else:
+        server = NatsServer(home.server_conf, name=f"{settings.mesh.name}-{name}")
+        endpoints = await asyncio.to_thread(server.start)
+        try:
+            yield home.control_identity(settings, endpoints.port)
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+async def _jetstream_answers(nc: Client, timeout: float = JETSTREAM_TIMEOUT_S) -> None:
+    """Wait until JetStream answers (a cluster's first answer waits for its leader election); OfflineError after
+    `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = await nc.request("$JS.API.INFO", b"", timeout=2)
+            if b'"error"' not in reply.data:
+                return
+            reason = reply.data.decode("utf-8", "replace")
+        except (TimeoutError, nats.errors.Error) as exc:
+            reason = repr(exc)
+        if time.monotonic() >= deadline:
+            raise OfflineError(
+                f"JetStream did not answer within {timeout:g} s ({reason}): in a cluster across hosts, "
+                "`up --node` must run on the other hosts"
+            )
+        await asyncio.sleep(0.25)  # retry interval while the cluster elects its leader, bounded by the deadline

@@ -43,9 +43,11 @@ from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.observability import agents_online, command_latency, connection_audit
+from mahavishnu.runtime.bundle import prepare_node
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
 from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.hostplan import NodeSpec
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
@@ -110,9 +112,10 @@ def restart_policy(settings: Settings) -> RestartPolicy:
 
 
 async def start_servers(
-    home: Home, settings: Settings, out: Callable[[str], None] = print
+    home: Home, settings: Settings, out: Callable[[str], None] = print, node: NodeSpec | None = None
 ) -> Supervisor | ClusterSupervisor:
-    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`.
+    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`,
+    or this host's node of a cluster across hosts (`node`, installed from its bundle).
 
     A cluster node that does not start is reported through `out` and left to its
     supervisor; MahavishnuError when the mesh cannot come up at all.
@@ -125,6 +128,11 @@ async def start_servers(
         for problem in cluster.problems.values():
             out(f"warning: {problem}")
         return cluster
+    if node is not None:
+        prepare_node(home, settings, node)
+        supervisor = Supervisor(NatsServer(home.node_conf, name=node.server_name), policy)
+        await supervisor.start()
+        return supervisor
     prepare(home, settings)
     supervisor = Supervisor(NatsServer(home.server_conf, name=settings.mesh.name), policy)
     await supervisor.start()
@@ -132,30 +140,48 @@ async def start_servers(
 
 
 async def run(
-    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
+    home: Home,
+    settings: Settings,
+    *,
+    index: tuple[str, ...] = (),
+    out: Callable[[str], None] = print,
+    node: NodeSpec | None = None,
 ) -> int:
     """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up.
 
     The signals are caught from the first moment: one that comes while the mesh is still
     starting stops it cleanly once started (its server child included), instead of killing
     `up` and leaving the server behind.
+
+    `node`: this host's node of a cluster across hosts; only the control host's runs the
+    mesh's services (ADR 0014), the others their server (mahavishnu.runtime.node).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await _run(home, settings, index=index, out=out, stop=stop)
+        if node is not None and not node.services:
+            from mahavishnu.runtime.node import run_node
+
+            return await run_node(home, settings, node, out=out, stop=stop)
+        return await _run(home, settings, index=index, out=out, stop=stop, node=node)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
 
 async def _run(
-    home: Home, settings: Settings, *, index: tuple[str, ...], out: Callable[[str], None], stop: asyncio.Event
+    home: Home,
+    settings: Settings,
+    *,
+    index: tuple[str, ...],
+    out: Callable[[str], None],
+    stop: asyncio.Event,
+    node: NodeSpec | None,
 ) -> int:
     policy = restart_policy(settings)
-    supervisor = await start_servers(home, settings, out)
+    supervisor = await start_servers(home, settings, out, node)
     watcher = asyncio.create_task(supervisor.watch(stop), name="supervisor")
     identity = home.control_identity(settings)
     registry = new_registry()  # one per process, served on /metrics by the probes
@@ -181,7 +207,7 @@ async def _run(
         # First: devices connect through the identity service (the server's auth callout), so it
         # answers before anything else of up starts and before /ready says yes; on a thread of
         # its own, so a reconnecting fleet is answered without waiting for the rest of up.
-        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
+        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else node.size if node else 1
         identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
         await asyncio.to_thread(identities.start)
         nc = await connect(identity, name="mahavishnu-up")
@@ -190,16 +216,16 @@ async def _run(
         # source from `site add` itself, without a restart).
         streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
         store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
-        if isinstance(supervisor, ClusterSupervisor):
-            await create_streams(store, supervisor)
+        if isinstance(supervisor, ClusterSupervisor) or node is not None:  # replicated: once the peers are there
+            await create_streams(store, supervisor if isinstance(supervisor, ClusterSupervisor) else None)
         else:
             await store.ensure_streams()
         # Devices holding a claim ask for their certificates here; it reads the claims' events.
         provisioning = await start_provisioning(
             store, system, home, settings, servers=nodes, version=version("mahavishnu")
         )
-        node = socket.gethostname()
-        await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
+        name = node.server_name if node is not None else socket.gethostname()
+        await store.append(MeshStarted(node=name, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
         service = ProjectionService(
             store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
@@ -276,7 +302,7 @@ async def _run(
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(stop, watcher, *services)
+        await until_signal(stop, watcher, *services)
         supervisor.stopping()  # from the signal on, a server's exit is part of the stop (see Supervisor.watch)
         # Each step drains what it took; a server stopped by the same signal makes it fail or wait,
         # and then it is closed undrained below (finally), as on an error.
@@ -288,7 +314,7 @@ async def _run(
         if supervisor.running and nc.is_connected:
             with contextlib.suppress(MahavishnuError, TimeoutError):
                 await asyncio.wait_for(
-                    store.append(MeshStopped(node=node, reason="signal", actor="control")), STOP_STEP_S
+                    store.append(MeshStopped(node=name, reason="signal", actor="control")), STOP_STEP_S
                 )
         else:
             log.warning(
@@ -333,8 +359,8 @@ async def _run(
             await api.stop()
         if identities is not None:
             await asyncio.to_thread(identities.stop)
-        await _close(system)
-        await _close(nc)
+        await close_client(system)
+        await close_client(nc)
         await supervisor.stop()
         if not watcher.done():
             await watcher
@@ -388,7 +414,7 @@ async def _start_probes(
     return probes
 
 
-async def _close(client: Client | None) -> None:
+async def close_client(client: Client | None) -> None:
     """Close a connection; one to a server that is gone (up is giving up on it) fails to flush: that is fine."""
     if client is not None and not client.is_closed:
         with contextlib.suppress(OSError):
@@ -403,7 +429,7 @@ async def _gracefully(step: Awaitable[None], what: str) -> None:
         log.info("%s stopped undrained: the server went away during the stop (%r)", what, exc)
 
 
-async def _until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
+async def until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
     """Wait until `stop` is set (SIGINT or SIGTERM); GaveUp (ClusterError) propagates when a child (the server or
     cluster, a service) could not be kept up."""
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
