@@ -9,8 +9,8 @@ A backup is a directory:
                            with --include-keys
 
 Left out, because they are rebuilt: the read models (from the streams), the nats-server
-configuration (from the CA registry), the JetStream store itself (the snapshots are it),
-repository mirrors (fetched again).
+configuration (from the CA registry), the JetStream stores themselves (jetstream/, and a
+cluster's cluster/: the snapshots are them), repository mirrors (fetched again).
 
 `backup` asks the running mesh for the snapshots, or, with `up` stopped, a server it starts
 for the occasion (then nothing else appends meanwhile: the backup is exactly the state).
@@ -62,7 +62,7 @@ from projections.service import FolderLock
 FORMAT = 1
 MANIFEST = "manifest.json"
 # Under the state directory: what a backup never carries (rebuilt or refetched).
-_REBUILT = ("jetstream", "readmodels", "nats", "mirrors")
+_REBUILT = ("jetstream", "cluster", "readmodels", "nats", "mirrors")  # cluster/: the loopback nodes' stores
 _CHUNK = 1024 * 1024
 
 

@@ -25,6 +25,7 @@ from core.errors import MahavishnuError
 from core.store import Identity, connect
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.server import NatsServer
+from mahavishnu.runtime.streams import streams_of
 from projections.service import FolderLock, ReadModelsBusy
 
 JETSTREAM_TIMEOUT_S = 60.0  # a cluster started for the occasion elects its JetStream leader within seconds
@@ -56,7 +57,7 @@ async def control_connection(home: Home, settings: Settings, name: str) -> Async
         async with _servers(home, settings, name) as identity:
             nc = await connect(identity, name=name, reconnect=False)
             try:
-                await _jetstream_answers(nc)
+                await _jetstream_answers(nc, [spec.name for spec in streams_of(settings)])
                 yield Connected(nc, up_running=False)
             finally:
                 await nc.close()
@@ -102,21 +103,25 @@ async def _servers(home: Home, settings: Settings, name: str) -> AsyncIterator[I
             await asyncio.to_thread(server.stop)
 
 
-async def _jetstream_answers(nc: Client, timeout: float = JETSTREAM_TIMEOUT_S) -> None:
-    """Wait until JetStream answers (a cluster's first answer waits for its leader election); OfflineError after
-    `timeout`."""
+async def _jetstream_answers(nc: Client, streams: list[str], timeout: float = JETSTREAM_TIMEOUT_S) -> None:
+    """Wait until JetStream, and each of `streams` that exists, answers; OfflineError after `timeout`.
+
+    Servers started a moment ago answer nothing until their metadata leader is elected, and
+    a replicated stream nothing until its own group has elected a leader.
+    """
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            reply = await nc.request("$JS.API.INFO", b"", timeout=2)
-            if b'"error"' not in reply.data:
-                return
-            reason = reply.data.decode("utf-8", "replace")
-        except (TimeoutError, nats.errors.Error) as exc:
-            reason = repr(exc)
-        if time.monotonic() >= deadline:
-            raise OfflineError(
-                f"JetStream did not answer within {timeout:g} s ({reason}): in a cluster across hosts, "
-                "`up --node` must run on the other hosts"
-            )
-        await asyncio.sleep(0.25)  # retry interval while the cluster elects its leader, bounded by the deadline
+    for subject in ["$JS.API.INFO", *(f"$JS.API.STREAM.INFO.{name}" for name in streams)]:
+        while True:
+            try:
+                reply = await nc.request(subject, b"", timeout=2)
+                if b'"error"' not in reply.data or b"stream not found" in reply.data:
+                    break
+                reason = reply.data.decode("utf-8", "replace")
+            except (TimeoutError, nats.errors.Error) as exc:
+                reason = repr(exc)
+            if time.monotonic() >= deadline:
+                raise OfflineError(
+                    f"JetStream did not answer {subject} within {timeout:g} s ({reason}): in a cluster across "
+                    "hosts, `up --node` must run on the other hosts"
+                )
+            await asyncio.sleep(0.25)  # retry interval while the cluster elects its leaders, bounded by the deadline
