@@ -30,6 +30,7 @@ from core.errors import StoreError
 from core.store.nats_errors import from_exception
 
 CHUNK_BYTES = 128 * 1024
+ASK_S = 5.0  # how long one snapshot request waits for the stream's leader before it is asked again
 # JSClusterNoPeersErr: a cluster started a moment ago places no replicated stream until every node it
 # needs has reported in to the metadata leader; the same request succeeds a few seconds later.
 NO_SUITABLE_PEERS = 10005
@@ -70,18 +71,30 @@ async def snapshot_stream(
     progress: Callable[[int], None] | None = None,
     timeout: float = 30.0,
 ) -> Snapshot:
-    """Write a snapshot of `stream` to `sink` (consumers left out: they are rebuilt by their owners)."""
-    inbox = nc.new_inbox()
-    chunks: asyncio.Queue[Msg] = asyncio.Queue()
-    sub = await nc.subscribe(inbox, cb=chunks.put)
+    """Write a snapshot of `stream` to `sink` (consumers left out: they are rebuilt by their owners).
+
+    Only a replicated stream's leader answers the request, and a stream electing its leader
+    (a node of its group restarted a moment ago) drops it unanswered: it is asked again,
+    every ASK_S, until `timeout`, each time with a new inbox so that two answers never mix.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        chunks: asyncio.Queue[Msg] = asyncio.Queue()
+        sub = await nc.subscribe(nc.new_inbox(), cb=chunks.put)
+        try:
+            answer = await _api(
+                nc,
+                f"STREAM.SNAPSHOT.{stream}",
+                {"deliver_subject": sub.subject, "no_consumers": True, "chunk_size": CHUNK_BYTES},
+                timeout=min(ASK_S, max(0.1, deadline - time.monotonic())),
+            )
+            break
+        except StoreError as exc:
+            await sub.unsubscribe()
+            if not isinstance(exc.__cause__, TimeoutError) or time.monotonic() >= deadline:
+                raise
     written = 0
     try:
-        answer = await _api(
-            nc,
-            f"STREAM.SNAPSHOT.{stream}",
-            {"deliver_subject": inbox, "no_consumers": True, "chunk_size": CHUNK_BYTES},
-            timeout=timeout,
-        )
         while True:
             try:
                 msg = await asyncio.wait_for(chunks.get(), timeout)

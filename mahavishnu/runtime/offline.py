@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -28,6 +30,7 @@ from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
 from projections.service import FolderLock, ReadModelsBusy
 
+STREAM_NOT_FOUND = 10059  # JSStreamNotFoundErr: a mesh never started has no streams yet, which is fine here
 JETSTREAM_TIMEOUT_S = 60.0  # a cluster started for the occasion elects its JetStream leader within seconds
 
 
@@ -107,17 +110,18 @@ async def _jetstream_answers(nc: Client, streams: list[str], timeout: float = JE
     """Wait until JetStream, and each of `streams` that exists, answers; OfflineError after `timeout`.
 
     Servers started a moment ago answer nothing until their metadata leader is elected, and
-    a replicated stream nothing until its own group has elected a leader.
+    a replicated stream nothing until its own group has elected a leader and its replicas
+    have caught up with it (until then its leader may still change, and a read with it).
     """
     deadline = time.monotonic() + timeout
     for subject in ["$JS.API.INFO", *(f"$JS.API.STREAM.INFO.{name}" for name in streams)]:
         while True:
             try:
                 reply = await nc.request(subject, b"", timeout=2)
-                if b'"error"' not in reply.data or b"stream not found" in reply.data:
+                reason = _not_serving(json.loads(reply.data))
+                if reason is None:
                     break
-                reason = reply.data.decode("utf-8", "replace")
-            except (TimeoutError, nats.errors.Error) as exc:
+            except (TimeoutError, nats.errors.Error, ValueError) as exc:  # ValueError: not a JSON answer
                 reason = repr(exc)
             if time.monotonic() >= deadline:
                 raise OfflineError(
@@ -125,3 +129,17 @@ async def _jetstream_answers(nc: Client, streams: list[str], timeout: float = JE
                     "hosts, `up --node` must run on the other hosts"
                 )
             await asyncio.sleep(0.25)  # retry interval while the cluster elects its leaders, bounded by the deadline
+
+
+def _not_serving(answer: dict[str, Any]) -> str | None:
+    """Why a JetStream API answer (INFO, STREAM.INFO) says it cannot serve yet, or None (pure)."""
+    error = answer.get("error")
+    if error is not None:
+        return None if error.get("err_code") == STREAM_NOT_FOUND else str(error.get("description", error))
+    cluster = answer.get("cluster")
+    if cluster is None:
+        return None
+    if not cluster.get("leader"):
+        return "the stream has no leader yet"
+    behind = [r["name"] for r in cluster.get("replicas", []) if not r.get("offline") and not r.get("current")]
+    return f"replicas catching up: {', '.join(behind)}" if behind else None
