@@ -53,13 +53,39 @@ def prepare(
     _ensure_jetstream_key(home)
     issuer.ensure(home)
     ensure_key_file(home.root)
-    config = ServerConfig(
+    config = server_config(
+        home, settings, port=port, monitor_port=monitor_port, mqtt_port=mqtt_port, leaf_port=leaf_port
+    )
+    write_users(home, ca)
+    write_callout(home, ca)
+    write_private(home.server_conf, config.render())
+    return config
+
+
+def server_config(
+    home: Home,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    monitor_port: int | None = None,
+    mqtt_port: int | None = None,
+    leaf_port: int | None = None,
+    certificate: Path | None = None,
+) -> ServerConfig:
+    """The single server's configuration from the state directory's layout and the settings (pure).
+
+    `certificate` is the folder of the server's cert.pem and key.pem (the state directory's
+    server/ unless a node of a cluster across hosts has its own).
+    """
+    folder = home.server_dir if certificate is None else certificate
+    mqtt_port = settings.mqtt.port if mqtt_port is None else mqtt_port
+    return ServerConfig(
         server_name=settings.mesh.name,
         host=settings.server.host,
         port=settings.server.port if port is None else port,
         monitor_port=settings.server.monitor_port if monitor_port is None else monitor_port,
-        server_cert=home.server_dir / "cert.pem",
-        server_key=home.server_dir / "key.pem",
+        server_cert=folder / "cert.pem",
+        server_key=folder / "key.pem",
         ca_file=home.ca_dir / "ca.pem",
         store_dir=home.store_dir,
         key_include=home.key_include.name,
@@ -74,16 +100,12 @@ def prepare(
         mqtt_listener=mqtt.listener_block(
             settings.mqtt.host,
             mqtt_port,
-            cert=home.server_dir / "cert.pem",
-            key=home.server_dir / "key.pem",
+            cert=folder / "cert.pem",
+            key=folder / "key.pem",
             ca=home.ca_dir / "ca.pem",
         ),
         leaf=leaf_listener(home, settings, leaf_port),
     )
-    write_users(home, ca)
-    write_callout(home, ca)
-    write_private(home.server_conf, config.render())
-    return config
 
 
 def write_callout(home: Home, ca: CertificateAuthority) -> None:

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 
+import nats.errors
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
@@ -44,9 +45,11 @@ from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.observability import agents_online, command_latency, connection_audit
+from mahavishnu.runtime.bundle import prepare_node
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
 from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.hostplan import NodeSpec
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
@@ -64,6 +67,9 @@ from projections.service import ProjectionService
 
 log = logging.getLogger("mahavishnu.up")
 
+# The longest one step of a stop (a service's drain, the mesh.stopped append) waits: a server stopped by the
+# same signal never answers, and the steps together stay within the unit's TimeoutStopSec (30 s).
+STOP_STEP_S = 5.0
 CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they end with up's exit anyway
 
 
@@ -109,9 +115,10 @@ def restart_policy(settings: Settings) -> RestartPolicy:
 
 
 async def start_servers(
-    home: Home, settings: Settings, out: Callable[[str], None] = print
+    home: Home, settings: Settings, out: Callable[[str], None] = print, node: NodeSpec | None = None
 ) -> Supervisor | ClusterSupervisor:
-    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`.
+    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`,
+    or this host's node of a cluster across hosts (`node`, installed from its bundle).
 
     A cluster node that does not start is reported through `out` and left to its
     supervisor; MahavishnuError when the mesh cannot come up at all.
@@ -124,6 +131,11 @@ async def start_servers(
         for problem in cluster.problems.values():
             out(f"warning: {problem}")
         return cluster
+    if node is not None:
+        prepare_node(home, settings, node)
+        supervisor = Supervisor(NatsServer(home.node_conf, name=node.server_name), policy)
+        await supervisor.start()
+        return supervisor
     prepare(home, settings)
     supervisor = Supervisor(NatsServer(home.server_conf, name=settings.mesh.name), policy)
     await supervisor.start()
@@ -131,31 +143,49 @@ async def start_servers(
 
 
 async def run(
-    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
+    home: Home,
+    settings: Settings,
+    *,
+    index: tuple[str, ...] = (),
+    out: Callable[[str], None] = print,
+    node: NodeSpec | None = None,
 ) -> int:
     """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up.
 
     The signals are caught from the first moment: one that comes while the mesh is still
     starting stops it cleanly once started (its server child included), instead of killing
     `up` and leaving the server behind.
+
+    `node`: this host's node of a cluster across hosts; only the control host's runs the
+    mesh's services (ADR 0014), the others their server (mahavishnu.runtime.node).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await _run(home, settings, index=index, out=out, stop=stop)
+        if node is not None and not node.services:
+            from mahavishnu.runtime.node import run_node
+
+            return await run_node(home, settings, node, out=out, stop=stop)
+        return await _run(home, settings, index=index, out=out, stop=stop, node=node)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
 
 async def _run(
-    home: Home, settings: Settings, *, index: tuple[str, ...], out: Callable[[str], None], stop: asyncio.Event
+    home: Home,
+    settings: Settings,
+    *,
+    index: tuple[str, ...],
+    out: Callable[[str], None],
+    stop: asyncio.Event,
+    node: NodeSpec | None,
 ) -> int:
     policy = restart_policy(settings)
-    supervisor = await start_servers(home, settings, out)
-    watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
+    supervisor = await start_servers(home, settings, out, node)
+    watcher = asyncio.create_task(supervisor.watch(stop), name="supervisor")
     identity = home.control_identity(settings)
     registry = new_registry()  # one per process, served on /metrics by the probes
     nc: Client | None = None
@@ -177,15 +207,15 @@ async def _run(
     identities: IdentityThread | None = None
     provisioning: ProvisioningService | None = None
     try:
-        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
+        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else node.size if node else 1
         nc = await connect(identity, name="mahavishnu-up")
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         # EVENTS sources every registered edge site's stream (a site added later gets its
         # source from `site add` itself, without a restart).
         streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
         store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
-        if isinstance(supervisor, ClusterSupervisor):
-            await create_streams(store, supervisor)
+        if isinstance(supervisor, ClusterSupervisor) or node is not None:  # replicated: once the peers are there
+            await create_streams(store, supervisor if isinstance(supervisor, ClusterSupervisor) else None)
         else:
             await store.ensure_streams()
         # Every connection is audited from the first: the follower listens before any device
@@ -200,8 +230,8 @@ async def _run(
         provisioning = await start_provisioning(
             store, system, home, settings, servers=nodes, version=version("mahavishnu")
         )
-        node = socket.gethostname()
-        await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
+        name = node.server_name if node is not None else socket.gethostname()
+        await store.append(MeshStarted(node=name, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
         service = ProjectionService(
             store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
@@ -280,17 +310,25 @@ async def _run(
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(stop, watcher, *services)
-        await queries.stop()
-        await provisioning.stop()
-        provisioning = None
-        await shells.stop()
-        shells = None
+        await until_signal(stop, watcher, *services)
+        supervisor.stopping()  # from the signal on, a server's exit is part of the stop (see Supervisor.watch)
+        # Each step drains what it took; a server stopped by the same signal makes it fail or wait,
+        # and then it is closed undrained below (finally), as on an error.
+        await _gracefully(queries.stop(), "the query service")
+        await _gracefully(provisioning.stop(), "the provisioning service")
+        await _gracefully(shells.stop(), "the terminal broker")
         stop_following.set()
         await asyncio.gather(*services)
-        supervisor.stopping()
-        with contextlib.suppress(MahavishnuError, TimeoutError):
-            await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
+        if supervisor.running and nc.is_connected:
+            with contextlib.suppress(MahavishnuError, TimeoutError):
+                await asyncio.wait_for(
+                    store.append(MeshStopped(node=name, reason="signal", actor="control")), STOP_STEP_S
+                )
+        else:
+            log.warning(
+                "mesh.stopped is not recorded: nats-server was stopped by the same signal as up",
+                extra={"to_do": "signal up alone (systemd: KillMode=mixed, as ops/systemd/mahavishnu.service)"},
+            )
         out("mesh stopped")
         return 0
     except MahavishnuError as exc:
@@ -301,10 +339,10 @@ async def _run(
             raise gave_up from exc
         raise
     finally:
-        if shells is not None:  # stopping on an error: end the terminal sessions all the same
+        if shells is not None:  # stopping on an error: end the terminal sessions all the same (stop is idempotent)
             with contextlib.suppress(Exception):
                 await shells.stop()
-        if provisioning is not None:  # stopping on an error: the server may be gone, so nothing is drained
+        if provisioning is not None:  # closed undrained: on an error, or after a stop step the server left undone
             await provisioning.close()
         stop_following.set()
         for task in services:
@@ -329,8 +367,8 @@ async def _run(
             await api.stop()
         if identities is not None:
             await asyncio.to_thread(identities.stop)
-        await _close(system)
-        await _close(nc)
+        await close_client(system)
+        await close_client(nc)
         await supervisor.stop()
         if not watcher.done():
             await watcher
@@ -390,14 +428,22 @@ async def _start_probes(
     return probes
 
 
-async def _close(client: Client | None) -> None:
+async def close_client(client: Client | None) -> None:
     """Close a connection; one to a server that is gone (up is giving up on it) fails to flush: that is fine."""
     if client is not None and not client.is_closed:
         with contextlib.suppress(OSError):
             await client.close()
 
 
-async def _until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
+async def _gracefully(step: Awaitable[None], what: str) -> None:
+    """Await one step of a clean stop for at most STOP_STEP_S; a server gone meanwhile is logged, not raised."""
+    try:
+        await asyncio.wait_for(step, STOP_STEP_S)
+    except (TimeoutError, nats.errors.Error, MahavishnuError) as exc:
+        log.info("%s stopped undrained: the server went away during the stop (%r)", what, exc)
+
+
+async def until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
     """Wait until `stop` is set (SIGINT or SIGTERM); GaveUp (ClusterError) propagates when a child (the server or
     cluster, a service) could not be kept up."""
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
