@@ -10,6 +10,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── StoreUnavailable     core.errors                        nobody answered: down, unreachable, no JetStream
     │   ├── ConcurrencyConflict  core.errors                        an expected last sequence did not match
     │   ├── AppendFailed         core.errors                        an append refused or not acknowledged
+    │   ├── _NoPeersYet          core.store.snapshots               a restored stream has no place in the cluster yet
     │   └── StreamConfigError    core.errors                        a stream could not be created or updated
     ├── ServiceRefusal           core.errors                        refused with an HTTP-like code; a micro ServiceError
     │   ├── NoAnswer             core.errors                        the service or device asked did not answer
@@ -71,6 +72,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── SshAuthFailed        mahavishnu.gateways.ssh.errors     the host refused our credentials
     │   └── SshCredentialsError  mahavishnu.gateways.ssh.errors     the identity file cannot be used
     ├── ClusterError             mahavishnu.runtime.cluster         the cluster cannot come up or lost its majority
+    ├── BundleError              mahavishnu.runtime.bundle          a node bundle is unreadable or not for this host
+    ├── OfflineError             mahavishnu.runtime.offline         servers started for a stopped mesh serve no JetStream
     ├── ClusterPlanError         mahavishnu.runtime.clusterplan     the settings describe no runnable cluster
     ├── HomeError                mahavishnu.runtime.home            the state directory is missing or damaged
     ├── CalloutError             mahavishnu.identity.errors         the server's authorization request is unreadable

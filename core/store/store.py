@@ -168,7 +168,10 @@ class EventStore:
             raise AppendFailed(f"a chained append stays in one stream, not {sorted(streams)}")
         messages = [Message(e.subject(), encode(e), e.event_id) for e in events]
         with self._measured(events):
-            chain = await publish_chained(self.nc, messages, after_seq=after_seq, timeout=self.timeout)
+            try:
+                chain = await publish_chained(self.nc, messages, after_seq=after_seq, timeout=self.timeout)
+            except nats.errors.Error as exc:  # the connection closed under it, say: may or may not be stored
+                raise from_exception(exc, doing=f"append to {messages[0].subject}", appending=True) from exc
         prefix = zip(chain.stored(), messages, strict=False)
         stored = [Appended(a.stream, a.seq, m.subject, m.event_id) for a, m in prefix]
         return stored, refusal(chain, messages, after_seq)

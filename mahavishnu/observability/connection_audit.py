@@ -75,6 +75,9 @@ async def follow(system: Client, trail: AuditTrail, identify: Callable[[str], st
         try:
             await trail.record(**entry)
         except MahavishnuError as exc:
+            if trail.store.nc.is_closed:  # up is stopping: the events of its own last moments go unrecorded
+                log.info("a connection event was not audited: stopping", extra=entry)
+                return
             log.error("a connection event could not be audited", extra={"reason": str(exc), **entry})
 
     async def on_event(msg: Msg) -> None:

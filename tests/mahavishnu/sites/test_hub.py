@@ -309,6 +309,9 @@ async def test_a_site_is_removed_only_once_the_hub_holds_its_events(
         await proxy.restore()
         sent[DEVICES[0]].append(3.0)
         await _until_hub_holds(control, sent)
+        link_up = site_runner.link_message(site.site, site_runner.LinkState(True))
+        # the site says so once it notices, which may be after the hub holds what it sent
+        await eventually(lambda: link_up in site.lines, timeout=20, what="the site to see its link back")
         await sites.remove_source(control.nc, site.site)  # caught up: allowed
         info = await control.js.stream_info("EVENTS")
         assert not info.config.sources and info.state.messages == 4  # the copied events stay
@@ -317,7 +320,6 @@ async def test_a_site_is_removed_only_once_the_hub_holds_its_events(
         try:  # as `site remove` does: the live link is cut once the hub has reloaded its users
             before = await cutoff.config_loads(system, servers=1)
             links = proxy.connections
-            link_up = site_runner.link_message(site.site, site_runner.LinkState(True))
             ups = site.lines.count(link_up)
             moved = sites.remove(hub.home, SITE)
             assert await cutoff.cut_off(system, site.site, before=before, servers=1) == 1
