@@ -73,7 +73,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   └── SshCredentialsError  mahavishnu.gateways.ssh.errors     the identity file cannot be used
     ├── ClusterError             mahavishnu.runtime.cluster         the cluster cannot come up or lost its majority
     ├── BundleError              mahavishnu.runtime.bundle          a node bundle is unreadable or not for this host
-    ├── OfflineError             mahavishnu.runtime.offline         servers started for a stopped mesh serve no JetStream
+    ├── OfflineError             mahavishnu.runtime.offline         servers started for a stopped mesh lack JetStream
     ├── ClusterPlanError         mahavishnu.runtime.clusterplan     the settings describe no runnable cluster
     ├── HomeError                mahavishnu.runtime.home            the state directory is missing or damaged
     ├── CalloutError             mahavishnu.identity.errors         the server's authorization request is unreadable
