@@ -5,16 +5,20 @@ identity in the MQTT account, over NATS (streams, sessions) and over MQTT (publi
 
 Commands out. An MQTT device cannot pull from JetStream, so the bridge pulls for it, from
 the same durable consumer an agent would use (device-<id> on COMMANDS, made at enrolment;
-`cmd cancel` therefore works alike). It pulls only while the device's MQTT session holds
-a QoS 1 subscription to its commands, i.e. while the server has somewhere to keep a
-command for it: a device that is offline with a persistent session gets the command when
-it reconnects, one that never subscribed (or only with a clean session) finds its
-commands waiting in COMMANDS. Each command is published with QoS 1 on
-mesh/cmd/<id>/<command-id>, and its JetStream message is acknowledged only once the
-server acknowledged the MQTT publish (stored in the device's session); otherwise it is
-nak'ed and comes back. A command past its time to live is never delivered: the bridge
-records command.expired instead. QoS 1 is at least once: a device may see a command
-twice and must go by its command_id.
+`cmd cancel` therefore works alike). It pulls only while the device's own MQTT session
+(client id = device id) holds a QoS 1 subscription that covers its command topics
+(mesh/cmd/<id>/# or /+; the bare mesh/cmd/<id> matches no command), i.e. while the
+server has somewhere to keep a command for the device: a device that is offline with a
+persistent session gets the command when it reconnects, one that never subscribed (or
+only with a clean session) finds its commands waiting in COMMANDS. Each command is
+published with QoS 1 on mesh/cmd/<id>/<command-id>, one at a time per device, and its
+JetStream message is acknowledged only once the device took it: its PUBACK (seen as its
+session's consumer acknowledging the message) or its report on the command. The
+server's PUBACK to the bridge is not enough: a clean session of the same client id wipes
+what the session held, and the command then goes back to COMMANDS (nak) and is
+delivered again once the device subscribes again, within its time to live. A command
+past its time to live is never delivered: the bridge records command.expired instead.
+QoS 1 is at least once: a device may see a command twice and must go by its command_id.
 
 Reports in. What MQTT devices publish on mesh/evt/device/<id>/<what> is kept by the MQTT
 account's MQTT_IN stream (so nothing is lost while `up` is down); the bridge turns each
@@ -56,6 +60,7 @@ COMMANDS_STREAM = "COMMANDS"
 IN_MAX_AGE_S = 7 * 86400.0  # reports wait this long for a bridge that is down
 PUBACK_TIMEOUT_S = 10.0
 FETCH_WAIT_S = 1.0
+IN_PROGRESS_S = 5.0  # a command awaiting its device is reported in progress this often (below any ack wait)
 RETRY_S = 0.5  # after a failed JetStream call (the server reloading its users makes a few)
 
 
@@ -68,7 +73,7 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 class MqttMetrics:
     """What the bridge did, on up's /metrics.
 
-    mahavishnu_mqtt_commands_total{outcome}   delivered (the server has it) | expired | retried (no PUBACK)
+    mahavishnu_mqtt_commands_total{outcome}   delivered (the device took it) | expired | retried (its session lost it)
     mahavishnu_mqtt_reports_total{outcome}    appended | dropped (could not be translated; the log says why)
     mahavishnu_mqtt_sessions                  MQTT devices whose session holds a QoS 1 subscription to commands
     """
@@ -166,6 +171,8 @@ class MqttBridge:
         self.poll_s = poll_s
         self.metrics = metrics or MqttMetrics(CollectorRegistry())
         self._delivering: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._sessions: dict[str, frozenset[str]] = {}  # the last sessions(): device -> its consumers of commands
+        self._reports: dict[tuple[str, str], asyncio.Event] = {}  # (device, command id) delivered, awaiting the device
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -213,30 +220,32 @@ class MqttBridge:
 
     # --- commands out --------------------------------------------------------
 
-    async def sessions(self) -> set[str]:
-        """The MQTT devices whose session holds a QoS 1 subscription to their commands."""
+    async def sessions(self) -> dict[str, frozenset[str]]:
+        """The MQTT devices whose own session takes commands, each with the $MQTT_msgs consumers that receive them."""
         js = self.bridge.jetstream()
-        filters: list[str] = []
+        consumers: list[tuple[str, str]] = []
         listed = 0
         while True:  # the server lists 256 consumers at a time
             try:
                 page = await js.consumers_info(mqtt.SESSIONS_STREAM, offset=listed or None)
             except nats.js.errors.NotFoundError:
-                return set()  # no MQTT client has subscribed with QoS 1 yet
+                return {}  # no MQTT client has subscribed with QoS 1 yet
             for consumer in page:
                 config = consumer.config
-                filters += [config.filter_subject] if config.filter_subject else list(config.filter_subjects or [])
+                filters = [config.filter_subject] if config.filter_subject else list(config.filter_subjects or [])
+                consumers += [(consumer.name, subject) for subject in filters]
             listed += len(page)
             if len(page) < 256:
                 break
-        return mqtt.devices_with_sessions(filters) & self.devices()
+        return mqtt.command_sessions(consumers, self.devices())
 
     async def _follow_sessions(self) -> None:
         try:
-            wanted = await self.sessions()
+            self._sessions = await self.sessions()
         except (nats.errors.Error, TimeoutError) as exc:  # e.g. JetStream busy while the server reloads its users
             log.warning("cannot list the MQTT sessions; keeping the last known", extra={"reason": repr(exc)})
             return
+        wanted = self._sessions.keys()
         self.metrics.sessions.set(len(wanted))
         for device in wanted - self._delivering.keys():
             halt = asyncio.Event()
@@ -279,7 +288,13 @@ class MqttBridge:
                 await psub.unsubscribe()
 
     async def deliver(self, device: str, message: Msg) -> None:
-        """Publish one command to its device with QoS 1; acknowledge it once the server has it."""
+        """Publish one command to its device's session with QoS 1; acknowledge it once the device has.
+
+        The server's PUBACK only says the command is kept in the session, which a clean
+        session of the same client id wipes; so the JetStream message stays in progress until
+        the device acknowledges the command (its PUBACK, seen as its session's consumer having
+        acknowledged it, or a report on it), and goes back (nak) if the session loses it first.
+        """
         try:
             command = decode(message.data)
         except EventDecodeError as exc:
@@ -291,27 +306,68 @@ class MqttBridge:
             await message.term()
             return
         if mqtt.expired(command, datetime.now(UTC)):
-            await self.store.append(
-                CommandExpired(
-                    command_id=command.command_id,
-                    device_id=device,
-                    actor=mqtt.BRIDGE_ID,
-                    correlation_id=command.correlation_id,
-                    causation_id=command.event_id,
-                )
-            )
-            await message.ack()
-            self.metrics.commands.labels("expired").inc()
+            await self._expire(command, message)
             return
-        topic = mqtt.command_topic(device, command.command_id)
-        if await self.publisher.publish(topic, mqtt.command_payload(command)):
-            await message.ack()
-            self.metrics.commands.labels("delivered").inc()
-            log.info("command delivered", extra={"device": device, "command_id": command.command_id})
-        else:
-            log.warning("command not acknowledged by MQTT; retrying", extra={"command_id": command.command_id})
+        consumers = self._sessions.get(device, frozenset())
+        key = (device, command.command_id)
+        reported = self._reports[key] = asyncio.Event()  # set by the translator on the device's report
+        try:
+            before = (await self.bridge.jetstream().stream_info(mqtt.SESSIONS_STREAM)).state.last_seq
+            topic = mqtt.command_topic(device, command.command_id)
+            kept = bool(consumers) and await self.publisher.publish(topic, mqtt.command_payload(command))
+            outcome = await self._until_taken(command, message, consumers, before, reported) if kept else "lost"
+        finally:
+            self._reports.pop(key, None)
+        if outcome == "expired":
+            await self._expire(command, message)
+        elif outcome == "lost":
+            log.warning("command not kept by the device's session; retrying", extra={"command_id": command.command_id})
             await message.nak(delay=1)
             self.metrics.commands.labels("retried").inc()
+        else:
+            await message.ack()
+            self.metrics.commands.labels("delivered").inc()
+            log.info("command delivered", extra={"device": device, "command_id": command.command_id, "by": outcome})
+
+    async def _until_taken(
+        self, command: CommandIssued, message: Msg, consumers: frozenset[str], before: int, reported: asyncio.Event
+    ) -> str:
+        """How the device took the command ("reported", "acknowledged"), or why not ("lost", "expired")."""
+        js = self.bridge.jetstream()
+        touched = asyncio.get_running_loop().time()
+        while True:
+            if reported.is_set():
+                return "reported"
+            if mqtt.expired(command, datetime.now(UTC)):
+                return "expired"
+            states = []
+            for name in consumers:  # the consumers of the session the command was kept in, not newer ones
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    states.append(await js.consumer_info(mqtt.SESSIONS_STREAM, name))
+            if not states:
+                return "lost"  # a clean session of the device's client id (or an unsubscribe) wiped it
+            for info in states:
+                delivered = info.delivered.stream_seq if info.delivered else 0
+                if mqtt.acknowledged(delivered, info.num_pending or 0, info.num_ack_pending or 0, before):
+                    return "acknowledged"
+            now = asyncio.get_running_loop().time()
+            if now - touched >= IN_PROGRESS_S:  # COMMANDS would otherwise hand it out again after its ack wait
+                await message.in_progress()
+                touched = now
+            await _pause(reported, self.poll_s)
+
+    async def _expire(self, command: CommandIssued, message: Msg) -> None:
+        await self.store.append(
+            CommandExpired(
+                command_id=command.command_id,
+                device_id=command.device_id,
+                actor=mqtt.BRIDGE_ID,
+                correlation_id=command.correlation_id,
+                causation_id=command.event_id,
+            )
+        )
+        await message.ack()
+        self.metrics.commands.labels("expired").inc()
 
     # --- reports in ----------------------------------------------------------
 
@@ -353,6 +409,8 @@ class MqttBridge:
         await self.store.append(event)
         await message.ack()
         self.metrics.reports.labels("appended").inc()
+        if isinstance(event, CommandEvent) and (waiting := self._reports.get((device, event.command_id))):
+            waiting.set()  # the device has the command: its delivery is done
 
 
 async def open_bridge(

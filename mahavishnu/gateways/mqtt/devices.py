@@ -34,6 +34,7 @@ MQTT account's MQTT_IN stream) into our events. Payloads, documented in the READ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -74,6 +75,7 @@ COMMAND_STATES = (
     CommandState.FAILED,
     CommandState.REJECTED,
 )
+_HASH_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # nats-server's base 62
 _EVENT_IDS = uuid.UUID("6d616861-7669-4d51-9454-000000000001")  # namespace of derived event ids
 
 
@@ -154,20 +156,55 @@ def command_topic(device_id: str, command_id: str) -> str:
     return subjects.command(device_id, command_id).replace(".", "/")
 
 
-def devices_with_sessions(filter_subjects: Iterable[str]) -> set[str]:
-    """The devices whose MQTT session holds a QoS 1 subscription to their commands (pure).
+def session_hash(client_id: str) -> str:
+    """The 8 characters nats-server names a session's consumers by (pure): its getHash(client id).
 
-    Each QoS 1 subscription of a session is a consumer of $MQTT_msgs filtered on
-    `$MQTT.msgs.<subject>`; a command published while the device is away waits there.
+    Each QoS 1 subscription of the session with client id C is a consumer of $MQTT_msgs
+    named `<session_hash(C)>_<nuid>` (server/mqtt.go, events.go: SHA-256, each of the first
+    8 bytes mod 62 as a digit). The bridge finds a device's own session by it: only the
+    session whose client id is the device id takes its commands.
     """
-    prefix = f"$MQTT.msgs.{subjects.COMMANDS_PREFIX}."
-    found = set()
-    for subject in filter_subjects:
-        if subject.startswith(prefix):
-            device = subject[len(prefix) :].split(".", 1)[0]
-            if device not in ("*", ">"):
-                found.add(device)
+    digest = hashlib.sha256(client_id.encode()).digest()
+    return "".join(_HASH_DIGITS[b % len(_HASH_DIGITS)] for b in digest[:8])
+
+
+def covers_commands(filter_subject: str, device_id: str) -> bool:
+    """Whether a $MQTT_msgs consumer's filter receives every command of `device_id` (pure).
+
+    A command goes to mesh/cmd/<id>/<command-id>: `mesh/cmd/<id>/#` and `mesh/cmd/<id>/+`
+    cover it, the bare `mesh/cmd/<id>` (granted, it is within the device's topics) does not.
+    """
+    prefix = f"$MQTT.msgs.{subjects.COMMANDS_PREFIX}.{device_id}."
+    return filter_subject in (prefix + "*", prefix + ">")
+
+
+def command_sessions(consumers: Iterable[tuple[str, str]], device_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+    """For each device whose own session takes commands, the names of its consumers that receive them (pure).
+
+    `consumers` are (name, filter subject) of $MQTT_msgs' consumers. A device's own session
+    is the one whose client id is the device id (the callout refuses any other client id
+    for a subscribing connection), and it takes commands only with a QoS 1 subscription
+    that covers them (covers_commands).
+    """
+    listed = list(consumers)
+    found: dict[str, frozenset[str]] = {}
+    for device in device_ids:
+        own = session_hash(device) + "_"
+        names = frozenset(n for n, f in listed if n.startswith(own) and covers_commands(f, device))
+        if names:
+            found[device] = names
     return found
+
+
+def acknowledged(delivered_seq: int, pending: int, ack_pending: int, before: int) -> bool:
+    """Whether a session's consumer of a device's commands has had the device acknowledge the newest one (pure).
+
+    The bridge is the only publisher on a device's command topics and keeps one command in
+    its session at a time, so everything this consumer received after `before` (the last
+    sequence of $MQTT_msgs before the publish) is that command: delivered past it, with
+    nothing pending or unacknowledged, means the device's PUBACK reached the server.
+    """
+    return delivered_seq > before and pending == 0 and ack_pending == 0
 
 
 # -- Payloads -------------------------------------------------------------------------

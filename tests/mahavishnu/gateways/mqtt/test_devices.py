@@ -77,15 +77,18 @@ def test_mqtt_devices_and_the_bridge_are_users_of_the_mqtt_account_only() -> Non
     assert mesh == ["control", "dev-n"]
 
 
-def test_sessions_are_read_from_the_filters_of_the_servers_qos1_consumers() -> None:
-    filters = [
-        "$MQTT.msgs.mesh.cmd.dev-a.>",
-        "$MQTT.msgs.mesh.cmd.dev-a",
-        "$MQTT.msgs.mesh.cmd.dev-b.*",
-        "$MQTT.msgs.mesh.cmd.>",  # a wildcard names no device
-        "$MQTT.msgs.other.topic",
+def test_a_session_takes_commands_when_it_is_the_devices_own_and_covers_its_command_topics() -> None:
+    a, b = mqtt.session_hash("dev-a"), mqtt.session_hash("dev-b")
+    consumers = [
+        (f"{a}_1", "$MQTT.msgs.mesh.cmd.dev-a.>"),  # mesh/cmd/dev-a/#
+        (f"{a}_2", "$MQTT.msgs.mesh.cmd.dev-a"),  # the bare topic: matches no command
+        (f"{a}_3", "$MQTT.msgs.mesh.cmd.dev-a.*"),  # mesh/cmd/dev-a/+
+        (f"{b}_1", "$MQTT.msgs.mesh.cmd.dev-b"),  # dev-b subscribed to its bare topic only
+        (f"{mqtt.session_hash('dev-a/pub')}_1", "$MQTT.msgs.mesh.cmd.dev-a.>"),  # not dev-a's own session
+        (f"{a}_4", "$MQTT.msgs.mesh.cmd.>"),
     ]
-    assert mqtt.devices_with_sessions(filters) == {"dev-a", "dev-b"}
+    assert mqtt.command_sessions(consumers, ["dev-a", "dev-b", "dev-c"]) == {"dev-a": frozenset({f"{a}_1", f"{a}_3"})}
+    assert len(a) == 8 and a != b and a.isalnum()
 
 
 def test_a_command_is_sent_as_its_request_and_its_expiry() -> None:
