@@ -130,8 +130,6 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
             f"device of site {args.site}: copy {folder / SITE_FILE} and {folder / USERS_FILE} into the site's "
             "bundle folder on its host; a running `mahavishnu site up` applies them at once"
         )
-    if done.pending_reload:
-        print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
     return 0
 
 

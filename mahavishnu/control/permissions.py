@@ -48,6 +48,12 @@ SITE_PUBLISH_DENIED = (*LEAF_DENIED, "$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in
 SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>")
 
 
+# The configured users of MESH, OPS and SYS connect as NATS clients only: on the MQTT listener
+# the server would otherwise set up MQTT session streams in their account (only MQTT devices,
+# in the MQTT account, use MQTT: ADR 0008).
+NATS_ONLY = ("STANDARD",)
+
+
 def device_user(device_id: str, serial: int) -> User:
     consumer = subjects.device_consumer(device_id)
     return User(
@@ -90,6 +96,7 @@ def operator_user(identity: str, serial: int) -> User:
         name=certificate_uri(serial),
         publish_allow=("mesh.q.>", "mesh.shell.>"),
         subscribe_allow=(f"{subjects.inbox_prefix(identity)}.>",),
+        connection_types=NATS_ONLY,
     )
 
 
@@ -109,7 +116,7 @@ def users_for(
         if not record.is_live(now):
             continue
         if record.kind == "control":
-            mesh.append(User(certificate_uri(record.serial)))
+            mesh.append(User(certificate_uri(record.serial), connection_types=NATS_ONLY))
         elif record.kind == "site":
             mesh.append(site_user(record.serial))
         elif record.kind == "operator":
@@ -120,6 +127,7 @@ def users_for(
                     certificate_uri(record.serial),
                     publish_allow=("_INBOX.>", "$SYS.REQ.>"),
                     subscribe_allow=("$SYS.>", "_INBOX.>"),
+                    connection_types=NATS_ONLY,
                 )
             )
     return tuple(mesh), tuple(ops), tuple(system)

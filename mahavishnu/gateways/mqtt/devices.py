@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -75,6 +76,7 @@ COMMAND_STATES = (
     CommandState.FAILED,
     CommandState.REJECTED,
 )
+_ROLE = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # the <name> of a client id <device id>/<name>
 _HASH_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # nats-server's base 62
 _EVENT_IDS = uuid.UUID("6d616861-7669-4d51-9454-000000000001")  # namespace of derived event ids
 
@@ -115,7 +117,7 @@ def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Pat
 
 
 def device_user(device_id: str, serial: int) -> User:
-    """The MQTT account's user for one certificate of an MQTT device: its own topics, MQTT only."""
+    """What an MQTT device may do (the identity service grants it in the MQTT account): its own topics, MQTT only."""
     subjects.token(device_id, what="device id")
     return User(
         name=certificate_uri(serial),
@@ -125,27 +127,41 @@ def device_user(device_id: str, serial: int) -> User:
     )
 
 
+def client_id_refusal(device_id: str, client_id: str) -> str | None:
+    """Why `device_id`'s certificate may not connect with this MQTT client id, or None when it may (pure).
+
+    The client id names the session, and a connection with a session's client id takes it
+    over (a clean one wipes it). So a device's client id is its own id: that session is the
+    one that takes its commands. `<id>/<name>` (a device id holds no "/") is also the
+    device's, for connections beside it, e.g. a publisher that must not take over the
+    command session. Any other id, another device's above all, is refused.
+    """
+    if client_id == device_id:
+        return None
+    role = client_id.removeprefix(device_id + "/")
+    if role != client_id and _ROLE.fullmatch(role):
+        return None
+    shown = client_id if len(client_id) <= 64 else client_id[:64] + "..."
+    return (
+        f"device:{device_id} connected to MQTT as client id {shown!r}: use its own id, -i {device_id}"
+        f" (or {device_id}/<name>, e.g. {device_id}/pub, for a connection beside its command session)"
+    )
+
+
 def bridge_user(serial: int) -> User:
     """The bridge: unrestricted within the MQTT account (it is control), over NATS and MQTT."""
     return User(name=certificate_uri(serial), connection_types=("STANDARD", "MQTT"))
 
 
-def is_mqtt_record(record: IssuedRecord, mqtt_devices: frozenset[str]) -> bool:
-    """Whether this certificate's user belongs to the MQTT account rather than MESH."""
-    if record.kind == "device":
-        return record.identity in mqtt_devices
+def is_bridge_record(record: IssuedRecord) -> bool:
+    """Whether this certificate is the bridge's, whose user belongs to the MQTT account rather than MESH."""
     return record.kind == "control" and record.identity == BRIDGE_ID
 
 
-def mqtt_users(records: Iterable[IssuedRecord], now: datetime, mqtt_devices: frozenset[str]) -> tuple[User, ...]:
-    """One user per live certificate of the MQTT account (pure): the MQTT devices and the bridge."""
-    users: list[User] = []
-    for record in records:
-        if not record.is_live(now) or not is_mqtt_record(record, mqtt_devices):
-            continue
-        is_bridge = record.kind == "control"
-        users.append(bridge_user(record.serial) if is_bridge else device_user(record.identity, record.serial))
-    return tuple(users)
+def mqtt_users(records: Iterable[IssuedRecord], now: datetime) -> tuple[User, ...]:
+    """The MQTT account's configured users (pure): the bridge's live certificates. Devices are admitted by the
+    identity service, which checks their client id (ADR 0008)."""
+    return tuple(bridge_user(r.serial) for r in records if r.is_live(now) and is_bridge_record(r))
 
 
 # -- Topics ---------------------------------------------------------------------------

@@ -80,9 +80,10 @@ def reloads(mesh: Mesh) -> int:
 
 
 async def enroll_mqtt(mesh: Mesh, store: EventStore, folder: Path, device_id: str) -> Path:
+    """Enrol an MQTT device: the identity service admits it from now on, no configuration changes."""
     before = reloads(mesh)
     await devices.enroll(mesh.home, mesh.settings, store, device_id, out_dir=folder, transport="mqtt")
-    wait_until(lambda: reloads(mesh) > before, timeout=10, what="the server to reload its users")
+    assert reloads(mesh) == before
     return folder
 
 
@@ -263,6 +264,11 @@ async def test_a_command_kept_in_a_session_that_a_clean_session_wiped_is_deliver
     assert await pending_commands(store, "meter-1") == (0, 1)  # kept by the server, not yet taken by the device
 
     topic = "mesh/evt/device/meter-1/telemetry"
+    # The README's publisher, beside the command session (-i meter-1/pub), leaves it alone...
+    assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "meter-1/pub", topic, {"temp_c": 41.0}) == 0
+    await eventually_async(lambda: telemetry_landed(store, "meter-1"), timeout=20, what="meter-1's telemetry")
+    assert await kept_in_session(bridge, "meter-1", command.command_id)
+    # ...the old README's, a clean session with the command session's client id, wipes it.
     assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "meter-1", topic, {"temp_c": 41.5}) == 0
     # The clean session dropped the subscription and what it held: the command goes back to COMMANDS...
     await eventually_async(
@@ -305,6 +311,10 @@ async def test_a_subscription_to_the_bare_command_topic_takes_no_commands(
         device.stop()
     assert view.state == "succeeded"
     assert [topic for topic, _, _ in device.received] == [f"mesh/cmd/bare-1/{command.command_id}"]
+
+
+async def telemetry_landed(store: EventStore, device: str) -> bool:
+    return await store.last_event(subjects.device_event(device, "telemetry")) is not None
 
 
 async def wiped(bridge: bridging.MqttBridge, device: str, command_id: str) -> bool:
@@ -365,17 +375,23 @@ async def test_a_device_cannot_publish_or_subscribe_under_another_id(
     )
     assert "denied" in refused.stdout + refused.stderr, refused
 
-    # Taking meter-b's client id does not give meter-a meter-b's session and its commands.
-    impostor = paho_device(mesh, mine, "meter-b")
+    # meter-b's client id is refused to meter-a's certificate: it can neither take over nor wipe meter-b's session.
+    impostor = await asyncio.to_thread(
+        subprocess.run,
+        [tool("mosquitto_sub"), *tls_args(mesh, mine), "-i", "meter-b", "-c", "-q", "1", "-t", "mesh/cmd/meter-a/#"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert impostor.returncode != 0 and "not authorised" in (impostor.stdout + impostor.stderr).lower(), impostor
+    command = await commands.send(store, "meter-b", "ping", {}, ttl_s=60, timeout_s=5, actor="control")
+    meter_b = paho_device(mesh, tmp_path / "b", "meter-b")
     try:
-        command = await commands.send(store, "meter-b", "ping", {}, ttl_s=60, timeout_s=5, actor="control")
-        meter_b = paho_device(mesh, tmp_path / "b", "meter-b")  # takes its session back from the impostor
         meter_b.subscribe("mesh/cmd/meter-b/#")
         await eventually(lambda: meter_b.received, timeout=20, what="meter-b to receive its command")
-        meter_b.stop()
     finally:
-        impostor.stop()
-    assert impostor.received == [] and meter_b.received[0][2]["command_id"] == command.command_id
+        meter_b.stop()
+    assert meter_b.received[0][2]["command_id"] == command.command_id
 
     # Publishing as meter-b lands nowhere; meter-a's own telemetry, sent after it, lands.
     forged = {"temp_c": 99.0}
@@ -424,9 +440,7 @@ async def test_no_foreign_or_revoked_certificate_is_accepted(
 
     device = paho_device(mesh, folder, "gate-1")
     try:
-        before = reloads(mesh)
-        await devices.revoke(mesh.home, store, "gate-1", reason="key_compromise")
-        wait_until(lambda: reloads(mesh) > before, timeout=10, what="the server to reload its users")
+        await devices.revoke(mesh.home, store, "gate-1", reason="key_compromise")  # the cut-off kicks it
         await eventually(device.disconnected.is_set, timeout=10, what="the revoked device's connection to close")
     finally:
         device.stop()

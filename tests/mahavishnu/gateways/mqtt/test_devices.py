@@ -61,20 +61,40 @@ def test_an_mqtt_device_may_use_its_own_topics_over_mqtt_only() -> None:
         mqtt.device_user("a.b", 1)
 
 
-def test_mqtt_devices_and_the_bridge_are_users_of_the_mqtt_account_only() -> None:
+def test_only_the_bridge_is_a_configured_user_of_the_mqtt_account() -> None:
     records = [
         record("control", "control", 1),
-        record("dev-n", "device", 2),
-        record("dev-m", "device", 3),
-        record("dev-old", "device", 4, revoked=True),
+        record("dev-m", "device", 3),  # an MQTT device: admitted by the identity service, not configured
         record(mqtt.BRIDGE_ID, "control", 5),
+        record(mqtt.BRIDGE_ID, "control", 6, revoked=True),
     ]
-    mqtt_devices = frozenset({"dev-m", "dev-old"})
-    users = mqtt.mqtt_users(records, NOW, mqtt_devices)
-    assert [u.name for u in users] == [certificate_uri(3), certificate_uri(5)]
-    assert users[1].publish_allow is None and users[1].connection_types == ("STANDARD", "MQTT")
-    mesh = [r.identity for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)]
-    assert mesh == ["control", "dev-n"]
+    users = mqtt.mqtt_users(records, NOW)
+    assert [u.name for u in users] == [certificate_uri(5)]
+    assert users[0].publish_allow is None and users[0].connection_types == ("STANDARD", "MQTT")
+    assert [r.identity for r in records if not mqtt.is_bridge_record(r)] == ["control", "dev-m"]
+
+
+@pytest.mark.parametrize(
+    ("client_id", "allowed"),
+    [
+        ("meter-1", True),
+        ("meter-1/pub", True),
+        ("meter-1/a_b-2", True),
+        ("meter-2", False),  # another device's session
+        ("meter-2/pub", False),
+        ("meter-1-pub", False),  # could be another device's id
+        ("meter-1/", False),
+        ("meter-1/a/b", False),
+        ("", False),
+        ("x" * 10_000, False),
+    ],
+)
+def test_a_device_connects_under_its_own_client_id_only(client_id: str, allowed: bool) -> None:
+    refusal = mqtt.client_id_refusal("meter-1", client_id)
+    assert (refusal is None) == allowed
+    if refusal is not None:
+        assert refusal.startswith("device:meter-1 connected to MQTT as client id") and "-i meter-1" in refusal
+        assert len(refusal) < 300
 
 
 def test_a_session_takes_commands_when_it_is_the_devices_own_and_covers_its_command_topics() -> None:
