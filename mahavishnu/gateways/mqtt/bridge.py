@@ -35,7 +35,7 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,10 +94,18 @@ class MqttMetrics:
 
 
 class MqttPublisher:
-    """A paho-mqtt client (its own network thread) that publishes with QoS 1 and awaits the PUBACK."""
+    """A paho-mqtt client (its own network thread) that publishes with QoS 1 and awaits the PUBACK.
 
-    def __init__(self, host: str, port: int, identity: Identity, *, client_id: str) -> None:
-        self.host, self.port = host, port
+    Given the listeners of every node of a cluster, it moves to the next one whenever its
+    connection drops or cannot be made, so commands go out while any node serves MQTT.
+    """
+
+    def __init__(self, endpoints: Sequence[tuple[str, int]], identity: Identity, *, client_id: str) -> None:
+        if not endpoints:
+            raise ValueError("the bridge needs at least one MQTT listener")
+        self.endpoints = tuple(endpoints)
+        self._at = 0
+        self.host, self.port = self.endpoints[0]
         self._connected = threading.Event()
         self._refused: str | None = None
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
@@ -105,6 +113,7 @@ class MqttPublisher:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         self.client = client
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -116,6 +125,20 @@ class MqttPublisher:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connected.clear()
+        self._next_endpoint()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self._next_endpoint()
+
+    def _next_endpoint(self) -> None:
+        """Reconnect to the next node's listener (paho takes a new host and port while disconnected)."""
+        if len(self.endpoints) == 1:
+            return
+        self._at = (self._at + 1) % len(self.endpoints)
+        host, port = self.endpoints[self._at]
+        with contextlib.suppress(RuntimeError, ValueError):  # already connected again: stay there
+            self.client.host, self.client.port = host, port
+            self.host, self.port = host, port
 
     @property
     def connected(self) -> bool:
@@ -421,8 +444,10 @@ async def open_bridge(
     port: int,
     devices: Callable[[], frozenset[str]],
     metrics: MqttMetrics | None = None,
+    nodes: int = 1,
 ) -> MqttBridge:
-    """Connect the bridge's identity over NATS and over MQTT (`host`:`port`).
+    """Connect the bridge's identity over NATS and over MQTT (`host`:`port`, or in a cluster of `nodes` the
+    listeners on `port` to `port` + nodes - 1, one per node).
 
     Raises StoreUnavailable or MqttError (MahavishnuError) saying what failed.
     """
@@ -430,7 +455,8 @@ async def open_bridge(
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
     # A client id of its own each run: a device that took the bridge's id would take over its session.
-    publisher = MqttPublisher(host, port, identity, client_id=f"mahavishnu-mqtt-bridge-{secrets.token_hex(6)}")
+    endpoints = [(host, port + k) for k in range(nodes)]
+    publisher = MqttPublisher(endpoints, identity, client_id=f"mahavishnu-mqtt-bridge-{secrets.token_hex(6)}")
     try:
         await publisher.start()
     except MahavishnuError:

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, free_port_run
 from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, run, scrape_metrics, start_up, stop_up
 from tests.tools import tool
 
@@ -59,7 +59,8 @@ def test_cmd_send_wait_completes_for_an_mqtt_device(tmp_path: Path) -> None:
         assert (command["name"], command["args"]) == ("echo", {"v": 7})
         report = {"command_id": command["command_id"], "state": "succeeded", "result": command["args"]}
         answer = ["-t", "mesh/evt/device/meter-1/command", "-m", json.dumps(report)]
-        assert subprocess.run([mosquitto_pub, *tls, *answer], timeout=30).returncode == 0
+        # Beside the command session, as the README says (-i meter-1/pub): it leaves that session alone.
+        assert subprocess.run([mosquitto_pub, *tls, "-i", "meter-1/pub", *answer], timeout=30).returncode == 0
         out, err = sender.communicate(timeout=90)
         assert sender.returncode == 0, (out, err)
         assert json.loads(out)["result"] == {"v": 7}
@@ -77,3 +78,55 @@ def test_up_prints_how_to_connect_an_mqtt_device(tmp_path: Path) -> None:
     stop_up(up)
     assert code == 0
     assert f"mqtts://127.0.0.1:{port}" in out and "mosquitto_pub --cafile" in out, out
+
+
+def test_every_node_of_a_cluster_serves_mqtt_devices(tmp_path: Path) -> None:
+    """`up --cluster 3`: a device keeps its session on the second node and answers through the third."""
+    mosquitto_sub, mosquitto_pub = tool("mosquitto_sub"), tool("mosquitto_pub")
+    first = free_port_run(3)
+    ports = [str(first + k) for k in range(3)]
+    up = start_up(
+        tmp_path,
+        "--cluster",
+        "3",
+        MAHAVISHNU_SERVER__CLUSTER="3",
+        MAHAVISHNU_SERVER__PORT=str(free_port_run(3)),
+        MAHAVISHNU_SERVER__CLUSTER_PORT=str(free_port_run(3)),
+        MAHAVISHNU_SERVER__MONITOR_PORT="0",
+        MAHAVISHNU_MQTT__PORT=ports[0],
+    )
+    try:
+        enrolled = run("device", "enroll", "meter-1", "--transport", "mqtt", env=up.env)
+        assert enrolled.returncode == 0, enrolled.stderr
+        folder = up.home / "devices" / "meter-1"
+        tls = ["--cafile", f"{folder}/ca.pem", "--cert", f"{folder}/cert.pem", "--key", f"{folder}/key.pem"]
+        tls += ["-h", "127.0.0.1", "-q", "1"]
+        session = ["-p", ports[1], "-i", "meter-1", "-c", "-t", "mesh/cmd/meter-1/#"]  # on the second node
+        device = subprocess.Popen(
+            [mosquitto_sub, *tls, *session, "-C", "1", "-W", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        sender = subprocess.Popen(
+            [MAHAVISHNU, "cmd", "send", "meter-1", "echo", "--args", '{"v": 8}', "--wait"],
+            env=up.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        received, errors = device.communicate(timeout=90)
+        assert device.returncode == 0, errors
+        command = json.loads(received)
+        report = {"command_id": command["command_id"], "state": "succeeded", "result": command["args"]}
+        answer = ["-t", "mesh/evt/device/meter-1/command", "-m", json.dumps(report)]
+        published = subprocess.run([mosquitto_pub, *tls, "-p", ports[2], "-i", "meter-1/pub", *answer], timeout=30)
+        assert published.returncode == 0
+        out, err = sender.communicate(timeout=90)
+        assert sender.returncode == 0, (out, err)
+        assert json.loads(out)["result"] == {"v": 8}
+        code, printed = up.stop()
+    finally:
+        stop_up(up)
+    assert code == 0
+    assert all(f"mqtts://127.0.0.1:{port}" in printed for port in ports), printed

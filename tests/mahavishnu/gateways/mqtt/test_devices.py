@@ -189,7 +189,7 @@ def test_up_says_how_to_connect_with_mosquitto(tmp_path: Path) -> None:
     assert f"--cafile {tmp_path}/ca/ca.pem" in text and "-t mesh/evt/device/ID/telemetry" in text
 
 
-def test_a_cluster_has_one_mqtt_listener_on_its_first_node(tmp_path: Path) -> None:
+def test_every_node_of_a_cluster_has_an_mqtt_listener_of_its_own(tmp_path: Path) -> None:
     from mahavishnu.runtime.clusterplan import node_config, plan_nodes
     from mahavishnu.runtime.home import Home
     from mahavishnu.runtime.provisioning import prepare
@@ -198,5 +198,7 @@ def test_a_cluster_has_one_mqtt_listener_on_its_first_node(tmp_path: Path) -> No
     base = prepare(Home(tmp_path), settings)
     nodes = plan_nodes(tmp_path, settings)
     rendered = [node_config(base, node, nodes, settings).render() for node in nodes]
-    assert ["port: 8883" in text for text in rendered] == [True, False, False]
+    assert [node.mqtt_port for node in nodes] == [8883, 8884, 8885]
+    assert all(f"  port: {node.mqtt_port}\n" in text for node, text in zip(nodes, rendered, strict=True))
+    assert all(text.count("mqtt {") == 1 and "verify_and_map: true" in text for text in rendered)
     assert all('include "mqtt.conf"' in text for text in rendered)  # every node knows the MQTT account's users
