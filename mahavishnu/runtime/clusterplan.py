@@ -123,7 +123,12 @@ def node_config(base: ServerConfig, node: Node, nodes: tuple[Node, ...], setting
         # Every node serves MQTT, on a port of its own: a device's session lives in the MQTT
         # account's replicated JetStream streams, so it may reconnect to any node and find it.
         mqtt_listener=listener_block(
-            settings.mqtt.host, node.mqtt_port, cert=base.server_cert, key=base.server_key, ca=base.ca_file
+            settings.mqtt.host,
+            node.mqtt_port,
+            cert=base.server_cert,
+            key=base.server_key,
+            ca=base.ca_file,
+            replicas=stream_replicas(settings),  # as many as our own streams': a node may be down
         ),
         cluster=ClusterBlock(
             name=settings.mesh.name,

@@ -255,6 +255,7 @@ async def _run(
                 devices=lambda: mqtt.registered(home.root),
                 metrics=bridging.MqttMetrics(registry),
                 nodes=nodes,
+                replicas=stream_replicas(settings),
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))

@@ -52,6 +52,7 @@ from core import subjects
 from core.errors import MahavishnuError
 from core.events import CommandEvent, CommandExpired, CommandIssued, EventDecodeError, decode
 from core.store import EventStore, Identity, connect
+from core.store.acks import ERR_STREAM_NAME_IN_USE
 from mahavishnu.gateways.mqtt import devices as mqtt
 
 log = logging.getLogger("mahavishnu.mqtt")
@@ -59,6 +60,7 @@ log = logging.getLogger("mahavishnu.mqtt")
 COMMANDS_STREAM = "COMMANDS"
 IN_MAX_AGE_S = 7 * 86400.0  # reports wait this long for a bridge that is down
 PUBACK_TIMEOUT_S = 10.0
+KEEPALIVE_S = 30
 FETCH_WAIT_S = 1.0
 IN_PROGRESS_S = 5.0  # a command awaiting its device is reported in progress this often (below any ack wait)
 RETRY_S = 0.5  # after a failed JetStream call (the server reloading its users makes a few)
@@ -105,6 +107,7 @@ class MqttPublisher:
             raise ValueError("the bridge needs at least one MQTT listener")
         self.endpoints = tuple(endpoints)
         self._at = 0
+        self._stopping = False  # our own disconnect: no next node
         self.host, self.port = self.endpoints[0]
         self._connected = threading.Event()
         self._refused: str | None = None
@@ -122,8 +125,11 @@ class MqttPublisher:
         else:
             self._refused = None
             self._connected.set()
+            log.info("the bridge is connected over MQTT", extra={"listener": f"{self.host}:{self.port}"})
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self._connected.is_set() and not self._stopping:
+            log.warning("the bridge lost its MQTT connection; reconnecting", extra={"reason": str(reason)})
         self._connected.clear()
         self._next_endpoint()
 
@@ -131,14 +137,17 @@ class MqttPublisher:
         self._next_endpoint()
 
     def _next_endpoint(self) -> None:
-        """Reconnect to the next node's listener (paho takes a new host and port while disconnected)."""
-        if len(self.endpoints) == 1:
+        """Reconnect to the next node's listener.
+
+        paho refuses a new host while it still counts itself connecting or connected (its
+        host setter), which it does in these callbacks; connect_async resets that state and
+        takes the new address, and paho's loop then reconnects there after its delay.
+        """
+        if len(self.endpoints) == 1 or self._stopping:
             return
         self._at = (self._at + 1) % len(self.endpoints)
-        host, port = self.endpoints[self._at]
-        with contextlib.suppress(RuntimeError, ValueError):  # already connected again: stay there
-            self.client.host, self.client.port = host, port
-            self.host, self.port = host, port
+        self.host, self.port = self.endpoints[self._at]
+        self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
 
     @property
     def connected(self) -> bool:
@@ -147,7 +156,7 @@ class MqttPublisher:
     async def start(self, timeout: float = 10.0) -> None:
         """Connect; MqttError when the listener cannot be reached or refuses the bridge's certificate."""
         try:
-            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
         except OSError as exc:
             raise mqtt.MqttError(f"cannot reach the MQTT listener {self.host}:{self.port}: {exc}") from exc
         self.client.loop_start()
@@ -170,6 +179,7 @@ class MqttPublisher:
         return info.is_published()
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -186,12 +196,14 @@ class MqttBridge:
         *,
         poll_s: float = 0.5,
         metrics: MqttMetrics | None = None,
+        replicas: int = 1,
     ) -> None:
         self.store = store
         self.bridge = bridge
         self.publisher = publisher
         self.devices = devices  # the MQTT devices' ids, read again at every poll (enrolments come and go)
         self.poll_s = poll_s
+        self.replicas = replicas  # of the MQTT_IN stream
         self.metrics = metrics or MqttMetrics(CollectorRegistry())
         self._delivering: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._sessions: dict[str, frozenset[str]] = {}  # the last sessions(): device -> its consumers of commands
@@ -221,16 +233,22 @@ class MqttBridge:
 
     async def _ensure_in_stream(self) -> None:
         js = self.bridge.jetstream()
-        await js.add_stream(
-            StreamConfig(
-                name=mqtt.IN_STREAM,
-                description="What MQTT devices published, until the bridge turned it into events",
-                subjects=[f"{subjects.EVENTS_PREFIX}.device.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=IN_MAX_AGE_S,
-            )
+        config = StreamConfig(
+            name=mqtt.IN_STREAM,
+            description="What MQTT devices published, until the bridge turned it into events",
+            subjects=[f"{subjects.EVENTS_PREFIX}.device.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=IN_MAX_AGE_S,
+            # As many copies as the mesh's own streams: in a cluster, reports keep coming in while a node is down.
+            num_replicas=self.replicas,
         )
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != ERR_STREAM_NAME_IN_USE:
+                raise
+            await js.update_stream(config)  # e.g. a mesh that became a cluster: one replica to three
         await js.add_consumer(
             mqtt.IN_STREAM,
             ConsumerConfig(
@@ -335,7 +353,13 @@ class MqttBridge:
         key = (device, command.command_id)
         reported = self._reports[key] = asyncio.Event()  # set by the translator on the device's report
         try:
-            before = (await self.bridge.jetstream().stream_info(mqtt.SESSIONS_STREAM)).state.last_seq
+            try:
+                before = (await self.bridge.jetstream().stream_info(mqtt.SESSIONS_STREAM)).state.last_seq
+            except (nats.errors.Error, TimeoutError) as exc:  # JetStream busy, e.g. electing after a node died
+                log.warning("cannot read the MQTT sessions; the command goes back", extra={"reason": repr(exc)})
+                await message.nak(delay=1)
+                self.metrics.commands.labels("retried").inc()
+                return
             topic = mqtt.command_topic(device, command.command_id)
             kept = bool(consumers) and await self.publisher.publish(topic, mqtt.command_payload(command))
             outcome = await self._until_taken(command, message, consumers, before, reported) if kept else "lost"
@@ -363,11 +387,15 @@ class MqttBridge:
                 return "reported"
             if mqtt.expired(command, datetime.now(UTC)):
                 return "expired"
-            states = []
+            states, unsure = [], False
             for name in consumers:  # the consumers of the session the command was kept in, not newer ones
-                with contextlib.suppress(nats.js.errors.NotFoundError):
+                try:
                     states.append(await js.consumer_info(mqtt.SESSIONS_STREAM, name))
-            if not states:
+                except nats.js.errors.NotFoundError:
+                    pass
+                except (nats.errors.Error, TimeoutError):
+                    unsure = True  # JetStream busy (an election after a node died): ask again
+            if not states and not unsure:
                 return "lost"  # a clean session of the device's client id (or an unsubscribe) wiped it
             for info in states:
                 delivered = info.delivered.stream_seq if info.delivered else 0
@@ -445,9 +473,10 @@ async def open_bridge(
     devices: Callable[[], frozenset[str]],
     metrics: MqttMetrics | None = None,
     nodes: int = 1,
+    replicas: int = 1,
 ) -> MqttBridge:
     """Connect the bridge's identity over NATS and over MQTT (`host`:`port`, or in a cluster of `nodes` the
-    listeners on `port` to `port` + nodes - 1, one per node).
+    listeners on `port` to `port` + nodes - 1, one per node); its MQTT_IN stream gets `replicas` copies.
 
     Raises StoreUnavailable or MqttError (MahavishnuError) saying what failed.
     """
@@ -462,7 +491,7 @@ async def open_bridge(
     except MahavishnuError:
         await bridge.close()
         raise
-    return MqttBridge(store, bridge, publisher, devices, metrics=metrics)
+    return MqttBridge(store, bridge, publisher, devices, metrics=metrics, replicas=replicas)
 
 
 async def close_bridge(bridge: MqttBridge) -> None:

@@ -92,10 +92,14 @@ class MqttPayloadError(MqttError):
 # -- Server configuration --------------------------------------------------------------
 
 
-def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Path) -> str:
+def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Path, replicas: int = 0) -> str:
     """The nats-server `mqtt {}` block (pure): TLS with client certificates mapped to users, as on port 4222.
 
-    `port` 0 renders no listener; -1 lets the server pick a free port (tests).
+    `port` 0 renders no listener; -1 lets the server pick a free port (tests). `replicas`
+    (a cluster's) is how many copies the server keeps of its MQTT streams (sessions, kept
+    messages): left to itself it counts the routes of the node, 2 in a cluster of three,
+    and a session stream of two replicas stops answering when one node is down (measured:
+    "loading session record: JetStream system temporarily unavailable" until it is back).
     """
     if port == 0:
         return "# no MQTT listener ([mqtt] port = 0)"
@@ -104,6 +108,7 @@ def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Pat
             "mqtt {",
             f"  host: {json.dumps(host)}",
             f"  port: {port}",
+            *([f"  stream_replicas: {replicas}"] if replicas else []),
             "  tls {",
             f"    cert_file: {json.dumps(str(cert))}",
             f"    key_file: {json.dumps(str(key))}",

@@ -187,6 +187,11 @@ def test_up_says_how_to_connect_with_mosquitto(tmp_path: Path) -> None:
     text = mqtt_help(Home(tmp_path), settings)
     assert "mqtts://127.0.0.1:8883" in text
     assert f"--cafile {tmp_path}/ca/ca.pem" in text and "-t mesh/evt/device/ID/telemetry" in text
+    assert "mosquitto_sub" in text and "-i ID -c" in text and "-i ID/pub" in text  # a publisher beside the session
+    cluster = load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883", "MAHAVISHNU_SERVER__CLUSTER": "3"})
+    assert "mqtts://127.0.0.1:8883, mqtts://127.0.0.1:8884, mqtts://127.0.0.1:8885" in mqtt_help(
+        Home(tmp_path), cluster
+    )
 
 
 def test_every_node_of_a_cluster_has_an_mqtt_listener_of_its_own(tmp_path: Path) -> None:
@@ -201,4 +206,5 @@ def test_every_node_of_a_cluster_has_an_mqtt_listener_of_its_own(tmp_path: Path)
     assert [node.mqtt_port for node in nodes] == [8883, 8884, 8885]
     assert all(f"  port: {node.mqtt_port}\n" in text for node, text in zip(nodes, rendered, strict=True))
     assert all(text.count("mqtt {") == 1 and "verify_and_map: true" in text for text in rendered)
+    assert all("stream_replicas: 3" in text for text in rendered)  # the server alone would take 2 (its routes)
     assert all('include "mqtt.conf"' in text for text in rendered)  # every node knows the MQTT account's users
