@@ -1,8 +1,9 @@
 """MQTT-only devices (pure, but for the small registry file at the end): listener, users, topics, payloads.
 
 A device that speaks only MQTT 3.1.1 connects to nats-server's MQTT listener with its
-client certificate (verify_and_map, as on the NATS listener). Its user lives in an
-account of its own, MQTT, so that:
+client certificate; up's identity service (the auth callout, ADR 0012) admits it there
+only, and only under its own client id (client_id_refusal). Its user lives in an account
+of its own, MQTT, so that:
   - its command topics (mesh/cmd/<id>/#, NATS mesh.cmd.<id>.>) are not the MESH account's
     COMMANDS subjects: what the bridge publishes to a device is never captured as a new
     command, and the COMMANDS stream's plain deliveries never reach a device at QoS 0;
