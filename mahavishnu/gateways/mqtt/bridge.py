@@ -207,9 +207,11 @@ class MqttBridge:
         self.metrics = metrics or MqttMetrics(CollectorRegistry())
         self._delivering: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._sessions: dict[str, frozenset[str]] = {}  # the last sessions(): device -> its consumers of commands
+        self._closing = asyncio.Event()  # run() is ending
         self._reports: dict[tuple[str, str], asyncio.Event] = {}  # (device, command id) delivered, awaiting the device
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._closing.clear()  # run again after a crash (up's supervisor)
         while not stop.is_set():
             try:
                 await self._ensure_in_stream()
@@ -225,8 +227,12 @@ class MqttBridge:
                     translating.result()  # a crash of the translator is the bridge's crash
                 await _pause(stop, self.poll_s)
         finally:
+            # nats-py turns a cancellation during a request into its own error, which the loops
+            # retry: each loop also ends on its event (halt, or _closing for a command awaiting its device).
+            self._closing.set()
             translating.cancel()
-            for task, _ in self._delivering.values():
+            for task, halt in self._delivering.values():
+                halt.set()
                 task.cancel()
             await asyncio.gather(translating, *(t for t, _ in self._delivering.values()), return_exceptions=True)
             self._delivering.clear()
@@ -382,7 +388,7 @@ class MqttBridge:
         """How the device took the command ("reported", "acknowledged"), or why not ("lost", "expired")."""
         js = self.bridge.jetstream()
         touched = asyncio.get_running_loop().time()
-        while True:
+        while not self._closing.is_set():
             if reported.is_set():
                 return "reported"
             if mqtt.expired(command, datetime.now(UTC)):
@@ -406,6 +412,7 @@ class MqttBridge:
                 await message.in_progress()
                 touched = now
             await _pause(reported, self.poll_s)
+        return "lost"  # the bridge stops: the command goes back to COMMANDS for the next one
 
     async def _expire(self, command: CommandIssued, message: Msg) -> None:
         await self.store.append(
