@@ -52,6 +52,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/enrol.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/reconnect.py
+	$(BIN)/python bench/consumers.py
+	$(BIN)/python bench/consumers.py --nodes 1 --replicas 1
 	$(BIN)/python bench/agent_footprint.py
 
 clean:

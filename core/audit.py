@@ -133,13 +133,13 @@ class AuditTrail:
     async def _append(self, batch: list[tuple[AuditRecorded, asyncio.Future[AuditRecorded]]]) -> None:
         """Chain `batch` after the last entry, re-linking what another writer's entries displaced."""
         for _ in range(self.attempts):
-            tail = self._tail if self._tail is not None else await self._read_tail()
-            linked = link([event for event, _ in batch], tail.hash)
             try:
+                tail = self._tail if self._tail is not None else await self._read_tail()
+                linked = link([event for event, _ in batch], tail.hash)
                 stored, refused = await self.store.append_chain(linked, after_seq=tail.seq)
             except Exception as exc:  # unanswered: stored or not is unknown; read the end of the chain next time
                 self._tail = None
-                _settle(batch, exc)
+                _settle(batch, exc)  # each caller gets the store's error (say, StoreUnavailable), not a cancel
                 return
             if stored:
                 last = linked[len(stored) - 1]

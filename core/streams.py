@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from core.subjects import AUDIT_PREFIX, COMMANDS_PREFIX, EVENTS_PREFIX
 
+DEFAULT_DUPLICATE_WINDOW_S = 120.0  # what an edge site's streams keep ([jetstream] sets the hub's)
+
 
 @dataclass(frozen=True)
 class StreamSource:
@@ -27,9 +29,14 @@ class StreamSource:
 
     name: str
     api: str = ""  # "": the stream is in our own domain
+    # (name, deliver subject) of a durable consumer the source's owner made for us, which we
+    # may only restart: the owner, not we, decides what it delivers. (): our own consumer.
+    consumer: tuple[str, str] | tuple[()] = ()
 
     def as_config(self) -> dict[str, object]:
         config: dict[str, object] = {"name": self.name}
+        if self.consumer:
+            config["consumer"] = {"name": self.consumer[0], "deliver_subject": self.consumer[1]}
         if self.api:
             config["external"] = {"api": self.api, "deliver": ""}
         return config
@@ -42,13 +49,13 @@ class StreamSpec:
     name: str
     subjects: tuple[str, ...]
     max_age_s: float = 0.0  # 0: keep forever
-    duplicate_window_s: float = 120.0
+    duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
     replicas: int = 1
     deny_delete: bool = False
     deny_purge: bool = False
     allow_msg_ttl: bool = False
     description: str = ""
-    sources: tuple[StreamSource, ...] = ()  # edge sites' streams, for EVENTS at the hub
+    sources: tuple[StreamSource, ...] = ()  # edge sites' EVENTS at the hub; the hub's COMMANDS at a site
     max_consumers: int = 0  # 0: the server's default (1,000 per stream since nats-server 2.15)
 
     def as_config(self) -> dict[str, object]:
@@ -84,7 +91,7 @@ class StreamSpec:
 def default_streams(
     *,
     replicas: int = 1,
-    duplicate_window_s: float = 120.0,
+    duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
     events_max_age_s: float = 0.0,
     commands_max_age_s: float = 7 * 86400.0,
     audit_max_age_s: float = 0.0,

@@ -9,6 +9,7 @@ device or one repository and optimistic concurrency can be checked per aggregate
     mesh.evt.claim.<claim>.<what>         a fleet provisioning claim's events
     mesh.provision.<claim>                a device asks for its certificate with a claim
     mesh.cmd.<device>.<command-id>        a command for a device
+    mesh.site.<site>.commands             the hub delivering an edge site's devices' commands to it
     mesh.audit.<category>.<actor>         the audit trail
 """
 
@@ -22,6 +23,12 @@ COMMANDS_PREFIX = "mesh.cmd"
 AUDIT_PREFIX = "mesh.audit"
 QUERY_PREFIX = "mesh.q"  # the query services: mesh.q.<read model>.<query>
 PROVISION_PREFIX = "mesh.provision"  # the provisioning service: mesh.provision.<claim>
+# Where an edge site's COMMANDS stream finds the hub's JetStream API to source its devices'
+# commands across the leaf link. The hub maps only each site's "reset my consumer" from it
+# onto its own API (docs/adr/0013); upper case, so no site's JetStream domain (a site name:
+# lower case) can ever be named like it.
+HUB_COMMANDS_API = "$JS.HUB.API"
+SITES_PREFIX = "mesh.site"  # mesh.site.<site>.commands: the hub delivers a site's commands there
 
 # A token is one dot-free, wildcard-free, whitespace-free piece of a subject.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-:@+=~]{1,128}")
@@ -82,6 +89,21 @@ def audit(category: str, actor: str) -> str:
 def device_commands(device_id: str) -> str:
     """The filter of one device's commands."""
     return f"{COMMANDS_PREFIX}.{token(device_id, what='device id')}.>"
+
+
+def site_consumer(site: str) -> str:
+    """The hub's durable consumer on COMMANDS that a site's COMMANDS stream sources its devices' commands from."""
+    return f"site-{token(site, what='site name')}"
+
+
+def site_commands(site: str) -> str:
+    """Where the hub delivers a site's commands, across the leaf link to the site's server."""
+    return f"{SITES_PREFIX}.{token(site, what='site name')}.commands"
+
+
+def hub_consumer_reset(site: str) -> str:
+    """What a site's server asks to (re)start its source of the hub's commands: the only request the hub maps."""
+    return f"{HUB_COMMANDS_API}.CONSUMER.RESET.COMMANDS.{site_consumer(site)}"
 
 
 def device_consumer(device_id: str) -> str:

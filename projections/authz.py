@@ -1,8 +1,12 @@
 """Who may run which query (pure). The caller comes from the connection, never from the request.
 
 Roles: admin (everything), operator and viewer (devices, commands, the code index, and
-how far behind the read models are), auditor (the audit trail). The control services, in the mesh's
+how far behind the read models are; an operator also sends commands from the dashboard),
+auditor (the audit trail). The control services, in the mesh's
 own account, act as admin; devices have no permission to send queries at all.
+
+Auditors may also list and get the devices: which exist, and whether they hold personal
+data. Which personal fields of a device each role then sees is projections.personal's rule.
 """
 
 from __future__ import annotations
@@ -13,15 +17,29 @@ from dataclasses import dataclass
 from core.requester import BadRequestInfo, NoRequestInfo, parse_request_info
 
 ROLES = ("admin", "operator", "auditor", "viewer")
-READ_FLEET = frozenset({"devices.list", "devices.get", "commands.get", "commands.list", "projections.status"})
+READ_FLEET = frozenset(
+    {
+        "devices.list",
+        "devices.get",
+        "devices.summary",
+        "telemetry.history",
+        "commands.get",
+        "commands.list",
+        "projections.status",
+    }
+)
 # The code index: the code itself (redacted), for the people who run and build the fleet.
 # Auditors get the trail of who read it, not the code.
 READ_CODE = frozenset({"code.symbol", "code.search", "code.context", "code.files", "code.repos"})
-PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query
+# Not a query: the HTTP door's one write, a command sent from the dashboard (projections.http_commands).
+SEND_COMMAND = "commands.send"
+PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query, and sending commands
     "admin": None,
-    "operator": READ_FLEET | READ_CODE,
+    "operator": READ_FLEET | READ_CODE | {SEND_COMMAND},
     "viewer": READ_FLEET | READ_CODE,
-    "auditor": frozenset({"audit.search", "audit.verify"}),
+    # The devices too, for an audit of the personal data the fleet holds: that a device has
+    # an owner or a location, never which (projections.personal).
+    "auditor": frozenset({"audit.search", "audit.verify", "devices.list", "devices.get"}),
 }
 
 

@@ -8,8 +8,15 @@ from projections.codeindex.readmodel import CodeIndex
 from projections.commands import Commands
 from projections.devices import Devices
 from projections.projection import Projection
+from projections.telemetry import Telemetry
 
-CATALOG: dict[str, type[Projection]] = {"devices": Devices, "commands": Commands, "audit": Audit, "code": CodeIndex}
+CATALOG: dict[str, type[Projection]] = {
+    "devices": Devices,
+    "commands": Commands,
+    "audit": Audit,
+    "code": CodeIndex,
+    "telemetry": Telemetry,
+}
 
 
 def build(name: str, keys: KeyStore | None) -> Projection:

@@ -22,15 +22,18 @@ import sqlcipher3
 from core.commands import CommandState, Step, effective_step
 from core.errors import StoreError
 from core.events.base import utc_now
+from projections import personal
 from projections.audit_queries import AUDIT_QUERIES
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.device_queries import DEVICE_QUERIES, presence_cutoff
 from projections.devices import delta
+from projections.fleet_summary import SUMMARY_QUERIES
 from projections.reading import QueryError as QueryError  # re-exported: both doors import it from here
 from projections.reading import ReadModels as ReadModels
 from projections.reading import read_rows
 from projections.status import read_model_status
+from projections.telemetry_queries import TELEMETRY_QUERIES
 
 COMMANDS_LIMIT = 1000
 
@@ -63,6 +66,7 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 
 async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
+    """One device: its row, presence, tags, shadow and last telemetry; personal fields as `models.role` sees them."""
     devices = await read_rows(
         models,
         "devices",
@@ -92,7 +96,7 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
         "reported_at": device.pop("reported_at"),
     }
     return {
-        **device,
+        **personal.shown(models.role, device),
         "tags": {t["key"]: t["value"] for t in tags},
         "shadow": shadow,
         "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},
@@ -157,9 +161,11 @@ async def projections_status(models: ReadModels, _: Nothing) -> dict[str, Any]:
 # name -> (request type, function): the endpoints of both doors
 QUERIES: dict[str, tuple[type[Any], Any]] = {
     **DEVICE_QUERIES,  # devices.list
+    **SUMMARY_QUERIES,  # devices.summary
     "devices.get": (DeviceGet, devices_get),
     "commands.get": (CommandGet, commands_get),
     "commands.list": (CommandList, commands_list),
+    **TELEMETRY_QUERIES,
     **AUDIT_QUERIES,
     "projections.status": (Nothing, projections_status),
     **CODE_QUERIES,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,8 @@ def _answer(
             actor = caller.identity if caller else "unknown"
             await audit.record(actor=actor, category="query", action=name, outcome=outcome, details=details)
 
-    async def search(body: bytes) -> Any:
-        return await query(models, parse(request_type, body))
+    async def search(body: bytes, role: str) -> Any:
+        return await query(replace(models, role=role), parse(request_type, body))  # role: projections.personal
 
     async def answer(request: Request) -> None:
         """Answer one request, or raise the QueryError that refuses it (answered by answer_as_micro)."""
@@ -126,7 +127,7 @@ def _answer(
             name,
             admission,
             caller.identity,
-            lambda: search(request.data),
+            lambda: search(request.data, caller.role),
             lambda outcome, details: record(caller, outcome, details),
             {"role": caller.role},
         )

@@ -31,12 +31,15 @@ class ReadModels:
     """What the queries read: the encrypted files in `folder`, and the event store they follow.
 
     `store` is needed only by `projections.status` (the lag); a tool that reads the files
-    alone (`mahavishnu audit search`) leaves it out.
+    alone (`mahavishnu audit search`) leaves it out. `role` is the role of whoever asks
+    through them, which decides the personal fields the answers show (projections.personal):
+    each door sets its caller's for each request; None shows none.
     """
 
     folder: Path
     key: str = field(repr=False)  # never in a log line or a traceback
     store: EventStore | None = None
+    role: str | None = None
 
 
 async def read_rows(models: ReadModels, model: str, sql: str, *params: object, **named: object) -> list[dict[str, Any]]:

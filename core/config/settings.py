@@ -19,6 +19,7 @@ from msgspec import Meta
 
 from core.config.fields import Duration, Problem, Size, settings_of
 from core.errors import ConfigError
+from core.streams import DEFAULT_DUPLICATE_WINDOW_S
 from core.units import format_duration
 
 __all__ = [
@@ -322,6 +323,22 @@ class LeafSettings(Section, frozen=True, kw_only=True):
 
     host: Annotated[Host, Meta(description="listen address")] = "127.0.0.1"
     port: Annotated[PortOrOff, Meta(description="0: no leaf node listener; 7422 is the usual port")] = 0
+    # A site's streams are its buffer while the hub is away: what the hub copied stays at the hub,
+    # so the site need not keep it forever; an outage longer than this loses what is older.
+    site_retention: Annotated[
+        Duration, Meta(ge=0, description="how long each site keeps its events and commands; 0 keeps forever")
+    ] = 30 * 86400.0
+
+    def relations(self) -> list[Problem]:
+        if 0 < self.site_retention < DEFAULT_DUPLICATE_WINDOW_S:
+            return [
+                (
+                    ("site_retention",),
+                    f"({format_duration(self.site_retention)}) must be 0s (keep forever) or at least "
+                    f"{format_duration(DEFAULT_DUPLICATE_WINDOW_S)}, a site stream's duplicate window",
+                )
+            ]
+        return []
 
 
 class ShellSettings(Section, frozen=True, kw_only=True):

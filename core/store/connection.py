@@ -78,24 +78,24 @@ async def connect(
     async def _quiet(_: Exception) -> None:
         return None
 
-    try:
-        # nats-py retries the first connection forever when reconnects are unlimited (and also
-        # when they are 0), so the first connection gets its own deadline.
-        client = await asyncio.wait_for(
-            nats.connect(
-                servers=list(identity.servers),
-                tls=context,
-                name=name,
-                connect_timeout=connect_timeout,
-                allow_reconnect=reconnect,
-                max_reconnect_attempts=-1 if reconnect else 1,
-                reconnect_time_wait=0.5,
-                error_cb=error_cb or _quiet,
-                **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
-                **callbacks,
-            ),
-            timeout=2 * connect_timeout + 1,  # TimeoutError: unreachable
+    # nats-py retries the first connection forever when reconnects are unlimited (and also
+    # when they are 0), so the first connection gets its own deadline.
+    attempt = asyncio.ensure_future(
+        nats.connect(
+            servers=list(identity.servers),
+            tls=context,
+            name=name,
+            connect_timeout=connect_timeout,
+            allow_reconnect=reconnect,
+            max_reconnect_attempts=-1 if reconnect else 1,
+            reconnect_time_wait=0.5,
+            error_cb=error_cb or _quiet,
+            **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
+            **callbacks,
         )
+    )
+    try:
+        client: Client = await _within(attempt, 2 * connect_timeout + 1)  # TimeoutError: unreachable
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise from_connect_error(exc, ", ".join(identity.servers), cert=identity.cert, ca=identity.ca) from exc
     if not client.is_connected:
@@ -109,3 +109,41 @@ async def connect(
             "others): retry"
         )
     return client
+
+
+async def _within(attempt: asyncio.Future[Any], seconds: float, *, grace: float = 5.0) -> Any:
+    """`attempt`'s result, or TimeoutError after `seconds`, without waiting for a cancelled attempt to end.
+
+    asyncio.wait_for waits for the cancelled attempt to finish, and a cancelled nats-py
+    connect does not always finish: under a reconnecting fleet, agents were seen stuck
+    for good in wait_for, with no connection and no retry. The attempt is cancelled and
+    given `grace` seconds to end (closing its sockets, as it does as a rule); past that it
+    is left to end on its own, and a client it still opens after all is closed then.
+    """
+    try:
+        done, _ = await asyncio.wait({attempt}, timeout=seconds)
+    except asyncio.CancelledError:
+        attempt.cancel()
+        raise
+    if done:
+        return attempt.result()
+    attempt.cancel()
+    ended, _ = await asyncio.wait({attempt}, timeout=grace)  # its sockets closed, as a rule
+    if not ended:
+        attempt.add_done_callback(_close_if_opened)
+    elif not attempt.cancelled():
+        _close_if_opened(attempt)
+    raise TimeoutError(f"no answer within {seconds:g} s")
+
+
+_CLOSING: set[asyncio.Future[None]] = set()  # late clients being closed: held until closed
+
+
+def _close_if_opened(attempt: asyncio.Future[Any]) -> None:
+    if attempt.cancelled() or attempt.exception() is not None:  # retrieved: nothing is left to log
+        return
+    client = attempt.result()
+    if isinstance(client, Client) and not client.is_closed:
+        closing = asyncio.ensure_future(client.close())
+        _CLOSING.add(closing)
+        closing.add_done_callback(_CLOSING.discard)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -29,6 +30,14 @@ from core.errors import StoreError
 from core.store.nats_errors import from_exception
 
 CHUNK_BYTES = 128 * 1024
+ASK_S = 5.0  # how long one snapshot request waits for the stream's leader before it is asked again
+# JSClusterNoPeersErr: a cluster started a moment ago places no replicated stream until every node it
+# needs has reported in to the metadata leader; the same request succeeds a few seconds later.
+NO_SUITABLE_PEERS = 10005
+
+
+class _NoPeersYet(StoreError):
+    """The cluster cannot place the stream yet (NO_SUITABLE_PEERS)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,8 @@ async def _api(nc: Client, subject: str, body: dict[str, Any], *, timeout: float
     answer: dict[str, Any] = json.loads(reply.data)
     if "error" in answer:
         error = answer["error"]
-        raise StoreError(f"{subject}: {error.get('description', error)} (code {error.get('err_code', '?')})")
+        kind = _NoPeersYet if error.get("err_code") == NO_SUITABLE_PEERS else StoreError
+        raise kind(f"{subject}: {error.get('description', error)} (code {error.get('err_code', '?')})")
     return answer
 
 
@@ -61,18 +71,30 @@ async def snapshot_stream(
     progress: Callable[[int], None] | None = None,
     timeout: float = 30.0,
 ) -> Snapshot:
-    """Write a snapshot of `stream` to `sink` (consumers left out: they are rebuilt by their owners)."""
-    inbox = nc.new_inbox()
-    chunks: asyncio.Queue[Msg] = asyncio.Queue()
-    sub = await nc.subscribe(inbox, cb=chunks.put)
+    """Write a snapshot of `stream` to `sink` (consumers left out: they are rebuilt by their owners).
+
+    Only a replicated stream's leader answers the request, and a stream electing its leader
+    (a node of its group restarted a moment ago) drops it unanswered: it is asked again,
+    every ASK_S, until `timeout`, each time with a new inbox so that two answers never mix.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        chunks: asyncio.Queue[Msg] = asyncio.Queue()
+        sub = await nc.subscribe(nc.new_inbox(), cb=chunks.put)
+        try:
+            answer = await _api(
+                nc,
+                f"STREAM.SNAPSHOT.{stream}",
+                {"deliver_subject": sub.subject, "no_consumers": True, "chunk_size": CHUNK_BYTES},
+                timeout=min(ASK_S, max(0.1, deadline - time.monotonic())),
+            )
+            break
+        except StoreError as exc:
+            await sub.unsubscribe()
+            if not isinstance(exc.__cause__, TimeoutError) or time.monotonic() >= deadline:
+                raise
     written = 0
     try:
-        answer = await _api(
-            nc,
-            f"STREAM.SNAPSHOT.{stream}",
-            {"deliver_subject": inbox, "no_consumers": True, "chunk_size": CHUNK_BYTES},
-            timeout=timeout,
-        )
         while True:
             try:
                 msg = await asyncio.wait_for(chunks.get(), timeout)
@@ -103,13 +125,25 @@ async def restore_stream(
     progress: Callable[[int], None] | None = None,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """Create `snapshot.stream` from its chunks; the stream must not exist. Returns the restored state."""
-    answer = await _api(
-        nc,
-        f"STREAM.RESTORE.{snapshot.stream}",
-        {"config": snapshot.config, "state": snapshot.state},
-        timeout=timeout,
-    )
+    """Create `snapshot.stream` from its chunks; the stream must not exist. Returns the restored state.
+
+    A cluster that cannot place the stream yet (its nodes still reporting in) is asked
+    again until `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = await _api(
+                nc,
+                f"STREAM.RESTORE.{snapshot.stream}",
+                {"config": snapshot.config, "state": snapshot.state},
+                timeout=timeout,
+            )
+            break
+        except _NoPeersYet:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.5)  # retry interval while the cluster's nodes report in, bounded by the deadline
     target = answer["deliver_subject"]
     sent = 0
     try:

@@ -109,7 +109,10 @@ async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int
 
 
 async def _cancel(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu.sites import hub as sites  # only a cancel asks which site holds a device
+
+    at_sites = {device: site.api for site in sites.registered(home) for device in site.devices}
     async with control_store(home, settings, "cmd") as store:
-        await commands.cancel(store, args.command_id, actor="control")
+        await commands.cancel(store, args.command_id, actor="control", site_of=lambda d: at_sites.get(d, ""))
     print(f"canceled {args.command_id}")
     return 0

@@ -20,6 +20,7 @@ from mahavishnu.cli import device_ssh
 from mahavishnu.cli.mesh import control_store
 from mahavishnu.control import devices, tags
 from mahavishnu.runtime.home import Home
+from projections.authz import CONTROL
 from projections.database import database_key
 from projections.device_queries import PAGE_MAX, DeviceList, devices_list
 from projections.devices import TRANSPORTS
@@ -174,7 +175,8 @@ async def _tag(home: Home, settings: Settings, args: argparse.Namespace) -> int:
 async def _list(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise MahavishnuError(f"--limit must be 1 or more, not {args.limit}")
-    models = ReadModels(home.readmodels_dir, database_key(home.root, os.environ))
+    # on the control host, with the read models' key: the control identity's role (admin)
+    models = ReadModels(home.readmodels_dir, database_key(home.root, os.environ), role=CONTROL.role)
     async for device in listed(models, args):
         print(json.dumps(device) if args.json else device_line(device))
     return 0

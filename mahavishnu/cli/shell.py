@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import termios
+import time
 import tty
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,11 @@ from mahavishnu.gateways.shell.protocol import Output
 from mahavishnu.runtime.home import Home
 
 EOF_KEY = b"\x04"  # Ctrl-D: what a terminal sends for the end of input
+# How long a terminal keeps asking when no broker answers (up restarting): the new broker
+# answers for a session the old one left, with the reason it ended (broker_restarted).
+BROKER_GRACE_S = 30.0
+BROKER_RETRY_S = 0.5
+AWAY = ("503", "504")  # no broker answers, or not in time
 
 
 def add(shell: argparse.ArgumentParser) -> None:
@@ -149,7 +155,7 @@ class Terminal:
             try:
                 await self.client.send(self.session, data + (EOF_KEY if ended else b""))
             except ShellError as exc:
-                if exc.code == "409":  # the session ended: the reader says why
+                if exc.code == "409" or exc.code in AWAY:  # ended, or no broker: the reader says why
                     return
                 raise
             if ended:
@@ -158,17 +164,41 @@ class Terminal:
     async def _receive(self) -> Output:
         after = 0
         while True:
-            output = await self.client.read(self.session, after)
+            output = await self._read(after)
             if output.data:
                 _write_all(self.stdout, output.data)
             after = output.offset + len(output.data)
             if output.ended:
                 return output
 
+    async def _read(self, after: int) -> Output:
+        """The next read; while no broker answers, asked again for BROKER_GRACE_S, then the end, saying so."""
+        away_since: float | None = None
+        while True:
+            try:
+                return await self.client.read(self.session, after)
+            except ShellError as exc:
+                if exc.code not in AWAY:
+                    raise
+                now = time.monotonic()
+                away_since = away_since if away_since is not None else now
+                if self.client.nc.is_closed or now - away_since >= BROKER_GRACE_S:
+                    return lost(after, str(exc))
+            await asyncio.sleep(BROKER_RETRY_S)  # a broker coming back is no event this connection can wait on
+
     async def _resize(self) -> None:
         rows, cols = _window()
         with contextlib.suppress(ShellError):
             await self.client.resize(self.session, rows, cols)
+
+
+def lost(offset: int, why: str) -> Output:
+    """The end of a session whose broker is gone (pure): the last line says so and why."""
+    message = (
+        f"lost: no terminal broker answers for it ({why}); if `up` restarted, its broker ends the "
+        "shell on the device and records it; open a new session"
+    )
+    return Output(offset=offset, ended=True, reason="broker_lost", message=message)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -111,12 +111,25 @@ async def _states(home: Home, settings: Settings, known: list[sites.Site]) -> di
 
 
 async def _remove(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu.sites import cutoff  # the system account's requests: only `site remove` makes them
+
     site = sites.find(home, args.name)
     running = await _unsource(home, settings, site, args.force)
-    folder = sites.remove(home, site.name)
+    try:
+        system = await connect(home.system_identity(settings), name="mahavishnu-site", reconnect=False)
+    except MahavishnuError:
+        system = None  # the hub is not running: no live link to cut
+    try:
+        servers = max(1, settings.server.cluster)
+        before = await cutoff.config_loads(system, servers=servers) if system is not None else {}
+        folder = sites.remove(home, site.name)
+        cut = await cutoff.cut_off(system, site, before=before, servers=servers) if system is not None else 0
+    finally:
+        if system is not None:
+            await system.close()
     print(f"site {site.name} removed: its certificate is revoked, its bundle moved to {folder}")
     print(
-        "  the hub no longer sources it; the events it copied stay"
+        f"  the hub no longer sources it; the events it copied stay; live links cut: {cut}"
         if running
         else "  the hub is not running: the next `mahavishnu up` no longer sources it"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import msgspec
 
@@ -19,12 +20,19 @@ def add(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="register a repository to index at start (repeatable)",
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--cluster",
         type=int,
         choices=(3, 5),
         metavar="N",
         help="run N (3 or 5) nats-server nodes on this machine with replicated streams ([server] cluster)",
+    )
+    where.add_argument(
+        "--node",
+        type=Path,
+        metavar="BUNDLE",
+        help="run this host's node of a cluster across hosts, from its bundle (`mahavishnu cluster init`)",
     )
     parser.set_defaults(handler=_up)
 
@@ -35,5 +43,15 @@ async def _up(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     if args.cluster:  # the flag wins over [server] cluster; the replaced section validates itself again
         server = msgspec.structs.replace(settings.server, cluster=args.cluster)
         settings = msgspec.structs.replace(settings, server=server)
+    node = None
+    if args.node:  # refused in one line before anything is written when the bundle is not this host's
+        from mahavishnu.runtime.bundle import check_node, install, read_node
+        from mahavishnu.runtime.hostplan import node_settings
+
+        bundle = args.node.resolve()
+        node = read_node(bundle)
+        check_node(bundle, node)
+        settings = node_settings(settings, node)
+        install(home, bundle, node)
     configure_logging(level=settings.logging.level, fmt=settings.logging.format)
-    return await run(home, settings, index=tuple(args.index))
+    return await run(home, settings, index=tuple(args.index), node=node)

@@ -61,6 +61,7 @@ class Verb:
 VERBS: dict[str, Verb] = {
     "up": Verb("mahavishnu.cli.up", "create the mesh once, run it in the foreground until Ctrl-C"),
     "init": Verb("mahavishnu.cli.init", "create the state directory (CA, certificates, configuration) only"),
+    "cluster": Verb("mahavishnu.cli.cluster", "a cluster across hosts: write one node bundle per host"),
     "status": Verb("mahavishnu.cli.status", "check that the mesh answers"),
     "env": Verb("mahavishnu.cli.env", "print the control identity's URL and TLS files"),
     "events": Verb("mahavishnu.cli.events", "read the streams"),

@@ -9,8 +9,8 @@ A backup is a directory:
                            with --include-keys
 
 Left out, because they are rebuilt: the read models (from the streams), the nats-server
-configuration (from the CA registry), the JetStream store itself (the snapshots are it),
-repository mirrors (fetched again).
+configuration (from the CA registry), the JetStream stores themselves (jetstream/, and a
+cluster's cluster/: the snapshots are them), repository mirrors (fetched again).
 
 `backup` asks the running mesh for the snapshots, or, with `up` stopped, a server it starts
 for the occasion (then nothing else appends meanwhile: the backup is exactly the state).
@@ -18,6 +18,10 @@ for the occasion (then nothing else appends meanwhile: the backup is exactly the
 mesh (or, into an empty state directory, brings the mesh's keys from a backup that has
 them), starts the server on its own, restores every stream with its sequences, and
 rebuilds every read model from the restored streams.
+
+Against a cluster, the servers started for the occasion are every node of `up --cluster`,
+or, across hosts, this host's node while the other hosts' `up --node` run
+(mahavishnu.runtime.offline); `restore` then runs on the control host.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from core.errors import MahavishnuError
 from core.store import EventStore
 from core.store.nats_errors import from_exception
 from core.store.snapshots import Snapshot, restore_stream, snapshot_stream
+from mahavishnu.runtime.bundle import NODE_JSON, read_node
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
 from mahavishnu.runtime.provisioning import prepare
@@ -57,7 +62,7 @@ from projections.service import FolderLock
 FORMAT = 1
 MANIFEST = "manifest.json"
 # Under the state directory: what a backup never carries (rebuilt or refetched).
-_REBUILT = ("jetstream", "readmodels", "nats", "mirrors")
+_REBUILT = ("jetstream", "cluster", "readmodels", "nats", "mirrors")  # cluster/: the loopback nodes' stores
 _CHUNK = 1024 * 1024
 
 
@@ -239,6 +244,11 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
 async def restore(home: Home, settings: Settings, source: Path, *, out: Callable[[str], None] = print) -> None:
     """Restore every stream of the backup in `source` into this (stopped) mesh, then rebuild the read models."""
     manifest = read_manifest(source)
+    if (home.root / NODE_JSON).is_file() and not read_node(home.root).services:
+        raise BackupError(
+            f"{home.root} is a node of a cluster across hosts: restore on the control host, "
+            "with `up --node` running on the others"
+        )
     lock = FolderLock(home.readmodels_dir)
     lock.acquire()  # refuses while `up` runs: restoring under a running mesh would mix two histories
     lock.release()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import msgspec
+import nats.errors
+from nats.js.api import DeliverPolicy
 
 from core import subjects
 from core.commands import TERMINAL, CommandState, Step, advances, effective_step, ending, step
@@ -25,7 +27,11 @@ from core.errors import MahavishnuError
 from core.events import CommandCanceled, CommandEvent, CommandIssued, Event, decode
 from core.events.base import utc_now
 from core.store import EventStore
+from core.store.nats_errors import from_exception
+from core.streams import stream_for
+from mahavishnu.control import site_copies
 from mahavishnu.control.requests import RequestError, query, request_applied
+from projections.command_requests import CommandRequest, Send
 from projections.commands import ISSUES, REPORTS
 
 SETTLE_S = 10.0  # how long the running mesh may take to apply what is stored before a read
@@ -145,6 +151,24 @@ async def send(
     return command
 
 
+def sender(store: EventStore) -> Send:
+    """How the HTTP door sends an operator's command from the dashboard: `send`, in the operator's name."""
+
+    async def send_one(actor: str, device_id: str, command: CommandRequest) -> str:
+        issued = await send(
+            store,
+            device_id,
+            command.name,
+            dict(command.args),
+            ttl_s=command.ttl_s,
+            timeout_s=command.timeout_s,
+            actor=actor,
+        )
+        return issued.command_id
+
+    return send_one
+
+
 class _Endings:
     """The commands whose ending a device reported on the live subjects, since the subscription began."""
 
@@ -162,13 +186,27 @@ class _Endings:
 
 @contextlib.asynccontextmanager
 async def _endings(store: EventStore, device_id: str) -> AsyncIterator[_Endings]:
+    """The device's reports as the stream stores them from now on, not as they are published: an
+    edge site's device reports at its site, and its reports reach the hub's EVENTS by sourcing,
+    which stores them without publishing them here (ADR 0013)."""
     endings = _Endings()
-    sub = await store.nc.subscribe(subjects.device_event(device_id, "command"), cb=endings.on_report)
-    await store.nc.flush()  # the server has the subscription before anything is sent: no report is missed
+    subject = subjects.device_event(device_id, "command")
+    try:
+        # Created before anything is sent, starting after what is stored now: no report is missed.
+        sub = await store.js.subscribe(
+            subject,
+            stream=stream_for(subject, store.streams).name,
+            cb=endings.on_report,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise from_exception(exc, doing=f"following {device_id}'s reports") from exc
     try:
         yield endings
     finally:
-        await sub.unsubscribe()
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
 async def send_and_wait(
@@ -286,20 +324,42 @@ async def list_for(store: EventStore, device_id: str) -> list[CommandView]:
     return [fold(c, known, now=utc_now()) for c in issued if isinstance(c, CommandIssued)]
 
 
-async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str = "canceled by an operator") -> None:
+async def cancel(
+    store: EventStore,
+    command_id: str,
+    *,
+    actor: str,
+    reason: str = "canceled by an operator",
+    site_of: Callable[[str], str] = lambda device_id: "",
+) -> None:
     """Cancel a command that its device has not received yet: remove it from the stream, record the cancel.
 
-    CommandRefused when it already reached the device (it is running or done) or is unknown.
+    `site_of(device_id)` is the JetStream API prefix of the edge site the device belongs to
+    ("" for the hub's own devices): its copy there is removed too (ADR 0013). CommandRefused
+    when it already reached the device (it is running or done), is unknown, or its site
+    cannot say whether its device took it.
     """
     view = await find(store, command_id)
     if view.state is not CommandState.ISSUED:
         raise CommandRefused(
             f"command {command_id} is already {view.state}: only a command not yet received can be canceled"
         )
+    too_late = f"command {command_id} was already delivered to {view.device_id}: too late to cancel"
+    api = site_of(view.device_id)
+    if api:
+        await _untaken_at_site(store, api, view.device_id, command_id, too_late)  # before anything is removed
     seq = await store.last_subject_sequence(subjects.command(view.device_id, command_id))
     delivered = await store.delivered_sequence("COMMANDS", subjects.device_consumer(view.device_id))
     if not seq or seq <= delivered or not await store.delete_message("COMMANDS", seq):
-        raise CommandRefused(f"command {command_id} was already delivered to {view.device_id}: too late to cancel")
+        raise CommandRefused(too_late)
+    if api:
+        # Removed at the hub first, so the site's source cannot copy it (again) after this look.
+        copy = await _untaken_at_site(store, api, view.device_id, command_id, too_late)
+        if copy is not None:
+            try:
+                await site_copies.delete_at(store.nc, api, copy.seq)
+            except site_copies.SiteSilent as exc:
+                raise CommandRefused(f"cannot remove command {command_id} at {view.device_id}'s site: {exc}") from exc
     await store.append(CommandCanceled(command_id=command_id, device_id=view.device_id, actor=actor, reason=reason))
     await store.audit.record(
         actor=actor,
@@ -308,3 +368,20 @@ async def cancel(store: EventStore, command_id: str, *, actor: str, reason: str 
         target=view.device_id,
         details={"command_id": command_id},
     )
+
+
+async def _untaken_at_site(
+    store: EventStore, api: str, device_id: str, command_id: str, too_late: str
+) -> site_copies.Copy | None:
+    """The site's copy of the command, None when it has none; CommandRefused when its device took it
+    or the site does not answer (its link is down: whether the device took it cannot be told)."""
+    try:
+        copy = await site_copies.copy_at(store.nc, api, device_id, command_id)
+    except site_copies.SiteSilent as exc:
+        raise CommandRefused(
+            f"cannot tell whether {device_id} took command {command_id}: its site does not answer ({exc}); "
+            "try again once the site's link is up"
+        ) from exc
+    if copy is not None and copy.taken:
+        raise CommandRefused(too_late)
+    return copy

@@ -56,8 +56,14 @@ def consumer_config(device_id: str, ack_wait_s: float = ACK_WAIT_S) -> dict[str,
     With a backoff list JetStream takes its first entry as the ack wait, so the list starts
     at `ack_wait_s` and doubles: a command the agent neither acknowledged nor reported in
     progress comes back after ack_wait, then twice and four times that, up to MAX_DELIVER.
+
+    One replica, also on a cluster whose COMMANDS stream has three: a replicated consumer
+    is a Raft group of its own, and 1,000 of them took 12.7% of a core per node, idle
+    (10,000 with one replica: 0.5%; bench/consumers.py, ADR 0012). The commands themselves
+    stay replicated; a device whose consumer's node is down gets them when it is back.
     """
     return {
+        "num_replicas": 1,
         "filter_subject": subjects.device_commands(device_id),
         "deliver_policy": "all",
         "ack_policy": "explicit",

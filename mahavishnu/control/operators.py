@@ -36,7 +36,7 @@ from projections.authz import ROLES, Caller, Refusal
 
 CERTIFICATE_NAME_PREFIX = certificate_uri(0).removesuffix("0")  # "mahavishnu:cert:"
 
-REREAD_S = 1.0  # resolver(): the longest a change to the CA registry or roles.json can go unseen
+REREAD_S = 60.0  # the longest a change that leaves a file's inode, size and mtime alone could go unseen
 
 
 def roles(home: Home) -> dict[str, str]:
@@ -96,6 +96,8 @@ class _Registry:
         self.read_at = 0.0
         self.people: dict[str, tuple[IssuedRecord, str | None]] = {}
         self.counted = 0  # how many of the issued records are in `people`
+        self.users: list[str] = []  # the keys of `people` in the order they came: what is new is at the end
+        self.rebuilt = 0  # how many times `people` was built anew: a view of it built before is stale
         self.revoked: frozenset[int] = frozenset()
         self.roles: dict[str, str] = {}
 
@@ -112,12 +114,16 @@ class _Registry:
             self.read_at = time.monotonic()
             self.roles = roles(self.home)
             self.revoked = frozenset(entry.serial for entry in read_revocations(self.home.ca_dir))
-            self.people, self.counted = {}, 0
+            self.people, self.users, self.counted = {}, [], 0
             self.seen = current
+            self.rebuilt += 1
         for record in records[self.counted :]:
             if record.serial in self.revoked:
                 record = dataclasses.replace(record, revoked=True)
-            self.people[certificate_uri(record.serial)] = (record, self.roles.get(record.identity))
+            user = certificate_uri(record.serial)
+            if user not in self.people:
+                self.users.append(user)
+            self.people[user] = (record, self.roles.get(record.identity))
         self.counted = len(records)
         return self.people
 
@@ -203,8 +209,20 @@ def devices_by_user(home: Home) -> Callable[[], dict[str, str]]:
     Current at every call (devices enrolled while `up` runs are counted), reread only after a change.
     """
     registry = _Registry(home)
+    found: dict[str, str] = {}
+    seen = (-1, 0)  # (registry.rebuilt, how many of its records `found` has looked at)
 
     def devices() -> dict[str, str]:
-        return {user: record.identity for user, (record, _) in registry.everyone().items() if record.kind == "device"}
+        # Asked at every connection event of a reconnecting fleet: only what is new is looked at.
+        nonlocal found, seen
+        people = registry.everyone()
+        if seen[0] != registry.rebuilt:
+            found, seen = {}, (registry.rebuilt, 0)
+        for user in registry.users[seen[1] :]:
+            record = people[user][0]
+            if record.kind == "device":
+                found[user] = record.identity
+        seen = (registry.rebuilt, len(registry.users))
+        return found
 
     return devices

@@ -13,7 +13,9 @@ A device D may only
 Nothing else: no other device's subjects, no other JetStream API, no $SYS, no `>`.
 An edge site's certificate may only link its leaf server (no client connection), and the
 link carries none of the mesh's own subjects either way (LEAF_DENIED): the hub gets a
-site's events only by sourcing the site's stream, so nothing is stored twice.
+site's events only by sourcing the site's stream, so nothing is stored twice, and the site
+its devices' commands only by sourcing the hub's consumer for it; it hears nothing else
+the hub sends (ADR 0013).
 The control services are unrestricted within the MESH account. Operators live in the
 OPS account and may only send queries (mesh.q.>) and terminal requests to the shell
 broker (mesh.shell.>), receiving on their own inbox prefix.
@@ -21,6 +23,7 @@ broker (mesh.shell.>), receiving on their own inbox prefix.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from certs import IssuedRecord, certificate_uri
@@ -46,6 +49,9 @@ LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.pro
 # shell, typing into one) or ask the shell broker for one: only the control identity does.
 SITE_PUBLISH_DENIED = (*LEAF_DENIED, "$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>")
 SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>")
+# JetStream's replies to a site's server: to its requests of the hub's API ($JSC.R) and to its
+# flow control as the origin of a source ($JS.FC).
+JETSTREAM_REPLIES = ("$JSC.R.>", "$JS.FC.>")
 
 
 # The configured users of MESH, OPS and SYS connect as NATS clients only: on the MQTT listener
@@ -80,14 +86,42 @@ def shell_subscribe(device_id: str) -> tuple[str, ...]:
     return (shell_protocol.control_subject(device_id), shell_protocol.input_subject(device_id, "*"))
 
 
-def site_user(serial: int) -> User:
-    """An edge site's leaf server (MESH account): leaf connections only, none of the mesh's subjects."""
+def site_user(serial: int, name: str) -> User:
+    """An edge site's leaf server (MESH account): leaf connections only, none of the mesh's subjects.
+
+    What the hub sends it is listed (ADR 0013): the commands the hub delivers to this site, the
+    hub's requests to its own JetStream API, and the replies and flow control of JetStream's
+    own protocol. A deny list would not do: nats-server does not filter what a leaf's wildcard
+    subscription receives by the deny list (measured: another site's `mesh.site.>` received
+    this site's commands, and stalled their delivery).
+    """
     return User(
         name=certificate_uri(serial),
         publish_deny=SITE_PUBLISH_DENIED,
+        subscribe_allow=(f"{subjects.SITES_PREFIX}.{name}.>", f"$JS.{name}.API.>", *JETSTREAM_REPLIES),
         subscribe_deny=SITE_SUBSCRIBE_DENIED,
         connection_types=("LEAFNODE",),
     )
+
+
+def site_mappings(records: list[IssuedRecord], now: datetime) -> str:
+    """The MESH account's mappings for the live sites (pure): each site's restart of its own consumer
+    of the hub's commands, from HUB_COMMANDS_API onto the hub's API, and nothing else of that API.
+
+    Literal subjects: nats-server compares every message of the account with its mappings,
+    and a literal one costs a string comparison (ADR 0013).
+    """
+    pairs = [
+        f"    {json.dumps(subjects.hub_consumer_reset(site))}: "
+        f"{json.dumps(subjects.hub_consumer_reset(site).replace(subjects.HUB_COMMANDS_API, '$JS.API', 1))}"
+        for site in live_sites(records, now)
+    ]
+    return "\n".join(["mappings: {", *pairs, "}", ""]) if pairs else "# no edge sites: no mappings\n"
+
+
+def live_sites(records: list[IssuedRecord], now: datetime) -> list[str]:
+    """The names of the sites with a live certificate, in order (pure)."""
+    return sorted({r.identity for r in records if r.kind == "site" and r.is_live(now)})
 
 
 def operator_user(identity: str, serial: int) -> User:
@@ -118,7 +152,7 @@ def users_for(
         if record.kind == "control":
             mesh.append(User(certificate_uri(record.serial), connection_types=NATS_ONLY))
         elif record.kind == "site":
-            mesh.append(site_user(record.serial))
+            mesh.append(site_user(record.serial, record.identity))
         elif record.kind == "operator":
             ops.append(operator_user(record.identity, record.serial))
         elif record.kind == "system":

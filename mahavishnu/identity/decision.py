@@ -128,7 +128,7 @@ def decide(request: Request, fleet: Fleet, now: datetime | None = None) -> Grant
     if kind == "site":
         if request.kind != "Leafnode":
             return Refusal(f"{who} is an edge site: it may only link its leaf server", who)
-        return Grant(identity, kind, serial, site_user(serial), expires)
+        return Grant(identity, kind, serial, site_user(serial, identity), expires)
     if kind == "device" and identity in fleet.mqtt_devices:
         if request.kind != "Client" or request.client_type != "mqtt":
             return Refusal(f"{who} is an MQTT device: it connects to the MQTT listener only", who)

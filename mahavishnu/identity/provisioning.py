@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,6 @@ class ProvisioningService:
         self.counts = Counts()
         self._buckets: dict[str, TokenBucket] = {}
         self._floods: dict[str, _Flood] = {}
-        self._enrolling = asyncio.Lock()  # one enrolment at a time: the CA's "one live certificate" holds
         self._waiting = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._events: Subscription | None = None
@@ -195,6 +194,16 @@ class ProvisioningService:
             claim = evolve(self.claims.get(claim_id), event)
             if claim is not None:
                 self.claims[claim_id] = claim
+
+    def _take_use(self, claim: Claim, device_id: str) -> None:
+        """Count `device_id` against its claim now, as its DeviceProvisioned will (idempotent)."""
+        self.claims[claim.claim_id] = replace(claim, provisioned=claim.provisioned | {device_id})
+
+    def _give_back_use(self, claim_id: str, device_id: str) -> None:
+        """The use taken for a device that got no certificate after all."""
+        claim = self.claims.get(claim_id)
+        if claim is not None:
+            self.claims[claim_id] = replace(claim, provisioned=claim.provisioned - {device_id})
 
     async def _learn(self, claim_id: str) -> None:
         """Read the history of a claim this service has not folded yet (made before it started, or just now)."""
@@ -304,44 +313,48 @@ class ProvisioningService:
         if claim_id not in self.claims:
             await self._learn(claim_id)
         try:
-            check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
+            claim = check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
         except ProvisioningRefused as refusal:
             return self._again(claim_id, device_id, csr, refusal), True
         _csr_key(csr, device_id)  # a weak key, or a CSR for another id, before anything is issued
-        async with self._enrolling:
-            try:  # again: the claim may have changed while we waited
-                claim = check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
-            except ProvisioningRefused as refusal:
-                return self._again(claim_id, device_id, csr, refusal), True
-            if _live(self._home, device_id):
-                taken = f"device {device_id} already holds a live certificate: the first device to claim an id keeps it"
-                raise ProvisioningRefused(409, taken)
-            out = self._home.root / "devices" / device_id
-            try:
-                enrolment = await devices.enroll(
-                    self._home,
-                    self._settings,
-                    self._store,
-                    device_id,
-                    out_dir=out,
-                    csr_pem=csr,
-                    url=None if claim.site else claim.url,
-                    transport=claim.transport,
-                    site=claim.site or None,
-                )
-            except AlreadyIssuedError as exc:
-                raise ProvisioningRefused(409, str(exc)) from None
-            except CertError as exc:
-                raise ProvisioningRefused(400, str(exc)) from None
-            except MahavishnuError as exc:
-                log.error("a claimed device could not be enrolled", extra={"claim": claim_id, "reason": str(exc)})
-                raise ProvisioningRefused(503, f"device {device_id} could not be enrolled: {exc}") from None
-            serial = f"{enrolment.issued.serial:x}"
-            # The device holds a certificate from here on: what follows is recorded as well as it
-            # can be, never refused (the device could not ask again: its id is taken).
-            provisioned = DeviceProvisioned(claim_id=claim_id, device_id=device_id, serial=serial, actor=claim_id)
-            self._apply(provisioned)
-            await self._record(provisioned, claim)
+        # From the claim's check to the certificate's issue nothing is awaited (devices.enroll
+        # issues before its first await): no other request runs in between, so two devices
+        # naming one id cannot both pass, and the claim's use is taken here, before the awaits
+        # (the consumer, the events) during which other enrolments go on.
+        if _live(self._home, device_id):
+            taken = f"device {device_id} already holds a live certificate: the first device to claim an id keeps it"
+            raise ProvisioningRefused(409, taken)
+        self._take_use(claim, device_id)
+        out = self._home.root / "devices" / device_id
+        try:
+            enrolment = await devices.enroll(
+                self._home,
+                self._settings,
+                self._store,
+                device_id,
+                out_dir=out,
+                csr_pem=csr,
+                url=None if claim.site else claim.url,
+                transport=claim.transport,
+                site=claim.site or None,
+            )
+        except AlreadyIssuedError as exc:
+            self._give_back_use(claim_id, device_id)
+            raise ProvisioningRefused(409, str(exc)) from None
+        except CertError as exc:
+            self._give_back_use(claim_id, device_id)
+            raise ProvisioningRefused(400, str(exc)) from None
+        except MahavishnuError as exc:
+            if not _live(self._home, device_id):  # refused before its certificate was issued
+                self._give_back_use(claim_id, device_id)
+            log.error("a claimed device could not be enrolled", extra={"claim": claim_id, "reason": str(exc)})
+            raise ProvisioningRefused(503, f"device {device_id} could not be enrolled: {exc}") from None
+        serial = f"{enrolment.issued.serial:x}"
+        # The device holds a certificate from here on: what follows is recorded as well as it
+        # can be, never refused (the device could not ask again: its id is taken).
+        provisioned = DeviceProvisioned(claim_id=claim_id, device_id=device_id, serial=serial, actor=claim_id)
+        self._apply(provisioned)
+        await self._record(provisioned, claim)
         return _answer_from(out, device_id, serial), False
 
     def _again(self, claim_id: str, device_id: str, csr: bytes, refusal: ProvisioningRefused) -> Provisioned:

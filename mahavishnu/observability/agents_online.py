@@ -49,11 +49,13 @@ def connected_devices(answers: Iterable[bytes], device_of: Mapping[str, str]) ->
 
 
 async def ask_servers(
-    system: Client, *, servers: int, timeout: float = 2.0, request: bytes = CONNZ_REQUEST
+    system: Client, *, servers: int, timeout: float = 2.0, request: bytes = CONNZ_REQUEST, subject: str = CONNZ
 ) -> list[bytes]:
-    """Every server's CONNZ answer to `request`: returns after `servers` answers, or at `timeout` with those that came.
+    """Every server's answer to `request` on `subject` (CONNZ): returns after `servers` answers, or at
+    `timeout` with those that came.
 
-    (The identity service asks it too, for the connections of a revoked certificate.)
+    (The identity service asks it too, for the connections of a revoked certificate, and
+    `site remove` for a removed site's leaf links, on LEAFZ.)
     """
     answers: list[bytes] = []
     enough = asyncio.Event()
@@ -66,7 +68,7 @@ async def ask_servers(
     inbox = system.new_inbox()
     subscription = await system.subscribe(inbox, cb=on_answer)
     try:
-        await system.publish(CONNZ, request, reply=inbox)
+        await system.publish(subject, request, reply=inbox)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(enough.wait(), timeout)
     finally:

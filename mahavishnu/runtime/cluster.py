@@ -101,10 +101,11 @@ class ClusterSupervisor:
                 f"a cluster needs {majority(len(self.nodes))}: " + " | ".join(self.problems.values())
             )
 
-    async def watch(self) -> None:
-        """Keep every node up; returns once stopping, raises ClusterError when a majority has given up."""
+    async def watch(self, until: asyncio.Event | None = None) -> None:
+        """Keep every node up; returns once stopping (or `until` is set, as Supervisor.watch), raises
+        ClusterError when a majority has given up."""
         watchers = {
-            asyncio.create_task(supervisor.watch(), name=f"supervisor-{name}"): name
+            asyncio.create_task(supervisor.watch(until), name=f"supervisor-{name}"): name
             for name, supervisor in self.supervisors.items()
         }
         try:
@@ -152,12 +153,15 @@ class ClusterSupervisor:
         return "; ".join(self.problems.get(n.name, f"{n.describe()} is not running (restarting)") for n in down)
 
 
-async def create_streams(store: EventStore, cluster: ClusterSupervisor, *, timeout: float = STREAMS_TIMEOUT_S) -> None:
+async def create_streams(
+    store: EventStore, cluster: ClusterSupervisor | None, *, timeout: float = STREAMS_TIMEOUT_S
+) -> None:
     """Create or update the streams once the cluster can hold them.
 
     A fresh cluster answers JetStream requests only after it has elected its metadata
     leader, and an R3 stream needs three running nodes: until `timeout`, refusals and
-    silence are retried. ClusterError then, naming the nodes that are down.
+    silence are retried. ClusterError then, naming the nodes of `cluster` that are down
+    (None: a cluster across hosts, whose other nodes this process does not run).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -166,7 +170,7 @@ async def create_streams(store: EventStore, cluster: ClusterSupervisor, *, timeo
             return
         except StoreError as exc:
             if time.monotonic() >= deadline:
-                down = cluster.down_report()
+                down = cluster.down_report() if cluster is not None else "are the other hosts' nodes up?"
                 raise ClusterError(
                     f"the cluster did not accept the streams within {timeout:g} s: {exc}"
                     + (f"; {down}" if down else "")

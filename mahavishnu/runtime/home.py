@@ -15,6 +15,8 @@ jetstream/                 the JetStream store, encrypted at rest
 keys/devices/<id>.key      each device's data key, 0600: erasing a device deletes it (projections.keystore)
 nats/cluster-nK.conf       with `up --cluster N`: node K's configuration (mahavishnu.runtime.clusterplan)
 cluster/nK/                node K's JetStream store, encrypted with the same key
+node/                      with `up --node BUNDLE`: the node's node.json, certificate and key (from its bundle)
+nats/node.conf             with `up --node BUNDLE`: the node's configuration (mahavishnu.runtime.hostplan)
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ class Home:
     @property
     def roles_file(self) -> Path:
         return self.root / "roles.json"
+
+    @property
+    def node_dir(self) -> Path:
+        """A node of a cluster across hosts: its node.json, cert.pem and key.pem (mahavishnu.runtime.bundle)."""
+        return self.root / "node"
+
+    @property
+    def node_conf(self) -> Path:
+        return self.nats_dir / "node.conf"
 
     @property
     def pid_file(self) -> Path:

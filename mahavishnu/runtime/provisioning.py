@@ -12,7 +12,7 @@ from pathlib import Path
 
 from certs import AlreadyIssuedError, CertificateAuthority, NoCAError, certificate_uri
 from core.config import Settings
-from mahavishnu.control.permissions import users_for
+from mahavishnu.control.permissions import site_mappings, users_for
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.identity import issuer
 from mahavishnu.identity.decision import ACCOUNT, DELEGATED
@@ -53,13 +53,39 @@ def prepare(
     _ensure_jetstream_key(home)
     issuer.ensure(home)
     ensure_key_file(home.root)
-    config = ServerConfig(
+    config = server_config(
+        home, settings, port=port, monitor_port=monitor_port, mqtt_port=mqtt_port, leaf_port=leaf_port
+    )
+    write_users(home, ca)
+    write_callout(home, ca)
+    write_private(home.server_conf, config.render())
+    return config
+
+
+def server_config(
+    home: Home,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    monitor_port: int | None = None,
+    mqtt_port: int | None = None,
+    leaf_port: int | None = None,
+    certificate: Path | None = None,
+) -> ServerConfig:
+    """The single server's configuration from the state directory's layout and the settings (pure).
+
+    `certificate` is the folder of the server's cert.pem and key.pem (the state directory's
+    server/ unless a node of a cluster across hosts has its own).
+    """
+    folder = home.server_dir if certificate is None else certificate
+    mqtt_port = settings.mqtt.port if mqtt_port is None else mqtt_port
+    return ServerConfig(
         server_name=settings.mesh.name,
         host=settings.server.host,
         port=settings.server.port if port is None else port,
         monitor_port=settings.server.monitor_port if monitor_port is None else monitor_port,
-        server_cert=home.server_dir / "cert.pem",
-        server_key=home.server_dir / "key.pem",
+        server_cert=folder / "cert.pem",
+        server_key=folder / "key.pem",
         ca_file=home.ca_dir / "ca.pem",
         store_dir=home.store_dir,
         key_include=home.key_include.name,
@@ -74,16 +100,14 @@ def prepare(
         mqtt_listener=mqtt.listener_block(
             settings.mqtt.host,
             mqtt_port,
-            cert=home.server_dir / "cert.pem",
-            key=home.server_dir / "key.pem",
+            cert=folder / "cert.pem",
+            key=folder / "key.pem",
             ca=home.ca_dir / "ca.pem",
+            # a node of a cluster across hosts (`up --node`: replicas 3): MQTT sessions as many
+            replicas=settings.jetstream.replicas if settings.jetstream.replicas > 1 else 0,
         ),
         leaf=leaf_listener(home, settings, leaf_port),
     )
-    write_users(home, ca)
-    write_callout(home, ca)
-    write_private(home.server_conf, config.render())
-    return config
 
 
 def write_callout(home: Home, ca: CertificateAuthority) -> None:
@@ -125,7 +149,7 @@ def write_users(home: Home, ca: CertificateAuthority) -> None:
     records = ca.issued()
     mesh, ops, system = users_for([r for r in records if not mqtt.is_bridge_record(r)], now)
     write_private(home.mqtt_include, render_users(mqtt.mqtt_users(records, now)))
-    write_private(home.users_include, render_users(mesh))
+    write_private(home.users_include, render_users(mesh) + site_mappings(records, now))  # both in MESH
     write_private(home.operators_include, render_users(ops))
     write_private(home.system_include, render_users(system))
 

@@ -119,6 +119,10 @@ class NatsServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # A process group of its own: a signal sent to the group of whoever started us (a
+            # terminal's Ctrl-C, `kill -- -PGID`) reaches only `up`, which records the stop and
+            # then stops the server itself, in that order.
+            process_group=0,
         )
         self._reader = threading.Thread(
             target=self._read_log, args=(self.process,), name=f"{self.name}-log", daemon=True

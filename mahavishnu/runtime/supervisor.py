@@ -22,6 +22,11 @@ from mahavishnu.runtime.server import NatsServer, ServerStartError
 log = logging.getLogger("mahavishnu.supervisor")
 
 
+# How long an exit of the server may precede `up`'s own stop signal when both come from one group signal:
+# up's loop takes the signal in milliseconds; a second covers a loaded machine.
+SIGNAL_GRACE_S = 1.0
+
+
 class GaveUp(MahavishnuError):
     """The child crashed too often in too short a time."""
 
@@ -62,12 +67,21 @@ class Supervisor:
     async def start(self) -> None:
         await asyncio.to_thread(self.server.start)
 
-    async def watch(self) -> None:
+    async def watch(self, until: asyncio.Event | None = None) -> None:
+        """Restart the server after each exit until stopping; `until` set (up's stop signal) also means stopping.
+
+        A signal sent to every process of `up`'s control group (systemd's default KillMode)
+        stops the server in the same instant as it reaches `up`: an exit seen just before
+        `until` is set is given SIGNAL_GRACE_S to turn out to be part of that stop.
+        """
         consecutive = 0
         while True:
             started = time.monotonic()
             code = await asyncio.to_thread(self.server.wait)
-            if self._stopping:
+            grace = SIGNAL_GRACE_S if until is not None else 0.0  # part of the backoff below
+            if self._stopping or await _set_within(until, grace):
+                self._stopping = True
+                log.info("nats-server stopped with up", extra={"server": self.server.name, "exit_code": code})
                 return
             now = time.monotonic()
             consecutive = 1 if now - started > self.policy.window else consecutive + 1
@@ -83,7 +97,9 @@ class Supervisor:
                 "nats-server exited unexpectedly; restarting",
                 extra={"server": self.server.name, "exit_code": code, "restart_in_s": delay, "last_lines": last},
             )
-            await asyncio.sleep(delay)
+            if await _set_within(until, max(0.0, delay - grace)):  # the backoff, cut short by a stop
+                self._stopping = True
+                return
             try:
                 await asyncio.to_thread(self.server.start)
                 self.restarts += 1
@@ -98,6 +114,20 @@ class Supervisor:
     async def stop(self) -> None:
         self._stopping = True
         await asyncio.to_thread(self.server.stop)
+
+
+async def _set_within(event: asyncio.Event | None, seconds: float) -> bool:
+    """True once `event` is set, waiting at most `seconds` for it; without an event, after `seconds`, False."""
+    if event is None:
+        await asyncio.sleep(seconds)  # the restart backoff itself
+        return False
+    if event.is_set():
+        return True
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def keep_running(name: str, run: Callable[[], Awaitable[None]], policy: RestartPolicy) -> None:

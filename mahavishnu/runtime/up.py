@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 
+import nats.errors
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
@@ -31,20 +32,24 @@ from core.events import MeshStarted, MeshStopped
 from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
-from mahavishnu.control import operators, tokens
+from mahavishnu.control import commands, operators, tokens
 from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
+from mahavishnu.gateways.shell.journal import SessionJournal, journal_path
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.ssh.gateway import SshGateway
+from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.observability import agents_online, command_latency, connection_audit
+from mahavishnu.runtime.bundle import prepare_node
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
 from mahavishnu.runtime.home import Home
+from mahavishnu.runtime.hostplan import NodeSpec
 from mahavishnu.runtime.provisioning import prepare
 from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
@@ -54,6 +59,7 @@ from projections import http_api, http_auth
 from projections.admission import Admission
 from projections.codeindex.registering import register_at_start
 from projections.codeindex.service import CodeIndexService
+from projections.command_requests import Send
 from projections.database import database_key
 from projections.queries import ReadModels
 from projections.query_service import start_query_service
@@ -61,6 +67,9 @@ from projections.service import ProjectionService
 
 log = logging.getLogger("mahavishnu.up")
 
+# The longest one step of a stop (a service's drain, the mesh.stopped append) waits: a server stopped by the
+# same signal never answers, and the steps together stay within the unit's TimeoutStopSec (30 s).
+STOP_STEP_S = 5.0
 CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they end with up's exit anyway
 
 
@@ -109,9 +118,10 @@ def restart_policy(settings: Settings) -> RestartPolicy:
 
 
 async def start_servers(
-    home: Home, settings: Settings, out: Callable[[str], None] = print
+    home: Home, settings: Settings, out: Callable[[str], None] = print, node: NodeSpec | None = None
 ) -> Supervisor | ClusterSupervisor:
-    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`.
+    """Prepare the state directory and start the supervised nats-server, or each node of `[server] cluster`,
+    or this host's node of a cluster across hosts (`node`, installed from its bundle).
 
     A cluster node that does not start is reported through `out` and left to its
     supervisor; MahavishnuError when the mesh cannot come up at all.
@@ -124,6 +134,11 @@ async def start_servers(
         for problem in cluster.problems.values():
             out(f"warning: {problem}")
         return cluster
+    if node is not None:
+        prepare_node(home, settings, node)
+        supervisor = Supervisor(NatsServer(home.node_conf, name=node.server_name), policy)
+        await supervisor.start()
+        return supervisor
     prepare(home, settings)
     supervisor = Supervisor(NatsServer(home.server_conf, name=settings.mesh.name), policy)
     await supervisor.start()
@@ -131,31 +146,49 @@ async def start_servers(
 
 
 async def run(
-    home: Home, settings: Settings, *, index: tuple[str, ...] = (), out: Callable[[str], None] = print
+    home: Home,
+    settings: Settings,
+    *,
+    index: tuple[str, ...] = (),
+    out: Callable[[str], None] = print,
+    node: NodeSpec | None = None,
 ) -> int:
     """Run the mesh until SIGINT/SIGTERM; 0 on a clean stop. MahavishnuError when it cannot come up.
 
     The signals are caught from the first moment: one that comes while the mesh is still
     starting stops it cleanly once started (its server child included), instead of killing
     `up` and leaving the server behind.
+
+    `node`: this host's node of a cluster across hosts; only the control host's runs the
+    mesh's services (ADR 0014), the others their server (mahavishnu.runtime.node).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await _run(home, settings, index=index, out=out, stop=stop)
+        if node is not None and not node.services:
+            from mahavishnu.runtime.node import run_node
+
+            return await run_node(home, settings, node, out=out, stop=stop)
+        return await _run(home, settings, index=index, out=out, stop=stop, node=node)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
 
 async def _run(
-    home: Home, settings: Settings, *, index: tuple[str, ...], out: Callable[[str], None], stop: asyncio.Event
+    home: Home,
+    settings: Settings,
+    *,
+    index: tuple[str, ...],
+    out: Callable[[str], None],
+    stop: asyncio.Event,
+    node: NodeSpec | None,
 ) -> int:
     policy = restart_policy(settings)
-    supervisor = await start_servers(home, settings, out)
-    watcher = asyncio.create_task(supervisor.watch(), name="supervisor")
+    supervisor = await start_servers(home, settings, out, node)
+    watcher = asyncio.create_task(supervisor.watch(stop), name="supervisor")
     identity = home.control_identity(settings)
     registry = new_registry()  # one per process, served on /metrics by the probes
     nc: Client | None = None
@@ -177,28 +210,31 @@ async def _run(
     identities: IdentityThread | None = None
     provisioning: ProvisioningService | None = None
     try:
-        # First: devices connect through the identity service (the server's auth callout), so it
-        # answers before anything else of up starts and before /ready says yes; on a thread of
-        # its own, so a reconnecting fleet is answered without waiting for the rest of up.
-        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1
-        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
-        await asyncio.to_thread(identities.start)
+        nodes = len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else node.size if node else 1
         nc = await connect(identity, name="mahavishnu-up")
         system = await connect(home.system_identity(settings), name="mahavishnu-system-events")
         # EVENTS sources every registered edge site's stream (a site added later gets its
         # source from `site add` itself, without a restart).
         streams = sites.with_site_sources(streams_of(settings), sites.registered(home))
         store = EventStore(nc, streams, metrics=EventStoreMetrics(registry))
-        if isinstance(supervisor, ClusterSupervisor):
-            await create_streams(store, supervisor)
+        if isinstance(supervisor, ClusterSupervisor) or node is not None:  # replicated: once the peers are there
+            await create_streams(store, supervisor if isinstance(supervisor, ClusterSupervisor) else None)
         else:
             await store.ensure_streams()
+        # Every connection is audited from the first: the follower listens before any device
+        # can be admitted (a fleet reconnecting after a restart is back within seconds).
+        await connection_audit.follow(system, store.audit, operators.identifier(home))
+        # Then devices connect through the identity service (the server's auth callout), so it
+        # answers before the rest of up starts and before /ready says yes; on a thread of its
+        # own, so a reconnecting fleet is answered without waiting for the rest of up.
+        identities = IdentityThread(home, identity, home.system_identity(settings), servers=nodes)
+        await asyncio.to_thread(identities.start)
         # Devices holding a claim ask for their certificates here; it reads the claims' events.
         provisioning = await start_provisioning(
             store, system, home, settings, servers=nodes, version=version("mahavishnu")
         )
-        node = socket.gethostname()
-        await store.append(MeshStarted(node=node, version=version("mahavishnu"), url=identity.url, actor="control"))
+        name = node.server_name if node is not None else socket.gethostname()
+        await store.append(MeshStarted(node=name, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
         service = ProjectionService(
             store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
@@ -231,11 +267,11 @@ async def _run(
                 store.audit,
                 admission=admission,
                 ready=lambda: service is not None and service.caught_up,
+                send_command=commands.sender(store),
             )
             await api.start()
         fleet = CommandMetrics(registry)
         await command_latency.follow(nc, fleet)
-        await connection_audit.follow(system, store.audit, operators.identifier(home))
         shells = await start_shell_broker(
             nc,
             resolve=operators.resolver(home),
@@ -243,6 +279,7 @@ async def _run(
             limits=shell_limits(settings),
             system=system,
             version=version("mahavishnu"),
+            journal=SessionJournal(journal_path(home.root)),  # a crash's sessions end cleanly at the next start
         )
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
@@ -259,7 +296,8 @@ async def _run(
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))
-        gateway = SshGateway(store, home.root, settings.ssh)  # hosts registered with `device add-ssh`
+        # hosts registered with `device add-ssh`
+        gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
         supervise("ssh gateway", lambda: gateway.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
@@ -277,17 +315,25 @@ async def _run(
             out(f"  http      {api.scheme}://{settings.http.host}:{api.port}/ (dashboard, /api/..., /openapi.json)")
             if settings.http.tls:
                 out(f"  http CA   {home.ca_dir / 'ca.pem'} (the HTTPS certificate's issuer: trust it, curl --cacert)")
-        await _until_signal(stop, watcher, *services)
-        await queries.stop()
-        await provisioning.stop()
-        provisioning = None
-        await shells.stop()
-        shells = None
+        await until_signal(stop, watcher, *services)
+        supervisor.stopping()  # from the signal on, a server's exit is part of the stop (see Supervisor.watch)
+        # Each step drains what it took; a server stopped by the same signal makes it fail or wait,
+        # and then it is closed undrained below (finally), as on an error.
+        await _gracefully(queries.stop(), "the query service")
+        await _gracefully(provisioning.stop(), "the provisioning service")
+        await _gracefully(shells.stop(), "the terminal broker")
         stop_following.set()
         await asyncio.gather(*services)
-        supervisor.stopping()
-        with contextlib.suppress(MahavishnuError, TimeoutError):
-            await asyncio.wait_for(store.append(MeshStopped(node=node, reason="signal", actor="control")), 5)
+        if supervisor.running and nc.is_connected:
+            with contextlib.suppress(MahavishnuError, TimeoutError):
+                await asyncio.wait_for(
+                    store.append(MeshStopped(node=name, reason="signal", actor="control")), STOP_STEP_S
+                )
+        else:
+            log.warning(
+                "mesh.stopped is not recorded: nats-server was stopped by the same signal as up",
+                extra={"to_do": "signal up alone (systemd: KillMode=mixed, as ops/systemd/mahavishnu.service)"},
+            )
         out("mesh stopped")
         return 0
     except MahavishnuError as exc:
@@ -298,10 +344,10 @@ async def _run(
             raise gave_up from exc
         raise
     finally:
-        if shells is not None:  # stopping on an error: end the terminal sessions all the same
+        if shells is not None:  # stopping on an error: end the terminal sessions all the same (stop is idempotent)
             with contextlib.suppress(Exception):
                 await shells.stop()
-        if provisioning is not None:  # stopping on an error: the server may be gone, so nothing is drained
+        if provisioning is not None:  # closed undrained: on an error, or after a stop step the server left undone
             await provisioning.close()
         stop_following.set()
         for task in services:
@@ -326,8 +372,8 @@ async def _run(
             await api.stop()
         if identities is not None:
             await asyncio.to_thread(identities.stop)
-        await _close(system)
-        await _close(nc)
+        await close_client(system)
+        await close_client(nc)
         await supervisor.stop()
         if not watcher.done():
             await watcher
@@ -347,6 +393,7 @@ def http_api_server(
     *,
     ready: Callable[[], bool],
     admission: Admission | None = None,
+    send_command: Send | None = None,
 ) -> ProbeServer:
     """The HTTP query API and dashboard: over HTTPS with the mesh's server certificate unless [http] tls is off.
 
@@ -365,7 +412,12 @@ def http_api_server(
         new_registry(),
         ready=ready,
         routes=http_api.routes(
-            models, authenticate=authenticate, audit=audit, admission=admission, client_certificates=tls is not None
+            models,
+            authenticate=authenticate,
+            audit=audit,
+            admission=admission,
+            client_certificates=tls is not None,
+            send_command=send_command,
         ),
         tls=tls,
     )
@@ -381,14 +433,22 @@ async def _start_probes(
     return probes
 
 
-async def _close(client: Client | None) -> None:
+async def close_client(client: Client | None) -> None:
     """Close a connection; one to a server that is gone (up is giving up on it) fails to flush: that is fine."""
     if client is not None and not client.is_closed:
         with contextlib.suppress(OSError):
             await client.close()
 
 
-async def _until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
+async def _gracefully(step: Awaitable[None], what: str) -> None:
+    """Await one step of a clean stop for at most STOP_STEP_S; a server gone meanwhile is logged, not raised."""
+    try:
+        await asyncio.wait_for(step, STOP_STEP_S)
+    except (TimeoutError, nats.errors.Error, MahavishnuError) as exc:
+        log.info("%s stopped undrained: the server went away during the stop (%r)", what, exc)
+
+
+async def until_signal(stop: asyncio.Event, *children: asyncio.Task[None]) -> None:
     """Wait until `stop` is set (SIGINT or SIGTERM); GaveUp (ClusterError) propagates when a child (the server or
     cluster, a service) could not be kept up."""
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")

@@ -15,7 +15,9 @@ running `site up` applies them at once).
 
 The hub's EVENTS stream sources each site's EVENTS stream through the site's domain API
 (`$JS.<domain>.API`): the leaf link itself carries no mesh subjects (permissions.LEAF_DENIED),
-so an event reaches the hub once, by sourcing, which resumes where it left off.
+so an event reaches the hub once, by sourcing, which resumes where it left off. The other
+way round, each site's COMMANDS stream sources its devices' commands from the hub's
+(mahavishnu.sites.runner, ADR 0013). `site remove` cuts a live link at once (cutoff.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import nats.errors
 from nats.aio.client import Client
 
 from certs import CertificateAuthority, IssuedRecord, certificate_uri, validate_identity
-from core.config import Settings
+from core import subjects
+from core.config import LeafSettings, Settings
 from core.errors import MahavishnuError
 from core.store.nats_errors import from_exception
 from core.streams import StreamSource, StreamSpec
@@ -52,6 +55,7 @@ USERS_FILE = "users.conf"
 EVENTS_STREAM = "EVENTS"
 LOCAL_HOSTS = ("localhost", "127.0.0.1")  # `site up` connects to its own server on loopback
 DEFAULT_DEVICE_PORT = 4222
+DEFAULT_RETENTION_S = LeafSettings().site_retention  # a bundle written before sites had a retention
 
 
 class SiteError(MahavishnuError):
@@ -69,6 +73,7 @@ class Site:
     port: int
     hosts: tuple[str, ...]  # names in the site's certificate: what devices dial
     devices: tuple[str, ...] = ()
+    retention_s: float = DEFAULT_RETENTION_S  # how long the site's streams keep messages ([leaf] site_retention)
 
     @property
     def device_url(self) -> str:
@@ -78,6 +83,11 @@ class Site:
     @property
     def api(self) -> str:
         return f"$JS.{self.domain}.API"
+
+    @property
+    def server_name(self) -> str:
+        """The site's leaf server's name: how the hub's LEAFZ lists its link."""
+        return f"site-{self.name}"
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hub_urls": list(self.hub_urls), "hosts": list(self.hosts)}
@@ -94,6 +104,7 @@ class Site:
                 port=int(value["port"]),
                 hosts=tuple(str(h) for h in value["hosts"]),
                 devices=tuple(str(d) for d in value.get("devices", ())),
+                retention_s=float(value.get("retention_s", DEFAULT_RETENTION_S)),
             )
         except (KeyError, TypeError, ValueError, MahavishnuError) as exc:
             raise SiteError(
@@ -174,7 +185,15 @@ def new_site(
         raise SiteError(f"a site cannot be named like the mesh ({name!r}): choose another name")
     names = tuple(dict.fromkeys([*hosts, *LOCAL_HOSTS]))
     urls = tuple(hub_urls) or hub_leaf_urls(settings)
-    return Site(name=name, domain=name, hub_urls=urls, host=host, port=port, hosts=names)
+    return Site(
+        name=name,
+        domain=name,
+        hub_urls=urls,
+        host=host,
+        port=port,
+        hosts=names,
+        retention_s=settings.leaf.site_retention,
+    )
 
 
 def site_users(site: Site, records: Sequence[IssuedRecord], now: datetime) -> tuple[User, ...]:
@@ -253,7 +272,7 @@ async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
     Reads the stream's configuration as the server has it and updates only its sources,
     so no other option is lost. SiteError when the server refuses, StoreUnavailable when it does not answer.
     """
-    info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
         raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
     config = info["config"]
@@ -262,14 +281,14 @@ async def add_source(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
     if any(s.get("external", {}).get("api") == site.api for s in sources):
         return False
     config["sources"] = [*sources, wanted]
-    reply = await _js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
+    reply = await js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
     if "error" in reply:
         raise SiteError(f"cannot make {EVENTS_STREAM} source site {site.name}: {reply['error'].get('description')}")
     log.info("hub sources site", extra={"site": site.name, "api": site.api})
     return True
 
 
-async def _js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -> dict[str, Any]:
+async def js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -> dict[str, Any]:
     """One JetStream API request, asked again while nobody answers it, until `timeout`.
 
     Right after a configuration reload (`site add` reloads the hub for the site's user)
@@ -284,10 +303,77 @@ async def _js_api(nc: Client, subject: str, payload: bytes, *, timeout: float) -
             if time.monotonic() < deadline:
                 await asyncio.sleep(0.1)  # a retry interval, bounded by the deadline
                 continue
-            raise from_exception(exc, doing=f"the hub's JetStream API ({subject}, asked for {timeout:g} s)") from exc
+            raise from_exception(exc, doing=f"the JetStream API ({subject}, asked for {timeout:g} s)") from exc
         except (TimeoutError, nats.errors.Error) as exc:
-            raise from_exception(exc, doing=f"the hub's JetStream API ({subject})") from exc
+            raise from_exception(exc, doing=f"the JetStream API ({subject})") from exc
         return dict(json.loads(reply.data))
+
+
+# --- the hub's consumer of each site's commands (ADR 0013) ---------------------------------
+
+COMMANDS_STREAM = "COMMANDS"
+SOURCE_HEARTBEAT_NS = 1_000_000_000  # nats-server requires 1 s for a consumer that a source acks by flow control
+SITE_MAX_ACK_PENDING = 1000
+
+
+def commands_consumer(site: Site) -> dict[str, Any] | None:
+    """The hub's durable consumer of `site`'s devices' commands, which the site's COMMANDS stream
+    sources (pure); None for a site without devices (no filter would mean every command).
+
+    The hub owns it, so its filters are the hub's word: a site gets its own devices' commands,
+    delivered on its own subject, and may only restart it (subjects.hub_consumer_reset).
+    """
+    if not site.devices:
+        return None
+    return {
+        "durable_name": subjects.site_consumer(site.name),
+        "deliver_subject": subjects.site_commands(site.name),
+        "deliver_policy": "all",
+        "ack_policy": "flow_control",  # acknowledged by the source's flow control replies
+        "flow_control": True,
+        "idle_heartbeat": SOURCE_HEARTBEAT_NS,
+        "max_ack_pending": SITE_MAX_ACK_PENDING,
+        "filter_subjects": [subjects.device_commands(device) for device in site.devices],
+    }
+
+
+def consumer_matches(info: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
+    """Whether the consumer the hub has (its CONSUMER.INFO answer) is the one wanted (pure)."""
+    if wanted is None:
+        return "error" in info
+    have = info.get("config") or {}
+    return "error" not in info and sorted(have.get("filter_subjects") or []) == sorted(wanted["filter_subjects"])
+
+
+async def ensure_commands_consumer(nc: Client, site: Site, *, timeout: float = 5.0) -> bool:
+    """Create, update or delete the hub's consumer of `site`'s commands to match its devices; True if it changed.
+
+    SiteError when the server refuses.
+    """
+    name = subjects.site_consumer(site.name)
+    wanted = commands_consumer(site)
+    info = await js_api(nc, f"$JS.API.CONSUMER.INFO.{COMMANDS_STREAM}.{name}", b"", timeout=timeout)
+    if consumer_matches(info, wanted):
+        return False
+    if wanted is None:
+        await delete_commands_consumer(nc, site, timeout=timeout)
+        return True
+    body = {"stream_name": COMMANDS_STREAM, "config": wanted}
+    reply = await js_api(
+        nc, f"$JS.API.CONSUMER.CREATE.{COMMANDS_STREAM}.{name}", json.dumps(body).encode(), timeout=timeout
+    )
+    if "error" in reply:
+        raise SiteError(f"cannot keep site {site.name}'s consumer of commands: {reply['error'].get('description')}")
+    log.info("hub delivers a site's commands", extra={"site": site.name, "devices": len(site.devices)})
+    return True
+
+
+async def delete_commands_consumer(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
+    """Remove the hub's consumer of `site`'s commands (none left is fine)."""
+    name = subjects.site_consumer(site.name)
+    reply = await js_api(nc, f"$JS.API.CONSUMER.DELETE.{COMMANDS_STREAM}.{name}", b"", timeout=timeout)
+    if "error" in reply and reply["error"].get("code") != 404:
+        raise SiteError(f"cannot remove site {site.name}'s consumer of commands: {reply['error'].get('description')}")
 
 
 # --- keeping the sources attached -----------------------------------------------------
@@ -318,7 +404,7 @@ async def site_answers(nc: Client, site: Site, *, timeout: float = 1.0) -> bool:
 
 async def _update_sources(nc: Client, config: dict[str, Any], sources: list[dict[str, Any]], timeout: float) -> None:
     config["sources"] = sources
-    reply = await _js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
+    reply = await js_api(nc, f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}", json.dumps(config).encode(), timeout=timeout)
     if "error" in reply:
         raise SiteError(f"cannot update the sources of {EVENTS_STREAM}: {reply['error'].get('description')}")
 
@@ -330,7 +416,7 @@ async def reattach(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
     stream holds from it (each copied message records its source and sequence in a header),
     and the event ids deduplicate within the duplicate window besides.
     """
-    info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
         raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
     config = info["config"]
@@ -341,12 +427,15 @@ async def reattach(nc: Client, site: Site, *, timeout: float = 5.0) -> None:
 
 
 async def keep_sources(nc: Client, home: Home, stop: asyncio.Event, *, interval: float = 2.0) -> None:
-    """Until `stop`: re-attach a site's source when it has had no consumer for two checks in a row
-    while the site answers (its link is up), and add a missing one. Errors are logged, never raised."""
+    """Until `stop`: keep each site's consumer of commands to its devices, and re-attach a site's
+    source when it has had no consumer for two checks in a row while the site answers (its link
+    is up). Errors are logged, never raised."""
     suspects: set[str] = set()
     while not stop.is_set():
         try:
             known = registered(home)
+            for site in known:  # a device enrolled for a site since: its commands go there too
+                await ensure_commands_consumer(nc, site)
             if known:
                 reply = await nc.request(f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=5)
                 stalled = {s.name: s for s in detached(json.loads(reply.data), known)}
@@ -407,7 +496,7 @@ async def remove_source(nc: Client, site: Site, *, force: bool = False, timeout:
 
     SiteError when the site still holds events the hub has not copied, or cannot say, unless `force`.
     """
-    info = await _js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{EVENTS_STREAM}", b"", timeout=timeout)
     if "error" in info:
         raise SiteError(f"cannot read the hub's {EVENTS_STREAM} stream: {info['error'].get('description')}")
     if not force and (why := left_at_site(copied_of(info, site), await site_last_sequence(nc, site), site)):
@@ -416,6 +505,7 @@ async def remove_source(nc: Client, site: Site, *, force: bool = False, timeout:
     others = [s for s in config.get("sources") or [] if s.get("external", {}).get("api") != site.api]
     if len(others) != len(config.get("sources") or []):
         await _update_sources(nc, config, others, timeout)
+    await delete_commands_consumer(nc, site, timeout=timeout)  # nothing more is delivered to it
 
 
 def remove(home: Home, name: str) -> Path:

@@ -2,7 +2,8 @@
 
 Starts the site's leaf nats-server (nats/leaf.conf.tmpl, rendered into the bundle) under
 the same supervisor as the hub's, creates the site's streams in its own JetStream domain
-and its devices' command consumers, prints how devices connect, and follows the leaf
+(kept for the site's retention; COMMANDS sourcing each device's commands from the hub,
+ADR 0013) and its devices' command consumers, prints how devices connect, and follows the leaf
 link through the server's monitoring endpoint: when the hub cannot be reached it says
 so once, naming the hub's URL, while the site keeps acknowledging its devices' appends;
 when the link is back the hub's sourcing resumes where it left off.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -29,7 +31,7 @@ from core.errors import MahavishnuError
 from core.metrics import new_registry
 from core.probes import ProbeServer
 from core.store import EventStore, Identity, connect
-from core.streams import default_streams
+from core.streams import StreamSource, StreamSpec, default_streams
 from mahavishnu.control.devices import consumer_config
 from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.runtime.home import write_private
@@ -47,6 +49,7 @@ PID_FILE = "leaf.pid"
 STORE_DIR = "jetstream"
 SITE_STREAMS = ("EVENTS", "COMMANDS")  # what the site's devices append to and pull from
 LINK_POLL_S = 0.5
+KEEP_SOURCES_S = 1.0  # how often the site looks whether its sources of the hub's commands are attached
 # A leaf link takes a moment to come up (TLS, then interest): without a word from the server
 # about a failure, "down" is only reported once it has lasted this long.
 DOWN_GRACE_S = 3.0
@@ -124,7 +127,7 @@ def prepare_bundle(bundle: Path, site: sites.Site, *, port: int | None = None, m
             )
         write_private(key, key_include_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")))
     config = LeafConfig(
-        server_name=f"site-{site.name}",
+        server_name=site.server_name,
         domain=site.domain,
         host=site.host,
         port=site.port if port is None else port,
@@ -149,9 +152,23 @@ def site_identity(bundle: Path, port: int) -> Identity:
     return Identity(f"tls://127.0.0.1:{port}", bundle / "ca.pem", bundle / "cert.pem", bundle / "key.pem")
 
 
+def site_streams(site: sites.Site) -> tuple[StreamSpec, ...]:
+    """The site's EVENTS and COMMANDS streams (pure): kept for the site's retention, and COMMANDS
+    sourcing its devices' commands from the hub's consumer for this site (ADR 0013), once it has devices.
+    """
+    streams = default_streams(events_max_age_s=site.retention_s, commands_max_age_s=site.retention_s)
+    hub_consumer = (subjects.site_consumer(site.name), subjects.site_commands(site.name))
+    sources = (StreamSource(COMMANDS_STREAM, subjects.HUB_COMMANDS_API, consumer=hub_consumer),) if site.devices else ()
+    return tuple(
+        dataclasses.replace(s, sources=sources) if s.name == COMMANDS_STREAM else s
+        for s in streams
+        if s.name in SITE_STREAMS
+    )
+
+
 async def ensure_site_streams(store: EventStore, site: sites.Site) -> None:
     """The site's EVENTS and COMMANDS streams (in its own domain) and each device's command consumer."""
-    store.streams = tuple(s for s in default_streams() if s.name in SITE_STREAMS)
+    store.streams = site_streams(site)
     await store.ensure_streams()
     for device_id in site.devices:
         await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), consumer_config(device_id))
@@ -197,8 +214,56 @@ def leafz(monitor_port: int) -> dict[str, Any]:
         return json.loads(reply.read())  # type: ignore[no-any-return]
 
 
-async def follow_link(server: NatsServer, site: sites.Site, stop: asyncio.Event, out: Callable[[str], None]) -> None:
-    """Report each change of the leaf link, once, until `stop`."""
+@dataclass
+class Link:
+    """The leaf link as follow_link last saw it, for the tasks that act on it."""
+
+    up: bool = False
+
+
+def stalled(info: dict[str, Any]) -> bool:
+    """Whether a source of a stream has no consumer at its origin, from the stream's info (pure)."""
+    return any(source.get("active", sites.NO_CONSUMER) == sites.NO_CONSUMER for source in info.get("sources") or [])
+
+
+async def keep_command_sources(
+    store: EventStore, link: Link, stop: asyncio.Event, *, interval: float = KEEP_SOURCES_S
+) -> None:
+    """Until `stop`: attach COMMANDS' sources again when they have had no consumer at the hub for two
+    checks in a row while the link is up. Errors are logged, never raised.
+
+    After a cut the site's server waits out its own retry backoff (40 s measured) before it asks
+    the hub again; commands sent meanwhile would wait as long. Attached again they resume after
+    the last command the stream holds from each source (as reattach does for the hub's EVENTS).
+    """
+    suspect = False
+    while not stop.is_set():
+        try:
+            info = await sites.js_api(store.nc, f"$JS.API.STREAM.INFO.{COMMANDS_STREAM}", b"", timeout=5)
+            now = link.up and "error" not in info and stalled(info)
+            if now and suspect:
+                config = info["config"]
+                sources = config.get("sources") or []
+                for attached in ([], sources):
+                    config["sources"] = attached
+                    reply = await sites.js_api(
+                        store.nc, f"$JS.API.STREAM.UPDATE.{COMMANDS_STREAM}", json.dumps(config).encode(), timeout=5
+                    )
+                    if "error" in reply:
+                        raise sites.SiteError(f"cannot update COMMANDS' sources: {reply['error'].get('description')}")
+                log.info("re-attached the hub's commands", extra={"sources": len(sources)})
+                now = False
+            suspect = now
+        except (MahavishnuError, ValueError, KeyError) as exc:
+            log.warning("cannot check the commands' sources; trying again", extra={"reason": str(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def follow_link(
+    server: NatsServer, site: sites.Site, stop: asyncio.Event, out: Callable[[str], None], link: Link | None = None
+) -> None:
+    """Report each change of the leaf link, once, until `stop`; `link` follows every look."""
     last: bool | None = None
     down_since: float | None = None  # since when the link has been seen down
     while not stop.is_set():
@@ -210,6 +275,8 @@ async def follow_link(server: NatsServer, site: sites.Site, stop: asyncio.Event,
                 document = None  # the server is restarting: ask again next time
             if document is not None:
                 state = link_state(document, list(server.recent))
+                if link is not None:
+                    link.up = state.up
                 now = time.monotonic()
                 if state.up:
                     down_since = None
@@ -251,6 +318,7 @@ async def run(
     watcher = asyncio.create_task(supervisor.watch(), name="site-supervisor")
     following: asyncio.Task[None] | None = None
     watching: asyncio.Task[None] | None = None
+    keeping: asyncio.Task[None] | None = None
     store: EventStore | None = None
     probes: ProbeServer | None = None
     try:
@@ -258,7 +326,9 @@ async def run(
         bound = server.endpoints.port
         store = EventStore(await connect(site_identity(bundle, bound), name=f"site-{site.name}"))
         await ensure_site_streams(store, site)
-        following = asyncio.create_task(follow_link(server, site, stop, out), name="site-link")
+        link = Link()
+        following = asyncio.create_task(follow_link(server, site, stop, out, link), name="site-link")
+        keeping = asyncio.create_task(keep_command_sources(store, link, stop), name="site-commands")
         watching = asyncio.create_task(follow_bundle(server, store, bundle, stop, out), name="site-bundle")
         if probe_port:
             connected = store.nc
@@ -280,7 +350,7 @@ async def run(
         return 0
     finally:
         stop.set()
-        for task in (following, watching):
+        for task in (following, watching, keeping):
             if task is not None:
                 await task
         if probes is not None:

@@ -101,3 +101,24 @@ def test_the_fleet_benchmark_prints_its_line() -> None:
     )
     assert re.fullmatch(pattern, last), last
     assert "enrolled 60/60" in progress and "40 agents connected" in progress  # progress is shown
+
+
+def test_the_reconnect_benchmark_loses_no_command_and_runs_none_twice() -> None:
+    args = ["--agents", "30", "--processes", "2", "--rate", "20", "--seconds", "2"]
+    last, progress = run_bench("reconnect.py", *args, timeout=400)
+    pattern = (
+        r"reconnect agents=30 connect_s=\d+\.\d restart_s=\d+\.\d back_s=\d+\.\d ratio=\d+\.\d\d"
+        r" audited_s=\d+\.\d probe_p99_ms=\d+\.\d commands=\d+ lost=0 twice=0"
+    )
+    assert re.fullmatch(pattern, last), last
+    assert "all 30 agents back" in progress  # progress is shown
+
+
+def test_the_consumers_benchmark_prints_its_line_for_a_cluster() -> None:
+    args = ["--consumers", "30", "--nodes", "3", "--replicas", "3", "--idle-seconds", "1"]
+    last, _ = run_bench("consumers.py", *args, timeout=240)
+    pattern = (
+        r"consumers n=30 nodes=3 replicas=3 consumer_replicas=1 create_s=\d+\.\d rss_mb_per_node=\d+/\d+/\d+"
+        r" baseline_rss_mb=\d+/\d+/\d+ kb_per_consumer=-?\d+ idle_cpu_pct_per_node=[\d.]+/[\d.]+/[\d.]+ stop_s=\d+\.\d"
+    )
+    assert re.fullmatch(pattern, last), last

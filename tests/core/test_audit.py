@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from core.audit import GENESIS, AuditTrail, audit_hash, verify_chain
-from core.errors import AppendFailed, StoreError
+from core.errors import AppendFailed, StoreError, StoreUnavailable
 from core.events import AuditRecorded, decode
 from core.store import Appended, EventStore
 
@@ -129,6 +129,27 @@ async def test_a_failed_append_fails_its_callers_and_the_next_record_is_chained(
     )
     assert all(isinstance(outcome, AppendFailed) for outcome in failed)
     after = await trail.record(actor="f", category="test", action="after")
+    entries = await audit_chain(store)
+    assert verify_chain(entries) == []
+    assert entries[-1][1] == after
+
+
+async def test_when_the_end_of_the_chain_cannot_be_read_its_callers_get_the_reason_not_a_cancel(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trail = AuditTrail(store)  # new: it reads the end of the chain before its first append
+    last_sequence = store.last_sequence
+
+    async def unanswered(stream: str) -> int:
+        monkeypatch.setattr(store, "last_sequence", last_sequence)  # only this once
+        raise StoreUnavailable("JetStream API $JS.API.STREAM.INFO.AUDIT: the server did not answer in time")
+
+    monkeypatch.setattr(store, "last_sequence", unanswered)
+    failed = await asyncio.gather(
+        *(trail.record(actor="f", category="test", action="unread") for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in failed), failed
+    after = await trail.record(actor="f", category="test", action="after-unread")
     entries = await audit_chain(store)
     assert verify_chain(entries) == []
     assert entries[-1][1] == after

@@ -1,4 +1,5 @@
-"""The dashboard in a real browser, for its tests: Debian's headless chromium, the page's DOM once its scripts ran."""
+"""The dashboard in a real browser, for its tests: Debian's headless chromium, the page's DOM once its scripts ran,
+and a screenshot of it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import asyncio
 import base64
 import hashlib
 import os
+import re
 import shutil
+from collections.abc import Awaitable, Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from projections import http_api
 
 
 class Tables(HTMLParser):
@@ -60,8 +67,19 @@ def spki_pin(certificate: Path) -> str:
 CAN_BROWSE = chromium() is not None or os.environ.get("CI") == "true"
 
 
-async def dump_dom(url: str, profile: Path, server_certificate: Path, *, budget_ms: int = 5000) -> str:
+async def dump_dom(
+    url: str,
+    profile: Path,
+    server_certificate: Path,
+    *,
+    budget_ms: int = 5000,
+    screenshot: Path | None = None,
+    window: tuple[int, int] = (1280, 2000),
+) -> str:
     """The page at `url` as chromium's --dump-dom prints it, after its scripts ran.
+
+    With `screenshot`, the same run also saves a PNG of the `window` there (one CSS pixel
+    per pixel), so the DOM's layout (getBoundingClientRect) and the picture match.
 
     The virtual time budget lets the page's fetches finish (chromium waits for the network
     while the budget runs). The browser runs beside the caller's event loop, which serves
@@ -82,6 +100,16 @@ async def dump_dom(url: str, profile: Path, server_certificate: Path, *, budget_
         f"--user-data-dir={profile}",
         f"--ignore-certificate-errors-spki-list={spki_pin(server_certificate)}",
         f"--virtual-time-budget={budget_ms}",
+        *(
+            []
+            if screenshot is None
+            else [
+                f"--screenshot={screenshot}",
+                f"--window-size={window[0]},{window[1]}",
+                "--force-device-scale-factor=1",
+                "--hide-scrollbars",
+            ]
+        ),
         "--dump-dom",
         url,
         stdout=asyncio.subprocess.PIPE,
@@ -90,3 +118,41 @@ async def dump_dom(url: str, profile: Path, server_certificate: Path, *, budget_
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()[-3000:]
     return out.decode()
+
+
+def driven(script: str) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint serving the dashboard with `script` after its own (--dump-dom cannot click: a script drives it)."""
+    page = http_api.dashboard_files()["index.html"][0].decode()
+
+    async def serve(request: Request) -> Response:
+        return HTMLResponse(page.replace("</body>", script + "</body>"))
+
+    return serve
+
+
+# Once the page has loaded, each panel's box (x,y,width,height in CSS pixels) as its data-box,
+# and each chart's: what the screenshot is checked against.
+MEASURE = """
+<script>
+(async () => {
+  while (document.body.dataset.loaded !== "yes") await new Promise(done => setTimeout(done, 50));
+  for (const element of document.querySelectorAll("section.panel, figure.chart")) {
+    const r = element.getBoundingClientRect();
+    element.dataset.box = [r.x, r.y, r.width, r.height].map(Math.round).join(",");
+  }
+  document.body.dataset.measured = "yes";
+})();
+</script>
+"""
+
+
+def boxes(page: str) -> dict[str, tuple[int, int, int, int]]:
+    """The boxes MEASURE wrote, by the element's id (panels) or data-metric (charts)."""
+    found = {}
+    for tag in re.findall(r"<(?:section|figure)\b[^>]*data-box=[^>]*>", page):
+        name = re.search(r'\b(?:id|data-metric)="([^"]+)"', tag)
+        box = re.search(r'data-box="([^"]+)"', tag)
+        assert name and box, tag
+        x, y, w, h = (int(n) for n in box[1].split(","))
+        found[name[1]] = (x, y, w, h)
+    return found

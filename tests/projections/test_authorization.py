@@ -99,7 +99,7 @@ async def test_an_auditor_is_refused_the_fleet_and_told_why(
 async def test_the_body_cannot_claim_an_identity(service: None, mesh: Mesh, people_folder: Path) -> None:
     auditor = await person(mesh, people_folder, "ops-sneaky", "auditor")
     try:
-        _, headers = await query(auditor, "mesh.q.devices.list", b'{"user": "control", "role": "admin"}')
+        _, headers = await query(auditor, "mesh.q.commands.list", b'{"user": "control", "role": "admin"}')
     finally:
         await auditor.close()
     assert headers["Nats-Service-Error-Code"] == "403"

@@ -14,13 +14,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.events import DeviceEnrolled, DeviceHeartbeat, DeviceTagged, Event
@@ -33,7 +32,7 @@ from projections.catalog import CATALOG
 from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
-from tests.projections.browser import CAN_BROWSE, Tables, dump_dom
+from tests.projections.browser import CAN_BROWSE, Tables, driven, dump_dom
 
 KEY = secrets.token_hex(32)
 FLEET = 10_000
@@ -101,12 +100,6 @@ drive();
 """
 
 
-async def driven(request: Request) -> Response:
-    """The dashboard with DRIVER after its own script."""
-    page = resources.files("projections").joinpath("dashboard.html").read_text(encoding="utf-8")
-    return HTMLResponse(page.replace("</body>", DRIVER + "</body>"))
-
-
 @pytest.fixture(scope="module")
 def server_tls(mesh: Mesh) -> ServerTLS:
     server = mesh.home.server_dir
@@ -127,7 +120,7 @@ async def dashboard(
         await runner.close()
     marks: dict[str, float] = {}
     routes = http_api.routes(ReadModels(tmp_path, KEY, store), authenticate=AUTHENTICATE, audit=store.audit)
-    routes = [*timed(routes, marks), Route("/driven", driven, methods=["GET"])]
+    routes = [*timed(routes, marks), Route("/driven", driven(DRIVER), methods=["GET"])]
     server = ProbeServer("127.0.0.1", 0, new_registry(), ready=lambda: True, routes=routes, tls=server_tls)
     await server.start()
     yield f"{server.scheme}://127.0.0.1:{server.port}", marks
@@ -143,20 +136,32 @@ async def test_the_dashboard_draws_the_first_page_of_a_fleet_of_10000_and_offers
     shown = await dump_dom(f"{base}/#token=t-viewer", tmp_path / "profile", mesh.home.server_dir / "cert.pem")
     browser_s = time.perf_counter() - started
     assert 'data-loaded="yes"' in shown, shown[:3000]
+    # The summary counts the whole fleet: the even devices heard from now, the odd ones never.
+    counts = dict(re.findall(r'data-count="(\w+)">(\d+)<', shown))
+    assert counts == {"devices": "10000", "online": "5000", "offline": "0", "never_seen": "5000", "revoked": "0"}
+    assert Tables(shown).rows["by-site"] == [
+        ["(hub)", "9000", "4000", "0", "5000", "0"],
+        ["north", "1000", "1000", "0", "0", "0"],
+    ]
     tables = Tables(shown).rows
     devices = tables["devices"]
     assert len(devices) == 100, f"{len(devices)} rows: the first page only"
     assert [row[0] for row in devices] == [f"dev-{n:05d}" for n in range(100)]
-    assert devices[0][:5] == ["dev-00000", "enrolled", "online", "agent", "north"]
-    assert devices[1][:5] == ["dev-00001", "enrolled", "offline", "agent", ""]
-    assert devices[0][7] == "env=prod, rack=r0"
+    assert devices[0][:2] == ["dev-00000", "online"] and devices[0][3:] == [
+        "enrolled",
+        "agent",
+        "north",
+        "env=prod, rack=r0",
+    ]
+    assert devices[1][:6] == ["dev-00001", "never seen", "never", "enrolled", "agent", ""]
+    assert devices[0][2].endswith(" s ago"), devices[0]
     assert '<button id="more-devices" data-after="dev-00099">' in shown  # shown (not hidden), with its cursor
 
     used = await dump_dom(f"{base}/driven#token=t-viewer", tmp_path / "profile", mesh.home.server_dir / "cert.pem")
     assert 'data-driven="yes"' in used and 'data-rows-after-more="200"' in used, used[:3000]
     filtered = Tables(used).rows["devices"]
     assert [row[0] for row in filtered] == [f"dev-{n:05d}" for n in range(3, 4000, 40)]  # its first page
-    assert {(row[2], row[7]) for row in filtered} == {("offline", "env=prod, rack=r3")}
+    assert {(row[1], row[6]) for row in filtered} == {("never seen", "env=prod, rack=r3")}
     assert '<button id="more-devices" data-after="dev-03963">' in used
 
     first_page_s = marks["devices_answered"] - marks["page_asked"]

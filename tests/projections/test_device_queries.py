@@ -177,3 +177,12 @@ def test_online_means_seen_within_the_window_and_the_cursor_follows_a_page_with_
     assert next_cursor(found=8, last="dev-7", limit=7) == "dev-7"
     assert next_cursor(found=7, last="dev-7", limit=7) is None
     assert next_cursor(found=0, last=None, limit=7) is None
+
+
+async def test_a_prefix_finds_the_devices_whose_id_starts_with_it_page_by_page(tmp_path: Path) -> None:
+    models = write_devices(tmp_path, fleet(250))
+    found = await every_page(models, prefix="dev-01", limit=7)
+    assert [d["device_id"] for d in found] == [f"dev-{n:04d}" for n in range(100, 200)]
+    north = await every_page(models, prefix="dev-002", site="north", tag="rack=r7")
+    assert [d["device_id"] for d in north] == ["dev-0021"]
+    assert (await page(models, prefix="dev-9"))["devices"] == []

@@ -163,7 +163,7 @@ async def test_a_viewer_sees_how_far_behind_the_read_models_are(api: tuple[str, 
     [
         ("/api/devices", None, 401),
         ("/api/devices", "not-a-token", 401),
-        ("/api/devices", "t-auditor", 403),
+        ("/api/commands?device=d", "t-auditor", 403),
         ("/api/projections", "t-auditor", 403),
         ("/api/devices/nobody", "t-viewer", 404),
         ("/api/commands?device=d&limit=0", "t-viewer", 400),
@@ -214,7 +214,7 @@ async def test_the_dashboard_shows_the_fleet_in_a_real_browser(
     shown = await dump_dom(f"{base}/#token=t-admin", tmp_path / "profile", mesh.home.server_dir / "cert.pem")
     assert 'data-loaded="yes"' in shown, shown[:3000]
     tables = Tables(shown).rows
-    assert [device, "enrolled"] in [row[:2] for row in tables["devices"]]
+    assert [device, "never seen", "never", "enrolled"] in [row[:4] for row in tables["devices"]]
     # the fleet's recent commands, not one device's: this device's command is the newest
     assert tables["commands"][0][1:4] == [device, "reboot-now", "issued"], tables["commands"]
     lag = {row[0]: row for row in tables["lag"]}

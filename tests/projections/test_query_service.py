@@ -73,6 +73,15 @@ async def test_devices_and_commands_are_queried(models: str, nc: Client) -> None
     assert [c["command_id"] for c in commands["commands"]] == [f"c-{models}"]
 
 
+async def test_the_fleet_summary_and_a_devices_telemetry_are_queried(models: str, nc: Client) -> None:
+    summary, _ = await ask(nc, "mesh.q.devices.summary")
+    assert summary["total"]["online"] >= 1 and {"site", "online"} <= set(summary["by_site"][0])
+    history, _ = await ask(nc, "mesh.q.telemetry.history", {"id": models})
+    assert [p["value"] for p in history["metrics"]["temp_c"]] == [40.5]
+    _, headers = await ask(nc, "mesh.q.telemetry.history", {"id": models, "limit": 0})
+    assert headers["Nats-Service-Error-Code"] == "400" and "limit" in headers["Nats-Service-Error"]
+
+
 async def build(store: EventStore, folder: Path) -> None:
     for model in CATALOG.values():
         runner = ProjectionRunner(model(), store, directory=folder, key=KEY)

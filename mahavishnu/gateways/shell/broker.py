@@ -25,6 +25,11 @@ The broker enforces the idle timeout, the maximum duration and the owner's prese
 server's DISCONNECT event for the owner's connection closes the session at once, and
 an owner that sends nothing (its reads stop) for owner_silence_s closes it too. Every
 PING_S it asks the agent whether the session still exists.
+
+A session does not outlive the broker's process: a clean stop ends every session
+(mesh_stopping), and with a journal (in `up`: $MAHAVISHNU_HOME/shell/sessions.json) the
+broker started after a crash ends those the crashed one left (broker_restarted); see
+mahavishnu.gateways.shell.journal and ADR 0010.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from nats.micro.service import Service
 from core.audit import AuditTrail
 from mahavishnu.gateways.shell.device_link import DeviceLink
 from mahavishnu.gateways.shell.endpoints import Endpoints, Resolver
+from mahavishnu.gateways.shell.journal import SessionJournal
 from mahavishnu.gateways.shell.live import Live
 from mahavishnu.gateways.shell.protocol import POLL_WAIT_S, SERVICE_NAME
 from mahavishnu.gateways.shell.session import Limits, disconnected
@@ -61,13 +67,14 @@ class ShellBroker:
         limits: Limits,
         system: Client | None = None,
         version: str = "0.1.0",
+        journal: SessionJournal | None = None,
     ) -> None:
         self.nc = nc
         self.system = system
         self.version = version
         self.link = DeviceLink(nc)
         trail = ShellTrail(audit)
-        self.table = SessionTable(self.link, trail, limits)
+        self.table = SessionTable(self.link, trail, limits, journal)
         self.endpoints = Endpoints(resolve=resolve, table=self.table, trail=trail, link=self.link, limits=limits)
         self._service: Service | None = None
         self._disconnects: Any = None
@@ -85,6 +92,7 @@ class ShellBroker:
         await self.link.listen(self.table.device_output, self.table.device_ended)
         if self.system is not None:
             self._disconnects = await self.system.subscribe("$SYS.ACCOUNT.*.DISCONNECT", cb=self._on_disconnect)
+        self.table.restore()  # what a crashed broker left open: ended, once its agents' answers can arrive
         self.table.start()
 
     async def stop(self) -> None:
@@ -119,8 +127,12 @@ async def start_shell_broker(
     limits: Limits,
     system: Client | None = None,
     version: str = "0.1.0",
+    journal: SessionJournal | None = None,
 ) -> ShellBroker:
-    """A running broker on `nc` (the control identity); `system` (the system identity) for DISCONNECT events."""
-    broker = ShellBroker(nc, resolve=resolve, audit=audit, limits=limits, system=system, version=version)
+    """A running broker on `nc` (the control identity); `system` (the system identity) for DISCONNECT events;
+    `journal` keeps its open sessions on disk, so that the next broker ends them if this one crashes."""
+    broker = ShellBroker(
+        nc, resolve=resolve, audit=audit, limits=limits, system=system, version=version, journal=journal
+    )
     await broker.start()
     return broker

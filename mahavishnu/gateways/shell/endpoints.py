@@ -184,6 +184,7 @@ class Endpoints:
         except MahavishnuError as exc:
             self.table.end(live, "failed")
             raise ShellError(503, f"the session could not be audited, so it was not opened: {exc}") from exc
+        self.table.opened(live)  # journaled: a broker after a crash ends it cleanly
         log.info(
             "shell opened",
             extra={"session": live.id, "device": live.device, "operator": caller.identity, "shell": live.shell},

@@ -45,12 +45,18 @@ class Live:
     ended_at: float = 0.0
     exit_code: int | None = None
     last_ping: float = 0.0
+    # Opened by a broker that crashed (mahavishnu.gateways.shell.journal): being ended. What its
+    # shell prints until then reached nobody and is dropped, so the trail's numbering stays the
+    # previous broker's.
+    restored: bool = False
 
     @property
     def end(self) -> int:
         return self.base + len(self.buffer)
 
     def add_output(self, data: bytes) -> None:
+        if self.restored:
+            return
         self.transcript.add("output", data)
         self.buffer += data
         if len(self.buffer) > BUFFER_CAP:

@@ -15,6 +15,7 @@ A session ends for exactly one reason, the first of:
     owner_silent        no request from the owner for `owner_silence_s` (a connection that hangs)
     device_lost         the agent no longer has the session, or no agent answers for the device
     mesh_stopping       `up` is stopping
+    broker_restarted    the broker that opened it crashed; the next one ended it (journal.py)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ REASONS = (
     "owner_silent",
     "device_lost",
     "mesh_stopping",
+    "broker_restarted",
     "failed",
 )
 
@@ -136,6 +138,8 @@ def explain(reason: str, limits: Limits, exit_code: int | None = None) -> str:
         f"{format_duration(limits.owner_silence_s)}",
         "device_lost": "closed: the device's agent went away or lost the session",
         "mesh_stopping": "closed: the mesh is stopping",
+        "broker_restarted": "closed: the mesh's terminal broker restarted (up stopped without closing it), "
+        "and a session does not outlive its broker; open a new one",
         "failed": "closed: the session failed on the device",
     }
     return messages.get(reason, f"closed ({reason})")

@@ -1,6 +1,6 @@
 """The SSH gateway: runs the commands of hosts registered with transport ssh, as their agent would.
 
-    gateway = SshGateway(store, home.root, settings.ssh)
+    gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
     await gateway.run(stop)                  # inside `up`, under keep_running
 
 It learns the SSH hosts from their registration events (mesh.evt.device.*.ssh: what is
@@ -16,6 +16,10 @@ events in one transaction *before* the delivery is acknowledged; the outbox is t
 appended to the stream (event ids deduplicate a resend). A redelivery of a finished
 command is acknowledged without running again; one that was running when the gateway
 stopped is reported failed (interrupted), never run twice.
+
+Its metrics (mahavishnu.gateways.ssh.metrics): connection attempts by outcome (host-key
+refusals among them) and open connections, counted by the pool; commands by the terminal
+state the gateway recorded, counted as they are recorded.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from core import subjects
+from core.commands import ending
 from core.config import SshSettings
 from core.errors import MahavishnuError
 from core.events import CommandIssued, CommandRejected, Event, EventDecodeError, SshHostRegistered, decode
@@ -45,6 +50,7 @@ from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.gateways.ssh import credentials as ssh_credentials
 from mahavishnu.gateways.ssh.errors import HostKeyMismatch
 from mahavishnu.gateways.ssh.handlers import SshHost, handlers_for
+from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.gateways.ssh.pool import SshPool, SshTarget
 
 log = logging.getLogger("mahavishnu.ssh_gateway")
@@ -74,16 +80,24 @@ class SshGateway:
     """See the module docstring. `pool` is public for tests and metrics; `ran` lists the command ids run."""
 
     def __init__(
-        self, store: EventStore, home_root: Path, settings: SshSettings, *, ack_wait_s: float = ACK_WAIT_S
+        self,
+        store: EventStore,
+        home_root: Path,
+        settings: SshSettings,
+        *,
+        ack_wait_s: float = ACK_WAIT_S,
+        metrics: SshMetrics | None = None,
     ) -> None:
         self.store = store
         self.home_root = home_root
         self.settings = settings
         self.ack_wait_s = ack_wait_s
+        self.metrics = metrics
         self.pool = SshPool(
             max_per_host=settings.max_connections_per_host,
             connect_timeout=settings.connect_timeout,
             idle_timeout=settings.idle_timeout,
+            metrics=metrics,
         )
         self.hosts: dict[str, SshHostRegistered] = {}
         self.ran: list[str] = []
@@ -244,7 +258,7 @@ class SshGateway:
         )
         if admission.action != "run" or admission.handler is None:
             if admission.events:
-                state.finish(command.command_id, as_gateway(admission.events))
+                self._finish(command.command_id, as_gateway(admission.events))
             await self._send()
             await self._ack(message)
             return
@@ -259,7 +273,7 @@ class SshGateway:
             keepalive.cancel()
             self._running.discard(command.command_id)
         await sending
-        state.finish(command.command_id, as_gateway(outcome))
+        self._finish(command.command_id, as_gateway(outcome))
         self.ran.append(command.command_id)
         log.info(
             "ssh command finished",
@@ -278,12 +292,20 @@ class SshGateway:
         command_id = message.subject.rsplit(".", 1)[-1]
         log.warning("refused an ssh command", extra={"device": device_id, "command_id": command_id, "reason": reason})
         if self._state.ledger_state(command_id) != "finished":
-            self._state.finish(
+            self._finish(
                 command_id, [CommandRejected(command_id=command_id, device_id=device_id, actor=ACTOR, reason=reason)]
             )
         await self._send()
         with contextlib.suppress(nats.errors.Error):
             await message.term()  # never redeliver what can never run
+
+    def _finish(self, command_id: str, events: list[Event]) -> None:
+        """Record a command's last events in the ledger (and outbox), and count the state it ended in."""
+        assert self._state is not None
+        self._state.finish(command_id, events)
+        if self.metrics is not None:
+            for state in filter(None, map(ending, events)):
+                self.metrics.commands.labels(state.value).inc()
 
     async def _ack(self, message: Msg) -> None:
         """The outcome is in the ledger already: a lost ack costs only a redelivery that is skipped."""

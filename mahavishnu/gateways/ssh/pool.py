@@ -35,6 +35,7 @@ from mahavishnu.gateways.ssh.errors import (
     SshCredentialsError,
 )
 from mahavishnu.gateways.ssh.hosts import CappedOutput, HostKey, fingerprint, mismatch_message, parse_host_key
+from mahavishnu.gateways.ssh.metrics import SshMetrics, connection_outcome
 
 # asyncssh names cryptography's DSA types at import (it still reads ssh-dss keys), which
 # cryptography 47+ deprecates with a warning on every start of `up`. Silence only that
@@ -268,7 +269,8 @@ class SshPool:
 
     A session takes an idle connection to the same target or opens one; at the limit it
     closes an idle connection to another target of that host, or waits for one to come
-    back. Connections idle longer than `idle_timeout` are closed by `reap()`.
+    back. Connections idle longer than `idle_timeout` are closed by `reap()`. With `metrics`,
+    each connection attempt is counted by outcome and the open connections are exported.
     """
 
     def __init__(
@@ -278,19 +280,27 @@ class SshPool:
         connect_timeout: float,
         idle_timeout: float,
         connector: Connector = connect,
+        metrics: SshMetrics | None = None,
     ) -> None:
         self.max_per_host = max_per_host
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.stats = PoolStats()
+        self.metrics = metrics
         self._connector = connector
         self._open: Counter[tuple[str, int]] = Counter()
         self._idle: dict[tuple[str, int], list[_Idle]] = {}
         self._changed = asyncio.Condition()
         self._closed = False
+        if metrics is not None:
+            metrics.count_open(self.open_total)
 
     def open_count(self, endpoint: tuple[str, int]) -> int:
         return self._open[endpoint]
+
+    def open_total(self) -> int:
+        """Connections open (or being opened) to every host."""
+        return sum(self._open.values())
 
     @contextlib.asynccontextmanager
     async def session(self, target: SshTarget) -> AsyncIterator[Connection]:
@@ -324,11 +334,15 @@ class SshPool:
                 await self._changed.wait()
         try:
             conn = await self._connector(target, self.connect_timeout)
-        except BaseException:
+        except BaseException as exc:
+            if self.metrics is not None and isinstance(exc, Exception):  # a cancelled attempt is no outcome
+                self.metrics.connections.labels(connection_outcome(exc)).inc()
             async with self._changed:
                 self._open[endpoint] -= 1
                 self._changed.notify_all()
             raise
+        if self.metrics is not None:
+            self.metrics.connections.labels(connection_outcome(None)).inc()
         self.stats.opened[endpoint] += 1
         self.stats.peak[endpoint] = max(self.stats.peak[endpoint], self._open[endpoint])
         return conn

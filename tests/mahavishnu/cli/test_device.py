@@ -58,7 +58,7 @@ def test_devices_are_tagged_at_enrolment_and_after_and_listed_by_tag(up: Running
     assert "tag 'rack' is not key=value" in refused
     assert "dev-x" not in run("device", "certificates", env=up.env).stdout  # refused before anything was issued
 
-    for name, labels in (("dev-a", ["--tag", "rack=r7", "--tag", "env=prod"]), ("dev-b", [])):
+    for name, labels in (("dev-a", ["--tag", "rack=r7", "--tag", "env=prod", "--owner", "Ada"]), ("dev-b", [])):
         enrolled = run("device", "enroll", name, "--out", str(tmp_path / name), *labels, env=up.env)
         assert enrolled.returncode == 0, enrolled.stderr
     tagged = run("device", "tag", "dev-b", "rack=r7", "role=gw", env=up.env)
@@ -75,6 +75,7 @@ def test_devices_are_tagged_at_enrolment_and_after_and_listed_by_tag(up: Running
         ("dev-a", "enrolled", "offline", "agent"),  # no agent runs: never heard from
         ("dev-b", "enrolled", "offline", "agent"),
     ]
+    assert [(d["owner"], d["location"]) for d in found] == [("Ada", None), (None, None)]  # the control host: admin
     assert [d["device_id"] for d in listed_json(up, "--tag", "role=gw")] == ["dev-b"]
     assert [d["device_id"] for d in listed_json(up, "--limit", "1")] == ["dev-a"]
     assert listed_json(up, "--presence", "online") == []

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from mahavishnu.gateways.ssh.hosts import parse_host_key
-from tests.mahavishnu.cli_harness import Running, one_line_error, run, start_up, stop_up
+from tests.mahavishnu.cli_harness import Running, one_line_error, run, scrape_metrics, start_up, stop_up
 from tests.mahavishnu.sshd import Sshd, start_sshd, write_key
 from tests.waiting import wait_until
 
@@ -79,6 +79,11 @@ def test_an_ssh_host_runs_commands_like_an_agent_and_its_credentials_stay_secret
     assert outcome["state"] == "succeeded" and outcome["result"]["stdout"].startswith("Linux")
     ping = run("cmd", "send", "web-2", "ping", "--wait", env=env)
     assert ping.returncode == 0 and json.loads(ping.stdout)["result"]["pong"] is True
+    samples = scrape_metrics(mesh_up)  # up exports the gateway's metrics
+    assert samples['mahavishnu_ssh_commands_total{outcome="succeeded"}'] == 2
+    assert samples['mahavishnu_ssh_connections_total{outcome="opened"}'] == 2  # one per host, reused
+    assert samples['mahavishnu_ssh_connections_total{outcome="host_key_refused"}'] == 0
+    assert "mahavishnu_ssh_connections_open" in samples  # 2, until [ssh] idle_timeout closes them
 
     assert run("operator", "add", "ssh-viewer", "--role", "viewer", env=env).returncode == 0
     token = run("operator", "token", "ssh-viewer", env=env).stdout.strip()

@@ -131,6 +131,8 @@ async def test_sites_registered_before_and_during_up_reach_the_hub(
         removed = run("site", "remove", "site-b", env=env)
         assert removed.returncode == 0, removed.stderr
         assert "its certificate is revoked" in removed.stdout and "the events it copied stay" in removed.stdout
+        assert "live links cut: 1" in removed.stdout  # at once, not at the link's next drop
+        wait_until(lambda: sites_started[0].said("cannot reach the hub"), timeout=30, what="site-b to lose its link")
         assert "site-b" not in run("site", "list", env=env).stdout
         for process in sites_started:
             assert process.stop() == 0
@@ -144,3 +146,42 @@ def test_a_site_needs_the_hubs_leaf_listener(tmp_path: Path) -> None:
     assert run("init", env=env).returncode == 0
     assert "[leaf] port = 7422" in one_line_error(run("site", "add", "site-x", env=env))
     assert "not a site bundle" in one_line_error(run("site", "up", str(tmp_path), env=env))
+
+
+def test_a_command_sent_at_the_hub_runs_at_its_site_and_wait_sees_it_end(
+    tmp_path: Path, sites_started: list[SiteProcess]
+) -> None:
+    running = start_up(tmp_path, MAHAVISHNU_LEAF__PORT=str(free_port()))
+    home, env, port = running.home, running.env, free_port()
+    agent: subprocess.Popen[str] | None = None
+    try:
+        added = run(
+            "site", "add", "site-d", "--host", "localhost", "--listen", "127.0.0.1", "--port", str(port), env=env
+        )
+        assert added.returncode == 0, added.stderr
+        enrolled = run("device", "enroll", "dev-d1", "--site", "site-d", env=env)
+        assert enrolled.returncode == 0, enrolled.stderr
+        site = SiteProcess(home / "sites" / "site-d", env)
+        sites_started.append(site)
+        wait_until(lambda: site.said("is up: the hub sources"), timeout=60, what="site-d's link")
+        config = home / "devices" / "dev-d1" / "agent.toml"
+        agent = subprocess.Popen(
+            [MAHAVISHNU, "agent", "run", "--config", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        # --ttl 1h: were the device's reports, which reach the hub by sourcing, not seen by --wait,
+        # it would sit until its deadline (over an hour), far past this run's timeout.
+        args = ("--args", '{"hello": "site"}', "--ttl", "1h", "--wait")
+        answered = run("cmd", "send", "dev-d1", "echo", *args, env=env, timeout=120)
+        assert answered.returncode == 0, (answered.stdout, answered.stderr)
+        assert json.loads(answered.stdout)["result"] == {"hello": "site"}
+        status = run("cmd", "status", json.loads(answered.stdout)["command_id"], env=env)
+        assert json.loads(status.stdout)["state"] == "succeeded"
+    finally:
+        if agent is not None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(30)
+        stop_up(running)

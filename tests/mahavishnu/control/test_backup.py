@@ -13,7 +13,7 @@ import pytest
 from core.events import CommandIssued, CommandSucceeded, DeviceEnrolled, DeviceHeartbeat, TelemetryReported
 from core.store import EventStore, Identity, connect
 from projections.catalog import CATALOG
-from tests.mahavishnu.cli_harness import Running, environment, one_line_error, run
+from tests.mahavishnu.cli_harness import Running, environment, one_line_error, run, start_up, stop_up
 
 
 async def fill(env: dict[str, str]) -> None:
@@ -111,3 +111,33 @@ def test_an_incomplete_damaged_or_foreign_backup_is_refused_by_name(
     (damaged / "manifest.json").unlink()
     assert "manifest.json is missing" in one_line_error(run("restore", str(damaged), env=up.env))
     assert "is not empty" in one_line_error(run("backup", str(backup), env=up.env))
+
+
+def test_a_stopped_loopback_cluster_is_backed_up_and_restored_on_its_own_nodes(tmp_path: Path) -> None:
+    """With `[server] cluster = 3`, the commands that start servers for the occasion start the three nodes:
+    the streams are R3 and live in the nodes' stores, not in the single server's."""
+    import asyncio
+
+    from tests.mahavishnu.runtime.test_cluster import cluster_env
+
+    running = start_up(tmp_path, "--cluster", "3", **cluster_env())
+    try:
+        asyncio.run(fill(running.env))
+        code, _ = running.stop()
+        assert code == 0
+    finally:
+        stop_up(running)
+    env = running.env
+    for name in CATALOG:
+        assert run("projections", "rebuild", name, env=env, timeout=120).returncode == 0
+    before = run("projections", "checksum", env=env).stdout
+    made = run("backup", str(tmp_path / "backup"), "--include-keys", env=env, timeout=120)
+    assert made.returncode == 0, made.stderr
+    [events] = re.findall(r"EVENTS: (\d+) messages", made.stdout)
+    assert int(events) >= 3 * 52
+    shutil.rmtree(running.home)
+    restored = run("restore", str(tmp_path / "backup"), env=env, timeout=180)
+    assert restored.returncode == 0, restored.stderr
+    assert f"EVENTS: {events} messages restored" in restored.stdout
+    assert run("projections", "checksum", env=env).stdout == before
+    assert not (running.home / "jetstream").exists(), "the single server's store was never started"

@@ -56,9 +56,10 @@ def holds_plaintext(values: list[object]) -> bool:
 
 
 async def query(home: Path) -> dict[str, object]:
-    """What `mesh.q.devices.get` answers for the device (the query function both doors call)."""
+    """What `mesh.q.devices.get` answers an admin for the device (the query function both doors call)."""
+    models = ReadModels(home / "readmodels", database_key(home, {}), role="admin")
     try:
-        return await devices_get(ReadModels(home / "readmodels", database_key(home, {})), DeviceGet(id=DEVICE))
+        return await devices_get(models, DeviceGet(id=DEVICE))
     finally:
         readers.close(home / "readmodels")
 

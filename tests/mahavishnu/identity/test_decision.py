@@ -129,15 +129,19 @@ def test_a_refusal_is_audited_with_who_why_and_the_client_id_it_tried(ca: Certif
 
 
 def test_a_sites_leaf_link_gets_the_sites_permissions(ca: CertificateAuthority, tmp_path: Path) -> None:
-    issued = issue(ca, tmp_path, f"site-{uuid.uuid4().hex[:6]}", "site")
+    name = f"site-{uuid.uuid4().hex[:6]}"
+    issued = issue(ca, tmp_path, name, "site")
     link = Request("NSERVER", "UCONN", "", 3, "leaf", issued.cert_path.read_bytes(), kind="Leafnode")
     granted = decide(link, NOBODY)
     assert isinstance(granted, Grant) and granted.kind == "site"
-    assert granted.user == site_user(issued.serial)
+    user = site_user(issued.serial, name)
+    assert granted.user == user
     claims = user_claims(granted, "UCONN")["nats"]
     assert claims["allowed_connection_types"] == ["LEAFNODE"]
-    assert "allow" not in claims["pub"] and claims["pub"]["deny"] == list(site_user(issued.serial).publish_deny)
-    assert claims["sub"]["deny"] == list(site_user(issued.serial).subscribe_deny)
+    assert "allow" not in claims["pub"] and claims["pub"]["deny"] == list(user.publish_deny)
+    assert claims["sub"]["deny"] == list(user.subscribe_deny)
+    assert claims["sub"]["allow"] == list(user.subscribe_allow or ())  # the hub's deliveries to this site only
+    assert f"mesh.site.{name}.>" in claims["sub"]["allow"]
 
 
 def test_a_device_over_a_leaf_link_is_refused(ca: CertificateAuthority, tmp_path: Path) -> None:

@@ -247,6 +247,20 @@ async def test_a_used_up_claim_is_refused(mesh: Mesh, store: EventStore, tmp_pat
     await audited(store, created.event.claim_id, "denied", "used up")
 
 
+async def test_devices_provisioning_at_once_never_use_a_claim_more_often_than_it_allows(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    created = await new_claim(mesh, store, tmp_path, count=5, uses=2)
+    prefix = created.event.prefix
+    outcomes = await asyncio.gather(
+        *(provision(created.path, f"{prefix}{n}", tmp_path / f"d{n}") for n in range(5)), return_exceptions=True
+    )
+    given = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, ProvisioningRefused)]
+    assert len(given) == 2 and len(refused) == 3, outcomes
+    assert all(r.status == 410 and "used up (2 of 2 devices)" in str(r) for r in refused)
+
+
 async def test_the_first_device_to_claim_an_id_keeps_it(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
     created = await new_claim(mesh, store, tmp_path)
     device = f"{created.event.prefix}2"

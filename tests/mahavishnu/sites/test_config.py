@@ -11,13 +11,14 @@ import pytest
 from certs import IssuedRecord
 from core.config import load_config
 from core.streams import default_streams
-from mahavishnu.control.permissions import LEAF_DENIED, users_for
+from mahavishnu.control.permissions import LEAF_DENIED, site_mappings, users_for
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.natsconf import render_users
 from mahavishnu.runtime.provisioning import leaf_listener
+from mahavishnu.sites import cutoff
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites.leafconf import LeafConfig
-from mahavishnu.sites.runner import DOWN_GRACE_S, LinkState, link_message, link_state, to_report
+from mahavishnu.sites.runner import DOWN_GRACE_S, LinkState, link_message, link_state, site_streams, to_report
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SETTINGS = load_config(None, env={"MAHAVISHNU_LEAF__PORT": "7422"})
@@ -85,8 +86,8 @@ def test_a_site_may_only_link_and_its_link_carries_no_mesh_subjects() -> None:
         'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", '
         '"$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>"] }'
     ) in rendered  # nor terminal control or keystrokes for the hub's devices, nor claims' requests
-    subscribe = 'subscribe: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", '
-    assert subscribe + '"$JS.API.>"] }' in rendered
+    subscribe = 'deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", "$JS.API.>"] }'
+    assert subscribe in rendered
 
 
 def test_a_sites_server_knows_itself_and_its_own_live_devices_only() -> None:
@@ -162,3 +163,73 @@ def test_a_site_is_left_behind_unless_the_hub_copied_all_it_holds() -> None:
     assert "not yet copied 2 event(s)" in sites.left_at_site(7, 9, site)
     assert "does not answer" in sites.left_at_site(7, None, site)
     assert sites.left_at_site(None, None, site) == ""  # never sourced: nothing was due at the hub
+
+
+def test_a_removed_sites_links_are_found_by_its_servers_name_once_every_server_reloaded() -> None:
+    site = _site()
+    answers = [
+        {
+            "server": {"id": "NA"},
+            "data": {
+                "leafs": [
+                    {"id": 7, "name": "site-site-a", "account": "MESH"},
+                    {"id": 8, "name": "site-site-b", "account": "MESH"},
+                    {"id": 9, "name": "site-site-a", "account": "OTHER"},
+                ]
+            },
+        },
+        {"server": {"id": "NB"}, "data": {"leafs": []}},
+    ]
+    assert cutoff.links_of(answers, site) == [("NA", 7)]
+    before = cutoff.load_times([{"server": {"id": "NA"}, "data": {"config_load_time": "t1"}}])
+    assert before == {"NA": "t1"}
+    assert not cutoff.reloaded(before, {"NA": "t1"})
+    assert not cutoff.reloaded(before, {})  # a server that did not answer has not been seen to reload
+    assert cutoff.reloaded(before, {"NA": "t2", "NB": "t0"})
+
+
+def test_a_sites_streams_keep_its_retention_and_source_the_hubs_consumer_of_its_commands() -> None:
+    site = _site(devices=("dev-a", "dev-b"), retention_s=3600.0)
+    streams = {s.name: s.as_config() for s in site_streams(site)}
+    assert sorted(streams) == ["COMMANDS", "EVENTS"]
+    assert streams["EVENTS"]["max_age"] == streams["COMMANDS"]["max_age"] == 3600 * 10**9
+    assert "sources" not in streams["EVENTS"]
+    assert streams["COMMANDS"]["sources"] == [
+        {
+            "name": "COMMANDS",
+            "consumer": {"name": "site-site-a", "deliver_subject": "mesh.site.site-a.commands"},
+            "external": {"api": "$JS.HUB.API", "deliver": ""},
+        }
+    ]
+    assert "sources" not in {s.name: s.as_config() for s in site_streams(_site())}["COMMANDS"]  # no devices yet
+    assert sites.Site.from_json({**site.to_json(), "retention_s": 60.0}, Path("x")).retention_s == 60.0
+    old = {k: v for k, v in site.to_json().items() if k != "retention_s"}  # a bundle from before retention
+    assert sites.Site.from_json(old, Path("x")).retention_s == SETTINGS.leaf.site_retention == 30 * 86400.0
+
+
+def test_the_hub_delivers_a_site_its_own_devices_commands_and_nothing_else_reaches_it() -> None:
+    site = _site(devices=("dev-a", "dev-b"))
+    consumer = sites.commands_consumer(site)
+    assert consumer is not None
+    assert consumer["filter_subjects"] == ["mesh.cmd.dev-a.>", "mesh.cmd.dev-b.>"]
+    assert consumer["deliver_subject"] == "mesh.site.site-a.commands" and consumer["ack_policy"] == "flow_control"
+    assert sites.commands_consumer(_site()) is None  # without devices: no filter would mean every command
+    assert sites.consumer_matches({"config": {"filter_subjects": ["mesh.cmd.dev-b.>", "mesh.cmd.dev-a.>"]}}, consumer)
+    assert not sites.consumer_matches({"config": {"filter_subjects": ["mesh.cmd.dev-a.>"]}}, consumer)
+    assert not sites.consumer_matches({"error": {"code": 404}}, consumer)
+    assert sites.consumer_matches({"error": {"code": 404}}, None)
+
+    records = [_record("site-a", "site", 1), _record("site-b", "site", 2), _record("site-c", "site", 3, revoked=True)]
+    assert site_mappings(records, NOW).splitlines() == [
+        "mappings: {",
+        '    "$JS.HUB.API.CONSUMER.RESET.COMMANDS.site-site-a": "$JS.API.CONSUMER.RESET.COMMANDS.site-site-a"',
+        '    "$JS.HUB.API.CONSUMER.RESET.COMMANDS.site-site-b": "$JS.API.CONSUMER.RESET.COMMANDS.site-site-b"',
+        "}",
+    ]
+    assert site_mappings([], NOW).startswith("#")
+    mesh, _, _ = users_for(records, NOW)
+    a, b = mesh
+    # site-a hears only what the hub sends it: not what it delivers to site-b, even by a wildcard
+    assert a.subscribe_allow == ("mesh.site.site-a.>", "$JS.site-a.API.>", "$JSC.R.>", "$JS.FC.>")
+    assert b.subscribe_allow is not None and b.subscribe_allow[0] == "mesh.site.site-b.>"
+    assert 'allow: ["mesh.site.site-a.>", "$JS.site-a.API.>", "$JSC.R.>", "$JS.FC.>"]' in render_users(mesh)

@@ -3,121 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from certs import CertificateAuthority
 from core import subjects
 from core.events import TelemetryReported
-from core.store import EventStore, Identity, connect
+from core.store import EventStore, connect
 from edge import load_agent_config
 from edge.agent import Agent
 from mahavishnu.control import devices
 from mahavishnu.runtime.server import NatsServer
+from mahavishnu.sites import cutoff
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites import runner as site_runner
 from tests.harness import Mesh, free_port, start_mesh
+from tests.mahavishnu.sites.sitekit import DEVICES, SITE, RunningSite, device_store, hub_events, make_site, run_site
 from tests.proxy import Proxy
 from tests.waiting import eventually, eventually_async
-
-SITE = "site-a"
-DEVICES = ("dev-s1", "dev-s2")
-
-
-@dataclass
-class RunningSite:
-    bundle: Path
-    site: sites.Site
-    stop: asyncio.Event
-    task: asyncio.Task[int]
-    lines: list[str] = field(default_factory=list)
-    port: int = 0
-
-    def said(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    async def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.task, 30)
-
-
-async def run_site(bundle: Path) -> RunningSite:
-    """`site up` in this process, on a free port; returns once devices can connect."""
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    running = RunningSite(bundle, sites.load(bundle), stop, asyncio.get_running_loop().create_future())  # type: ignore[arg-type]
-
-    def on_ready(port: int) -> None:
-        running.port = port
-        ready.set()
-
-    running.task = asyncio.create_task(site_runner.run(bundle, stop, port=-1, out=running.lines.append, ready=on_ready))
-    waiting = asyncio.create_task(ready.wait())
-    await asyncio.wait({waiting, running.task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if running.task.done():
-        running.task.result()  # raises why it did not start
-    assert ready.is_set(), f"the site did not come up: {running.lines}"
-    return running
-
-
-def make_site(mesh: Mesh, hub_urls: tuple[str, ...], devices: tuple[str, ...] = DEVICES) -> Path:
-    """Register the site on the hub's control host and enrol its devices (their files under the bundle's parent)."""
-    site = sites.new_site(SITE, mesh.settings, hosts=["localhost"], host="127.0.0.1", port=-1, hub_urls=hub_urls)
-    bundle = sites.add(mesh.home, mesh.settings, site)
-    ca = CertificateAuthority.load(mesh.home.ca_dir)
-    for device_id in devices:
-        ca.issue_client(device_id, kind="device", out_dir=mesh.home.root / "devices" / device_id)
-        sites.assign_device(mesh.home, SITE, device_id)
-    sites.refresh_bundles(mesh.home, ca)
-    return bundle
-
-
-async def device_store(mesh: Mesh, device_id: str, port: int, errors: list[str] | None = None) -> EventStore:
-    folder = mesh.home.root / "devices" / device_id
-    identity = Identity(f"tls://127.0.0.1:{port}", folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
-
-    async def on_error(exc: Exception) -> None:
-        if errors is not None:
-            errors.append(str(exc))
-
-    nc = await connect(
-        identity, name=device_id, inbox_prefix=subjects.device_inbox_prefix(device_id), error_cb=on_error
-    )
-    return EventStore(nc)
-
-
-async def hub_events(hub: EventStore, device_id: str) -> list[TelemetryReported]:
-    found = [s.event async for s in hub.read(subjects.device_events(device_id))]
-    assert all(isinstance(e, TelemetryReported) for e in found)
-    return found  # type: ignore[return-value]
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Mesh]:
-    running = start_mesh(tmp_path / "hub", leaf_port=-1)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-async def control(hub: Mesh) -> AsyncIterator[EventStore]:
-    """The hub's control connection, keeping the sites' sources attached as `up` does."""
-    store = EventStore(await connect(hub.identity, name="tests-hub"))
-    await store.ensure_streams()
-    stop = asyncio.Event()
-    keeping = asyncio.create_task(sites.keep_sources(store.nc, hub.home, stop))
-    yield store
-    stop.set()
-    await keeping
-    await store.nc.close()
 
 
 def _reading(device_id: str, n: int) -> TelemetryReported:
@@ -406,16 +313,26 @@ async def test_a_site_is_removed_only_once_the_hub_holds_its_events(
         info = await control.js.stream_info("EVENTS")
         assert not info.config.sources and info.state.messages == 4  # the copied events stay
 
-        moved = sites.remove(hub.home, SITE)
+        system = await connect(hub.home.system_identity(hub.settings, hub.port), name="tests-system")
+        try:  # as `site remove` does: the live link is cut once the hub has reloaded its users
+            before = await cutoff.config_loads(system, servers=1)
+            links = proxy.connections
+            link_up = site_runner.link_message(site.site, site_runner.LinkState(True))
+            ups = site.lines.count(link_up)
+            moved = sites.remove(hub.home, SITE)
+            assert await cutoff.cut_off(system, site.site, before=before, servers=1) == 1
+        finally:
+            await system.close()
         assert sites.registered(hub.home) == [] and (moved / "site.json").is_file()
-        # The live link is not cut by the removal; the next one is refused.
-        await proxy.cut()
-        await proxy.restore()
+        await eventually(lambda: site.said("cannot reach the hub"), timeout=20, what="the site to lose its link")
+        # It redials through the same proxy, never cut, and is refused from then on.
         await eventually(
             lambda: any("Leafnode connection closed: Authentication Failure" in line for line in hub.server.recent),
             timeout=30,
             what="the hub to refuse the removed site's link",
         )
+        assert proxy.connections > links
+        assert site.lines.count(link_up) == ups  # never up again since
     finally:
         if device is not None:
             await device.nc.close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +29,7 @@ from mahavishnu.control import devices, operators
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.client import ShellClient
 from mahavishnu.gateways.shell.errors import ShellError
+from mahavishnu.gateways.shell.journal import SessionJournal
 from mahavishnu.gateways.shell.session import Limits
 from mahavishnu.gateways.shell.transcript import session_text
 from tests.harness import Mesh
@@ -64,9 +67,9 @@ async def broker(
 ) -> AsyncIterator[Callable[[Limits], Awaitable[ShellBroker]]]:
     started: list[ShellBroker] = []
 
-    async def start(limits: Limits = RELAXED) -> ShellBroker:
+    async def start(limits: Limits = RELAXED, journal: SessionJournal | None = None) -> ShellBroker:
         running = await start_shell_broker(
-            nc, resolve=operators.resolver(mesh.home), audit=store.audit, limits=limits, system=system
+            nc, resolve=operators.resolver(mesh.home), audit=store.audit, limits=limits, system=system, journal=journal
         )
         started.append(running)
         return running
@@ -335,6 +338,71 @@ async def test_a_stopping_mesh_closes_its_sessions_and_says_so(
     assert "closed: the mesh is stopping" in terminal.text()
     assert (await closed_record(store, name, session))["details"]["reason"] == "mesh_stopping"
     assert session not in shells.sessions
+
+
+def crashing_broker(mesh: Mesh, journal: Path) -> subprocess.Popen[str]:
+    """A broker in a process of its own (as in `up`), serving once it said so."""
+    where = (str(mesh.home.root), str(mesh.port), str(journal))
+    module = "tests.mahavishnu.gateways.shell.broker_process"
+    root = Path(__file__).resolve().parents[4]  # where `tests` imports from
+    process = subprocess.Popen([sys.executable, "-m", module, *where], stdout=subprocess.PIPE, text=True, cwd=root)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready", process.poll()
+    return process
+
+
+async def test_a_session_whose_broker_crashed_is_ended_by_the_next_broker_and_says_so(
+    mesh: Mesh,
+    broker: Callable[..., Awaitable[ShellBroker]],
+    device: Device,
+    people: dict[str, str],
+    terminals: Callable[..., Terminal],
+    store: EventStore,
+    tmp_path: Path,
+) -> None:
+    """ADR 0010: a session does not outlive its broker's process; after a crash the next broker ends it."""
+    journal = SessionJournal(tmp_path / "shell" / "sessions.json")
+    first = crashing_broker(mesh, journal.path)
+    try:
+        name = people["operator"]
+        terminal = terminals(device.agent.device_id, name)
+        session = await terminal.session()
+        await terminal.prompt()
+        terminal.type("echo $$\r")
+        shells = device.agent.shells
+        assert shells is not None
+        pid = shells.sessions[session].shell.pid  # type: ignore[union-attr]
+        await terminal.expect(rf"^{pid}\r?$")
+        assert [(e.session, e.device, e.identity) for e in journal.load()] == [(session, device.agent.device_id, name)]
+        assert journal.path.stat().st_mode & 0o077 == 0
+    finally:
+        first.kill()  # SIGKILL: nothing of the broker ends anything
+        first.communicate(timeout=30)
+    assert alive(pid) and session in shells.sessions  # the shell runs on, its owner still connected
+
+    await broker(RELAXED, journal=journal)  # the broker of the next `up`, with the same journal
+    assert await terminal.exit_code() == 1
+    assert "closed: the mesh's terminal broker restarted" in terminal.text()
+    closed = await closed_record(store, name, session)
+    assert closed["details"]["reason"] == "broker_restarted" and closed["details"]["duration_s"] > 0
+    await eventually(lambda: session not in shells.sessions and not alive(pid), timeout=10, what="the shell to end")
+    assert journal.load() == []  # ended and recorded: nothing left for a broker after this one
+
+
+async def test_a_clean_stop_leaves_no_session_in_the_journal(
+    broker: Callable[..., Awaitable[ShellBroker]],
+    device: Device,
+    people: dict[str, str],
+    terminals: Callable[..., Terminal],
+    tmp_path: Path,
+) -> None:
+    journal = SessionJournal(tmp_path / "sessions.json")
+    running = await broker(RELAXED, journal=journal)
+    terminal = terminals(device.agent.device_id, people["admin"])
+    session = await terminal.session()
+    assert [e.session for e in journal.load()] == [session]
+    await running.stop()
+    assert await terminal.exit_code() == 1
+    assert journal.load() == []
 
 
 async def test_a_request_from_inside_the_mesh_names_no_person_and_is_refused(

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from mahavishnu.gateways.shell.journal import SessionJournal, journal_path
 from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, run
 from tests.mahavishnu.shell_harness import Terminal
 
@@ -57,3 +58,4 @@ async def test_an_operator_opens_a_shell_through_up(up: Running, tmp_path: Path)
     printed = "".join(e["details"]["text"] for e in mine if e["action"] == "shell.output")
     assert "echo hello\r" in typed and "\r\nhello\r\n" in printed
     assert mine[-1]["action"] == "shell.close" and mine[-1]["details"]["reason"] == "exited"
+    assert SessionJournal(journal_path(up.home)).load() == []  # up's broker journals; nothing is left open

@@ -29,6 +29,7 @@ from core.events import (
     SshHostRegistered,
     encode,
 )
+from core.metrics import new_registry
 from core.store import EventStore
 from mahavishnu.control import commands
 from mahavishnu.gateways.ssh import registration as ssh_devices
@@ -36,6 +37,7 @@ from mahavishnu.gateways.ssh.credentials import Credentials
 from mahavishnu.gateways.ssh.errors import SshError
 from mahavishnu.gateways.ssh.gateway import ACTOR, SshGateway
 from mahavishnu.gateways.ssh.hosts import parse_host_key
+from mahavishnu.gateways.ssh.metrics import SshMetrics
 from projections.commands import Commands
 from projections.devices import Devices
 from projections.queries import CommandGet, DeviceGet, ReadModels, commands_get, devices_get
@@ -76,8 +78,10 @@ async def register(
 
 
 @contextlib.asynccontextmanager
-async def serving(mesh: Mesh, store: EventStore, settings: SshSettings = FAST) -> AsyncIterator[SshGateway]:
-    gateway = SshGateway(store, mesh.home.root, settings)
+async def serving(
+    mesh: Mesh, store: EventStore, settings: SshSettings = FAST, metrics: SshMetrics | None = None
+) -> AsyncIterator[SshGateway]:
+    gateway = SshGateway(store, mesh.home.root, settings, metrics=metrics)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:
@@ -162,6 +166,33 @@ async def test_a_changed_host_key_is_refused_naming_both_fingerprints_and_audite
     assert [(e.action, e.details["pinned"], e.details["seen"]) for e in mismatches] == [
         ("ssh.host_key_mismatch", pinned, seen)
     ]
+
+
+async def test_the_gateway_counts_connections_commands_by_outcome_and_host_key_refusals(
+    mesh: Mesh, store: EventStore, sshd: Sshd
+) -> None:
+    trusted, changed = new_id(), new_id()
+    await register(mesh, store, sshd, trusted, allow=("uname -a",))
+    old_key = public_line(asyncssh.generate_private_key("ssh-ed25519"))
+    await register(mesh, store, sshd, changed, allow=("uname -a",), host_key=parse_host_key(old_key))
+    registry = new_registry(process_metrics=False)
+    async with serving(mesh, store, metrics=SshMetrics(registry)) as gateway:
+        ran = await run(store, trusted, "exec", {"argv": ["uname", "-a"]})
+        unallowed = await run(store, trusted, "exec", {"argv": ["rm", "-rf", "/tmp/x"]})
+        refused = await run(store, changed, "exec", {"argv": ["uname", "-a"]})
+        # the trusted host's connection, idle in the pool (unless idle_timeout passed meanwhile: no timing here)
+        assert registry.get_sample_value("mahavishnu_ssh_connections_open") == gateway.pool.open_total()
+
+    def sample(name: str, outcome: str) -> float | None:
+        return registry.get_sample_value(name, {"outcome": outcome})
+
+    assert (ran.state, unallowed.state, refused.state) == ("succeeded", "rejected", "failed")
+    connections = {o: sample("mahavishnu_ssh_connections_total", o) for o in ("opened", "host_key_refused")}
+    assert connections == {"opened": 1.0, "host_key_refused": 1.0}
+    assert sample("mahavishnu_ssh_connections_total", "auth_failed") == 0.0  # exported before the first
+    commands = {o: sample("mahavishnu_ssh_commands_total", o) for o in ("succeeded", "rejected", "failed")}
+    assert commands == {"succeeded": 1.0, "rejected": 1.0, "failed": 1.0}
+    assert registry.get_sample_value("mahavishnu_ssh_connections_open") == 0  # the pool closed with the gateway
 
 
 async def test_trust_on_first_use_only_when_asked(sshd: Sshd, tmp_path: Path) -> None:

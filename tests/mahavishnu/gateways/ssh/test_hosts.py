@@ -14,7 +14,13 @@ from core.config import load_config
 from core.errors import ConfigError
 from core.events import CommandAccepted
 from edge.errors import InvalidArguments
-from mahavishnu.gateways.ssh.errors import HostKeyError
+from mahavishnu.gateways.ssh.errors import (
+    HostKeyError,
+    HostKeyMismatch,
+    SshAuthFailed,
+    SshConnectFailed,
+    SshCredentialsError,
+)
 from mahavishnu.gateways.ssh.gateway import ACTOR, as_gateway
 from mahavishnu.gateways.ssh.hosts import (
     CappedOutput,
@@ -24,6 +30,7 @@ from mahavishnu.gateways.ssh.hosts import (
     normalize_allowlist,
     parse_host_key,
 )
+from mahavishnu.gateways.ssh.metrics import connection_outcome
 from mahavishnu.gateways.ssh.pool import SshPool, SshTarget
 from tests.mahavishnu.sshd import public_line
 from tests.tools import tool
@@ -169,3 +176,11 @@ def test_the_ssh_settings_are_checked_all_at_once() -> None:
         "ssh.max_output",
     ]
     assert "fit in one event" in str(caught.value)
+
+
+def test_each_connection_attempt_has_one_outcome_label() -> None:
+    assert connection_outcome(None) == "opened"
+    assert connection_outcome(HostKeyMismatch("changed", pinned="SHA256:a", seen="SHA256:b")) == "host_key_refused"
+    assert connection_outcome(SshAuthFailed("refused the key")) == "auth_failed"
+    assert connection_outcome(SshConnectFailed("unreachable")) == "failed"
+    assert connection_outcome(SshCredentialsError("cannot read it")) == "failed"
