@@ -208,3 +208,13 @@ def test_every_node_of_a_cluster_has_an_mqtt_listener_of_its_own(tmp_path: Path)
     assert all(text.count("mqtt {") == 1 and "verify_and_map: true" in text for text in rendered)
     assert all("stream_replicas: 3" in text for text in rendered)  # the server alone would take 2 (its routes)
     assert all('include "mqtt.conf"' in text for text in rendered)  # every node knows the MQTT account's users
+
+
+def test_a_node_of_a_cluster_across_hosts_keeps_its_mqtt_streams_at_its_replicas(tmp_path: Path) -> None:
+    from mahavishnu.runtime.home import Home
+    from mahavishnu.runtime.provisioning import prepare
+
+    single = prepare(Home(tmp_path / "single"), load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883"}))
+    assert "stream_replicas" not in single.render()  # one server: the server's own choice, 1
+    node = load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883", "MAHAVISHNU_JETSTREAM__REPLICAS": "3"})
+    assert "  stream_replicas: 3\n" in prepare(Home(tmp_path / "node"), node).render()  # `up --node` asks for 3
