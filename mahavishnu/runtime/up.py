@@ -291,7 +291,9 @@ async def _run(
                 port=settings.mqtt.port,
                 devices=lambda: mqtt.registered(home.root),
                 metrics=bridging.MqttMetrics(registry),
-                nodes=nodes,
+                # the loopback cluster's nodes listen on consecutive ports; a node of a cluster
+                # across hosts serves its own host's devices from its own listener
+                listeners=len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1,
                 replicas=stream_replicas(settings),
             )
             relay = bridge

@@ -479,11 +479,11 @@ async def open_bridge(
     port: int,
     devices: Callable[[], frozenset[str]],
     metrics: MqttMetrics | None = None,
-    nodes: int = 1,
+    listeners: int = 1,
     replicas: int = 1,
 ) -> MqttBridge:
-    """Connect the bridge's identity over NATS and over MQTT (`host`:`port`, or in a cluster of `nodes` the
-    listeners on `port` to `port` + nodes - 1, one per node); its MQTT_IN stream gets `replicas` copies.
+    """Connect the bridge's identity over NATS and over MQTT (`host`:`port`, or the `listeners` on `port` to
+    `port` + listeners - 1, one per node of `up --cluster`); its MQTT_IN stream gets `replicas` copies.
 
     Raises StoreUnavailable or MqttError (MahavishnuError) saying what failed.
     """
@@ -491,7 +491,7 @@ async def open_bridge(
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"  # listening everywhere: loopback is the address this machine's clients use
     # A client id of its own each run: a device that took the bridge's id would take over its session.
-    endpoints = [(host, port + k) for k in range(nodes)]
+    endpoints = [(host, port + k) for k in range(listeners)]
     publisher = MqttPublisher(endpoints, identity, client_id=f"mahavishnu-mqtt-bridge-{secrets.token_hex(6)}")
     try:
         await publisher.start()
