@@ -311,7 +311,10 @@ class MqttSettings(Section, frozen=True, kw_only=True):
     host: Annotated[Host, Meta(description="listen address")] = "127.0.0.1"
     port: Annotated[
         PortOrOff,
-        Meta(description="0: off (no MQTT devices, no second door); 8883 is MQTT over TLS's usual port"),
+        Meta(
+            description="0: off (no MQTT devices, no second door); 8883 is MQTT over TLS's usual port; "
+            "in a cluster node k listens on port + k - 1"
+        ),
     ] = 0
 
 

@@ -131,8 +131,6 @@ async def _enroll(home: Home, settings: Settings, args: argparse.Namespace) -> i
             f"device of site {args.site}: copy {folder / SITE_FILE} and {folder / USERS_FILE} into the site's "
             "bundle folder on its host; a running `mahavishnu site up` applies them at once"
         )
-    if done.pending_reload:
-        print("note: no running server was found to reload; the next `mahavishnu up` accepts the device")
     return 0
 
 
@@ -295,9 +293,11 @@ def mqtt_usage(device_id: str, folder: Path, settings: Settings) -> str:
     return "\n".join(
         [
             f"  commands:  mosquitto_sub {tls} -i {device_id} -c -q 1 -t 'mesh/cmd/{device_id}/#'",
-            f"  telemetry: mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/telemetry"
+            # A publisher beside the command session: its own client id, so it neither takes over nor
+            # (clean session) wipes the session that keeps the device's commands (ADR 0008).
+            f"  telemetry: mosquitto_pub {tls} -i {device_id}/pub -q 1 -t mesh/evt/device/{device_id}/telemetry"
             " -m '{\"temp_c\": 41.5}'",
-            f"  results:   mosquitto_pub {tls} -i {device_id} -q 1 -t mesh/evt/device/{device_id}/command"
+            f"  results:   mosquitto_pub {tls} -i {device_id}/pub -q 1 -t mesh/evt/device/{device_id}/command"
             ' -m \'{"command_id": "c-...", "state": "succeeded", "result": {}}\'',
         ]
     )

@@ -4,8 +4,8 @@ Every change follows the same order: the CA decides (certs), the server learns o
 device's command consumer is ensured, and the change is recorded as an event. A NATS
 device is admitted by up's identity service, which reads the CA's revocation list at
 every connection and cuts off a revoked device's live connections on its DeviceRevoked
-event (ADR 0012): its enrolment changes no server configuration. An MQTT device is still
-a user of the configuration (its users are regenerated and the server reloads them).
+event (ADR 0012): its enrolment changes no server configuration. An MQTT device too: the
+identity service admits it on the MQTT listener, under its own client id (ADR 0008).
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from core.store import EventStore
 from edge import render_agent_config
 from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.gateways.mqtt import devices as mqtt
-from mahavishnu.runtime.home import Home, reload_server
-from mahavishnu.runtime.provisioning import write_users
+from mahavishnu.runtime.home import Home
 from mahavishnu.sites import hub as sites
 
 ACK_WAIT_S = 30.0
@@ -49,8 +48,6 @@ TRANSPORTS = ("nats", "mqtt")
 class Enrolment:
     issued: IssuedCertificate
     agent_config: Path
-    # the server's configuration changed (an MQTT device) but no running server was found to reload
-    pending_reload: bool = False
 
 
 def consumer_config(device_id: str, ack_wait_s: float = ACK_WAIT_S) -> dict[str, object]:
@@ -139,7 +136,7 @@ async def enroll(
             raise MahavishnuError(
                 f"{device_id!r} is already enrolled as a NATS device: enrol the MQTT device under another id"
             )
-        mqtt.register(home.root, device_id)  # before the users are written: its user belongs to MQTT
+        mqtt.register(home.root, device_id)  # before its certificate exists: the callout admits it to MQTT only
     issued = ca.issue_client(
         device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
     )
@@ -147,7 +144,7 @@ async def enroll(
     config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
     if site is not None:
         sites.assign_device(home, site, device_id)
-    pending = not await _apply(home, ca, store, device_id, ack_wait_s)
+    await _apply(home, ca, store, device_id, ack_wait_s)
     key = home.data_keys.create(device_subject(device_id))  # always: the first event with personal data is sealed
     enrolled = DeviceEnrolled(
         device_id=device_id,
@@ -172,7 +169,7 @@ async def enroll(
             "transport": transport,
         },
     )
-    return Enrolment(issued, config, pending_reload=pending)
+    return Enrolment(issued, config)
 
 
 def sealed_fields(key: DataKey, device_id: str, personal: Mapping[str, str]) -> dict[str, Sealed]:
@@ -284,22 +281,14 @@ def _require_device(ca: CertificateAuthority, device_id: str) -> IssuedRecord:
 
 async def _apply(
     home: Home, ca: CertificateAuthority, store: EventStore, device_id: str, ack_wait_s: float | None = None
-) -> bool:
-    """Let the servers know; with `ack_wait_s`, (re)configure the device's consumer too.
-
-    False when the configuration changed (an MQTT device's users) and no running server was found to reload it.
-    """
-    applied = True
-    if device_id in mqtt.registered(home.root):  # a user of the configuration: regenerate it and reload
-        write_users(home, ca)
-        applied = reload_server(home)
+) -> None:
+    """Let the servers know; with `ack_wait_s`, (re)configure the device's consumer too."""
     # a site's device is a user of its site's leaf server: that bundle's users.conf changes
     if any(device_id in site.devices for site in sites.registered(home)):
         sites.refresh_bundles(home, ca)
     if ack_wait_s is not None:
         config = consumer_config(device_id, ack_wait_s)
         await store.ensure_durable(COMMANDS_STREAM, subjects.device_consumer(device_id), config)
-    return applied
 
 
 async def desire(store: EventStore, device_id: str, state: dict[str, Any], *, actor: str = "control") -> int:

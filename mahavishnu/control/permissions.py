@@ -54,6 +54,12 @@ SITE_SUBSCRIBE_DENIED = (*LEAF_DENIED, "$JS.API.>")
 JETSTREAM_REPLIES = ("$JSC.R.>", "$JS.FC.>")
 
 
+# The configured users of MESH, OPS and SYS connect as NATS clients only: on the MQTT listener
+# the server would otherwise set up MQTT session streams in their account (only MQTT devices,
+# in the MQTT account, use MQTT: ADR 0008).
+NATS_ONLY = ("STANDARD",)
+
+
 def device_user(device_id: str, serial: int) -> User:
     consumer = subjects.device_consumer(device_id)
     return User(
@@ -124,6 +130,7 @@ def operator_user(identity: str, serial: int) -> User:
         name=certificate_uri(serial),
         publish_allow=("mesh.q.>", "mesh.shell.>"),
         subscribe_allow=(f"{subjects.inbox_prefix(identity)}.>",),
+        connection_types=NATS_ONLY,
     )
 
 
@@ -143,7 +150,7 @@ def users_for(
         if not record.is_live(now):
             continue
         if record.kind == "control":
-            mesh.append(User(certificate_uri(record.serial)))
+            mesh.append(User(certificate_uri(record.serial), connection_types=NATS_ONLY))
         elif record.kind == "site":
             mesh.append(site_user(record.serial, record.identity))
         elif record.kind == "operator":
@@ -154,6 +161,7 @@ def users_for(
                     certificate_uri(record.serial),
                     publish_allow=("_INBOX.>", "$SYS.REQ.>"),
                     subscribe_allow=("$SYS.>", "_INBOX.>"),
+                    connection_types=NATS_ONLY,
                 )
             )
     return tuple(mesh), tuple(ops), tuple(system)

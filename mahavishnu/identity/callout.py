@@ -8,10 +8,12 @@ because the server would otherwise hold the connection until its auth timeout.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import nkeys
 from nats.aio.client import Client
@@ -23,6 +25,7 @@ from mahavishnu.identity.decision import (
     Fleet,
     Grant,
     Refusal,
+    Request,
     decide,
     parse_request,
     response_claims,
@@ -51,13 +54,25 @@ class Counts:
         self.refusals = [*self.refusals[-19:], reason]
 
 
-class CalloutService:
-    """Answers the server's authorization requests from `fleet()`'s view, signing with `signer`."""
+Audit = Callable[[Request, Refusal], Coroutine[Any, Any, None]]
 
-    def __init__(self, nc: Client, signer: nkeys.KeyPair, fleet: Callable[[], Fleet]) -> None:
+
+class CalloutService:
+    """Answers the server's authorization requests from `fleet()`'s view, signing with `signer`.
+
+    `audit`, when given, records each refusal that names an identity (who, why, over what,
+    with which MQTT client id) after the answer went out: the server's own event of the
+    refused connection names neither the certificate's identity nor the callout's reason.
+    """
+
+    def __init__(
+        self, nc: Client, signer: nkeys.KeyPair, fleet: Callable[[], Fleet], *, audit: Audit | None = None
+    ) -> None:
         self._nc = nc
         self._signer = signer
         self._fleet = fleet
+        self._audit = audit
+        self._auditing: set[asyncio.Task[None]] = set()
         self.counts = Counts()
         self._subscription: Subscription | None = None
 
@@ -69,25 +84,45 @@ class CalloutService:
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
+        await asyncio.gather(*self._auditing, return_exceptions=True)
 
     async def _answer(self, msg: Msg) -> None:
         started = time.perf_counter()
         try:
-            response = self.respond(msg.data)
+            decided = self._decide(msg.data)
+            response = None if decided is None else self._sign(*decided)
         finally:
             self.counts.seconds += time.perf_counter() - started
         if response is not None and msg.reply:
             await self._nc.publish(msg.reply, response)
+        if decided is None or self._audit is None:
+            return
+        request, decision = decided
+        if isinstance(decision, Refusal) and decision.who:
+            task = asyncio.create_task(self._audit(request, decision))
+            self._auditing.add(task)
+            task.add_done_callback(self._audited)
+
+    def _audited(self, task: asyncio.Task[None]) -> None:
+        self._auditing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a refused connection could not be audited", extra={"reason": repr(task.exception())})
 
     def respond(self, request_jwt: bytes) -> bytes | None:
         """The signed response to one request (None when the request cannot even say whom to answer)."""
+        decided = self._decide(request_jwt)
+        return None if decided is None else self._sign(*decided)
+
+    def _decide(self, request_jwt: bytes) -> tuple[Request, Grant | Refusal] | None:
         try:
             request = parse_request(natsjwt.claims_of(request_jwt))
         except (CalloutError, ValueError, TypeError) as exc:
             self.counts.unreadable += 1
             log.warning("unreadable authorization request", extra={"error": str(exc)})
             return None  # nobody to address a refusal to: the server times the connection out
-        decision = decide(request, self._fleet())
+        return request, decide(request, self._fleet())
+
+    def _sign(self, request: Request, decision: Grant | Refusal) -> bytes:
         if isinstance(decision, Refusal):
             self.counts.refuse(decision.reason)
             log.info(

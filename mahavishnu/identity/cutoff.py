@@ -21,7 +21,6 @@ from nats.aio.subscription import Subscription
 from certs import certificate_uri
 from core import subjects
 from core.events import DeviceRevoked, EventDecodeError, decode
-from mahavishnu.identity.decision import ACCOUNT
 from mahavishnu.observability.agents_online import ask_servers
 
 log = logging.getLogger("mahavishnu.identity")
@@ -33,11 +32,13 @@ ANSWER_WINDOW_S = 0.25  # how long the servers of a cluster get to report their 
 async def connections_of(
     system: Client, user: str, *, servers: int, window: float = ANSWER_WINDOW_S
 ) -> list[tuple[str, int]]:
-    """(server id, client id) of every connection of `user` in the mesh's account, on every server that answers.
+    """(server id, client id) of every connection of `user`, on every server that answers.
 
-    A node that does not answer within `window` holds no connection we could reach anyway.
+    In any account: a NATS device's connections are in MESH, an MQTT device's in MQTT (the
+    user name, the certificate's URI, is unique). A node that does not answer within
+    `window` holds no connection we could reach anyway.
     """
-    query = json.dumps({"user": user, "acc": ACCOUNT, "limit": 1024}).encode()
+    query = json.dumps({"user": user, "limit": 1024}).encode()
     found: list[tuple[str, int]] = []
     for answer in await ask_servers(system, servers=servers, timeout=window, request=query):
         try:

@@ -10,7 +10,7 @@ identity may do. Three kinds are admitted here:
   - fleet claims' bootstrap certificates, over the client listener, with `claim_user`'s
     permissions (ask the provisioning service, nothing else): the certificate ends when
     the claim expires, and a revoked claim's is on the CA's list.
-Every other identity (control, operators, MQTT devices) is a user of the server's
+Every other identity (control, operators, the MQTT bridge) is a user of the server's
 configuration, in an account the callout is not asked about; a certificate of theirs that
 reaches the callout is one the configuration no longer lists (revoked, or not yet known).
 """
@@ -25,6 +25,7 @@ from typing import Any
 from cryptography import x509
 
 from mahavishnu.control.permissions import device_user, site_user
+from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.identity.claims import claim_user
 from mahavishnu.identity.errors import BadRequest
 from mahavishnu.runtime.natsconf import User
@@ -45,6 +46,7 @@ class Request:
     name: str  # the name the client gave itself (nats-py's `name`), untrusted
     certificate: bytes | None  # the client's verified certificate (PEM), None when it presented none
     kind: str = "Client"  # "Client", or "Leafnode" for an edge site's link
+    mqtt_client_id: str = ""  # the MQTT client id it connects with (untrusted), "" over NATS
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Grant:
     serial: int
     user: User
     expires: datetime
+    account: str = ACCOUNT  # where the server places the user: MESH, or MQTT for an MQTT device
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def parse_request(claims: dict[str, Any]) -> Request:
         name=str(client.get("name", "")),
         certificate=leaf.encode() if isinstance(leaf, str) else None,
         kind=str(client.get("kind", "Client")),
+        mqtt_client_id=str(client.get("mqtt_id", "")),
     )
 
 
@@ -126,7 +130,12 @@ def decide(request: Request, fleet: Fleet, now: datetime | None = None) -> Grant
             return Refusal(f"{who} is an edge site: it may only link its leaf server", who)
         return Grant(identity, kind, serial, site_user(serial, identity), expires)
     if kind == "device" and identity in fleet.mqtt_devices:
-        return Refusal(f"{who} is an MQTT device: it connects to the MQTT listener only", who)
+        if request.kind != "Client" or request.client_type != "mqtt":
+            return Refusal(f"{who} is an MQTT device: it connects to the MQTT listener only", who)
+        wrong_id = mqtt.client_id_refusal(identity, request.mqtt_client_id)
+        if wrong_id is not None:
+            return Refusal(wrong_id, who)
+        return Grant(identity, kind, serial, mqtt.device_user(identity, serial), expires, account=mqtt.MQTT_ACCOUNT)
     if request.kind != "Client" or request.client_type not in ("", "nats"):
         over = request.client_type or request.kind.lower()
         what = "a claim's bootstrap certificate" if kind == "claim" else "a NATS device"
@@ -134,6 +143,31 @@ def decide(request: Request, fleet: Fleet, now: datetime | None = None) -> Grant
     if kind == "claim":
         return Grant(identity, kind, serial, claim_user(identity, serial), expires)
     return Grant(identity, kind, serial, device_user(identity, serial), expires)
+
+
+def refusal_audit(request: Request, refusal: Refusal) -> dict[str, Any]:
+    """The audit record (AuditTrail.record's arguments) of a refusal that names an identity (pure).
+
+    The MQTT client id is the client's own choice, so it is cut short: it may be up to 64 KiB.
+    """
+    identity = refusal.who.partition(":")[2] or "unknown"
+    details: dict[str, Any] = {
+        "who": refusal.who,
+        "reason": refusal.reason,
+        "over": request.client_type or request.kind.lower(),
+        "connection": request.client_id,
+        "server": request.server_id,
+    }
+    if request.mqtt_client_id:
+        details["client_id"] = request.mqtt_client_id[:128]
+    return {
+        "actor": identity,
+        "category": "identity",
+        "action": "connection.refused",
+        "target": identity,
+        "outcome": "denied",
+        "details": details,
+    }
 
 
 def _uris(certificate: x509.Certificate) -> dict[str, str]:
@@ -171,7 +205,7 @@ def user_claims(grant: Grant, user_nkey: str) -> dict[str, Any]:
     return {
         "sub": user_nkey,
         "name": user.name,  # the server logs and reports the connection under this name
-        "aud": ACCOUNT,  # in server-configuration mode the audience places the user in its account
+        "aud": grant.account,  # in server-configuration mode the audience places the user in its account
         "exp": int(grant.expires.timestamp()),  # the server disconnects it when its certificate ends
         "nats": nats,
     }

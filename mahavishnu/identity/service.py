@@ -13,6 +13,7 @@ from core.store import EventStore
 from mahavishnu.identity import issuer
 from mahavishnu.identity.callout import CalloutService
 from mahavishnu.identity.cutoff import follow_revocations
+from mahavishnu.identity.decision import Refusal, Request, refusal_audit
 from mahavishnu.identity.fleet import FleetFiles
 from mahavishnu.identity.provisioning import Limits, ProvisioningService
 from mahavishnu.runtime.home import Home
@@ -31,11 +32,18 @@ class IdentityService:
 async def start_identity(nc: Client, system: Client, home: Home, *, servers: int = 1) -> IdentityService:
     """Answer the server's authorization requests on `nc` (control) and cut off revoked devices through `system`.
 
+    Each refusal that names an identity is audited (on `nc`, the service's own trail).
+
     `servers` is how many nodes the mesh has: a cut-off asks each of them for the
     revoked certificate's connections.
     """
     fleet = FleetFiles(home)
-    callout = CalloutService(nc, issuer.signer(home), fleet.current)
+    trail = EventStore(nc).audit  # a writer of its own, on the identity service's loop
+
+    async def audit(request: Request, refusal: Refusal) -> None:
+        await trail.record(**refusal_audit(request, refusal))
+
+    callout = CalloutService(nc, issuer.signer(home), fleet.current, audit=audit)
     await callout.start()
     revocations = await follow_revocations(nc, system, lambda: fleet.current().revoked, servers=servers)
     return IdentityService(callout, revocations)

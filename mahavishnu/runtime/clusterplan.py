@@ -2,7 +2,8 @@
 
 Node k (1-based) of a mesh named M is the server `M-nk`; it listens for clients on
 `[server] port` + k - 1, for routes on `[server] cluster_port` + k - 1 and, when
-`[server] monitor_port` is set, for monitoring on `monitor_port` + k - 1. It keeps its
+`[server] monitor_port` is set, for monitoring on `monitor_port` + k - 1; with `[mqtt] port`
+set, every node serves MQTT devices on `[mqtt] port` + k - 1. It keeps its
 JetStream store in `<home>/cluster/nk` and its configuration in `<home>/nats/cluster-nk.conf`,
 beside the single server's, so the shared includes (the JetStream key, the users) are
 found by file name. Every node routes to every other over mutual TLS with the mesh CA and
@@ -40,6 +41,7 @@ class Node:
     client_port: int
     route_port: int
     monitor_port: int  # 0: none
+    mqtt_port: int  # 0: no MQTT listener
     store_dir: Path
     config: Path
     pid_file: Path
@@ -76,6 +78,7 @@ def plan_nodes(root: Path, settings: Settings) -> tuple[Node, ...]:
                 client_port=server.port + k - 1,
                 route_port=server.cluster_port + k - 1,
                 monitor_port=server.monitor_port + k - 1 if server.monitor_port else 0,
+                mqtt_port=settings.mqtt.port + k - 1 if settings.mqtt.port else 0,
                 store_dir=root / "cluster" / f"n{k}",
                 config=root / "nats" / f"cluster-n{k}.conf",
                 pid_file=root / "nats" / f"cluster-n{k}.pid",
@@ -107,7 +110,8 @@ def node_config(base: ServerConfig, node: Node, nodes: tuple[Node, ...], setting
     Routes use the server certificate, which is valid for client and server authentication
     and names 127.0.0.1 and localhost, so the loopback routes verify like a real cluster's.
     """
-    from mahavishnu.runtime.natsconf import ClusterBlock  # rendering a node: `up --cluster` only
+    from mahavishnu.gateways.mqtt.devices import listener_block  # rendering a node: `up --cluster` only
+    from mahavishnu.runtime.natsconf import ClusterBlock
 
     return dataclasses.replace(
         base,
@@ -116,9 +120,16 @@ def node_config(base: ServerConfig, node: Node, nodes: tuple[Node, ...], setting
         monitor_port=node.monitor_port,
         store_dir=node.store_dir,
         pid_file=node.pid_file,
-        # One MQTT listener for the cluster, on the first node: [mqtt] port is one port, and
-        # MQTT sessions live in the (clustered) MQTT account's JetStream whichever node serves them.
-        mqtt_listener=base.mqtt_listener if node.index == 1 else "# MQTT listener: on the first node only",
+        # Every node serves MQTT, on a port of its own: a device's session lives in the MQTT
+        # account's replicated JetStream streams, so it may reconnect to any node and find it.
+        mqtt_listener=listener_block(
+            settings.mqtt.host,
+            node.mqtt_port,
+            cert=base.server_cert,
+            key=base.server_key,
+            ca=base.ca_file,
+            replicas=stream_replicas(settings),  # as many as our own streams': a node may be down
+        ),
         cluster=ClusterBlock(
             name=settings.mesh.name,
             host=settings.server.host,

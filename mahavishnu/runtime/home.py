@@ -8,7 +8,7 @@ server/                    the server's certificate and key
 control/                   the control services' client certificate and key
 nats/server.conf           generated nats-server configuration
 nats/jetstream-key.conf    the JetStream encryption key, 0600 (included by server.conf)
-nats/mqtt.conf             the MQTT account's users: MQTT devices and the bridge (mahavishnu.gateways.mqtt.devices)
+nats/mqtt.conf             the MQTT account's configured user, the bridge (its devices: the identity service)
 mqtt-bridge/               the MQTT bridge's client certificate and key (when [mqtt] port is set)
 mqtt-devices.json          the ids of the devices enrolled with --transport mqtt
 jetstream/                 the JetStream store, encrypted at rest

@@ -103,6 +103,8 @@ def server_config(
             cert=folder / "cert.pem",
             key=folder / "key.pem",
             ca=home.ca_dir / "ca.pem",
+            # a node of a cluster across hosts (`up --node`: replicas 3): MQTT sessions as many
+            replicas=settings.jetstream.replicas if settings.jetstream.replicas > 1 else 0,
         ),
         leaf=leaf_listener(home, settings, leaf_port),
     )
@@ -139,16 +141,14 @@ def _ensure_identity(ca: CertificateAuthority, identity: str, kind: str, folder:
 
 
 def write_users(home: Home, ca: CertificateAuthority) -> None:
-    """Regenerate the server's users from the CA registry: one per live client certificate but a NATS device's.
+    """Regenerate the server's users from the CA registry: one per live client certificate but a device's.
 
-    Every other verified certificate (a NATS device's) goes to up's identity service.
+    Every other verified certificate (a device's, NATS or MQTT) goes to up's identity service.
     """
     now = datetime.now(UTC)
     records = ca.issued()
-    mqtt_devices = mqtt.registered(home.root)
-    mesh, ops, system = users_for([r for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)], now)
-    mqtt_users = mqtt.mqtt_users(records, now, mqtt_devices)
-    write_private(home.mqtt_include, render_users(mqtt_users))
+    mesh, ops, system = users_for([r for r in records if not mqtt.is_bridge_record(r)], now)
+    write_private(home.mqtt_include, render_users(mqtt.mqtt_users(records, now)))
     write_private(home.users_include, render_users(mesh) + site_mappings(records, now))  # both in MESH
     write_private(home.operators_include, render_users(ops))
     write_private(home.system_include, render_users(system))

@@ -74,15 +74,18 @@ CODE_CLOSE_S = 10.0  # the longest a stop waits for the indexer's workers; they 
 
 
 def mqtt_help(home: Home, settings: Settings) -> str:
-    """What `up` prints about the MQTT listener (pure): where it is and a mosquitto_pub line that works."""
+    """What `up` prints about the MQTT listener (pure): where it is (every node's, in a cluster) and mosquitto
+    lines that work: the device's command session, and a publisher beside it that leaves that session alone."""
     host = "127.0.0.1" if settings.mqtt.host in ("0.0.0.0", "::", "") else settings.mqtt.host
     device = home.root / "devices" / "ID"
+    ports = [settings.mqtt.port + k for k in range(max(settings.server.cluster, 1))]
+    tls = f"--cafile {home.ca_dir / 'ca.pem'} --cert {device}/cert.pem --key {device}/key.pem -h {host} -p {ports[0]}"
     return "\n".join(
         [
-            f"  mqtt      mqtts://{host}:{settings.mqtt.port} (devices enrolled with --transport mqtt), e.g.",
-            f"            mosquitto_pub --cafile {home.ca_dir / 'ca.pem'}"
-            f" --cert {device}/cert.pem --key {device}/key.pem -h {host} -p {settings.mqtt.port}"
-            " -i ID -q 1 -t mesh/evt/device/ID/telemetry -m '{\"temp_c\": 41.5}'",
+            f"  mqtt      {', '.join(f'mqtts://{host}:{port}' for port in ports)}"
+            " (devices enrolled with --transport mqtt), e.g.",
+            f"            mosquitto_sub {tls} -i ID -c -q 1 -t 'mesh/cmd/ID/#'",
+            f"            mosquitto_pub {tls} -i ID/pub -q 1 -t mesh/evt/device/ID/telemetry -m '{{\"temp_c\": 41.5}}'",
         ]
     )
 
@@ -288,6 +291,10 @@ async def _run(
                 port=settings.mqtt.port,
                 devices=lambda: mqtt.registered(home.root),
                 metrics=bridging.MqttMetrics(registry),
+                # the loopback cluster's nodes listen on consecutive ports; a node of a cluster
+                # across hosts serves its own host's devices from its own listener
+                listeners=len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1,
+                replicas=stream_replicas(settings),
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))

@@ -1,8 +1,9 @@
 """MQTT-only devices (pure, but for the small registry file at the end): listener, users, topics, payloads.
 
 A device that speaks only MQTT 3.1.1 connects to nats-server's MQTT listener with its
-client certificate (verify_and_map, as on the NATS listener). Its user lives in an
-account of its own, MQTT, so that:
+client certificate; up's identity service (the auth callout, ADR 0012) admits it there
+only, and only under its own client id (client_id_refusal). Its user lives in an account
+of its own, MQTT, so that:
   - its command topics (mesh/cmd/<id>/#, NATS mesh.cmd.<id>.>) are not the MESH account's
     COMMANDS subjects: what the bridge publishes to a device is never captured as a new
     command, and the COMMANDS stream's plain deliveries never reach a device at QoS 0;
@@ -34,8 +35,10 @@ MQTT account's MQTT_IN stream) into our events. Payloads, documented in the READ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -74,6 +77,8 @@ COMMAND_STATES = (
     CommandState.FAILED,
     CommandState.REJECTED,
 )
+_ROLE = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # the <name> of a client id <device id>/<name>
+_HASH_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # nats-server's base 62
 _EVENT_IDS = uuid.UUID("6d616861-7669-4d51-9454-000000000001")  # namespace of derived event ids
 
 
@@ -88,10 +93,14 @@ class MqttPayloadError(MqttError):
 # -- Server configuration --------------------------------------------------------------
 
 
-def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Path) -> str:
+def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Path, replicas: int = 0) -> str:
     """The nats-server `mqtt {}` block (pure): TLS with client certificates mapped to users, as on port 4222.
 
-    `port` 0 renders no listener; -1 lets the server pick a free port (tests).
+    `port` 0 renders no listener; -1 lets the server pick a free port (tests). `replicas`
+    (a cluster's) is how many copies the server keeps of its MQTT streams (sessions, kept
+    messages): left to itself it counts the routes of the node, 2 in a cluster of three,
+    and a session stream of two replicas stops answering when one node is down (measured:
+    "loading session record: JetStream system temporarily unavailable" until it is back).
     """
     if port == 0:
         return "# no MQTT listener ([mqtt] port = 0)"
@@ -100,6 +109,7 @@ def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Pat
             "mqtt {",
             f"  host: {json.dumps(host)}",
             f"  port: {port}",
+            *([f"  stream_replicas: {replicas}"] if replicas else []),
             "  tls {",
             f"    cert_file: {json.dumps(str(cert))}",
             f"    key_file: {json.dumps(str(key))}",
@@ -113,7 +123,7 @@ def listener_block(host: str, port: int, *, cert: Path, key: str | Path, ca: Pat
 
 
 def device_user(device_id: str, serial: int) -> User:
-    """The MQTT account's user for one certificate of an MQTT device: its own topics, MQTT only."""
+    """What an MQTT device may do (the identity service grants it in the MQTT account): its own topics, MQTT only."""
     subjects.token(device_id, what="device id")
     return User(
         name=certificate_uri(serial),
@@ -123,27 +133,41 @@ def device_user(device_id: str, serial: int) -> User:
     )
 
 
+def client_id_refusal(device_id: str, client_id: str) -> str | None:
+    """Why `device_id`'s certificate may not connect with this MQTT client id, or None when it may (pure).
+
+    The client id names the session, and a connection with a session's client id takes it
+    over (a clean one wipes it). So a device's client id is its own id: that session is the
+    one that takes its commands. `<id>/<name>` (a device id holds no "/") is also the
+    device's, for connections beside it, e.g. a publisher that must not take over the
+    command session. Any other id, another device's above all, is refused.
+    """
+    if client_id == device_id:
+        return None
+    role = client_id.removeprefix(device_id + "/")
+    if role != client_id and _ROLE.fullmatch(role):
+        return None
+    shown = client_id if len(client_id) <= 64 else client_id[:64] + "..."
+    return (
+        f"device:{device_id} connected to MQTT as client id {shown!r}: use its own id, -i {device_id}"
+        f" (or {device_id}/<name>, e.g. {device_id}/pub, for a connection beside its command session)"
+    )
+
+
 def bridge_user(serial: int) -> User:
     """The bridge: unrestricted within the MQTT account (it is control), over NATS and MQTT."""
     return User(name=certificate_uri(serial), connection_types=("STANDARD", "MQTT"))
 
 
-def is_mqtt_record(record: IssuedRecord, mqtt_devices: frozenset[str]) -> bool:
-    """Whether this certificate's user belongs to the MQTT account rather than MESH."""
-    if record.kind == "device":
-        return record.identity in mqtt_devices
+def is_bridge_record(record: IssuedRecord) -> bool:
+    """Whether this certificate is the bridge's, whose user belongs to the MQTT account rather than MESH."""
     return record.kind == "control" and record.identity == BRIDGE_ID
 
 
-def mqtt_users(records: Iterable[IssuedRecord], now: datetime, mqtt_devices: frozenset[str]) -> tuple[User, ...]:
-    """One user per live certificate of the MQTT account (pure): the MQTT devices and the bridge."""
-    users: list[User] = []
-    for record in records:
-        if not record.is_live(now) or not is_mqtt_record(record, mqtt_devices):
-            continue
-        is_bridge = record.kind == "control"
-        users.append(bridge_user(record.serial) if is_bridge else device_user(record.identity, record.serial))
-    return tuple(users)
+def mqtt_users(records: Iterable[IssuedRecord], now: datetime) -> tuple[User, ...]:
+    """The MQTT account's configured users (pure): the bridge's live certificates. Devices are admitted by the
+    identity service, which checks their client id (ADR 0008)."""
+    return tuple(bridge_user(r.serial) for r in records if r.is_live(now) and is_bridge_record(r))
 
 
 # -- Topics ---------------------------------------------------------------------------
@@ -154,20 +178,55 @@ def command_topic(device_id: str, command_id: str) -> str:
     return subjects.command(device_id, command_id).replace(".", "/")
 
 
-def devices_with_sessions(filter_subjects: Iterable[str]) -> set[str]:
-    """The devices whose MQTT session holds a QoS 1 subscription to their commands (pure).
+def session_hash(client_id: str) -> str:
+    """The 8 characters nats-server names a session's consumers by (pure): its getHash(client id).
 
-    Each QoS 1 subscription of a session is a consumer of $MQTT_msgs filtered on
-    `$MQTT.msgs.<subject>`; a command published while the device is away waits there.
+    Each QoS 1 subscription of the session with client id C is a consumer of $MQTT_msgs
+    named `<session_hash(C)>_<nuid>` (server/mqtt.go, events.go: SHA-256, each of the first
+    8 bytes mod 62 as a digit). The bridge finds a device's own session by it: only the
+    session whose client id is the device id takes its commands.
     """
-    prefix = f"$MQTT.msgs.{subjects.COMMANDS_PREFIX}."
-    found = set()
-    for subject in filter_subjects:
-        if subject.startswith(prefix):
-            device = subject[len(prefix) :].split(".", 1)[0]
-            if device not in ("*", ">"):
-                found.add(device)
+    digest = hashlib.sha256(client_id.encode()).digest()
+    return "".join(_HASH_DIGITS[b % len(_HASH_DIGITS)] for b in digest[:8])
+
+
+def covers_commands(filter_subject: str, device_id: str) -> bool:
+    """Whether a $MQTT_msgs consumer's filter receives every command of `device_id` (pure).
+
+    A command goes to mesh/cmd/<id>/<command-id>: `mesh/cmd/<id>/#` and `mesh/cmd/<id>/+`
+    cover it, the bare `mesh/cmd/<id>` (granted, it is within the device's topics) does not.
+    """
+    prefix = f"$MQTT.msgs.{subjects.COMMANDS_PREFIX}.{device_id}."
+    return filter_subject in (prefix + "*", prefix + ">")
+
+
+def command_sessions(consumers: Iterable[tuple[str, str]], device_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+    """For each device whose own session takes commands, the names of its consumers that receive them (pure).
+
+    `consumers` are (name, filter subject) of $MQTT_msgs' consumers. A device's own session
+    is the one whose client id is the device id (the callout refuses any other client id
+    for a subscribing connection), and it takes commands only with a QoS 1 subscription
+    that covers them (covers_commands).
+    """
+    listed = list(consumers)
+    found: dict[str, frozenset[str]] = {}
+    for device in device_ids:
+        own = session_hash(device) + "_"
+        names = frozenset(n for n, f in listed if n.startswith(own) and covers_commands(f, device))
+        if names:
+            found[device] = names
     return found
+
+
+def acknowledged(delivered_seq: int, pending: int, ack_pending: int, before: int) -> bool:
+    """Whether a session's consumer of a device's commands has had the device acknowledge the newest one (pure).
+
+    The bridge is the only publisher on a device's command topics and keeps one command in
+    its session at a time, so everything this consumer received after `before` (the last
+    sequence of $MQTT_msgs before the publish) is that command: delivered past it, with
+    nothing pending or unacknowledged, means the device's PUBACK reached the server.
+    """
+    return delivered_seq > before and pending == 0 and ack_pending == 0
 
 
 # -- Payloads -------------------------------------------------------------------------

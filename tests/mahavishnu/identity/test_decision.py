@@ -10,6 +10,7 @@ import pytest
 
 from certs import CertificateAuthority, IssuedCertificate
 from mahavishnu.control.permissions import device_user, site_user
+from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.identity.claims import claim_user
 from mahavishnu.identity.decision import (
     ACCOUNT,
@@ -19,6 +20,7 @@ from mahavishnu.identity.decision import (
     Request,
     decide,
     parse_request,
+    refusal_audit,
     response_claims,
     user_claims,
 )
@@ -38,7 +40,7 @@ def issue(ca: CertificateAuthority, tmp: Path, identity: str, kind: str = "devic
     return ca.issue_client(identity, kind=kind, out_dir=tmp / identity)
 
 
-def request(issued: IssuedCertificate | None, client_type: str = "nats") -> Request:
+def request(issued: IssuedCertificate | None, client_type: str = "nats", mqtt_client_id: str = "") -> Request:
     return Request(
         server_id="NSERVER",
         user_nkey="UCONN",
@@ -46,6 +48,7 @@ def request(issued: IssuedCertificate | None, client_type: str = "nats") -> Requ
         client_id=7,
         name="agent",
         certificate=issued.cert_path.read_bytes() if issued else None,
+        mqtt_client_id=mqtt_client_id,
     )
 
 
@@ -73,6 +76,7 @@ def test_a_live_device_gets_its_own_permissions_until_its_certificate_ends(
     [
         ("revoked", "revoked", "device", "nats", "is revoked"),
         ("an MQTT device", "mqtt", "device", "nats", "MQTT device"),
+        ("an MQTT device under another's client id", "mqtt", "device", "mqtt", "as client id 'other'"),
         ("over MQTT", "none", "device", "mqtt", "may not connect over mqtt"),
         ("an operator the configuration does not list", "none", "operator", "nats", "not a user of this server"),
         ("a site as a client", "none", "site", "nats", "may only link its leaf server"),
@@ -89,10 +93,39 @@ def test_refused(
         "revoked": Fleet(revoked=frozenset({issued.serial}), mqtt_devices=frozenset()),
         "mqtt": Fleet(revoked=frozenset(), mqtt_devices=frozenset({identity})),
     }[fleet]
-    refused = decide(request(issued, client_type), known)
+    refused = decide(request(issued, client_type, mqtt_client_id="other" if client_type == "mqtt" else ""), known)
     assert isinstance(refused, Refusal), why
     assert reason in refused.reason
     assert refused.who == f"{kind}:{identity}"
+
+
+@pytest.mark.parametrize("client_id", ["meter", "meter/pub"])
+def test_an_mqtt_device_gets_its_topics_in_the_mqtt_account_under_its_own_client_id(
+    ca: CertificateAuthority, tmp_path: Path, client_id: str
+) -> None:
+    identity = f"meter-{uuid.uuid4().hex[:8]}"
+    issued = issue(ca, tmp_path, identity)
+    fleet = Fleet(revoked=frozenset(), mqtt_devices=frozenset({identity}))
+    own_id = client_id.replace("meter", identity)
+    granted = decide(request(issued, "mqtt", mqtt_client_id=own_id), fleet)
+    assert isinstance(granted, Grant) and granted.account == mqtt.MQTT_ACCOUNT
+    assert granted.user == mqtt.device_user(identity, issued.serial)
+    claims = user_claims(granted, "UCONN")
+    assert claims["aud"] == "MQTT" and claims["nats"]["allowed_connection_types"] == ["MQTT"]
+    assert claims["nats"]["sub"]["allow"] == [f"mesh.cmd.{identity}", f"mesh.cmd.{identity}.>"]
+
+
+def test_a_refusal_is_audited_with_who_why_and_the_client_id_it_tried(ca: CertificateAuthority, tmp_path: Path) -> None:
+    identity = f"meter-{uuid.uuid4().hex[:8]}"
+    issued = issue(ca, tmp_path, identity)
+    tried = request(issued, "mqtt", mqtt_client_id="meter-2" + "x" * 500)
+    refused = decide(tried, Fleet(revoked=frozenset(), mqtt_devices=frozenset({identity})))
+    assert isinstance(refused, Refusal)
+    record = refusal_audit(tried, refused)
+    assert (record["actor"], record["target"], record["action"]) == (identity, identity, "connection.refused")
+    assert record["outcome"] == "denied" and record["details"]["over"] == "mqtt"
+    assert record["details"]["client_id"] == ("meter-2" + "x" * 500)[:128]
+    assert record["details"]["who"] == f"device:{identity}" and "as client id" in record["details"]["reason"]
 
 
 def test_a_sites_leaf_link_gets_the_sites_permissions(ca: CertificateAuthority, tmp_path: Path) -> None:
@@ -147,6 +180,8 @@ def test_a_request_is_read_from_the_servers_claims(ca: CertificateAuthority, tmp
     }
     parsed = parse_request(claims)
     assert parsed == Request("NSERVER", "UCONN", "nats", 12, "agent", pem.encode(), kind="Client")
+    claims["nats"]["client_info"] = {"id": 13, "type": "mqtt", "mqtt_id": "meter-1"}  # the server's ClientInformation
+    assert parse_request(claims).mqtt_client_id == "meter-1"
     with pytest.raises(BadRequest):
         parse_request({"nats": {"type": "authorization_response"}})
     with pytest.raises(BadRequest):

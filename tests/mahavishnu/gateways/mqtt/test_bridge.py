@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -58,14 +59,31 @@ async def bridge(mesh: Mesh, store: EventStore) -> AsyncIterator[bridging.MqttBr
     await bridging.close_bridge(opened)
 
 
+async def kept_in_session(bridge: bridging.MqttBridge, device: str, command_id: str) -> bool:
+    """Whether the server keeps this command in the device's MQTT session ($MQTT_msgs)."""
+    subject = f"$MQTT.msgs.{subjects.command(device, command_id)}"
+    try:
+        await bridge.bridge.jetstream().get_last_msg(mqtt.SESSIONS_STREAM, subject)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+async def pending_commands(store: EventStore, device: str) -> tuple[int, int]:
+    """(not yet handed out, handed out but not acknowledged) of the device's consumer in COMMANDS."""
+    info = await store.nc.jetstream().consumer_info("COMMANDS", subjects.device_consumer(device))
+    return info.num_pending, info.num_ack_pending
+
+
 def reloads(mesh: Mesh) -> int:
     return sum("Reloaded server configuration" in line for line in mesh.server.recent)
 
 
 async def enroll_mqtt(mesh: Mesh, store: EventStore, folder: Path, device_id: str) -> Path:
+    """Enrol an MQTT device: the identity service admits it from now on, no configuration changes."""
     before = reloads(mesh)
     await devices.enroll(mesh.home, mesh.settings, store, device_id, out_dir=folder, transport="mqtt")
-    wait_until(lambda: reloads(mesh) > before, timeout=10, what="the server to reload its users")
+    assert reloads(mesh) == before
     return folder
 
 
@@ -202,12 +220,9 @@ async def test_commands_issued_while_the_device_is_offline_reach_it_when_it_retu
 
     # Offline now; the server keeps what the bridge delivers in the device's session.
     second = await commands.send(store, "pump-1", "echo", {"x": 2}, ttl_s=120, timeout_s=5, actor="control")
-
-    async def delivered() -> bool:
-        info = await store.nc.jetstream().consumer_info("COMMANDS", subjects.device_consumer("pump-1"))
-        return info.num_pending == 0 and info.num_ack_pending == 0
-
-    await eventually_async(delivered, timeout=20, what="the bridge to hand the command to the MQTT session")
+    await eventually_async(
+        lambda: kept_in_session(bridge, "pump-1", second.command_id), timeout=20, what="the command in the session"
+    )
     got = await asyncio.to_thread(
         subprocess.run, [*args, "-C", "1", "-W", "30"], capture_output=True, text=True, timeout=40
     )
@@ -228,6 +243,96 @@ async def test_commands_issued_while_the_device_is_offline_reach_it_when_it_retu
     await eventually_async(marker_landed, timeout=20, what="the telemetry sent after both reports")
     reports = [s.event async for s in store.read(subjects.device_event("pump-1", "command"))]
     assert [type(e).__name__ for e in reports] == ["CommandSucceeded"]
+
+
+async def test_a_command_kept_in_a_session_that_a_clean_session_wiped_is_delivered_again(
+    mesh: Mesh, store: EventStore, bridge: bridging.MqttBridge, tmp_path: Path
+) -> None:
+    """Issue 16 (a): the device subscribed with a persistent session and left; a command was kept in its
+    session; then a clean session of the same client id (the old README's mosquitto_pub line) wiped it."""
+    folder = await enroll_mqtt(mesh, store, tmp_path / "meter", "meter-1")
+    sub = [tool("mosquitto_sub"), *tls_args(mesh, folder), "-i", "meter-1", "-c", "-q", "1", "-t", "mesh/cmd/meter-1/#"]
+    subscribed = await asyncio.to_thread(subprocess.run, [*sub, "-E"], capture_output=True, text=True, timeout=30)
+    assert subscribed.returncode == 0, subscribed
+    await eventually_async(
+        lambda: has_session(bridge, "meter-1"), timeout=20, what="meter-1's session to take commands"
+    )
+    command = await commands.send(store, "meter-1", "ping", {}, ttl_s=120, timeout_s=5, actor="control")
+    await eventually_async(
+        lambda: kept_in_session(bridge, "meter-1", command.command_id), timeout=20, what="the command in the session"
+    )
+    assert await pending_commands(store, "meter-1") == (0, 1)  # kept by the server, not yet taken by the device
+
+    topic = "mesh/evt/device/meter-1/telemetry"
+    # The README's publisher, beside the command session (-i meter-1/pub), leaves it alone...
+    assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "meter-1/pub", topic, {"temp_c": 41.0}) == 0
+    await eventually_async(lambda: telemetry_landed(store, "meter-1"), timeout=20, what="meter-1's telemetry")
+    assert await kept_in_session(bridge, "meter-1", command.command_id)
+    # ...the old README's, a clean session with the command session's client id, wipes it.
+    assert await asyncio.to_thread(mosquitto_pub, mesh, folder, "meter-1", topic, {"temp_c": 41.5}) == 0
+    # The clean session dropped the subscription and what it held: the command goes back to COMMANDS...
+    await eventually_async(
+        lambda: wiped(bridge, "meter-1", command.command_id), timeout=20, what="the clean session's wipe"
+    )
+    # ...and reaches the device once it subscribes again.
+    got = await asyncio.to_thread(
+        subprocess.run, [*sub, "-C", "1", "-W", "30"], capture_output=True, text=True, timeout=40
+    )
+    assert json.loads(got.stdout)["command_id"] == command.command_id, got
+    report = {"command_id": command.command_id, "state": "succeeded", "result": {"pong": True}}
+    assert (
+        await asyncio.to_thread(mosquitto_pub, mesh, folder, "meter-1", "mesh/evt/device/meter-1/command", report) == 0
+    )
+    view = await follow_outcome(store, command, deadline_s=20)
+    assert view.state == "succeeded"
+    await eventually_async(
+        lambda: taken(store, "meter-1"), timeout=20, what="the bridge to acknowledge the command in COMMANDS"
+    )
+
+
+async def test_a_subscription_to_the_bare_command_topic_takes_no_commands(
+    mesh: Mesh, store: EventStore, bridge: bridging.MqttBridge, tmp_path: Path
+) -> None:
+    """Issue 16 (b): mesh/cmd/<id> is granted but matches no command topic, so it is no session for commands."""
+    folder = await enroll_mqtt(mesh, store, tmp_path / "bare", "bare-1")
+    device = paho_device(mesh, folder, "bare-1", answer="succeeded")
+    try:
+        device.subscribe("mesh/cmd/bare-1")
+        assert device.granted == [True]
+        command = await commands.send(store, "bare-1", "ping", {}, ttl_s=120, timeout_s=5, actor="control")
+        await eventually_async(
+            lambda: bare_consumer_listed(bridge, "bare-1"), timeout=20, what="the bare subscription's consumer"
+        )
+        assert "bare-1" not in await bridge.sessions()
+        assert await pending_commands(store, "bare-1") == (1, 0)  # still waiting in COMMANDS, not "delivered"
+        device.subscribe("mesh/cmd/bare-1/+")
+        view = await follow_outcome(store, command, deadline_s=30)
+    finally:
+        device.stop()
+    assert view.state == "succeeded"
+    assert [topic for topic, _, _ in device.received] == [f"mesh/cmd/bare-1/{command.command_id}"]
+
+
+async def telemetry_landed(store: EventStore, device: str) -> bool:
+    return await store.last_event(subjects.device_event(device, "telemetry")) is not None
+
+
+async def wiped(bridge: bridging.MqttBridge, device: str, command_id: str) -> bool:
+    return not await kept_in_session(bridge, device, command_id)
+
+
+async def has_session(bridge: bridging.MqttBridge, device: str) -> bool:
+    return device in await bridge.sessions()
+
+
+async def taken(store: EventStore, device: str) -> bool:
+    return await pending_commands(store, device) == (0, 0)
+
+
+async def bare_consumer_listed(bridge: bridging.MqttBridge, device: str) -> bool:
+    consumers = await bridge.bridge.jetstream().consumers_info(mqtt.SESSIONS_STREAM)
+    own = mqtt.session_hash(device)  # the server names a session's consumers by its client id's hash
+    return any(c.name.startswith(own) and c.config.filter_subject == f"$MQTT.msgs.mesh.cmd.{device}" for c in consumers)
 
 
 async def test_an_expired_command_is_never_delivered(
@@ -270,17 +375,23 @@ async def test_a_device_cannot_publish_or_subscribe_under_another_id(
     )
     assert "denied" in refused.stdout + refused.stderr, refused
 
-    # Taking meter-b's client id does not give meter-a meter-b's session and its commands.
-    impostor = paho_device(mesh, mine, "meter-b")
+    # meter-b's client id is refused to meter-a's certificate: it can neither take over nor wipe meter-b's session.
+    impostor = await asyncio.to_thread(
+        subprocess.run,
+        [tool("mosquitto_sub"), *tls_args(mesh, mine), "-i", "meter-b", "-c", "-q", "1", "-t", "mesh/cmd/meter-a/#"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert impostor.returncode != 0 and "not authorised" in (impostor.stdout + impostor.stderr).lower(), impostor
+    command = await commands.send(store, "meter-b", "ping", {}, ttl_s=60, timeout_s=5, actor="control")
+    meter_b = paho_device(mesh, tmp_path / "b", "meter-b")
     try:
-        command = await commands.send(store, "meter-b", "ping", {}, ttl_s=60, timeout_s=5, actor="control")
-        meter_b = paho_device(mesh, tmp_path / "b", "meter-b")  # takes its session back from the impostor
         meter_b.subscribe("mesh/cmd/meter-b/#")
         await eventually(lambda: meter_b.received, timeout=20, what="meter-b to receive its command")
-        meter_b.stop()
     finally:
-        impostor.stop()
-    assert impostor.received == [] and meter_b.received[0][2]["command_id"] == command.command_id
+        meter_b.stop()
+    assert meter_b.received[0][2]["command_id"] == command.command_id
 
     # Publishing as meter-b lands nowhere; meter-a's own telemetry, sent after it, lands.
     forged = {"temp_c": 99.0}
@@ -329,9 +440,7 @@ async def test_no_foreign_or_revoked_certificate_is_accepted(
 
     device = paho_device(mesh, folder, "gate-1")
     try:
-        before = reloads(mesh)
-        await devices.revoke(mesh.home, store, "gate-1", reason="key_compromise")
-        wait_until(lambda: reloads(mesh) > before, timeout=10, what="the server to reload its users")
+        await devices.revoke(mesh.home, store, "gate-1", reason="key_compromise")  # the cut-off kicks it
         await eventually(device.disconnected.is_set, timeout=10, what="the revoked device's connection to close")
     finally:
         device.stop()

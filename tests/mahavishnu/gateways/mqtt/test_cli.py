@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
-from tests.harness import free_port
+import nats.errors
+
+from core.config import load_config
+from core.store import connect
+from mahavishnu.runtime.home import Home
+from tests.harness import free_port, free_port_run
 from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, run, scrape_metrics, start_up, stop_up
 from tests.tools import tool
+from tests.waiting import wait_until
 
 
 def start_up_with_mqtt(folder: Path) -> tuple[Running, str]:
@@ -59,7 +68,8 @@ def test_cmd_send_wait_completes_for_an_mqtt_device(tmp_path: Path) -> None:
         assert (command["name"], command["args"]) == ("echo", {"v": 7})
         report = {"command_id": command["command_id"], "state": "succeeded", "result": command["args"]}
         answer = ["-t", "mesh/evt/device/meter-1/command", "-m", json.dumps(report)]
-        assert subprocess.run([mosquitto_pub, *tls, *answer], timeout=30).returncode == 0
+        # Beside the command session, as the README says (-i meter-1/pub): it leaves that session alone.
+        assert subprocess.run([mosquitto_pub, *tls, "-i", "meter-1/pub", *answer], timeout=30).returncode == 0
         out, err = sender.communicate(timeout=90)
         assert sender.returncode == 0, (out, err)
         assert json.loads(out)["result"] == {"v": 7}
@@ -77,3 +87,108 @@ def test_up_prints_how_to_connect_an_mqtt_device(tmp_path: Path) -> None:
     stop_up(up)
     assert code == 0
     assert f"mqtts://127.0.0.1:{port}" in out and "mosquitto_pub --cafile" in out, out
+
+
+def led_without(up: Running, node: str) -> bool:
+    """Whether the streams a command and its report go through have a leader other than `node` (after a node
+    died, JetStream elects new ones; meanwhile appends wait, and what the server captures into MQTT_IN is lost).
+    Asked on the second node (the bridge's identity names one server only)."""
+    settings = load_config(None, env=up.env)
+    home = Home(up.home)
+    asked = [
+        (home.control_identity(settings), ("COMMANDS", "EVENTS")),
+        (home.mqtt_bridge_identity(settings, settings.server.port + 1), ("MQTT_IN", "$MQTT_sess", "$MQTT_msgs")),
+    ]
+
+    async def ask() -> bool:
+        for identity, streams in asked:
+            nc = await connect(identity, name="probe")
+            try:
+                for stream in streams:
+                    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=2)
+                    if json.loads(reply.data).get("cluster", {}).get("leader") in (None, "", node):
+                        return False
+            except nats.errors.Error:
+                return False
+            finally:
+                await nc.close()
+        return True
+
+    return asyncio.run(ask())
+
+
+def test_every_node_of_a_cluster_serves_mqtt_devices(tmp_path: Path) -> None:
+    """`up --cluster 3`: a device keeps its session on the second node and answers through the third; with
+    the first node killed, the bridge delivers through another node."""
+    mosquitto_sub, mosquitto_pub = tool("mosquitto_sub"), tool("mosquitto_pub")
+    first = free_port_run(3)
+    ports = [str(first + k) for k in range(3)]
+    up = start_up(
+        tmp_path,
+        "--cluster",
+        "3",
+        MAHAVISHNU_SERVER__CLUSTER="3",
+        MAHAVISHNU_SERVER__PORT=str(free_port_run(3)),
+        MAHAVISHNU_SERVER__CLUSTER_PORT=str(free_port_run(3)),
+        MAHAVISHNU_SERVER__MONITOR_PORT="0",
+        MAHAVISHNU_SERVER__RESTART_BACKOFF="20s",  # a killed node stays down for a while
+        MAHAVISHNU_SERVER__RESTART_BACKOFF_MAX="20s",
+        MAHAVISHNU_MQTT__PORT=ports[0],
+        MAHAVISHNU_LOGGING__LEVEL="info",  # the bridge's connections
+    )
+    try:
+        enrolled = run("device", "enroll", "meter-1", "--transport", "mqtt", env=up.env)
+        assert enrolled.returncode == 0, enrolled.stderr
+        folder = up.home / "devices" / "meter-1"
+        tls = ["--cafile", f"{folder}/ca.pem", "--cert", f"{folder}/cert.pem", "--key", f"{folder}/key.pem"]
+        tls += ["-h", "127.0.0.1", "-q", "1"]
+        session = ["-p", ports[1], "-i", "meter-1", "-c", "-t", "mesh/cmd/meter-1/#"]  # on the second node
+
+        def round_trip(value: int) -> None:
+            device = subprocess.Popen(
+                [mosquitto_sub, *tls, *session, "-C", "1", "-W", "60"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            sender = subprocess.Popen(
+                [MAHAVISHNU, "cmd", "send", "meter-1", "echo", "--args", json.dumps({"v": value}), "--wait"],
+                env=up.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            received, errors = device.communicate(timeout=90)
+            if device.returncode != 0:
+                sender.kill()
+                raise AssertionError((errors, *sender.communicate(timeout=30)))
+            command = json.loads(received)
+            report = {"command_id": command["command_id"], "state": "succeeded", "result": command["args"]}
+            answer = ["-t", "mesh/evt/device/meter-1/command", "-m", json.dumps(report)]
+            published = subprocess.run([mosquitto_pub, *tls, "-p", ports[2], "-i", "meter-1/pub", *answer], timeout=30)
+            assert published.returncode == 0
+            out, err = sender.communicate(timeout=90)
+            assert sender.returncode == 0, (out, err)
+            assert json.loads(out)["result"] == {"v": value}
+
+        def reconnected() -> bool:
+            """The device gets its session back (a device retries: the mesh needs a few seconds after a node dies)."""
+            again = [mosquitto_sub, *tls, *session, "-E"]  # subscribe in the persistent session, and leave
+            return subprocess.run(again, capture_output=True, timeout=30).returncode == 0
+
+        round_trip(8)
+        n1 = int((up.home / "nats" / "cluster-n1.pid").read_text().strip())
+        os.kill(n1, signal.SIGKILL)  # the node whose listener the bridge used
+        wait_until(reconnected, timeout=60, what="the device's session back on the second node")
+        wait_until(lambda: led_without(up, "mahavishnu-n1"), timeout=60, what="new leaders for the streams n1 led")
+        round_trip(9)
+        # The bridge moved to another node's listener at once (its first reconnection is to the next node).
+        after = up.log()[up.log().index("nats-server exited unexpectedly") :]
+        moved = f'"the bridge is connected over MQTT", "listener": "127.0.0.1:{ports[1]}"'
+        assert moved in after or moved.replace(ports[1], ports[2]) in after
+        wait_until(lambda: "nats-server restarted" in up.log(), timeout=60, what="n1 back (a clean stop needs it)")
+        code, printed = up.stop()
+    finally:
+        stop_up(up)
+    assert code == 0
+    assert all(f"mqtts://127.0.0.1:{port}" in printed for port in ports), printed

@@ -61,31 +61,54 @@ def test_an_mqtt_device_may_use_its_own_topics_over_mqtt_only() -> None:
         mqtt.device_user("a.b", 1)
 
 
-def test_mqtt_devices_and_the_bridge_are_users_of_the_mqtt_account_only() -> None:
+def test_only_the_bridge_is_a_configured_user_of_the_mqtt_account() -> None:
     records = [
         record("control", "control", 1),
-        record("dev-n", "device", 2),
-        record("dev-m", "device", 3),
-        record("dev-old", "device", 4, revoked=True),
+        record("dev-m", "device", 3),  # an MQTT device: admitted by the identity service, not configured
         record(mqtt.BRIDGE_ID, "control", 5),
+        record(mqtt.BRIDGE_ID, "control", 6, revoked=True),
     ]
-    mqtt_devices = frozenset({"dev-m", "dev-old"})
-    users = mqtt.mqtt_users(records, NOW, mqtt_devices)
-    assert [u.name for u in users] == [certificate_uri(3), certificate_uri(5)]
-    assert users[1].publish_allow is None and users[1].connection_types == ("STANDARD", "MQTT")
-    mesh = [r.identity for r in records if not mqtt.is_mqtt_record(r, mqtt_devices)]
-    assert mesh == ["control", "dev-n"]
+    users = mqtt.mqtt_users(records, NOW)
+    assert [u.name for u in users] == [certificate_uri(5)]
+    assert users[0].publish_allow is None and users[0].connection_types == ("STANDARD", "MQTT")
+    assert [r.identity for r in records if not mqtt.is_bridge_record(r)] == ["control", "dev-m"]
 
 
-def test_sessions_are_read_from_the_filters_of_the_servers_qos1_consumers() -> None:
-    filters = [
-        "$MQTT.msgs.mesh.cmd.dev-a.>",
-        "$MQTT.msgs.mesh.cmd.dev-a",
-        "$MQTT.msgs.mesh.cmd.dev-b.*",
-        "$MQTT.msgs.mesh.cmd.>",  # a wildcard names no device
-        "$MQTT.msgs.other.topic",
+@pytest.mark.parametrize(
+    ("client_id", "allowed"),
+    [
+        ("meter-1", True),
+        ("meter-1/pub", True),
+        ("meter-1/a_b-2", True),
+        ("meter-2", False),  # another device's session
+        ("meter-2/pub", False),
+        ("meter-1-pub", False),  # could be another device's id
+        ("meter-1/", False),
+        ("meter-1/a/b", False),
+        ("", False),
+        ("x" * 10_000, False),
+    ],
+)
+def test_a_device_connects_under_its_own_client_id_only(client_id: str, allowed: bool) -> None:
+    refusal = mqtt.client_id_refusal("meter-1", client_id)
+    assert (refusal is None) == allowed
+    if refusal is not None:
+        assert refusal.startswith("device:meter-1 connected to MQTT as client id") and "-i meter-1" in refusal
+        assert len(refusal) < 300
+
+
+def test_a_session_takes_commands_when_it_is_the_devices_own_and_covers_its_command_topics() -> None:
+    a, b = mqtt.session_hash("dev-a"), mqtt.session_hash("dev-b")
+    consumers = [
+        (f"{a}_1", "$MQTT.msgs.mesh.cmd.dev-a.>"),  # mesh/cmd/dev-a/#
+        (f"{a}_2", "$MQTT.msgs.mesh.cmd.dev-a"),  # the bare topic: matches no command
+        (f"{a}_3", "$MQTT.msgs.mesh.cmd.dev-a.*"),  # mesh/cmd/dev-a/+
+        (f"{b}_1", "$MQTT.msgs.mesh.cmd.dev-b"),  # dev-b subscribed to its bare topic only
+        (f"{mqtt.session_hash('dev-a/pub')}_1", "$MQTT.msgs.mesh.cmd.dev-a.>"),  # not dev-a's own session
+        (f"{a}_4", "$MQTT.msgs.mesh.cmd.>"),
     ]
-    assert mqtt.devices_with_sessions(filters) == {"dev-a", "dev-b"}
+    assert mqtt.command_sessions(consumers, ["dev-a", "dev-b", "dev-c"]) == {"dev-a": frozenset({f"{a}_1", f"{a}_3"})}
+    assert len(a) == 8 and a != b and a.isalnum()
 
 
 def test_a_command_is_sent_as_its_request_and_its_expiry() -> None:
@@ -164,9 +187,14 @@ def test_up_says_how_to_connect_with_mosquitto(tmp_path: Path) -> None:
     text = mqtt_help(Home(tmp_path), settings)
     assert "mqtts://127.0.0.1:8883" in text
     assert f"--cafile {tmp_path}/ca/ca.pem" in text and "-t mesh/evt/device/ID/telemetry" in text
+    assert "mosquitto_sub" in text and "-i ID -c" in text and "-i ID/pub" in text  # a publisher beside the session
+    cluster = load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883", "MAHAVISHNU_SERVER__CLUSTER": "3"})
+    assert "mqtts://127.0.0.1:8883, mqtts://127.0.0.1:8884, mqtts://127.0.0.1:8885" in mqtt_help(
+        Home(tmp_path), cluster
+    )
 
 
-def test_a_cluster_has_one_mqtt_listener_on_its_first_node(tmp_path: Path) -> None:
+def test_every_node_of_a_cluster_has_an_mqtt_listener_of_its_own(tmp_path: Path) -> None:
     from mahavishnu.runtime.clusterplan import node_config, plan_nodes
     from mahavishnu.runtime.home import Home
     from mahavishnu.runtime.provisioning import prepare
@@ -175,5 +203,18 @@ def test_a_cluster_has_one_mqtt_listener_on_its_first_node(tmp_path: Path) -> No
     base = prepare(Home(tmp_path), settings)
     nodes = plan_nodes(tmp_path, settings)
     rendered = [node_config(base, node, nodes, settings).render() for node in nodes]
-    assert ["port: 8883" in text for text in rendered] == [True, False, False]
+    assert [node.mqtt_port for node in nodes] == [8883, 8884, 8885]
+    assert all(f"  port: {node.mqtt_port}\n" in text for node, text in zip(nodes, rendered, strict=True))
+    assert all(text.count("mqtt {") == 1 and "verify_and_map: true" in text for text in rendered)
+    assert all("stream_replicas: 3" in text for text in rendered)  # the server alone would take 2 (its routes)
     assert all('include "mqtt.conf"' in text for text in rendered)  # every node knows the MQTT account's users
+
+
+def test_a_node_of_a_cluster_across_hosts_keeps_its_mqtt_streams_at_its_replicas(tmp_path: Path) -> None:
+    from mahavishnu.runtime.home import Home
+    from mahavishnu.runtime.provisioning import prepare
+
+    single = prepare(Home(tmp_path / "single"), load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883"}))
+    assert "stream_replicas" not in single.render()  # one server: the server's own choice, 1
+    node = load_config(None, env={"MAHAVISHNU_MQTT__PORT": "8883", "MAHAVISHNU_JETSTREAM__REPLICAS": "3"})
+    assert "  stream_replicas: 3\n" in prepare(Home(tmp_path / "node"), node).render()  # `up --node` asks for 3
