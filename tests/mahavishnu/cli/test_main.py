@@ -74,6 +74,8 @@ def test_up_exports_its_store_and_read_model_metrics(up: Running) -> None:
 
 
 def test_up_restarts_a_crashed_server(up: Running) -> None:
+    # `status --wait-ready` answers once the server does; up starts its probes last of all
+    wait_until(lambda: scrape_metrics(up), timeout=30, what="up to have started everything it runs")
     first = wait_until(lambda: server_pid(up), timeout=10, what="the nats-server child")
     os.kill(first, signal.SIGKILL)
     second = wait_until(lambda: (pid := server_pid(up)) and pid != first and pid, timeout=30, what="a new server")

@@ -62,17 +62,31 @@ def agent(up: Running, tmp_path: Path) -> Iterator[None]:
         process.communicate(timeout=30)
 
 
-def api(up: Running, token: str, path: str) -> dict[str, Any]:
+def get(up: Running, token: str, path: str) -> httpx.Response:
     trust = ssl.create_default_context(cafile=up.home / "ca" / "ca.pem")
-    answer = httpx.get(
+    return httpx.get(
         f"https://127.0.0.1:{up.env['MAHAVISHNU_HTTP__PORT']}{path}",
         headers={"Authorization": f"Bearer {token}"},
         verify=trust,
         timeout=10,
     )
+
+
+def api(up: Running, token: str, path: str) -> dict[str, Any]:
+    answer = get(up, token, path)
     assert answer.status_code == 200, answer.text
     document: dict[str, Any] = answer.json()
     return document
+
+
+def state_of(up: Running, token: str, command_id: str) -> str | None:
+    """The command's state; None while the read models have not seen it yet (a 404)."""
+    answer = get(up, token, f"/api/commands/{command_id}")
+    if answer.status_code == 404:
+        return None
+    assert answer.status_code == 200, answer.text
+    state: str = answer.json()["state"]
+    return state
 
 
 def charted(up: Running, token: str) -> bool:
@@ -117,7 +131,7 @@ async def test_a_viewer_and_an_operator_use_the_dashboard_of_a_running_mesh(
 
     sent = send(up, operator)
     wait_until(
-        lambda: api(up, operator, f"/api/commands/{sent}")["state"] == "succeeded",
+        lambda: state_of(up, operator, sent) == "succeeded",
         timeout=60,
         what="the agent to run the command the operator sent",
     )
