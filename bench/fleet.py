@@ -6,7 +6,8 @@
 Prepares a state directory and runs the real `mahavishnu up`, then:
   1. enrols --devices devices through the claim path, timed (enrol_per_s): a claim per 500
      devices, then each device provisions itself as `agent provision` does (its own key and
-     CSR, the claim's bootstrap certificate, up's provisioning service), 32 at a time;
+     CSR, the claim's bootstrap certificate, up's provisioning service), 32 at a time,
+     spread over --processes processes (a fleet's devices boot on hardware of their own);
   2. connects --agents of them, the agents spread over --processes processes (each runs
      its share of real agents, each agent with its own certificate, NATS identity, command
      consumer and SQLite ledger), timed until every agent has reported (connect_s);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -31,6 +33,7 @@ import time
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,21 +47,29 @@ from mahavishnu.cli.agent_provision import provision
 from mahavishnu.identity import claiming
 from mahavishnu.identity.claimfile import device_id
 
+T = TypeVar("T")
 CLAIM_SIZE = 500  # devices per claim (a batch)
 IN_FLIGHT = 32  # devices provisioning at once (up's service queues 64 at most, then says busy)
 # One process of agents: each argument an agent.toml (the agent's own code, as `agent run --config` runs it).
+# One process of provisioning devices: its share as JSON [[claim file, device id], ...], the devices' folder, in flight.
+PROVISION = (
+    f"import sys, json, asyncio; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+    "from pathlib import Path; from bench.fleet import provision_share; "
+    "asyncio.run(provision_share(json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))"
+)
 RUN_AGENTS = (
     "import sys, asyncio; from mahavishnu.cli.agent_runner import run_agents; "
     "sys.exit(asyncio.run(run_agents(sys.argv[1:])))"
 )
 
 
-async def enrol_fleet(mesh: BenchMesh, count: int) -> tuple[list[str], float]:
+async def enrol_fleet(mesh: BenchMesh, count: int, processes: int = 4) -> tuple[list[str], float]:
     """Provision `count` devices by claim, as a batch's devices do; (device ids, seconds taken).
 
     The operator makes one claim per CLAIM_SIZE devices (`fleet claim create`); the devices
-    then run `agent provision`'s code, IN_FLIGHT at a time, each making its key and CSR,
-    connecting with its claim's bootstrap certificate and asking up's provisioning service.
+    then run `agent provision`'s code in `processes` processes, IN_FLIGHT at a time in all,
+    each making its key and CSR, connecting with its claim's bootstrap certificate and
+    asking up's provisioning service.
     Consecutive devices use different claims, as batches booting side by side would.
     """
     home, settings = mesh.home, mesh.settings
@@ -74,25 +85,47 @@ async def enrol_fleet(mesh: BenchMesh, count: int) -> tuple[list[str], float]:
             claims.append((made.path, [device_id(made.claim.prefix, i, size) for i in range(size)]))
     finally:
         await nc.close()
-    work = [(path, ids[i]) for i in range(CLAIM_SIZE) for path, ids in claims if i < len(ids)]
+    work = [(str(path), ids[i]) for i in range(CLAIM_SIZE) for path, ids in claims if i < len(ids)]
     ids = [device for _, device in work]
-    slots = asyncio.Semaphore(IN_FLIGHT)
-    done = 0
+    devices = home.root / "devices"
     started = time.perf_counter()
+    with ExitStack() as stack:
+        # The devices' side (keys, CSRs, TLS handshakes, files) in several processes, as a fleet
+        # booting side by side runs it on its own hardware: one process alone could not keep
+        # up's service busy (it was the bench, not up, that set the pace).
+        children = []
+        for n, share in enumerate(shares(work, processes)):
+            argv = [sys.executable, "-c", PROVISION, json.dumps(share), str(devices), str(IN_FLIGHT // processes or 1)]
+            log_path = mesh.root / f"provision-{n}.log"
+            children.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
+        reported = 0
+        while any(child.poll() is None for child in children):
+            await asyncio.sleep(0.2)  # progress, and the children's end: polled
+            done = sum(1 for device in ids if (devices / device / "agent.toml").exists())
+            if done // 1000 > reported // 1000:
+                log(f"enrolled {done:,}/{count:,} ({done / (time.perf_counter() - started):.0f}/s)")
+                reported = done
+        failed = [n for n, child in enumerate(children) if child.returncode != 0]
+        if failed:
+            tail = (mesh.root / f"provision-{failed[0]}.log").read_text()[-2000:]
+            raise BenchError(f"a provisioning process failed:\n{tail}")
+    took = time.perf_counter() - started
+    log(f"enrolled {count:,}/{count:,} ({count / took:.0f}/s)")
+    return ids, took
 
-    async def one(claim_path: Path, device: str) -> None:
-        nonlocal done
+
+async def provision_share(work: list[tuple[str, str]], devices: Path, in_flight: int) -> None:
+    """What one provisioning process does: its share of the devices, `in_flight` at a time."""
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(claim_path: str, device: str) -> None:
         async with slots:
-            await provision(claim_path, device, home.root / "devices" / device)
-        done += 1
-        if done % 1000 == 0 or done == count:
-            log(f"enrolled {done:,}/{count:,} ({done / (time.perf_counter() - started):.0f}/s)")
+            await provision(Path(claim_path), device, devices / device)
 
     await asyncio.gather(*(one(path, device) for path, device in work))
-    return ids, time.perf_counter() - started
 
 
-def shares(items: list[str], parts: int) -> list[list[str]]:
+def shares(items: list[T], parts: int) -> list[list[T]]:
     """`items` dealt into `parts` nearly equal shares (pure)."""
     return [items[i::parts] for i in range(parts) if items[i::parts]]
 
@@ -102,7 +135,7 @@ async def main(args: argparse.Namespace) -> str:
         home, settings = mesh.home, mesh.settings
         log("starting mahavishnu up")
         with mesh_up(mesh, command()):
-            ids, enrol_s = await enrol_fleet(mesh, args.devices)
+            ids, enrol_s = await enrol_fleet(mesh, args.devices, args.processes)
             connected = ids[: args.agents]
             watcher = await connect(home.control_identity(settings), name="bench-fleet-watch", reconnect=False)
             try:

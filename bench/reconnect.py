@@ -152,7 +152,7 @@ async def main(args: argparse.Namespace) -> str:
         log("starting mahavishnu up")
         up = stack.enter_context(running(up_argv, mesh.env, mesh.root / "up.log", stdout=subprocess.DEVNULL))
         wait_ready(mesh.ready_url, up, mesh.root / "up.log")
-        devices, _ = await enrol_fleet(mesh, args.agents)
+        devices, _ = await enrol_fleet(mesh, args.agents, args.processes)
         watcher = await connect(home.control_identity(settings), name="bench-reconnect-watch", reconnect=False)
         started = time.perf_counter()
         agents = []
