@@ -51,11 +51,12 @@ T = TypeVar("T")
 CLAIM_SIZE = 500  # devices per claim (a batch)
 IN_FLIGHT = 32  # devices provisioning at once (up's service queues 64 at most, then says busy)
 # One process of agents: each argument an agent.toml (the agent's own code, as `agent run --config` runs it).
-# One process of provisioning devices: its share as JSON [[claim file, device id], ...], the devices' folder, in flight.
+# One process of provisioning devices: a file of its share as JSON [[claim file, device id], ...], the devices'
+# folder, how many at a time.
 PROVISION = (
     f"import sys, json, asyncio; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
     "from pathlib import Path; from bench.fleet import provision_share; "
-    "asyncio.run(provision_share(json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))"
+    "asyncio.run(provision_share(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), int(sys.argv[3])))"
 )
 RUN_AGENTS = (
     "import sys, asyncio; from mahavishnu.cli.agent_runner import run_agents; "
@@ -95,7 +96,9 @@ async def enrol_fleet(mesh: BenchMesh, count: int, processes: int = 4) -> tuple[
         # up's service busy (it was the bench, not up, that set the pace).
         children = []
         for n, share in enumerate(shares(work, processes)):
-            argv = [sys.executable, "-c", PROVISION, json.dumps(share), str(devices), str(IN_FLIGHT // processes or 1)]
+            work_file = mesh.root / f"provision-{n}.json"  # a share of 10,000 is too long for an argument
+            work_file.write_text(json.dumps(share))
+            argv = [sys.executable, "-c", PROVISION, str(work_file), str(devices), str(IN_FLIGHT // processes or 1)]
             log_path = mesh.root / f"provision-{n}.log"
             children.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
         reported = 0
