@@ -111,14 +111,17 @@ async def connect(
     return client
 
 
+CANCELS = 10  # how often a timed-out attempt is asked to stop, within its grace
+
+
 async def _within(attempt: asyncio.Future[Any], seconds: float, *, grace: float = 5.0) -> Any:
     """`attempt`'s result, or TimeoutError after `seconds`, without waiting for a cancelled attempt to end.
 
     asyncio.wait_for waits for the cancelled attempt to finish, and a cancelled nats-py
     connect does not always finish: under a reconnecting fleet, agents were seen stuck
-    for good in wait_for, with no connection and no retry. The attempt is cancelled and
-    given `grace` seconds to end (closing its sockets, as it does as a rule); past that it
-    is left to end on its own, and a client it still opens after all is closed then.
+    for good in wait_for, with no connection and no retry. The attempt is cancelled, again
+    and again, for `grace` seconds, until it ends (closing its sockets, as it does as a
+    rule); past that it is left to end on its own, and a client it opens late is closed.
     """
     try:
         done, _ = await asyncio.wait({attempt}, timeout=seconds)
@@ -127,8 +130,12 @@ async def _within(attempt: asyncio.Future[Any], seconds: float, *, grace: float 
         raise
     if done:
         return attempt.result()
-    attempt.cancel()
-    ended, _ = await asyncio.wait({attempt}, timeout=grace)  # its sockets closed, as a rule
+    ended: set[asyncio.Future[Any]] = set()
+    for _ in range(CANCELS):  # asyncio.wait_for inside nats-py can swallow a cancel (Python 3.11): ask again
+        attempt.cancel()
+        ended, _ = await asyncio.wait({attempt}, timeout=grace / CANCELS)  # its sockets closed, as a rule
+        if ended:
+            break
     if not ended:
         attempt.add_done_callback(_close_if_opened)
     elif not attempt.cancelled():
