@@ -169,6 +169,9 @@ def sender(store: EventStore) -> Send:
     return send_one
 
 
+FOLLOW_TRIES = 3  # a subscription to a device's reports asked for, before `--wait` gives up
+
+
 class _Endings:
     """The commands whose ending a device reported on the live subjects, since the subscription began."""
 
@@ -191,17 +194,21 @@ async def _endings(store: EventStore, device_id: str) -> AsyncIterator[_Endings]
     which stores them without publishing them here (ADR 0013)."""
     endings = _Endings()
     subject = subjects.device_event(device_id, "command")
-    try:
-        # Created before anything is sent, starting after what is stored now: no report is missed.
-        sub = await store.js.subscribe(
-            subject,
-            stream=stream_for(subject, store.streams).name,
-            cb=endings.on_report,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
-        )
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise from_exception(exc, doing=f"following {device_id}'s reports") from exc
+    for attempt in range(1, FOLLOW_TRIES + 1):
+        try:
+            # Created before anything is sent, starting after what is stored now: no report is missed.
+            sub = await store.js.subscribe(
+                subject,
+                stream=stream_for(subject, store.streams).name,
+                cb=endings.on_report,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+            )
+            break
+        except (TimeoutError, nats.errors.Error) as exc:
+            # a cluster electing new leaders (a node just died) answers late: ask again, then say so
+            if attempt == FOLLOW_TRIES or not isinstance(exc, TimeoutError):
+                raise from_exception(exc, doing=f"following {device_id}'s reports") from exc
     try:
         yield endings
     finally:
