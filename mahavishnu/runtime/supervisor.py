@@ -156,6 +156,7 @@ async def keep_running(name: str, run: Callable[[], Awaitable[None]], policy: Re
             log.error(
                 "service crashed; restarting",
                 extra={"service": name, "reason": f"{type(exc).__name__}: {exc}", "restart_in_s": delay},
-                exc_info=exc,
+                # ours say what and why in one line (the store unreachable, say); others need their traceback
+                exc_info=None if isinstance(exc, MahavishnuError) else exc,
             )
             await asyncio.sleep(delay)

@@ -338,12 +338,18 @@ async def _run(
             )
         out("mesh stopped")
         return 0
-    except MahavishnuError as exc:
+    except Exception as exc:
         # Still starting when the supervisor gave up on the server: the step that failed (a read
         # that timed out) is a symptom; the server that cannot be kept up is the reason to report.
         gave_up = watcher.exception() if watcher.done() and not watcher.cancelled() else None
         if gave_up is not None:
             raise gave_up from exc
+        if stop.is_set():
+            # Signalled while still starting, and the server with it (a group signal, systemd's
+            # control-group stop): the step it left undone is the stop's doing, not an error.
+            log.info("stopped while starting", extra={"left_undone": f"{type(exc).__name__}: {exc}"})
+            out("mesh stopped")
+            return 0
         raise
     finally:
         if shells is not None:  # stopping on an error: end the terminal sessions all the same (stop is idempotent)
