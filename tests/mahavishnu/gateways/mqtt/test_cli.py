@@ -181,6 +181,9 @@ def test_every_node_of_a_cluster_serves_mqtt_devices(tmp_path: Path) -> None:
         os.kill(n1, signal.SIGKILL)  # the node whose listener the bridge used
         wait_until(reconnected, timeout=60, what="the device's session back on the second node")
         wait_until(lambda: led_without(up, "mahavishnu-n1"), timeout=60, what="new leaders for the streams n1 led")
+        # and every stream answers again (a cluster that just lost a node may leave requests unanswered a while)
+        settled = run("status", "--wait-ready", "60", env=up.env, timeout=90)
+        assert settled.returncode == 0, settled.stderr
         round_trip(9)
         # The bridge moved to another node's listener at once (its first reconnection is to the next node).
         after = up.log()[up.log().index("nats-server exited unexpectedly") :]
