@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from bench.harness import BenchError, cpu_seconds, log, rss_mb
 from core import subjects
 from core.config import Settings, load_config
 from core.logs import configure_logging
@@ -86,14 +87,6 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(argv: Sequence[str | Path], what: str) -> None:
     ran = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600)
     if ran.returncode != 0:
@@ -114,19 +107,6 @@ def device_venv(folder: Path) -> Path:
 
 
 # --- /proc -------------------------------------------------------------------------
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmRSS for process {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` so far (its own, not its children's)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- processes ---------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -33,22 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nats.js.api import StreamConfig
 
 import nats
-from bench.harness import BenchError, free_port, log
+from bench.harness import BenchError, cpu_seconds, free_port, log, rss_mb
 from mahavishnu.control.devices import consumer_config
 
 IN_FLIGHT = 16
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmRSS for process {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_nodes(root: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[int]]:

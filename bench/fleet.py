@@ -128,6 +128,17 @@ async def provision_share(work: list[tuple[str, str]], devices: Path, in_flight:
     await asyncio.gather(*(one(path, device) for path, device in work))
 
 
+def start_agents(stack: ExitStack, mesh: BenchMesh, devices: list[str], processes: int) -> list[subprocess.Popen[str]]:
+    """The devices' agents, spread over `processes` processes (each its agents.log), stopped when `stack` closes."""
+    agents = []
+    for n, share in enumerate(shares(devices, processes)):
+        configs = [str(mesh.home.root / "devices" / device / "agent.toml") for device in share]
+        argv = [sys.executable, "-c", RUN_AGENTS, *configs]
+        log_path = mesh.root / f"agents-{n}.log"
+        agents.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
+    return agents
+
+
 def shares(items: list[T], parts: int) -> list[list[T]]:
     """`items` dealt into `parts` nearly equal shares (pure)."""
     return [items[i::parts] for i in range(parts) if items[i::parts]]
@@ -144,12 +155,7 @@ async def main(args: argparse.Namespace) -> str:
             try:
                 with ExitStack() as stack:
                     started = time.perf_counter()
-                    agents = []
-                    for n, share in enumerate(shares(connected, args.processes)):
-                        configs = [str(home.root / "devices" / device / "agent.toml") for device in share]
-                        argv = [sys.executable, "-c", RUN_AGENTS, *configs]
-                        log_path = mesh.root / f"agents-{n}.log"
-                        agents.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
+                    agents = start_agents(stack, mesh, connected, args.processes)
                     await agents_reported(watcher, connected, agents, timeout=120 + len(connected) / 10)
                     connect_s = time.perf_counter() - started
                     log(f"{len(connected)} agents connected in {connect_s:.1f} s")

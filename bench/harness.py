@@ -49,6 +49,20 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def rss_mb(pid: int) -> float:
+    """VmRSS of process `pid` in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` so far (its own, not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def running(
     command: list[str], env: dict[str, str], log_path: Path, **popen: object

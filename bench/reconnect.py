@@ -44,7 +44,7 @@ from nats.aio.msg import Msg
 
 from bench.cli import command
 from bench.commands import agents_reported, paced
-from bench.fleet import RUN_AGENTS, enrol_fleet, shares
+from bench.fleet import enrol_fleet, start_agents
 from bench.harness import BenchError, BenchMesh, bench_mesh, log, percentile, running, wait_ready
 from core.errors import MahavishnuError
 from core.events import AuditRecorded, CommandSucceeded
@@ -155,12 +155,7 @@ async def main(args: argparse.Namespace) -> str:
         devices, _ = await enrol_fleet(mesh, args.agents, args.processes)
         watcher = await connect(home.control_identity(settings), name="bench-reconnect-watch", reconnect=False)
         started = time.perf_counter()
-        agents = []
-        for n, share in enumerate(shares(devices, args.processes)):
-            configs = [str(home.root / "devices" / device / "agent.toml") for device in share]
-            argv = [sys.executable, "-c", RUN_AGENTS, *configs]
-            log_path = mesh.root / f"agents-{n}.log"
-            agents.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
+        agents = start_agents(stack, mesh, devices, args.processes)
         try:
             await agents_reported(watcher, devices, agents, timeout=120 + len(devices) / 10)
             connect_s = time.perf_counter() - started
