@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from core.store import EventStore, connect
 from edge import load_agent_config
 from edge.agent import Agent
+from edge.shell import ShellHost
 from mahavishnu.control import devices, operators
 from mahavishnu.gateways.shell.broker import ShellBroker, start_shell_broker
 from mahavishnu.gateways.shell.client import ShellClient
@@ -118,6 +119,18 @@ async def terminals(mesh: Mesh) -> AsyncIterator[Callable[..., Terminal]]:
     yield open_terminal
     for terminal in opened:
         terminal.close()
+
+
+async def open_shell(terminal: Terminal, device: Device) -> tuple[str, int, ShellHost]:
+    """A session opened on `terminal`, the pid of its shell on the device (which the shell echoes), its host."""
+    session = await terminal.session()
+    await terminal.prompt()
+    terminal.type("echo $$\r")
+    shells = device.agent.shells
+    assert shells is not None
+    pid: int = shells.sessions[session].shell.pid  # type: ignore[union-attr]
+    await terminal.expect(rf"^{pid}\r?$")
+    return session, pid, shells
 
 
 async def test_an_operator_runs_echo_hello_and_the_trail_holds_the_whole_session(
@@ -286,13 +299,7 @@ async def test_the_owners_disconnect_closes_the_session_and_ends_the_shell_on_th
     await broker(RELAXED)  # owner_silence_s 30: only the disconnect can close it in time
     name = people["operator"]
     terminal = terminals(device.agent.device_id, name)
-    session = await terminal.session()
-    await terminal.prompt()
-    terminal.type("echo $$\r")
-    shells = device.agent.shells
-    assert shells is not None
-    pid = shells.sessions[session].shell.pid  # type: ignore[union-attr]
-    await terminal.expect(rf"^{pid}\r?$")
+    session, pid, shells = await open_shell(terminal, device)
     assert alive(pid)
     killed = time.monotonic()
     os.killpg(terminal.process.pid, signal.SIGKILL)  # the operator's CLI dies: its connection drops
@@ -365,13 +372,7 @@ async def test_a_session_whose_broker_crashed_is_ended_by_the_next_broker_and_sa
     try:
         name = people["operator"]
         terminal = terminals(device.agent.device_id, name)
-        session = await terminal.session()
-        await terminal.prompt()
-        terminal.type("echo $$\r")
-        shells = device.agent.shells
-        assert shells is not None
-        pid = shells.sessions[session].shell.pid  # type: ignore[union-attr]
-        await terminal.expect(rf"^{pid}\r?$")
+        session, pid, shells = await open_shell(terminal, device)
         assert [(e.session, e.device, e.identity) for e in journal.load()] == [(session, device.agent.device_id, name)]
         assert journal.path.stat().st_mode & 0o077 == 0
     finally:
