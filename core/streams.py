@@ -4,8 +4,11 @@
     COMMANDS  mesh.cmd.>    commands for devices; per-message TTL, so an expired
                             command is never delivered
     AUDIT     mesh.audit.>  the audit trail; deny delete and deny purge (append-only)
+    CAMPAIGNS mesh.campaign.>  fleet campaigns: each campaign's decisions and its devices'
+                            executions, apart from EVENTS so an orchestrator that restarts
+                            replays campaigns only
 
-All three allow atomic batch publish (ADR-50: several events produced by one decision
+All of them allow atomic batch publish (ADR-50: several events produced by one decision
 land together or not at all) and fast batch publish (bulk appends, for throughput).
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.subjects import AUDIT_PREFIX, COMMANDS_PREFIX, EVENTS_PREFIX
+from core.subjects import AUDIT_PREFIX, CAMPAIGNS_PREFIX, COMMANDS_PREFIX, EVENTS_PREFIX
 
 DEFAULT_DUPLICATE_WINDOW_S = 120.0  # what an edge site's streams keep ([jetstream] sets the hub's)
 
@@ -125,6 +128,13 @@ def default_streams(
             deny_delete=True,
             deny_purge=True,
             description="The append-only audit trail",
+        ),
+        StreamSpec(
+            name="CAMPAIGNS",
+            subjects=(f"{CAMPAIGNS_PREFIX}.>",),
+            duplicate_window_s=duplicate_window_s,
+            replicas=replicas,
+            description="Fleet campaigns: their decisions and each device's execution",
         ),
     )
 

@@ -11,6 +11,8 @@ device or one repository and optimistic concurrency can be checked per aggregate
     mesh.cmd.<device>.<command-id>        a command for a device
     mesh.site.<site>.commands             the hub delivering an edge site's devices' commands to it
     mesh.audit.<category>.<actor>         the audit trail
+    mesh.campaign.<campaign>.<what>       a fleet campaign's own events (created, wave opened...)
+    mesh.campaign.<campaign>.device.<id>  one device's execution in a campaign (notified, its outcome)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 EVENTS_PREFIX = "mesh.evt"
 COMMANDS_PREFIX = "mesh.cmd"
 AUDIT_PREFIX = "mesh.audit"
+CAMPAIGNS_PREFIX = "mesh.campaign"
 QUERY_PREFIX = "mesh.q"  # the query services: mesh.q.<read model>.<query>
 PROVISION_PREFIX = "mesh.provision"  # the provisioning service: mesh.provision.<claim>
 # Where an edge site's COMMANDS stream finds the hub's JetStream API to source its devices'
@@ -71,6 +74,22 @@ def claim_events(claim_id: str | None = None) -> str:
     if claim_id is None:
         return f"{EVENTS_PREFIX}.claim.>"
     return f"{EVENTS_PREFIX}.claim.{token(claim_id, what='claim id')}.>"
+
+
+def campaign_event(campaign_id: str, what: str) -> str:
+    return f"{CAMPAIGNS_PREFIX}.{token(campaign_id, what='campaign id')}.{token(what)}"
+
+
+def campaign_execution(campaign_id: str, device_id: str) -> str:
+    """Where one device's execution in a campaign is recorded: its last step is one Direct Get away."""
+    return f"{CAMPAIGNS_PREFIX}.{token(campaign_id, what='campaign id')}.device.{token(device_id, what='device id')}"
+
+
+def campaign_events(campaign_id: str | None = None) -> str:
+    """The filter for one campaign's events (its executions included), or every campaign's."""
+    if campaign_id is None:
+        return f"{CAMPAIGNS_PREFIX}.>"
+    return f"{CAMPAIGNS_PREFIX}.{token(campaign_id, what='campaign id')}.>"
 
 
 def provision_request(claim_id: str) -> str:

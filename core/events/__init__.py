@@ -2,6 +2,20 @@
 
 from core.events.audit import AuditRecorded
 from core.events.base import Event, new_event_id
+from core.events.campaign import (
+    CampaignAborted,
+    CampaignCanceled,
+    CampaignCreated,
+    CampaignEvent,
+    CampaignFinished,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignStarted,
+    CampaignTargeted,
+    CampaignWaveOpened,
+    ExecutionChanged,
+    ExecutionNotified,
+)
 from core.events.claim import ClaimCreated, ClaimRevoked, DeviceProvisioned
 from core.events.codec import EVENT_TAGS, EVENT_TYPES, UPCASTERS, EventDecodeError, decode, encode
 from core.events.command import (
@@ -49,6 +63,16 @@ __all__ = [
     "SEALED_DEVICE_FIELDS",
     "UPCASTERS",
     "AuditRecorded",
+    "CampaignAborted",
+    "CampaignCanceled",
+    "CampaignCreated",
+    "CampaignEvent",
+    "CampaignFinished",
+    "CampaignPaused",
+    "CampaignResumed",
+    "CampaignStarted",
+    "CampaignTargeted",
+    "CampaignWaveOpened",
     "CircuitChanged",
     "ClaimCreated",
     "ClaimRevoked",
@@ -73,6 +97,8 @@ __all__ = [
     "DeviceTagged",
     "Event",
     "EventDecodeError",
+    "ExecutionChanged",
+    "ExecutionNotified",
     "FileIndexed",
     "FileRemoved",
     "MeshStarted",

@@ -14,6 +14,19 @@ import msgspec
 from core.errors import MahavishnuError
 from core.events.audit import AuditRecorded
 from core.events.base import Event
+from core.events.campaign import (
+    CampaignAborted,
+    CampaignCanceled,
+    CampaignCreated,
+    CampaignFinished,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignStarted,
+    CampaignTargeted,
+    CampaignWaveOpened,
+    ExecutionChanged,
+    ExecutionNotified,
+)
 from core.events.claim import ClaimCreated, ClaimRevoked, DeviceProvisioned
 from core.events.command import (
     CommandAccepted,
@@ -86,6 +99,17 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ClaimCreated,
     ClaimRevoked,
     DeviceProvisioned,
+    CampaignCreated,
+    CampaignStarted,
+    CampaignTargeted,
+    CampaignWaveOpened,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignAborted,
+    CampaignCanceled,
+    CampaignFinished,
+    ExecutionNotified,
+    ExecutionChanged,
 )
 EVENT_TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 

@@ -37,10 +37,10 @@ COMMANDS_STREAM = "COMMANDS"
 # publish, so that it cannot append, say, a DeviceRevoked or a DeviceTagged about itself.
 DEVICE_REPORTS = ("telemetry", "heartbeat", "reported", "command")
 # What a site's leaf link never carries, in either direction: events, commands, audit and
-# queries stay in the JetStream domain where they were published, and a site never asks the
+# queries (and campaigns) stay in the JetStream domain where they were published, and a site never asks the
 # hub's provisioning service for a claim it does not hold. Sourcing travels on
 # JetStream's own subjects ($JS.<domain>.API, deliveries, flow control), which stay open.
-LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>")
+LEAF_DENIED = ("mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.campaign.>", "mesh.q.>", "mesh.provision.>")
 # On the hub a site is also kept away from the hub's own JetStream API: it may neither manage
 # the hub's streams nor answer requests meant for them. Sourcing does not need it: the hub
 # asks the site at $JS.<domain>.API. (Denying the site `_INBOX.>` as well breaks the replies

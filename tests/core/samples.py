@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from core.campaigns import ids
+from core.campaigns.spec import AbortRule, CampaignSpec, CommandDocument, Document, FailureType, Pace, Targets, Wave
+from core.campaigns.states import ExecutionState
 from core.events import (
     EVENT_TYPES,
     AuditRecorded,
+    CampaignAborted,
+    CampaignCanceled,
+    CampaignCreated,
+    CampaignFinished,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignStarted,
+    CampaignTargeted,
+    CampaignWaveOpened,
     CircuitChanged,
     ClaimCreated,
     ClaimRevoked,
@@ -29,6 +41,8 @@ from core.events import (
     DeviceRotated,
     DeviceTagged,
     Event,
+    ExecutionChanged,
+    ExecutionNotified,
     FileIndexed,
     FileRemoved,
     MeshStarted,
@@ -140,6 +154,34 @@ def one_of_each(device_id: str = "dev-a") -> list[Event]:
         ),
         DeviceProvisioned(claim_id="claim-0123456789", device_id="sensor-07", serial="7c8d", actor="claim-0123456789"),
         ClaimRevoked(claim_id="claim-0123456789", serial="5a6b", reason="key_compromise", actor="control"),
+        *campaign_events(device_id),
     ]
     assert {type(e) for e in events} == set(EVENT_TYPES), "add the new event type to one_of_each()"
     return events
+
+
+def campaign_events(device_id: str) -> list[Event]:
+    """One campaign's life over one device: every campaign event type once."""
+    campaign = "cp-0123456789ab"
+    spec = CampaignSpec(
+        name="rotate",
+        document=Document(command=CommandDocument(name="config.set", args={"key": "rate", "value": 5})),
+        targets=Targets(tags={"role": "pump"}),
+        pace=Pace(maximum_per_minute=600),
+        waves=[Wave(name="canary", percent=5), Wave(name="rest", percent=95)],
+        abort=[AbortRule(failure_type=FailureType.FAILED, threshold_pct=10, min_executed=100)],
+    )
+    command = ids.command_id(campaign, device_id, 1)
+    return [
+        CampaignCreated(campaign_id=campaign, spec=spec, actor="alice"),
+        CampaignStarted(campaign_id=campaign),
+        CampaignTargeted(campaign_id=campaign, devices=[device_id], wave=0),
+        CampaignWaveOpened(campaign_id=campaign, wave=0, reason="start"),
+        ExecutionNotified(campaign_id=campaign, device_id=device_id, attempt=1, command_id=command),
+        ExecutionChanged(campaign_id=campaign, device_id=device_id, attempt=1, state=ExecutionState.SUCCEEDED),
+        CampaignPaused(campaign_id=campaign, reason="operator", actor="alice"),
+        CampaignResumed(campaign_id=campaign, actor="alice"),
+        CampaignAborted(campaign_id=campaign, rule="abort[0]: failed >= 10% of >= 100", action="cancel"),
+        CampaignCanceled(campaign_id=campaign, force=True, actor="alice"),
+        CampaignFinished(campaign_id=campaign, reason="aborted"),
+    ]

@@ -1,0 +1,184 @@
+"""A campaign's state, folded from its events: the one fold the orchestrator and the read model share.
+
+The orchestrator resumes from it after a crash; the campaigns read model stores what it
+gives (counts per state and per wave), so "counts rebuilt from the stream equal the live
+ones" holds by construction. No I/O: `apply` takes one event and changes the view in place
+(a campaign over 10,000 devices must not be copied per event).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.campaigns.spec import CampaignSpec, RuleAction
+from core.campaigns.states import ENDED, CampaignStatus, ExecutionState
+from core.commands.lifecycle import CommandState
+from core.events.base import Event
+from core.events.campaign import (
+    CampaignAborted,
+    CampaignCanceled,
+    CampaignCreated,
+    CampaignFinished,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignStarted,
+    CampaignTargeted,
+    CampaignWaveOpened,
+    ExecutionChanged,
+    ExecutionNotified,
+)
+
+# How a command's state reads as the state of the execution that sent it.
+_FROM_COMMAND: dict[CommandState, ExecutionState] = {
+    CommandState.ISSUED: ExecutionState.QUEUED,
+    CommandState.ACCEPTED: ExecutionState.IN_PROGRESS,
+    CommandState.RUNNING: ExecutionState.IN_PROGRESS,
+    CommandState.SUCCEEDED: ExecutionState.SUCCEEDED,
+    CommandState.FAILED: ExecutionState.FAILED,
+    CommandState.TIMED_OUT: ExecutionState.TIMED_OUT,
+    CommandState.REJECTED: ExecutionState.REJECTED,
+    CommandState.EXPIRED: ExecutionState.TIMED_OUT,  # never taken within its TTL: it timed out waiting
+    CommandState.CANCELED: ExecutionState.CANCELED,
+}
+
+
+def execution_state(command: CommandState) -> ExecutionState:
+    """The execution state a command's state means (pure)."""
+    return _FROM_COMMAND[command]
+
+
+@dataclass
+class Execution:
+    """The latest attempt of one device's execution."""
+
+    device_id: str
+    wave: int
+    attempt: int
+    command_id: str
+    state: ExecutionState = ExecutionState.QUEUED
+    detail: str = ""
+    notified_at: datetime | None = None
+    changed_at: datetime | None = None
+    rollback: bool = False
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+
+@dataclass
+class CampaignView:
+    campaign_id: str
+    spec: CampaignSpec
+    created_at: datetime
+    created_by: str
+    status: CampaignStatus = CampaignStatus.CREATED
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    targets: dict[str, int] = field(default_factory=dict)  # device -> its wave
+    waves_open: int = 0  # waves 0 .. waves_open-1 may be notified
+    executions: dict[str, Execution] = field(default_factory=dict)  # device -> its latest attempt
+    notifications: int = 0  # attempts sent, retries and rollbacks included
+    rule: str = ""  # the rule or gate that paused or aborted it, as it said
+    reason: str = ""  # why it paused, was canceled or finished
+    abort_action: RuleAction | None = None
+    force_canceled: bool = False
+    last_sequence: int = 0  # the stream position of the last event applied (set by the caller)
+
+    def counts(self) -> dict[str, int]:
+        """Executions per state, plus `pending`: targets not notified yet."""
+        counted = Counter(execution.state.value for execution in self.executions.values())
+        return {
+            "pending": len(self.targets) - sum(1 for device in self.targets if device in self.executions),
+            **{state.value: counted.get(state.value, 0) for state in ExecutionState},
+        }
+
+    def wave_counts(self) -> list[dict[str, object]]:
+        """Per wave: its name, whether it is open, its targets and executions per state."""
+        waves = max(len(self.spec.waves), 1)
+        targets = Counter(self.targets.values())
+        states: list[Counter[str]] = [Counter() for _ in range(waves)]
+        for execution in self.executions.values():
+            if 0 <= execution.wave < waves:
+                states[execution.wave][execution.state.value] += 1
+        return [
+            {
+                "wave": index,
+                "name": self.spec.waves[index].name if index < len(self.spec.waves) else "",
+                "open": index < self.waves_open,
+                "targets": targets.get(index, 0),
+                **{state.value: states[index].get(state.value, 0) for state in ExecutionState},
+            }
+            for index in range(waves)
+        ]
+
+
+def apply(view: CampaignView | None, event: Event) -> CampaignView | None:
+    """Apply one event of the campaign; `view` is None until its `campaign.created` (events before it are ignored)."""
+    if isinstance(event, CampaignCreated):
+        return view or CampaignView(event.campaign_id, event.spec, event.occurred_at, event.actor)
+    if view is None:
+        return None
+    match event:
+        case CampaignStarted():
+            view.status, view.started_at = CampaignStatus.RUNNING, event.occurred_at
+        case CampaignTargeted(devices=devices, wave=wave):
+            for device in devices:
+                view.targets.setdefault(device, wave)
+        case CampaignWaveOpened(wave=wave):
+            view.waves_open = max(view.waves_open, wave + 1)
+        case CampaignPaused(reason=reason, rule=rule):
+            if view.status == CampaignStatus.RUNNING:
+                view.status, view.reason, view.rule = CampaignStatus.PAUSED, reason, rule
+        case CampaignResumed():
+            if view.status == CampaignStatus.PAUSED:
+                view.status, view.reason, view.rule = CampaignStatus.RUNNING, "", ""
+        case CampaignAborted(rule=rule, action=action):
+            if view.status in (CampaignStatus.CREATED, CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+                view.status, view.rule, view.abort_action = CampaignStatus.ABORTED, rule, action
+        case CampaignCanceled(force=force, reason=reason):
+            if view.status not in (CampaignStatus.CANCELED, CampaignStatus.FINISHED):
+                view.status, view.reason, view.ended_at = CampaignStatus.CANCELED, reason, event.occurred_at
+            view.force_canceled = view.force_canceled or force
+        case CampaignFinished(reason=reason):
+            if view.status != CampaignStatus.CANCELED:
+                view.status, view.reason = CampaignStatus.FINISHED, reason or view.reason
+            view.ended_at = view.ended_at or event.occurred_at
+        case ExecutionNotified():
+            _notified(view, event)
+        case ExecutionChanged():
+            _changed(view, event)
+    return view
+
+
+def _notified(view: CampaignView, event: ExecutionNotified) -> None:
+    current = view.executions.get(event.device_id)
+    if current is not None and current.attempt >= event.attempt and current.rollback == event.rollback:
+        return  # read twice
+    view.notifications += 1
+    view.executions[event.device_id] = Execution(
+        device_id=event.device_id,
+        wave=event.wave,
+        attempt=event.attempt,
+        command_id=event.command_id,
+        notified_at=event.occurred_at,
+        changed_at=event.occurred_at,
+        rollback=event.rollback,
+    )
+
+
+def _changed(view: CampaignView, event: ExecutionChanged) -> None:
+    current = view.executions.get(event.device_id)
+    if current is None or current.attempt != event.attempt or current.rollback != event.rollback or current.ended:
+        return  # an older attempt's late news, or a second ending: the first one stays
+    current.state, current.detail, current.changed_at = event.state, event.detail, event.occurred_at
+
+
+def fold(events: list[Event]) -> CampaignView | None:
+    """The view of one campaign from its events in stream order (pure)."""
+    view: CampaignView | None = None
+    for event in events:
+        view = apply(view, event)
+    return view
