@@ -83,10 +83,13 @@ def test_a_site_may_only_link_and_its_link_carries_no_mesh_subjects() -> None:
     assert '"mahavishnu:cert:ab"' in rendered
     assert 'allowed_connection_types: ["LEAFNODE"]' in rendered
     assert (
-        'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", '
-        '"$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>"] }'
+        'publish: { deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.campaign.>", "mesh.q.>", '
+        '"mesh.provision.>", "$JS.API.>", "mesh.pty.ctl.>", "mesh.pty.in.>", "mesh.shell.>"] }'
     ) in rendered  # nor terminal control or keystrokes for the hub's devices, nor claims' requests
-    subscribe = 'deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.q.>", "mesh.provision.>", "$JS.API.>"] }'
+    subscribe = (
+        'deny: ["mesh.evt.>", "mesh.cmd.>", "mesh.audit.>", "mesh.campaign.>", "mesh.q.>", "mesh.provision.>", '
+        '"$JS.API.>"] }'
+    )
     assert subscribe in rendered
 
 

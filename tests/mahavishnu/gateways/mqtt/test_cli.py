@@ -185,11 +185,14 @@ def test_every_node_of_a_cluster_serves_mqtt_devices(tmp_path: Path) -> None:
         settled = run("status", "--wait-ready", "60", env=up.env, timeout=90)
         assert settled.returncode == 0, settled.stderr
         round_trip(9)
-        # The bridge moved to another node's listener at once (its first reconnection is to the next node).
-        after = up.log()[up.log().index("nats-server exited unexpectedly") :]
-        moved = f'"the bridge is connected over MQTT", "listener": "127.0.0.1:{ports[1]}"'
-        assert moved in after or moved.replace(ports[1], ports[2]) in after
         wait_until(lambda: "nats-server restarted" in up.log(), timeout=60, what="n1 back (a clean stop needs it)")
+        # While n1 was down, the bridge connected to another node's listener, never to n1's. (On a
+        # loaded host it may first connect only after n1 is back: then any listener will do.)
+        after = up.log()[up.log().index("nats-server exited unexpectedly") :]
+        down = after[: after.index("nats-server restarted")]
+        connected = '"the bridge is connected over MQTT", "listener": "127.0.0.1:'
+        assert connected in after
+        assert f"{connected}{ports[0]}" not in down
         code, printed = up.stop()
     finally:
         stop_up(up)
