@@ -61,12 +61,14 @@ from edge.handlers import HandlerContext, Registry
 from edge.lifecycle import admit, execute, one_line, running_events
 from edge.probes import AgentProbes, exposition
 from edge.shell import ShellHost
-from edge.state import AgentState
+from edge.state import AgentState, OutboxItem
 
 log = logging.getLogger("mahavishnu.agent")
 
 COMMANDS_STREAM = "COMMANDS"
 FETCH_WAIT_S = 5.0
+OUTBOX_PAGE = 100  # events published at once
+FORGET_SENT_AFTER_S = 2.0  # an outbox idle this long deletes the rows of what it sent (AgentState.note_sent)
 
 
 class Agent:
@@ -311,46 +313,57 @@ class Agent:
         assert self.state is not None and self.nc is not None
         failures = 0
         while not stop.is_set():
-            items = self.state.pending(100)
+            items = self.state.pending(OUTBOX_PAGE)
             if not items:
                 # Asleep until there is something to send: whatever queues an event sets the
                 # wake (so does a reconnect), and nothing is awaited between pending() and
-                # clear(), so no wake is lost. An idle agent does not look at its outbox.
+                # clear(), so no wake is lost. An idle agent does not look at its outbox; it
+                # deletes the rows of what it sent once, when it has been idle a while.
                 self._wake_outbox.clear()
+                if self.state.sent_unforgotten():
+                    if not await _woken(self._wake_outbox, FORGET_SENT_AFTER_S):
+                        await self.state.aforget_sent()
+                    continue
                 await self._wake_outbox.wait()
                 continue
-            sent: list[int] = []
-            for item in items:
-                try:
-                    reply = await self.nc.request(
-                        item.subject, item.payload, timeout=5, headers={MSG_ID: item.event_id}
-                    )
-                    ack = parse_pub_ack(reply.data)
-                    if ack.error is not None:
-                        raise RuntimeError(f"refused: {ack.error.description}")
-                except (nats.errors.Error, TimeoutError, RuntimeError) as exc:
-                    failures += 1
-                    log.info(
-                        "outbox waits",
-                        extra={"device": self.device_id, "reason": one_line(exc), "outbox": self.state.outbox_size()},
-                    )
-                    await self._sent(sent)
-                    await asyncio.sleep(backoff.delay(failures))  # offline or refused: try again later, in order
-                    break
+            sent, error = await self._publish(items)
+            self.state.note_sent(sent)
+            if error is None:
                 failures = 0
-                sent.append(item.id)
-            else:
-                await self._sent(sent)
+                continue
+            failures += 1
+            log.info(
+                "outbox waits",
+                extra={"device": self.device_id, "reason": one_line(error), "outbox": self.state.outbox_size()},
+            )
+            await asyncio.sleep(backoff.delay(failures))  # offline or refused: try again later, in order
 
-    async def _sent(self, ids: list[int]) -> None:
-        """Forget the events the server acknowledged: one write for the page, not one per event.
+    async def _publish(self, items: list[OutboxItem]) -> tuple[list[OutboxItem], Exception | None]:
+        """Publish a page of the outbox at once, then read the acknowledgements in order.
 
-        A crash before it lands costs a resend of these, which the stream drops (their
-        Nats-Msg-Id is within its duplicate window), as a crash right after a publish did.
+        Returns the items the stream stored, up to the first one it did not (and why not).
+        All are in flight together, so a command's accepted, running and succeeded cost one
+        round trip, not three. They leave in order on the one connection, and the stream
+        stores them in that order; after a failure the rest of the page is sent again, and
+        what the stream already had is dropped as a duplicate (their Nats-Msg-Id).
         """
-        assert self.state is not None
-        if ids:
-            await self.state.amark_sent(ids)
+        assert self.nc is not None
+        replies = await asyncio.gather(
+            *(
+                self.nc.request(item.subject, item.payload, timeout=5, headers={MSG_ID: item.event_id})
+                for item in items
+            ),
+            return_exceptions=True,
+        )
+        for index, (item, reply) in enumerate(zip(items, replies, strict=True)):
+            if isinstance(reply, nats.errors.Error | TimeoutError):
+                return items[:index], reply
+            if isinstance(reply, BaseException):
+                raise reply
+            ack = parse_pub_ack(reply.data)
+            if ack.error is not None:
+                return items[:index], RuntimeError(f"{item.subject} refused: {ack.error.description}")
+        return items, None
 
     # --- heartbeat and telemetry --------------------------------------------
 
@@ -380,6 +393,13 @@ class Agent:
         return TelemetryReported(
             device_id=self.device_id, actor=self.device_id, metrics=telemetry_metrics(system_info())
         )
+
+
+async def _woken(event: asyncio.Event, timeout: float) -> bool:
+    """Whether `event` is set within `timeout` seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    return event.is_set()
 
 
 def certificate_fingerprint(path: Path) -> str:

@@ -11,6 +11,13 @@ did (the command is seen as started and reported interrupted). The sender publis
 outbox items with `event_id` as `Nats-Msg-Id`, so a resend after a crash between
 publish and `mark_sent()` is dropped by the stream's duplicate window.
 
+The agent does not wait for a write to forget what it sent: `note_sent()` only moves a
+mark in memory (what `pending()` returns starts after it), and the rows go with the next
+write the agent makes anyway (`amark_started`, `afinish`, `aenqueue`), or with
+`aforget_sent()` once the outbox has been idle a while, or at `close()`. A command so costs
+two transactions (started, finished) instead of four. A crash before the rows went costs
+their resend, which the stream drops as above.
+
 The file is in WAL mode with synchronous=FULL (a commit is on disk when it returns)
 and readable by its owner only (0600). Every write has two forms:
 - `mark_started`, `finish`, `enqueue`, `mark_sent`, `config_set`, `prune` block until
@@ -102,6 +109,10 @@ class AgentState:
             raise
         self._read_lock = threading.Lock()
         self._writer = GroupCommit(self._db, self._lock, name=f"state {self.path.name}", translate=_translate)
+        # Outbox ids up to _sent_through were acknowledged by the server (note_sent); rows up to
+        # _forgotten_through are deleted from the file. Only the event loop's thread moves either.
+        self._sent_through = 0
+        self._forgotten_through = 0
 
     @property
     def writer(self) -> GroupCommit:
@@ -111,8 +122,11 @@ class AgentState:
     # -- Lifetime -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Finish the writes already submitted, then close the file."""
+        """Finish the writes already submitted, forget what was sent, then close the file."""
         self._writer.close()
+        if self.sent_unforgotten():
+            with contextlib.suppress(StateError):  # they are resent at the next start, and dropped by the stream
+                self._now(*_forgotten(self._sent_through, _nothing))
         with self._read_lock:
             self._reader.close()
         with self._lock:
@@ -144,7 +158,7 @@ class AgentState:
         self, command_id: str, events: Iterable[Event] = (), *, now: datetime | None = None
     ) -> None:
         """mark_started, waited for off the event loop; on disk when it returns."""
-        await self._writer.submit(*_started(command_id, events, now))
+        await self._submit(_started(command_id, events, now))
 
     def finish(self, command_id: str, events: Iterable[Event], *, now: datetime | None = None) -> None:
         """Mark `command_id` finished AND queue its outcome `events`, in one transaction.
@@ -156,7 +170,7 @@ class AgentState:
 
     async def afinish(self, command_id: str, events: Iterable[Event], *, now: datetime | None = None) -> None:
         """finish, waited for off the event loop; on disk when it returns."""
-        await self._writer.submit(*_finished(command_id, events, now))
+        await self._submit(_finished(command_id, events, now))
 
     def prune(self, older_than: datetime) -> int:
         """Forget finished commands finished before `older_than`; returns how many.
@@ -181,14 +195,33 @@ class AgentState:
 
     async def aenqueue(self, events: Iterable[Event]) -> None:
         """enqueue, waited for off the event loop; on disk when it returns."""
-        await self._writer.submit(*_queued(events))
+        await self._submit(_queued(events))
 
     def pending(self, limit: int = 100) -> list[OutboxItem]:
-        """Up to `limit` unsent events, oldest first."""
+        """Up to `limit` unsent events, oldest first (after those `note_sent` was told of)."""
         rows = self._read(
-            "read the outbox", "SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT ?", (limit,)
+            "read the outbox",
+            "SELECT id, event_id, subject, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (self._sent_through, limit),
         )
         return [OutboxItem(id=r[0], event_id=r[1], subject=r[2], payload=bytes(r[3])) for r in rows]
+
+    def note_sent(self, items: Sequence[OutboxItem]) -> None:
+        """The server acknowledged `items`, the oldest of `pending()` in its order: skip them from now on.
+
+        Nothing is written now; see the module docstring for when their rows go.
+        """
+        if items:
+            self._sent_through = max(self._sent_through, items[-1].id)
+
+    def sent_unforgotten(self) -> bool:
+        """Whether rows of sent events are still in the file (aforget_sent would delete them)."""
+        return self._sent_through > self._forgotten_through
+
+    async def aforget_sent(self) -> None:
+        """Delete the rows of every event noted sent, in a transaction of its own; on disk when it returns."""
+        if self.sent_unforgotten():
+            await self._submit(("forget sent events", _nothing))
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Drop the given outbox items: the server acknowledged them."""
@@ -199,7 +232,10 @@ class AgentState:
         await self._writer.submit(*_sent(ids))
 
     def outbox_size(self) -> int:
-        return int(self._read("count the outbox", "SELECT count(*) FROM outbox")[0][0])
+        """How many events wait to be sent (not those sent whose rows are still to go)."""
+        return int(
+            self._read("count the outbox", "SELECT count(*) FROM outbox WHERE id > ?", (self._sent_through,))[0][0]
+        )
 
     # -- Config values --------------------------------------------------------------------
 
@@ -227,6 +263,14 @@ class AgentState:
         self._now("store a config value", store)
 
     # -- Plumbing -------------------------------------------------------------------------
+
+    async def _submit(self, write: _Write) -> None:
+        """Submit a write to the group commit, deleting the rows of the events sent since the last one with it."""
+        through = self._sent_through
+        if through > self._forgotten_through:
+            write = _forgotten(through, write[1], what=write[0])
+        await self._writer.submit(*write)
+        self._forgotten_through = max(self._forgotten_through, through)
 
     def _now(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run a write's body in a transaction of its own, in this thread; on disk when it returns."""
@@ -310,6 +354,20 @@ def _sent(ids: Sequence[int]) -> _Write:
         db.executemany("DELETE FROM outbox WHERE id = ?", parameters)
 
     return "mark events sent", body
+
+
+def _forgotten(through: int, body: Callable[[sqlite3.Connection], None], *, what: str = "forget sent events") -> _Write:
+    """`body`, after deleting the outbox rows up to `through` (sent events) in the same transaction."""
+
+    def forget_then(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM outbox WHERE id <= ?", (through,))
+        body(db)
+
+    return what, forget_then
+
+
+def _nothing(db: sqlite3.Connection) -> None:
+    pass
 
 
 def _rows(events: Iterable[Event]) -> list[_Row]:

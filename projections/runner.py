@@ -69,12 +69,18 @@ class ProjectionRunner:
         self.streams = {source: stream_for_filter(source, store.streams).name for source in projection.sources}
         self.db: aiosqlite.Connection | None = None
         self.rebuilt_because = ""
+        # The positions as last committed. Only this runner writes them (queries read the file,
+        # a rebuild swaps in a new one and forgets these), so after one read they are known
+        # without asking the file again: up asks after every round, hundreds of times a second
+        # under load, and each read was a trip to the connection's thread.
+        self._positions: dict[str, int] | None = None
 
     # --- opening ---------------------------------------------------------------
 
     async def open(self) -> None:
         """Open and validate the file, rebuilding it from sequence 1 when it cannot be trusted."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._positions = None
         self.db = await self._open()
         reason = await self._invalid()
         if reason:
@@ -82,6 +88,7 @@ class ProjectionRunner:
             log.warning("rebuilding projection", extra={"projection": self.projection.name, "reason": reason})
             await self.db.close()
             _remove_database(self.path)
+            self._positions = None  # the old file's, read by the checks
             self.db = await self._open()
         await self._create()
 
@@ -129,9 +136,11 @@ class ProjectionRunner:
 
     async def positions(self) -> dict[str, int]:
         """The last applied sequence of each source."""
-        rows = await self._fetch("SELECT source, position FROM positions")
-        known = {str(source): int(position) for source, position in rows}
-        return {source: known.get(source, 0) for source in self.projection.sources}
+        if self._positions is None:
+            rows = await self._fetch("SELECT source, position FROM positions")
+            known = {str(source): int(position) for source, position in rows}
+            self._positions = {source: known.get(source, 0) for source in self.projection.sources}
+        return dict(self._positions)
 
     async def position(self) -> int:
         """The position of a single-source projection (the sum, for several sources)."""
@@ -167,6 +176,8 @@ class ProjectionRunner:
             raise ProjectionError(f"{self.projection.name}: {exc}") from exc
         except sqlcipher3.Error as exc:
             raise ProjectionError(f"{self.projection.name}: the read model could not be written ({exc})") from exc
+        if self._positions is not None:
+            self._positions[source] = messages[-1].seq  # committed with the batch
         if written.scrubbed:
             await self._truncate_wal()
         return written.applied
@@ -221,6 +232,7 @@ class ProjectionRunner:
         _remove_database(self.path, keep_main=True)
         os.replace(fresh, self.path)
         _remove_database(fresh)
+        self._positions = None
         self.db = await self._open()
         return finished.applied
 
@@ -238,6 +250,7 @@ class ProjectionRunner:
         return [Parked(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     async def close(self) -> None:
+        self._positions = None
         if self.db is not None:
             await self.db.close()
             self.db = None

@@ -16,7 +16,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class ProjectionService:
         # One runner is either catching up or rebuilding, never both at once.
         self._busy = {runner.projection.name: asyncio.Lock() for runner in self.runners}
         self._wake = asyncio.Event()
+        self._woken: set[str] = set()  # the sources whose subscription woke the service since its last round
         # Set while caught up and waiting for a wake-up, its subscriptions in place.
         self.listening = asyncio.Event()
         # Each read model's positions as last committed, and a condition notified when they move.
@@ -113,39 +114,55 @@ class ProjectionService:
         every event, payload and all, only to say "look again", which under thousands of
         events a second cost `up` more than applying them. Once a round finds little, they
         are taken again, and one more round looks for anything appended while there were none.
+
+        A round woken by the subscriptions looks only at the read models whose sources woke
+        it: a command's report says nothing new to the audit or code-index models, and asking
+        each of them (a batched direct get per source) hundreds of times a second cost more
+        than applying the reports. Every other round (the first, one after a busy stretch or
+        a resubscription, the safety timer's) looks at all of them.
         """
 
-        async def wake(_: Any) -> None:
-            self._wake.set()
+        def wake_on(source: str) -> Callable[[Any], Awaitable[None]]:
+            async def wake(_: Any) -> None:
+                self._woken.add(source)
+                self._wake.set()
+
+            return wake
 
         sources = sorted({source for runner in self.runners for source in runner.projection.sources})
         subscriptions: list[Any] = []
+        every = True
         try:
             while not stop.is_set():
                 self._wake.clear()
-                applied = await self._round()
+                woken, self._woken = self._woken, set()
+                applied = await self._round(None if every else woken)
                 if time.monotonic() - self._lag_sampled_at >= LAG_SAMPLE_S:
                     await self._sample_lag()
+                every = True
                 if applied >= BUSY:
                     await _unsubscribe(subscriptions)
                     subscriptions = []
                     continue
                 if not subscriptions:
-                    subscriptions = [await self.store.nc.subscribe(source, cb=wake) for source in sources]
+                    subscriptions = [await self.store.nc.subscribe(source, cb=wake_on(source)) for source in sources]
                     continue  # anything appended before these existed is found by the next round
                 self.listening.set()
                 await _first_of(self._wake, stop, timeout=SAFETY_INTERVAL_S)
                 self.listening.clear()
+                every = not self._wake.is_set()  # the safety timer's round looks at every model
         finally:
             await _unsubscribe(subscriptions)
 
-    async def _round(self) -> int:
-        """Catch every read model up once, all at the same time; how many events they applied in all.
+    async def _round(self, woken: set[str] | None = None) -> int:
+        """Catch read models up once, all at the same time; how many events they applied in all.
 
+        `woken`: only the models with one of these sources (None: every model).
         Together, not one after the other: each writes on its own connection's thread, where
         SQLite runs without the GIL, and one model's backlog does not add to another's lag.
         """
-        return sum(await asyncio.gather(*(self._follow_once(runner) for runner in self.runners)))
+        runners = [r for r in self.runners if woken is None or not woken.isdisjoint(r.projection.sources)]
+        return sum(await asyncio.gather(*(self._follow_once(runner) for runner in runners)))
 
     async def _follow_once(self, runner: ProjectionRunner) -> int:
         name = runner.projection.name

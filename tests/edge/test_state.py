@@ -312,6 +312,60 @@ async def test_awaited_writes_keep_the_rules_of_the_blocking_ones(state: AgentSt
     assert [type(e) for e in outbox(state)] == [TelemetryReported]
 
 
+def rows_in_file(path: Path) -> int:
+    with sqlite3.connect(path) as other:
+        count = int(other.execute("SELECT count(*) FROM outbox").fetchone()[0])
+    other.close()
+    return count
+
+
+async def test_what_was_noted_sent_is_skipped_at_once_and_its_rows_go_with_the_next_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.sqlite"
+    state = AgentState(path)
+    try:
+        await state.aenqueue([telemetry(1.0), telemetry(2.0), telemetry(3.0)])
+        first_two = state.pending(2)
+        state.note_sent(first_two)
+
+        assert [e.metrics for e in outbox(state)] == [{"temp": 3.0}]  # type: ignore[attr-defined]
+        assert state.outbox_size() == 1
+        assert rows_in_file(path) == 3 and state.sent_unforgotten()  # nothing written yet
+        await state.amark_started("cmd-1", [step(CommandAccepted)])  # a write the agent makes anyway
+        assert rows_in_file(path) == 2 and not state.sent_unforgotten()
+
+        state.note_sent(state.pending())
+        await state.aforget_sent()  # what an idle outbox does
+        assert rows_in_file(path) == 0
+    finally:
+        state.close()
+
+
+async def test_a_refused_write_keeps_the_rows_it_would_have_deleted(state: AgentState) -> None:
+    await state.amark_started("cmd-1", [step(CommandAccepted)])
+    state.note_sent(state.pending())
+    with pytest.raises(StateError, match="already in the ledger"):
+        await state.amark_started("cmd-1", [step(CommandRunning)])
+
+    assert state.sent_unforgotten()  # rolled back with the refused write: the next one deletes them
+    await state.aenqueue([telemetry(1.0)])
+    assert not state.sent_unforgotten()
+    assert [type(e) for e in outbox(state)] == [TelemetryReported]
+
+
+async def test_closing_forgets_what_was_sent_and_a_new_state_sends_only_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    state = AgentState(path)
+    await state.aenqueue([telemetry(1.0), telemetry(2.0)])
+    state.note_sent(state.pending(1))
+    state.close()
+
+    with AgentState(path) as again:
+        assert [e.metrics for e in outbox(again)] == [{"temp": 2.0}]  # type: ignore[attr-defined]
+    assert rows_in_file(path) == 1
+
+
 def test_a_state_that_only_reads_and_blocks_starts_no_thread(state: AgentState) -> None:
     state.mark_started("cmd-1")
     state.ledger_state("cmd-1")
