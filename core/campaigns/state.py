@@ -84,6 +84,10 @@ class CampaignView:
     rule: str = ""  # the rule or gate that paused or aborted it, as it said
     reason: str = ""  # why it paused, was canceled or finished
     abort_action: RuleAction | None = None
+    # The rules and gates an operator resumed past, by name ("abort[0]", "waves[1].error": the
+    # part of `rule` before its colon). They do not pause the campaign again: otherwise a
+    # resume would be undone by the very rule it answered, at once.
+    acknowledged: set[str] = field(default_factory=set)
     force_canceled: bool = False
     last_sequence: int = 0  # the stream position of the last event applied (set by the caller)
 
@@ -134,6 +138,8 @@ def apply(view: CampaignView | None, event: Event) -> CampaignView | None:
                 view.status, view.reason, view.rule = CampaignStatus.PAUSED, reason, rule
         case CampaignResumed():
             if view.status == CampaignStatus.PAUSED:
+                if view.rule:
+                    view.acknowledged.add(view.rule.partition(":")[0])
                 view.status, view.reason, view.rule = CampaignStatus.RUNNING, "", ""
         case CampaignAborted(rule=rule, action=action):
             if view.status in (CampaignStatus.CREATED, CampaignStatus.RUNNING, CampaignStatus.PAUSED):

@@ -94,6 +94,7 @@ def test_pause_and_resume() -> None:
     view = fold([*paused, CampaignResumed(campaign_id=CAMPAIGN, actor="alice")])
     assert view is not None
     assert (view.status, view.rule) == (CampaignStatus.RUNNING, "")
+    assert view.acknowledged == {"waves[0].error"}  # the gate it resumed past does not pause it again
 
 
 def test_events_before_the_creation_are_ignored() -> None:
