@@ -23,13 +23,14 @@ import aiosqlite
 import sqlcipher3
 
 from core.errors import MahavishnuError
-from core.store import EventStore, RawMessage
+from core.events import Event
+from core.store import EventStore, RawMessage, StoredEvent
 from core.streams import stream_for_filter
 from projections.applying import BOOKKEEPING
 from projections.bulk_load import BulkLoader, LoadError
 from projections.database import on_connection_thread, open_encrypted
-from projections.projection import Projection
-from projections.writing import AppliedTwice, write_batch
+from projections.projection import Projection, Remembers
+from projections.writing import AppliedTwice, Written, write_batch
 
 log = logging.getLogger("mahavishnu.projections")
 
@@ -162,7 +163,7 @@ class ProjectionRunner:
     async def _apply(self, source: str, messages: list[RawMessage]) -> int:
         assert self.db is not None
         try:
-            written = await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+            written = await self._write(source, messages)
         except AppliedTwice as exc:
             raise ProjectionError(f"{self.projection.name}: {exc}") from exc
         except sqlcipher3.Error as exc:
@@ -170,6 +171,37 @@ class ProjectionRunner:
         if written.scrubbed:
             await self._truncate_wal()
         return written.applied
+
+    async def _write(self, source: str, messages: list[RawMessage]) -> Written:
+        assert self.db is not None
+        if not isinstance(self.projection, Remembers):
+            return await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+        try:
+            await self._recall(self.projection, messages)
+            return await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+        except BaseException:
+            self.projection.forget()  # it may hold part of a batch that was rolled back
+            raise
+
+    async def _recall(self, projection: Remembers, messages: list[RawMessage]) -> None:
+        """Hand `projection` the history before this batch of each key the batch names that it does not hold.
+
+        What does not decode is left out: the batch that applied it parked it.
+        """
+        before = messages[0].seq
+        for key in projection.missing([message.subject for message in messages]):
+            history: list[Event] = []
+            position, more = 1, 1
+            while more and position < before:
+                found, more = await self.store.read_after(projection.history(key), position, batch=self.batch)
+                if not found:
+                    break
+                for message in found:
+                    stored = StoredEvent.of(*message)
+                    if message.seq < before and stored.event is not None:
+                        history.append(stored.event)
+                position = found[-1].seq + 1
+            projection.recall(key, history)
 
     async def _truncate_wal(self) -> None:
         """Checkpoint and empty the WAL: older page images in it still hold what the batch erased.
@@ -221,6 +253,8 @@ class ProjectionRunner:
         _remove_database(self.path, keep_main=True)
         os.replace(fresh, self.path)
         _remove_database(fresh)
+        if isinstance(self.projection, Remembers):
+            self.projection.forget()  # the new file's state is recalled from the stream, as after a restart
         self.db = await self._open()
         return finished.applied
 
