@@ -81,6 +81,11 @@ class Campaigns:
         "CREATE INDEX IF NOT EXISTS campaigns_by_status ON campaigns (status, created_seq)",
     )
 
+    # Recalled when the file opens: the campaigns not over, so that their metrics show before their next event.
+    awake: str = "SELECT campaign_id FROM campaigns WHERE status NOT IN ({})".format(
+        ", ".join(f"'{status.value}'" for status in sorted(OVER))
+    )
+
     def __init__(self, metrics: CampaignMetrics | None = None) -> None:
         self.metrics = metrics
         self.views: dict[str, CampaignView] = {}
@@ -153,6 +158,8 @@ class Campaigns:
         view = fold(list(events))
         if view is not None:
             self.views[key], self.tallies[key] = view, Tally.of(view)
+            if self.metrics is not None and view.status not in OVER:
+                self.metrics.show(key, self.tallies[key].counts())
 
     def forget(self) -> None:
         self.views.clear()

@@ -54,15 +54,20 @@ class Projection(Protocol):
 
 @runtime_checkable
 class Remembers(Protocol):
-    """A projection that keeps state in memory between events, each piece under a key (a campaign id).
+    """A projection that keeps state in memory between events, each piece under a key (a campaign id); one source.
 
     Its memory is empty after a restart, a rebuild or a failed batch. Before each batch the
     live runner asks which keys the batch's subjects name that it does not hold
     (`missing`, which may also let go of keys it no longer needs), reads each one's
     history before the batch from the stream (`history(key)`: the subject filter) and
-    hands it over (`recall`). A rebuild's bulk loader replays from sequence 1, so its
-    copy of the projection learns everything in order and is never asked.
+    hands it over (`recall`). When the file opens, and after a rebuild, the keys that
+    `awake` (a query on its tables) names are recalled at once: those whose state shows
+    before their next event (the campaigns not over, in the metrics). A rebuild's bulk
+    loader replays from sequence 1, so its copy of the projection learns everything in
+    order and is never asked.
     """
+
+    awake: str  # SELECT of one column: the keys to recall when the file opens
 
     def missing(self, subjects: Sequence[str]) -> list[str]: ...
 

@@ -85,6 +85,7 @@ class ProjectionRunner:
             _remove_database(self.path)
             self.db = await self._open()
         await self._create()
+        await self._wake()
 
     async def _open(self) -> aiosqlite.Connection:
         db = await open_encrypted(self.path, self.key)
@@ -184,12 +185,23 @@ class ProjectionRunner:
             raise
 
     async def _recall(self, projection: Remembers, messages: list[RawMessage]) -> None:
-        """Hand `projection` the history before this batch of each key the batch names that it does not hold.
+        """Hand `projection` the history before this batch of each key the batch names that it does not hold."""
+        keys = projection.missing([message.subject for message in messages])
+        await self._recall_keys(projection, keys, messages[0].seq)
+
+    async def _wake(self) -> None:
+        """Recall what a Remembers projection wants held from the start (Remembers.awake), up to the file's position."""
+        if not isinstance(self.projection, Remembers):
+            return
+        keys = [str(row[0]) for row in await self._fetch(self.projection.awake)]
+        await self._recall_keys(self.projection, keys, await self.position() + 1)
+
+    async def _recall_keys(self, projection: Remembers, keys: list[str], before: int) -> None:
+        """Hand `projection` each key's history before stream sequence `before`.
 
         What does not decode is left out: the batch that applied it parked it.
         """
-        before = messages[0].seq
-        for key in projection.missing([message.subject for message in messages]):
+        for key in keys:
             history: list[Event] = []
             position, more = 1, 1
             while more and position < before:
@@ -253,9 +265,10 @@ class ProjectionRunner:
         _remove_database(self.path, keep_main=True)
         os.replace(fresh, self.path)
         _remove_database(fresh)
+        self.db = await self._open()
         if isinstance(self.projection, Remembers):
             self.projection.forget()  # the new file's state is recalled from the stream, as after a restart
-        self.db = await self._open()
+            await self._wake()
         return finished.applied
 
     async def lag(self) -> tuple[int, float]:

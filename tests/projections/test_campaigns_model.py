@@ -176,3 +176,12 @@ async def test_the_metrics_show_campaigns_not_over_and_count_aborts(store: Event
     assert registry.get_sample_value("mahavishnu_campaigns_aborted_total") == before + 1  # the second changed nothing
     assert executions_of(running, "failed") == 3.0  # aborted, not over: executions under way may still end
     assert executions_of(stopped, "succeeded") is None  # over: its series is gone
+
+    # A restart: the campaigns not over show again as the file opens, before any event of theirs.
+    registry = new_registry(process_metrics=False)
+    restarted = ProjectionRunner(Campaigns(CampaignMetrics(registry)), store, directory=tmp_path, key=KEY)
+    await restarted.open()
+    await restarted.close()
+    assert (executions_of(running, "failed"), executions_of(running, "pending")) == (3.0, 7.0)
+    assert executions_of(stopped, "succeeded") is None
+    assert registry.get_sample_value("mahavishnu_campaigns_aborted_total") == 0.0  # not counted again
