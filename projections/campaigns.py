@@ -17,6 +17,7 @@ rebuild (which replays in a child process, without them) does not count old abor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -63,8 +64,8 @@ def _is_token(value: str) -> bool:
     return True
 
 
-def _when(value: Any) -> str | None:
-    return None if value is None else str(value.isoformat())
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 class Campaigns:
@@ -107,7 +108,7 @@ class Campaigns:
         if view is None and not isinstance(event, CampaignCreated):
             raise Park(f"{event.tag} of campaign {key}, which was never created")
         tally = self.tallies.get(key) or Tally()
-        status = view.status if view is not None else None
+        was = view.status if view is not None else None
         if view is not None:
             tally.before(view, event)
         view = apply(view, event)
@@ -116,7 +117,7 @@ class Campaigns:
         view.last_sequence = seq
         self.views[key], self.tallies[key] = view, tally
         counts = tally.counts()
-        self._measure(view, status, counts)
+        self._measure(view, was, counts)
         changing = (
             view.status.value,
             _json.encode(counts).decode(),
@@ -132,10 +133,10 @@ class Campaigns:
             return [(_CREATE, (*row, _when(view.created_at), view.created_by, *changing[5:]))]
         return [(_UPDATE, (*changing, key))]
 
-    def _measure(self, view: CampaignView, status: CampaignStatus | None, counts: dict[str, int]) -> None:
+    def _measure(self, view: CampaignView, was: CampaignStatus | None, counts: dict[str, int]) -> None:
         if self.metrics is None:
             return
-        if view.status == CampaignStatus.ABORTED and status != CampaignStatus.ABORTED:
+        if view.status == CampaignStatus.ABORTED and was != CampaignStatus.ABORTED:
             self.metrics.aborted.inc()
         if view.status in OVER:
             self.metrics.drop(view.campaign_id, counts)
@@ -144,8 +145,8 @@ class Campaigns:
 
     # --- memory (projections.projection.Remembers) ---------------------------------------
 
-    def missing(self, subjects: Sequence[str]) -> list[str]:
-        named = dict.fromkeys(campaign_of(subject) for subject in subjects)
+    def missing(self, batch: Sequence[str]) -> list[str]:
+        named = dict.fromkeys(campaign_of(subject) for subject in batch)
         for key in [key for key, view in self.views.items() if view.status in OVER and key not in named]:
             del self.views[key], self.tallies[key]
         # A name that cannot be a subject token has no history to read: its events are parked.

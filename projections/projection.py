@@ -69,7 +69,7 @@ class Remembers(Protocol):
 
     awake: str  # SELECT of one column: the keys to recall when the file opens
 
-    def missing(self, subjects: Sequence[str]) -> list[str]: ...
+    def missing(self, batch: Sequence[str]) -> list[str]: ...  # the subjects of the batch
 
     def history(self, key: str) -> str: ...
 
