@@ -11,6 +11,7 @@ sequences) and rebuilt when it must be.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -199,21 +200,20 @@ class ProjectionRunner:
     async def _recall_keys(self, projection: Remembers, keys: list[str], before: int) -> None:
         """Hand `projection` each key's history before stream sequence `before`.
 
-        What does not decode is left out: the batch that applied it parked it.
+        The history is read here and decoded and folded on a thread (a campaign's is tens of
+        thousands of events), so the event loop keeps answering meanwhile; nothing else
+        touches the projection until this returns.
         """
         for key in keys:
-            history: list[Event] = []
+            history: list[RawMessage] = []
             position, more = 1, 1
             while more and position < before:
                 found, more = await self.store.read_after(projection.history(key), position, batch=self.batch)
                 if not found:
                     break
-                for message in found:
-                    stored = StoredEvent.of(*message)
-                    if message.seq < before and stored.event is not None:
-                        history.append(stored.event)
+                history += [message for message in found if message.seq < before]
                 position = found[-1].seq + 1
-            projection.recall(key, history)
+            await asyncio.to_thread(_recall, projection, key, history)
 
     async def _truncate_wal(self) -> None:
         """Checkpoint and empty the WAL: older page images in it still hold what the batch erased.
@@ -288,6 +288,16 @@ class ProjectionRunner:
         if self.db is not None:
             await self.db.close()
             self.db = None
+
+
+def _recall(projection: Remembers, key: str, history: list[RawMessage]) -> None:
+    """Decode `history` and hand it over; what does not decode is left out (the batch that applied it parked it)."""
+    events: list[Event] = []
+    for message in history:
+        event = StoredEvent.of(*message).event
+        if event is not None:
+            events.append(event)
+    projection.recall(key, events)
 
 
 def _remove_database(path: Path, *, keep_main: bool = False) -> None:
