@@ -9,8 +9,8 @@ services share a process without their names clashing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Final
 
 from prometheus_client import (
@@ -26,6 +26,7 @@ from prometheus_client import (
 __all__ = [
     "APPEND_BUCKETS",
     "FRESHNESS_OBJECTIVE_S",
+    "CampaignMetrics",
     "CodeIndexMetrics",
     "CommandMetrics",
     "EventStoreMetrics",
@@ -211,3 +212,37 @@ class CommandMetrics:
         self.agents_connected = Gauge(
             "mahavishnu_agents_connected", "Devices with at least one open connection to the mesh.", registry=registry
         )
+
+
+class CampaignMetrics:
+    """Fleet campaigns, as the campaigns read model applies their events.
+
+    mahavishnu_campaign_executions{campaign,state}   a campaign's executions per state (and
+                                                     `pending`: targets not notified yet); only
+                                                     campaigns not over, so the series stay few
+    mahavishnu_campaigns_aborted_total               campaigns an abort rule (or error gate) stopped
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.executions = Gauge(
+            "mahavishnu_campaign_executions",
+            "A campaign's executions per state (pending: targets not notified yet), while it is not over.",
+            ["campaign", "state"],
+            registry=registry,
+        )
+        self.aborted = Counter(
+            "mahavishnu_campaigns_aborted_total",
+            "Campaigns stopped by an abort rule or a wave's error gate.",
+            registry=registry,
+        )
+
+    def show(self, campaign: str, counts: dict[str, int]) -> None:
+        """Set a campaign's series from its counts (CampaignView.counts())."""
+        for state, count in counts.items():
+            self.executions.labels(campaign=campaign, state=state).set(count)
+
+    def drop(self, campaign: str, states: Iterable[str]) -> None:
+        """Remove a campaign's series: it is over, and its counts stay in the read model."""
+        for state in states:
+            with suppress(KeyError):  # never shown
+                self.executions.remove(campaign, state)

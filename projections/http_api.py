@@ -8,6 +8,8 @@
     GET /api/commands/{id}          commands.get
     GET /api/audit?actor=&device=&action=&since=&until=&limit=   audit.search
     GET /api/projections            projections.status (positions, lag, parked of each read model)
+    GET /api/campaigns?limit=&after=&status=   campaigns.list (a page, newest first, and `next`)
+    GET /api/campaigns/{id}         campaigns.get (counts per state and per wave, the rule that fired)
     GET /api/code/symbol?name=&prefix=&repo=&limit=      code.symbol
     GET /api/code/search?text=&repo=&limit=              code.search (full text, redacted snippets)
     GET /api/code/context?repo=&path=&symbol=            code.context (source, callers, callees)
@@ -59,6 +61,8 @@ PATHS: dict[str, tuple[str, str | None]] = {
     "/api/commands/{id}": ("commands.get", "id"),
     "/api/audit": ("audit.search", None),
     "/api/projections": ("projections.status", None),
+    "/api/campaigns": ("campaigns.list", None),
+    "/api/campaigns/{id}": ("campaigns.get", "id"),
     "/api/code/symbol": ("code.symbol", None),
     "/api/code/search": ("code.search", None),
     "/api/code/context": ("code.context", None),

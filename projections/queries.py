@@ -24,6 +24,7 @@ from core.errors import StoreError
 from core.events.base import utc_now
 from projections import personal
 from projections.audit_queries import AUDIT_QUERIES
+from projections.campaign_queries import CAMPAIGN_QUERIES
 from projections.catalog import CATALOG
 from projections.code_queries import CODE_QUERIES
 from projections.device_queries import DEVICE_QUERIES, presence_cutoff
@@ -169,4 +170,5 @@ QUERIES: dict[str, tuple[type[Any], Any]] = {
     **AUDIT_QUERIES,
     "projections.status": (Nothing, projections_status),
     **CODE_QUERIES,
+    **CAMPAIGN_QUERIES,  # campaigns.list, campaigns.get
 }

@@ -11,6 +11,7 @@ sequences) and rebuilt when it must be.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -23,13 +24,14 @@ import aiosqlite
 import sqlcipher3
 
 from core.errors import MahavishnuError
-from core.store import EventStore, RawMessage
+from core.events import Event
+from core.store import EventStore, RawMessage, StoredEvent
 from core.streams import stream_for_filter
 from projections.applying import BOOKKEEPING
 from projections.bulk_load import BulkLoader, LoadError
 from projections.database import on_connection_thread, open_encrypted
-from projections.projection import Projection
-from projections.writing import AppliedTwice, write_batch
+from projections.projection import Projection, Remembers
+from projections.writing import AppliedTwice, Written, write_batch
 
 log = logging.getLogger("mahavishnu.projections")
 
@@ -91,6 +93,7 @@ class ProjectionRunner:
             self._positions = None  # the old file's, read by the checks
             self.db = await self._open()
         await self._create()
+        await self._wake()
 
     async def _open(self) -> aiosqlite.Connection:
         db = await open_encrypted(self.path, self.key)
@@ -171,7 +174,7 @@ class ProjectionRunner:
     async def _apply(self, source: str, messages: list[RawMessage]) -> int:
         assert self.db is not None
         try:
-            written = await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+            written = await self._write(source, messages)
         except AppliedTwice as exc:
             raise ProjectionError(f"{self.projection.name}: {exc}") from exc
         except sqlcipher3.Error as exc:
@@ -181,6 +184,47 @@ class ProjectionRunner:
         if written.scrubbed:
             await self._truncate_wal()
         return written.applied
+
+    async def _write(self, source: str, messages: list[RawMessage]) -> Written:
+        assert self.db is not None
+        if not isinstance(self.projection, Remembers):
+            return await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+        try:
+            await self._recall(self.projection, messages)
+            return await on_connection_thread(self.db, write_batch, self.projection, source, messages)
+        except BaseException:
+            self.projection.forget()  # it may hold part of a batch that was rolled back
+            raise
+
+    async def _recall(self, projection: Remembers, messages: list[RawMessage]) -> None:
+        """Hand `projection` the history before this batch of each key the batch names that it does not hold."""
+        keys = projection.missing([message.subject for message in messages])
+        await self._recall_keys(projection, keys, messages[0].seq)
+
+    async def _wake(self) -> None:
+        """Recall what a Remembers projection wants held from the start (Remembers.awake), up to the file's position."""
+        if not isinstance(self.projection, Remembers):
+            return
+        keys = [str(row[0]) for row in await self._fetch(self.projection.awake)]
+        await self._recall_keys(self.projection, keys, await self.position() + 1)
+
+    async def _recall_keys(self, projection: Remembers, keys: list[str], before: int) -> None:
+        """Hand `projection` each key's history before stream sequence `before`.
+
+        The history is read here and decoded and folded on a thread (a campaign's is tens of
+        thousands of events), so the event loop keeps answering meanwhile; nothing else
+        touches the projection until this returns.
+        """
+        for key in keys:
+            history: list[RawMessage] = []
+            position, more = 1, 1
+            while more and position < before:
+                found, more = await self.store.read_after(projection.history(key), position, batch=self.batch)
+                if not found:
+                    break
+                history += [message for message in found if message.seq < before]
+                position = found[-1].seq + 1
+            await asyncio.to_thread(_recall, projection, key, history)
 
     async def _truncate_wal(self) -> None:
         """Checkpoint and empty the WAL: older page images in it still hold what the batch erased.
@@ -234,6 +278,9 @@ class ProjectionRunner:
         _remove_database(fresh)
         self._positions = None
         self.db = await self._open()
+        if isinstance(self.projection, Remembers):
+            self.projection.forget()  # the new file's state is recalled from the stream, as after a restart
+            await self._wake()
         return finished.applied
 
     async def lag(self) -> tuple[int, float]:
@@ -254,6 +301,16 @@ class ProjectionRunner:
         if self.db is not None:
             await self.db.close()
             self.db = None
+
+
+def _recall(projection: Remembers, key: str, history: list[RawMessage]) -> None:
+    """Decode `history` and hand it over; what does not decode is left out (the batch that applied it parked it)."""
+    events: list[Event] = []
+    for message in history:
+        event = StoredEvent.of(*message).event
+        if event is not None:
+            events.append(event)
+    projection.recall(key, events)
 
 
 def _remove_database(path: Path, *, keep_main: bool = False) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import MahavishnuError
-from core.metrics import ProjectionMetrics
+from core.metrics import CampaignMetrics, ProjectionMetrics
 from core.sealing import KeyStore
 from core.store import EventStore
 from projections.catalog import CATALOG, build
@@ -75,11 +75,15 @@ class ProjectionService:
         *,
         metrics: ProjectionMetrics | None = None,
         keys: KeyStore | None = None,
+        campaign_metrics: CampaignMetrics | None = None,
     ) -> None:
         chosen = names or tuple(CATALOG)
         self.metrics = metrics
         self._lag_sampled_at = -LAG_SAMPLE_S
-        self.runners = [ProjectionRunner(build(name, keys), store, directory=directory, key=key) for name in chosen]
+        self.runners = [
+            ProjectionRunner(build(name, keys, campaign_metrics=campaign_metrics), store, directory=directory, key=key)
+            for name in chosen
+        ]
         self.store = store
         self.lock = FolderLock(directory)
         # One runner is either catching up or rebuilding, never both at once.

@@ -29,7 +29,14 @@ from core.audit import AuditTrail
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.events import MeshStarted, MeshStopped
-from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
+from core.metrics import (
+    CampaignMetrics,
+    CodeIndexMetrics,
+    CommandMetrics,
+    EventStoreMetrics,
+    ProjectionMetrics,
+    new_registry,
+)
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
 from mahavishnu.control import commands, operators, tokens
@@ -237,7 +244,12 @@ async def _run(
         await store.append(MeshStarted(node=name, version=version("mahavishnu"), url=identity.url, actor="control"))
         key = database_key(home.root, os.environ)
         service = ProjectionService(
-            store, home.readmodels_dir, key, metrics=ProjectionMetrics(registry), keys=home.data_keys
+            store,
+            home.readmodels_dir,
+            key,
+            metrics=ProjectionMetrics(registry),
+            keys=home.data_keys,
+            campaign_metrics=CampaignMetrics(registry),
         )
         await service.start()
         supervise("projections", lambda: service.run(stop_following))

@@ -1,4 +1,4 @@
-// The dashboard: the fleet (summary, devices, recent commands, read models, audit tail) and a
+// The dashboard: the fleet (summary, devices, recent commands, campaigns, read models, audit tail) and a
 // device's page (facts, telemetry charts, shadow, command form, command history), from /api.
 "use strict";
 
@@ -42,7 +42,8 @@ function ago(iso, now = Date.now()) {
 
 // --- tables ----------------------------------------------------------------------------------
 
-// A cell is its text, or {text, css, href, title}; text is always set as text, never as HTML.
+// A cell is its text, or {text, css, href, title, node}; text is always set as text, never as
+// HTML; `node` is an element built by this script (a campaign's bar), appended after the text.
 function cellOf(spec) {
   const td = document.createElement("td");
   const cell = typeof spec === "object" && spec !== null ? spec : { text: spec };
@@ -53,6 +54,7 @@ function cellOf(spec) {
     td.append(target);
   }
   target.textContent = cell.text ?? "";
+  if (cell.node) td.append(cell.node);
   if (cell.css) td.className = cell.css;
   if (cell.title) td.title = cell.title;
   return td;
@@ -218,11 +220,53 @@ function lagCells(m) {
           { text: m.parked, css: m.parked ? "num behind" : "num" }];
 }
 
+// --- campaigns -------------------------------------------------------------------------------
+
+// The parts of a campaign's bar, in this order: how it ended first, then what is under way, then what waits.
+const CAMPAIGN_STATES = ["succeeded", "failed", "timed_out", "rejected", "canceled", "removed", "in_progress", "queued", "pending"];
+const ENDED = new Set(CAMPAIGN_STATES.slice(0, 6));
+
+// One bar per campaign, a part per state as wide as its share of the targets, its count in its title.
+// Widths are set through the style object (CSSOM), which the page's policy allows; inline style attributes it would not.
+function progressBar(counts) {
+  const total = CAMPAIGN_STATES.reduce((sum, state) => sum + (counts[state] || 0), 0);
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  for (const state of CAMPAIGN_STATES) {
+    const count = counts[state] || 0;
+    if (!count) continue;
+    const part = document.createElement("span");
+    part.className = "part " + state;
+    part.style.width = (100 * count / total) + "%";
+    part.title = `${state.replace("_", " ")}: ${count}`;
+    part.dataset.state = state;
+    part.dataset.count = count;
+    bar.append(part);
+  }
+  return bar;
+}
+
+function campaignCells(c) {
+  const counts = c.counts || {};
+  const total = CAMPAIGN_STATES.reduce((sum, state) => sum + (counts[state] || 0), 0);
+  const ended = CAMPAIGN_STATES.filter(state => ENDED.has(state)).reduce((sum, state) => sum + (counts[state] || 0), 0);
+  return [
+    { text: c.name, title: c.id },
+    { text: c.status, css: "campaign-" + c.status },
+    { text: "", node: progressBar(counts), css: "progress" },
+    { text: `${ended} of ${total}`, css: "num" },
+    { text: c.rule, css: c.rule ? "rule fired" : "rule" },
+    timeCell(c.created_at),
+    c.created_by,
+  ];
+}
+
 async function refreshFleet() {
   await Promise.all([
     load("summary-panel", loadSummary),
     load("devices-panel", loadDevices),
     load("commands-panel", async () => fill("commands", (await get("/api/commands?limit=20")).commands, c => commandCells(c, true))),
+    load("campaigns-panel", async () => fill("campaigns", (await get("/api/campaigns?limit=20")).campaigns, campaignCells)),
     load("lag-panel", async () => fill("lag", (await get("/api/projections")).read_models, lagCells)),
     load("audit-panel", async () => fill("audit", (await get("/api/audit?limit=20")).entries,
       e => [e.seq, timeCell(e.at), e.actor, e.action, e.target, e.outcome])),

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.metrics import CodeIndexMetrics, CommandMetrics, EventStoreMetrics, ProjectionMetrics, new_registry
+from core.metrics import (
+    CampaignMetrics,
+    CodeIndexMetrics,
+    CommandMetrics,
+    EventStoreMetrics,
+    ProjectionMetrics,
+    new_registry,
+)
 from tests.tools import tool
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
@@ -24,7 +31,7 @@ OPS = Path(__file__).resolve().parents[2] / "ops"
 def exported_names() -> set[str]:
     """Every series name the services export, with the suffixes Prometheus gives counters and histograms."""
     registry = new_registry(process_metrics=False)
-    for group in (EventStoreMetrics, ProjectionMetrics, CodeIndexMetrics, CommandMetrics):
+    for group in (EventStoreMetrics, ProjectionMetrics, CodeIndexMetrics, CommandMetrics, CampaignMetrics):
         group(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     names = {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
@@ -62,6 +69,7 @@ def test_every_alert_the_issue_asks_for_is_there() -> None:
         "MahavishnuProjectionLagging",
         "MahavishnuPollsFailing",
         "MahavishnuAvailabilityBudgetBurnFast",
+        "MahavishnuCampaignAborted",
     } <= alerts
     assert any("Burn" in name for name in alerts)
 
