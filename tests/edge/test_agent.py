@@ -187,6 +187,35 @@ async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: P
         own.stop()
 
 
+async def test_a_reconnected_agent_asks_for_its_next_command_again_at_once(tmp_path: Path) -> None:
+    # A restarted server has forgotten the agent's waiting request for its next command; the
+    # agent asks anew when it reconnects, not when its request would have expired (30 s).
+    own = start_mesh(tmp_path / "mesh", port=free_port())
+    nc = await connect(own.identity, name="control", reconnect=True)
+    store = EventStore(nc)
+    await store.ensure_streams()
+    path = await enrolled(own, store, tmp_path / "dev", "dev-asks")
+    running = start(Agent(load_agent_config(path)))
+    consumer = subjects.device_consumer("dev-asks")
+
+    async def waiting() -> bool:
+        try:
+            info = await nc.jetstream().consumer_info("COMMANDS", consumer, timeout=2)
+        except Exception:  # the server is not back yet
+            return False
+        return bool(info.num_waiting)
+
+    try:
+        await eventually_async(waiting, timeout=20, what="the agent's request for its next command")
+        own.server.stop()
+        own.server.start()
+        await eventually_async(waiting, timeout=15, what="the agent's request asked anew after the restart")
+    finally:
+        await running.halt()
+        await nc.close()
+        own.stop()
+
+
 async def test_an_agent_whose_connection_closed_for_good_connects_anew(
     mesh: Mesh, store: EventStore, tmp_path: Path
 ) -> None:
