@@ -1,0 +1,121 @@
+"""The orchestrator against a real mesh and real (simulated) agents: pace, abort, timeouts, retries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+
+from core.campaigns.state import apply
+from core.campaigns.states import CampaignStatus, ExecutionState
+from core.events import CampaignAborted, CampaignFinished, ExecutionChanged, ExecutionNotified
+from core.store import EventStore
+from mahavishnu.campaigns import rules
+from tests.harness import Mesh
+from tests.mahavishnu.campaigns.fleet import create, device_ids, fleet, history, orchestrator, spec, view_of
+from tests.waiting import eventually_async
+
+RATE = 20  # per minute: one notification every 3 s, so the test runs in well under a minute
+
+
+async def _until(store: EventStore, campaign_id: str, *statuses: CampaignStatus, timeout: float = 90) -> None:
+    async def reached() -> bool:
+        return (await view_of(store, campaign_id)).status in statuses
+
+    await eventually_async(reached, timeout=timeout, what=f"campaign {campaign_id} to be {statuses}")
+
+
+async def test_no_60_s_window_holds_more_notifications_than_the_rate(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    devices = device_ids(5, failing=0, fail_pct=0)
+    async with fleet(mesh, store, tmp_path, devices), orchestrator(mesh):
+        campaign = await create(
+            store,
+            spec(
+                {
+                    "name": "rate",
+                    "document": {"command": {"name": "simulate.work", "args": {}}},
+                    "targets": {"devices": devices},
+                    "pace": {"maximum_per_minute": RATE},
+                }
+            ),
+        )
+        await _until(store, campaign, CampaignStatus.FINISHED)
+    times = sorted(e.occurred_at for _, e in await history(store, campaign) if isinstance(e, ExecutionNotified))
+    assert len(times) == len(devices)
+    for index, moment in enumerate(times):
+        window = [t for t in times[: index + 1] if moment - t < timedelta(seconds=60)]
+        assert len(window) <= RATE
+    # spread over the minute (one interval of 60/RATE s apart), not sent at once
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
+    assert min(gaps) >= 60 / RATE - 0.1, gaps
+    view = await view_of(store, campaign)
+    assert view.counts()[ExecutionState.SUCCEEDED.value] == len(devices)
+
+
+async def test_an_abort_rule_fires_at_its_crossing_outcome_and_no_device_is_notified_after_it(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    # 15% of the devices fail (6 of 40), against a rule of 10% once 20 ran
+    devices = device_ids(40, failing=6, fail_pct=15)
+    async with fleet(mesh, store, tmp_path, devices), orchestrator(mesh):
+        campaign = await create(
+            store,
+            spec(
+                {
+                    "name": "abort",
+                    "document": {"command": {"name": "simulate.work", "args": {"fail_pct": 15, "seconds": 0.2}}},
+                    "targets": {"devices": devices},
+                    "pace": {"maximum_per_minute": 600},
+                    "abort": [{"failure_type": "failed", "threshold_pct": 10, "min_executed": 20}],
+                }
+            ),
+        )
+        await _until(store, campaign, CampaignStatus.ABORTED)
+    events = await history(store, campaign)
+    [(aborted_at, aborted)] = [(seq, e) for seq, e in events if isinstance(e, CampaignAborted)]
+    # the outcome that crossed the threshold, found by folding the stream as it was stored
+    view = await view_of(store, campaign)
+    crossing = None
+    replay = None
+    for _, event in events:
+        replay = apply(replay, event)
+        changed = isinstance(event, ExecutionChanged) and replay is not None
+        if changed and rules.fired(view.spec.abort, replay.counts()) is not None:
+            crossing = event
+            break
+    assert crossing is not None
+    assert (aborted.occurred_at - crossing.occurred_at).total_seconds() <= 2.0
+    assert aborted.rule.startswith("abort[0]: failed")
+    assert not [e for seq, e in events if seq > aborted_at and isinstance(e, ExecutionNotified) and not e.rollback]
+    assert view.status == CampaignStatus.ABORTED
+    assert view.counts()["pending"] > 0  # it stopped before reaching every device
+
+
+async def test_an_execution_past_its_in_progress_timeout_is_timed_out_within_a_second_and_retried(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    devices = device_ids(2, failing=0, fail_pct=0)
+    async with fleet(mesh, store, tmp_path, devices), orchestrator(mesh):
+        campaign = await create(
+            store,
+            spec(
+                {
+                    "name": "timeouts",
+                    "document": {"command": {"name": "simulate.work", "args": {"seconds": 30}}},
+                    "targets": {"devices": devices},
+                    "execution": {"in_progress_timeout_s": 1.0, "retries": {"timed_out": 1}},
+                }
+            ),
+        )
+        await _until(store, campaign, CampaignStatus.FINISHED)
+    events = [e for _, e in await history(store, campaign)]
+    notified = {(e.device_id, e.attempt): e.occurred_at for e in events if isinstance(e, ExecutionNotified)}
+    timed_out = [e for e in events if isinstance(e, ExecutionChanged) and e.state == ExecutionState.TIMED_OUT]
+    assert sorted(notified) == sorted((d, a) for d in devices for a in (1, 2))  # each timed out, then retried once
+    assert len(timed_out) == 4
+    for event in timed_out:
+        late = (event.occurred_at - notified[(event.device_id, event.attempt)]).total_seconds()
+        assert 1.0 <= late <= 2.0, late
+    assert any(isinstance(e, CampaignFinished) for e in events)
