@@ -98,8 +98,14 @@ class Orchestrator:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.catch_up()
-        for view in self.views.values():
-            self.unconfirmed[view.campaign_id] = {e.device_id for e in view.executions.values() if not e.ended}
+        log.info(
+            "following campaigns",
+            extra={
+                "campaigns": sum(1 for v in self.views.values() if v.status not in OVER),
+                "position": self.position,
+                "to_look_up": sum(len(devices) for devices in self.unconfirmed.values()),
+            },
+        )
         async with Outcomes(self.store, self.wake) as outcomes:
             self.ready.set()
             while not stop.is_set():
@@ -112,8 +118,12 @@ class Orchestrator:
                 for campaign_id in list(self.views):
                     try:
                         delay = min(delay, await self.step(self.views[campaign_id]))
-                    except MahavishnuError as exc:
-                        log.warning("campaign step failed", extra={"campaign": campaign_id, "reason": str(exc)})
+                    except Exception as exc:  # one campaign's trouble must not stop the others: its next round retries
+                        log.warning(
+                            "campaign step failed",
+                            extra={"campaign": campaign_id, "reason": f"{type(exc).__name__}: {exc}"},
+                            exc_info=None if isinstance(exc, MahavishnuError) else exc,
+                        )
                 await _first(stop, self.wake, max(delay, 0.01))
 
     async def catch_up(self) -> None:
@@ -129,6 +139,9 @@ class Orchestrator:
                     self.mine.discard(stored.event.event_id)
                 else:
                     self._apply(stored.event)
+                    if isinstance(stored.event, ExecutionNotified):
+                        # notified by an earlier run (or by an append that failed to answer): perhaps unsent
+                        self.unconfirmed.setdefault(stored.event.campaign_id, set()).add(stored.event.device_id)
             if not more or not raws:
                 return
 
@@ -142,6 +155,10 @@ class Orchestrator:
         match event:
             case ExecutionNotified():
                 self.recent.setdefault(event.campaign_id, {})[event.event_id] = event.occurred_at.timestamp()
+            case ExecutionChanged():
+                execution = view.executions.get(event.device_id)
+                if execution is None or execution.ended:
+                    self.unconfirmed.get(event.campaign_id, set()).discard(event.device_id)
             case CampaignCanceled(force=force):
                 self.to_stop[event.campaign_id] = force or self.to_stop.get(event.campaign_id, False)
             case CampaignAborted(action=action) if action != RuleAction.PAUSE:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client import CollectorRegistry
 
 from core import subjects
 from core.campaigns import ids
@@ -21,6 +22,7 @@ from core.store import EventStore, connect
 from edge import load_agent_config
 from edge.agent import Agent
 from edge.simulate import fails, simulated_registry
+from mahavishnu.campaigns.metrics import OrchestratorMetrics
 from mahavishnu.campaigns.orchestrator import Orchestrator
 from mahavishnu.control import devices
 from tests.harness import Mesh
@@ -70,11 +72,11 @@ async def fleet(mesh: Mesh, store: EventStore, folder: Path, device_ids: Iterabl
 
 
 @contextlib.asynccontextmanager
-async def orchestrator(mesh: Mesh) -> AsyncIterator[Orchestrator]:
+async def orchestrator(mesh: Mesh, *, registry: CollectorRegistry | None = None) -> AsyncIterator[Orchestrator]:
     """The orchestrator on a connection of its own, as `up` runs it, until the block ends."""
     nc = await connect(mesh.identity, name="tests-campaigns")
     stop = asyncio.Event()
-    service = Orchestrator(EventStore(nc))
+    service = Orchestrator(EventStore(nc), metrics=OrchestratorMetrics(registry) if registry is not None else None)
     task = asyncio.create_task(service.run(stop))
     try:
         await asyncio.wait_for(service.ready.wait(), 30)

@@ -6,14 +6,27 @@ from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
+from core import subjects
+from core.campaigns import ids
 from core.campaigns.state import apply
 from core.campaigns.states import CampaignStatus, ExecutionState
-from core.events import CampaignAborted, CampaignFinished, ExecutionChanged, ExecutionNotified
+from core.events import (
+    CampaignAborted,
+    CampaignFinished,
+    CampaignStarted,
+    CampaignTargeted,
+    CampaignWaveOpened,
+    CommandIssued,
+    ExecutionChanged,
+    ExecutionNotified,
+)
+from core.metrics import new_registry
 from core.store import EventStore
 from mahavishnu.campaigns import rules
+from mahavishnu.control import commands
 from tests.harness import Mesh
 from tests.mahavishnu.campaigns.fleet import create, device_ids, fleet, history, orchestrator, spec, view_of
-from tests.waiting import eventually_async
+from tests.waiting import eventually, eventually_async
 
 RATE = 20  # per minute: one notification every 3 s, so the test runs in well under a minute
 
@@ -119,3 +132,69 @@ async def test_an_execution_past_its_in_progress_timeout_is_timed_out_within_a_s
         late = (event.occurred_at - notified[(event.device_id, event.attempt)]).total_seconds()
         assert 1.0 <= late <= 2.0, late
     assert any(isinstance(e, CampaignFinished) for e in events)
+
+
+async def test_a_resumed_orchestrator_sends_a_notified_attempt_only_if_it_is_not_on_commands(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    # As a crash leaves it: both attempts notified; `sent` also sent, `unsent` not (killed between the two).
+    sent, unsent = device_ids(2, failing=0, fail_pct=0)
+    document = {"command": {"name": "simulate.work", "args": {}}}
+    campaign = await create(
+        store, spec({"name": "resume", "document": document, "targets": {"devices": [sent, unsent]}})
+    )
+    await store.append(CampaignTargeted(campaign_id=campaign, devices=[sent, unsent]))
+    await store.append(CampaignStarted(campaign_id=campaign))
+    await store.append(CampaignWaveOpened(campaign_id=campaign, wave=0))
+    for device in (sent, unsent):
+        command = ids.command_id(campaign, device, 1)
+        await store.append(ExecutionNotified(campaign_id=campaign, device_id=device, attempt=1, command_id=command))
+    await commands.send(
+        store,
+        sent,
+        "simulate.work",
+        {},
+        ttl_s=60,
+        timeout_s=10,
+        actor="tester",
+        command_id=ids.command_id(campaign, sent, 1),
+    )
+    async with fleet(mesh, store, tmp_path, [sent, unsent]), orchestrator(mesh):
+        await _until(store, campaign, CampaignStatus.FINISHED)
+    for device in (sent, unsent):
+        issued = [s.event async for s in store.read(subjects.device_commands(device))]
+        assert [e.command_id for e in issued if isinstance(e, CommandIssued)] == [ids.command_id(campaign, device, 1)]
+    assert (await view_of(store, campaign)).counts()[ExecutionState.SUCCEEDED.value] == 2
+
+
+async def test_a_report_of_a_campaign_it_was_not_part_of_is_ignored_and_counted(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    member, stranger = device_ids(2, failing=0, fail_pct=0)
+    campaign = await create(
+        store,
+        spec(
+            {
+                "name": "foreign",
+                "document": {"command": {"name": "simulate.work", "args": {"seconds": 5}}},
+                "targets": {"devices": [member]},
+            }
+        ),
+    )
+    registry = new_registry(process_metrics=False)
+    async with fleet(mesh, store, tmp_path, [member, stranger]), orchestrator(mesh, registry=registry):
+        await _until(store, campaign, CampaignStatus.RUNNING)
+        # the stranger is sent commands with ids shaped like the campaign's, as if it were part of it
+        for command_id in (ids.command_id(campaign, stranger, 1), ids.command_id(campaign, stranger, 2)):
+            await commands.send(
+                store, stranger, "ping", {}, ttl_s=60, timeout_s=5, actor="tester", command_id=command_id
+            )
+
+        def counted() -> bool:
+            return (registry.get_sample_value("mahavishnu_campaign_foreign_reports_total") or 0) >= 6
+
+        await eventually(counted, timeout=30, what="the stranger's reports to be counted as foreign")
+        await _until(store, campaign, CampaignStatus.FINISHED)
+    view = await view_of(store, campaign)
+    assert set(view.executions) == {member}
+    assert view.counts()[ExecutionState.SUCCEEDED.value] == 1
