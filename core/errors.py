@@ -58,6 +58,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── SloError                 mahavishnu.cli.slo                 Prometheus could not be asked, or refused
     ├── BackupError              mahavishnu.control.backup          a backup cannot be made or restored
     ├── CommandRefused           mahavishnu.control.commands        no such command, or too late to cancel it
+    ├── CampaignSpecError        mahavishnu.campaigns.specfile      a campaign file or its flags are wrong
+    ├── CampaignRefused          mahavishnu.campaigns.control       no such campaign, or not a step its state allows
     ├── SiteSilent               mahavishnu.control.site_copies     a site cannot say whether it holds a command
     ├── RotationPending          mahavishnu.control.devices         the agent still uses its old certificate
     ├── UnknownDevice            mahavishnu.control.erasure         no such device to erase

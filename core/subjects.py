@@ -92,6 +92,15 @@ def campaign_events(campaign_id: str | None = None) -> str:
     return f"{CAMPAIGNS_PREFIX}.{token(campaign_id, what='campaign id')}.>"
 
 
+def campaign_steps(campaign_id: str) -> str:
+    """The filter for one campaign's own events (created, paused, ...), without its devices' executions.
+
+    What an operator's step needs to know its state: a campaign over 10,000 devices has
+    tens of thousands of execution events, and no step depends on them.
+    """
+    return f"{CAMPAIGNS_PREFIX}.{token(campaign_id, what='campaign id')}.*"
+
+
 def provision_request(claim_id: str) -> str:
     """Where a device holding claim `claim_id` asks for its certificate: the only subject it may publish on."""
     return f"{PROVISION_PREFIX}.{token(claim_id, what='claim id')}"

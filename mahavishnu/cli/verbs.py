@@ -71,6 +71,7 @@ VERBS: dict[str, Verb] = {
     "fleet": Verb("mahavishnu.cli.fleet", "claims: a batch of devices provisions itself (the mesh must be up)"),
     "operator": Verb("mahavishnu.cli.operator", "people who query the mesh, and their roles"),
     "cmd": Verb("mahavishnu.cli.cmd", "send commands to devices and follow them (the mesh must be up)"),
+    "campaign": Verb("mahavishnu.cli.campaign", "fleet campaigns: a command for many devices, paced and gated"),
     "projections": Verb("mahavishnu.cli.projections", "the read models: status, parked events, rebuild"),
     "db": Verb("mahavishnu.cli.db", "the read models' encryption"),
     "audit": Verb("mahavishnu.cli.audit", "search, verify and export the audit trail"),
