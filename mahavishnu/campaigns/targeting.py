@@ -2,8 +2,8 @@
 
 An explicit list is taken as it is; a filter is asked page by page (the read model
 narrows by one tag, the site, the transport and presence; `targets.matches` checks every
-field of the filter on each row, so several tags work too). Revoked devices are never
-targets. The rows also give each device's tags, which waves by filter need.
+field of the filter on each row, so several tags work too, and leaves out devices the
+command path cannot reach). The rows also give each device's tags, which waves by tags need.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ PAGE = 1000  # the read model's largest page (projections.device_queries.PAGE_MA
 
 
 async def rows(nc: Client, targets: Targets | None = None) -> list[dict[str, Any]]:
-    """Every enrolled device row the read model has (narrowed by `targets`' first tag, site, transport, presence).
+    """The device rows of the read model (narrowed by `targets`' first tag, site, transport, presence).
 
     RequestError (mahavishnu.control.requests) when the query service does not answer.
     """
@@ -36,7 +36,7 @@ async def rows(nc: Client, targets: Targets | None = None) -> list[dict[str, Any
     found: list[dict[str, Any]] = []
     while True:
         page = await query(nc, "devices.list", request)
-        found.extend(row for row in page["devices"] if row.get("status") != "revoked")
+        found.extend(page["devices"])
         if not page.get("next"):
             return found
         request["after"] = page["next"]
