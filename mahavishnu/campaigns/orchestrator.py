@@ -179,6 +179,9 @@ class Orchestrator:
         await self._timeouts(view, now)
         if view.campaign_id in self.to_stop:
             await self._stop_executions(view, force=self.to_stop.pop(view.campaign_id))
+        if view.status == CampaignStatus.ABORTED and view.abort_action == RuleAction.ROLLBACK:
+            await self._confirm(view)
+            return await self._notify(view, now, plan.rollbacks)
         if view.status in OVER or view.status == CampaignStatus.ABORTED:
             return TICK_S
         schedule = view.spec.schedule
@@ -195,7 +198,7 @@ class Orchestrator:
         await self._confirm(view)
         if view.spec.targets.mode == TargetMode.CONTINUOUS:
             await self._retarget(view, now)
-        delay = await self._notify(view, now) if windows.is_open(schedule, now) else TICK_S
+        delay = await self._notify(view, now, plan.due) if windows.is_open(schedule, now) else TICK_S
         reason = plan.over(view)
         if reason is not None:
             await self.record(
@@ -252,8 +255,10 @@ class Orchestrator:
                 )
             )
 
-    async def _notify(self, view: CampaignView, now: datetime) -> float:
-        """Notify what is due within the pace; returns when to look again."""
+    async def _notify(
+        self, view: CampaignView, now: datetime, due: Callable[[CampaignView, int], list[plan.Attempt]]
+    ) -> float:
+        """Notify what `due` says (plan.due, plan.rollbacks) within the pace; returns when to look again."""
         campaign, moment = view.campaign_id, now.timestamp()
         recent = self.recent.setdefault(campaign, {})
         for event_id, at in list(recent.items()):
@@ -267,7 +272,7 @@ class Orchestrator:
             notified=len(view.executions),
             succeeded=counts[ExecutionState.SUCCEEDED.value],
         )
-        attempts = plan.due(view, min(allowed, NOTIFY_BATCH))
+        attempts = due(view, min(allowed, NOTIFY_BATCH))
         for attempt in attempts:
             command_id = attempt.command_id(campaign)
             await self.record(
@@ -282,17 +287,20 @@ class Orchestrator:
                     actor=ACTOR,
                 )
             )
-            await self._send(view, attempt.device_id, command_id)
+            await self._send(view, view.executions[attempt.device_id])
         if len(attempts) == NOTIFY_BATCH:
             return 0.0  # more may be due: after the outcomes that came meanwhile
         return again if allowed == 0 else TICK_S
 
-    async def _send(self, view: CampaignView, device_id: str, command_id: str) -> None:
+    async def _send(self, view: CampaignView, execution: Execution) -> None:
         try:
-            await delivery.send(self.store, view, device_id, command_id)
+            sent = await delivery.send(self.store, view, execution)
         except MahavishnuError as exc:  # notified but perhaps not sent: looked up and sent on a later round
-            self.unconfirmed.setdefault(view.campaign_id, set()).add(device_id)
-            log.warning("campaign command not sent", extra={"command": command_id, "reason": str(exc)})
+            self.unconfirmed.setdefault(view.campaign_id, set()).add(execution.device_id)
+            log.warning("campaign command not sent", extra={"command": execution.command_id, "reason": str(exc)})
+            return
+        if sent is None:  # a rollback with nothing to restore
+            await self._change(view, execution, ExecutionState.SUCCEEDED, delivery.NOTHING_TO_ROLL_BACK)
 
     async def _confirm(self, view: CampaignView) -> None:
         """Send the queued attempts that were notified but perhaps not sent (a crash between the two): only
@@ -302,9 +310,11 @@ class Orchestrator:
             execution = view.executions.get(device)
             if execution is None or execution.state != ExecutionState.QUEUED:
                 continue
+            if view.status != CampaignStatus.RUNNING and not execution.rollback:
+                continue  # stopped meanwhile: what was not sent stays unsent (and is canceled or times out)
             if not await delivery.was_sent(self.store, device, execution.command_id):
                 log.info("sending a notified command found unsent", extra={"command": execution.command_id})
-                await self._send(view, device, execution.command_id)
+                await self._send(view, execution)
 
     # --- outcomes and what they decide -------------------------------------------------
 

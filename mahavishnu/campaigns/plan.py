@@ -5,6 +5,7 @@ they read a `CampaignView` (core.campaigns.state) and never touch the network, s
 resumed orchestrator, folding the same stream, takes the same decisions.
 
     due(view, limit)        which attempts to notify: retries first, then targets of open waves
+    rollbacks(view, limit)  which devices to roll back, once a rollback rule aborted the campaign
     overdue(view, now)      executions past their in-progress timeout
     over(view)              why the campaign is done (every target's execution ended), or None
     outcome(...)            what a device's report of a campaign command means for its execution
@@ -18,7 +19,7 @@ from typing import Literal
 
 from core.campaigns import ids
 from core.campaigns.spec import Execution as ExecutionSpec
-from core.campaigns.spec import Retries, TargetMode
+from core.campaigns.spec import Retries, RuleAction, TargetMode
 from core.campaigns.state import CampaignView, Execution, execution_state
 from core.campaigns.states import CampaignStatus, ExecutionState
 from core.commands.lifecycle import CommandState
@@ -70,6 +71,21 @@ def due(view: CampaignView, limit: int) -> list[Attempt]:
         if wave < view.waves_open and device not in view.executions:
             found.append(Attempt(device, wave, 1))
     return found
+
+
+def rollbacks(view: CampaignView, limit: int) -> list[Attempt]:
+    """Up to `limit` rollbacks to notify now: a desired-state campaign aborted by a rule whose action is
+    rollback re-applies the previous desired state to each device whose execution succeeded (also one that
+    succeeds after the abort), once."""
+    rolling = view.abort_action == RuleAction.ROLLBACK and view.spec.document.desired is not None
+    if view.status != CampaignStatus.ABORTED or not rolling or limit <= 0:
+        return []
+    found = [
+        Attempt(e.device_id, e.wave, e.attempt + 1, rollback=True)
+        for e in view.executions.values()
+        if e.state == ExecutionState.SUCCEEDED and not e.rollback
+    ]
+    return found[:limit]
 
 
 def time_limit(spec: ExecutionSpec) -> float:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from core import subjects
 from core.campaigns.spec import CampaignSpec
 from core.campaigns.state import CampaignView, apply
 from core.campaigns.states import CampaignStatus, ExecutionState
@@ -15,9 +16,12 @@ from core.events import (
     CampaignPaused,
     CampaignResumed,
     CampaignWaveOpened,
+    CommandIssued,
+    DesiredStateSet,
     Event,
     ExecutionChanged,
     ExecutionNotified,
+    ReportedState,
 )
 from core.events.base import utc_now
 from core.store import EventStore
@@ -204,3 +208,54 @@ async def test_nothing_is_notified_outside_a_maintenance_window_and_the_schedule
     # the campaign whose window never opened was never even started, though created first
     untouched = await view_of(store, outside)
     assert untouched.status == CampaignStatus.CREATED and not untouched.executions
+
+
+async def test_a_rollback_rule_re_applies_the_previous_desired_state_to_the_devices_that_succeeded(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    online = device_ids(3, failing=0, fail_pct=0)
+    offline = device_ids(2, failing=0, fail_pct=0)  # never run an agent: their executions time out
+    for device in online + offline:
+        await store.append(DesiredStateSet(device_id=device, state={"mode": "eco", "rate": 5}, version=1))
+    async with fleet(mesh, store, tmp_path, online), orchestrator(mesh):
+        campaign = await create(
+            store,
+            spec(
+                {
+                    "name": "rollback",
+                    "document": {"desired": {"mode": "turbo"}},
+                    "targets": {"devices": online + offline},
+                    "execution": {"in_progress_timeout_s": 1.0},
+                    "abort": [
+                        {"failure_type": "timed_out", "threshold_pct": 30, "min_executed": 5, "action": "rollback"}
+                    ],
+                }
+            ),
+        )
+
+        async def rolled_back() -> bool:
+            view = await view_of(store, campaign)
+            done = [e for d in online if (e := view.executions.get(d)) is not None and e.rollback]
+            return len(done) == 3 and all(e.state == ExecutionState.SUCCEEDED for e in done)
+
+        await eventually_async(rolled_back, timeout=60, what="the devices that succeeded to be rolled back")
+        for device in online:
+
+            async def restored(device: str = device) -> bool:
+                reported = await store.last_event(subjects.device_event(device, "reported"))
+                return isinstance(reported, ReportedState) and reported.state.get("mode") == "eco"
+
+            await eventually_async(restored, timeout=30, what=f"{device} to report its earlier mode")
+    view = await view_of(store, campaign)
+    assert view.status == CampaignStatus.ABORTED
+    assert {d: view.executions[d].state for d in offline} == dict.fromkeys(offline, ExecutionState.TIMED_OUT)
+    for device in online:
+        desired = await store.last_event(subjects.device_event(device, "desired"))
+        assert isinstance(desired, DesiredStateSet) and desired.state == {"mode": "eco", "rate": 5}
+    # each device ran the campaign's one command per attempt: config.apply, once, then its rollback
+    for device in online:
+        issued = [s.event async for s in store.read(subjects.device_commands(device))]
+        assert [(e.name, e.args) for e in issued if isinstance(e, CommandIssued)] == [
+            ("config.apply", {"values": {"mode": "turbo"}}),
+            ("config.apply", {"values": {"mode": "eco"}}),
+        ]
