@@ -54,8 +54,10 @@ from core.events.base import utc_now
 from core.store import EventStore
 from core.store.records import StoredEvent
 from mahavishnu.campaigns import delivery, gates, pace, plan, rules, targeting, windows
+from mahavishnu.campaigns.fleetwatch import FleetChanges
 from mahavishnu.campaigns.metrics import OrchestratorMetrics
 from mahavishnu.campaigns.outcomes import Outcomes, Report
+from mahavishnu.control.requests import request_applied
 
 log = logging.getLogger("mahavishnu.campaigns")
 
@@ -64,8 +66,10 @@ TICK_S = 0.25  # timeouts are recorded within a tick (plus an append) of their m
 NOTIFY_BATCH = 50  # notifications per round, so outcomes (and an abort) are never held up long
 TARGET_CHUNK = 500  # devices per campaign.targeted event
 READ_BATCH = 1000
+DEVICES_SOURCE = "mesh.evt.device.>"  # the devices read model's source (projections.devices), for its position
 RETRY_S = 2.0  # after a failed step (the query service not answering, say)
-CONTINUOUS_EVERY_S = 30.0  # how often a continuous campaign asks which devices match now
+RETARGET_EVERY_S = 300.0  # a continuous campaign asks which devices match now at least this often
+SETTLE_S = 10.0  # how long the devices read model may take to apply a change before it is asked
 
 
 class Orchestrator:
@@ -77,12 +81,10 @@ class Orchestrator:
         *,
         metrics: OrchestratorMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
-        continuous_every_s: float = CONTINUOUS_EVERY_S,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.continuous_every_s = continuous_every_s
         self.views: dict[str, CampaignView] = {}
         self.position = 0  # the last CAMPAIGNS sequence applied
         self.mine: set[str] = set()  # ids of events appended and applied here, not applied again when read back
@@ -90,7 +92,10 @@ class Orchestrator:
         self.recent: dict[str, dict[str, float]] = {}
         self.unconfirmed: dict[str, set[str]] = {}  # per campaign: devices whose queued attempt may be unsent
         self.to_stop: dict[str, bool] = {}  # campaigns whose untaken executions to cancel -> force
-        self.requery_at: dict[str, float] = {}  # continuous campaigns: when to ask for their targets again
+        # continuous campaigns: (fleet changes seen, when) at their last query of the devices read model
+        self.retargeted: dict[str, tuple[int, float]] = {}
+        self.changes: FleetChanges | None = None
+        self.changed_at = 0  # the last sequence on EVENTS of the fleet changes seen so far
         self.wake = asyncio.Event()
         self.ready = asyncio.Event()  # set once caught up with the stream and following the reports
 
@@ -106,7 +111,8 @@ class Orchestrator:
                 "to_look_up": sum(len(devices) for devices in self.unconfirmed.values()),
             },
         )
-        async with Outcomes(self.store, self.wake) as outcomes:
+        async with Outcomes(self.store, self.wake) as outcomes, FleetChanges(self.store.nc) as changes:
+            self.changes = changes
             self.ready.set()
             while not stop.is_set():
                 self.wake.clear()
@@ -197,7 +203,7 @@ class Orchestrator:
             return TICK_S
         await self._confirm(view)
         if view.spec.targets.mode == TargetMode.CONTINUOUS:
-            await self._retarget(view, now)
+            await self._retarget(view)
         delay = await self._notify(view, now, plan.due) if windows.is_open(schedule, now) else TICK_S
         reason = plan.over(view)
         if reason is not None:
@@ -226,22 +232,33 @@ class Orchestrator:
                         actor=ACTOR,
                     )
                 )
+        if self.changes is not None:  # what it just found counts as its first look
+            self.retargeted[campaign] = (self.changes.version, asyncio.get_running_loop().time())
         await self.record(
             CampaignStarted(event_id=f"{campaign}.started", campaign_id=campaign, actor=ACTOR),
             CampaignWaveOpened(
                 event_id=f"{campaign}.wave.0", campaign_id=campaign, wave=0, reason="start", actor=ACTOR
             ),
         )
-        if view.spec.targets.mode == TargetMode.CONTINUOUS:
-            self.requery_at[campaign] = asyncio.get_running_loop().time() + self.continuous_every_s
 
-    async def _retarget(self, view: CampaignView, now: datetime) -> None:
-        """A continuous campaign: devices that match now and are not targets yet join the newest open wave."""
+    async def _retarget(self, view: CampaignView) -> None:
+        """A continuous campaign: devices that match now and are not targets yet join the newest open wave.
+
+        Asked when the fleet changed since its last look (fleetwatch.py), once the devices
+        read model applied the change, and every RETARGET_EVERY_S anyway.
+        """
+        assert self.changes is not None
         clock = asyncio.get_running_loop().time()
-        if clock < self.requery_at.get(view.campaign_id, 0.0):
+        seen, at = self.retargeted.get(view.campaign_id, (-1, 0.0))
+        if seen == self.changes.version and clock - at < RETARGET_EVERY_S:
             return
-        self.requery_at[view.campaign_id] = clock + self.continuous_every_s
+        version = self.changes.version
+        for subject in self.changes.take():
+            self.changed_at = max(self.changed_at, await self.store.last_subject_sequence(subject))
+        if self.changed_at:
+            await request_applied(self.store.nc, "devices", {DEVICES_SOURCE: self.changed_at}, timeout_s=SETTLE_S)
         found = await targeting.resolve(self.store.nc, view.spec)
+        self.retargeted[view.campaign_id] = (version, clock)
         late = [device for device in found if device not in view.targets]
         wave = max(view.waves_open - 1, 0)
         for chunk in _chunks(late, TARGET_CHUNK):

@@ -14,7 +14,7 @@ from core import subjects
 from core.campaigns.state import fold
 from core.campaigns.states import CampaignStatus
 from core.config import load_config
-from core.events import AuditRecorded, CampaignStarted, CampaignWaveOpened
+from core.events import AuditRecorded, CampaignStarted, CampaignTargeted, CampaignWaveOpened
 from core.store import EventStore, connect
 from mahavishnu.cli.campaign import campaign_line, campaign_text
 from mahavishnu.runtime.home import Home
@@ -93,8 +93,15 @@ async def test_an_operator_creates_pauses_resumes_opens_a_wave_and_cancels_each_
     said = one_line_error(run("campaign", "next-wave", campaign, env=up.env))
     assert f"campaign {campaign} is created: a wave opens only in a running or paused campaign" in said
 
-    # What the orchestrator records when the start comes (up's orchestrator is not this test's to run).
-    await store.append([CampaignStarted(campaign_id=campaign), CampaignWaveOpened(campaign_id=campaign, wave=0)])
+    # What the orchestrator records when the start comes (up's orchestrator is not this test's to run; with
+    # the targets, whose canary has not succeeded, it leaves the campaign as it is until its start in 2099).
+    await store.append(
+        [
+            CampaignTargeted(campaign_id=campaign, devices=["pump-01", "pump-02"]),
+            CampaignStarted(campaign_id=campaign),
+            CampaignWaveOpened(campaign_id=campaign, wave=0),
+        ]
+    )
 
     steps = [
         (("pause",), f"{campaign}: paused"),
@@ -122,7 +129,8 @@ async def test_an_operator_creates_pauses_resumes_opens_a_wave_and_cancels_each_
     assert (view.status, view.force_canceled, view.waves_open) == (CampaignStatus.CANCELED, True, 2)
     assert [(event.tag.split(".")[1], event.actor) for event in events] == [
         ("created", "control"),
-        ("started", "system"),  # the test's, as the orchestrator
+        ("targeted", "system"),  # the test's, as the orchestrator
+        ("started", "system"),
         ("wave_opened", "system"),
         ("paused", "control"),
         ("resumed", "control"),
