@@ -63,6 +63,7 @@ log = logging.getLogger("mahavishnu.campaigns")
 
 ACTOR = "orchestrator"
 TICK_S = 0.25  # timeouts are recorded within a tick (plus an append) of their moment
+IDLE_S = 1.0  # with no campaign under way: how soon a new one (or an operator's step) is seen
 NOTIFY_BATCH = 50  # notifications per round, so outcomes (and an abort) are never held up long
 TARGET_CHUNK = 500  # devices per campaign.targeted event
 READ_BATCH = 1000
@@ -91,6 +92,7 @@ class Orchestrator:
         # per campaign: notification event id -> its time (epoch s), the last 60 s of them: the pace
         self.recent: dict[str, dict[str, float]] = {}
         self.unconfirmed: dict[str, set[str]] = {}  # per campaign: devices whose queued attempt may be unsent
+        self.settled: set[str] = set()  # campaigns with nothing left to do (see `active`)
         self.to_stop: dict[str, bool] = {}  # campaigns whose untaken executions to cancel -> force
         # continuous campaigns: (fleet changes seen, when) at their last query of the devices read model
         self.retargeted: dict[str, tuple[int, float]] = {}
@@ -117,11 +119,17 @@ class Orchestrator:
             while not stop.is_set():
                 self.wake.clear()
                 for report in outcomes.take():
-                    await self.report(report)
+                    try:
+                        await self.report(report)
+                    except MahavishnuError as exc:  # unacknowledged, it comes back after outcomes.ACK_WAIT_S
+                        log.warning(
+                            "command report not recorded", extra={"command": report.command_id, "reason": str(exc)}
+                        )
+                        continue
                     await report.ack()
                 await self.catch_up()
-                delay = TICK_S
-                for campaign_id in list(self.views):
+                delay = TICK_S if self.active() else IDLE_S
+                for campaign_id in self.active():
                     try:
                         delay = min(delay, await self.step(self.views[campaign_id]))
                     except Exception as exc:  # one campaign's trouble must not stop the others: its next round retries
@@ -131,6 +139,22 @@ class Orchestrator:
                             exc_info=None if isinstance(exc, MahavishnuError) else exc,
                         )
                 await _first(stop, self.wake, max(delay, 0.01))
+
+    def active(self) -> list[str]:
+        """The campaigns with something left to do: not over, or with executions still under way or to stop.
+
+        Over ones whose executions all ended are settled once and then skipped: a mesh keeps
+        every campaign it ever ran on its stream, and each round must not walk them all.
+        """
+        for campaign_id, view in self.views.items():
+            if campaign_id in self.settled or campaign_id in self.to_stop:
+                continue
+            stopped = view.status in OVER or (
+                view.status == CampaignStatus.ABORTED and view.abort_action != RuleAction.ROLLBACK
+            )
+            if stopped and plan.all_ended(view):
+                self.settled.add(campaign_id)
+        return [campaign_id for campaign_id in self.views if campaign_id not in self.settled]
 
     async def catch_up(self) -> None:
         """Apply what CAMPAIGNS holds after the last event applied."""
@@ -158,6 +182,7 @@ class Orchestrator:
         if view is None:
             return
         self.views[event.campaign_id] = view
+        self.settled.discard(event.campaign_id)
         match event:
             case ExecutionNotified():
                 self.recent.setdefault(event.campaign_id, {})[event.event_id] = event.occurred_at.timestamp()
@@ -441,7 +466,9 @@ class Orchestrator:
         """Cancel the executions whose devices have not taken their commands; with `force`, record those in
         progress as canceled too (a taken command cannot be withdrawn: its device may still finish it, and
         that ending is then ignored)."""
-        for execution in [e for e in view.executions.values() if not e.ended]:
+        # An aborted campaign's rollbacks are what it does next, not what it stops.
+        rolling = view.status == CampaignStatus.ABORTED
+        for execution in [e for e in view.executions.values() if not e.ended and not (rolling and e.rollback)]:
             if execution.state == ExecutionState.QUEUED and await delivery.cancel(
                 self.store, execution.device_id, execution.command_id, reason=f"campaign {view.status}"
             ):
