@@ -78,7 +78,7 @@ def load(path: Path) -> CampaignSpec:
 def parse(data: dict[str, Any], *, source: str) -> CampaignSpec:
     """The campaign that `data` (a campaign file's tables) describes; CampaignSpecError naming the field otherwise.
 
-    `source` names where `data` came from (the file's path, or "--flags") at the start of
+    `source` names where `data` came from (the file's path, or "flags" for `campaign create`'s flags) at the start of
     each refusal.
     """
     try:
@@ -87,8 +87,9 @@ def parse(data: dict[str, Any], *, source: str) -> CampaignSpec:
             spec = msgspec.convert(converted, CampaignSpec)
         except msgspec.ValidationError as exc:
             raise _refusal(*_field_of(str(exc), data)) from None
-        for field, problem in _problems(spec):
-            raise _refusal(field, problem)
+        first = next(_problems(spec), None)
+        if first is not None:
+            raise _refusal(*first)
     except CampaignSpecError as refusal:
         raise CampaignSpecError(f"{source}: {refusal}") from None
     return spec
@@ -221,6 +222,9 @@ def _problems(spec: CampaignSpec) -> Iterator[tuple[str, str]]:
     for field, rate in rates.items():
         if rate is not None and rate < RATE_MIN:
             yield field, f"{rate:g} per minute is too slow: at least {RATE_MIN:g} per minute"
+    exponential = pace.exponential
+    if exponential and exponential.maximum_per_minute and exponential.maximum_per_minute < exponential.base_per_minute:
+        yield "pace.exponential.maximum_per_minute", "is below base_per_minute; the rate only steps up from its base"
     yield from _wave_problems(spec)
     schedule = spec.schedule
     for field, moment in (("schedule.start", schedule.start), ("schedule.end", schedule.end)):

@@ -147,6 +147,14 @@ def test_a_minimal_file_takes_the_defaults(tmp_path: Path) -> None:
         (("[targets]", '[execution]\nttl = "1 hour"\n[targets]'), "execution.ttl: not a duration: '1 hour'"),
         (("[targets]", "[execution]\nttl_s = 60\n[targets]"), "execution.ttl_s: unknown key; known keys:"),
         (("[targets]", "[pace]\nmaximum_per_minute = 0.5\n[targets]"), "pace.maximum_per_minute: 0.5 per minute"),
+        (
+            (
+                "[targets]",
+                "[pace.exponential]\nbase_per_minute = 10\nincrement_factor = 2\nnumber = 5\n"
+                "maximum_per_minute = 5\n[targets]",
+            ),
+            "pace.exponential.maximum_per_minute: is below base_per_minute",
+        ),
         (('\nname = "ping"\n[document', "\n[document"), ": name: missing; it is required"),
         (('devices = ["a", "b"]', 'devices = ["a", "a"]'), "targets.devices: names a device twice"),
         (('devices = ["a", "b"]', 'devices = ["a.b"]'), "targets.devices[0]: device id 'a.b' cannot be used"),

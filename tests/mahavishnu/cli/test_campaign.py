@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 
 from core import subjects
-from core.campaigns.state import fold
-from core.campaigns.states import CampaignStatus
 from core.config import load_config
-from core.events import AuditRecorded, CampaignStarted, CampaignTargeted, CampaignWaveOpened
+from core.events import AuditRecorded, CampaignCreated
 from core.store import EventStore, connect
 from mahavishnu.cli.campaign import campaign_line, campaign_text
 from mahavishnu.runtime.home import Home
@@ -24,7 +22,8 @@ from tests.waiting import eventually_async
 WAVED = """
 name = "ping-pumps"
 [document.command]
-name = "ping"
+name = "config.set"
+args = { key = "api_token", value = "s3cr3t" }
 [targets]
 tags = { role = "pump" }
 [pace]
@@ -35,8 +34,10 @@ percent = 50
 on_success = "pause"
 [[waves]]
 name = "rest"
+[execution]
+ttl = "2h"
 [schedule]
-start = 2099-01-01T00:00:00Z   # far off: nothing but this test moves the campaign on
+start = 2099-01-01T00:00:00Z   # far off: up's orchestrator leaves it waiting
 """
 
 
@@ -71,7 +72,7 @@ async def pumps_listed(store: EventStore, count: int) -> None:
     await eventually_async(listed, timeout=30, what=f"{count} pumps in the devices read model")
 
 
-async def test_an_operator_creates_pauses_resumes_opens_a_wave_and_cancels_each_step_audited(
+async def test_an_operator_creates_a_campaign_of_the_devices_that_match_and_cancels_it_each_step_audited(
     up: Running, store: EventStore, tmp_path: Path
 ) -> None:
     enroll(up, tmp_path, "pump-01", "role=pump")
@@ -88,67 +89,36 @@ async def test_an_operator_creates_pauses_resumes_opens_a_wave_and_cancels_each_
     assert made.returncode == 0, made.stderr
     campaign = made.stdout.strip()
 
-    said = one_line_error(run("campaign", "pause", campaign, env=up.env))
-    assert f"campaign {campaign} is created: only a running campaign can be paused" in said
-    said = one_line_error(run("campaign", "next-wave", campaign, env=up.env))
-    assert f"campaign {campaign} is created: a wave opens only in a running or paused campaign" in said
-
-    # What the orchestrator records when the start comes (up's orchestrator is not this test's to run; with
-    # the targets, whose canary has not succeeded, it leaves the campaign as it is until its start in 2099).
-    await store.append(
-        [
-            CampaignTargeted(campaign_id=campaign, devices=["pump-01", "pump-02"]),
-            CampaignStarted(campaign_id=campaign),
-            CampaignWaveOpened(campaign_id=campaign, wave=0),
-        ]
-    )
-
-    steps = [
-        (("pause",), f"{campaign}: paused"),
-        (("resume",), f"{campaign}: resumed"),
-        (("pause",), f"{campaign}: paused"),
-        (("next-wave",), f"{campaign}: opened wave 1"),  # and resumed with it
-        (("cancel", "--force"), f"{campaign}: canceled (executions in progress too)"),
-    ]
-    refusals = {
-        1: ("pause", "is paused (paused by control): only a running campaign can be paused"),
-        2: ("resume", "is running: only a paused campaign can be resumed"),
-        4: ("next-wave", "has opened all its 2 waves: there is no next wave to open"),
-        5: ("cancel", "is canceled (canceled by control) already: nothing left to cancel"),
-    }
-    for index, (step, answer) in enumerate(steps, start=1):
-        done = run("campaign", step[0], campaign, *step[1:], env=up.env)
-        assert (done.returncode, done.stdout.strip()) == (0, answer), done.stderr
-        if index in refusals:
-            again, why = refusals[index]
-            assert f"campaign {campaign} {why}" in one_line_error(run("campaign", again, campaign, env=up.env))
+    # It waits for its start: no step but cancel fits it yet (tests/mahavishnu/campaigns/test_control.py
+    # takes each step in the state it is meant for).
+    for step, why in (
+        ("pause", "is created: only a running campaign can be paused"),
+        ("resume", "is created: only a paused campaign can be resumed"),
+        ("next-wave", "is created: a wave opens only in a running or paused campaign"),
+    ):
+        assert f"error: campaign {campaign} {why}" == one_line_error(run("campaign", step, campaign, env=up.env))
+    canceled = run("campaign", "cancel", campaign, "--force", env=up.env)
+    assert (canceled.returncode, canceled.stdout.strip()) == (0, f"{campaign}: canceled (executions in progress too)")
+    said = one_line_error(run("campaign", "cancel", campaign, env=up.env))
+    assert said == f"error: campaign {campaign} is canceled (canceled by control) already: nothing left to cancel"
 
     events = [stored.event async for stored in store.read(subjects.campaign_events(campaign)) if stored.event]
-    view = fold(events)
-    assert view is not None
-    assert (view.status, view.force_canceled, view.waves_open) == (CampaignStatus.CANCELED, True, 2)
-    assert [(event.tag.split(".")[1], event.actor) for event in events] == [
-        ("created", "control"),
-        ("targeted", "system"),  # the test's, as the orchestrator
-        ("started", "system"),
-        ("wave_opened", "system"),
-        ("paused", "control"),
-        ("resumed", "control"),
-        ("paused", "control"),
-        ("wave_opened", "control"),
-        ("resumed", "control"),
-        ("canceled", "control"),
-    ]
+    created = events[0]
+    assert isinstance(created, CampaignCreated) and created.actor == "control"
+    assert created.spec.targets.tags == {"role": "pump"} and created.spec.execution.ttl_s == 7200
+    assert [(event.tag, event.actor) for event in events[1:]] == [("campaign.canceled.v1", "control")]
     audited = [
         stored.event
         async for stored in store.read("mesh.audit.campaign.>")
         if isinstance(stored.event, AuditRecorded) and stored.event.target == campaign
     ]
     assert [(record.actor, record.action) for record in audited] == [
-        ("control", f"campaign.{step}") for step in ("create", "pause", "resume", "pause", "next_wave", "cancel")
+        ("control", "campaign.create"),
+        ("control", "campaign.cancel"),
     ]
-    assert audited[0].details == {"name": "ping-pumps", "document": "command ping"}
-    assert audited[-1].details == {"force": True}
+    # The command's name, never its arguments: they may hold a secret.
+    assert audited[0].details == {"name": "ping-pumps", "document": "command config.set"}
+    assert audited[1].details == {"force": True}
 
 
 @pytest.mark.parametrize(
