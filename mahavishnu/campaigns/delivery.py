@@ -10,6 +10,7 @@ subject after that.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core import subjects
@@ -72,11 +73,13 @@ async def was_sent(store: EventStore, device_id: str, command_id: str) -> bool:
     return await store.last_subject_sequence(subjects.command(device_id, command_id)) > 0
 
 
-async def cancel(store: EventStore, device_id: str, command_id: str, *, reason: str) -> bool:
-    """Cancel the command if its device has not taken it (its CommandCanceled then ends the execution); False
-    when it is too late (taken, running, ended) or unknown."""
+async def cancel(
+    store: EventStore, device_id: str, command_id: str, *, reason: str, site_of: Callable[[str], str]
+) -> bool:
+    """Cancel the command if its device has not taken it (at its edge site too: `site_of`, as `cmd cancel`);
+    False when it is too late (taken, running, ended), unknown, or its site cannot tell."""
     try:
-        await commands.cancel(store, command_id, actor="orchestrator", reason=reason)
+        await commands.cancel(store, command_id, actor="orchestrator", reason=reason, site_of=site_of)
     except commands.CommandRefused:
         return False
     return True

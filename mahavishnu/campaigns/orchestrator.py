@@ -82,10 +82,14 @@ class Orchestrator:
         *,
         metrics: OrchestratorMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
+        site_of: Callable[[str], str] = lambda device_id: "",
     ) -> None:
+        """`site_of(device)`: the JetStream API of the edge site the device belongs to, "" for the hub's own
+        (what commands.cancel needs to cancel a site device's command there too)."""
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        self.site_of = site_of
         self.views: dict[str, CampaignView] = {}
         self.position = 0  # the last CAMPAIGNS sequence applied
         self.mine: set[str] = set()  # ids of events appended and applied here, not applied again when read back
@@ -460,7 +464,9 @@ class Orchestrator:
             was = execution.state
             await self._change(view, execution, ExecutionState.TIMED_OUT, f"still {was} after {limit:g} s")
             if was == ExecutionState.QUEUED:
-                await delivery.cancel(self.store, execution.device_id, execution.command_id, reason="timed out")
+                await delivery.cancel(
+                    self.store, execution.device_id, execution.command_id, reason="timed out", site_of=self.site_of
+                )
 
     async def _stop_executions(self, view: CampaignView, *, force: bool) -> None:
         """Cancel the executions whose devices have not taken their commands; with `force`, record those in
@@ -470,7 +476,11 @@ class Orchestrator:
         rolling = view.status == CampaignStatus.ABORTED
         for execution in [e for e in view.executions.values() if not e.ended and not (rolling and e.rollback)]:
             if execution.state == ExecutionState.QUEUED and await delivery.cancel(
-                self.store, execution.device_id, execution.command_id, reason=f"campaign {view.status}"
+                self.store,
+                execution.device_id,
+                execution.command_id,
+                reason=f"campaign {view.status}",
+                site_of=self.site_of,
             ):
                 await self._change(view, execution, ExecutionState.CANCELED, f"the campaign was {view.status}")
             elif force:

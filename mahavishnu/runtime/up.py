@@ -303,7 +303,9 @@ async def _run(
         # hosts registered with `device add-ssh`
         gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
         supervise("ssh gateway", lambda: gateway.run(stop_following))
-        campaigns = Orchestrator(store, metrics=OrchestratorMetrics(registry))  # fleet campaigns (ADR 0015)
+        campaigns = Orchestrator(  # fleet campaigns (ADR 0015)
+            store, metrics=OrchestratorMetrics(registry), site_of=lambda device: sites.api_of(home, device)
+        )
         supervise("campaigns", lambda: campaigns.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
