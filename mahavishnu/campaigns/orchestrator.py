@@ -188,7 +188,7 @@ class Orchestrator:
         self.views[event.campaign_id] = view
         self.settled.discard(event.campaign_id)
         match event:
-            case ExecutionNotified():
+            case ExecutionNotified() if (self.clock() - event.occurred_at).total_seconds() < pace.WINDOW_S:
                 self.recent.setdefault(event.campaign_id, {})[event.event_id] = event.occurred_at.timestamp()
             case ExecutionChanged():
                 execution = view.executions.get(event.device_id)
@@ -196,7 +196,7 @@ class Orchestrator:
                     self.unconfirmed.get(event.campaign_id, set()).discard(event.device_id)
             case CampaignCanceled(force=force):
                 self.to_stop[event.campaign_id] = force or self.to_stop.get(event.campaign_id, False)
-            case CampaignAborted(action=action) if action != RuleAction.PAUSE:
+            case CampaignAborted():
                 self.to_stop.setdefault(event.campaign_id, False)
 
     async def record(self, *events: Event) -> None:
