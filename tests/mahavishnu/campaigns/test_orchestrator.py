@@ -22,7 +22,7 @@ from core.events import (
 )
 from core.metrics import new_registry
 from core.store import EventStore
-from mahavishnu.campaigns import rules
+from mahavishnu.campaigns import pace, rules
 from mahavishnu.control import commands
 from tests.harness import Mesh
 from tests.mahavishnu.campaigns.fleet import create, device_ids, fleet, history, orchestrator, spec, view_of
@@ -198,3 +198,30 @@ async def test_a_report_of_a_campaign_it_was_not_part_of_is_ignored_and_counted(
     view = await view_of(store, campaign)
     assert set(view.executions) == {member}
     assert view.counts()[ExecutionState.SUCCEEDED.value] == 1
+
+
+async def test_an_exponential_rate_steps_up_as_its_devices_are_notified(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
+    devices = device_ids(6, failing=0, fail_pct=0)
+    exponential = {"base_per_minute": 20, "increment_factor": 2, "number": 2, "increase_after": "notified"}
+    async with fleet(mesh, store, tmp_path, devices), orchestrator(mesh):
+        campaign = await create(
+            store,
+            spec(
+                {
+                    "name": "exponential",
+                    "document": {"command": {"name": "simulate.work", "args": {}}},
+                    "targets": {"devices": devices},
+                    "pace": {"exponential": exponential},
+                }
+            ),
+        )
+        await _until(store, campaign, CampaignStatus.FINISHED)
+    view = await view_of(store, campaign)
+    times = sorted(e.occurred_at for _, e in await history(store, campaign) if isinstance(e, ExecutionNotified))
+    # the k+1-th device waits one interval of the rate in force after k were notified: 20, 40, then 80 a minute
+    for notified, (earlier, later) in enumerate(pairwise(times), start=1):
+        interval = 60 / (pace.rate(view.spec.pace, notified=notified, succeeded=0) or 1)
+        assert (later - earlier).total_seconds() >= interval - 0.1, (notified, interval)
+    assert (times[-1] - times[-2]).total_seconds() < 60 / 20  # faster than the base rate by the end
