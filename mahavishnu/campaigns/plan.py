@@ -14,7 +14,7 @@ resumed orchestrator, folding the same stream, takes the same decisions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from core.campaigns import ids
@@ -107,13 +107,6 @@ def overdue(view: CampaignView, now: datetime) -> list[Execution]:
     ]
 
 
-def next_deadline(view: CampaignView) -> datetime | None:
-    """The earliest moment one of the campaign's executions becomes overdue (None: none is under way)."""
-    limit = timedelta(seconds=time_limit(view.spec.execution))
-    times = [e.notified_at for e in view.executions.values() if not e.ended and e.notified_at is not None]
-    return min(times) + limit if times else None
-
-
 def all_ended(view: CampaignView) -> bool:
     """Whether no execution is queued or in progress."""
     return all(execution.ended for execution in view.executions.values())
@@ -145,7 +138,6 @@ class Outcome:
     attempt: int
     state: ExecutionState
     detail: str
-    rollback: bool
 
 
 def outcome(
@@ -173,4 +165,4 @@ def outcome(
     state = execution_state(command)
     if state == execution.state:
         return None
-    return Outcome(campaign_id, device_id, attempt, state, detail, execution.rollback)
+    return Outcome(campaign_id, device_id, attempt, state, detail)

@@ -130,10 +130,10 @@ def test_a_report_reads_as_its_executions_new_state_or_is_no_news_or_foreign() -
     views = {CAMPAIGN: view}
     mine = ids.command_id(CAMPAIGN, "a", 1)
     assert plan.outcome(views, mine, "a", CommandState.RUNNING, "") == Outcome(
-        CAMPAIGN, "a", 1, ExecutionState.IN_PROGRESS, "", False
+        CAMPAIGN, "a", 1, ExecutionState.IN_PROGRESS, ""
     )
     assert plan.outcome(views, mine, "a", CommandState.FAILED, "no") == Outcome(
-        CAMPAIGN, "a", 1, ExecutionState.FAILED, "no", False
+        CAMPAIGN, "a", 1, ExecutionState.FAILED, "no"
     )
     assert plan.outcome(views, "c-0123456789abcdef0123", "a", CommandState.SUCCEEDED, "") is None  # not a campaign's
     assert plan.outcome(views, mine, "b", CommandState.SUCCEEDED, "") == "foreign"  # a's id, answered by b
