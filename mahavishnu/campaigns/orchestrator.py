@@ -97,6 +97,7 @@ class Orchestrator:
         self.recent: dict[str, dict[str, float]] = {}
         self.unconfirmed: dict[str, set[str]] = {}  # per campaign: devices whose queued attempt may be unsent
         self.settled: set[str] = set()  # campaigns with nothing left to do (see `active`)
+        self.failed_until: dict[str, float] = {}  # campaigns whose last step failed: left alone until then
         self.to_stop: dict[str, bool] = {}  # campaigns whose untaken executions to cancel -> force
         # continuous campaigns: (fleet changes seen, when) at their last query of the devices read model
         self.retargeted: dict[str, tuple[int, float]] = {}
@@ -133,10 +134,14 @@ class Orchestrator:
                     await report.ack()
                 await self.catch_up()
                 delay = TICK_S if self.active() else IDLE_S
+                clock = asyncio.get_running_loop().time()
                 for campaign_id in self.active():
+                    if clock < self.failed_until.get(campaign_id, 0.0):
+                        continue
                     try:
                         delay = min(delay, await self.step(self.views[campaign_id]))
-                    except Exception as exc:  # one campaign's trouble must not stop the others: its next round retries
+                    except Exception as exc:  # one campaign's trouble must not stop the others: retried in RETRY_S
+                        self.failed_until[campaign_id] = clock + RETRY_S
                         log.warning(
                             "campaign step failed",
                             extra={"campaign": campaign_id, "reason": f"{type(exc).__name__}: {exc}"},

@@ -259,3 +259,14 @@ async def test_a_rollback_rule_re_applies_the_previous_desired_state_to_the_devi
             ("config.apply", {"values": {"mode": "turbo"}}),
             ("config.apply", {"values": {"mode": "eco"}}),
         ]
+
+
+async def test_a_campaign_that_cannot_start_holds_up_no_other(mesh: Mesh, store: EventStore, tmp_path: Path) -> None:
+    # This mesh runs no query service: a filter cannot be asked, so that campaign waits (and says why in the log).
+    devices = device_ids(2, failing=0, fail_pct=0)
+    work = {"command": {"name": "simulate.work", "args": {}}}
+    async with fleet(mesh, store, tmp_path, devices), orchestrator(mesh):
+        stuck = await create(store, spec({"name": "filter", "document": work, "targets": {"tags": {"role": "x"}}}))
+        free = await create(store, spec({"name": "listed", "document": work, "targets": {"devices": devices}}))
+        await _until(store, free, CampaignStatus.FINISHED)
+    assert (await view_of(store, stuck)).status == CampaignStatus.CREATED
