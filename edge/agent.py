@@ -57,7 +57,7 @@ from core.store import Identity, connect
 from core.store.acks import MSG_ID, parse_pub_ack
 from edge import backoff
 from edge.agent_config import AgentConfig
-from edge.builtin import default_registry, system_info
+from edge.builtin import CONFIG_WRITES, default_registry, system_info
 from edge.handlers import HandlerContext, Registry
 from edge.lifecycle import admit, execute, one_line, running_events
 from edge.probes import AgentProbes, exposition
@@ -306,7 +306,7 @@ class Agent:
         finally:
             keepalive.cancel()
             self._running.discard(command.command_id)
-        if command.name == "config.set" and any(isinstance(e, CommandSucceeded) for e in outcome):
+        if command.name in CONFIG_WRITES and any(isinstance(e, CommandSucceeded) for e in outcome):
             outcome = [*outcome, self._reported()]  # the shadow's reported half, in the same transaction
         await self.state.afinish(command.command_id, outcome)
         self._count(outcome)

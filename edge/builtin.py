@@ -1,4 +1,4 @@
-"""The handlers every agent has: ping, info, echo, sleep, config.get, config.set, exec.
+"""The handlers every agent has: ping, info, echo, sleep, config.get, config.set, config.apply, exec.
 
 Standard library only, so they run on any device. `exec` lives in `edge.exec_handler`;
 `default_registry` puts them all together.
@@ -28,7 +28,16 @@ MAX_KEY_LENGTH = 128
 def default_registry(*, exec_allowlist: Iterable[str] = ()) -> Registry:
     """A registry with every built-in handler; `exec` runs only the exact command lines given."""
     return Registry(
-        [Ping(), Info(), Echo(), Sleep(), ConfigGet(), ConfigSet(), Exec(allowlist=frozenset(exec_allowlist))]
+        [
+            Ping(),
+            Info(),
+            Echo(),
+            Sleep(),
+            ConfigGet(),
+            ConfigSet(),
+            ConfigApply(),
+            Exec(allowlist=frozenset(exec_allowlist)),
+        ]
     )
 
 
@@ -155,6 +164,32 @@ class ConfigSet:
     async def run(self, args: dict[str, Any], context: HandlerContext) -> Any:
         context.config.config_set(args["key"], args["value"])
         return {"key": args["key"], "value": args["value"]}
+
+
+# The commands that change the device's configuration: the agent reports its shadow after each.
+CONFIG_WRITES = frozenset({"config.set", "config.apply"})
+
+
+@dataclass(frozen=True)
+class ConfigApply:
+    """Stores every key of `values` at once, durably: a desired state in one command (a campaign's execution
+    is one command per device); answers {"values": values}."""
+
+    name: str = "config.apply"
+    timeout_s: float = 5.0
+
+    def validate(self, args: dict[str, Any]) -> None:
+        only(self.name, args, ("values",))
+        values = args.get("values")
+        if not isinstance(values, dict) or not values or not is_json(values):
+            raise InvalidArguments("config.apply needs 'values': a non-empty object of keys and JSON values")
+        for key in values:
+            _key(self.name, {"key": key}, required=True)
+
+    async def run(self, args: dict[str, Any], context: HandlerContext) -> Any:
+        for key, value in args["values"].items():
+            context.config.config_set(key, value)
+        return {"values": args["values"]}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from core.logs import configure_logging
 from edge import AgentConfig, load_agent_config
 from edge.agent import Agent
+from edge.simulate import simulated_registry
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -37,7 +38,8 @@ async def run_agents(configs: list[Path] | list[str]) -> int:
 async def run_simulated(home: Home, settings: Settings, count: int) -> int:
     """Enrol sim-0..sim-(count-1) where needed and run them all in this process until SIGTERM/SIGINT."""
     _logging()
-    return await _run([load_agent_config(path) for path in await _simulated_devices(home, settings, count)])
+    configs = [load_agent_config(path) for path in await _simulated_devices(home, settings, count)]
+    return await _run(configs, simulated=True)
 
 
 def _logging() -> None:
@@ -51,12 +53,16 @@ def _logging() -> None:
 START_SPACING_S = 0.01
 
 
-async def _run(configs: list[AgentConfig]) -> int:
+async def _run(configs: list[AgentConfig], *, simulated: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    agents = [Agent(config) for config in configs]
+    # Simulated devices also answer simulate.work (failures injected on a share of them); real ones never do.
+    agents = [
+        Agent(config, registry=simulated_registry(exec_allowlist=config.exec_allowlist) if simulated else None)
+        for config in configs
+    ]
     await asyncio.gather(*(_started_after(i * START_SPACING_S, agent, stop) for i, agent in enumerate(agents)))
     return 0
 

@@ -121,7 +121,15 @@ def new_command_id() -> str:
 
 
 async def send(
-    store: EventStore, device_id: str, name: str, args: dict[str, Any], *, ttl_s: float, timeout_s: float, actor: str
+    store: EventStore,
+    device_id: str,
+    name: str,
+    args: dict[str, Any],
+    *,
+    ttl_s: float,
+    timeout_s: float,
+    actor: str,
+    command_id: str | None = None,
 ) -> CommandIssued:
     """Append a command for the device on mesh.cmd.<device>.<command-id>.
 
@@ -129,9 +137,13 @@ async def send(
     agent records command.expired and never runs it, so the expiry is an event like every
     other outcome, even for a device that was offline for days. Until then, a command no
     device took within its time to live reads as expired (core.commands.effective_state).
+
+    `command_id`: a deterministic id (a campaign's, core.campaigns.ids) instead of a new one;
+    it is then also the append's Nats-Msg-Id, so sending it again within the stream's
+    duplicate window stores it once.
     """
     command = CommandIssued(
-        command_id=new_command_id(),
+        command_id=command_id or new_command_id(),
         device_id=device_id,
         name=name,
         args=args,
@@ -139,7 +151,9 @@ async def send(
         timeout_s=timeout_s,
         actor=actor,
     )
-    command = msgspec.structs.replace(command, correlation_id=command.command_id)
+    command = msgspec.structs.replace(
+        command, correlation_id=command.command_id, event_id=command_id or command.event_id
+    )
     await store.append(command)
     await store.audit.record(
         actor=actor,

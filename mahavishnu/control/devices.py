@@ -21,9 +21,10 @@ import msgspec
 from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
 from core import subjects
 from core.config import Settings
-from core.errors import MahavishnuError
+from core.errors import ConcurrencyConflict, MahavishnuError
 from core.events import (
     SEALED_DEVICE_FIELDS,
+    CommandIssued,
     DesiredStateSet,
     DeviceEnrolled,
     DeviceHeartbeat,
@@ -322,3 +323,53 @@ async def desire(store: EventStore, device_id: str, state: dict[str, Any], *, ac
         details={"keys": sorted(state), "version": event.version},
     )
     return event.version
+
+
+async def desire_at_once(
+    store: EventStore,
+    device_id: str,
+    state: dict[str, Any],
+    *,
+    command_id: str,
+    ttl_s: float,
+    timeout_s: float,
+    actor: str,
+) -> CommandIssued:
+    """Merge `state` into the device's desired state and send it as one `config.apply` command, `command_id`.
+
+    A campaign's execution is one command per device (`desire` sends one config.set per key).
+    The desired state's event id derives from the command's, so a retry after a crash within
+    the duplicate window records it once. ConcurrencyConflict three times in a row (operators
+    changing the shadow meanwhile) propagates.
+    """
+    from mahavishnu.control import commands  # commands imports devices' neighbours; keep the import local
+
+    subject = subjects.device_event(device_id, "desired")
+    for tries_left in range(2, -1, -1):
+        previous = await store.last_event(subject)
+        seq = await store.last_subject_sequence(subject)
+        before = previous if isinstance(previous, DesiredStateSet) else None
+        event = DesiredStateSet(
+            event_id=f"{command_id}.desired",
+            device_id=device_id,
+            state={**(before.state if before else {}), **state},
+            version=(before.version if before else 0) + 1,
+            actor=actor,
+            correlation_id=command_id,
+        )
+        try:
+            await store.append(event, expected_last_subject_seq=seq)
+            break
+        except ConcurrencyConflict:
+            if not tries_left:
+                raise
+    return await commands.send(
+        store,
+        device_id,
+        "config.apply",
+        {"values": state},
+        ttl_s=ttl_s,
+        timeout_s=timeout_s,
+        actor=actor,
+        command_id=command_id,
+    )

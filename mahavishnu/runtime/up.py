@@ -6,8 +6,8 @@ server's authorization requests for devices (mahavishnu.identity), creates the s
 records `mesh.started`, keeps the read models up to date, serves /metrics, /health and
 /ready (ready: connected and caught up), runs the MQTT bridge when [mqtt] port is set
 (mahavishnu.gateways.mqtt.bridge), provisions devices that hold a claim
-(mahavishnu.identity.provisioning), prints how to connect, and on SIGINT or SIGTERM stops
-everything cleanly.
+(mahavishnu.identity.provisioning), runs fleet campaigns (mahavishnu.campaigns), prints how
+to connect, and on SIGINT or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from core.metrics import (
 )
 from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore, Identity, connect
+from mahavishnu.campaigns.metrics import OrchestratorMetrics
+from mahavishnu.campaigns.orchestrator import Orchestrator
 from mahavishnu.control import commands, operators, tokens
 from mahavishnu.control import requests as control_requests
 from mahavishnu.gateways.mqtt import bridge as bridging
@@ -313,6 +315,10 @@ async def _run(
         # hosts registered with `device add-ssh`
         gateway = SshGateway(store, home.root, settings.ssh, metrics=SshMetrics(registry))
         supervise("ssh gateway", lambda: gateway.run(stop_following))
+        campaigns = Orchestrator(  # fleet campaigns (ADR 0015)
+            store, metrics=OrchestratorMetrics(registry), site_of=lambda device: sites.api_of(home, device)
+        )
+        supervise("campaigns", lambda: campaigns.run(stop_following))
         probes = await _start_probes(
             settings, registry, lambda: supervisor.running and nc is not None and nc.is_connected and service.caught_up
         )

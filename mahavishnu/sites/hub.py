@@ -146,6 +146,11 @@ def registered(home: Home) -> list[Site]:
     return [load(path) for path in sorted(folder.iterdir()) if (path / SITE_FILE).is_file()]
 
 
+def api_of(home: Home, device_id: str) -> str:
+    """The JetStream API prefix of the site `device_id` belongs to, "" for a device of the hub's own."""
+    return next((site.api for site in registered(home) if device_id in site.devices), "")
+
+
 def find(home: Home, name: str) -> Site:
     """The registered site `name`; SiteError saying how to list them otherwise."""
     folder = bundle_dir(home, name)

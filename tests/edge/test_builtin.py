@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge.builtin import ConfigGet, ConfigSet, Echo, Info, Ping, Sleep, parse_meminfo, parse_uptime
+from edge.builtin import ConfigApply, ConfigGet, ConfigSet, Echo, Info, Ping, Sleep, parse_meminfo, parse_uptime
 from edge.errors import CommandError, InvalidArguments
 from edge.handlers import HandlerContext
 from edge.state import AgentState
@@ -138,3 +138,18 @@ def test_meminfo_and_uptime_parsing() -> None:
     assert parse_meminfo("MemTotal: 100 kB\n") is None
     assert parse_uptime("") is None
     assert parse_uptime("x y") is None
+
+
+async def test_config_apply_sets_every_key_at_once(context: HandlerContext, state: AgentState) -> None:
+    ConfigApply().validate({"values": {"mode": "eco", "rate": 5}})
+    assert await ConfigApply().run({"values": {"mode": "eco", "rate": 5}}, context) == {
+        "values": {"mode": "eco", "rate": 5}
+    }
+    assert state.config_items() == {"mode": "eco", "rate": 5}
+
+
+@pytest.mark.parametrize(
+    "args", [{}, {"values": {}}, {"values": [1]}, {"values": {"": 1}}, {"values": {"k": 1}, "x": 1}]
+)
+def test_config_apply_refuses_what_is_no_set_of_keys(args: dict[str, Any]) -> None:
+    assert "config.apply" in refused(ConfigApply(), args)

@@ -64,3 +64,15 @@ async def test_a_command_not_yet_delivered_can_be_canceled(mesh: Mesh, store: Ev
 async def test_an_unknown_command_is_named(store: EventStore) -> None:
     with pytest.raises(commands.CommandRefused, match="c-nothing"):
         await commands.find(store, "c-nothing")
+
+
+async def test_a_command_sent_again_with_its_fixed_id_is_stored_once(store: EventStore) -> None:
+    sent = [
+        await commands.send(
+            store, "dev-fixed", "ping", {}, ttl_s=60, timeout_s=5, actor="control", command_id="cp-0123456789ab-a1-x"
+        )
+        for _ in range(2)
+    ]
+    assert sent[0].event_id == sent[0].command_id == "cp-0123456789ab-a1-x"
+    stored = [s.event async for s in store.read("mesh.cmd.dev-fixed.>")]
+    assert [e.command_id for e in stored if isinstance(e, CommandIssued)] == ["cp-0123456789ab-a1-x"]
