@@ -10,15 +10,24 @@ identity service admits it on the MQTT listener, under its own client id (ADR 00
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from certs import CertificateAuthority, IssuedCertificate, IssuedRecord, NotIssuedError, validate_identity
+from certs import (
+    CertificateAuthority,
+    IssuedCertificate,
+    IssuedRecord,
+    NotIssuedError,
+    RevocationEntry,
+    validate_identity,
+)
 from core import subjects
 from core.config import Settings
 from core.errors import ConcurrencyConflict, MahavishnuError
@@ -93,6 +102,26 @@ def load_ca(home: Home) -> CertificateAuthority:
     return CertificateAuthority.load(home.ca_dir)
 
 
+# One change of the CA at a time in this process: a change reads the registry, checks it
+# (a live certificate for the id already?) and appends to it, and two at once could both
+# pass the check. Changes run off the event loop: each writes and syncs files (cert.pem,
+# issued.jsonl), and up's provisioning service enrolling a batch spent a third of its
+# loop's time waiting on those fsyncs (bench/fleet.py), holding up every other request.
+_CA_CHANGES = threading.Lock()
+T = TypeVar("T")
+
+
+async def _ca_change(home: Home, change: Callable[[CertificateAuthority], T]) -> tuple[CertificateAuthority, T]:
+    """`change(ca)` on a fresh load of the CA, alone among this process's changes, on a worker thread."""
+
+    def alone() -> tuple[CertificateAuthority, T]:
+        with _CA_CHANGES:
+            ca = load_ca(home)
+            return ca, change(ca)
+
+    return await asyncio.to_thread(alone)
+
+
 async def enroll(
     home: Home,
     settings: Settings,
@@ -131,22 +160,28 @@ async def enroll(
         raise MahavishnuError("edge sites have no MQTT listener yet: enrol an MQTT device without --site")
     if site is not None:
         url = url or sites.find(home, site).device_url  # an unknown site fails before anything is issued
-    ca = load_ca(home)
-    if transport == "mqtt":
-        if device_id not in mqtt.registered(home.root) and any(r.identity == device_id for r in ca.issued()):
-            raise MahavishnuError(
-                f"{device_id!r} is already enrolled as a NATS device: enrol the MQTT device under another id"
-            )
-        mqtt.register(home.root, device_id)  # before its certificate exists: the callout admits it to MQTT only
-    issued = ca.issue_client(
-        device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
-    )
+
+    def issue(ca: CertificateAuthority) -> IssuedCertificate:
+        if transport == "mqtt":
+            if device_id not in mqtt.registered(home.root) and any(r.identity == device_id for r in ca.issued()):
+                raise MahavishnuError(
+                    f"{device_id!r} is already enrolled as a NATS device: enrol the MQTT device under another id"
+                )
+            mqtt.register(home.root, device_id)  # before its certificate exists: the callout admits it to MQTT only
+        issued = ca.issue_client(
+            device_id, kind="device", out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem
+        )
+        # with the certificate, so that whoever finds cert.pem finds agent.toml beside it
+        config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
+        return issued
+
     config = out_dir / "agent.toml"
-    config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
+    ca, issued = await _ca_change(home, issue)
     if site is not None:
         sites.assign_device(home, site, device_id)
     await _apply(home, ca, store, device_id, ack_wait_s)
-    key = home.data_keys.create(device_subject(device_id))  # always: the first event with personal data is sealed
+    # always: the first event with personal data is sealed (off the loop: the key file is synced to disk)
+    key = await asyncio.to_thread(home.data_keys.create, device_subject(device_id))
     enrolled = DeviceEnrolled(
         device_id=device_id,
         serial=f"{issued.serial:x}",
@@ -181,9 +216,12 @@ def sealed_fields(key: DataKey, device_id: str, personal: Mapping[str, str]) -> 
 
 async def revoke(home: Home, store: EventStore, device_id: str, *, reason: str = "unspecified") -> list[int]:
     """Revoke every certificate of the device; the server drops its connections and refuses it from now on."""
-    ca = load_ca(home)
-    _require_device(ca, device_id)
-    entries = ca.revoke(device_id, reason=reason)
+
+    def revoke_all(ca: CertificateAuthority) -> list[RevocationEntry]:
+        _require_device(ca, device_id)
+        return ca.revoke(device_id, reason=reason)
+
+    ca, entries = await _ca_change(home, revoke_all)
     await _apply(home, ca, store, device_id)
     await store.append(
         DeviceRevoked(device_id=device_id, serials=[f"{e.serial:x}" for e in entries], reason=reason, actor="control")
@@ -198,9 +236,12 @@ async def rotate(
     home: Home, settings: Settings, store: EventStore, device_id: str, *, out_dir: Path, csr_pem: bytes | None = None
 ) -> IssuedCertificate:
     """Issue the device a new certificate; the old one stays valid until `complete_rotation`."""
-    ca = load_ca(home)
-    old = _require_device(ca, device_id)
-    issued = ca.rotate_client(device_id, out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem)
+
+    def rotate_one(ca: CertificateAuthority) -> tuple[IssuedRecord, IssuedCertificate]:
+        old = _require_device(ca, device_id)
+        return old, ca.rotate_client(device_id, out_dir=out_dir, days=settings.certs.client_days, csr_pem=csr_pem)
+
+    ca, (old, issued) = await _ca_change(home, rotate_one)
     await _apply(home, ca, store, device_id)
     await store.append(
         DeviceRotated(
@@ -240,8 +281,12 @@ async def complete_rotation(home: Home, store: EventStore, device_id: str, *, fo
                 f"({'its last heartbeat names another one' if using else 'no heartbeat names one'}): "
                 "install the new files on the device and restart its agent, or pass --force"
             )
-    for record in older:
-        ca.revoke(device_id, serial=record.serial, reason="superseded")
+
+    def revoke_older(ca: CertificateAuthority) -> None:
+        for record in older:
+            ca.revoke(device_id, serial=record.serial, reason="superseded")
+
+    ca, _ = await _ca_change(home, revoke_older)
     await _apply(home, ca, store, device_id)
     await store.append(
         DeviceRevoked(

@@ -317,13 +317,12 @@ class ProvisioningService:
         except ProvisioningRefused as refusal:
             return self._again(claim_id, device_id, csr, refusal), True
         _csr_key(csr, device_id)  # a weak key, or a CSR for another id, before anything is issued
-        # From the claim's check to the certificate's issue nothing is awaited (devices.enroll
-        # issues before its first await): no other request runs in between, so two devices
-        # naming one id cannot both pass, and the claim's use is taken here, before the awaits
-        # (the consumer, the events) during which other enrolments go on.
+        # The claim's use is taken here, before the awaits (the certificate issued off the loop,
+        # the consumer, the events) during which other enrolments go on. Two devices naming one
+        # id may both pass this first look; the CA's own check, one change at a time
+        # (devices._ca_change), lets only the first have it, and the second gets its use back.
         if _live(self._home, device_id):
-            taken = f"device {device_id} already holds a live certificate: the first device to claim an id keeps it"
-            raise ProvisioningRefused(409, taken)
+            raise ProvisioningRefused(409, _taken(device_id))
         self._take_use(claim, device_id)
         out = self._home.root / "devices" / device_id
         try:
@@ -338,9 +337,9 @@ class ProvisioningService:
                 transport=claim.transport,
                 site=claim.site or None,
             )
-        except AlreadyIssuedError as exc:
+        except AlreadyIssuedError:
             self._give_back_use(claim_id, device_id)
-            raise ProvisioningRefused(409, str(exc)) from None
+            raise ProvisioningRefused(409, _taken(device_id)) from None
         except CertError as exc:
             self._give_back_use(claim_id, device_id)
             raise ProvisioningRefused(400, str(exc)) from None
@@ -428,6 +427,10 @@ def _answer_from(folder: Path, device_id: str, serial: str) -> Provisioned:
         ca_pem=(folder / "ca.pem").read_text(),
         agent_toml=(folder / "agent.toml").read_text(),
     )
+
+
+def _taken(device_id: str) -> str:
+    return f"device {device_id} already holds a live certificate: the first device to claim an id keeps it"
 
 
 def _live(home: Home, device_id: str) -> bool:

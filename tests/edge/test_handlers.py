@@ -54,7 +54,16 @@ def test_unknown_names_say_what_the_device_knows() -> None:
 
 
 def test_default_registry_has_every_builtin() -> None:
-    assert default_registry().names() == ["config.get", "config.set", "echo", "exec", "info", "ping", "sleep"]
+    assert default_registry().names() == [
+        "config.apply",
+        "config.get",
+        "config.set",
+        "echo",
+        "exec",
+        "info",
+        "ping",
+        "sleep",
+    ]
 
 
 async def test_the_docstring_example_plugin_works(context: HandlerContext) -> None:

@@ -114,7 +114,9 @@ def test_an_unknown_command_is_rejected() -> None:
     assert admission.action == "rejected"
     [rejected] = admission.events
     assert isinstance(rejected, CommandRejected)
-    assert rejected.reason.startswith("this device has no command 'reboot'; it knows config.get, config.set, echo")
+    assert rejected.reason.startswith(
+        "this device has no command 'reboot'; it knows config.apply, config.get, config.set, echo"
+    )
     check_meta(rejected, command)
 
 
