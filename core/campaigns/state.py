@@ -62,6 +62,9 @@ class Execution:
     notified_at: datetime | None = None
     changed_at: datetime | None = None
     rollback: bool = False
+    # How many of the device's attempts so far ended failed, and timed out: what its retries
+    # are counted against, per failure type (spec.execution.retries).
+    failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -164,6 +167,7 @@ def _notified(view: CampaignView, event: ExecutionNotified) -> None:
     if current is not None and current.attempt >= event.attempt and current.rollback == event.rollback:
         return  # read twice
     view.notifications += 1
+    earlier = {} if current is None or event.rollback else current.failures
     view.executions[event.device_id] = Execution(
         device_id=event.device_id,
         wave=event.wave,
@@ -172,6 +176,7 @@ def _notified(view: CampaignView, event: ExecutionNotified) -> None:
         notified_at=event.occurred_at,
         changed_at=event.occurred_at,
         rollback=event.rollback,
+        failures=dict(earlier),
     )
 
 
@@ -180,6 +185,8 @@ def _changed(view: CampaignView, event: ExecutionChanged) -> None:
     if current is None or current.attempt != event.attempt or current.rollback != event.rollback or current.ended:
         return  # an older attempt's late news, or a second ending: the first one stays
     current.state, current.detail, current.changed_at = event.state, event.detail, event.occurred_at
+    if event.state in (ExecutionState.FAILED, ExecutionState.TIMED_OUT):
+        current.failures[event.state.value] = current.failures.get(event.state.value, 0) + 1
 
 
 def fold(events: list[Event]) -> CampaignView | None:

@@ -43,15 +43,17 @@ class Attempt:
 
 
 def retries_left(retries: Retries, execution: Execution) -> bool:
-    """Whether `execution`'s ending earns it another attempt: attempts so far within its failure type's maximum.
+    """Whether `execution`'s ending earns it another attempt: its failures of that type within the type's maximum.
 
-    The view keeps the latest attempt only, so the count is the attempts made, whatever
-    ended them: `failed = 2` allows attempts 2 and 3 after failures.
+    Each type counts on its own (Execution.failures): with `failed = 2, timed_out = 1` a
+    device may fail twice and time out once, and gets an attempt after each of them.
     """
     if execution.rollback:
         return False
     allowed = {ExecutionState.FAILED: retries.failed, ExecutionState.TIMED_OUT: retries.timed_out}
-    return execution.attempt <= allowed.get(execution.state, 0)
+    if execution.state not in allowed:
+        return False
+    return execution.failures.get(execution.state.value, 0) <= allowed[execution.state]
 
 
 def due(view: CampaignView, limit: int) -> list[Attempt]:

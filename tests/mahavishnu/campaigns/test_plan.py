@@ -89,6 +89,21 @@ def test_a_failure_with_retries_left_is_due_again_first_and_only_as_often_as_its
     assert plan.due(timed_out, 10) == [Attempt("b", 0, 1)]  # no retries for timed_out
 
 
+def test_each_failure_type_counts_its_own_retries() -> None:
+    spec = _spec(execution={"retries": {"failed": 1, "timed_out": 1}})
+    one_each = [_notified("a"), _changed("a", ExecutionState.TIMED_OUT), _notified("a", 2)]
+    failed_after_timeout = _view(*one_each, _changed("a", ExecutionState.FAILED, 2), spec=spec)
+    assert plan.due(failed_after_timeout, 1) == [Attempt("a", 0, 3)]  # its one failed retry, after the timeout's
+    both_used = _view(
+        *one_each,
+        _changed("a", ExecutionState.FAILED, 2),
+        _notified("a", 3),
+        _changed("a", ExecutionState.TIMED_OUT, 3),
+        spec=spec,
+    )
+    assert plan.due(both_used, 1) == [Attempt("b", 0, 1)]
+
+
 def test_an_execution_is_overdue_after_its_in_progress_timeout_or_else_its_commands_bounds() -> None:
     notified = _notified("a")
     timed = _view(notified, spec=_spec(execution={"in_progress_timeout_s": 5.0}))
