@@ -182,6 +182,18 @@ def _notified(view: CampaignView, event: ExecutionNotified) -> None:
 
 def _changed(view: CampaignView, event: ExecutionChanged) -> None:
     current = view.executions.get(event.device_id)
+    if current is None and event.state == ExecutionState.REMOVED and event.device_id in view.targets:
+        # a target removed before it was notified: it never will be
+        view.executions[event.device_id] = Execution(
+            device_id=event.device_id,
+            wave=view.targets[event.device_id],
+            attempt=event.attempt,
+            command_id="",
+            state=ExecutionState.REMOVED,
+            detail=event.detail,
+            changed_at=event.occurred_at,
+        )
+        return
     if current is None or current.attempt != event.attempt or current.rollback != event.rollback or current.ended:
         return  # an older attempt's late news, or a second ending: the first one stays
     current.state, current.detail, current.changed_at = event.state, event.detail, event.occurred_at

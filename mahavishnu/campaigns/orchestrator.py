@@ -293,6 +293,7 @@ class Orchestrator:
             await request_applied(self.store.nc, "devices", {DEVICES_SOURCE: self.changed_at}, timeout_s=SETTLE_S)
         found = await targeting.resolve(self.store.nc, view.spec)
         self.retargeted[view.campaign_id] = (version, clock)
+        await self._remove(view, [device for device in view.targets if device not in found])
         late = [device for device in found if device not in view.targets]
         wave = max(view.waves_open - 1, 0)
         for chunk in _chunks(late, TARGET_CHUNK):
@@ -385,6 +386,30 @@ class Orchestrator:
         view = self.views[found.campaign_id]
         await self._change(view, view.executions[found.device_id], found.state, found.detail)
         await self.judge(view)
+
+    async def _remove(self, view: CampaignView, gone: list[str]) -> None:
+        """Targets of a continuous campaign that no longer match it are removed (AWS IoT Jobs' REMOVED):
+        one not notified yet never will be, one whose command waits untaken has it canceled. One whose
+        device took its command already runs to its end, and is recorded as it ends."""
+        detail = "no longer a target: it stopped matching the campaign's filter"
+        for device in gone:
+            execution = view.executions.get(device)
+            if execution is None:
+                await self.record(
+                    ExecutionChanged(
+                        event_id=f"{view.campaign_id}.{device}.removed",
+                        campaign_id=view.campaign_id,
+                        device_id=device,
+                        attempt=0,
+                        state=ExecutionState.REMOVED,
+                        detail=detail,
+                        actor=ACTOR,
+                    )
+                )
+            elif execution.state == ExecutionState.QUEUED and await delivery.cancel(
+                self.store, device, execution.command_id, reason=detail, site_of=self.site_of
+            ):
+                await self._change(view, execution, ExecutionState.REMOVED, detail)
 
     async def _change(self, view: CampaignView, execution: Execution, state: ExecutionState, detail: str) -> None:
         await self.record(

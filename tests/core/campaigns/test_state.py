@@ -109,3 +109,13 @@ def test_command_ids_name_their_campaign_device_and_attempt() -> None:
     assert not ids.belongs(command, CAMPAIGN, "b")  # shaped like one of b's, but it is a's
     assert ids.campaign_of("c-0123456789abcdef0123") is None
     assert ids.is_campaign_id(ids.new_campaign_id())
+
+
+def test_a_target_removed_before_it_was_notified_is_no_longer_pending() -> None:
+    removed = ExecutionChanged(campaign_id=CAMPAIGN, device_id="b", attempt=0, state=ExecutionState.REMOVED)
+    view = fold([*started(), removed])
+    assert view is not None
+    assert view.executions["b"].state == ExecutionState.REMOVED and view.executions["b"].ended
+    assert (view.counts()["pending"], view.counts()["removed"]) == (2, 1)
+    stranger = ExecutionChanged(campaign_id=CAMPAIGN, device_id="z", attempt=0, state=ExecutionState.REMOVED)
+    assert "z" not in (fold([*started(), stranger]) or view).executions  # never a target: nothing to remove

@@ -4,7 +4,7 @@ targets by a filter over the devices read model, and a continuous campaign reach
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +55,10 @@ def simulated(up: Running) -> Iterator[None]:
         agents.wait(timeout=30)
 
 
+async def _is(found: Awaitable[str], wanted: str) -> bool:
+    return await found == wanted
+
+
 def _tag(up: Running, device: str, tag: str) -> None:
     tagged = run("device", "tag", device, tag, env=up.env)
     assert tagged.returncode == 0, tagged.stderr
@@ -84,6 +88,24 @@ async def test_a_continuous_campaign_reaches_the_devices_that_match_it_later(
     _tag(up, "sim-2", "role=pump")
     await eventually_async(lambda: succeeded({"sim-0", "sim-1", "sim-2"}), timeout=60, what="the later pump")
     assert (await view_of(store, campaign)).status == "running"  # continuous: until canceled or its end
+    # A device that stops matching is removed: here an offline one, whose command waits untaken.
+    enrolled = run("device", "enroll", "pump-offline", env=up.env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    _tag(up, "pump-offline", "role=pump")
+
+    async def state_of(device: str) -> str:
+        execution = (await view_of(store, campaign)).executions.get(device)
+        return execution.state if execution is not None else ""
+
+    await eventually_async(
+        lambda: _is(state_of("pump-offline"), "queued"), timeout=60, what="the offline pump notified"
+    )
+    untagged = run("device", "tag", "pump-offline", "--remove", "role", env=up.env)
+    assert untagged.returncode == 0, untagged.stderr
+    await eventually_async(
+        lambda: _is(state_of("pump-offline"), "removed"), timeout=60, what="the untagged pump removed"
+    )
+    assert (await view_of(store, campaign)).executions["sim-0"].state == "succeeded"  # the others stay
     canceled = run("campaign", "cancel", campaign, env=up.env)
     assert canceled.returncode == 0, canceled.stderr
     assert "mahavishnu_campaign_foreign_reports_total" in scrape_metrics(up)
