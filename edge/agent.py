@@ -28,6 +28,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -404,12 +405,22 @@ class Agent:
     # --- heartbeat and telemetry --------------------------------------------
 
     async def _every(self, interval: float, make: Callable[[], Event], stop: asyncio.Event) -> None:
+        """Queue `make()` now, then every `interval` seconds, the first of them after a random part of it.
+
+        Agents that (re)connect together (a site's power comes back, the server restarted)
+        would otherwise report in step forever: 2,000 agents started within 5 s sent their
+        heartbeats in one 5 s wave every 30 s, and the commands sent during a wave waited up to
+        0.4 s (bench/fleet.py). A wait is never longer than `interval`, so presence, judged by
+        the age of the last heartbeat, reads the same.
+        """
         assert self.state is not None
+        wait = interval * random.uniform(0.5, 1.0)
         while not stop.is_set():
             await self.state.aenqueue([make()])
             self._wake_outbox.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), wait)
+            wait = interval
 
     def _reported(self) -> ReportedState:
         assert self.state is not None
