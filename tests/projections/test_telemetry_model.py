@@ -25,6 +25,20 @@ def test_it_is_in_the_catalog_and_reads_only_telemetry() -> None:
     assert Telemetry().apply(DeviceHeartbeat(device_id="d", uptime_s=1.0), 1) == []
 
 
+def test_a_metric_is_trimmed_once_in_trim_every_points_of_its_own() -> None:
+    model = Telemetry(history=10, trim_every=4)
+    trims = []
+    for seq in range(1, 13):
+        for device in ("a", "b"):
+            statements = model.apply(TelemetryReported(device_id=device, metrics={"t": 1.0, "h": 2.0}), seq)
+            trims += [(seq, device, params[1]) for sql, params in statements if sql.startswith("DELETE")]
+    assert [(seq, metric) for seq, device, metric in trims if device == "a"] == [
+        (seq, metric) for seq in (4, 8, 12) for metric in ("h", "t")
+    ]
+    assert Telemetry(history=HISTORY).trim_every == HISTORY // 10
+    assert Telemetry(history=5).trim_every == 1  # a short history is kept exactly
+
+
 async def run(store: EventStore, folder: Path, projection: Telemetry) -> None:
     runner = ProjectionRunner(projection, store, directory=folder, key=KEY)
     await runner.open()
