@@ -59,7 +59,9 @@ class Running:
 
     def stop(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
-        out, _ = self.process.communicate(timeout=30)
+        # up's own stop is bounded: its services, then each server's 10 s grace; a cluster's
+        # three on a loaded host took more than 30 s once (the MQTT cluster test).
+        out, _ = self.process.communicate(timeout=60)
         return self.process.returncode, out
 
 
