@@ -19,7 +19,7 @@ more than a whole minute, then the abort.
 Everything is then read back from the CAMPAIGNS stream and the devices' reports:
   duration_s          campaign.started to its last event (the abort, or the last ending after it)
   max_window_per_min  the most `campaign.notified` in any 60 s (a sliding window over their times)
-  abort_s             from the device's report that crossed the threshold (its command.failed,
+  abort_s             from the device's report that crossed the threshold (its command's ending,
                       the one whose recording made the rule fire, replayed with the orchestrator's
                       own fold and rule) to `campaign.aborted`
   lost                executions notified that never ended (every one must: run, or canceled)
@@ -57,6 +57,7 @@ from core.campaigns.spec import (
 )
 from core.campaigns.state import CampaignView, apply, fold
 from core.campaigns.states import EXECUTED, OVER, CampaignStatus, ExecutionState
+from core.commands import ending
 from core.events import (
     CampaignAborted,
     CampaignStarted,
@@ -99,9 +100,9 @@ async def report_time(store: EventStore, device: str, command_id: str) -> dateti
     """When the device reported its command's ending (the event's own time, set by the agent)."""
     async for stored in store.read(subjects.device_event(device, "command")):
         event = stored.event
-        if isinstance(event, CommandEvent) and event.command_id == command_id and event.tag == "command.failed.v1":
+        if isinstance(event, CommandEvent) and event.command_id == command_id and ending(event) is not None:
             return event.occurred_at
-    raise BenchError(f"no command.failed of {device} for {command_id}")
+    raise BenchError(f"no ending of {device}'s command {command_id}")
 
 
 async def wait_over(store: EventStore, campaign_id: str, timeout: float) -> list[Event]:

@@ -122,3 +122,10 @@ def test_the_consumers_benchmark_prints_its_line_for_a_cluster() -> None:
         r" baseline_rss_mb=\d+/\d+/\d+ kb_per_consumer=-?\d+ idle_cpu_pct_per_node=[\d.]+/[\d.]+/[\d.]+ stop_s=\d+\.\d"
     )
     assert re.fullmatch(pattern, last), last
+
+
+def test_the_campaign_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("campaign.py", "--devices", "20", "--fail-pct", "50", "--min-executed", "5", timeout=240)
+    pattern = r"campaign devices=20 duration_s=\d+\.\d max_window_per_min=\d+ abort_s=\d+\.\d\d lost=0"
+    assert re.fullmatch(pattern, last), last
+    assert "20 agents connected" in progress and "aborted by 'abort[0]" in progress  # progress is shown
