@@ -36,6 +36,7 @@ REPORTS = f"{EVENTS_PREFIX}.device.*.command"
 ACK_WAIT_S = 5.0
 FETCH = 200
 FETCH_WAIT_S = 1.0
+STOP_SLACK_S = 2.0  # beyond a fetch's wait, how long closing waits for the loop to end
 
 
 def consumer_config() -> dict[str, object]:
@@ -73,6 +74,7 @@ class Outcomes:
         self.wake = wake
         self.taken: list[Report] = []
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._sub: Any = None
 
     async def __aenter__(self) -> Outcomes:
@@ -85,9 +87,14 @@ class Outcomes:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self._task is not None:
+            # nats-py's fetch can swallow a cancel on Python 3.11 (its wait_for), and the loop
+            # would then fetch on and keep up's stop waiting for ever (bench/reconnect.py hung
+            # once so): the loop also ends by itself at its next turn, within FETCH_WAIT_S.
+            self._closing = True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=FETCH_WAIT_S + STOP_SLACK_S)
+            if self._task.done() and not self._task.cancelled():
+                self._task.exception()  # taken: how it ended no longer matters
         with contextlib.suppress(nats.errors.Error):
             await self._sub.unsubscribe()
 
@@ -97,7 +104,7 @@ class Outcomes:
         return taken
 
     async def _fetch(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 messages = await self._sub.fetch(FETCH, timeout=FETCH_WAIT_S)
             except (nats.errors.TimeoutError, TimeoutError):
