@@ -3,7 +3,6 @@ server's MQTT listener, through the bridge) and an SSH host (a real sshd, throug
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,10 +12,9 @@ import pytest
 from core.campaigns.states import CampaignStatus
 from core.store import EventStore
 from mahavishnu.gateways.mqtt import bridge as bridging
-from mahavishnu.gateways.mqtt import devices as mqtt
 from tests.harness import Mesh, start_mesh
 from tests.mahavishnu.campaigns.fleet import create, device_ids, fleet, orchestrator, spec, view_of
-from tests.mahavishnu.gateways.mqtt.test_bridge import enroll_mqtt, paho_device
+from tests.mahavishnu.gateways.mqtt.test_bridge import enroll_mqtt, paho_device, running_bridge
 from tests.mahavishnu.gateways.ssh.test_gateway import register, serving
 from tests.mahavishnu.sshd import Sshd, start_sshd
 from tests.waiting import eventually_async
@@ -38,20 +36,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 @pytest.fixture
 async def bridge(mesh: Mesh, store: EventStore) -> AsyncIterator[bridging.MqttBridge]:
-    opened = await bridging.open_bridge(
-        store,
-        mesh.home.mqtt_bridge_identity(mesh.settings, mesh.port),
-        host="127.0.0.1",
-        port=mesh.mqtt_port,
-        devices=lambda: mqtt.registered(mesh.home.root),
-    )
-    opened.poll_s = 0.2
-    stop = asyncio.Event()
-    running = asyncio.create_task(opened.run(stop))
-    yield opened
-    stop.set()
-    await running
-    await bridging.close_bridge(opened)
+    async with running_bridge(mesh, store) as opened:
+        yield opened
 
 
 async def test_a_campaign_over_agents_an_mqtt_device_and_an_ssh_host_completes(

@@ -7,6 +7,7 @@ clients: the mosquitto command-line tools as processes, and paho-mqtt in its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import threading
@@ -41,8 +42,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     running.stop()
 
 
-@pytest.fixture
-async def bridge(mesh: Mesh, store: EventStore) -> AsyncIterator[bridging.MqttBridge]:
+@contextlib.asynccontextmanager
+async def running_bridge(mesh: Mesh, store: EventStore) -> AsyncIterator[bridging.MqttBridge]:
+    """The MQTT bridge of `mesh`, running (it looks for new devices every 0.2 s) until the block ends."""
     opened = await bridging.open_bridge(
         store,
         mesh.home.mqtt_bridge_identity(mesh.settings, mesh.port),
@@ -57,6 +59,12 @@ async def bridge(mesh: Mesh, store: EventStore) -> AsyncIterator[bridging.MqttBr
     stop.set()
     await running
     await bridging.close_bridge(opened)
+
+
+@pytest.fixture
+async def bridge(mesh: Mesh, store: EventStore) -> AsyncIterator[bridging.MqttBridge]:
+    async with running_bridge(mesh, store) as opened:
+        yield opened
 
 
 async def kept_in_session(bridge: bridging.MqttBridge, device: str, command_id: str) -> bool:
