@@ -22,7 +22,7 @@ The file is in WAL mode with synchronous=FULL (a commit is on disk when it retur
 and readable by its owner only (0600). Every write has two forms:
 - `mark_started`, `finish`, `enqueue`, `mark_sent`, `config_set`, `prune` block until
   their transaction is on disk (for handlers, tools and tests);
-- `amark_started`, `afinish`, `aenqueue`, `amark_sent` (what the agent uses) return once
+- `amark_started`, `afinish`, `aenqueue`, `aforget_sent` (what the agent uses) return once
   their write is on disk too, but wait off the event loop: a writer thread of the state's
   own runs the writes of all waiting callers in one transaction, one fsync for the lot
   (edge.group_commit). Awaiting one means what the blocking call returning means.
@@ -226,10 +226,6 @@ class AgentState:
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Drop the given outbox items: the server acknowledged them."""
         self._now(*_sent(ids))
-
-    async def amark_sent(self, ids: Sequence[int]) -> None:
-        """mark_sent, waited for off the event loop; on disk when it returns."""
-        await self._writer.submit(*_sent(ids))
 
     def outbox_size(self) -> int:
         """How many events wait to be sent (not those sent whose rows are still to go)."""

@@ -307,7 +307,7 @@ async def test_awaited_writes_keep_the_rules_of_the_blocking_ones(state: AgentSt
     assert isinstance(outcomes[0], StateError) and "already in the ledger" in str(outcomes[0])
     assert outcomes[1] is None
     assert [type(e) for e in outbox(state)] == [CommandAccepted, CommandSucceeded, CommandSucceeded]
-    await state.amark_sent([item.id for item in state.pending()])
+    state.note_sent(state.pending())
     await state.aenqueue([telemetry(1.0)])
     assert [type(e) for e in outbox(state)] == [TelemetryReported]
 
