@@ -104,7 +104,7 @@ async def replay(
     lists: asyncio.Queue[list[RawMessage] | Exception] = asyncio.Queue()
     filling: list[RawMessage] = []
     requested = received = 0
-    unanswered = [0]  # pull requests that found no consumer to serve them (503)
+    unanswered = 0  # pull requests that found no consumer to serve them (503)
 
     async def ask() -> None:
         nonlocal requested
@@ -114,18 +114,18 @@ async def replay(
             await nc.publish(next_subject, json.dumps({"batch": wanted, "expires": expires_ns}).encode(), reply=inbox)
 
     async def collect(msg: Msg) -> None:
-        nonlocal filling, received, requested
+        nonlocal filling, received, requested, unanswered
         status = msg.headers.get(api.Header.STATUS) if msg.headers else None
         if status == "408":  # the request expired before all of its messages came: ask again for the rest
             requested -= int(msg.headers.get("Nats-Pending-Messages", "0"))  # type: ignore[union-attr]
             await ask()
             return
-        if status == "503" and unanswered[0] < NO_RESPONDERS_TRIES:
+        if status == "503" and unanswered < NO_RESPONDERS_TRIES:
             # No responders: on a cluster, a consumer just made may not serve its pull requests
             # for a moment (its leader is still being chosen). Nothing of that request comes, so
             # its share is asked for again; counting a whole batch back can only ask for too
             # much, which the consumer never sends and the request's expiry settles.
-            unanswered[0] += 1
+            unanswered += 1
             requested -= min(batch, requested - received)
             await asyncio.sleep(NO_RESPONDERS_PAUSE_S)
             await ask()
