@@ -280,7 +280,6 @@ class ProjectionRunner:
         _remove_database(self.path, keep_main=True)
         os.replace(fresh, self.path)
         _remove_database(fresh)
-        self._positions = None
         self.db = await self._open()
         if self._remembers is not None:
             self._remembers.forget()  # the new file's state is recalled from the stream, as after a restart
