@@ -7,6 +7,8 @@ device or one repository and optimistic concurrency can be checked per aggregate
     mesh.evt.device.<device>.<what>       a device's events
     mesh.evt.repo.<repo>.<what>           a repository's events
     mesh.evt.claim.<claim>.<what>         a fleet provisioning claim's events
+    mesh.evt.artifact.<name>.<what>       a software artifact's events (added, removed)
+    mesh.evt.trust.<role>.<what>          the update metadata's events (a TUF role's file published)
     mesh.provision.<claim>                a device asks for its certificate with a claim
     mesh.cmd.<device>.<command-id>        a command for a device
     mesh.site.<site>.commands             the hub delivering an edge site's devices' commands to it
@@ -74,6 +76,14 @@ def claim_events(claim_id: str | None = None) -> str:
     if claim_id is None:
         return f"{EVENTS_PREFIX}.claim.>"
     return f"{EVENTS_PREFIX}.claim.{token(claim_id, what='claim id')}.>"
+
+
+def artifact_event(name: str, what: str) -> str:
+    return f"{EVENTS_PREFIX}.artifact.{token(name, what='artifact name')}.{token(what)}"
+
+
+def trust_event(role: str, what: str) -> str:
+    return f"{EVENTS_PREFIX}.trust.{token(role, what='TUF role')}.{token(what)}"
 
 
 def campaign_event(campaign_id: str, what: str) -> str:

@@ -56,5 +56,15 @@ def test_lock_pins_what_pyproject_asks(lock: str, wanted: list[str]) -> None:
 
 
 def test_edge_lock_is_only_the_edge_install() -> None:
+    """A device installs the edge list and what those need (uv's "# via" names who), nothing of the control plane."""
     edge = {canonicalize_name(Requirement(line).name) for line in PROJECT["optional-dependencies"]["edge"]}
-    assert set(pins("edge.txt")) == edge
+    pinned = set(pins("edge.txt"))
+    assert edge <= pinned
+    text = (ROOT / "requirements" / "edge.txt").read_text()
+    for name in pinned - edge:
+        block = re.search(rf"^{re.escape(name)}==.*?(?=^\S|\Z)", text, re.M | re.S | re.I)
+        assert block is not None
+        needed_by = {
+            canonicalize_name(who) for who in re.findall(r"#\s+(?:via\s+)?([A-Za-z0-9._-]+)\s*$", block[0], re.M)
+        }
+        assert needed_by & pinned, f"requirements/edge.txt pins {name}, which no edge dependency needs"

@@ -56,12 +56,15 @@ from core.events.repo import (
 )
 from core.events.sealed import Sealed
 from core.events.ssh import SshHostRegistered
+from core.events.update import ArtifactAdded, ArtifactRemoved, TrustMetadataPublished
 
 __all__ = [
     "EVENT_TAGS",
     "EVENT_TYPES",
     "SEALED_DEVICE_FIELDS",
     "UPCASTERS",
+    "ArtifactAdded",
+    "ArtifactRemoved",
     "AuditRecorded",
     "CampaignAborted",
     "CampaignCanceled",
@@ -112,6 +115,7 @@ __all__ = [
     "SecretFound",
     "SshHostRegistered",
     "TelemetryReported",
+    "TrustMetadataPublished",
     "decode",
     "encode",
     "new_event_id",

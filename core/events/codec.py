@@ -63,6 +63,7 @@ from core.events.repo import (
     SecretFound,
 )
 from core.events.ssh import SshHostRegistered
+from core.events.update import ArtifactAdded, ArtifactRemoved, TrustMetadataPublished
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     MeshStarted,
@@ -110,6 +111,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CampaignFinished,
     ExecutionNotified,
     ExecutionChanged,
+    ArtifactAdded,
+    ArtifactRemoved,
+    TrustMetadataPublished,
 )
 EVENT_TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 

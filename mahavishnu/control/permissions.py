@@ -7,6 +7,10 @@ A device D may only
     and read that consumer's info:             $JS.API.CONSUMER.INFO.COMMANDS.device-D
   - acknowledge its own deliveries:            $JS.ACK.COMMANDS.device-D.>
   - receive replies on its own inbox prefix:   _INBOX_D.>
+  - read software updates: the signed metadata (Direct Get on KV_tuf), an artifact's
+    object info (Direct Get on OBJ_artifacts) and its chunks through the one consumer
+    named for it (ota-D: create with a filter, pull, delete); reading only, and every
+    artifact is verified against the signed metadata before it is used
   - serve its own remote terminal sessions:    subscribe mesh.pty.ctl.D and mesh.pty.in.D.>,
     publish mesh.pty.out.D.> and mesh.pty.end.D.>, and answer the control requests it
     received (allow_responses); only the control identity may publish to the first two
@@ -28,6 +32,7 @@ from datetime import datetime
 
 from certs import IssuedRecord, certificate_uri
 from core import subjects
+from core.updates import naming
 from edge import shell_protocol
 from mahavishnu.runtime.natsconf import User
 
@@ -70,9 +75,22 @@ def device_user(device_id: str, serial: int) -> User:
             f"$JS.API.CONSUMER.INFO.{COMMANDS_STREAM}.{consumer}",
             f"$JS.ACK.{COMMANDS_STREAM}.{consumer}.>",
             *shell_publish(device_id),
+            *update_reads(device_id),
         ),
         subscribe_allow=(f"{subjects.device_inbox_prefix(device_id)}.>", *shell_subscribe(device_id)),
         allow_responses=True,  # answers to the control side's shell requests, and to nothing else
+    )
+
+
+def update_reads(device_id: str) -> tuple[str, ...]:
+    """The JetStream API a device uses to fetch software updates: reads of the two buckets, nothing else."""
+    consumer = naming.download_consumer(device_id)
+    return (
+        f"$JS.API.DIRECT.GET.{naming.METADATA_STREAM}.>",
+        f"$JS.API.DIRECT.GET.{naming.ARTIFACTS_STREAM}.>",
+        f"$JS.API.CONSUMER.CREATE.{naming.ARTIFACTS_STREAM}.{consumer}.>",  # with a filter: one object's chunks
+        f"$JS.API.CONSUMER.MSG.NEXT.{naming.ARTIFACTS_STREAM}.{consumer}",
+        f"$JS.API.CONSUMER.DELETE.{naming.ARTIFACTS_STREAM}.{consumer}",
     )
 
 

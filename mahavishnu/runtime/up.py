@@ -54,6 +54,7 @@ from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
 from mahavishnu.observability import agents_online, command_latency, connection_audit
+from mahavishnu.runtime.buckets import ensure_update_buckets
 from mahavishnu.runtime.bundle import prepare_node
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
 from mahavishnu.runtime.clusterplan import stream_replicas
@@ -230,6 +231,7 @@ async def _run(
             await create_streams(store, supervisor if isinstance(supervisor, ClusterSupervisor) else None)
         else:
             await store.ensure_streams()
+        await ensure_update_buckets(store.js, replicas=stream_replicas(settings))
         # Every connection is audited from the first: the follower listens before any device
         # can be admitted (a fleet reconnecting after a restart is back within seconds).
         await connection_audit.follow(system, store.audit, operators.identifier(home))

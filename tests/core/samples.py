@@ -9,6 +9,8 @@ from core.campaigns.spec import AbortRule, CampaignSpec, CommandDocument, Docume
 from core.campaigns.states import ExecutionState
 from core.events import (
     EVENT_TYPES,
+    ArtifactAdded,
+    ArtifactRemoved,
     AuditRecorded,
     CampaignAborted,
     CampaignCanceled,
@@ -56,6 +58,7 @@ from core.events import (
     SecretFound,
     SshHostRegistered,
     TelemetryReported,
+    TrustMetadataPublished,
 )
 from core.events.code import FileAnalysis, ImportRecord, SecretFinding, Snippet, SymbolRecord
 
@@ -155,6 +158,11 @@ def one_of_each(device_id: str = "dev-a") -> list[Event]:
         DeviceProvisioned(claim_id="claim-0123456789", device_id="sensor-07", serial="7c8d", actor="claim-0123456789"),
         ClaimRevoked(claim_id="claim-0123456789", serial="5a6b", reason="key_compromise", actor="control"),
         *campaign_events(device_id),
+        ArtifactAdded(
+            name="pump-fw", version="2.1.0", device_type="pump", length=52_428_800, sha256="ab" * 32, actor="control"
+        ),
+        ArtifactRemoved(name="pump-fw", version="2.0.0", reason="superseded", actor="control"),
+        TrustMetadataPublished(role="timestamp", version=7, expires=later, signers=("4f3a",), actor="control"),
     ]
     assert {type(e) for e in events} == set(EVENT_TYPES), "add the new event type to one_of_each()"
     return events
