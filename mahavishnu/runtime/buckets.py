@@ -30,6 +30,7 @@ async def ensure_update_buckets(js: JetStreamContext, *, replicas: int) -> None:
         storage=api.StorageType.FILE,
         replicas=replicas,
         history=1,  # every version of a role's file has a key of its own ("2.root.json")
+        direct=True,  # devices read it by Direct Get only (nats-py leaves it off for a KV bucket)
     )
     try:
         await js.create_object_store(ARTIFACTS_BUCKET, config=artifacts)
@@ -47,5 +48,5 @@ async def ensure_update_buckets(js: JetStreamContext, *, replicas: int) -> None:
 
 async def _set_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
     info = await js.stream_info(stream)
-    if info.config.num_replicas != replicas:
-        await js.update_stream(info.config.evolve(num_replicas=replicas))
+    if info.config.num_replicas != replicas or not info.config.allow_direct:
+        await js.update_stream(info.config.evolve(num_replicas=replicas, allow_direct=True))

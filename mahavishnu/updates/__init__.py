@@ -1,0 +1,1 @@
+"""Software updates, the control side: the artifacts' store and their signed metadata (trust/)."""

@@ -1,0 +1,192 @@
+"""The control side of the trust on a real server: init, publish, targets signed online and offline, refresh."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from tuf.api.metadata import Metadata
+
+from core import subjects
+from core.events import TrustMetadataPublished
+from core.store import EventStore
+from mahavishnu.runtime.home import Home
+from mahavishnu.updates.trust import control
+from mahavishnu.updates.trust.policy import KeyPlan, RoleKeys, TrustError
+from tests.mahavishnu.updates.trust.harness import bucket_get, fresh_buckets
+
+ARTIFACT = {"name": "pump-fw", "version": "1.2.0", "length": 5, "sha256": "ab" * 32, "device_type": "pump"}
+
+
+@pytest.fixture
+async def trust_home(tmp_path: Path, store: EventStore) -> AsyncIterator[Home]:
+    await fresh_buckets(store.js)
+    yield Home(tmp_path / "home")
+
+
+async def published(store: EventStore) -> list[TrustMetadataPublished]:
+    events = []
+    async for stored in store.read(f"{subjects.EVENTS_PREFIX}.trust.>"):
+        if isinstance(stored.event, TrustMetadataPublished):
+            events.append(stored.event)
+    return events
+
+
+async def test_init_makes_every_role_and_publishes_it_once(trust_home: Home, store: EventStore) -> None:
+    before = len(await published(store))
+    root = await control.initialise(trust_home)
+    first = await control.publish_all(trust_home, store.js, store, actor="control")
+    again = await control.publish_all(trust_home, store.js, store, actor="control")
+
+    assert [(e.role, e.version) for e in first.published] == [
+        ("root", 1),
+        ("targets", 1),
+        ("snapshot", 1),
+        ("timestamp", 1),
+    ]
+    assert again.published == ()
+    assert len(await published(store)) == before + 4
+    assert first.published[0].signers == tuple(root.signed.roles["root"].keyids)
+    for name in ("1.root.json", "1.targets.json", "1.snapshot.json", "timestamp.json"):
+        assert Metadata.from_bytes(await bucket_get(store.js, name)).signed.version == 1
+    private = sorted((trust_home.root / "trust" / "keys").rglob("*.pem"))
+    assert len(private) == 4
+    assert {stat.S_IMODE(path.stat().st_mode) for path in private} == {0o600}
+    with pytest.raises(TrustError, match="initialised already"):
+        await control.initialise(trust_home)
+
+
+async def test_an_online_target_is_signed_and_published_with_a_new_snapshot_and_timestamp(
+    trust_home: Home, store: EventStore
+) -> None:
+    await control.initialise(trust_home)
+    outcome = await control.stage_target(trust_home, store.js, store, depends=("base@1.0",), actor="ops", **ARTIFACT)
+
+    assert outcome.waiting is None
+    assert {(e.role, e.version) for e in outcome.published} >= {("targets", 2), ("snapshot", 2), ("timestamp", 2)}
+    assert all(e.actor == "ops" for e in outcome.published)
+    targets = Metadata.from_bytes(await bucket_get(store.js, "2.targets.json"))
+    target = targets.signed.targets["pump-fw/1.2.0"]
+    assert (target.length, target.hashes) == (5, {"sha256": "ab" * 32})
+    assert target.custom == {"name": "pump-fw", "version": "1.2.0", "device_type": "pump", "depends": ["base@1.0"]}
+    snapshot = Metadata.from_bytes(await bucket_get(store.js, "2.snapshot.json"))
+    assert snapshot.signed.meta["targets.json"].version == 2
+
+    same = await control.stage_target(trust_home, store.js, store, depends=("base@1.0",), actor="ops", **ARTIFACT)
+    assert same.published == ()
+    withdrawn = await control.withdraw_target(trust_home, store.js, store, name="pump-fw", version="1.2.0", actor="ops")
+    assert ("targets", 3) in {(e.role, e.version) for e in withdrawn.published}
+    assert Metadata.from_bytes(await bucket_get(store.js, "3.targets.json")).signed.targets == {}
+
+
+async def test_offline_targets_keys_stage_until_their_threshold_signs(
+    trust_home: Home, store: EventStore, tmp_path: Path
+) -> None:
+    offline = tmp_path / "usb-stick"
+    await control.initialise(trust_home, KeyPlan(targets=RoleKeys(threshold=2, count=3)), offline_dir=offline)
+    await control.publish_all(trust_home, store.js, store, actor="control")
+    assert not (trust_home.root / "trust" / "keys" / "targets").exists()  # only snapshot's and timestamp's stay
+    assert not (trust_home.root / "trust" / "keys" / "root").exists()
+
+    staged = await control.stage_target(trust_home, store.js, store, actor="ops", **ARTIFACT)
+    assert staged.waiting == control.Waiting(version=2, signed=0, threshold=2)
+    assert staged.published == ()
+    assert "pump-fw/1.2.0" not in Metadata.from_bytes(await bucket_get(store.js, "1.targets.json")).signed.targets
+
+    # Where the keys are: sign a copy of the staged file, carry the signature back.
+    staged_file = trust_home.root / "trust" / "staged" / "targets.json"
+    carried = tmp_path / "carried.json"
+    carried.write_bytes(staged_file.read_bytes())
+    first, second, _ = sorted((offline / "targets").glob("*.pem"))
+    signature = tmp_path / "sig-1.json"
+    signature.write_text(json.dumps(control.sign_file(carried.read_bytes(), first)))
+    one = await control.add_signatures(
+        trust_home, store.js, store, [control.signature_document(signature)], actor="ops"
+    )
+    assert one.waiting == control.Waiting(version=2, signed=1, threshold=2)
+    assert one.published == ()
+
+    stranger = tmp_path / "stranger"
+    await control.initialise(Home(stranger))
+    foreign = control.sign_file(carried.read_bytes(), next((stranger / "trust" / "keys" / "targets").glob("*.pem")))
+    with pytest.raises(TrustError, match="is not one of the targets keys"):
+        await control.add_signatures(trust_home, store.js, store, [control.read_signature(foreign, "x")], actor="ops")
+    root_key = next((offline / "root").glob("*.pem"))
+    with pytest.raises(TrustError, match="not one of the targets keys"):
+        await control.add_signatures(
+            trust_home,
+            store.js,
+            store,
+            [control.read_signature(control.sign_file(carried.read_bytes(), root_key), "x")],
+            actor="ops",
+        )
+
+    done = await control.add_signatures(
+        trust_home,
+        store.js,
+        store,
+        [control.read_signature(control.sign_file(carried.read_bytes(), second), "x")],
+        actor="ops",
+    )
+    assert done.waiting is None
+    published_targets = [e for e in done.published if e.role == "targets"]
+    assert [e.version for e in published_targets] == [2]
+    assert len(published_targets[0].signers) == 2
+    assert not staged_file.exists()
+    assert "pump-fw/1.2.0" in Metadata.from_bytes(await bucket_get(store.js, "2.targets.json")).signed.targets
+    with pytest.raises(TrustError, match="nothing to sign"):
+        await control.add_signatures(trust_home, store.js, store, [], actor="ops")
+
+
+async def test_a_signature_over_an_older_staged_file_is_refused(
+    trust_home: Home, store: EventStore, tmp_path: Path
+) -> None:
+    offline = tmp_path / "offline"
+    await control.initialise(trust_home, offline_dir=offline)
+    await control.stage_target(trust_home, store.js, store, actor="ops", **ARTIFACT)
+    older = (trust_home.root / "trust" / "staged" / "targets.json").read_bytes()
+    await control.stage_target(trust_home, store.js, store, actor="ops", **(ARTIFACT | {"version": "1.3.0"}))
+    key = next((offline / "targets").glob("*.pem"))
+    with pytest.raises(TrustError, match="made over another file"):
+        await control.add_signatures(
+            trust_home, store.js, store, [control.read_signature(control.sign_file(older, key), "x")], actor="ops"
+        )
+
+
+async def test_refresh_re_signs_timestamp_and_snapshot_before_they_expire(trust_home: Home, store: EventStore) -> None:
+    start = datetime.now(UTC)
+    await control.initialise(trust_home, now=start)
+    quiet = await control.refresh(trust_home, store.js, store, now=start + timedelta(hours=1))
+    assert {(e.role, e.version) for e in quiet.published} == {
+        ("root", 1),
+        ("targets", 1),
+        ("snapshot", 1),
+        ("timestamp", 1),
+    }
+
+    later = await control.refresh(trust_home, store.js, store, now=start + timedelta(hours=13))
+    assert [(e.role, e.version) for e in later.published] == [("timestamp", 2)]
+    days = await control.refresh(trust_home, store.js, store, now=start + timedelta(days=4))
+    assert [(e.role, e.version) for e in days.published] == [("snapshot", 2), ("timestamp", 3)]
+    assert (await control.refresh(trust_home, store.js, store, now=start + timedelta(days=4))).published == ()
+
+
+async def test_a_bucket_holding_another_meshs_files_is_not_overwritten(
+    trust_home: Home, store: EventStore, tmp_path: Path
+) -> None:
+    await control.initialise(trust_home)
+    await control.publish_all(trust_home, store.js, store, actor="control")
+    other = Home(tmp_path / "other")
+    await control.initialise(other)
+    with pytest.raises(TrustError, match=r"another 1\.root\.json"):
+        await control.publish_all(other, store.js, store, actor="control")
+
+
+async def test_stage_target_before_init_says_what_to_do(trust_home: Home, store: EventStore, nc: Client) -> None:
+    with pytest.raises(TrustError, match="artifact trust init"):
+        await control.stage_target(trust_home, store.js, store, actor="ops", **ARTIFACT)
