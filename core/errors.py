@@ -40,7 +40,9 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── UnknownCommand       edge.errors                        no handler has the command's name
     │   ├── InvalidArguments     edge.errors                        a handler rejects a command's arguments
     │   ├── CommandError         edge.errors                        a handler's command ran and failed
-    │   └── StateError           edge.errors                        the agent's SQLite state file failed
+    │   ├── StateError           edge.errors                        the agent's SQLite state file failed
+    │   ├── UpdateRefused        edge.updates.errors                an update failed a check before install
+    │   └── MetadataUnavailable  edge.updates.trust                 the update's signed metadata could not be read
     ├── Park                     projections.projection             an event a projection cannot apply
     ├── NotBuilt                 projections.readers                a read-model file does not exist yet
     ├── DatabaseKeyError         projections.database               the read models' key is wrong or missing
@@ -78,6 +80,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── OfflineError             mahavishnu.runtime.offline         servers started for a stopped mesh lack JetStream
     ├── ClusterPlanError         mahavishnu.runtime.clusterplan     the settings describe no runnable cluster
     ├── HomeError                mahavishnu.runtime.home            the state directory is missing or damaged
+    ├── TrustError               mahavishnu.updates.trust.policy    the update metadata's keys or files refuse a change
     ├── CalloutError             mahavishnu.identity.errors         the server's authorization request is unreadable
     │   ├── MalformedToken       mahavishnu.identity.errors         not a NATS JWT
     │   └── BadRequest           mahavishnu.identity.errors         not an authorization request we can decide

@@ -13,6 +13,10 @@ ARTIFACTS_STREAM = f"OBJ_{ARTIFACTS_BUCKET}"
 # key per file as the TUF specification names them ("1.root.json", "timestamp.json", ...).
 METADATA_BUCKET = "tuf"
 METADATA_STREAM = f"KV_{METADATA_BUCKET}"
+# A device's trusted metadata lives in this folder beside its agent.toml; enrolment and
+# provisioning put the mesh's root.json there, and the verifier keeps what it trusts since.
+TRUSTED_DIR = "trust"
+TRUSTED_ROOT = f"{TRUSTED_DIR}/root.json"
 
 # An artifact's name and version: what operators type (`--update NAME@VERSION`), and TUF
 # target paths are built from them, so they stay plain.

@@ -7,7 +7,8 @@ library, core's light modules and the claim's pure modules only. The steps:
   2. make the device's key (key.pem, 0600) and CSR in --out: the key never leaves that folder;
   3. connect with the claim's bootstrap certificate (which may only ask for a certificate),
      send the CSR to up's provisioning service, and write cert.pem, ca.pem and agent.toml
-     beside the key. A request turned away for load (429, 503) or left unanswered is asked
+     beside the key (and trust/root.json, the update metadata's root, when the mesh has one).
+     A request turned away for load (429, 503) or left unanswered is asked
      again after a jittered pause, for up to five minutes.
 """
 
@@ -30,6 +31,7 @@ from nats.aio.client import Client
 from core import subjects
 from core.errors import MahavishnuError, StoreUnavailable
 from core.store import Identity, connect
+from core.updates.naming import TRUSTED_ROOT
 from mahavishnu.cli.device_keys import check_claim_certificate, make_key_and_csr
 from mahavishnu.identity.claimfile import ClaimError, ClaimFile, may_name, named, parse
 from mahavishnu.identity.errors import ProvisioningRefused
@@ -87,6 +89,9 @@ async def provision(claim_path: Path, device_id: str, out: Path, *, algorithm: s
     (out / "cert.pem").write_text(answer.cert_pem)
     (out / "ca.pem").write_text(answer.ca_pem)
     (out / "agent.toml").write_text(answer.agent_toml)
+    if answer.root_json:  # a mesh whose update trust exists (ADR 0016)
+        (out / TRUSTED_ROOT).parent.mkdir(exist_ok=True)
+        (out / TRUSTED_ROOT).write_text(answer.root_json)
     csr.unlink(missing_ok=True)  # said what it had to; the key stays
     return answer
 

@@ -82,6 +82,7 @@ VERBS: dict[str, Verb] = {
     "slo": Verb("mahavishnu.cli.slo", "service-level objectives, from the metrics Prometheus keeps"),
     "erase": Verb("mahavishnu.cli.erase", "erase personal data for good (crypto-shredding)"),
     "site": Verb("mahavishnu.cli.site", "edge sites: a leaf server each, sourced by the hub when linked"),
+    "artifact": Verb("mahavishnu.cli.artifact", "software artifacts and the signed metadata devices verify them by"),
     "shell": Verb(
         "mahavishnu.cli.shell",
         "an interactive terminal on a device, recorded in the audit trail (admin and operator roles)",

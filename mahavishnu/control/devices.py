@@ -43,11 +43,13 @@ from core.events import (
 )
 from core.sealing import DataKey, device_subject, seal
 from core.store import EventStore
+from core.updates.naming import TRUSTED_ROOT
 from edge import render_agent_config
 from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.gateways.mqtt import devices as mqtt
 from mahavishnu.runtime.home import Home
 from mahavishnu.sites import hub as sites
+from mahavishnu.updates.trust.local import TrustFiles
 
 ACK_WAIT_S = 30.0
 MAX_DELIVER = 5
@@ -173,6 +175,11 @@ async def enroll(
         )
         # with the certificate, so that whoever finds cert.pem finds agent.toml beside it
         config.write_text(agent_toml(device_id, url or home.client_url(settings), ack_wait_s=ack_wait_s))
+        # and the root of the update metadata the device will trust (ADR 0016), once the mesh has one
+        root = TrustFiles.of(home.root).current_root()
+        if root is not None:
+            (out_dir / TRUSTED_ROOT).parent.mkdir(exist_ok=True)
+            (out_dir / TRUSTED_ROOT).write_bytes(root)
         return issued
 
     config = out_dir / "agent.toml"

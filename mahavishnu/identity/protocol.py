@@ -23,6 +23,7 @@ class Provisioned(msgspec.Struct, frozen=True, kw_only=True):
     cert_pem: str
     ca_pem: str
     agent_toml: str
+    root_json: str = ""  # the update metadata's root the device trusts (core.updates.naming.TRUSTED_ROOT)
 
 
 REQUESTS = msgspec.json.Decoder(ProvisionRequest)

@@ -54,6 +54,7 @@ from core.errors import MahavishnuError, StoreError
 from core.events import ClaimRevoked, DeviceProvisioned, EventDecodeError, decode
 from core.micro import answer_as_micro
 from core.store import EventStore, Identity, connect
+from core.updates.naming import TRUSTED_ROOT
 from mahavishnu.control import devices, tags
 from mahavishnu.identity.bucket import TokenBucket
 from mahavishnu.identity.claims import Claim, check, evolve
@@ -426,6 +427,7 @@ def _answer_from(folder: Path, device_id: str, serial: str) -> Provisioned:
         cert_pem=(folder / "cert.pem").read_text(),
         ca_pem=(folder / "ca.pem").read_text(),
         agent_toml=(folder / "agent.toml").read_text(),
+        root_json=(folder / TRUSTED_ROOT).read_text() if (folder / TRUSTED_ROOT).is_file() else "",
     )
 
 

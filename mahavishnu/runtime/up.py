@@ -65,6 +65,7 @@ from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
 from mahavishnu.sites import hub as sites
+from mahavishnu.updates.trust import control as trust
 from projections import http_api, http_auth
 from projections.admission import Admission
 from projections.codeindex.registering import register_at_start
@@ -232,6 +233,11 @@ async def _run(
         else:
             await store.ensure_streams()
         await ensure_update_buckets(store.js, replicas=stream_replicas(settings))
+        if node is None:  # the control host's: the update metadata's keys live in its home (ADR 0016)
+            # A mesh has its update trust from its first `up`, so every device enrolled gets its
+            # root.json; what is not yet in the tuf bucket (or soon expires) is published now.
+            await trust.ensure_initialised(home)
+            await trust.refresh(home, store.js, store, actor="control")
         # Every connection is audited from the first: the follower listens before any device
         # can be admitted (a fleet reconnecting after a restart is back within seconds).
         await connection_audit.follow(system, store.audit, operators.identifier(home))

@@ -67,7 +67,7 @@ class _State:
 
 
 def trust_files(home: Home) -> TrustFiles:
-    return TrustFiles(home.root / "trust")
+    return TrustFiles.of(home.root)
 
 
 async def initialise(

@@ -35,6 +35,10 @@ TIMESTAMP_FILE = "timestamp.json"
 class TrustFiles:
     folder: Path  # $MAHAVISHNU_HOME/trust
 
+    @classmethod
+    def of(cls, home_root: Path) -> TrustFiles:
+        return cls(home_root / "trust")
+
     @property
     def keys(self) -> Path:
         return self.folder / "keys"
