@@ -6,9 +6,9 @@ with --offline-keys DIR the root and targets keys go to DIR only (take it away),
 `artifact add` then leaves the new targets file waiting in $MAHAVISHNU_HOME/trust/staged/
 until enough targets keys sign it:
 
-  - on the control host, with the key at hand:   artifact sign --key KEY.pem
+  - on the control host, with the key at hand:   artifact sign --key FILE.key
   - elsewhere (an offline machine): carry trust/staged/targets.json there,
-        artifact sign --key KEY.pem targets.json --out SIG.json
+        artifact sign --key FILE.key targets.json --out SIG.json
     and back on the control host:                artifact trust add-signature SIG.json
 
 Once the threshold is reached the mesh publishes it with a new snapshot and timestamp.

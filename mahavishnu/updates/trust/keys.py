@@ -1,6 +1,6 @@
 """Signing keys as files: ed25519, one PEM (PKCS#8) per key, readable by its owner only.
 
-A key file is named for its role and key id, `<role>/<keyid>.pem`, under the mesh's
+A key file is named for its role and key id, `<role>/<keyid>.key`, under the mesh's
 trust/keys/ (online: the mesh signs with it) or under a folder the operator keeps
 elsewhere (offline: `trust init --offline-keys DIR`, then `artifact sign --key FILE`).
 ed25519 because a device verifies it without pyca/cryptography (securesystemslib's pure
@@ -25,8 +25,8 @@ def generate() -> CryptoSigner:
 
 
 def save(signer: CryptoSigner, folder: Path, role: str) -> Path:
-    """Write the signer's private key to folder/<role>/<keyid>.pem, 0600 from its first byte."""
-    path = folder / role / f"{signer.public_key.keyid}.pem"
+    """Write the signer's private key to folder/<role>/<keyid>.key, 0600 from its first byte."""
+    path = folder / role / f"{signer.public_key.keyid}.key"
     for made in (folder, path.parent):  # write_private makes only the last folder 0700
         made.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private(path, signer.private_bytes.decode())
@@ -50,4 +50,4 @@ def load(path: Path) -> CryptoSigner:
 
 def online(folder: Path, role: str) -> list[CryptoSigner]:
     """The role's keys kept under `folder` (the mesh's trust/keys), in key id order."""
-    return [load(path) for path in sorted((folder / role).glob("*.pem"))]
+    return [load(path) for path in sorted((folder / role).glob("*.key"))]

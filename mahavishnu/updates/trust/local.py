@@ -1,12 +1,12 @@
 """The mesh's own copy of its signed metadata and keys, under $MAHAVISHNU_HOME/trust (files only; stdlib only).
 
-    trust/keys/<role>/<keyid>.pem   the online private keys, 0600 (snapshot and timestamp always;
+    trust/keys/<role>/<keyid>.key   the online private keys, 0600 (snapshot and timestamp always;
                                     root and targets unless `trust init --offline-keys DIR`)
     trust/repository/               the newest signed files, named as in the bucket: every
                                     N.root.json, the newest N.targets.json and N.snapshot.json,
                                     timestamp.json; what `publish` copies to the tuf bucket
     trust/staged/targets.json       the next targets, waiting for its offline keys' signatures
-    trust/lock                      one change of the trust at a time on this host
+    trust/signing.lock              one change of the trust at a time on this host
 
 The repository folder is the signer's working copy and the bucket what devices read: a
 file is signed here first, then published (stored in the bucket, TrustMetadataPublished
@@ -94,7 +94,7 @@ class TrustFiles:
     async def locked(self) -> AsyncIterator[None]:
         """Hold the trust's lock (waited for off the event loop): `up`'s refresher and an `artifact add`
         never sign from the same version, in one process or two."""
-        handle = await asyncio.to_thread(_lock, self.folder / "lock")
+        handle = await asyncio.to_thread(_lock, self.folder / "signing.lock")
         try:
             yield
         finally:

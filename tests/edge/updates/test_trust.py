@@ -173,6 +173,6 @@ async def test_an_offline_signed_target_reaches_the_device(store: EventStore, de
     assert (await refused(device, trusted, "2.0.0")).refusal is Refusal.UNKNOWN_TARGET  # staged, not signed yet
 
     staged = (home.root / "trust" / "staged" / "targets.json").read_bytes()
-    document = control.sign_file(staged, next((offline / "targets").glob("*.pem")))
+    document = control.sign_file(staged, next((offline / "targets").glob("*.key")))
     await control.add_signatures(home, store.js, store, [control.read_signature(document, "x")], actor="ops")
     assert (await verify(device, trusted, "2.0.0")).version == "2.0.0"

@@ -96,7 +96,7 @@ async def test_a_target_signed_offline_then_in_place_is_published(up: Running, s
     away = folder / "away"
     away.mkdir()
     shutil.copy(home.root / "trust" / "staged" / "targets.json", away / "targets.json")
-    first, second = sorted((folder / "usb" / "targets").glob("*.pem"))
+    first, second = sorted((folder / "usb" / "targets").glob("*.key"))
     offline_env = {k: v for k, v in up.env.items() if k != "MAHAVISHNU_HOME"} | {"MAHAVISHNU_HOME": str(away / "none")}
     signed = run(
         "artifact",
@@ -130,7 +130,7 @@ def test_bad_input_is_refused_in_one_line(up: Running, folder: Path) -> None:
         run("artifact", "trust", "add-signature", str(garbage), env=up.env)
     )
     assert "cannot read the key file" in one_line_error(
-        run("artifact", "sign", "--key", str(folder / "missing.pem"), str(metadata), env=up.env)
+        run("artifact", "sign", "--key", str(folder / "missing.key"), str(metadata), env=up.env)
     )
     assert "not an unencrypted PEM private key" in one_line_error(
         run("artifact", "sign", "--key", str(garbage), str(metadata), env=up.env)

@@ -15,6 +15,7 @@ from tuf.api.metadata import Metadata
 from core import subjects
 from core.events import TrustMetadataPublished
 from core.store import EventStore
+from mahavishnu.control import backup
 from mahavishnu.runtime.home import Home
 from mahavishnu.updates.trust import control
 from mahavishnu.updates.trust.policy import KeyPlan, RoleKeys, TrustError
@@ -54,11 +55,18 @@ async def test_init_makes_every_role_and_publishes_it_once(trust_home: Home, sto
     assert first.published[0].signers == tuple(root.signed.roles["root"].keyids)
     for name in ("1.root.json", "1.targets.json", "1.snapshot.json", "timestamp.json"):
         assert Metadata.from_bytes(await bucket_get(store.js, name)).signed.version == 1
-    private = sorted((trust_home.root / "trust" / "keys").rglob("*.pem"))
+    private = sorted((trust_home.root / "trust" / "keys").rglob("*.key"))
     assert len(private) == 4
     assert {stat.S_IMODE(path.stat().st_mode) for path in private} == {0o600}
     with pytest.raises(TrustError, match="initialised already"):
         await control.initialise(trust_home)
+    # A backup carries the signed files, and the online keys only when asked for them (--include-keys).
+    carried = {str(path) for path in backup.home_files(trust_home.root, include_keys=False)}
+    assert "trust/repository/1.root.json" in carried
+    assert not any(path.startswith("trust/keys") for path in carried)
+    assert (
+        len([p for p in backup.home_files(trust_home.root, include_keys=True) if p.parts[:2] == ("trust", "keys")]) == 4
+    )
 
 
 async def test_an_online_target_is_signed_and_published_with_a_new_snapshot_and_timestamp(
@@ -102,7 +110,7 @@ async def test_offline_targets_keys_stage_until_their_threshold_signs(
     staged_file = trust_home.root / "trust" / "staged" / "targets.json"
     carried = tmp_path / "carried.json"
     carried.write_bytes(staged_file.read_bytes())
-    first, second, _ = sorted((offline / "targets").glob("*.pem"))
+    first, second, _ = sorted((offline / "targets").glob("*.key"))
     signature = tmp_path / "sig-1.json"
     signature.write_text(json.dumps(control.sign_file(carried.read_bytes(), first)))
     one = await control.add_signatures(
@@ -113,10 +121,10 @@ async def test_offline_targets_keys_stage_until_their_threshold_signs(
 
     stranger = tmp_path / "stranger"
     await control.initialise(Home(stranger))
-    foreign = control.sign_file(carried.read_bytes(), next((stranger / "trust" / "keys" / "targets").glob("*.pem")))
+    foreign = control.sign_file(carried.read_bytes(), next((stranger / "trust" / "keys" / "targets").glob("*.key")))
     with pytest.raises(TrustError, match="is not one of the targets keys"):
         await control.add_signatures(trust_home, store.js, store, [control.read_signature(foreign, "x")], actor="ops")
-    root_key = next((offline / "root").glob("*.pem"))
+    root_key = next((offline / "root").glob("*.key"))
     with pytest.raises(TrustError, match="not one of the targets keys"):
         await control.add_signatures(
             trust_home,
@@ -151,7 +159,7 @@ async def test_a_signature_over_an_older_staged_file_is_refused(
     await control.stage_target(trust_home, store.js, store, actor="ops", **ARTIFACT)
     older = (trust_home.root / "trust" / "staged" / "targets.json").read_bytes()
     await control.stage_target(trust_home, store.js, store, actor="ops", **(ARTIFACT | {"version": "1.3.0"}))
-    key = next((offline / "targets").glob("*.pem"))
+    key = next((offline / "targets").glob("*.key"))
     with pytest.raises(TrustError, match="made over another file"):
         await control.add_signatures(
             trust_home, store.js, store, [control.read_signature(control.sign_file(older, key), "x")], actor="ops"
