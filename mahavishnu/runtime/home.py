@@ -13,6 +13,7 @@ mqtt-bridge/               the MQTT bridge's client certificate and key (when [m
 mqtt-devices.json          the ids of the devices enrolled with --transport mqtt
 jetstream/                 the JetStream store, encrypted at rest
 keys/devices/<id>.key      each device's data key, 0600: erasing a device deletes it (projections.keystore)
+trust/                     the update metadata's online keys and signed files (mahavishnu.updates.trust.local)
 nats/cluster-nK.conf       with `up --cluster N`: node K's configuration (mahavishnu.runtime.clusterplan)
 cluster/nK/                node K's JetStream store, encrypted with the same key
 node/                      with `up --node BUNDLE`: the node's node.json, certificate and key (from its bundle)
