@@ -1,4 +1,4 @@
-"""`mahavishnu artifact sign` and `artifact trust init|show|add-signature|refresh`: the update metadata's keys.
+"""`mahavishnu artifact sign` and `artifact trust init|show|add-signature|rotate-root|refresh`: the update keys.
 
 The metadata devices verify updates against is TUF's (ADR 0016): root, targets, snapshot
 and timestamp, each with its own keys and k-of-n threshold. `trust init` makes the keys;
@@ -73,6 +73,25 @@ def add_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_signature.add_argument("signatures", nargs="+", type=Path, metavar="SIG")
     add_signature.set_defaults(handler=_add_signatures)
 
+    rotate = verbs.add_parser(
+        "rotate-root", help="a new root that replaces one role's keys (and threshold); devices follow it"
+    )
+    rotate.add_argument("--role", default="root", choices=("root", "targets", "snapshot", "timestamp"))
+    rotate.add_argument("--keys", type=int, default=1, metavar="N", help="how many new keys (1)")
+    rotate.add_argument("--threshold", type=int, default=1, metavar="K", help="how many must sign (1)")
+    rotate.add_argument(
+        "--root-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a current root key kept offline (repeatable, up to root's threshold)",
+    )
+    rotate.add_argument(
+        "--offline-keys", type=Path, metavar="DIR", help="root or targets: write the new keys to DIR only"
+    )
+    rotate.set_defaults(handler=_rotate)
+
     refresh = verbs.add_parser("refresh", help="re-sign what expires soon and publish what is not yet (`up` does it)")
     refresh.set_defaults(handler=_refresh)
 
@@ -138,6 +157,25 @@ async def _add_signatures(home: Home, settings: Settings, args: argparse.Namespa
     signatures = [control.signature_document(path) for path in args.signatures]
     async with control_store(home, settings, "artifact") as store:
         outcome = await control.add_signatures(home, store.js, store, signatures, actor=ACTOR)
+    print(_outcome_text(outcome))
+    return 0
+
+
+async def _rotate(home: Home, settings: Settings, args: argparse.Namespace) -> int:
+    from mahavishnu.updates.trust import rotation
+
+    plan = RoleKeys(threshold=args.threshold, count=args.keys)
+    async with control_store(home, settings, "artifact") as store:
+        outcome = await rotation.rotate(
+            home,
+            store.js,
+            store,
+            role=args.role,
+            plan=plan,
+            root_keys=args.root_key,
+            offline_dir=args.offline_keys,
+            actor=ACTOR,
+        )
     print(_outcome_text(outcome))
     return 0
 

@@ -20,7 +20,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from securesystemslib.signer import Signature
 from tuf.api.exceptions import RepositoryError
-from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp, VerificationResult
 
 from core.events import TrustMetadataPublished
 from core.store import EventStore
@@ -58,7 +58,7 @@ class Outcome:
 
 
 @dataclass
-class _State:
+class State:
     root: Metadata[Root]
     targets: Metadata[Targets]
     snapshot: Metadata[Snapshot]
@@ -102,8 +102,8 @@ async def initialise(
                 signed.sign(signer, append=True)
         files.write(metadata.file_name(ROOT, 1), metadata.to_bytes(root))
         files.write(metadata.file_name(TARGETS, 1), metadata.to_bytes(targets))
-        state = _State(root=root, targets=targets, snapshot=None, timestamp=None)  # type: ignore[arg-type]
-        _commit_snapshot(files, state, metadata.to_bytes(targets), now)
+        state = State(root=root, targets=targets, snapshot=None, timestamp=None)  # type: ignore[arg-type]
+        commit_snapshot(files, state, metadata.to_bytes(targets), now)
     return root
 
 
@@ -171,8 +171,8 @@ async def _change_targets(
     now = now or datetime.now(UTC)
     files = trust_files(home)
     async with files.locked():
-        state = _load(files)
-        staged = _staged(files)
+        state = load_state(files)
+        staged = staged_targets(files)
         # The staged file holds the changes not yet signed: the next change builds on it.
         base = staged.signed if staged is not None else state.targets.signed
         unchanged = (add is None or base.targets.get(add.path) == add) and (
@@ -187,10 +187,10 @@ async def _change_targets(
     return Outcome(published=tuple(await publish(files, js, store, actor=actor)), waiting=waiting)
 
 
-def _sign_or_stage(files: TrustFiles, state: _State, new: Metadata[Targets], now: datetime) -> Waiting | None:
-    result = _sign_online(files, state.root.signed, new, TARGETS)
+def _sign_or_stage(files: TrustFiles, state: State, new: Metadata[Targets], now: datetime) -> Waiting | None:
+    result = sign_online(files, state.root.signed, new, TARGETS)
     if result.verified:
-        _commit_targets(files, state, new, now)
+        commit_targets(files, state, new, now)
         files.drop_staged()
         return None
     files.write_staged(metadata.to_bytes(new))
@@ -238,15 +238,15 @@ async def add_signatures(
     now = now or datetime.now(UTC)
     files = trust_files(home)
     async with files.locked():
-        state = _load(files)
-        staged = _staged(files)
+        state = load_state(files)
+        staged = staged_targets(files)
         if staged is None:
             raise TrustError("no targets metadata waits for signatures: nothing to sign")
         for signature in signatures:
             metadata.add_signature(state.root.signed, staged, signature)
         result = metadata.verification(state.root.signed, staged)
         if result.verified:
-            _commit_targets(files, state, staged, now)
+            commit_targets(files, state, staged, now)
             files.drop_staged()
             waiting = None
         else:
@@ -269,13 +269,13 @@ async def refresh(
     if not files.initialised():
         return Outcome()
     async with files.locked():
-        state = _load(files)
+        state = load_state(files)
         if refresh_due(TARGETS, state.targets.signed.expires, now):
             renewed = metadata.next_targets(state.targets.signed, now)
-            if _sign_online(files, state.root.signed, renewed, TARGETS).verified:
-                _commit_targets(files, state, renewed, now)
+            if sign_online(files, state.root.signed, renewed, TARGETS).verified:
+                commit_targets(files, state, renewed, now)
         elif refresh_due(SNAPSHOT, state.snapshot.signed.expires, now):
-            _commit_snapshot(files, state, (files.repository / state.names[TARGETS]).read_bytes(), now)
+            commit_snapshot(files, state, (files.repository / state.names[TARGETS]).read_bytes(), now)
         elif refresh_due(TIMESTAMP, state.timestamp.signed.expires, now):
             snapshot = (files.repository / state.names[SNAPSHOT]).read_bytes()
             _commit_timestamp(files, state, snapshot, state.snapshot.signed.version, now)
@@ -292,7 +292,7 @@ async def publish_all(home: Home, js: JetStreamContext, store: EventStore, *, ac
 def summary(home: Home) -> dict[str, Any]:
     """What `artifact trust show` prints: each role's version, expiry, threshold and keys; what is staged."""
     files = trust_files(home)
-    state = _load(files)
+    state = load_state(files)
     root = state.root.signed
     roles = {}
     for role in ROLES:
@@ -304,7 +304,7 @@ def summary(home: Home) -> dict[str, Any]:
             "threshold": root.roles[role].threshold,
             "keys": [{"keyid": keyid, "online": keyid in held} for keyid in root.roles[role].keyids],
         }
-    staged = _staged(files)
+    staged = staged_targets(files)
     answer: dict[str, Any] = {"roles": roles, "staged": None}
     if staged is not None:
         waiting = _waiting(root, staged)
@@ -319,7 +319,7 @@ def summary(home: Home) -> dict[str, Any]:
     return answer
 
 
-def _load(files: TrustFiles) -> _State:
+def load_state(files: TrustFiles) -> State:
     if not files.initialised():
         raise TrustError(
             "the update trust is not initialised: run `mahavishnu artifact trust init` (or `mahavishnu up`)"
@@ -332,10 +332,10 @@ def _load(files: TrustFiles) -> _State:
             raise TrustError(f"{files.repository} has no {role} metadata: restore the trust/ folder from a backup")
         names[role], data = newest
         loaded[role] = Metadata[Any].from_bytes(data)
-    return _State(names=names, **loaded)
+    return State(names=names, **loaded)
 
 
-def _staged(files: TrustFiles) -> Metadata[Targets] | None:
+def staged_targets(files: TrustFiles) -> Metadata[Targets] | None:
     data = files.read_staged()
     return None if data is None else Metadata[Targets].from_bytes(data)
 
@@ -345,7 +345,7 @@ def _waiting(root: Root, staged: Metadata[Targets]) -> Waiting:
     return Waiting(staged.signed.version, len(result.signed), result.threshold)
 
 
-def _sign_online(files: TrustFiles, root: Root, signed: Metadata[Any], role: str) -> Any:
+def sign_online(files: TrustFiles, root: Root, signed: Metadata[Any], role: str) -> VerificationResult:
     wanted = set(root.roles[role].keyids)
     for signer in keys.online(files.keys, role):
         if signer.public_key.keyid in wanted:
@@ -353,18 +353,18 @@ def _sign_online(files: TrustFiles, root: Root, signed: Metadata[Any], role: str
     return metadata.verification(root, signed)
 
 
-def _commit_targets(files: TrustFiles, state: _State, targets: Metadata[Targets], now: datetime) -> None:
+def commit_targets(files: TrustFiles, state: State, targets: Metadata[Targets], now: datetime) -> None:
     data = metadata.to_bytes(targets)
     name = metadata.file_name(TARGETS, targets.signed.version)
     files.write(name, data, replaces=state.names.get(TARGETS))
     state.targets, state.names[TARGETS] = targets, name
-    _commit_snapshot(files, state, data, now)
+    commit_snapshot(files, state, data, now)
 
 
-def _commit_snapshot(files: TrustFiles, state: _State, targets: bytes, now: datetime) -> None:
+def commit_snapshot(files: TrustFiles, state: State, targets: bytes, now: datetime) -> None:
     current = state.snapshot.signed if state.snapshot is not None else None
     snapshot = metadata.next_snapshot(current, targets, state.targets.signed.version, now)
-    _require(_sign_online(files, state.root.signed, snapshot, SNAPSHOT), SNAPSHOT, files)
+    _require(sign_online(files, state.root.signed, snapshot, SNAPSHOT), SNAPSHOT, files)
     data = metadata.to_bytes(snapshot)
     name = metadata.file_name(SNAPSHOT, snapshot.signed.version)
     files.write(name, data, replaces=state.names.get(SNAPSHOT))
@@ -372,15 +372,15 @@ def _commit_snapshot(files: TrustFiles, state: _State, targets: bytes, now: date
     _commit_timestamp(files, state, data, snapshot.signed.version, now)
 
 
-def _commit_timestamp(files: TrustFiles, state: _State, snapshot: bytes, version: int, now: datetime) -> None:
+def _commit_timestamp(files: TrustFiles, state: State, snapshot: bytes, version: int, now: datetime) -> None:
     current = state.timestamp.signed if state.timestamp is not None else None
     timestamp = metadata.next_timestamp(current, snapshot, version, now)
-    _require(_sign_online(files, state.root.signed, timestamp, TIMESTAMP), TIMESTAMP, files)
+    _require(sign_online(files, state.root.signed, timestamp, TIMESTAMP), TIMESTAMP, files)
     files.write(metadata.file_name(TIMESTAMP, timestamp.signed.version), metadata.to_bytes(timestamp))
     state.timestamp, state.names[TIMESTAMP] = timestamp, metadata.file_name(TIMESTAMP, timestamp.signed.version)
 
 
-def _require(result: Any, role: str, files: TrustFiles) -> None:
+def _require(result: VerificationResult, role: str, files: TrustFiles) -> None:
     if not result.verified:
         raise TrustError(
             f"the mesh holds {len(result.signed)} of the {result.threshold} {role} keys it needs online "

@@ -3,6 +3,7 @@ own tests craft it: each must end in the right Refusal. No server: a fetcher ove
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,7 +132,7 @@ async def test_a_well_made_repository_verifies(repo: Repository, tmp_path: Path)
 async def test_5_3_4_a_new_root_must_be_signed_by_the_trusted_roots_keys(repo: Repository, tmp_path: Path) -> None:
     trusted = repo.trusted(tmp_path / "trusted")
     usurper = CryptoSigner.generate_ed25519()
-    rotated = Root.from_dict(repo.root.to_dict())
+    rotated = Root.from_dict(copy.deepcopy(repo.root.to_dict()))
     rotated.version = 2
     rotated.revoke_key(repo.signers["root"][0].public_key.keyid, "root")
     rotated.add_key(usurper.public_key, "root")
@@ -144,7 +145,7 @@ async def test_5_3_4_a_root_rotation_signed_by_old_and_new_keys_is_followed(repo
     trusted = repo.trusted(tmp_path / "trusted")
     successor = CryptoSigner.generate_ed25519()
     new_timestamp = CryptoSigner.generate_ed25519()
-    rotated = Root.from_dict(repo.root.to_dict())
+    rotated = Root.from_dict(copy.deepcopy(repo.root.to_dict()))
     rotated.version = 2
     rotated.revoke_key(repo.signers["root"][0].public_key.keyid, "root")
     rotated.add_key(successor.public_key, "root")
@@ -160,7 +161,7 @@ async def test_5_3_4_a_root_rotation_signed_by_old_and_new_keys_is_followed(repo
 
 async def test_5_3_5_a_root_file_of_another_version_is_refused(repo: Repository, tmp_path: Path) -> None:
     trusted = repo.trusted(tmp_path / "trusted")
-    skipped = Root.from_dict(repo.root.to_dict())
+    skipped = Root.from_dict(copy.deepcopy(repo.root.to_dict()))
     skipped.version = 3
     repo.files["2.root.json"] = repo.sign(skipped, "root")
 
@@ -168,7 +169,7 @@ async def test_5_3_5_a_root_file_of_another_version_is_refused(repo: Repository,
 
 
 async def test_5_3_10_an_expired_root_is_a_freeze(repo: Repository, tmp_path: Path) -> None:
-    stale = Root.from_dict(repo.root.to_dict())
+    stale = Root.from_dict(copy.deepcopy(repo.root.to_dict()))
     stale.expires = NOW - timedelta(days=1)
     repo.publish_root(stale, repo.signers["root"])
 
@@ -231,7 +232,7 @@ async def test_5_6_3_a_targets_file_of_another_version_than_the_snapshot_names_i
 
 async def test_a_threshold_of_two_is_not_met_by_one_signature(repo: Repository, tmp_path: Path) -> None:
     second = CryptoSigner.generate_ed25519()
-    two = Root.from_dict(repo.root.to_dict())
+    two = Root.from_dict(copy.deepcopy(repo.root.to_dict()))
     two.version = 2
     two.add_key(second.public_key, "targets")
     two.roles["targets"].threshold = 2

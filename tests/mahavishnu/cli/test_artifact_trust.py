@@ -141,3 +141,15 @@ def test_bad_input_is_refused_in_one_line(up: Running, folder: Path) -> None:
     assert "threshold" in one_line_error(
         run("artifact", "trust", "init", "--root-keys", "1", "--root-threshold", "2", env=up.env)
     )
+
+
+def test_rotate_root_with_the_offline_root_key_replaces_the_timestamp_key(up: Running, folder: Path) -> None:
+    before = json.loads(run("artifact", "trust", "show", "--json", env=up.env).stdout)["roles"]
+    assert "--root-key" in one_line_error(run("artifact", "trust", "rotate-root", "--role", "timestamp", env=up.env))
+    root_key = next((folder / "usb" / "root").glob("*.key"))
+    rotated = run("artifact", "trust", "rotate-root", "--role", "timestamp", "--root-key", str(root_key), env=up.env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.startswith(f"published root v{before['root']['version'] + 1}")
+    after = json.loads(run("artifact", "trust", "show", "--json", env=up.env).stdout)["roles"]
+    assert after["timestamp"]["keys"] != before["timestamp"]["keys"]
+    assert after["targets"]["keys"] == before["targets"]["keys"]
