@@ -153,3 +153,17 @@ def test_rotate_root_with_the_offline_root_key_replaces_the_timestamp_key(up: Ru
     after = json.loads(run("artifact", "trust", "show", "--json", env=up.env).stdout)["roles"]
     assert after["timestamp"]["keys"] != before["timestamp"]["keys"]
     assert after["targets"]["keys"] == before["targets"]["keys"]
+
+
+def test_a_first_up_makes_the_trust_and_an_enrolled_device_gets_its_root(tmp_path: Path) -> None:
+    running = start_up(tmp_path)
+    try:
+        root = running.home / "trust" / "repository" / "1.root.json"
+        assert root.is_file()
+        enrolled = run("device", "enroll", "dev-trusting", "--out", str(tmp_path / "dev"), env=running.env)
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert (tmp_path / "dev" / "trust" / "root.json").read_bytes() == root.read_bytes()
+        shown = json.loads(run("artifact", "trust", "show", "--json", env=running.env).stdout)
+        assert all(key["online"] for role in shown["roles"].values() for key in role["keys"])
+    finally:
+        stop_up(running)
