@@ -270,10 +270,13 @@ async def refresh(
         return Outcome()
     async with files.locked():
         state = load_state(files)
+        renewed = None
         if refresh_due(TARGETS, state.targets.signed.expires, now):
             renewed = metadata.next_targets(state.targets.signed, now)
-            if sign_online(files, state.root.signed, renewed, TARGETS).verified:
-                commit_targets(files, state, renewed, now)
+            if not sign_online(files, state.root.signed, renewed, TARGETS).verified:
+                renewed = None  # offline keys: the operator's to re-sign; snapshot and timestamp go on
+        if renewed is not None:
+            commit_targets(files, state, renewed, now)
         elif refresh_due(SNAPSHOT, state.snapshot.signed.expires, now):
             commit_snapshot(files, state, (files.repository / state.names[TARGETS]).read_bytes(), now)
         elif refresh_due(TIMESTAMP, state.timestamp.signed.expires, now):

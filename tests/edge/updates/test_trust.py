@@ -16,8 +16,9 @@ from nats.aio.client import Client
 from tuf.api.metadata import Metadata
 
 from core.store import EventStore
+from core.updates.naming import METADATA_STREAM
 from edge.updates.errors import Refusal, UpdateRefused
-from edge.updates.trust import VerifiedTarget, verify_target
+from edge.updates.trust import MetadataUnavailable, VerifiedTarget, verify_target
 from mahavishnu.runtime.home import Home
 from mahavishnu.updates.trust import control, keys, metadata
 from tests.harness import Mesh
@@ -176,3 +177,12 @@ async def test_an_offline_signed_target_reaches_the_device(store: EventStore, de
     document = control.sign_file(staged, next((offline / "targets").glob("*.key")))
     await control.add_signatures(home, store.js, store, [control.read_signature(document, "x")], actor="ops")
     assert (await verify(device, trusted, "2.0.0")).version == "2.0.0"
+
+
+async def test_a_mesh_without_the_tuf_bucket_is_unavailable_not_a_refusal(
+    trust_home: Home, store: EventStore, device: Client, tmp_path: Path
+) -> None:
+    trusted = give_root(trust_home, tmp_path / "trusted")
+    await store.js.delete_stream(METADATA_STREAM)
+    with pytest.raises(MetadataUnavailable, match="the tuf bucket did not answer"):
+        await verify(device, trusted)

@@ -72,3 +72,18 @@ def test_a_device_without_cryptography_verifies_ed25519_signatures(tmp_path: Pat
     repo.files["timestamp.json"] = stranger.files["timestamp.json"]  # signed by another repository's key
     refused = run_child(repo.files, tmp_path / "forged", repo.trusted(tmp_path / "trusted-2"))
     assert refused == {"refusal": "signatures", "cryptography": False}
+
+
+def test_an_idle_agent_loads_no_part_of_python_tuf() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", "import json, sys, edge.agent; print(json.dumps(sorted(sys.modules)))"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = {name.split(".")[0] for name in json.loads(ran.stdout)}
+    assert loaded & {"tuf", "securesystemslib", "urllib3"} == set()
+    assert not any(name.startswith("edge.updates") for name in json.loads(ran.stdout))

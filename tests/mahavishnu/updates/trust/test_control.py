@@ -184,6 +184,30 @@ async def test_refresh_re_signs_timestamp_and_snapshot_before_they_expire(trust_
     assert (await control.refresh(trust_home, store.js, store, now=start + timedelta(days=4))).published == ()
 
 
+async def test_an_offline_targets_file_due_for_renewal_does_not_stop_the_timestamp(
+    trust_home: Home, store: EventStore, tmp_path: Path
+) -> None:
+    start = datetime.now(UTC)
+    await control.initialise(trust_home, offline_dir=tmp_path / "offline", now=start)
+    await control.publish_all(trust_home, store.js, store, actor="control")
+
+    later = await control.refresh(trust_home, store.js, store, now=start + timedelta(days=200))
+    assert [(e.role, e.version) for e in later.published] == [("snapshot", 2), ("timestamp", 2)]
+    online = await control.refresh(trust_home, store.js, store, now=start + timedelta(days=200, hours=13))
+    assert [(e.role, e.version) for e in online.published] == [("timestamp", 3)]
+
+
+async def test_an_online_targets_file_is_renewed_with_its_snapshot_and_timestamp(
+    trust_home: Home, store: EventStore
+) -> None:
+    start = datetime.now(UTC)
+    await control.initialise(trust_home, now=start)
+    await control.publish_all(trust_home, store.js, store, actor="control")
+
+    renewed = await control.refresh(trust_home, store.js, store, now=start + timedelta(days=200))
+    assert [(e.role, e.version) for e in renewed.published] == [("targets", 2), ("snapshot", 2), ("timestamp", 2)]
+
+
 async def test_a_bucket_holding_another_meshs_files_is_not_overwritten(
     trust_home: Home, store: EventStore, tmp_path: Path
 ) -> None:
