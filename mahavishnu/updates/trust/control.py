@@ -41,6 +41,8 @@ from mahavishnu.updates.trust.policy import (
 )
 from mahavishnu.updates.trust.publish import publish
 
+AUDIT = "updates"  # the audit trail's category of the operators' steps on the trust (signatures, rotations)
+
 
 @dataclass(frozen=True)
 class Waiting:
@@ -242,9 +244,28 @@ async def add_signatures(
         staged = staged_targets(files)
         if staged is None:
             raise TrustError("no targets metadata waits for signatures: nothing to sign")
-        for signature in signatures:
-            metadata.add_signature(state.root.signed, staged, signature)
+        given = {"version": staged.signed.version, "keys": [signature.keyid for signature in signatures]}
+        try:
+            for signature in signatures:
+                metadata.add_signature(state.root.signed, staged, signature)
+        except TrustError as refused:
+            await store.audit.record(
+                actor=actor,
+                category=AUDIT,
+                action="trust.sign",
+                target=TARGETS,
+                outcome="denied",
+                details=given | {"reason": str(refused)},
+            )
+            raise
         result = metadata.verification(state.root.signed, staged)
+        await store.audit.record(
+            actor=actor,
+            category=AUDIT,
+            action="trust.sign",
+            target=TARGETS,
+            details=given | {"signed": len(result.signed), "threshold": result.threshold},
+        )
         if result.verified:
             commit_targets(files, state, staged, now)
             files.drop_staged()

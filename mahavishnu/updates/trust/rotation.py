@@ -23,6 +23,7 @@ from core.store import EventStore
 from mahavishnu.runtime.home import Home
 from mahavishnu.updates.trust import keys, metadata
 from mahavishnu.updates.trust.control import (
+    AUDIT,
     Outcome,
     commit_snapshot,
     commit_targets,
@@ -99,4 +100,11 @@ async def rotate(
             files.drop_staged()
         elif role != ROOT:  # snapshot or timestamp: their new online keys sign new files now
             commit_snapshot(files, state, (files.repository / state.names[TARGETS]).read_bytes(), now)
+    await store.audit.record(
+        actor=actor,
+        category=AUDIT,
+        action="trust.rotate",
+        target=role,
+        details={"root_version": new.version, "keys": sorted(new.roles[role].keyids), "threshold": plan.threshold},
+    )
     return Outcome(published=tuple(await publish(files, js, store, actor=actor)))

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from tuf.api.metadata import Metadata
 
 from core import subjects
-from core.events import TrustMetadataPublished
+from core.events import AuditRecorded, TrustMetadataPublished
 from core.store import EventStore
 from mahavishnu.control import backup
 from mahavishnu.runtime.home import Home
@@ -149,6 +149,16 @@ async def test_offline_targets_keys_stage_until_their_threshold_signs(
     assert "pump-fw/1.2.0" in Metadata.from_bytes(await bucket_get(store.js, "2.targets.json")).signed.targets
     with pytest.raises(TrustError, match="nothing to sign"):
         await control.add_signatures(trust_home, store.js, store, [], actor="ops")
+    # Each signature given is in the audit trail, the refused ones too (key ids, never keys).
+    records = [s.event async for s in store.read(subjects.audit("updates", "ops"))]
+    signing = [(r.action, r.outcome, r.details.get("signed")) for r in records if isinstance(r, AuditRecorded)]
+    assert signing[-4:] == [
+        ("trust.sign", "ok", 1),
+        ("trust.sign", "denied", None),
+        ("trust.sign", "denied", None),
+        ("trust.sign", "ok", 2),
+    ]
+    assert "PRIVATE" not in json.dumps([r.details for r in records if isinstance(r, AuditRecorded)])
 
 
 async def test_a_signature_over_an_older_staged_file_is_refused(
