@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from tuf.api.metadata import Metadata
@@ -186,3 +187,14 @@ async def test_a_mesh_without_the_tuf_bucket_is_unavailable_not_a_refusal(
     await store.js.delete_stream(METADATA_STREAM)
     with pytest.raises(MetadataUnavailable, match="the tuf bucket did not answer"):
         await verify(device, trusted)
+
+
+async def test_a_device_may_read_the_metadata_but_not_write_it(
+    trust_home: Home, store: EventStore, device: Client
+) -> None:
+    before = await bucket_get(store.js, "timestamp.json")
+    # Allowed, JetStream would answer each (a publish ack, a purge response); refused, nothing does.
+    for subject, payload in (("$KV.tuf.timestamp.json", b"{}"), ("$JS.API.STREAM.PURGE.KV_tuf", b"")):
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await device.request(subject, payload, timeout=2)
+    assert await bucket_get(store.js, "timestamp.json") == before
