@@ -40,7 +40,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── UnknownCommand       edge.errors                        no handler has the command's name
     │   ├── InvalidArguments     edge.errors                        a handler rejects a command's arguments
     │   ├── CommandError         edge.errors                        a handler's command ran and failed
-    │   └── StateError           edge.errors                        the agent's SQLite state file failed
+    │   ├── StateError           edge.errors                        the agent's SQLite state file failed
+    │   └── UpdateRefused        edge.updates.errors                an update failed a check before install
     ├── Park                     projections.projection             an event a projection cannot apply
     ├── NotBuilt                 projections.readers                a read-model file does not exist yet
     ├── DatabaseKeyError         projections.database               the read models' key is wrong or missing
