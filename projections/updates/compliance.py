@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.commands import CommandState, effective_state
+from core.updates.states import COMPLIANCE
 from core.updates.versions import latest
 
 UNDER_WAY = frozenset({CommandState.ISSUED, CommandState.ACCEPTED, CommandState.RUNNING})
-STATUSES = ("latest", "pending", "failed", "outdated")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class UpdateSent:
 class Compliance:
     name: str
     latest: str | None
-    devices: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    devices: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COMPLIANCE, 0))
 
     def as_json(self) -> dict[str, object]:
         return {"name": self.name, "latest": self.latest, "devices": self.devices, "total": sum(self.devices.values())}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -21,11 +22,12 @@ from core.events import (
     CommandSucceeded,
     ReportedState,
 )
-from core.metrics import new_registry
+from core.metrics import UpdateMetrics, new_registry
 from core.probes import ProbeServer
 from core.store import EventStore
 from core.updates.states import INSTALL_COMMAND
 from mahavishnu.control import operators
+from mahavishnu.observability import update_compliance
 from projections import http_api, http_auth
 from projections.authz import Caller, Refusal
 from projections.commands import Commands
@@ -35,6 +37,7 @@ from projections.runner import ProjectionRunner
 from projections.updates.readmodel import Updates
 from tests.harness import Mesh
 from tests.projections.test_authorization import person
+from tests.waiting import eventually
 
 KEY = secrets.token_hex(32)
 TOKENS = {"t-viewer": Caller("ann", "viewer")}
@@ -172,3 +175,23 @@ async def test_every_role_reads_the_updates(door: str, mesh: Mesh, tmp_path: Pat
     finally:
         await client.close()
     assert "Nats-Service-Error-Code" not in listed and "Nats-Service-Error-Code" not in counted
+
+
+async def test_the_compliance_gauge_follows_the_query(door: str, store: EventStore, tmp_path: Path) -> None:
+    registry = new_registry(process_metrics=False)
+    metrics = UpdateMetrics(registry)
+    stop = asyncio.Event()
+    models = ReadModels(tmp_path, KEY, store)
+    sampling = asyncio.create_task(update_compliance.follow(models, metrics, stop, every=3600))
+
+    def sample(artifact: str, status: str) -> float | None:
+        return registry.get_sample_value("mahavishnu_update_devices", {"artifact": artifact, "status": status})
+
+    try:
+        await eventually(lambda: sample("pump-fw", "failed") is not None, timeout=10, what="the first sample")
+    finally:
+        stop.set()
+        await sampling
+    assert [sample("pump-fw", status) for status in ("latest", "pending", "failed", "outdated")] == [1, 1, 1, 0]
+    metrics.show([("sensor-fw", {"latest": 1, "pending": 0, "failed": 0, "outdated": 0})])  # pump-fw removed
+    assert sample("pump-fw", "latest") is None and sample("sensor-fw", "latest") == 1
