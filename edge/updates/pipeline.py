@@ -131,7 +131,7 @@ async def _run(
         downloaded = await installer.download(lambda: download(target, artifact), update)
     except UpdateRefused as refused:
         return await records.move(record, UpdateState.REFUSED, reason=str(refused), refusal=str(refused.refusal))
-    except (EdgeError, OSError) as exc:
+    except Exception as exc:  # the mesh, the disk, a Download script: nothing was installed
         return await records.move(record, UpdateState.FAILED, reason=f"download failed ({_why(exc)}); {kept}")
 
     record = await records.move(record, UpdateState.INSTALLING)
