@@ -15,6 +15,7 @@ from edge.updates.installers.ab import ABInstaller
 from edge.updates.pipeline import Checks
 from edge.updates.record import Records
 from tests.edge.updates.kit import LocalSteps, artifact, current, release, script, update
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -142,3 +143,24 @@ async def test_the_same_command_is_never_run_twice(
     first = await update(records, slots, steps, "1.0", work=tmp_path, command_id="c-1")
     again = await update(records, slots, steps, "1.0", work=tmp_path, command_id="c-1")
     assert again == first and len(steps.asked) == 1
+
+
+async def test_an_update_stopped_by_its_commands_timeout_after_the_switch_is_rolled_back_at_once(
+    records: Records, slots: ABInstaller, steps: LocalSteps, tmp_path: Path
+) -> None:
+    await update(records, slots, steps, "1.0", work=tmp_path)
+    marker = tmp_path / "checking"
+    check = script(tmp_path / "bin", "check", f"touch {marker}; exec sleep 600")
+    checks = Checks(health_check=(str(check),), commit_timeout=300)
+    running = asyncio.create_task(update(records, slots, steps, "2.0", work=tmp_path, checks=checks))
+    await eventually(marker.exists, timeout=30, what="the health check to start")
+    assert os.readlink(slots.root / "current") == "b"
+
+    running.cancel()  # what the agent does when the command's timeout_s passes
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    record = records.get("cmd-2.0")
+    assert record is not None and record.state == UpdateState.ROLLED_BACK
+    assert record.reason == "the update was stopped; rolled back"
+    assert current(slots) == "1.0" and records.installed() == {"app": "1.0"}
