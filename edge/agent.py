@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
@@ -65,6 +65,9 @@ from edge.lifecycle import admit, execute, one_line, recovered_events, running_e
 from edge.probes import AgentProbes, exposition
 from edge.shell import ShellHost
 from edge.state import AgentState, OutboxItem
+
+if TYPE_CHECKING:  # imported for real only with [update] (Agent._start_updates)
+    from edge.updates.handler import InstallHandler
 
 log = logging.getLogger("mahavishnu.agent")
 
@@ -99,7 +102,7 @@ class Agent:
         self._closed = asyncio.Event()  # set by nats-py when it closed the connection for good
         self._ask_again = asyncio.Event()  # set on reconnection: the server may have forgotten the waiting fetch
         self.finished: Counter[str] = Counter()  # commands finished by this process, by outcome (for /metrics)
-        self.updates: Any = None  # the update.install handler, when agent.toml has [update] (edge.updates.handler)
+        self.updates: InstallHandler | None = None  # update.install, when agent.toml has [update]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; returns after closing the connection and the state file."""
