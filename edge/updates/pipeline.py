@@ -52,7 +52,7 @@ class Target(Protocol):
     def sha256(self) -> str: ...
 
 
-# verify(name=, version=, installed_version=, allow_downgrade=) -> Target, or UpdateRefused
+# verify(name=, version=, installed_version=, allow_downgrade=, installed=) -> Target, or UpdateRefused
 Verify = Callable[..., Awaitable[Target]]
 # download(target, dest) -> the file at dest, its length and hash checked, or UpdateRefused
 Download = Callable[[Any, Path], Awaitable[Path]]
@@ -124,8 +124,9 @@ async def _run(
         target = await verify(
             name=request.name,
             version=request.version,
-            installed_version=record.previous,
+            installed_version=record.previous,  # the anti-rollback counter
             allow_downgrade=request.allow_downgrade,
+            installed=records.installed(),  # for the target's depends
         )
         artifact.parent.mkdir(parents=True, exist_ok=True)
         downloaded = await installer.download(lambda: download(target, artifact), update)

@@ -120,7 +120,13 @@ async def test_a_refused_update_changes_nothing(records: Records, slots: ABInsta
         "refusal": "downgrade",
     }
     assert current(slots) == "1.0" and records.installed() == {"app": "1.0"}
-    assert steps.asked[-1] == {"name": "app", "version": "0.9", "installed_version": "1.0", "allow_downgrade": False}
+    assert steps.asked[-1] == {
+        "name": "app",
+        "version": "0.9",
+        "installed_version": "1.0",
+        "allow_downgrade": False,
+        "installed": {"app": "1.0"},
+    }
 
 
 async def test_the_anti_rollback_counter_survives_a_restart(slots: ABInstaller, tmp_path: Path) -> None:
