@@ -200,9 +200,10 @@ async def end_stopped(records: Records, installer: Installer, record: Record, *,
     """End an update an agent left unfinished: switched ones are rolled back, the others failed (nothing switched)."""
     if record.state in SWITCHED:
         return await roll_back(records, installer, record, f"{reason}; rolled back")
-    update = Update(name=record.name, version=record.version, previous=record.previous)
-    await _quietly(installer.rollback(update, {}))  # an install cut short: let the installer tidy up
-    await _quietly(installer.failure(update, {}))
+    if record.state == UpdateState.INSTALLING:  # an install cut short: let the installer tidy up
+        update = Update(name=record.name, version=record.version, previous=record.previous)
+        await _quietly(installer.rollback(update, {}))
+        await _quietly(installer.failure(update, {}))
     kept = f"{record.previous or 'the installed version'} stays active"
     return await records.move(record, UpdateState.FAILED, reason=f"{reason} (while {record.state}); {kept}")
 

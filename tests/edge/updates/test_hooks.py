@@ -11,7 +11,7 @@ from core.updates.states import UpdateState
 from edge.state import AgentState
 from edge.updates.installers import Update
 from edge.updates.installers.hooks import STATES, HooksInstaller, scripts
-from edge.updates.pipeline import Checks
+from edge.updates.pipeline import Checks, recover
 from edge.updates.process import OUTPUT_LIMIT
 from edge.updates.record import Records
 from tests.edge.updates.kit import LocalSteps, release, script, update
@@ -182,3 +182,24 @@ async def test_commit_hooks_are_the_health_check_when_there_is_none_and_a_comman
     )
     assert done.state == UpdateState.COMMITTED
     assert ran(log)[-4:] == ["health", *steps_of("ArtifactCommit")]
+
+
+async def test_at_start_an_install_cut_short_runs_rollback_and_failure_and_a_download_cut_short_runs_nothing(
+    state: AgentState, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    installer = hooks(tmp_path / "hooks", log)
+    records = Records(state)
+    await records.begin("c-download", "app", "1.0")
+    await records.move(await records.begin("c-install", "app", "2.0"), UpdateState.INSTALLING)
+
+    ended = {record.command_id: record for record in await recover(records, installer)}
+
+    assert ran(log) == steps_of("ArtifactRollback", "ArtifactFailure")
+    assert {command: record.state for command, record in ended.items()} == {
+        "c-download": UpdateState.FAILED,
+        "c-install": UpdateState.FAILED,
+    }
+    assert ended["c-download"].reason == (
+        "the agent stopped before the update was committed (while downloading); the installed version stays active"
+    )
