@@ -6,10 +6,12 @@ the handler keeps its update record in that file (edge.updates.record), beside t
 command ledger, and finds the command's id and the agent's connection in its
 HandlerContext (`command_id`, `connection`).
 
-Outcomes: committed and rolled_back are the command's result (CommandSucceeded);
-refused and failed are a CommandFailed whose error starts with "update refused (<refusal>)"
-or "update failed". After a kill -9 the agent's start ends the update (edge.updates.pipeline.recover)
-and `recovered` reports that ending when the command is delivered again.
+Outcomes: committed is the command's result (CommandSucceeded, with `previous`: what a
+campaign's rollback reinstalls); refused, rolled_back and failed are a CommandFailed whose
+error starts with "update refused (<refusal>)", "update rolled back" or "update failed": the
+update did not take, so a campaign counts it against its error gates and abort rules.
+After a kill -9 the agent's start ends the update (edge.updates.pipeline.recover) and
+`recovered` reports that ending when the command is delivered again.
 """
 
 from __future__ import annotations
@@ -120,10 +122,13 @@ class InstallHandler:
 
 
 def outcome(record: Record) -> dict[str, Any]:
-    """The command's result for committed and rolled_back; CommandError (CommandFailed) for refused and failed."""
-    if record.state in (UpdateState.REFUSED, UpdateState.FAILED):
-        error = record.reason if record.state == UpdateState.REFUSED else f"update failed: {record.reason}"
-        raise CommandError(error)
+    """The command's result when committed; CommandError (CommandFailed) for refused, rolled back and failed."""
+    if record.state == UpdateState.REFUSED:
+        raise CommandError(record.reason)
+    if record.state == UpdateState.ROLLED_BACK:
+        raise CommandError(f"update rolled back: {record.reason}")
+    if record.state == UpdateState.FAILED:
+        raise CommandError(f"update failed: {record.reason}")
     return record.result()
 
 
