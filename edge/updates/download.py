@@ -172,6 +172,7 @@ class _Fetch:
         self.hasher = resumed.hasher
         self.progress = progress
         self.saved = self.checkpoint.written
+        self.saving: asyncio.Task[None] | None = None
         self.out: IO[bytes] = partial.file.open("r+b")
         self.out.seek(self.checkpoint.written)
         self.sub: Subscription | None = None
@@ -194,6 +195,9 @@ class _Fetch:
         self.out.flush()
 
     async def close(self) -> None:
+        if self.saving is not None:  # let the last checkpoint land before the files are moved or removed
+            with contextlib.suppress(OSError):
+                await self.saving
         self.out.close()
         await self._drop_subscription()
         if self.nc.is_connected:
@@ -266,16 +270,19 @@ class _Fetch:
             self.checkpoint, written=written, chunks=self.checkpoint.chunks + 1, next_seq=stream_seq + 1
         )
         self.progressed = time.monotonic()
-        if written - self.saved >= CHECKPOINT_BYTES:
-            await self._save()
+        if written - self.saved >= CHECKPOINT_BYTES and (self.saving is None or self.saving.done()):
+            if self.saving is not None:
+                self.saving.result()  # a checkpoint that could not be written fails the download here
+            self.out.flush()
+            self.saved = written
+            self.saving = asyncio.create_task(self._save(self.checkpoint))
         if self.progress:
             self.progress(written, self.info.size)
 
-    async def _save(self) -> None:
-        self.out.flush()
-        await asyncio.to_thread(os.fsync, self.out.fileno())  # the bytes are on disk before the checkpoint says so
-        self.partial.save(self.checkpoint)
-        self.saved = self.checkpoint.written
+    async def _save(self, checkpoint: Checkpoint) -> None:
+        """Make the bytes up to `checkpoint` durable, then say so; off the loop, while the chunks keep coming."""
+        await asyncio.to_thread(os.fsync, self.out.fileno())
+        self.partial.save(checkpoint)
 
     async def _create_consumer(self) -> int:
         """(Re)create the device's consumer on the object's remaining chunks; how many are in the bucket."""
