@@ -95,7 +95,8 @@ async def download(
     Resumes a partial download of the same object left beside `dest`. UpdateRefused
     (Refusal.LENGTH or Refusal.HASH) when the bytes are not the signed ones: nothing is
     left at `dest` or beside it. DownloadFailed when the object is not in the bucket or
-    no chunk came for GIVE_UP_S (the partial file stays, to resume).
+    no chunk came for GIVE_UP_S (the partial file stays, to resume). One download per
+    device at a time: they would share the device's one consumer.
     """
     partial = Partial(dest)
     found = await _info(nc, target)
