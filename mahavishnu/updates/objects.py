@@ -30,6 +30,7 @@ from nats.nuid import NUID
 
 from core.errors import MahavishnuError
 from core.store.acks import ERR_WRONG_LAST_SEQUENCE, EXPECTED_LAST_SUBJECT_SEQ
+from core.store.nats_errors import from_exception
 from core.updates import objects
 from core.updates.naming import ARTIFACTS_BUCKET, ARTIFACTS_STREAM
 from edge.updates.objectinfo import Found, read_info
@@ -54,8 +55,14 @@ class Stored:
 
 
 async def info(nc: Client, name: str) -> Found | None:
-    """The object's last meta message (a removed one's too), or None if it never existed."""
-    return await read_info(nc, name)
+    """The object's last meta message (a removed one's too), or None if it never existed.
+
+    StoreError (StoreUnavailable: no bucket, no server) when it cannot be read.
+    """
+    try:
+        return await read_info(nc, name)
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise from_exception(exc, doing=f"read {name}'s info in the {ARTIFACTS_BUCKET} bucket") from None
 
 
 async def put_file(nc: Client, name: str, path: Path, *, progress: Callable[[int, int], None] | None = None) -> Stored:
@@ -63,9 +70,9 @@ async def put_file(nc: Client, name: str, path: Path, *, progress: Callable[[int
 
     ObjectExists when a live object has that name, before anything is sent, or when one
     was stored meanwhile (the chunks sent are purged then). OSError when the file cannot be
-    read; StoreError-like nats errors pass through after the chunks sent are purged.
+    read; StoreError (AppendFailed, StoreUnavailable) when the server does not store it.
     """
-    existing = await read_info(nc, name)
+    existing = await info(nc, name)
     if existing is not None and not existing.info.deleted:
         raise ObjectExists(f"{name} is in the artifacts bucket already")
     expected_seq = existing.seq if existing is not None else 0
@@ -95,21 +102,30 @@ async def put_file(nc: Client, name: str, path: Path, *, progress: Callable[[int
         await _purge(js, subject)
         if isinstance(exc, APIError) and exc.err_code == ERR_WRONG_LAST_SEQUENCE:
             raise ObjectExists(f"{name} was stored by someone else meanwhile") from None
+        if isinstance(exc, TimeoutError | nats.errors.Error):
+            raise from_exception(exc, doing=f"store {name} in the {ARTIFACTS_BUCKET} bucket", appending=True) from None
         raise
     return Stored(nuid, stored.length, stored.sha256, stored.chunks)
 
 
 async def remove(nc: Client, name: str) -> None:
     """Mark the object deleted (its meta message says so, as nats-py's delete does) and purge its chunks."""
-    found = await read_info(nc, name)
+    found = await info(nc, name)
     if found is None or found.info.deleted:
         return
     js = nc.jetstream()
+    try:
+        await _mark_deleted(js, name, found)
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise from_exception(exc, doing=f"remove {name} from the {ARTIFACTS_BUCKET} bucket") from None
+    await _purge(js, objects.chunk_subject(ARTIFACTS_BUCKET, found.info.nuid))
+
+
+async def _mark_deleted(js: Any, name: str, found: Found) -> None:
     deleted = objects.ObjectInfo(name=name, bucket=ARTIFACTS_BUCKET, nuid=found.info.nuid, deleted=True)
     header, value = objects.ROLLUP
     meta = objects.meta_subject(ARTIFACTS_BUCKET, name)
     await js.publish(meta, objects.encode_info(deleted), headers={header: value})
-    await _purge(js, objects.chunk_subject(ARTIFACTS_BUCKET, found.info.nuid))
 
 
 async def _send_chunks(
