@@ -26,7 +26,7 @@ from edge.updates.errors import Refusal, UpdateRefused
 from mahavishnu.control import devices
 from mahavishnu.runtime.buckets import ensure_update_buckets
 from mahavishnu.updates import objects
-from tests.harness import Mesh, free_port
+from tests.harness import Mesh, free_port, start_mesh
 from tests.proxy import Proxy
 from tests.waiting import eventually
 
@@ -235,6 +235,44 @@ async def test_a_cut_link_resumes_from_the_last_chunk_and_the_file_is_the_same(
     assert reconnects >= 1 and proxy.connections >= 2  # it did reconnect...
     assert seen == sorted(seen)  # ...and went on from where it was, never from the start again
     assert leftovers(dest) == ["app.bin"]
+
+
+async def test_a_download_resumes_across_a_restart_of_the_server(tmp_path: Path) -> None:
+    own = start_mesh(tmp_path / "mesh", port=free_port())  # a fixed port: the device finds it again
+    control = await connect(own.identity, name="control", reconnect=True)
+    restarts: list[int] = []
+    try:
+        store = EventStore(control)
+        await store.ensure_streams()
+        await ensure_update_buckets(store.js, replicas=1)
+        device = await enrolled(own, store, tmp_path)
+        artifact = await stored(store, tmp_path, 16 * MIB)
+        nc = await device.connect()
+
+        def progress(done: int, total: int) -> None:
+            if done >= 4 * MIB and not restarts:  # between two chunks, the server goes and comes back
+                restarts.append(done)
+                own.server.stop()
+                own.server.start()
+
+        dest = tmp_path / "app.bin"
+        try:
+            await download(
+                nc,
+                device_id=device.device_id,
+                target=artifact.target,
+                dest=dest,
+                length=len(artifact.data),
+                sha256=artifact.sha256,
+                progress=progress,
+            )
+            reconnects = nc.stats["reconnects"]
+        finally:
+            await nc.close()
+        assert reconnects >= 1 and dest.read_bytes() == artifact.data and leftovers(dest) == ["app.bin"]
+    finally:
+        await control.close()
+        own.stop()
 
 
 class Killed(Exception):
