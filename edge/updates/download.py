@@ -110,12 +110,13 @@ async def download(
     resumed = await asyncio.to_thread(partial.resume, fresh)
     fetch = _Fetch(nc, download_consumer(device_id), info, partial, resumed, progress)
     try:
-        await fetch.run()
+        try:
+            await fetch.run()
+        finally:
+            await fetch.close()  # after its last checkpoint landed: nothing writes beside `dest` any more
     except UpdateRefused:
         partial.discard()
         raise
-    finally:
-        await fetch.close()
     written, digest = fetch.checkpoint.written, fetch.hasher.hexdigest()
     if written != length:
         partial.discard()
@@ -134,6 +135,8 @@ async def _info(nc: Client, target: str) -> Found:
         try:
             found = await read_info(nc, target, timeout=API_TIMEOUT_S)
             break
+        except nats.errors.NoRespondersError:
+            raise DownloadFailed(f"{target}: the mesh has no artifacts bucket (its `up` makes it)") from None
         except (TimeoutError, nats.errors.Error) as exc:
             if nc.is_closed or time.monotonic() > deadline:
                 raise DownloadFailed(f"{target}: the artifacts bucket does not answer ({exc!r})") from None
@@ -188,6 +191,8 @@ class _Fetch:
             except _LinkLost:
                 await self._drop_subscription()
                 await _connected(self.nc, self.progressed + GIVE_UP_S)
+            except nats.errors.NoRespondersError:
+                raise DownloadFailed(f"{self.info.name}: the artifacts bucket went away mid-download") from None
             except (TimeoutError, nats.errors.Error) as exc:
                 await self._drop_subscription()
                 if self.nc.is_closed or time.monotonic() > self.progressed + GIVE_UP_S:

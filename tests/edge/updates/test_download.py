@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import nats.errors
 import pytest
 from nats.aio.client import Client
@@ -181,6 +182,32 @@ async def test_a_truncated_object_is_refused_as_length_and_leaves_no_file(
             target=artifact.target,
             dest=dest,
             length=len(artifact.data),
+            sha256=artifact.sha256,
+        )
+
+    assert refused.value.refusal is Refusal.LENGTH and leftovers(dest) == []
+
+
+async def test_bytes_past_the_signed_length_are_refused_as_they_come(
+    buckets: EventStore, device: Device, device_nc: Client, tmp_path: Path
+) -> None:
+    artifact = await stored(buckets, tmp_path, 12 * MIB)
+    found = await objects.info(buckets.nc, artifact.target)
+    assert found is not None
+    # Its info rewritten to claim 9 MiB (a checkpoint is saved at 8 MiB, before the refusal).
+    lying = msgspec.structs.replace(found.info, size=9 * MIB)
+    await buckets.js.publish(
+        layout.meta_subject(ARTIFACTS_BUCKET, artifact.target), layout.encode_info(lying), headers=dict([layout.ROLLUP])
+    )
+    dest = tmp_path / "app.bin"
+
+    with pytest.raises(UpdateRefused, match="more bytes arrived than its signed length") as refused:
+        await download(
+            device_nc,
+            device_id=device.device_id,
+            target=artifact.target,
+            dest=dest,
+            length=9 * MIB,
             sha256=artifact.sha256,
         )
 
