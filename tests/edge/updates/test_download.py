@@ -7,6 +7,8 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -343,6 +345,71 @@ async def test_a_download_cut_by_a_restart_resumes_from_its_checkpoint(
         )
     finally:
         await again.close()
+
+    assert starts[0] == checkpoint["written"]
+    assert dest.read_bytes() == artifact.data and leftovers(dest) == ["app.bin"]
+
+
+# A device's agent downloading in a process of its own, which kills itself (SIGKILL: no
+# cleanup, a checkpoint maybe half-way) once `kill_at` bytes are written.
+KILLED_AGENT = """
+import asyncio, json, os, signal, sys
+from pathlib import Path
+from core import subjects
+from core.store import Identity, connect
+from edge.updates.download import download
+
+spec = json.loads(sys.argv[1])
+
+def progress(done, total):
+    if done >= spec["kill_at"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+async def main():
+    folder = Path(spec["folder"])
+    identity = Identity(spec["url"], folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    nc = await connect(identity, name=spec["device"], inbox_prefix=subjects.device_inbox_prefix(spec["device"]))
+    await download(nc, device_id=spec["device"], target=spec["target"], dest=Path(spec["dest"]),
+                   length=spec["length"], sha256=spec["sha256"], progress=progress)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_download_killed_with_its_process_resumes_from_what_its_checkpoint_says(
+    buckets: EventStore, device: Device, tmp_path: Path
+) -> None:
+    artifact = await stored(buckets, tmp_path, 12 * MIB)
+    dest = tmp_path / "app.bin"
+    spec = {
+        "folder": str(device.identity.cert.parent),
+        "url": device.identity.url,
+        "device": device.device_id,
+        "target": artifact.target,
+        "dest": str(dest),
+        "length": len(artifact.data),
+        "sha256": artifact.sha256,
+        "kill_at": 10 * MIB,
+    }
+    agent = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED_AGENT, json.dumps(spec))
+    assert await asyncio.wait_for(agent.wait(), 60) == -signal.SIGKILL
+    checkpoint = json.loads(dest.with_name("app.bin.part.json").read_bytes())
+    assert dest.with_name("app.bin.part").stat().st_size > checkpoint["written"]  # bytes past it: cut back
+    # The restarted agent: a new process, a new connection.
+    nc = await device.connect()
+    starts: list[int] = []
+    try:
+        await download(
+            nc,
+            device_id=device.device_id,
+            target=artifact.target,
+            dest=dest,
+            length=len(artifact.data),
+            sha256=artifact.sha256,
+            progress=lambda done, total: starts.append(done),
+        )
+    finally:
+        await nc.close()
 
     assert starts[0] == checkpoint["written"]
     assert dest.read_bytes() == artifact.data and leftovers(dest) == ["app.bin"]
