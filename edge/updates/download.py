@@ -10,7 +10,8 @@ chunks (6 MiB) are ever buffered, whatever the artifact's size.
 
 A cut link shows as a gap in the consumer's sequence, a reconnect, or no chunk for
 STALL_S: the consumer is created again from the stream sequence after the last chunk
-written. A checkpoint beside the partial file (edge.updates.partial) carries that
+written. A checkpoint beside the partial file (edge.updates.partial), saved every
+CHECKPOINT_BYTES once an fsync off the read path has made them durable, carries that
 across an agent restart. The file is moved to `dest` only when its length and SHA-256
 are the signed ones; otherwise the update is refused and the partial file deleted.
 """
@@ -188,16 +189,17 @@ class _Fetch:
         while self.checkpoint.chunks < self.info.chunks:
             try:
                 await self._consume()
+                continue
             except _LinkLost:
-                await self._drop_subscription()
-                await _connected(self.nc, self.progressed + GIVE_UP_S)
+                why = "chunks stopped coming"
             except nats.errors.NoRespondersError:
                 raise DownloadFailed(f"{self.info.name}: the artifacts bucket went away mid-download") from None
             except (TimeoutError, nats.errors.Error) as exc:
-                await self._drop_subscription()
-                if self.nc.is_closed or time.monotonic() > self.progressed + GIVE_UP_S:
-                    raise DownloadFailed(f"{self.info.name}: the download stopped ({exc!r})") from None
-                await _connected(self.nc, self.progressed + GIVE_UP_S)
+                why = repr(exc)
+            await self._drop_subscription()
+            if self.nc.is_closed or time.monotonic() > self.progressed + GIVE_UP_S:
+                raise DownloadFailed(f"{self.info.name}: the download stopped ({why}); it resumes on the next attempt")
+            await _connected(self.nc, self.progressed + GIVE_UP_S)
         self.out.flush()
 
     async def close(self) -> None:
@@ -251,7 +253,7 @@ class _Fetch:
                 raise _LinkLost()  # some deliveries never arrived
             expected += 1
             outstanding -= 1
-            await self._write(msg.data, delivery.stream_seq)
+            self._write(msg.data, delivery.stream_seq)
 
     def _ended(self, headers: dict[str, str], status: str) -> int:
         """A pull request ended before it was filled: how many chunks it left to ask for again."""
@@ -264,7 +266,7 @@ class _Fetch:
             return int(headers["Nats-Pending-Messages"])
         raise _LinkLost()  # the consumer was deleted, its leader changed, ...
 
-    async def _write(self, data: bytes, stream_seq: int) -> None:
+    def _write(self, data: bytes, stream_seq: int) -> None:
         written = self.checkpoint.written + len(data)
         if written > self.info.size:
             raise UpdateRefused(
