@@ -72,6 +72,7 @@ VERBS: dict[str, Verb] = {
     "operator": Verb("mahavishnu.cli.operator", "people who query the mesh, and their roles"),
     "cmd": Verb("mahavishnu.cli.cmd", "send commands to devices and follow them (the mesh must be up)"),
     "campaign": Verb("mahavishnu.cli.campaign", "fleet campaigns: a command for many devices, paced and gated"),
+    "artifact": Verb("mahavishnu.cli.artifact", "software artifacts for updates: add, list, show, remove"),
     "projections": Verb("mahavishnu.cli.projections", "the read models: status, parked events, rebuild"),
     "db": Verb("mahavishnu.cli.db", "the read models' encryption"),
     "audit": Verb("mahavishnu.cli.audit", "search, verify and export the audit trail"),
