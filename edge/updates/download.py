@@ -57,7 +57,7 @@ class DownloadFailed(EdgeError):
     """The bytes could not be fetched (the bucket or the link); the partial file stays for the next attempt."""
 
 
-class _LinkLost(Exception):
+class _LinkLost(DownloadFailed):
     """Chunks were lost on the way, or none came: make the consumer again from the last chunk written."""
 
 

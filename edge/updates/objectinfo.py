@@ -20,7 +20,7 @@ _STATUS = "Status"
 _NOT_FOUND = "404"
 
 
-class ObjectInfoUnreadable(EdgeError):
+class BadObjectInfo(EdgeError):
     """The server answered the Direct Get with an error, or with something that is no object's info."""
 
 
@@ -33,7 +33,7 @@ class Found:
 async def read_info(nc: Client, name: str, *, timeout: float = 5.0) -> Found | None:
     """The object `name`'s last meta message (a removed object's too: `info.deleted`), or None if it never existed.
 
-    ObjectInfoUnreadable when the server refuses or the message is not an object's info;
+    BadObjectInfo when the server refuses or the message is not an object's info;
     nats' own errors (timeout, no responders) pass through for the caller's retry.
     """
     subject = objects.meta_subject(ARTIFACTS_BUCKET, name)
@@ -44,8 +44,8 @@ async def read_info(nc: Client, name: str, *, timeout: float = 5.0) -> Found | N
         return None
     if status is not None:
         said = f"{status} {headers.get('Description', '')}".strip()
-        raise ObjectInfoUnreadable(f"reading {name}'s info: the server answered {said}")
+        raise BadObjectInfo(f"reading {name}'s info: the server answered {said}")
     try:
         return Found(objects.decode_info(msg.data), int(headers.get("Nats-Sequence", "0")))
     except ValueError as exc:
-        raise ObjectInfoUnreadable(f"reading {name}'s info: {exc}") from None
+        raise BadObjectInfo(f"reading {name}'s info: {exc}") from None

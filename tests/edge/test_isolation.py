@@ -18,7 +18,7 @@ ALLOWED_CORE = ("core", "core.errors", "core.subjects", "core.events", "core.com
 # the event codec knows like every other event's; not the fold (core.campaigns.state).
 ALLOWED_CORE += ("core.campaigns", "core.campaigns.spec", "core.campaigns.states")
 # Software updates' names and states (pure), and the redaction of what hook scripts print.
-ALLOWED_CORE += ("core.updates", "core.updates.naming", "core.updates.states", "core.redaction")
+ALLOWED_CORE += ("core.updates", "core.updates.naming", "core.updates.states", "core.updates.objects", "core.redaction")
 THIRD_PARTY = {"msgspec", "nats"}
 
 IMPORT_EVERYTHING = """
