@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/consumers.py
 	$(BIN)/python bench/consumers.py --nodes 1 --replicas 1
 	$(BIN)/python bench/agent_footprint.py
+	$(BIN)/python bench/ota.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

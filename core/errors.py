@@ -42,6 +42,10 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── CommandError         edge.errors                        a handler's command ran and failed
     │   ├── StateError           edge.errors                        the agent's SQLite state file failed
     │   ├── UpdateRefused        edge.updates.errors                an update failed a check before install
+    │   ├── DownloadFailed       edge.updates.download              an artifact's bytes could not be fetched now
+    │   │   └── _LinkLost        edge.updates.download              chunks lost on the way: resume from the last
+    │   ├── BadObjectInfo        edge.updates.objectinfo            an artifact's object info is missing or garbled
+    │   ├── InstallError         edge.updates.installers            an installer could not install or switch back
     │   └── MetadataUnavailable  edge.updates.trust                 the update's signed metadata could not be read
     ├── Park                     projections.projection             an event a projection cannot apply
     ├── NotBuilt                 projections.readers                a read-model file does not exist yet
@@ -62,6 +66,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── CommandRefused           mahavishnu.control.commands        no such command, or too late to cancel it
     ├── CampaignSpecError        mahavishnu.campaigns.specfile      a campaign file or its flags are wrong
     ├── CampaignRefused          mahavishnu.campaigns.control       no such campaign, or not a step its state allows
+    ├── ArtifactRefused          mahavishnu.updates.artifacts       `artifact add|remove` got what it cannot store
+    ├── ObjectExists             mahavishnu.updates.objects         an artifact's object is in the bucket already
     ├── SiteSilent               mahavishnu.control.site_copies     a site cannot say whether it holds a command
     ├── RotationPending          mahavishnu.control.devices         the agent still uses its old certificate
     ├── UnknownDevice            mahavishnu.control.erasure         no such device to erase

@@ -9,7 +9,7 @@ services share a process without their names clashing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Final
 
@@ -22,6 +22,8 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+
+from core.updates.states import COMPLIANCE
 
 __all__ = [
     "APPEND_BUCKETS",
@@ -212,6 +214,35 @@ class CommandMetrics:
         self.agents_connected = Gauge(
             "mahavishnu_agents_connected", "Devices with at least one open connection to the mesh.", registry=registry
         )
+
+
+class UpdateMetrics:
+    """How far the fleet is with each artifact, sampled from the read models (projections.updates.compliance).
+
+    mahavishnu_update_devices{artifact,status}   devices per status: latest, pending, failed, outdated
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.devices = Gauge(
+            "mahavishnu_update_devices",
+            "Devices per artifact that run its latest version, have an update pending, failed it, or run older.",
+            ["artifact", "status"],
+            registry=registry,
+        )
+        self._shown: set[str] = set()
+
+    def show(self, artifacts: Iterable[tuple[str, Mapping[str, int]]]) -> None:
+        """Set every artifact's series from (name, counts per status); drop those of artifacts no longer listed."""
+        shown: set[str] = set()
+        for name, counts in artifacts:
+            shown.add(name)
+            for status, count in counts.items():
+                self.devices.labels(artifact=name, status=status).set(count)
+        for gone in self._shown - shown:
+            for status in COMPLIANCE:
+                with suppress(KeyError):
+                    self.devices.remove(gone, status)
+        self._shown = shown
 
 
 class CampaignMetrics:

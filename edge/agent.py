@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
@@ -56,14 +56,18 @@ from core.events import (
 from core.events.base import Event, utc_now
 from core.store import Identity, connect
 from core.store.acks import MSG_ID, parse_pub_ack
+from core.updates.states import INSTALL_COMMAND
 from edge import backoff
 from edge.agent_config import AgentConfig
 from edge.builtin import CONFIG_WRITES, default_registry, system_info
 from edge.handlers import HandlerContext, Registry
-from edge.lifecycle import admit, execute, one_line, running_events
+from edge.lifecycle import admit, execute, one_line, recovered_events, running_events
 from edge.probes import AgentProbes, exposition
 from edge.shell import ShellHost
 from edge.state import AgentState, OutboxItem
+
+if TYPE_CHECKING:  # imported for real only with [update] (Agent._start_updates)
+    from edge.updates.handler import InstallHandler
 
 log = logging.getLogger("mahavishnu.agent")
 
@@ -74,6 +78,8 @@ COMMANDS_STREAM = "COMMANDS"
 # reconnection asks again at once (Agent._ask_again).
 FETCH_WAIT_S = 30.0
 OUTBOX_PAGE = 100  # events published at once
+# Commands whose success changes what the device reports: its config values, its software.
+REPORTS_AFTER = CONFIG_WRITES | {INSTALL_COMMAND}
 FORGET_SENT_AFTER_S = 2.0  # an outbox idle this long deletes the rows of what it sent (AgentState.note_sent)
 
 
@@ -96,12 +102,15 @@ class Agent:
         self._closed = asyncio.Event()  # set by nats-py when it closed the connection for good
         self._ask_again = asyncio.Event()  # set on reconnection: the server may have forgotten the waiting fetch
         self.finished: Counter[str] = Counter()  # commands finished by this process, by outcome (for /metrics)
+        self.updates: InstallHandler | None = None  # update.install, when agent.toml has [update]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; returns after closing the connection and the state file."""
         self.state = AgentState(self.config.state)
         probes: AgentProbes | None = None
         try:
+            if self.config.update is not None:
+                await self._start_updates()
             if self.config.probe_port:
                 probes = AgentProbes(
                     self.config.probe_host,
@@ -122,6 +131,16 @@ class Agent:
             if self.nc is not None and not self.nc.is_closed:
                 await self.nc.close()
             self.state.close()
+
+    async def _start_updates(self) -> None:
+        """End what a stopped agent left of an update, then take update.install (edge.updates, imported only now)."""
+        assert self.state is not None and self.config.update is not None
+        from edge.updates.handler import start
+        from edge.updates.record import Records
+
+        self.updates = await start(self.config.update, self.device_id, Records(self.state))
+        if self.updates.name not in self.registry:
+            self.registry.register(self.updates)
 
     async def _session(self, stop: asyncio.Event) -> None:
         """Serve one connection until `stop`, or until nats-py closes it for good.
@@ -291,9 +310,12 @@ class Agent:
             command, now=utc_now(), registry=self.registry, ledger_state=self.state.ledger_state(command.command_id)
         )
         if admission.action != "run" or admission.handler is None:
-            if admission.events:
-                await self.state.afinish(command.command_id, admission.events)
-                self._count(admission.events)
+            events = list(admission.events)
+            if admission.action == "interrupted":
+                events = recovered_events(command, self.registry) or events
+            if events:
+                await self.state.afinish(command.command_id, events)
+                self._count(events)
             await self.acknowledge(message)
             self._wake_outbox.set()
             return
@@ -302,12 +324,14 @@ class Agent:
         self._running.add(command.command_id)
         keepalive = asyncio.create_task(self._keep_in_progress(message))
         try:
-            context = HandlerContext(device_id=self.device_id, config=self.state)
+            context = HandlerContext(
+                device_id=self.device_id, config=self.state, command_id=command.command_id, connection=self.nc
+            )
             outcome = await execute(command, admission.handler, context)
         finally:
             keepalive.cancel()
             self._running.discard(command.command_id)
-        if command.name in CONFIG_WRITES and any(isinstance(e, CommandSucceeded) for e in outcome):
+        if command.name in REPORTS_AFTER and any(isinstance(e, CommandSucceeded) for e in outcome):
             outcome = [*outcome, self._reported()]  # the shadow's reported half, in the same transaction
         await self.state.afinish(command.command_id, outcome)
         self._count(outcome)
@@ -423,8 +447,12 @@ class Agent:
             wait = interval
 
     def _reported(self) -> ReportedState:
+        """The device's config values, and with [update] its installed versions under "software"."""
         assert self.state is not None
-        return ReportedState(device_id=self.device_id, actor=self.device_id, state=self.state.config_items())
+        state = self.state.config_items()
+        if self.updates is not None:
+            state["software"] = self.updates.software()
+        return ReportedState(device_id=self.device_id, actor=self.device_id, state=state)
 
     def _heartbeat(self) -> DeviceHeartbeat:
         assert self.state is not None

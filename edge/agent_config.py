@@ -16,6 +16,18 @@
     probe_port = 9465                             # /health, /ready, /metrics over HTTP (0: none, the default)
     probe_host = "127.0.0.1"                      # where they listen (loopback by default)
 
+    [update]                                      # optional: without it the agent takes no updates
+    device_type = "pump-controller"               # artifacts for other types are refused
+    installer = "ab"                              # "ab" (A/B slots) or "hooks" (Mender-style scripts)
+    slots = "/opt/pump"                           # ab: the folder of slots a, b and the `current` link
+    hooks = "/etc/mahavishnu/hooks"               # hooks: the folder of the state scripts
+    health_check = "/opt/pump/current/bin/check"  # a command line that exits 0 when healthy (default: none;
+                                                  # hooks: the ArtifactCommit_Enter scripts are one)
+    commit_timeout = 60                           # seconds the health check (and commit) may take
+    hook_timeout = 120                            # seconds one hook script may take
+    trust = "trust"                               # the trusted TUF metadata (root.json from enrolment)
+    downloads = "updates"                         # where artifacts are downloaded before install
+
 Every wrong field is reported at once, in one AgentConfigError naming the file.
 `render_agent_config` writes such a file (pure), refusing values `load_agent_config` would refuse.
 """
@@ -34,11 +46,41 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from core.updates.naming import device_type as checked_device_type
 from edge.errors import AgentConfigError
 
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DEFAULT_STATE = "agent-state.sqlite"
 DEFAULT_BACKOFF = (1.0, 5.0, 15.0)
+INSTALLERS = ("ab", "hooks")
+# The folder each installer needs; the other's key is refused, so a config says one thing.
+INSTALLER_FOLDER = {"ab": "slots", "hooks": "hooks"}
+
+
+class UpdateConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """agent.toml's [update] section, checked; paths are absolute (docs/updates.md)."""
+
+    device_type: str
+    installer: str
+    folder: Path  # the slots (ab) or the hook scripts (hooks)
+    trust: Path
+    downloads: Path
+    health_check: tuple[str, ...] = ()  # argv; () for none
+    commit_timeout: float = 60.0
+    hook_timeout: float = 120.0
+
+
+UPDATE_KEYS = (
+    "device_type",
+    "installer",
+    "slots",
+    "hooks",
+    "health_check",
+    "commit_timeout",
+    "hook_timeout",
+    "trust",
+    "downloads",
+)
 
 
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +101,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     backoff: tuple[float, ...] = DEFAULT_BACKOFF
     probe_port: int = 0
     probe_host: str = "127.0.0.1"
+    update: UpdateConfig | None = None
 
 
 KEYS = tuple(AgentConfig.__struct_fields__)
@@ -103,6 +146,7 @@ def parse_agent_config(data: dict[str, Any], *, folder: Path) -> tuple[AgentConf
     backoff = check.backoff()
     probe_port = check.port("probe_port")
     probe_host = check.host("probe_host")
+    update = check.update(folder)
     if check.problems or device_id is None or servers is None or ca is None or cert is None or key is None:
         return None, check.problems
     config = AgentConfig(
@@ -121,6 +165,7 @@ def parse_agent_config(data: dict[str, Any], *, folder: Path) -> tuple[AgentConf
         backoff=backoff,
         probe_port=probe_port,
         probe_host=probe_host,
+        update=update,
     )
     return config, []
 
@@ -134,6 +179,13 @@ def file_problems(config: AgentConfig) -> list[str]:
     ]
     if not config.state.parent.is_dir():
         problems.append(f"state {config.state}: the folder {config.state.parent} does not exist; create it")
+    update = config.update
+    if update is not None:
+        key = INSTALLER_FOLDER[update.installer]
+        if not update.folder.parent.is_dir():
+            problems.append(
+                f"update.{key} {update.folder}: the folder {update.folder.parent} does not exist; create it"
+            )
     return problems
 
 
@@ -151,6 +203,7 @@ def render_agent_config(
     ack_wait: float = 30.0,
     max_deliver: int = 5,
     backoff: Iterable[float] = DEFAULT_BACKOFF,
+    update: dict[str, Any] | None = None,
 ) -> str:
     """The text of an agent.toml with these values (pure); AgentConfigError for values load would refuse.
 
@@ -170,13 +223,18 @@ def render_agent_config(
         "max_deliver": max_deliver,
         "backoff": list(backoff),
     }
+    if update is not None:
+        data["update"] = {key: str(value) if isinstance(value, Path) else value for key, value in update.items()}
     _, problems = parse_agent_config(data, folder=Path("."))
     if problems:
         raise AgentConfigError("the agent.toml to write", problems)
+    section = data.pop("update", None)
     lines = [
         "# Mahavishnu edge agent. Relative paths are beside this file; intervals are in seconds.",
         *(f"{name} = {_toml(value)}" for name, value in data.items()),
     ]
+    if section is not None:
+        lines += ["", "[update]", *(f"{name} = {_toml(value)}" for name, value in section.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -275,6 +333,59 @@ class _Checker:
             self.fail(key, f'{value!r} must be an address to listen on, e.g. "127.0.0.1"')
             return "127.0.0.1"
         return value
+
+    def update(self, folder: Path) -> UpdateConfig | None:
+        """The [update] section, checked field by field; None when there is none (or it is wrong)."""
+        section = self.data.get("update")
+        if section is None:
+            return None
+        if not isinstance(section, dict):
+            self.fail("update", "must be a table: write [update] on a line of its own, then its keys")
+            return None
+        check = _Checker(section)
+        for name in sorted(set(section) - set(UPDATE_KEYS)):
+            check.fail(repr(name), f"is not a setting of [update]; the known keys are {', '.join(UPDATE_KEYS)}")
+        device_type = section.get("device_type")
+        if not isinstance(device_type, str):
+            check.fail("device_type", 'is missing; set it to the kind of device, e.g. device_type = "pump-controller"')
+            device_type = None
+        else:
+            try:
+                checked_device_type(device_type)
+            except ValueError as exc:
+                check.fail("device_type", f"is wrong: {exc}")
+        installer = section.get("installer")
+        folder_path: Path | None = None
+        if installer not in INSTALLERS:
+            check.fail("installer", f'{installer!r} must be "ab" (A/B slots) or "hooks" (state scripts)')
+        else:
+            key, other = INSTALLER_FOLDER[installer], INSTALLER_FOLDER["hooks" if installer == "ab" else "ab"]
+            folder_path = check.path(key, folder, required=True)
+            if other in section:
+                check.fail(other, f'is for installer = "{"hooks" if installer == "ab" else "ab"}"; remove it')
+        health_check = section.get("health_check", "")
+        argv: tuple[str, ...] = ()
+        if not isinstance(health_check, str) or (health_check and not _splits(health_check)):
+            check.fail("health_check", 'must be a command line, e.g. health_check = "/opt/pump/current/bin/check"')
+        elif health_check:
+            argv = tuple(shlex.split(health_check))
+        commit_timeout = check.number("commit_timeout", 60.0)
+        hook_timeout = check.number("hook_timeout", 120.0)
+        trust = check.path("trust", folder, required=False) or folder.absolute() / "trust"
+        downloads = check.path("downloads", folder, required=False) or folder.absolute() / "updates"
+        self.problems += [f"update.{problem}" for problem in check.problems]
+        if check.problems or device_type is None or folder_path is None or not isinstance(installer, str):
+            return None
+        return UpdateConfig(
+            device_type=device_type,
+            installer=installer,
+            folder=folder_path,
+            trust=trust,
+            downloads=downloads,
+            health_check=argv,
+            commit_timeout=commit_timeout,
+            hook_timeout=hook_timeout,
+        )
 
     def allowlist(self) -> tuple[str, ...]:
         value = self.data.get("exec_allowlist", [])

@@ -11,7 +11,11 @@ A handler is any object with these members (structural typing, no base class nee
   (CommandSucceeded), or raises `CommandError(message)` (CommandFailed). When the
   timeout passes, the task running `run` is cancelled: release what you hold in
   `finally` (the `exec` handler kills its process there). Any other exception is
-  reported as a one-line CommandFailed, never as a traceback.
+  reported as a one-line CommandFailed, never as a traceback;
+- optionally `recovered(command_id) -> Any`: for a command this handler was running when
+  the agent died, its outcome as `run` would have given it (a result, or a CommandError),
+  or None; the agent reports that instead of "interrupted" (update.install: the rollback
+  its start did).
 
 An example plugin, registered with `registry.register(Greet())`:
 
@@ -51,10 +55,14 @@ class ConfigStore(Protocol):
 
 
 class HandlerContext(msgspec.Struct, frozen=True, kw_only=True):
-    """What a running handler may use: the device's id and its durable config values."""
+    """What a running handler may use: the device's id, its durable config values, and for
+    handlers that keep a record of their own work (update.install) the command's id and
+    the agent's NATS connection (None in tests without one, or between connections)."""
 
     device_id: str
     config: ConfigStore
+    command_id: str = ""
+    connection: Any = None
 
 
 class Handler(Protocol):

@@ -81,6 +81,21 @@ def admit(command: CommandIssued, *, now: datetime, registry: Registry, ledger_s
     return Admission(action="run", events=(CommandAccepted(**meta),), handler=handler)
 
 
+def recovered_events(command: CommandIssued, registry: Registry, *, now: datetime | None = None) -> list[Event] | None:
+    """For an interrupted command: the outcome its handler knows it had (`recovered`), or None for "interrupted".
+
+    update.install ends an update a dead agent left at the next start (rolled back), and
+    that ending, not "interrupted", is what the command reports.
+    """
+    if command.name not in registry:
+        return None
+    recovered = getattr(registry.get(command.name), "recovered", None)
+    if recovered is None:
+        return None
+    outcome = recovered(command.command_id)
+    return None if outcome is None else outcome_events(command, outcome, now=now)
+
+
 def running_events(command: CommandIssued, *, now: datetime | None = None) -> list[Event]:
     """What to report when an admitted command starts running."""
     return [CommandRunning(**_meta(command, now or utc_now()))]

@@ -3,6 +3,8 @@
     ledger   command_id -> started | finished       a command runs at most once
     outbox   id, event_id, subject, payload          events waiting to be sent, oldest first
     config   key -> JSON value                        what config.set stored
+    updates  command_id -> an update's step and result   edge.updates.record (schema 2)
+    installed  artifact name -> version                  the last committed version of each
 
 Exactly-once in effect rests on one transaction: `finish()` marks a command finished
 AND appends its outcome events to the outbox together, so after any crash either both
@@ -50,7 +52,8 @@ from edge.group_commit import GroupCommit
 
 LedgerState = Literal["new", "started", "finished"]
 
-SCHEMA_VERSION = 1
+# 2 added updates and installed (edge.updates.record); CREATE ... IF NOT EXISTS migrates a 1.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     command_id  TEXT PRIMARY KEY,
@@ -67,6 +70,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS config (
     key    TEXT PRIMARY KEY,
     value  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS updates (
+    command_id  TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    previous    TEXT,
+    state       TEXT NOT NULL,
+    prepared    BLOB NOT NULL,
+    reason      TEXT NOT NULL,
+    refusal     TEXT,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS installed (
+    name        TEXT PRIMARY KEY,
+    version     TEXT NOT NULL,
+    updated_at  REAL NOT NULL
 );
 """
 
@@ -257,6 +276,16 @@ class AgentState:
             )
 
         self._now("store a config value", store)
+
+    # -- Tables of other modules (edge.updates.record) --------------------------------------
+
+    async def awrite(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `body(db)` in a write transaction off the event loop; on disk when it returns."""
+        return await self._writer.submit(what, body)
+
+    def select(self, what: str, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one read-only query."""
+        return self._read(what, sql, parameters)
 
     # -- Plumbing -------------------------------------------------------------------------
 

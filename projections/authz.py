@@ -1,9 +1,9 @@
 """Who may run which query (pure). The caller comes from the connection, never from the request.
 
-Roles: admin (everything), operator and viewer (devices, commands, campaigns, the code
+Roles: admin (everything), operator and viewer (devices, commands, campaigns, updates, the code
 index, and how far behind the read models are; an operator also sends commands from the
-dashboard), auditor (the audit trail, and campaigns: what was rolled out, by whom, how it
-went). The control services, in the mesh's own account, act as admin; devices have no
+dashboard), auditor (the audit trail, and campaigns and updates: what was rolled out, by
+whom, how it went). The control services, in the mesh's own account, act as admin; devices have no
 permission to send queries at all.
 
 Auditors may also list and get the devices: which exist, and whether they hold personal
@@ -32,6 +32,9 @@ READ_FLEET = frozenset(
 # Fleet campaigns: operators run them (mahavishnu campaign, with their own certificates),
 # and every role reads how they go.
 READ_CAMPAIGNS = frozenset({"campaigns.list", "campaigns.get"})
+# Software updates: what can be installed and how far the fleet is, read like the campaigns
+# that roll them out (auditors too: what was shipped to the fleet).
+READ_UPDATES = frozenset({"artifacts.list", "artifacts.get", "updates.compliance"})
 # The code index: the code itself (redacted), for the people who run and build the fleet.
 # Auditors get the trail of who read it, not the code.
 READ_CODE = frozenset({"code.symbol", "code.search", "code.context", "code.files", "code.repos"})
@@ -39,11 +42,13 @@ READ_CODE = frozenset({"code.symbol", "code.search", "code.context", "code.files
 SEND_COMMAND = "commands.send"
 PERMISSIONS: dict[str, frozenset[str] | None] = {  # None: every query, and sending commands
     "admin": None,
-    "operator": READ_FLEET | READ_CODE | READ_CAMPAIGNS | {SEND_COMMAND},
-    "viewer": READ_FLEET | READ_CODE | READ_CAMPAIGNS,
+    "operator": READ_FLEET | READ_CODE | READ_CAMPAIGNS | READ_UPDATES | {SEND_COMMAND},
+    "viewer": READ_FLEET | READ_CODE | READ_CAMPAIGNS | READ_UPDATES,
     # The devices too, for an audit of the personal data the fleet holds: that a device has
     # an owner or a location, never which (projections.personal).
-    "auditor": frozenset({"audit.search", "audit.verify", "devices.list", "devices.get"}) | READ_CAMPAIGNS,
+    "auditor": frozenset({"audit.search", "audit.verify", "devices.list", "devices.get"})
+    | READ_CAMPAIGNS
+    | READ_UPDATES,
 }
 
 

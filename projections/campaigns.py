@@ -4,7 +4,7 @@ It reads the CAMPAIGNS stream and folds each campaign with core.campaigns.state.
 fold the orchestrator resumes from, so the counts it stores are the ones the orchestrator
 acts on. That fold needs a campaign's executions, so each campaign's view stays in memory
 while its events come (projections.projection.Remembers), and applying one event costs the
-devices it touches (projections.campaign_tally), never the size of the campaign. After a
+devices it touches (the fold keeps the counts), never the size of the campaign. After a
 restart, a rebuild or a failed batch the memory is empty; the runner recalls a campaign from
 its own subjects before the first batch that needs it. A campaign that is over (finished,
 canceled) leaves memory at the next batch that does not name it.
@@ -28,7 +28,6 @@ from core.campaigns.states import OVER, CampaignStatus
 from core.events import Event
 from core.events.campaign import CampaignCreated, CampaignEvent
 from core.metrics import CampaignMetrics
-from projections.campaign_tally import Tally
 from projections.projection import Park, Statement
 
 SOURCE = subjects.campaign_events()
@@ -90,7 +89,6 @@ class Campaigns:
     def __init__(self, metrics: CampaignMetrics | None = None) -> None:
         self.metrics = metrics
         self.views: dict[str, CampaignView] = {}
-        self.tallies: dict[str, Tally] = {}
 
     # A rebuild's bulk loader gets a pickled copy: it starts from sequence 1 with an empty
     # memory, and without the metrics, which are this process's.
@@ -107,21 +105,17 @@ class Campaigns:
         view = self.views.get(key)
         if view is None and not isinstance(event, CampaignCreated):
             raise Park(f"{event.tag} of campaign {key}, which was never created")
-        tally = self.tallies.get(key) or Tally()
         was = view.status if view is not None else None
-        if view is not None:
-            tally.before(view, event)
         view = apply(view, event)
         assert view is not None  # created, or held already
-        tally.after(view)
         view.last_sequence = seq
-        self.views[key], self.tallies[key] = view, tally
-        counts = tally.counts()
+        self.views[key] = view
+        counts = view.counts()
         self._measure(view, was, counts)
         changing = (
             view.status.value,
             _json.encode(counts).decode(),
-            _json.encode(tally.wave_counts(view)).decode(),
+            _json.encode(view.wave_counts()).decode(),
             view.rule,
             view.reason,
             _when(view.started_at),
@@ -148,7 +142,7 @@ class Campaigns:
     def missing(self, batch: Sequence[str]) -> list[str]:
         named = dict.fromkeys(campaign_of(subject) for subject in batch)
         for key in [key for key, view in self.views.items() if view.status in OVER and key not in named]:
-            del self.views[key], self.tallies[key]
+            del self.views[key]
         # A name that cannot be a subject token has no history to read: its events are parked.
         return [key for key in named if key not in self.views and _is_token(key)]
 
@@ -158,10 +152,9 @@ class Campaigns:
     def recall(self, key: str, events: Sequence[Event]) -> None:
         view = fold(list(events))
         if view is not None:
-            self.views[key], self.tallies[key] = view, Tally.of(view)
+            self.views[key] = view
             if self.metrics is not None and view.status not in OVER:
-                self.metrics.show(key, self.tallies[key].counts())
+                self.metrics.show(key, view.counts())
 
     def forget(self) -> None:
         self.views.clear()
-        self.tallies.clear()

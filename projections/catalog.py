@@ -11,6 +11,7 @@ from projections.commands import Commands
 from projections.devices import Devices
 from projections.projection import Projection
 from projections.telemetry import Telemetry
+from projections.updates.readmodel import Updates
 
 CATALOG: dict[str, type[Projection]] = {
     "devices": Devices,
@@ -19,6 +20,7 @@ CATALOG: dict[str, type[Projection]] = {
     "code": CodeIndex,
     "telemetry": Telemetry,
     "campaigns": Campaigns,
+    "updates": Updates,
 }
 
 

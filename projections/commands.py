@@ -45,6 +45,8 @@ class Commands:
         # The fleet's recent commands (commands.list without a device); an index only, so
         # existing files gain it on open and the version stays.
         "CREATE INDEX IF NOT EXISTS commands_by_issue ON commands (issued_at)",
+        # The updates sent (updates.compliance asks for every `update.install`); an index only, too.
+        "CREATE INDEX IF NOT EXISTS commands_by_name ON commands (name, issued_at)",
     )
 
     def apply(self, event: Event, seq: int) -> list[Statement]:

@@ -10,6 +10,8 @@
     GET /api/projections            projections.status (positions, lag, parked of each read model)
     GET /api/campaigns?limit=&after=&status=   campaigns.list (a page, newest first, and `next`)
     GET /api/campaigns/{id}         campaigns.get (counts per state and per wave, the rule that fired)
+    GET /api/artifacts?name=&removed=   artifacts.list (newest version first per name)
+    GET /api/updates/compliance?name=   updates.compliance (per artifact: latest, pending, failed, outdated)
     GET /api/code/symbol?name=&prefix=&repo=&limit=      code.symbol
     GET /api/code/search?text=&repo=&limit=              code.search (full text, redacted snippets)
     GET /api/code/context?repo=&path=&symbol=            code.context (source, callers, callees)
@@ -63,6 +65,8 @@ PATHS: dict[str, tuple[str, str | None]] = {
     "/api/projections": ("projections.status", None),
     "/api/campaigns": ("campaigns.list", None),
     "/api/campaigns/{id}": ("campaigns.get", "id"),
+    "/api/artifacts": ("artifacts.list", None),
+    "/api/updates/compliance": ("updates.compliance", None),
     "/api/code/symbol": ("code.symbol", None),
     "/api/code/search": ("code.search", None),
     "/api/code/context": ("code.context", None),

@@ -35,6 +35,7 @@ from projections.reading import ReadModels as ReadModels
 from projections.reading import read_rows
 from projections.status import read_model_status
 from projections.telemetry_queries import TELEMETRY_QUERIES
+from projections.updates.queries import UPDATE_QUERIES
 
 COMMANDS_LIMIT = 1000
 
@@ -171,4 +172,5 @@ QUERIES: dict[str, tuple[type[Any], Any]] = {
     "projections.status": (Nothing, projections_status),
     **CODE_QUERIES,
     **CAMPAIGN_QUERIES,  # campaigns.list, campaigns.get
+    **UPDATE_QUERIES,  # artifacts.list, artifacts.get, updates.compliance
 }

@@ -35,11 +35,26 @@ class CommandDocument(_Spec, frozen=True, kw_only=True):
     args: dict[str, Any] = {}
 
 
+class UpdateDocument(_Spec, frozen=True, kw_only=True):
+    """Install this artifact (`mahavishnu artifact add`) on every target: the `update.install` command,
+    verified by each device against the signed metadata before anything changes."""
+
+    name: str
+    version: str
+    allow_downgrade: bool = False  # a device running a newer version refuses it otherwise
+
+
 class Document(_Spec, frozen=True, kw_only=True):
-    """Exactly one of: a command, or a desired shadow state (merged into each device's desired state)."""
+    """Exactly one of: a command, a desired shadow state (merged into each device's desired state), or an update."""
 
     command: CommandDocument | None = None
     desired: dict[str, Any] | None = None
+    update: UpdateDocument | None = None
+
+    @property
+    def kinds(self) -> int:
+        """How many documents were given (exactly one is right)."""
+        return sum(part is not None for part in (self.command, self.desired, self.update))
 
 
 class TargetMode(StrEnum):
@@ -114,7 +129,8 @@ class FailureType(StrEnum):
 class RuleAction(StrEnum):
     CANCEL = "cancel"
     PAUSE = "pause"
-    ROLLBACK = "rollback"  # re-apply the previous desired state to the devices that succeeded
+    # re-apply the previous desired state, or reinstall the previous version, on the devices that succeeded
+    ROLLBACK = "rollback"
 
 
 class AbortRule(_Spec, frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,9 @@ class EventStore:
         # config they apply (allow_atomic before 2.12, allow_batched before 2.14).
         self.atomic_batches = True
         self.fast_batches = True
+        # Event ids sent in a fast batch that failed, and when: their retry goes event by event
+        # (see append_many), for as long as the server may remember them as duplicates.
+        self._unsettled: dict[str, float] = {}
 
     @functools.cached_property
     def audit(self) -> AuditTrail:
@@ -315,26 +319,60 @@ class EventStore:
         duplicates per event); both bound the events in flight and deduplicate retries by
         event id. Raises AppendFailed if any event could not be stored, with `.report` of
         what was. See core.store.bulk.
+
+        A retry of events whose fast batch failed goes event by event. A fast batch counts a
+        message whose id the server has seen as stored, and in a cluster the server notes an
+        id when its leader proposes the message, before it is stored: a proposal lost to a
+        node's death then makes the retry "a duplicate" of nothing, and the events vanish with
+        a successful acknowledgement (nats-server 2.15, processJetStreamBatchMsg; found by
+        tests/mahavishnu/runtime/test_hosts.py losing one retried chunk). Event by event, the
+        server answers such an id with a conflict, an error, so the caller retries again once
+        the proposal is either stored or forgotten, and nothing is lost.
         """
         from core.store.bulk import FastBatchAppender, PipelinedAppender  # bulk appends only: not every client
 
         tally: Counter[str] = Counter()
         if self.metrics is not None:
             events = self._tallied(events, tally)
+        fast = self.fast_batches and not pipelined
+        if fast and self._unsettled:
+            events = list(events)
+            self._forget_settled()
+            fast = not any(event.event_id in self._unsettled for event in events)
+        sent: list[str] = []
         try:
-            if self.fast_batches and not pipelined:
-                report = await FastBatchAppender(self.nc, self.streams, timeout=self.timeout).append(events)
+            if fast:
+                report = await FastBatchAppender(self.nc, self.streams, timeout=self.timeout).append(
+                    self._noting_ids(events, sent)
+                )
             else:
                 report = await PipelinedAppender(self.nc, self.streams, timeout=self.timeout).append(events)
-        except AppendFailed as exc:
-            if self.metrics is not None:
+        except BaseException as exc:
+            if fast:
+                now = time.monotonic()
+                self._unsettled.update(dict.fromkeys(sent, now))
+            if isinstance(exc, AppendFailed) and self.metrics is not None:
                 for stream, count in tally.items():
                     self.metrics.append_failed.labels(stream=stream, reason=type(exc).__name__).inc(count)
             raise
+        if not fast and self._unsettled:
+            for event in events:  # a list here: unsettled ids made it one
+                self._unsettled.pop(event.event_id, None)
         if self.metrics is not None:
             for stream, count in tally.items():
                 self.metrics.appended.labels(stream=stream).inc(count)
         return report
+
+    @staticmethod
+    def _noting_ids(events: Iterable[Event], sent: list[str]) -> Iterator[Event]:
+        for event in events:
+            sent.append(event.event_id)
+            yield event
+
+    def _forget_settled(self) -> None:
+        """Drop the ids older than every stream's duplicate window: the server has forgotten them too."""
+        horizon = time.monotonic() - max(spec.duplicate_window_s for spec in self.streams)
+        self._unsettled = {event_id: at for event_id, at in self._unsettled.items() if at >= horizon}
 
     def _tallied(self, events: Iterable[Event], tally: Counter[str]) -> Iterator[Event]:
         """The events, counted per stream as the bulk path takes them (it may take a generator)."""

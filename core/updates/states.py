@@ -24,3 +24,5 @@ class UpdateState(StrEnum):
 ENDED = frozenset({UpdateState.COMMITTED, UpdateState.ROLLED_BACK, UpdateState.REFUSED, UpdateState.FAILED})
 # The command that carries an update to a device (edge.updates registers its handler).
 INSTALL_COMMAND = "update.install"
+# Where a device stands with an artifact (projections.updates.compliance says how each is decided).
+COMPLIANCE = ("latest", "pending", "failed", "outdated")

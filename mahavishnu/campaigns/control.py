@@ -174,8 +174,12 @@ async def _any_target(store: EventStore, targets: Targets) -> bool:
 
 def _document(spec: CampaignSpec) -> str:
     """What the campaign does, for its audit record: a command's name, never its arguments (they may hold secrets)."""
-    command = spec.document.command
-    return f"command {command.name}" if command is not None else "desired state"
+    document = spec.document
+    if document.command is not None:
+        return f"command {document.command.name}"
+    if document.update is not None:
+        return f"update {document.update.name}@{document.update.version}"
+    return "desired state"
 
 
 def _state(view: CampaignView) -> str:

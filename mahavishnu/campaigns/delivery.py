@@ -3,9 +3,10 @@
 One execution is one command per device, with the deterministic id of (campaign, device,
 attempt) (core.campaigns.ids): a command document is sent as it is; a desired state is
 merged into the device's shadow and sent as one `config.apply` (the shadow's own `desire`
-sends a `config.set` per key). The command's id is its append's Nats-Msg-Id, so a send
-retried within the duplicate window is stored once; `was_sent` finds it on its known
-subject after that.
+sends a `config.set` per key); an update is the `update.install` command of its artifact,
+and its rollback the same command with the version the device reported it replaced. The
+command's id is its append's Nats-Msg-Id, so a send retried within the duplicate window is
+stored once; `was_sent` finds it on its known subject after that.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 from core import subjects
 from core.campaigns import ids
 from core.campaigns.state import CampaignView, Execution
-from core.events import CommandIssued, DesiredStateSet
+from core.events import CommandIssued, CommandSucceeded, DesiredStateSet
 from core.store import EventStore
+from core.updates.states import INSTALL_COMMAND
 from mahavishnu.control import commands, devices
 
 NOTHING_TO_ROLL_BACK = "nothing to roll back: none of the campaign's keys had an earlier desired value"
+NO_EARLIER_VERSION = "nothing to roll back: the device had no earlier version of the artifact"
 
 
 async def send(store: EventStore, view: CampaignView, execution: Execution) -> CommandIssued | None:
@@ -39,6 +42,24 @@ async def send(store: EventStore, view: CampaignView, execution: Execution) -> C
             device,
             name,
             args,
+            ttl_s=bounds.ttl_s,
+            timeout_s=bounds.timeout_s,
+            actor=actor,
+            command_id=command_id,
+        )
+    if document.update is not None:
+        version, downgrade = document.update.version, document.update.allow_downgrade
+        if execution.rollback:
+            undone = ids.command_id(view.campaign_id, device, execution.attempt - 1)
+            earlier = await version_replaced(store, device, undone)
+            if earlier is None:
+                return None
+            version, downgrade = earlier, True  # back to what it ran: older, by definition
+        return await commands.send(
+            store,
+            device,
+            INSTALL_COMMAND,
+            {"name": document.update.name, "version": version, "allow_downgrade": downgrade},
             ttl_s=bounds.ttl_s,
             timeout_s=bounds.timeout_s,
             actor=actor,
@@ -66,6 +87,17 @@ async def desired_before(store: EventStore, device_id: str, command_id: str, des
     index = next((i for i, event in enumerate(history) if event.event_id == f"{command_id}.desired"), 0)
     before = history[index - 1].state if index > 0 else {}
     return {key: before[key] for key in desired if key in before}
+
+
+async def version_replaced(store: EventStore, device_id: str, command_id: str) -> str | None:
+    """The version the device ran before update command `command_id` succeeded (its result's `previous`),
+    or None: it had none, or the command did not succeed."""
+    async for stored in store.read(subjects.device_event(device_id, "command")):
+        event = stored.event
+        if isinstance(event, CommandSucceeded) and event.command_id == command_id:
+            previous = event.result.get("previous") if isinstance(event.result, dict) else None
+            return previous if isinstance(previous, str) and previous else None
+    return None
 
 
 async def was_sent(store: EventStore, device_id: str, command_id: str) -> bool:

@@ -352,7 +352,8 @@ class Orchestrator:
             log.warning("campaign command not sent", extra={"command": execution.command_id, "reason": str(exc)})
             return
         if sent is None:  # a rollback with nothing to restore
-            await self._change(view, execution, ExecutionState.SUCCEEDED, delivery.NOTHING_TO_ROLL_BACK)
+            nothing = delivery.NO_EARLIER_VERSION if view.spec.document.update else delivery.NOTHING_TO_ROLL_BACK
+            await self._change(view, execution, ExecutionState.SUCCEEDED, nothing)
 
     async def _confirm(self, view: CampaignView) -> None:
         """Send the queued attempts that were notified but perhaps not sent (a crash between the two): only

@@ -76,10 +76,11 @@ def due(view: CampaignView, limit: int) -> list[Attempt]:
 
 
 def rollbacks(view: CampaignView, limit: int) -> list[Attempt]:
-    """Up to `limit` rollbacks to notify now: a desired-state campaign aborted by a rule whose action is
-    rollback re-applies the previous desired state to each device whose execution succeeded (also one that
-    succeeds after the abort), once."""
-    rolling = view.abort_action == RuleAction.ROLLBACK and view.spec.document.desired is not None
+    """Up to `limit` rollbacks to notify now: a desired-state or update campaign aborted by a rule whose
+    action is rollback re-applies the previous desired state, or reinstalls the previous version, on each
+    device whose execution succeeded (also one that succeeds after the abort), once."""
+    document = view.spec.document
+    rolling = view.abort_action == RuleAction.ROLLBACK and (document.desired is not None or document.update is not None)
     if view.status != CampaignStatus.ABORTED or not rolling or limit <= 0:
         return []
     found = [

@@ -1,7 +1,8 @@
 """A campaign file (TOML) into a checked CampaignSpec; anything wrong refused in one line naming the field.
 
     name = "rotate-config"
-    [document.command]            # or [document.desired]: a desired shadow state
+    [document.command]            # or [document.desired]: a desired shadow state,
+                                  # or [document.update]: name, version (an artifact)
     name = "config.set"
     args = { key = "rate", value = 5 }
     [targets]
@@ -31,15 +32,20 @@ from typing import Any
 import msgspec
 
 from core import subjects
-from core.campaigns.spec import CampaignSpec, GateAction, Targets
+from core.campaigns.spec import CampaignSpec, GateAction, RuleAction, Targets
 from core.errors import MahavishnuError
 from core.tags import TagError, check_key, check_value
 from core.units import parse_duration
+from core.updates import naming
 from mahavishnu.campaigns import windows
 from projections.devices import TRANSPORTS
 
 DURATION_SUFFIX = "_s"  # a spec field with it is a duration; the file names it without
 PRESENCES = ("online", "offline")  # as mesh.q.devices.list filters presence
+# An update downloads, installs and passes its health check within one command's timeout:
+# the default 60 s of other commands is too short for that, so an update campaign that does
+# not say gets this.
+UPDATE_TIMEOUT_S = 1800.0
 RATE_MIN = 1.0  # per minute: pace.py keeps 60 s of history, too little for a slower rate
 # msgspec's words for types, as a campaign file's author knows them.
 _TYPE_WORDS = {
@@ -90,6 +96,9 @@ def parse(data: dict[str, Any], *, source: str) -> CampaignSpec:
         first = next(_problems(spec), None)
         if first is not None:
             raise _refusal(*first)
+        if spec.document.update is not None and "timeout" not in (data.get("execution") or {}):
+            execution = msgspec.structs.replace(spec.execution, timeout_s=UPDATE_TIMEOUT_S)
+            spec = msgspec.structs.replace(spec, execution=execution)
     except CampaignSpecError as refusal:
         raise CampaignSpecError(f"{source}: {refusal}") from None
     return spec
@@ -205,8 +214,14 @@ def _problems(spec: CampaignSpec) -> Iterator[tuple[str, str]]:
     if not spec.name.strip():
         yield "name", "is empty; name the campaign (operators see it in `campaign list`)"
     document = spec.document
-    if (document.command is None) == (document.desired is None):
-        yield "document", "give exactly one of [document.command] (name, args) or [document.desired]"
+    if document.kinds != 1:
+        yield "document", "give exactly one of [document.command] (name, args), [document.desired] or [document.update]"
+    if document.update is not None:
+        for field, valid in (("name", naming.artifact_name), ("version", naming.artifact_version)):
+            try:
+                valid(getattr(document.update, field))
+            except ValueError as exc:
+                yield f"document.update.{field}", str(exc)
     if document.command is not None and not document.command.name.strip():
         yield "document.command.name", "is empty; name the command each device runs (e.g. ping)"
     if document.desired is not None and not document.desired:
@@ -226,6 +241,12 @@ def _problems(spec: CampaignSpec) -> Iterator[tuple[str, str]]:
     if exponential and exponential.maximum_per_minute and exponential.maximum_per_minute < exponential.base_per_minute:
         yield "pace.exponential.maximum_per_minute", "is below base_per_minute; the rate only steps up from its base"
     yield from _wave_problems(spec)
+    for index, rule in enumerate(spec.abort):
+        if rule.action == RuleAction.ROLLBACK and document.command is not None:
+            yield (
+                f"abort[{index}].action",
+                ("rollback undoes a desired state or an update; a command campaign's rule may cancel or pause"),
+            )
     schedule = spec.schedule
     for field, moment in (("schedule.start", schedule.start), ("schedule.end", schedule.end)):
         if moment is not None and moment.utcoffset() is None:

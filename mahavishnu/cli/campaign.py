@@ -35,6 +35,12 @@ def add(campaign: argparse.ArgumentParser) -> None:
     )
     create.add_argument("file", nargs="?", help="the campaign file (TOML); or give --command and the targets")
     create.add_argument("--command", help="the command each device runs, e.g. ping")
+    create.add_argument(
+        "--update", metavar="NAME@VERSION", help="install this artifact (`artifact add`) on each device, instead"
+    )
+    create.add_argument(
+        "--allow-downgrade", action="store_true", help="with --update: also on devices running a newer version"
+    )
     create.add_argument("--args", default="{}", help="its arguments, a JSON object")
     create.add_argument("--devices", help="the targets, by id: ID,ID,...")
     create.add_argument(
@@ -77,8 +83,12 @@ def flags_document(args: argparse.Namespace) -> dict[str, Any]:
 
     The document goes through specfile.parse like a file, so both are checked alike.
     """
-    if args.command is None:
-        raise MahavishnuError("campaign create: give a campaign file, or --command NAME with --devices or --tag")
+    if (args.command is None) == (args.update is None):
+        raise MahavishnuError(
+            "campaign create: give a campaign file, or --command NAME or --update NAME@VERSION with --devices or --tag"
+        )
+    if args.allow_downgrade and args.update is None:
+        raise MahavishnuError("--allow-downgrade goes with --update NAME@VERSION")
     try:
         arguments = json.loads(args.args)
     except json.JSONDecodeError as exc:
@@ -99,15 +109,27 @@ def flags_document(args: argparse.Namespace) -> dict[str, Any]:
         "document": {"command": {"name": args.command, "args": arguments}},
         "targets": targets,
     }
+    if args.update is not None:
+        name, at, version = args.update.partition("@")
+        if not at or not name or not version:
+            raise MahavishnuError(f"--update {args.update!r}: write the artifact as NAME@VERSION, e.g. pump-fw@2.1.0")
+        update = {"name": name, "version": version, "allow_downgrade": args.allow_downgrade}
+        document.update(name=args.name or f"update {args.update}", document={"update": update})
     if args.max_per_minute is not None:
         document["pace"] = {"maximum_per_minute": args.max_per_minute}
     return document
 
 
 async def _create(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    flags = args.command is not None or args.devices is not None or args.tag or args.max_per_minute is not None
+    flags = (
+        args.command is not None
+        or args.update is not None
+        or args.devices is not None
+        or args.tag
+        or args.max_per_minute is not None
+    )
     if args.file is not None and flags:
-        raise MahavishnuError("give a campaign file or the flags (--command, --devices, --tag, ...), not both")
+        raise MahavishnuError("give a campaign file or the flags (--command or --update, --devices, ...), not both")
     if args.file is not None:
         spec = specfile.load(Path(args.file))
     else:

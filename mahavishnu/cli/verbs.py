@@ -72,6 +72,7 @@ VERBS: dict[str, Verb] = {
     "operator": Verb("mahavishnu.cli.operator", "people who query the mesh, and their roles"),
     "cmd": Verb("mahavishnu.cli.cmd", "send commands to devices and follow them (the mesh must be up)"),
     "campaign": Verb("mahavishnu.cli.campaign", "fleet campaigns: a command for many devices, paced and gated"),
+    "artifact": Verb("mahavishnu.cli.artifact", "software artifacts for updates: add, list, show, remove, sign"),
     "projections": Verb("mahavishnu.cli.projections", "the read models: status, parked events, rebuild"),
     "db": Verb("mahavishnu.cli.db", "the read models' encryption"),
     "audit": Verb("mahavishnu.cli.audit", "search, verify and export the audit trail"),
@@ -82,7 +83,6 @@ VERBS: dict[str, Verb] = {
     "slo": Verb("mahavishnu.cli.slo", "service-level objectives, from the metrics Prometheus keeps"),
     "erase": Verb("mahavishnu.cli.erase", "erase personal data for good (crypto-shredding)"),
     "site": Verb("mahavishnu.cli.site", "edge sites: a leaf server each, sourced by the hub when linked"),
-    "artifact": Verb("mahavishnu.cli.artifact", "software artifacts and the signed metadata devices verify them by"),
     "shell": Verb(
         "mahavishnu.cli.shell",
         "an interactive terminal on a device, recorded in the audit trail (admin and operator roles)",

@@ -35,6 +35,7 @@ from core.metrics import (
     CommandMetrics,
     EventStoreMetrics,
     ProjectionMetrics,
+    UpdateMetrics,
     new_registry,
 )
 from core.probes import ProbeServer, ServerTLS
@@ -53,7 +54,7 @@ from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.identity.provisioning import ProvisioningService
 from mahavishnu.identity.service import start_provisioning
 from mahavishnu.identity.thread import IdentityThread
-from mahavishnu.observability import agents_online, command_latency, connection_audit
+from mahavishnu.observability import agents_online, command_latency, connection_audit, update_compliance
 from mahavishnu.runtime.buckets import ensure_update_buckets
 from mahavishnu.runtime.bundle import prepare_node
 from mahavishnu.runtime.cluster import ClusterSupervisor, create_streams, prepare_cluster
@@ -305,6 +306,8 @@ async def _run(
         )
         devices = operators.devices_by_user(home)
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
+        updates = UpdateMetrics(registry)
+        supervise("update compliance", lambda: update_compliance.follow(models, updates, stop_following))
         if settings.mqtt.port:
             bridge = await bridging.open_bridge(
                 store,

@@ -1,4 +1,4 @@
-// The dashboard: the fleet (summary, devices, recent commands, campaigns, read models, audit tail) and a
+// The dashboard: the fleet (summary, devices, recent commands, campaigns, updates, read models, audit tail) and a
 // device's page (facts, telemetry charts, shadow, command form, command history), from /api.
 "use strict";
 
@@ -228,15 +228,16 @@ const ENDED = new Set(CAMPAIGN_STATES.slice(0, 6));
 
 // One bar per campaign, a part per state as wide as its share of the targets, its count in its title.
 // Widths are set through the style object (CSSOM), which the page's policy allows; inline style attributes it would not.
-function progressBar(counts) {
-  const total = CAMPAIGN_STATES.reduce((sum, state) => sum + (counts[state] || 0), 0);
+// `prefix` names the parts' classes apart where two bars share a state's name (a campaign's pending is not an update's).
+function progressBar(counts, states = CAMPAIGN_STATES, prefix = "") {
+  const total = states.reduce((sum, state) => sum + (counts[state] || 0), 0);
   const bar = document.createElement("div");
   bar.className = "bar";
-  for (const state of CAMPAIGN_STATES) {
+  for (const state of states) {
     const count = counts[state] || 0;
     if (!count) continue;
     const part = document.createElement("span");
-    part.className = "part " + state;
+    part.className = "part " + prefix + state;
     part.style.width = (100 * count / total) + "%";
     part.title = `${state.replace("_", " ")}: ${count}`;
     part.dataset.state = state;
@@ -261,12 +262,30 @@ function campaignCells(c) {
   ];
 }
 
+// --- updates ---------------------------------------------------------------------------------
+
+// Where the fleet is with each artifact: on its latest version, an update under way, failed, or older.
+const COMPLIANCE = ["latest", "pending", "failed", "outdated"];
+
+function complianceCells(a) {
+  const devices = a.devices || {};
+  return [
+    a.name,
+    a.latest || "(every version removed)",
+    { text: "", node: progressBar(devices, COMPLIANCE, "update-"), css: "progress" },
+    { text: `${devices.latest || 0} of ${a.total}`, css: "num" },
+    { text: devices.pending || 0, css: "num" },
+    { text: devices.failed || 0, css: devices.failed ? "num behind" : "num" },
+  ];
+}
+
 async function refreshFleet() {
   await Promise.all([
     load("summary-panel", loadSummary),
     load("devices-panel", loadDevices),
     load("commands-panel", async () => fill("commands", (await get("/api/commands?limit=20")).commands, c => commandCells(c, true))),
     load("campaigns-panel", async () => fill("campaigns", (await get("/api/campaigns?limit=20")).campaigns, campaignCells)),
+    load("updates-panel", async () => fill("updates", (await get("/api/updates/compliance")).artifacts, complianceCells)),
     load("lag-panel", async () => fill("lag", (await get("/api/projections")).read_models, lagCells)),
     load("audit-panel", async () => fill("audit", (await get("/api/audit?limit=20")).entries,
       e => [e.seq, timeCell(e.at), e.actor, e.action, e.target, e.outcome])),

@@ -129,3 +129,12 @@ def test_the_campaign_benchmark_prints_its_line() -> None:
     pattern = r"campaign devices=20 duration_s=\d+\.\d max_window_per_min=\d+ abort_s=\d+\.\d\d lost=0"
     assert re.fullmatch(pattern, last), last
     assert "20 agents connected" in progress and "aborted by 'abort[0]" in progress  # progress is shown
+
+
+def test_the_ota_benchmark_prints_its_line() -> None:
+    last, progress = run_bench("ota.py", "--size-mb", "2", "--agents", "2", "--rounds", "1", timeout=180)
+    figures = " ".join(
+        rf"{name}=\d+\.\d" for name in ("upload_mb_s", "download_mb_s", "agents=2 aggregate_mb_s", "rss_growth_mb")
+    )
+    assert re.fullmatch(rf"ota size_mb=2 {figures} baseline_get_mb_s=\d+\.\d", last), last
+    assert "round 1/1" in progress and "nats-py's ObjectStore.get()" in progress  # progress is shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import msgspec
 import pytest
@@ -259,6 +260,27 @@ async def test_a_fast_batch_retry_of_a_partly_stored_run_stores_only_the_rest(st
     assert report.acknowledged == 2_500
     stored = await read_all(store, f"mesh.evt.device.{dev}.>")
     assert [s.event.event_id for s in stored if s.event] == [e.event_id for e in events]
+
+
+async def test_a_retry_of_a_failed_fast_batch_goes_event_by_event_and_reports_each_duplicate(store: EventStore) -> None:
+    """A fast batch counts an id the server has seen as stored, even one of a proposal a dead node lost: retries
+    of its events go where each acknowledgement says what happened (EventStore.append_many)."""
+    dev = device()
+    events = [*telemetry(dev, 500), AuditRecorded(category="test", action="boundary"), *telemetry(dev, 10)]
+
+    def failing_after_the_first_run() -> Iterator[Event]:
+        yield from events[:501]  # the audit event ends the first run, which is then sent
+        raise RuntimeError("the caller's source failed")
+
+    with pytest.raises(RuntimeError):
+        await store.append_many(failing_after_the_first_run())
+    retried = await store.append_many(events)
+    assert (retried.acknowledged, retried.duplicates) == (511, 500)
+    again = await store.append_many(events)  # settled: the fast path again, which does not tell duplicates
+    assert (again.acknowledged, again.duplicates) == (511, None)
+    stored = await read_all(store, f"mesh.evt.device.{dev}.>")
+    telemetry_ids = [e.event_id for e in events if isinstance(e, TelemetryReported)]
+    assert [s.event.event_id for s in stored if s.event] == telemetry_ids
 
 
 async def test_a_bulk_append_across_streams_keeps_each_stream_in_order(store: EventStore) -> None:

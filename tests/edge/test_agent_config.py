@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError, MahavishnuError
-from edge.agent_config import AgentConfig, load_agent_config, render_agent_config
+from edge.agent_config import AgentConfig, UpdateConfig, load_agent_config, render_agent_config
 from edge.errors import AgentConfigError, EdgeError
 
 MINIMAL = """
@@ -229,3 +229,86 @@ def test_the_shell_allowlist_takes_absolute_paths_only(folder: Path) -> None:
 
     problems = problems_of(write(folder, MINIMAL + 'shell_allowlist = ["sh"]\n'))
     assert problems == ['shell_allowlist must be a list of absolute paths of shells, e.g. ["/bin/sh", "/bin/bash"]']
+
+
+UPDATE = """
+[update]
+device_type = "pump-controller"
+installer = "ab"
+slots = "app"
+health_check = "/opt/pump/current/bin/check --quick"
+commit_timeout = 30
+"""
+
+
+def test_the_update_section_is_read_with_its_defaults(folder: Path) -> None:
+    config = load_agent_config(write(folder, MINIMAL + UPDATE))
+
+    assert config.update == UpdateConfig(
+        device_type="pump-controller",
+        installer="ab",
+        folder=folder / "app",
+        trust=folder / "trust",
+        downloads=folder / "updates",
+        health_check=("/opt/pump/current/bin/check", "--quick"),
+        commit_timeout=30.0,
+        hook_timeout=120.0,
+    )
+    assert load_agent_config(write(folder, MINIMAL)).update is None
+
+
+def test_every_wrong_update_field_is_reported_at_once(folder: Path) -> None:
+    text = (
+        MINIMAL
+        + """
+[update]
+device_type = "Pump Controller"
+installer = "ab"
+slots = "app"
+hooks = "hooks"
+health_check = "check 'unbalanced"
+commit_timeout = 0
+colour = "blue"
+"""
+    )
+    assert problems_of(write(folder, text)) == [
+        "update.'colour' is not a setting of [update]; the known keys are device_type, installer, slots, hooks, "
+        "health_check, commit_timeout, hook_timeout, trust, downloads",
+        "update.device_type is wrong: device type 'Pump Controller': use 1-64 lower-case letters, digits, _ or -",
+        'update.hooks is for installer = "hooks"; remove it',
+        'update.health_check must be a command line, e.g. health_check = "/opt/pump/current/bin/check"',
+        "update.commit_timeout 0 must be a number of seconds above 0",
+    ]
+
+
+def test_the_update_section_needs_an_installer_and_its_folder(folder: Path) -> None:
+    assert problems_of(write(folder, MINIMAL + '[update]\ndevice_type = "pump"\ninstaller = "apt"\n')) == [
+        'update.installer \'apt\' must be "ab" (A/B slots) or "hooks" (state scripts)'
+    ]
+    assert problems_of(write(folder, MINIMAL + '[update]\ndevice_type = "pump"\ninstaller = "hooks"\n')) == [
+        "update.hooks must be a file path (relative ones are beside agent.toml)"
+    ]
+    assert problems_of(write(folder, MINIMAL + 'update = "yes"\n')) == [
+        "update must be a table: write [update] on a line of its own, then its keys"
+    ]
+
+
+def test_a_rendered_update_section_loads_back(folder: Path) -> None:
+    update = {"device_type": "pump", "installer": "hooks", "hooks": folder / "hooks", "hook_timeout": 5}
+    text = render_agent_config(
+        device_id="pump-7", servers=["tls://a:4222"], ca="ca.pem", cert="device.pem", key="device.key", update=update
+    )
+
+    config = load_agent_config(write(folder, text))
+
+    assert "\n[update]\n" in text
+    assert config.update is not None
+    assert (config.update.installer, config.update.folder, config.update.hook_timeout) == (
+        "hooks",
+        folder / "hooks",
+        5.0,
+    )
+    with pytest.raises(AgentConfigError, match=r"update\.installer"):
+        render_agent_config(
+            device_id="pump-7", servers=["tls://a:4222"], ca="c", cert="c", key="k", update={"installer": "x"}
+        )

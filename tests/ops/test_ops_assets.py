@@ -21,6 +21,7 @@ from core.metrics import (
     CommandMetrics,
     EventStoreMetrics,
     ProjectionMetrics,
+    UpdateMetrics,
     new_registry,
 )
 from tests.tools import tool
@@ -31,7 +32,14 @@ OPS = Path(__file__).resolve().parents[2] / "ops"
 def exported_names() -> set[str]:
     """Every series name the services export, with the suffixes Prometheus gives counters and histograms."""
     registry = new_registry(process_metrics=False)
-    for group in (EventStoreMetrics, ProjectionMetrics, CodeIndexMetrics, CommandMetrics, CampaignMetrics):
+    for group in (
+        EventStoreMetrics,
+        ProjectionMetrics,
+        CodeIndexMetrics,
+        CommandMetrics,
+        CampaignMetrics,
+        UpdateMetrics,
+    ):
         group(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     names = {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}

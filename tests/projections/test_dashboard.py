@@ -218,6 +218,7 @@ async def test_a_viewer_sees_the_fleet_summary_presence_and_devices_without_the_
         "devices-panel",
         "commands-panel",
         "campaigns-panel",
+        "updates-panel",
         "lag-panel",
     }  # no audit, no device page
     assert_readable(shown)
@@ -324,7 +325,7 @@ async def test_a_viewers_device_page_has_no_command_form_nor_personal_fields_and
 
     # An auditor reads the trail, the campaigns and the devices (which hold personal data, not what it is).
     auditor = await show(fleet, tmp_path, "auditor-fleet", "token=t-auditor")
-    assert auditor.panels() == {"devices-panel", "campaigns-panel", "audit-panel"}
+    assert auditor.panels() == {"devices-panel", "campaigns-panel", "updates-panel", "audit-panel"}
     assert_readable(auditor)
     assert auditor.tables["audit"], "the audit tail is empty"
     assert_drawn(auditor, auditor.panels())

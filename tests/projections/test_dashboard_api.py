@@ -101,8 +101,17 @@ async def test_me_names_the_caller_and_what_its_role_may_run(door: Door) -> None
     assert not {"audit.search", "commands.send"} & set(viewer["may"])
     assert "commands.send" in (await door.call("GET", "/api/me", "t-operator")).json()["may"]
     auditor = (await door.call("GET", "/api/me", "t-auditor")).json()["may"]
-    # The devices: for their personal data; the campaigns: what was rolled out, by whom, how it went.
-    assert auditor == ["audit.search", "campaigns.get", "campaigns.list", "devices.get", "devices.list"]
+    # The devices: for their personal data; the campaigns and updates: what was rolled out, by whom, how it went.
+    assert auditor == [
+        "artifacts.get",
+        "artifacts.list",
+        "audit.search",
+        "campaigns.get",
+        "campaigns.list",
+        "devices.get",
+        "devices.list",
+        "updates.compliance",
+    ]
     anonymous = await door.call("GET", "/api/me")
     assert anonymous.status_code == 401 and "Bearer" in anonymous.json()["error"]
 

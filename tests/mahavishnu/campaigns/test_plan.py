@@ -130,11 +130,13 @@ def test_a_snapshot_campaign_is_over_once_every_target_ended_with_no_retry_left(
     assert plan.over(_view(*ends, spec=continuous)) is None
 
 
-def test_a_rollback_rule_rolls_back_the_devices_that_succeeded_of_a_desired_state_campaign_only() -> None:
+def test_a_rollback_rule_rolls_back_the_devices_that_succeeded_of_a_desired_state_or_update_campaign_only() -> None:
     desired = _spec(document={"desired": {"mode": "eco"}})
+    update = _spec(document={"update": {"name": "pump-fw", "version": "2.1.0"}})
     aborted = CampaignAborted(campaign_id=CAMPAIGN, rule="abort[0]: ...", action=RuleAction.ROLLBACK)
     events = [_notified("a"), _changed("a", ExecutionState.SUCCEEDED), _notified("b"), aborted]
     assert plan.rollbacks(_view(*events, spec=desired), 10) == [Attempt("a", 0, 2, rollback=True)]
+    assert plan.rollbacks(_view(*events, spec=update), 10) == [Attempt("a", 0, 2, rollback=True)]
     assert plan.rollbacks(_view(*events), 10) == []  # a command cannot be rolled back
     rolled = [*events, _notified("a", 2, rollback=True)]
     assert plan.rollbacks(_view(*rolled, spec=desired), 10) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.campaigns.spec import AtEnd, FailureType, GateAction, IncreaseAfter, RuleAction, TargetMode
-from mahavishnu.campaigns.specfile import CampaignSpecError, load, parse
+from mahavishnu.campaigns.specfile import UPDATE_TIMEOUT_S, CampaignSpecError, load, parse
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "campaigns.md"
 
@@ -49,7 +49,7 @@ name = "rest"
 failure_type = "failed"
 threshold_pct = 10
 min_executed = 100
-action = "rollback"
+action = "pause"
 
 [execution]
 in_progress_timeout = "10m"
@@ -91,7 +91,7 @@ def test_every_key_of_a_full_file_is_read(tmp_path: Path) -> None:
     assert exponential is not None and exponential.increase_after == IncreaseAfter.SUCCEEDED
     assert [wave.name for wave in spec.waves] == ["canary", "rest"]
     assert (spec.waves[0].on_success, spec.waves[0].on_error) == (GateAction.PAUSE, GateAction.ABORT)
-    assert spec.abort[0].failure_type == FailureType.FAILED and spec.abort[0].action == RuleAction.ROLLBACK
+    assert spec.abort[0].failure_type == FailureType.FAILED and spec.abort[0].action == RuleAction.PAUSE
     execution = spec.execution
     assert (execution.in_progress_timeout_s, execution.ttl_s, execution.timeout_s) == (600, 3600, 90)
     assert (execution.retries.failed, execution.retries.timed_out) == (2, 1)
@@ -182,6 +182,11 @@ def test_a_minimal_file_takes_the_defaults(tmp_path: Path) -> None:
             "schedule.end: is not after schedule.start",
         ),
         (("[targets]", '[document.command]\nname = "x"\n[targets]'), "not valid TOML"),
+        (
+            ("[targets]", '[[abort]]\nfailure_type = "failed"\nthreshold_pct = 5\naction = "rollback"\n[targets]'),
+            "abort[0].action: rollback undoes a desired state or an update",
+        ),
+        (("[targets]", '[document.update]\nname = "fw"\nversion = "2"\n[targets]'), "document: give exactly one of"),
     ],
 )
 def test_a_mistake_is_refused_in_one_line_naming_the_field(tmp_path: Path, change: tuple[str, str], said: str) -> None:
@@ -192,6 +197,18 @@ def test_a_mistake_is_refused_in_one_line_naming_the_field(tmp_path: Path, chang
     assert message.startswith(f"{path}: ")
     assert said in message
     assert "\n" not in message
+
+
+def test_an_update_campaign_names_an_artifact_and_gets_time_for_a_download_and_a_health_check() -> None:
+    update = {"update": {"name": "pump-fw", "version": "2.1.0"}}
+    document = {"name": "fw", "document": update, "targets": {"devices": ["a"]}}
+    spec = parse(document, source="flags")
+    assert spec.document.update is not None and spec.document.update.version == "2.1.0"
+    assert not spec.document.update.allow_downgrade and spec.execution.timeout_s == UPDATE_TIMEOUT_S
+    shorter = parse({**document, "execution": {"timeout": "5m"}}, source="flags")
+    assert shorter.execution.timeout_s == 300
+    with pytest.raises(CampaignSpecError, match=r"document\.update\.version: artifact version 'two words'"):
+        parse({**document, "document": {"update": {"name": "pump-fw", "version": "two words"}}}, source="flags")
 
 
 def test_a_missing_required_field_names_it(tmp_path: Path) -> None:

@@ -129,6 +129,9 @@ async def test_an_operator_creates_a_campaign_of_the_devices_that_match_and_canc
         (("--command", "ping", "--devices", "a", "--args", "[1]"), "--args must be a JSON object"),
         (("--command", "ping", "--tag", "role"), "tag 'role' is not key=value"),
         (("--command", "ping", "--devices", "a", "--max-per-minute", "0.5"), "flags: pace.maximum_per_minute: 0.5"),
+        (("--update", "pump-fw", "--devices", "a"), "write the artifact as NAME@VERSION, e.g. pump-fw@2.1.0"),
+        (("--update", "pump-fw@2", "--command", "ping", "--devices", "a"), "--command NAME or --update NAME@VERSION"),
+        (("--command", "ping", "--allow-downgrade", "--devices", "a"), "--allow-downgrade goes with --update"),
     ],
 )
 def test_bad_flags_are_refused_in_one_line(up: Running, argv: tuple[str, ...], said: str) -> None:
