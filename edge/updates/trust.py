@@ -26,10 +26,10 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater
 
 from core.updates.naming import target_path
+from core.updates.versions import is_older
 from edge.errors import EdgeError
 from edge.updates.errors import Refusal, UpdateRefused
 from edge.updates.fetcher import BASE_URL, BucketFetcher
-from edge.updates.versions import is_older
 
 ROOT_FILE = "root.json"
 # python-tuf's Updater is single-instance per metadata folder: one verification at a time.
