@@ -21,6 +21,7 @@ from mahavishnu.cli.mesh import control_store
 from mahavishnu.runtime.home import Home
 from mahavishnu.updates import artifacts
 from mahavishnu.updates.catalog import Artifact
+from mahavishnu.updates.trust import control as trust
 
 ACTOR = "control"  # the identity the command line acts as, as `cmd send` does
 BAR = 30
@@ -78,9 +79,23 @@ async def _add(home: Home, settings: Settings, args: argparse.Namespace) -> int:
             actor=ACTOR,
             progress=None if args.quiet else _bar(f"uploading {ref}"),
         )
+        # Devices install only what the targets role signed (ADR 0016): signed now, or staged.
+        signing = await trust.stage_target(
+            home,
+            store.js,
+            store,
+            name=added.name,
+            version=added.version,
+            length=added.length,
+            sha256=added.sha256,
+            device_type=added.device_type,
+            depends=added.depends,
+            actor=ACTOR,
+        )
     if not args.quiet:
         sys.stderr.write("\n")
     print(artifact_line(added))
+    print(artifact_trust.signing_text(signing, ref, added=True))
     return 0
 
 
@@ -108,7 +123,10 @@ async def _show(home: Home, settings: Settings, args: argparse.Namespace) -> int
 async def _remove(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     async with control_store(home, settings, "artifact") as store:
         await artifacts.remove(store, args.ref, actor=ACTOR, reason=args.reason)
+        name, _, version = args.ref.partition("@")  # a well-formed ref: remove refused any other
+        signing = await trust.withdraw_target(home, store.js, store, name=name, version=version, actor=ACTOR)
     print(f"{args.ref}: removed")
+    print(artifact_trust.signing_text(signing, args.ref, added=False))
     return 0
 
 

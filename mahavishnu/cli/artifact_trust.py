@@ -145,6 +145,21 @@ def _show(home: Home, settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def signing_text(outcome: control.Outcome, ref: str, *, added: bool) -> str:
+    """What `artifact add` and `remove` say of the signed targets after their change (pure)."""
+    if outcome.waiting is not None:
+        waiting = outcome.waiting
+        return (
+            f"{ref}: targets v{waiting.version} waits for {waiting.threshold - waiting.signed} more signature(s) "
+            "of the offline targets keys: `mahavishnu artifact sign --key FILE`"
+        )
+    versions = [event.version for event in outcome.published if event.role == "targets"]
+    if not versions:
+        return f"{ref}: the signed targets had it already" if added else f"{ref}: not in the signed targets"
+    said = "signed: devices can verify it" if added else "withdrawn from the signed targets"
+    return f"{ref}: {said} (targets v{versions[-1]})"
+
+
 def _outcome_text(outcome: control.Outcome) -> str:
     if outcome.waiting is not None:
         waiting = outcome.waiting

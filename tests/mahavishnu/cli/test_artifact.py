@@ -49,6 +49,7 @@ def test_add_list_show_remove(up: Running, tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("app@1.2.0  rpi4  293.0 KiB  sha256:" + digest[:16])
     assert "uploading app@1.2.0 [" in added.stderr and "100%" in added.stderr
+    assert added.stdout.splitlines()[1].startswith("app@1.2.0: signed: devices can verify it (targets v")
 
     listed = run("artifact", "list", "--json", env=up.env)
     [document] = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -64,7 +65,9 @@ def test_add_list_show_remove(up: Running, tmp_path: Path) -> None:
     assert "bytes: in the artifacts bucket, 3 chunks" in shown.stdout
 
     removed = run("artifact", "remove", "app@1.2.0", "--reason", "superseded", env=up.env)
-    assert (removed.returncode, removed.stdout) == (0, "app@1.2.0: removed\n")
+    assert removed.returncode == 0
+    assert removed.stdout.splitlines()[0] == "app@1.2.0: removed"
+    assert removed.stdout.splitlines()[1].startswith("app@1.2.0: withdrawn from the signed targets (targets v")
     assert run("artifact", "list", env=up.env).stdout == ""
 
 

@@ -7,19 +7,20 @@ back, the other key signing in place; bad input refused in one line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from tuf.api.metadata import Metadata
 
 from core import subjects
 from core.config import load_config
 from core.events import TrustMetadataPublished
 from core.store import EventStore, connect
 from mahavishnu.runtime.home import Home
-from mahavishnu.updates.trust import control
 from tests.mahavishnu.cli_harness import Running, environment, one_line_error, run, start_up, stop_up
 
 
@@ -78,18 +79,26 @@ async def test_up_publishes_a_trust_made_before_it(up: Running, store: EventStor
 
 async def test_a_target_signed_offline_then_in_place_is_published(up: Running, store: EventStore, folder: Path) -> None:
     home = Home(up.home)
-    outcome = await control.stage_target(
-        home,
-        store.js,
-        store,
-        name="pump-fw",
-        version="1.0.0",
-        length=4,
-        sha256="aa" * 32,
-        device_type="pump",
-        actor="control",
+    artifact = folder / "pump-fw-1.0.0.bin"
+    artifact.write_bytes(b"pump")
+    added = run(
+        "artifact",
+        "add",
+        str(artifact),
+        "--name",
+        "pump-fw",
+        "--version",
+        "1.0.0",
+        "--device-type",
+        "pump",
+        "--quiet",
+        env=up.env,
     )
-    assert outcome.waiting is not None
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.splitlines()[1] == (
+        "pump-fw@1.0.0: targets v2 waits for 2 more signature(s) of the offline targets keys: "
+        "`mahavishnu artifact sign --key FILE`"
+    )
     assert "0 of 2 signatures" in run("artifact", "trust", "show", env=up.env).stdout
 
     # Away from the mesh: a copy of the staged file and one key, no state directory.
@@ -118,6 +127,10 @@ async def test_a_target_signed_offline_then_in_place_is_published(up: Running, s
     assert in_place.stdout.startswith("published targets v2, snapshot v2, timestamp v2")
     shown = json.loads(run("artifact", "trust", "show", "--json", env=up.env).stdout)
     assert shown["targets"] == ["pump-fw/1.0.0"]
+    target = Metadata.from_bytes((home.root / "trust" / "repository" / "2.targets.json").read_bytes()).signed.targets[
+        "pump-fw/1.0.0"
+    ]
+    assert (target.length, target.hashes["sha256"]) == (4, hashlib.sha256(b"pump").hexdigest())
     assert shown["staged"] is None
     assert "nothing to sign" in one_line_error(run("artifact", "sign", "--key", str(second), env=up.env))
 
@@ -160,6 +173,24 @@ def test_a_first_up_makes_the_trust_and_an_enrolled_device_gets_its_root(tmp_pat
     try:
         root = running.home / "trust" / "repository" / "1.root.json"
         assert root.is_file()
+        artifact = tmp_path / "app.bin"
+        artifact.write_bytes(b"app")
+        added = run(
+            "artifact",
+            "add",
+            str(artifact),
+            "--name",
+            "app",
+            "--version",
+            "2.0",
+            "--device-type",
+            "rpi4",
+            "--quiet",
+            env=running.env,
+        )
+        assert added.stdout.splitlines()[1] == "app@2.0: signed: devices can verify it (targets v2)"
+        removed = run("artifact", "remove", "app@2.0", env=running.env)
+        assert removed.stdout.splitlines()[1] == "app@2.0: withdrawn from the signed targets (targets v3)"
         enrolled = run("device", "enroll", "dev-trusting", "--out", str(tmp_path / "dev"), env=running.env)
         assert enrolled.returncode == 0, enrolled.stderr
         assert (tmp_path / "dev" / "trust" / "root.json").read_bytes() == root.read_bytes()
