@@ -67,6 +67,7 @@ from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
 from mahavishnu.sites import hub as sites
 from mahavishnu.updates.trust import control as trust
+from mahavishnu.updates.trust import refresher
 from projections import http_api, http_auth
 from projections.admission import Admission
 from projections.codeindex.registering import register_at_start
@@ -238,7 +239,7 @@ async def _run(
             # A mesh has its update trust from its first `up`, so every device enrolled gets its
             # root.json; what is not yet in the tuf bucket (or soon expires) is published now.
             await trust.ensure_initialised(home)
-            await trust.refresh(home, store.js, store, actor="control")
+            await refresher.refresh_once(home, store)  # before devices connect; a failure is logged, not fatal
         # Every connection is audited from the first: the follower listens before any device
         # can be admitted (a fleet reconnecting after a restart is back within seconds).
         await connection_audit.follow(system, store.audit, operators.identifier(home))
@@ -308,6 +309,8 @@ async def _run(
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
         updates = UpdateMetrics(registry)
         supervise("update compliance", lambda: update_compliance.follow(models, updates, stop_following))
+        if node is None:  # the trust's online keys are the control host's (ADR 0016)
+            supervise("update metadata refresh", lambda: refresher.keep_fresh(home, store, stop_following))
         if settings.mqtt.port:
             bridge = await bridging.open_bridge(
                 store,

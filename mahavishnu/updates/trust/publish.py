@@ -7,12 +7,15 @@ are never overwritten) or the new one, whose snapshot and targets are already st
 
 from __future__ import annotations
 
+import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from tuf.api.metadata import Metadata
 
 from core.events import TrustMetadataPublished
 from core.store import EventStore
+from core.store.nats_errors import from_exception
 from core.updates.naming import METADATA_BUCKET
 from mahavishnu.updates.trust.local import TIMESTAMP_FILE, TrustFiles
 from mahavishnu.updates.trust.policy import TrustError
@@ -37,7 +40,12 @@ async def publish(
     TrustError when the bucket holds another file under a versioned name: another mesh's
     metadata, which this one must not overwrite.
     """
-    kv = await js.key_value(METADATA_BUCKET)
+    try:
+        kv = await js.key_value(METADATA_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        raise TrustError(f"no {METADATA_BUCKET} bucket: `mahavishnu up` makes it") from None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise from_exception(exc, doing=f"open the {METADATA_BUCKET} bucket") from None
     published = []
     for name in _order(files):
         data = (files.repository / name).read_bytes()
@@ -45,6 +53,8 @@ async def publish(
             stored = (await kv.get(name)).value
         except KeyNotFoundError:  # also a deleted key (KeyDeletedError is one)
             stored = None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"read {name} in the {METADATA_BUCKET} bucket") from None
         if stored == data:
             continue
         if stored is not None and name != TIMESTAMP_FILE:
@@ -52,7 +62,10 @@ async def publish(
                 f"the tuf bucket holds another {name} than {files.repository}: it was signed by another mesh's keys; "
                 "restore this mesh's trust/ folder or purge the bucket"
             )
-        await kv.put(name, data)
+        try:
+            await kv.put(name, data)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise from_exception(exc, doing=f"store {name} in the {METADATA_BUCKET} bucket", appending=True) from None
         signed = Metadata.from_bytes(data)
         event = TrustMetadataPublished(
             role=signed.signed.type,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -10,16 +12,19 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 from tuf.api.metadata import Metadata
 
 from core import subjects
 from core.events import AuditRecorded, TrustMetadataPublished
 from core.store import EventStore
+from core.updates.naming import METADATA_STREAM
 from mahavishnu.control import backup
 from mahavishnu.runtime.home import Home
-from mahavishnu.updates.trust import control
+from mahavishnu.updates.trust import control, refresher
 from mahavishnu.updates.trust.policy import KeyPlan, RoleKeys, TrustError
 from tests.mahavishnu.updates.trust.harness import bucket_get, fresh_buckets
+from tests.waiting import eventually_async
 
 ARTIFACT = {"name": "pump-fw", "version": "1.2.0", "length": 5, "sha256": "ab" * 32, "device_type": "pump"}
 
@@ -232,3 +237,29 @@ async def test_a_bucket_holding_another_meshs_files_is_not_overwritten(
 async def test_stage_target_before_init_says_what_to_do(trust_home: Home, store: EventStore, nc: Client) -> None:
     with pytest.raises(TrustError, match="artifact trust init"):
         await control.stage_target(trust_home, store.js, store, actor="ops", **ARTIFACT)
+
+
+async def test_the_refresher_re_signs_a_timestamp_due_and_stops_when_told(trust_home: Home, store: EventStore) -> None:
+    await control.initialise(trust_home, now=datetime.now(UTC) - timedelta(hours=20))  # the timestamp: 4 h left
+    stop = asyncio.Event()
+    running = asyncio.create_task(refresher.keep_fresh(trust_home, store, stop))
+
+    async def timestamp_version() -> int:
+        return int(Metadata.from_bytes(await bucket_get(store.js, "timestamp.json")).signed.version)
+
+    async def re_signed() -> bool:
+        with contextlib.suppress(KeyNotFoundError):
+            return await timestamp_version() == 2
+        return False
+
+    await eventually_async(re_signed, timeout=20, what="timestamp v2 in the bucket")
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+
+async def test_publishing_without_the_bucket_says_what_makes_it(trust_home: Home, store: EventStore) -> None:
+    await control.initialise(trust_home)
+    await store.js.delete_stream(METADATA_STREAM)
+    with pytest.raises(TrustError, match="no tuf bucket: `mahavishnu up` makes it"):
+        await control.publish_all(trust_home, store.js, store, actor="control")
+    await refresher.refresh_once(trust_home, store)  # logged, not raised: up goes on
