@@ -6,6 +6,8 @@
     local.py     the signer's copy under $MAHAVISHNU_HOME/trust (stdlib only: enrolment reads root.json)
     publish.py   the signed files into the tuf bucket, each with TrustMetadataPublished
     control.py   the operations: initialise, stage/withdraw a target, sign offline, add signatures, refresh
+    rotation.py  root rotation: root N+1 replacing one role's keys, and what that role signs re-signed
+    refresher.py `up`'s hourly refresh of what would expire
 
 Nothing is imported here, so enrolment loads local.py alone (no python-tuf).
 """
