@@ -66,6 +66,7 @@ from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
 from mahavishnu.sites import hub as sites
+from mahavishnu.updates import refusals
 from projections import http_api, http_auth
 from projections.admission import Admission
 from projections.codeindex.registering import register_at_start
@@ -302,6 +303,7 @@ async def _run(
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
         updates = UpdateMetrics(registry)
         supervise("update compliance", lambda: update_compliance.follow(models, updates, stop_following))
+        supervise("update refusals", lambda: refusals.follow(store, stop_following))
         if settings.mqtt.port:
             bridge = await bridging.open_bridge(
                 store,
