@@ -61,8 +61,9 @@ from projections.service import FolderLock
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-# Under the state directory: what a backup never carries (rebuilt or refetched).
-_REBUILT = ("jetstream", "cluster", "readmodels", "nats", "mirrors")  # cluster/: the loopback nodes' stores
+# Under the state directory: what a backup never carries (rebuilt or refetched). cluster/: the
+# loopback nodes' stores; artifact-cache/: the HTTP door's copies of the bucket's artifacts.
+_REBUILT = ("jetstream", "cluster", "readmodels", "nats", "mirrors", "artifact-cache")
 _CHUNK = 1024 * 1024
 
 
