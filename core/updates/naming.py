@@ -13,6 +13,8 @@ ARTIFACTS_STREAM = f"OBJ_{ARTIFACTS_BUCKET}"
 # key per file as the TUF specification names them ("1.root.json", "timestamp.json", ...).
 METADATA_BUCKET = "tuf"
 METADATA_STREAM = f"KV_{METADATA_BUCKET}"
+# Both buckets' streams: sources of truth beside the mesh's own streams (a backup carries them).
+BUCKET_STREAMS = (ARTIFACTS_STREAM, METADATA_STREAM)
 
 # An artifact's name and version: what operators type (`--update NAME@VERSION`), and TUF
 # target paths are built from them, so they stay plain.
