@@ -22,8 +22,10 @@ import pytest
 from core.config import SshSettings
 from core.events import ReportedState, SshHostRegistered
 from core.store import EventStore
+from core.updates.naming import target_path
 from core.updates.states import INSTALL_COMMAND, UpdateState
 from core.updates.versions import is_older
+from edge.updates import download
 from edge.updates.errors import Refusal, UpdateRefused
 from edge.updates.pipeline import Download, Verify
 from mahavishnu.control import commands
@@ -32,6 +34,8 @@ from mahavishnu.gateways.ssh.credentials import Credentials
 from mahavishnu.gateways.ssh.gateway import ACTOR, SshGateway
 from mahavishnu.gateways.ssh.hosts import parse_host_key
 from mahavishnu.gateways.ssh.registration import HostUpdates
+from mahavishnu.runtime.buckets import ensure_update_buckets
+from mahavishnu.updates import artifacts as artifact_store
 from tests.edge.updates.kit import LocalSteps, artifact, release
 from tests.harness import Mesh
 from tests.mahavishnu.sshd import Sshd, start_sshd
@@ -276,6 +280,52 @@ async def test_an_update_a_stopped_gateway_left_switched_is_switched_back_when_i
         await eventually(
             lambda: (r := records.get("cmd-killed")) is not None and r.ended, timeout=30, what="the recovery"
         )
-        assert records.get("cmd-killed").state == UpdateState.ROLLED_BACK  # type: ignore[union-attr]
+        assert records.get("cmd-killed").state == UpdateState.ROLLED_BACK
         assert (host.slot(), host.current()) == ("a", "1.0")
         assert gateway.updates.software(host.device_id) == {"app": "1.0"}
+
+
+async def test_an_artifact_of_the_mesh_is_downloaded_by_the_gateway_and_installed_on_the_host(
+    mesh: Mesh, store: EventStore, sshd: Sshd, tmp_path: Path
+) -> None:
+    """The real downloader, through the gateway's own connection and the consumer ota-<host>; verify still local."""
+    await ensure_update_buckets(store.js, replicas=1)
+    name = f"app-{uuid.uuid4().hex[:8]}"
+    added = await artifact_store.add(
+        store, release(tmp_path, "3.0"), name=name, version="3.0", device_type=DEVICE_TYPE, actor="olga"
+    )
+    host = await add_host(mesh, store, sshd, tmp_path)
+    asked: list[dict[str, Any]] = []
+
+    async def verify(**request: Any) -> Any:
+        asked.append(request)
+        return added  # what the signed targets would say: its length and SHA-256
+
+    def steps(registration: SshHostRegistered) -> tuple[Verify, Download]:
+        async def fetch(target: Any, dest: Path) -> Path:
+            return await download.download(
+                gateway.store.nc,
+                device_id=registration.device_id,
+                target=target_path(target.name, target.version),
+                dest=dest,
+                length=target.length,
+                sha256=target.sha256,
+            )
+
+        return verify, fetch
+
+    gateway = SshGateway(store, mesh.home.root, FAST, update_steps=steps)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        command = await commands.send(
+            store, host.device_id, INSTALL_COMMAND, {"name": name, "version": "3.0"}, ttl_s=60, timeout_s=300,
+            actor="control",
+        )  # fmt: skip
+        view = await follow_outcome(store, command, deadline_s=60)
+    finally:
+        stop.set()
+        await task
+    assert view.result == {"state": "committed", "name": name, "version": "3.0", "previous": None}, view
+    assert (host.slot(), host.current()) == ("a", "3.0")
+    assert asked[0]["installed_version"] is None
