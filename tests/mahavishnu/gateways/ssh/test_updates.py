@@ -109,7 +109,14 @@ def artifacts(tmp_path: Path) -> Steps:
 
 
 async def add_host(
-    mesh: Mesh, store: EventStore, sshd: Sshd, tmp_path: Path, *, check: str = CHECK, commit_timeout: float = 5
+    mesh: Mesh,
+    store: EventStore,
+    sshd: Sshd,
+    tmp_path: Path,
+    *,
+    check: str = CHECK,
+    commit_timeout: float = 5,
+    ack_wait_s: float = 30,
 ) -> Host:
     host = Host(f"ssh-{uuid.uuid4().hex[:8]}", tmp_path / "host" / "opt" / "app")
     await ssh_devices.register(
@@ -126,13 +133,14 @@ async def add_host(
         updates=HostUpdates(
             device_type=DEVICE_TYPE, update_dir=str(host.root), health_check=check, commit_timeout=commit_timeout
         ),
+        ack_wait_s=ack_wait_s,
     )
     return host
 
 
 @contextlib.asynccontextmanager
-async def serving(mesh: Mesh, store: EventStore, steps: Steps) -> AsyncIterator[SshGateway]:
-    gateway = SshGateway(store, mesh.home.root, FAST, update_steps=steps.bound)
+async def serving(mesh: Mesh, store: EventStore, steps: Steps, **options: Any) -> AsyncIterator[SshGateway]:
+    gateway = SshGateway(store, mesh.home.root, FAST, update_steps=steps.bound, **options)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:
@@ -329,3 +337,26 @@ async def test_an_artifact_of_the_mesh_is_downloaded_by_the_gateway_and_installe
     assert view.result == {"state": "committed", "name": name, "version": "3.0", "previous": None}, view
     assert (host.slot(), host.current()) == ("a", "3.0")
     assert asked[0]["installed_version"] is None
+
+
+async def test_a_gateway_stopped_during_the_health_check_switches_back_and_reports_it_when_it_runs_again(
+    mesh: Mesh, store: EventStore, sshd: Sshd, artifacts: Steps, tmp_path: Path
+) -> None:
+    marker = tmp_path / "check.pid"
+    host = await add_host(
+        mesh, store, sshd, tmp_path, check=f"echo $$ > {marker}; exec sleep 300", commit_timeout=120, ack_wait_s=2
+    )
+    args = {"name": "app", "version": "1.0"}
+    command = await commands.send(
+        store, host.device_id, INSTALL_COMMAND, args, ttl_s=60, timeout_s=300, actor="control"
+    )
+    async with serving(mesh, store, artifacts, ack_wait_s=2):
+        await eventually(marker.exists, timeout=30, what="the health check to run on the host")
+        assert (host.slot(), host.current()) == ("a", "1.0")  # switched, not yet committed
+    assert not (host.root / "current").exists()  # the stop switched back (the first update: nothing runs)
+    pid = int(marker.read_text())
+    await eventually(lambda: not running(pid), timeout=10, what=f"the health check ({pid}) to be killed")
+
+    async with serving(mesh, store, artifacts, ack_wait_s=2):  # the command comes back: its ending is reported
+        view = await follow_outcome(store, command, deadline_s=30)
+    assert view.state == "failed" and view.detail.startswith("update rolled back: the update was stopped"), view
