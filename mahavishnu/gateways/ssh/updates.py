@@ -33,7 +33,7 @@ import asyncio
 import hashlib
 import tarfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,16 +173,19 @@ class SshInstallHandler(InstallHandler):
         return verify_one_at_a_time, download
 
 
-@dataclass
 class SshUpdates:
-    """The gateway's side of updates: each host's record file and lock, the trust folder, the steps."""
+    """The gateway's side of updates: each host's record file and lock, the trust folder, the steps.
 
-    root: Path  # $MAHAVISHNU_HOME/ssh
-    trust_dir: Path
-    steps: Steps | None = None
-    _records: dict[str, Records] = field(default_factory=dict)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    _verify_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    `root` is $MAHAVISHNU_HOME/ssh; `steps`, when given, replaces verify and download (tests).
+    """
+
+    def __init__(self, root: Path, trust_dir: Path, *, steps: Steps | None = None) -> None:
+        self.root = root
+        self.trust_dir = trust_dir
+        self.steps = steps
+        self._records: dict[str, Records] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._verify_lock = asyncio.Lock()
 
     def records(self, device_id: str) -> Records:
         """The host's update records, its state file opened at first use (0600, in a 0700 folder)."""
