@@ -80,7 +80,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── HostKeyMismatch      mahavishnu.gateways.ssh.errors     the host's key is not the pinned one
     │   ├── SshConnectFailed     mahavishnu.gateways.ssh.errors     no SSH session within the timeout
     │   ├── SshAuthFailed        mahavishnu.gateways.ssh.errors     the host refused our credentials
-    │   └── SshCredentialsError  mahavishnu.gateways.ssh.errors     the identity file cannot be used
+    │   ├── SshCredentialsError  mahavishnu.gateways.ssh.errors     the identity file cannot be used
+    │   └── SshTransferFailed    mahavishnu.gateways.ssh.errors     a file cannot be copied to the host (SFTP)
     ├── ClusterError             mahavishnu.runtime.cluster         the cluster cannot come up or lost its majority
     ├── BundleError              mahavishnu.runtime.bundle          a node bundle is unreadable or not for this host
     ├── OfflineError             mahavishnu.runtime.offline         servers started for a stopped mesh lack JetStream

@@ -18,6 +18,13 @@ class SshHostRegistered(Event, frozen=True, kw_only=True, tag="device.ssh_regist
     registration that comes last wins, which is how a host's key is re-pinned. Public
     data only: where the gateway's private keys are is kept on the control host, never
     in an event.
+
+    Software updates (docs/updates.md, "SSH hosts"): a host registered with `update_dir`
+    takes `update.install`, which the gateway verifies, downloads and installs over SFTP
+    into A/B slots under `update_dir`; `device_type` is what its artifacts must be for,
+    `health_check` a command line run on the host after the switch ("" for none), and
+    `commit_timeout` the seconds the check has. `update_dir` "" means no updates (the
+    default, so registrations recorded before updates existed decode unchanged).
     """
 
     device_id: str
@@ -29,6 +36,15 @@ class SshHostRegistered(Event, frozen=True, kw_only=True, tag="device.ssh_regist
     trust: Literal["pinned", "tofu"] = "pinned"
     auth: Literal["identity_file", "agent"] = "agent"  # which kind of credential, never which one
     exec_allowlist: list[str] = []
+    device_type: str = ""
+    update_dir: str = ""
+    health_check: str = ""
+    commit_timeout: float = 60.0
+
+    @property
+    def updates(self) -> bool:
+        """Whether the gateway installs updates on this host."""
+        return bool(self.update_dir)
 
     def subject(self) -> str:
         return subjects.device_event(self.device_id, "ssh")

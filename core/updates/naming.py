@@ -13,6 +13,8 @@ ARTIFACTS_STREAM = f"OBJ_{ARTIFACTS_BUCKET}"
 # key per file as the TUF specification names them ("1.root.json", "timestamp.json", ...).
 METADATA_BUCKET = "tuf"
 METADATA_STREAM = f"KV_{METADATA_BUCKET}"
+# Both buckets' streams: sources of truth beside the mesh's own streams (a backup carries them).
+BUCKET_STREAMS = (ARTIFACTS_STREAM, METADATA_STREAM)
 # A device's trusted metadata lives in this folder beside its agent.toml; enrolment and
 # provisioning put the mesh's root.json there, and the verifier keeps what it trusts since.
 TRUSTED_DIR = "trust"

@@ -34,8 +34,10 @@ from core.events import (
     Event,
 )
 from core.store import EventStore
+from core.updates import naming
 from mahavishnu.campaigns.targets import matches
 from mahavishnu.control.requests import query
+from mahavishnu.updates import artifacts
 from projections.device_queries import PAGE_MAX
 
 AUDIT_CATEGORY = "campaign"
@@ -50,9 +52,16 @@ class CampaignRefused(MahavishnuError):
 async def create(store: EventStore, spec: CampaignSpec, *, actor: str) -> str:
     """Record a new campaign (`campaign.created`), audited; its id.
 
-    CampaignRefused when its targets match no device now; RequestError when the devices
+    CampaignRefused when its targets match no device now or its update names no artifact of
+    the mesh; RequestError when the devices
     query cannot be asked (no `up` running).
     """
+    update = spec.document.update
+    if update is not None and naming.target_path(update.name, update.version) not in await artifacts.artifacts(store):
+        raise CampaignRefused(
+            f"campaign {spec.name!r}: no artifact {update.name}@{update.version} on the mesh; "
+            "add it with `mahavishnu artifact add`, or see `mahavishnu artifact list`"
+        )
     if not await _any_target(store, spec.targets):
         raise CampaignRefused(
             f"campaign {spec.name!r}: its targets ({describe(spec.targets)}) match no enrolled or registered "

@@ -20,6 +20,7 @@ from mahavishnu.campaigns import control, specfile
 from mahavishnu.cli.mesh import control_store
 from mahavishnu.control.requests import query
 from mahavishnu.runtime.home import Home
+from mahavishnu.updates import catalog
 
 ACTOR = "control"  # the identity the command line acts as, as `cmd send` does
 FLAGS = "flags"  # how a refusal names a campaign given by flags rather than a file
@@ -110,9 +111,10 @@ def flags_document(args: argparse.Namespace) -> dict[str, Any]:
         "targets": targets,
     }
     if args.update is not None:
-        name, at, version = args.update.partition("@")
-        if not at or not name or not version:
-            raise MahavishnuError(f"--update {args.update!r}: write the artifact as NAME@VERSION, e.g. pump-fw@2.1.0")
+        try:
+            name, version = catalog.parse_ref(args.update)
+        except ValueError as exc:
+            raise MahavishnuError(f"--update {exc}") from None
         update = {"name": name, "version": version, "allow_downgrade": args.allow_downgrade}
         document.update(name=args.name or f"update {args.update}", document={"update": update})
     if args.max_per_minute is not None:

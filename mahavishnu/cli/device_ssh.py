@@ -41,6 +41,18 @@ def add_action(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="COMMAND_LINE",
         help="a command line `exec` may run on the host, e.g. 'uname -a' (repeat for more)",
     )
+    updates = add.add_argument_group(
+        "software updates (docs/updates.md, SSH hosts)",
+        "with --update-dir the gateway installs update.install's artifacts on the host, in A/B slots under DIR",
+    )
+    updates.add_argument("--update-dir", metavar="DIR", help="absolute folder on the host for the slots, e.g. /opt/app")
+    updates.add_argument("--device-type", metavar="T", help="the device type the host's artifacts must be built for")
+    updates.add_argument(
+        "--health-check",
+        metavar="COMMAND_LINE",
+        help="run on the host after the switch; the update commits only if it exits 0 within --commit-timeout",
+    )
+    updates.add_argument("--commit-timeout", type=float, metavar="SECONDS", help="for the health check (default 60)")
     add.set_defaults(handler=_add_ssh)
 
 
@@ -51,6 +63,12 @@ async def _add_ssh(home: Home, settings: Settings, args: argparse.Namespace) -> 
 
     home.check_ready()
     ssh_devices.check_address(args.host, args.port, args.user)
+    updates = ssh_devices.check_updates(
+        device_type=args.device_type,
+        update_dir=args.update_dir,
+        health_check=args.health_check,
+        commit_timeout=args.commit_timeout,
+    )
     key, trust = await ssh_devices.resolve_host_key(
         host_key=args.host_key,
         host_key_file=Path(args.host_key_file) if args.host_key_file else None,
@@ -72,12 +90,14 @@ async def _add_ssh(home: Home, settings: Settings, args: argparse.Namespace) -> 
             trust=trust,
             credentials=credentials,
             allow=args.allow,
+            updates=updates,
         )
     login = f"identity file {credentials.identity_file}" if credentials.identity_file else "the SSH agent"
     print(
         f"registered {args.id}: {args.user}@{args.host}:{args.port}, host key {event.fingerprint_sha256} "
         f"({'trusted on first use' if trust == 'tofu' else 'pinned'}), login with {login}, "
         f"{len(event.exec_allowlist)} allowed command line(s); the SSH gateway of `up` runs its commands"
+        + (f"; updates for device type {event.device_type} go to {event.update_dir}" if event.updates else "")
     )
     if trust == "tofu":
         print(

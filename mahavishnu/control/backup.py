@@ -3,14 +3,16 @@
 A backup is a directory:
 
     manifest.json          what is in it, with the SHA-256 of every file (written last)
-    streams/<NAME>.snap    a JetStream snapshot of each stream (core.store.snapshots)
+    streams/<NAME>.snap    a JetStream snapshot of each stream (core.store.snapshots), the
+                           updates' buckets (artifacts, signed metadata) among them
     home/...               the state directory's certificates, CA registry, roles and
                            settings; its private keys and the devices' data keys only
                            with --include-keys
 
 Left out, because they are rebuilt: the read models (from the streams), the nats-server
 configuration (from the CA registry), the JetStream stores themselves (jetstream/, and a
-cluster's cluster/: the snapshots are them), repository mirrors (fetched again).
+cluster's cluster/: the snapshots are them), repository mirrors (fetched again), the HTTP
+door's copies of artifacts (artifact-cache/: fetched again from the restored bucket).
 
 `backup` asks the running mesh for the snapshots, or, with `up` stopped, a server it starts
 for the occasion (then nothing else appends meanwhile: the backup is exactly the state).
@@ -49,7 +51,10 @@ from core.errors import MahavishnuError
 from core.store import EventStore
 from core.store.nats_errors import from_exception
 from core.store.snapshots import Snapshot, restore_stream, snapshot_stream
+from core.updates.naming import BUCKET_STREAMS
+from mahavishnu.runtime.buckets import ensure_update_buckets
 from mahavishnu.runtime.bundle import NODE_JSON, read_node
+from mahavishnu.runtime.clusterplan import stream_replicas
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.offline import control_connection
 from mahavishnu.runtime.provisioning import prepare
@@ -61,8 +66,9 @@ from projections.service import FolderLock
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-# Under the state directory: what a backup never carries (rebuilt or refetched).
-_REBUILT = ("jetstream", "cluster", "readmodels", "nats", "mirrors")  # cluster/: the loopback nodes' stores
+# Under the state directory: what a backup never carries (rebuilt or refetched). cluster/: the
+# loopback nodes' stores; artifact-cache/: the HTTP door's copies of the bucket's artifacts.
+_REBUILT = ("jetstream", "cluster", "readmodels", "nats", "mirrors", "artifact-cache")
 _CHUNK = 1024 * 1024
 
 
@@ -171,19 +177,21 @@ async def _snapshots(home: Home, settings: Settings, target: Path, out: Callable
     async with control_connection(home, settings, "mahavishnu-backup") as connected:
         nc = connected.nc
         await EventStore(nc, streams_of(settings)).ensure_streams()  # a mesh never started has none yet
-        for spec in streams_of(settings):
-            path = target / "streams" / f"{spec.name}.snap"
+        await ensure_update_buckets(nc.jetstream(), replicas=stream_replicas(settings))
+        # The updates' buckets too: the artifacts' bytes and their signed metadata are nowhere else.
+        for name in (*(spec.name for spec in streams_of(settings)), *BUCKET_STREAMS):
+            path = target / "streams" / f"{name}.snap"
             with path.open("wb") as sink:
-                snapshot = await snapshot_stream(nc, spec.name, sink, progress=_bytes_shown(f"  {spec.name}"))
+                snapshot = await snapshot_stream(nc, name, sink, progress=_bytes_shown(f"  {name}"))
             _end_line()
-            streams[spec.name] = {
+            streams[name] = {
                 "file": f"streams/{path.name}",
                 "sha256": file_sha256(path),
                 "bytes": snapshot.size,
                 "config": snapshot.config,
                 "state": snapshot.state,
             }
-            out(f"{spec.name}: {snapshot.state.get('messages', 0)} messages, {snapshot.size:,} bytes")
+            out(f"{name}: {snapshot.state.get('messages', 0)} messages, {snapshot.size:,} bytes")
     return streams
 
 

@@ -129,6 +129,16 @@ class Home:
         return self.root / "readmodels"
 
     @property
+    def artifact_cache_dir(self) -> Path:
+        """The HTTP door's verified copies of artifacts, for devices that fetch by link (rebuilt, never backed up)."""
+        return self.root / "artifact-cache"
+
+    @property
+    def artifact_links_key(self) -> Path:
+        """The key that signs artifact links (mahavishnu.updates.links); a .key file, left out of backups."""
+        return self.root / "artifact-links.key"
+
+    @property
     def data_keys(self) -> FileKeyStore:
         """The data keys that seal personal fields (keys/devices/<id>.key); `mahavishnu erase` deletes them."""
         from projections.keystore import FileKeyStore  # the control plane's; Home itself is light

@@ -24,6 +24,7 @@ from importlib.metadata import version
 import nats.errors
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
+from starlette.routing import BaseRoute
 
 from core.audit import AuditTrail
 from core.config import Settings
@@ -66,6 +67,8 @@ from mahavishnu.runtime.server import NatsServer
 from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy, Supervisor, keep_running
 from mahavishnu.sites import hub as sites
+from mahavishnu.updates import links, refusals
+from mahavishnu.updates.door import ArtifactDoor
 from mahavishnu.updates.trust import control as trust
 from mahavishnu.updates.trust import refresher
 from projections import http_api, http_auth
@@ -283,7 +286,11 @@ async def _run(
             audit=store.audit,
             admission=admission,
         )
+        door: ArtifactDoor | None = None
         if settings.http.port:
+            door = ArtifactDoor(
+                store, links.load_key(home.artifact_links_key), home.artifact_cache_dir, http_url(settings)
+            )
             api = http_api_server(
                 home,
                 settings,
@@ -292,6 +299,7 @@ async def _run(
                 admission=admission,
                 ready=lambda: service is not None and service.caught_up,
                 send_command=commands.sender(store),
+                routes=[door.route()],
             )
             await api.start()
         fleet = CommandMetrics(registry)
@@ -309,6 +317,7 @@ async def _run(
         supervise("agents online", lambda: agents_online.follow(system, fleet, devices, stop_following))
         updates = UpdateMetrics(registry)
         supervise("update compliance", lambda: update_compliance.follow(models, updates, stop_following))
+        supervise("update refusals", lambda: refusals.follow(store, stop_following))
         if node is None:  # the trust's online keys are the control host's (ADR 0016)
             supervise("update metadata refresh", lambda: refresher.keep_fresh(home, store, stop_following))
         if settings.mqtt.port:
@@ -323,6 +332,7 @@ async def _run(
                 # across hosts serves its own host's devices from its own listener
                 listeners=len(supervisor.nodes) if isinstance(supervisor, ClusterSupervisor) else 1,
                 replicas=stream_replicas(settings),
+                fetch=door.fetch_for if door is not None else None,
             )
             relay = bridge
             supervise("mqtt bridge", lambda: relay.run(stop_following))
@@ -434,6 +444,7 @@ def http_api_server(
     ready: Callable[[], bool],
     admission: Admission | None = None,
     send_command: Send | None = None,
+    routes: list[BaseRoute] | None = None,
 ) -> ProbeServer:
     """The HTTP query API and dashboard: over HTTPS with the mesh's server certificate unless [http] tls is off.
 
@@ -458,9 +469,18 @@ def http_api_server(
             admission=admission,
             client_certificates=tls is not None,
             send_command=send_command,
-        ),
+        )
+        + list(routes or ()),
         tls=tls,
     )
+
+
+def http_url(settings: Settings) -> str:
+    """Where devices reach the HTTP door: its address, or loopback when it listens everywhere (pure)."""
+    host = settings.http.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if settings.http.tls else 'http'}://{host}:{settings.http.port}"
 
 
 async def _start_probes(

@@ -119,6 +119,7 @@ def start_sshd(folder: Path, *, host_key: asyncssh.SSHKey | None = None, client_
                     "PermitRootLogin prohibit-password",
                     "MaxStartups 100",
                     "MaxSessions 50",
+                    "Subsystem sftp internal-sftp",  # the gateway copies update artifacts over SFTP
                     "LogLevel VERBOSE",
                     "",
                 ]

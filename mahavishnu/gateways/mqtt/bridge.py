@@ -35,7 +35,7 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,9 @@ from core.store.acks import ERR_STREAM_NAME_IN_USE
 from mahavishnu.gateways.mqtt import devices as mqtt
 
 log = logging.getLogger("mahavishnu.mqtt")
+
+# What an update's device is told beside its command: the artifact's link, length and digest.
+Fetch = Callable[[CommandIssued], Awaitable[dict[str, object] | None]]
 
 COMMANDS_STREAM = "COMMANDS"
 IN_MAX_AGE_S = 7 * 86400.0  # reports wait this long for a bridge that is down
@@ -197,8 +200,10 @@ class MqttBridge:
         poll_s: float = 0.5,
         metrics: MqttMetrics | None = None,
         replicas: int = 1,
+        fetch: Fetch | None = None,
     ) -> None:
         self.store = store
+        self.fetch = fetch  # where a device fetches an update's artifact (up's HTTP door), if it serves them
         self.bridge = bridge
         self.publisher = publisher
         self.devices = devices  # the MQTT devices' ids, read again at every poll (enrolments come and go)
@@ -367,7 +372,8 @@ class MqttBridge:
                 self.metrics.commands.labels("retried").inc()
                 return
             topic = mqtt.command_topic(device, command.command_id)
-            kept = bool(consumers) and await self.publisher.publish(topic, mqtt.command_payload(command))
+            fetch = await self.fetch(command) if self.fetch is not None else None
+            kept = bool(consumers) and await self.publisher.publish(topic, mqtt.command_payload(command, fetch))
             outcome = await self._until_taken(command, message, consumers, before, reported) if kept else "lost"
         finally:
             self._reports.pop(key, None)
@@ -481,6 +487,7 @@ async def open_bridge(
     metrics: MqttMetrics | None = None,
     listeners: int = 1,
     replicas: int = 1,
+    fetch: Fetch | None = None,
 ) -> MqttBridge:
     """Connect the bridge's identity over NATS and over MQTT (`host`:`port`, or the `listeners` on `port` to
     `port` + listeners - 1, one per node of `up --cluster`); its MQTT_IN stream gets `replicas` copies.
@@ -498,7 +505,7 @@ async def open_bridge(
     except MahavishnuError:
         await bridge.close()
         raise
-    return MqttBridge(store, bridge, publisher, devices, metrics=metrics, replicas=replicas)
+    return MqttBridge(store, bridge, publisher, devices, metrics=metrics, replicas=replicas, fetch=fetch)
 
 
 async def close_bridge(bridge: MqttBridge) -> None:

@@ -232,18 +232,22 @@ def acknowledged(delivered_seq: int, pending: int, ack_pending: int, before: int
 # -- Payloads -------------------------------------------------------------------------
 
 
-def command_payload(command: CommandIssued) -> bytes:
-    """What a device receives for a command (pure): the request, and when it stops being worth running."""
-    return json.dumps(
-        {
-            "command_id": command.command_id,
-            "name": command.name,
-            "args": command.args,
-            "timeout_s": command.timeout_s,
-            "expires_at": expires_at(command.occurred_at, command.ttl_s).isoformat(),
-        },
-        separators=(",", ":"),
-    ).encode()
+def command_payload(command: CommandIssued, fetch: dict[str, object] | None = None) -> bytes:
+    """What a device receives for a command (pure): the request, and when it stops being worth running.
+
+    `fetch`: for an update, where the device fetches the artifact and what its bytes must be
+    (mahavishnu.updates.door.ArtifactDoor.fetch_for): an MQTT device cannot read the bucket.
+    """
+    payload: dict[str, object] = {
+        "command_id": command.command_id,
+        "name": command.name,
+        "args": command.args,
+        "timeout_s": command.timeout_s,
+        "expires_at": expires_at(command.occurred_at, command.ttl_s).isoformat(),
+    }
+    if fetch is not None:
+        payload["fetch"] = fetch
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def expired(command: CommandIssued, now: datetime) -> bool:

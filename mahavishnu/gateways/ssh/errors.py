@@ -37,3 +37,7 @@ class SshAuthFailed(SshError):
 
 class SshCredentialsError(SshError):
     """The identity file or its passphrase file cannot be read or decrypted."""
+
+
+class SshTransferFailed(SshError):
+    """A file could not be copied to the host over SFTP."""

@@ -17,6 +17,10 @@ appended to the stream (event ids deduplicate a resend). A redelivery of a finis
 command is acknowledged without running again; one that was running when the gateway
 stopped is reported failed (interrupted), never run twice.
 
+Hosts registered with an update dir also take `update.install` (mahavishnu.gateways.ssh.updates):
+the gateway verifies and downloads the artifact, installs it on the host over SFTP and SSH, and
+reports the host's installed versions after a commit as a ReportedState ("software") of its own.
+
 Its metrics (mahavishnu.gateways.ssh.metrics): connection attempts by outcome (host-key
 refusals among them) and open connections, counted by the pool; commands by the terminal
 state the gateway recorded, counted as they are recorded.
@@ -39,11 +43,21 @@ from core import subjects
 from core.commands import ending
 from core.config import SshSettings
 from core.errors import MahavishnuError
-from core.events import CommandIssued, CommandRejected, Event, EventDecodeError, SshHostRegistered, decode
+from core.events import (
+    CommandIssued,
+    CommandRejected,
+    CommandSucceeded,
+    Event,
+    EventDecodeError,
+    ReportedState,
+    SshHostRegistered,
+    decode,
+)
 from core.events.base import utc_now
 from core.store import EventStore
-from edge.handlers import HandlerContext, Registry
-from edge.lifecycle import admit, execute, one_line, running_events
+from core.updates.states import INSTALL_COMMAND
+from edge.handlers import Handler, HandlerContext, Registry
+from edge.lifecycle import admit, execute, one_line, recovered_events, running_events
 from edge.state import AgentState
 from mahavishnu.control.devices import ACK_WAIT_S, consumer_config
 from mahavishnu.control.permissions import COMMANDS_STREAM
@@ -52,6 +66,7 @@ from mahavishnu.gateways.ssh.errors import HostKeyMismatch
 from mahavishnu.gateways.ssh.handlers import SshHost, handlers_for
 from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.gateways.ssh.pool import SshPool, SshTarget
+from mahavishnu.gateways.ssh.updates import SshUpdates, Steps
 
 log = logging.getLogger("mahavishnu.ssh_gateway")
 
@@ -77,7 +92,12 @@ def latest_registrations(events: Sequence[Event | None]) -> dict[str, SshHostReg
 
 
 class SshGateway:
-    """See the module docstring. `pool` is public for tests and metrics; `ran` lists the command ids run."""
+    """See the module docstring. `pool` is public for tests and metrics; `ran` lists the command ids run.
+
+    `trust_dir` holds the TUF metadata the gateway trusts when it verifies updates for its
+    hosts (default $MAHAVISHNU_HOME/ssh/trust); `update_steps` replaces verify and download
+    (tests without a signed repository).
+    """
 
     def __init__(
         self,
@@ -87,6 +107,8 @@ class SshGateway:
         *,
         ack_wait_s: float = ACK_WAIT_S,
         metrics: SshMetrics | None = None,
+        trust_dir: Path | None = None,
+        update_steps: Steps | None = None,
     ) -> None:
         self.store = store
         self.home_root = home_root
@@ -100,6 +122,7 @@ class SshGateway:
             metrics=metrics,
         )
         self.hosts: dict[str, SshHostRegistered] = {}
+        self.updates = SshUpdates(home_root / "ssh", trust_dir or home_root / "ssh" / "trust", steps=update_steps)
         self.ran: list[str] = []
         self._state: AgentState | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -140,6 +163,7 @@ class SshGateway:
             await asyncio.gather(*self._loops.values(), return_exceptions=True)
             self._loops.clear()
             await self.pool.close()
+            self.updates.close()
             self._state.close()
             self._state = None
 
@@ -180,20 +204,27 @@ class SshGateway:
             passphrase_file=credentials.passphrase_file,
         )
 
-    def registry(self, device_id: str) -> Registry:
-        host = SshHost(
+    def host(self, device_id: str) -> SshHost:
+        return SshHost(
             target=self.target(device_id),
             pool=self.pool,
             command_timeout=self.settings.command_timeout,
             max_output=self.settings.max_output,
             on_mismatch=self._audit_mismatch,
         )
-        return Registry(handlers_for(host, list(self.hosts[device_id].exec_allowlist)))
+
+    def registry(self, device_id: str) -> Registry:
+        host, registration = self.host(device_id), self.hosts[device_id]
+        handlers: list[Handler] = handlers_for(host, list(registration.exec_allowlist))
+        if registration.updates:
+            handlers.append(self.updates.handler(host, registration))
+        return Registry(handlers)
 
     # --- commands ----------------------------------------------------------------
 
     async def _commands(self, device_id: str) -> None:
         """Pull the host's commands and handle up to MAX_IN_FLIGHT at once; the pool bounds connections."""
+        await self._recover_updates(device_id)
         consumer = subjects.device_consumer(device_id)
         await self.store.ensure_durable(COMMANDS_STREAM, consumer, consumer_config(device_id, self.ack_wait_s))
         psub = await self.store.nc.jetstream().pull_subscribe_bind(durable=consumer, stream=COMMANDS_STREAM)
@@ -223,6 +254,22 @@ class SshGateway:
             await asyncio.gather(*in_flight, return_exceptions=True)
             with contextlib.suppress(nats.errors.Error):
                 await psub.unsubscribe()
+
+    async def _recover_updates(self, device_id: str) -> None:
+        """Before the host's commands: end the updates a stopped gateway left unfinished on it (switch back)."""
+        registration = self.hosts[device_id]
+        if not registration.updates:
+            return
+        try:
+            ended = await self.updates.recover(self.host(device_id), registration)
+        except MahavishnuError as exc:  # its commands still run; the update stays unended until the next start
+            log.error("ssh update recovery failed", extra={"device": device_id, "reason": str(exc)})
+            return
+        for record in ended:
+            log.warning(
+                "ssh update ended at start",
+                extra={"device": device_id, "command_id": record.command_id, "state": str(record.state)},
+            )
 
     async def _handle_logged(self, device_id: str, message: Msg) -> None:
         """`handle`, in a task of its own: an error is logged (the delivery comes back after ack_wait)."""
@@ -257,8 +304,11 @@ class SshGateway:
             command, now=utc_now(), registry=registry, ledger_state=state.ledger_state(command.command_id)
         )
         if admission.action != "run" or admission.handler is None:
-            if admission.events:
-                self._finish(command.command_id, as_gateway(admission.events))
+            events = list(admission.events)
+            if admission.action == "interrupted":  # update.install knows how the update it ran ended
+                events = recovered_events(command, registry) or events
+            if events:
+                self._finish(command.command_id, as_gateway(events))
             await self._send()
             await self._ack(message)
             return
@@ -267,12 +317,18 @@ class SshGateway:
         sending = asyncio.create_task(self._send())
         keepalive = asyncio.create_task(self._keep_in_progress(message))
         try:
-            context = HandlerContext(device_id=device_id, config=state)
+            context = HandlerContext(
+                device_id=device_id, config=state, command_id=command.command_id, connection=self.store.nc
+            )
             outcome = await execute(command, admission.handler, context)
         finally:
             keepalive.cancel()
             self._running.discard(command.command_id)
         await sending
+        if command.name == INSTALL_COMMAND and any(isinstance(e, CommandSucceeded) for e in outcome):
+            # what the host runs now, as an agent reports it after an update (the shadow's reported half)
+            software = {"software": self.updates.software(device_id)}
+            outcome = [*outcome, ReportedState(device_id=device_id, actor=ACTOR, state=software)]
         self._finish(command.command_id, as_gateway(outcome))
         self.ran.append(command.command_id)
         log.info(

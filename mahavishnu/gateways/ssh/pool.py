@@ -33,6 +33,7 @@ from mahavishnu.gateways.ssh.errors import (
     SshAuthFailed,
     SshConnectFailed,
     SshCredentialsError,
+    SshTransferFailed,
 )
 from mahavishnu.gateways.ssh.hosts import CappedOutput, HostKey, fingerprint, mismatch_message, parse_host_key
 from mahavishnu.gateways.ssh.metrics import SshMetrics, connection_outcome
@@ -231,6 +232,29 @@ async def run_command(conn: Connection, line: str, *, cap: int) -> tuple[int, Ca
     signal = completed.exit_signal[0] if completed.exit_signal else ""
     code = completed.exit_status if completed.exit_status is not None else -1
     return code, out, err, signal
+
+
+async def upload(conn: Connection, local: Path, remote: str) -> None:
+    """Copy the file `local` to the path `remote` on the host over SFTP, creating its folder.
+
+    SshTransferFailed when the host offers no SFTP, the folder cannot be made or written,
+    or the connection breaks; a cut copy may leave a partial file at `remote`.
+    """
+    folder = remote.rsplit("/", 1)[0] or "/"
+    try:
+        async with conn.start_sftp_client() as sftp:
+            await sftp.makedirs(folder, exist_ok=True)
+            await sftp.put(str(local), remote)
+    except asyncssh.SFTPError as exc:
+        raise SshTransferFailed(
+            f"cannot copy {local.name} to {remote} on the host ({exc.reason}); check that the folder can be "
+            "created and written by the user the gateway logs in as"
+        ) from exc
+    except (asyncssh.Error, OSError) as exc:
+        raise SshTransferFailed(
+            f"copying {local.name} to the host over SFTP failed ({_reason(exc)}); check that its sshd offers "
+            "the sftp subsystem (Subsystem sftp ... in sshd_config)"
+        ) from exc
 
 
 async def _kill_group(conn: Connection, group: str) -> None:

@@ -9,6 +9,9 @@ entry. The event holds the pinned public key and its fingerprint, never a creden
 from __future__ import annotations
 
 import asyncio
+import posixpath
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +19,7 @@ from certs import validate_identity
 from core import subjects
 from core.events import SshHostRegistered
 from core.store import EventStore
+from core.updates import naming
 from mahavishnu.control import devices
 from mahavishnu.control.permissions import COMMANDS_STREAM
 from mahavishnu.gateways.ssh import credentials as ssh_credentials
@@ -72,6 +76,49 @@ def check_address(host: str, port: int, user: str) -> None:
         raise SshError(f"--user {user!r} is not a user name (no spaces, '@', ':' or '/')")
 
 
+@dataclass(frozen=True)
+class HostUpdates:
+    """A host's update settings (non-secret, recorded in its registration); see docs/updates.md, "SSH hosts"."""
+
+    device_type: str
+    update_dir: str  # absolute, on the host: the A/B slots and `current`
+    health_check: str = ""  # a command line the host's shell runs after the switch; "" for none
+    commit_timeout: float = 60.0
+
+
+def check_updates(
+    *, device_type: str | None, update_dir: str | None, health_check: str | None, commit_timeout: float | None
+) -> HostUpdates | None:
+    """The update settings, normalized; None when updates are off (no --update-dir); SshError naming a bad one."""
+    if not update_dir:
+        flags = (("--device-type", device_type), ("--health-check", health_check), ("--commit-timeout", commit_timeout))
+        given = [flag for flag, value in flags if value is not None]
+        if given:
+            raise SshError(f"{', '.join(given)} apply to updates only: add --update-dir DIR (absolute, on the host)")
+        return None
+    if not update_dir.startswith("/") or any(c in update_dir for c in "\0\n\r"):
+        raise SshError(f"--update-dir {update_dir!r} must be an absolute path on the host, e.g. /opt/app")
+    folder = posixpath.normpath(update_dir)
+    if folder in ("/", "//") or ".." in update_dir.split("/"):
+        raise SshError(f"--update-dir {update_dir!r} must be a folder of its own below /, without '..', e.g. /opt/app")
+    if device_type is None:
+        raise SshError("--update-dir needs --device-type T: the type the host's artifacts are built for")
+    try:
+        naming.device_type(device_type)
+    except ValueError as exc:
+        raise SshError(f"--device-type: {exc}") from None
+    line = (health_check or "").strip()
+    if line:
+        try:
+            shlex.split(line)
+        except ValueError as exc:
+            raise SshError(f"--health-check {health_check!r} cannot be split ({exc}); fix its quoting") from None
+    timeout = 60.0 if commit_timeout is None else commit_timeout
+    if not timeout > 0:
+        raise SshError(f"--commit-timeout {commit_timeout} must be a number of seconds above 0")
+    return HostUpdates(device_type=device_type, update_dir=folder, health_check=line, commit_timeout=float(timeout))
+
+
 async def register(
     home: Home,
     store: EventStore,
@@ -84,6 +131,7 @@ async def register(
     trust: Trust,
     credentials: Credentials,
     allow: list[str],
+    updates: HostUpdates | None = None,
     actor: str = "control",
     ack_wait_s: float = devices.ACK_WAIT_S,
 ) -> SshHostRegistered:
@@ -114,6 +162,10 @@ async def register(
         auth="identity_file" if credentials.identity_file is not None else "agent",
         exec_allowlist=allowlist,
         actor=actor,
+        device_type=updates.device_type if updates else "",
+        update_dir=updates.update_dir if updates else "",
+        health_check=updates.health_check if updates else "",
+        commit_timeout=updates.commit_timeout if updates else 60.0,
     )
     await store.append(event)
     await store.audit.record(
@@ -127,6 +179,7 @@ async def register(
             "trust": trust,
             "auth": event.auth,
             "exec_allowlist": len(allowlist),
+            "update_dir": event.update_dir,
         },
     )
     return event

@@ -69,9 +69,13 @@ def test_an_ssh_host_runs_commands_like_an_agent_and_its_credentials_stay_secret
     assert credentials.stat().st_mode & 0o077 == 0
     assert json.loads(credentials.read_text())["web-1"]["identity_file"] == str(sshd.client_key_path)
 
-    tofu = run("device", "add-ssh", "web-2", *address, "--trust-on-first-use", *login, env=env)
+    half = one_line_error(run("device", "add-ssh", "web-2", *address, "--health-check", "true", env=env))
+    assert "--health-check apply to updates only: add --update-dir" in half
+    updates = ["--device-type", "web", "--update-dir", "/opt/web-2/", "--health-check", "true"]
+    tofu = run("device", "add-ssh", "web-2", *address, "--trust-on-first-use", *login, *updates, env=env)
     assert tofu.returncode == 0, tofu.stderr
     assert f"host key {pinned} (trusted on first use)" in tofu.stdout and "unverified" in tofu.stdout
+    assert "updates for device type web go to /opt/web-2" in tofu.stdout
 
     sent = run("cmd", "send", "web-1", "exec", "--args", '{"argv": ["uname", "-a"]}', "--wait", env=env)
     assert sent.returncode == 0, (sent.stdout, sent.stderr)

@@ -48,6 +48,21 @@ def backed_up(up: Running, tmp_path: Path) -> tuple[Running, Path, str]:
     import asyncio
 
     asyncio.run(fill(up.env))
+    firmware = tmp_path / "fw.tar.gz"
+    firmware.write_bytes(b"firmware " * 100_000)
+    added = run(
+        "artifact",
+        "add",
+        str(firmware),
+        "--name",
+        "fw",
+        "--version",
+        "1.0",
+        "--device-type",
+        "pump",
+        env=up.env,
+    )
+    assert added.returncode == 0, added.stderr
     code, _ = up.stop()
     assert code == 0
     # With up stopped, a rebuild runs on a server of its own: nothing appends meanwhile (up would
@@ -71,6 +86,9 @@ def test_a_wiped_mesh_restored_from_backup_has_every_read_model_as_before(
     shutil.rmtree(up.home)  # the whole state directory: certificates, keys, store, read models
     restored = run("restore", str(backup), env=up.env, timeout=120)
     assert restored.returncode == 0, restored.stderr
+    # The artifact's bytes (8 chunks and its info) and the buckets' streams come back with the rest.
+    assert re.search(r"OBJ_artifacts: (\d+) messages restored", restored.stdout), restored.stdout
+    assert "KV_tuf: " in restored.stdout
     after = run("projections", "checksum", env=up.env)
     assert after.stdout == before
     assert not list(backup.glob("home/**/jetstream*")), "the store itself never goes into the backup"
