@@ -67,6 +67,7 @@ from mahavishnu.gateways.ssh.handlers import SshHost, handlers_for
 from mahavishnu.gateways.ssh.metrics import SshMetrics
 from mahavishnu.gateways.ssh.pool import SshPool, SshTarget
 from mahavishnu.gateways.ssh.updates import SshUpdates, Steps
+from mahavishnu.updates.trust.local import TrustFiles
 
 log = logging.getLogger("mahavishnu.ssh_gateway")
 
@@ -138,6 +139,8 @@ class SshGateway:
         """Serve every registered SSH host until `stop` is set; raises when a host's loop crashed (to be restarted)."""
         self._stop = stop
         self.ledger_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The gateway verifies its hosts' updates from the mesh's root, as an enrolled agent does (ADR 0016).
+        TrustFiles.of(self.home_root).give_root(self.updates.trust_dir)
         self._state = AgentState(self.ledger_path)
         sub = await self.store.nc.subscribe(REGISTRATIONS, cb=self._on_registration)
         try:

@@ -75,6 +75,15 @@ class TrustFiles:
         newest = self.newest("root")
         return None if newest is None else newest[1]
 
+    def give_root(self, trusted_dir: Path) -> bool:
+        """Put the current root.json into `trusted_dir` if it holds none (a verifier of the control host's own,
+        as the SSH gateway's); False when it has one already or the trust does not exist yet."""
+        root = self.current_root()
+        if root is None or (trusted_dir / "root.json").exists():
+            return False
+        _write_atomic(trusted_dir / "root.json", root, mode=0o644)
+        return True
+
     def write(self, name: str, data: bytes, *, replaces: str | None = None) -> None:
         """Store a signed file (atomically); `replaces` names the older version it supersedes (deleted after)."""
         _write_atomic(self.repository / name, data, mode=0o644)
