@@ -35,7 +35,7 @@ from projections.reading import ReadModels as ReadModels
 from projections.reading import read_rows
 from projections.status import read_model_status
 from projections.telemetry_queries import TELEMETRY_QUERIES
-from projections.updates.queries import UPDATE_QUERIES
+from projections.updates.queries import UPDATE_QUERIES, device_software
 
 COMMANDS_LIMIT = 1000
 
@@ -68,7 +68,8 @@ def parse(request_type: type[Any], body: bytes) -> Any:
 
 
 async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
-    """One device: its row, presence, tags, shadow and last telemetry; personal fields as `models.role` sees them."""
+    """One device: its row, presence, tags, shadow, last telemetry and software (each artifact's installed version
+    and last update); personal fields as `models.role` sees them."""
     devices = await read_rows(
         models,
         "devices",
@@ -97,11 +98,16 @@ async def devices_get(models: ReadModels, request: DeviceGet) -> dict[str, Any]:
         "version": device.pop("desired_version"),
         "reported_at": device.pop("reported_at"),
     }
+    try:
+        software = await device_software(models, request.id)
+    except QueryError:  # the updates or commands read model is not built yet: the device's own row still answers
+        software = {}
     return {
         **personal.shown(models.role, device),
         "tags": {t["key"]: t["value"] for t in tags},
         "shadow": shadow,
         "telemetry": {t["metric"]: {"value": t["value"], "at": t["at"]} for t in telemetry},
+        "software": software,
     }
 
 

@@ -299,12 +299,22 @@ async function refreshFleet() {
 const FACTS = [
   ["status", "status"], ["last_seen", "last seen"], ["transport", "transport"], ["site", "site"],
   ["tags", "tags"], ["enrolled_at", "enrolled"], ["serial", "certificate serial"], ["uptime_s", "uptime (s)"],
-  ["outbox", "outbox"],
+  ["outbox", "outbox"], ["software", "software"],
 ];
 const NOT_FACTS = new Set(["device_id", "presence", "shadow", "telemetry", "seq"]);
 
+// "pump-fw 1.9.0 (latest 1.10.0, update to 1.10.0 running)": each artifact the device runs or was sent.
+function softwareText(software) {
+  return Object.entries(software).map(([name, s]) => {
+    const notes = [s.status === "latest" ? "the latest" : `latest ${s.latest ?? "none"}`];
+    if (s.update && s.status !== "latest") notes.push(`update to ${s.update.version} ${s.update.state}`);
+    return `${name} ${s.version ?? "not installed"} (${notes.join(", ")})`;
+  }).join("; ");
+}
+
 function factText(key, value) {
   if (key === "tags") return tagsText(value);
+  if (key === "software") return softwareText(value);
   if (key === "last_seen") return value ? `${ago(value)} (${when(value)})` : "never";
   if (key.endsWith("_at")) return when(value);
   if (value !== null && typeof value === "object") return JSON.stringify(value);

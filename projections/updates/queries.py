@@ -19,13 +19,13 @@ from typing import Any
 
 import msgspec
 
-from core.commands import CommandState
+from core.commands import CommandState, effective_state
 from core.events.base import utc_now
 from core.updates import naming
 from core.updates.states import INSTALL_COMMAND
-from core.updates.versions import version_key
+from core.updates.versions import latest, version_key
 from projections.reading import QueryError, ReadModels, read_rows
-from projections.updates.compliance import UpdateSent, compliance
+from projections.updates.compliance import UpdateSent, compliance, status
 
 
 class ArtifactList(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,6 +112,57 @@ async def updates_compliance(models: ReadModels, request: ComplianceRequest) -> 
         if (update := _sent(row)) is not None and (request.name is None or update.name == request.name)
     ]
     return {"artifacts": [found.as_json() for found in compliance(versions, installed, sent, utc_now())]}
+
+
+async def device_software(models: ReadModels, device_id: str) -> dict[str, Any]:
+    """One device's artifacts (devices.get's "software"): per name the version it runs, its status against the
+    latest (projections.updates.compliance), and its last update of it: version, state, detail, when."""
+    installed = await read_rows(
+        models, "updates", "SELECT name, version FROM device_software WHERE device_id = ?", device_id
+    )
+    rows = await read_rows(
+        models,
+        "commands",
+        "SELECT device_id, command_id, args, state, detail, issued_at, updated_at, ttl_s FROM commands"
+        " WHERE device_id = ? AND name = ? ORDER BY issued_at",
+        device_id,
+        INSTALL_COMMAND,
+    )
+    last: dict[str, tuple[UpdateSent, dict[str, Any]]] = {}
+    for row in rows:
+        update = _sent(row)
+        if update is not None:
+            last[update.name] = (update, row)  # in issue order: the last one stays
+    running = {row["name"]: row["version"] for row in installed}
+    names = sorted(running.keys() | last.keys())
+    available = await read_rows(
+        models,
+        "updates",
+        f"SELECT name, version FROM artifacts WHERE removed_at IS NULL AND name IN ({', '.join('?' * len(names))})",
+        *names,
+    )
+    newest = {name: latest([r["version"] for r in available if r["name"] == name]) for name in names}
+    now = utc_now()
+    found: dict[str, Any] = {}
+    for name in names:
+        sent = last[name][0] if name in last else None
+        found[name] = {
+            "version": running.get(name),
+            "latest": newest[name],
+            "status": status(running.get(name), sent, newest[name], now),
+            "update": _last_update(*last[name], now) if name in last else None,
+        }
+    return found
+
+
+def _last_update(sent: UpdateSent, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "version": sent.version,
+        "state": effective_state(sent.state, issued_at=sent.issued_at, ttl_s=sent.ttl_s, now=now).value,
+        "detail": row["detail"],
+        "command_id": row["command_id"],
+        "at": row["updated_at"] or row["issued_at"],
+    }
 
 
 def _sent(row: dict[str, Any]) -> UpdateSent | None:

@@ -134,3 +134,10 @@ async def test_a_viewer_sees_how_many_devices_run_the_latest_have_it_pending_fai
         assert COLOURS[css] in image.colours(x, y, width, height), f"no {css} drawn at {box}"
     widths = [int(box.split(",")[2]) for _, _, box in parts]
     assert abs(widths[0] - 2 * widths[1]) <= 1 and abs(widths[1] - 2 * widths[2]) <= 1, widths
+
+
+async def test_a_devices_page_says_what_it_runs_and_its_update_under_way(site: Site, tmp_path: Path) -> None:
+    site.scripts["device"] = MEASURE_BARS
+    dom = await dump_dom(f"{site.base}/driven/device#token=t-viewer&device=p-5", tmp_path / "profile", site.certificate)
+    assert 'data-measured="yes"' in dom, dom[:3000]
+    assert 'data-fact="software">pump-fw 1.0.0 (latest 2.0.0, update to 2.0.0 running)<' in dom, dom[:5000]

@@ -34,6 +34,7 @@ from projections.commands import Commands
 from projections.queries import ReadModels
 from projections.query_service import start_query_service
 from projections.runner import ProjectionRunner
+from projections.updates.queries import device_software
 from projections.updates.readmodel import Updates
 from tests.harness import Mesh
 from tests.projections.test_authorization import person
@@ -195,3 +196,28 @@ async def test_the_compliance_gauge_follows_the_query(door: str, store: EventSto
     assert [sample("pump-fw", status) for status in ("latest", "pending", "failed", "outdated")] == [1, 1, 1, 0]
     metrics.show([("sensor-fw", {"latest": 1, "pending": 0, "failed": 0, "outdated": 0})])  # pump-fw removed
     assert sample("pump-fw", "latest") is None and sample("sensor-fw", "latest") == 1
+
+
+async def test_a_devices_software_names_each_artifacts_version_status_and_last_update(
+    door: str, store: EventStore, tmp_path: Path
+) -> None:
+    models = ReadModels(tmp_path, KEY, store)
+    pending = await device_software(models, "p-2")
+    assert pending["pump-fw"] | {"update": None} == {
+        "version": "1.9.0",
+        "latest": "1.10.0",
+        "status": "pending",
+        "update": None,
+    }
+    assert {k: pending["pump-fw"]["update"][k] for k in ("version", "state", "command_id")} == {
+        "version": "1.10.0",
+        "state": "running",
+        "command_id": "u-2",
+    }
+    refused = await device_software(models, "p-3")
+    assert refused["pump-fw"]["status"] == "failed"
+    assert refused["pump-fw"]["update"]["detail"] == "update refused (hash): ..."
+    assert await device_software(models, "s-1") == {
+        "sensor-fw": {"version": "3", "latest": "3", "status": "latest", "update": None}
+    }
+    assert await device_software(models, "nobody") == {}
