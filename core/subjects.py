@@ -58,6 +58,12 @@ def device_event(device_id: str, what: str) -> str:
     return f"{EVENTS_PREFIX}.device.{token(device_id, what='device id')}.{token(what)}"
 
 
+# Every device's reports on its commands (accepted, running, each ending) and the cancels the
+# control side records: what the commands read model, the campaign orchestrator, command
+# latency and the audit of refused updates each follow.
+COMMAND_REPORTS = f"{EVENTS_PREFIX}.device.*.command"
+
+
 def device_events(device_id: str) -> str:
     """The filter for every event of one device."""
     return f"{EVENTS_PREFIX}.device.{token(device_id, what='device id')}.>"

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 
+from core import subjects
 from core.commands import CommandState, rank_sql, step
 from core.events import CommandEvent, CommandIssued, Event
 from projections.projection import Park, Statement
 
 # The two sources, named for whoever waits until this model has applied a position of them.
 ISSUES = "mesh.cmd.>"  # the commands themselves, stream COMMANDS
-REPORTS = "mesh.evt.device.*.command"  # the devices' reports and the cancels, stream EVENTS
+REPORTS = subjects.COMMAND_REPORTS  # the devices' reports and the cancels, stream EVENTS
 
 _ADVANCE = (
     "INSERT INTO commands (command_id, device_id, state, result, detail, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?) "

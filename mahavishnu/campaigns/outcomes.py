@@ -26,13 +26,13 @@ from core.commands.lifecycle import CommandState
 from core.events import CommandEvent
 from core.store import EventStore
 from core.store.records import StoredEvent
-from core.subjects import EVENTS_PREFIX
+from core.subjects import COMMAND_REPORTS
 
 log = logging.getLogger("mahavishnu.campaigns")
 
 CONSUMER = "campaigns"
 STREAM = "EVENTS"
-REPORTS = f"{EVENTS_PREFIX}.device.*.command"
+REPORTS = COMMAND_REPORTS
 ACK_WAIT_S = 5.0
 FETCH = 200
 FETCH_WAIT_S = 1.0

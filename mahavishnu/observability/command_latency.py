@@ -22,11 +22,11 @@ from core.commands import ending
 from core.events import CommandEvent, CommandIssued, EventDecodeError, decode
 from core.events.base import Event
 from core.metrics import CommandMetrics
-from core.subjects import COMMANDS_PREFIX, EVENTS_PREFIX
+from core.subjects import COMMAND_REPORTS, COMMANDS_PREFIX
 
 log = logging.getLogger("mahavishnu.command_latency")
 
-SUBJECTS = (f"{COMMANDS_PREFIX}.>", f"{EVENTS_PREFIX}.device.*.command")
+SUBJECTS = (f"{COMMANDS_PREFIX}.>", COMMAND_REPORTS)
 
 
 class CommandClock:

@@ -22,13 +22,13 @@ import nats.js.errors
 
 from core.events import CommandFailed, Event, EventDecodeError, decode
 from core.store import EventStore
-from core.subjects import EVENTS_PREFIX
+from core.subjects import COMMAND_REPORTS
 
 log = logging.getLogger("mahavishnu.updates")
 
 CONSUMER = "update-refusals"
 STREAM = "EVENTS"
-REPORTS = f"{EVENTS_PREFIX}.device.*.command"
+REPORTS = COMMAND_REPORTS
 FETCH = 200
 FETCH_WAIT_S = 1.0
 # edge.updates.errors.UpdateRefused's message: "update refused (<refusal>): <reason>"
