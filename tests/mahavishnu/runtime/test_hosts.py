@@ -26,6 +26,7 @@ from core.config import settings_for
 from core.errors import StoreError
 from core.events import MeshStarted, TelemetryReported
 from core.store import EventStore, Identity, connect
+from core.updates.naming import BUCKET_STREAMS
 from mahavishnu.runtime.home import Home
 from mahavishnu.runtime.streams import streams_of
 from tests.harness import free_port
@@ -197,6 +198,9 @@ async def test_three_hosts_keep_every_event_through_a_kill_back_up_restore_and_s
         await eventually_async(all_started, timeout=60, what="mesh.started from every node")
         info = json.loads((await nc.request("$JS.API.STREAM.INFO.EVENTS", b"", timeout=5)).data)
         assert info["config"]["num_replicas"] == 3 and len(info["cluster"]["replicas"]) == 2
+        for bucket in BUCKET_STREAMS:  # the updates' artifacts and signed metadata, replicated like the streams
+            info = json.loads((await nc.request(f"$JS.API.STREAM.INFO.{bucket}", b"", timeout=5)).data)
+            assert info["config"]["num_replicas"] == 3, (bucket, info)
 
         events = [TelemetryReported(device_id=DEVICE, metrics={"i": float(i)}) for i in range(EVENTS)]
         killed: list[int] = []
