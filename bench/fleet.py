@@ -102,9 +102,11 @@ async def enrol_fleet(mesh: BenchMesh, count: int, processes: int = 4) -> tuple[
             log_path = mesh.root / f"provision-{n}.log"
             children.append(stack.enter_context(running(argv, mesh.env, log_path, stdout=subprocess.DEVNULL)))
         reported = 0
+        waiting = set(ids)  # only these are looked for: checking all 10,000 every time cost 2 ms of CPU an enrolment
         while any(child.poll() is None for child in children):
-            await asyncio.sleep(0.2)  # progress, and the children's end: polled
-            done = sum(1 for device in ids if (devices / device / "agent.toml").exists())
+            await asyncio.sleep(0.5)  # progress, and the children's end: polled
+            waiting = {device for device in waiting if not (devices / device / "agent.toml").exists()}
+            done = count - len(waiting)
             if done // 1000 > reported // 1000:
                 log(f"enrolled {done:,}/{count:,} ({done / (time.perf_counter() - started):.0f}/s)")
                 reported = done

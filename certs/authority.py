@@ -142,6 +142,27 @@ def _issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
 _composed: dict[Path, tuple[object, int, Registry]] = {}
 
 
+# Per CA directory, ca.pem and ca.key as parsed, with the versions of the two files they were
+# parsed from: the provisioning service opens the CA for every enrolment, and parsing the key
+# each time was a fifth of what opening cost.
+_pairs: dict[Path, tuple[object, tuple[x509.Certificate, PrivateKey]]] = {}
+
+
+def _ca_pair(directory: Path) -> tuple[x509.Certificate, PrivateKey]:
+    version = tuple(_file_version(directory / name) for name in (CA_CERT, CA_KEY))
+    known = _pairs.get(directory)
+    if known is not None and known[0] == version:
+        return known[1]
+    pair = build.load_ca(read_bytes(directory / CA_CERT), read_bytes(directory / CA_KEY), str(directory))
+    _pairs[directory] = (version, pair)
+    return pair
+
+
+def _file_version(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _registry(directory: Path) -> Registry:
     records = _issued_records(directory)
     path = directory / REVOCATIONS
@@ -230,7 +251,7 @@ class CertificateAuthority:
             raise NoCAError(f"no CA in {directory}: run `mahavishnu ca init` first")
         if not (directory / CA_KEY).exists():
             raise CorruptCAError(f"{directory} holds ca.pem but no ca.key: restore ca.key from a backup")
-        cert, key = build.load_ca(read_bytes(directory / CA_CERT), read_bytes(directory / CA_KEY), str(directory))
+        cert, key = _ca_pair(directory)
         return cls(directory, cert, key, _registry(directory))
 
     @property
