@@ -17,6 +17,7 @@ from core.config import Settings
 from core.errors import MahavishnuError
 from core.tags import parse_tags
 from mahavishnu.campaigns import control, specfile
+from mahavishnu.cli.arguments import command_arguments
 from mahavishnu.cli.mesh import control_store
 from mahavishnu.control.requests import query
 from mahavishnu.runtime.home import Home
@@ -90,14 +91,7 @@ def flags_document(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.allow_downgrade and args.update is None:
         raise MahavishnuError("--allow-downgrade goes with --update NAME@VERSION")
-    try:
-        arguments = json.loads(args.args)
-    except json.JSONDecodeError as exc:
-        raise MahavishnuError(
-            f"--args is not JSON ({exc.msg} at column {exc.colno}): pass an object like '{{\"n\": 1}}'"
-        ) from None
-    if not isinstance(arguments, dict):
-        raise MahavishnuError("--args must be a JSON object, like '{\"n\": 1}'")
+    arguments = command_arguments(args.args)
     if args.devices is not None and args.tag:
         raise MahavishnuError("give the targets by --devices or by --tag, not both")
     if args.devices is None and not args.tag:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from core.config import Settings
 from core.errors import MahavishnuError
 from core.units import parse_duration
+from mahavishnu.cli.arguments import command_arguments
 from mahavishnu.cli.mesh import control_store
 from mahavishnu.control import commands
 from mahavishnu.runtime.home import Home
@@ -39,18 +39,6 @@ def add(cmd: argparse.ArgumentParser) -> None:
     cancel.set_defaults(handler=_cancel)
 
 
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MahavishnuError(
-            f"--args is not JSON ({exc.msg} at column {exc.colno}): pass an object like '{{\"n\": 1}}'"
-        ) from None
-    if not isinstance(value, dict):
-        raise MahavishnuError("--args must be a JSON object, like '{\"n\": 1}'")
-    return value
-
-
 def _seconds(option: str, text: str) -> float:
     try:
         return parse_duration(text)
@@ -72,7 +60,7 @@ def _document(view: commands.CommandView) -> str:
 
 
 async def _send(home: Home, settings: Settings, args: argparse.Namespace) -> int:
-    arguments = _arguments(args.args)
+    arguments = command_arguments(args.args)
     ttl, timeout = _seconds("--ttl", args.ttl), _seconds("--timeout", args.timeout)
     async with control_store(home, settings, "cmd") as store:
         if not args.wait:
