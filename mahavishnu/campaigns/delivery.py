@@ -29,50 +29,35 @@ NO_EARLIER_VERSION = "nothing to roll back: the device had no earlier version of
 async def send(store: EventStore, view: CampaignView, execution: Execution) -> CommandIssued | None:
     """Send `execution`'s command to its device as `view`'s document says, in the name of the campaign's creator.
 
-    A rollback re-applies the device's desired state from before the campaign; None when
-    there is nothing to restore (none of the campaign's keys had an earlier value), and
-    nothing is sent.
+    A rollback re-applies the device's desired state from before the campaign, or reinstalls
+    the version it ran before the update; None when there is nothing to restore (none of the
+    campaign's keys had an earlier value, no earlier version), and nothing is sent.
     """
     document, bounds = view.spec.document, view.spec.execution
     device, command_id, actor = execution.device_id, execution.command_id, view.created_by
+    undone = ids.command_id(view.campaign_id, device, execution.attempt - 1) if execution.rollback else ""
+    if document.command is None and document.update is None:
+        desired = dict(document.desired or {})
+        if undone:
+            desired = await desired_before(store, device, undone, desired)
+            if not desired:
+                return None
+        return await devices.desire_at_once(
+            store, device, desired, ttl_s=bounds.ttl_s, timeout_s=bounds.timeout_s, actor=actor, command_id=command_id
+        )
     if document.command is not None:
         name, args = document.command.name, dict(document.command.args)
-        return await commands.send(
-            store,
-            device,
-            name,
-            args,
-            ttl_s=bounds.ttl_s,
-            timeout_s=bounds.timeout_s,
-            actor=actor,
-            command_id=command_id,
-        )
-    if document.update is not None:
+    else:
+        assert document.update is not None
         version, downgrade = document.update.version, document.update.allow_downgrade
-        if execution.rollback:
-            undone = ids.command_id(view.campaign_id, device, execution.attempt - 1)
+        if undone:
             earlier = await version_replaced(store, device, undone)
             if earlier is None:
                 return None
             version, downgrade = earlier, True  # back to what it ran: older, by definition
-        return await commands.send(
-            store,
-            device,
-            INSTALL_COMMAND,
-            {"name": document.update.name, "version": version, "allow_downgrade": downgrade},
-            ttl_s=bounds.ttl_s,
-            timeout_s=bounds.timeout_s,
-            actor=actor,
-            command_id=command_id,
-        )
-    desired = dict(document.desired or {})
-    if execution.rollback:
-        undone = ids.command_id(view.campaign_id, device, execution.attempt - 1)
-        desired = await desired_before(store, device, undone, desired)
-        if not desired:
-            return None
-    return await devices.desire_at_once(
-        store, device, desired, ttl_s=bounds.ttl_s, timeout_s=bounds.timeout_s, actor=actor, command_id=command_id
+        name, args = INSTALL_COMMAND, {"name": document.update.name, "version": version, "allow_downgrade": downgrade}
+    return await commands.send(
+        store, device, name, args, ttl_s=bounds.ttl_s, timeout_s=bounds.timeout_s, actor=actor, command_id=command_id
     )
 
 
