@@ -17,11 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.commands import CommandState, effective_state
+from core.commands import TERMINAL, CommandState, effective_state
 from core.updates.states import COMPLIANCE
 from core.updates.versions import latest
-
-UNDER_WAY = frozenset({CommandState.ISSUED, CommandState.ACCEPTED, CommandState.RUNNING})
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def status(installed: str | None, sent: UpdateSent | None, newest: str | None, n
     """One device's status for one artifact name (pure)."""
     if sent is not None:
         state = effective_state(sent.state, issued_at=sent.issued_at, ttl_s=sent.ttl_s, now=now)
-        if state in UNDER_WAY:
+        if state not in TERMINAL:  # issued within its TTL, accepted or running: under way
             return "pending"
     if installed is not None and installed == newest:
         return "latest"
