@@ -32,6 +32,9 @@ class UpdateSent:
     state: CommandState
     issued_at: datetime | None
     ttl_s: float | None
+    command_id: str = ""
+    detail: str | None = None  # why it ended so, as the device said
+    updated_at: str | None = None  # its last step
 
 
 @dataclass
@@ -61,6 +64,17 @@ def _issued(update: UpdateSent) -> float:
     return update.issued_at.timestamp() if update.issued_at is not None else float("-inf")
 
 
+def last_sent(sent: Iterable[UpdateSent]) -> dict[tuple[str, str], UpdateSent]:
+    """The last update issued of each (device, artifact name), from `sent` in any order (pure)."""
+    last: dict[tuple[str, str], UpdateSent] = {}
+    for update in sent:
+        key = (update.device_id, update.name)
+        held = last.get(key)
+        if held is None or _issued(update) >= _issued(held):
+            last[key] = update
+    return last
+
+
 def compliance(
     versions: Mapping[str, list[str]],
     installed: Mapping[tuple[str, str], str],
@@ -72,12 +86,7 @@ def compliance(
     `installed`: (device, name) -> the version it reports; `sent`: every update sent, any order
     (the last one issued of each device and name counts).
     """
-    last: dict[tuple[str, str], UpdateSent] = {}
-    for update in sent:
-        key = (update.device_id, update.name)
-        held = last.get(key)
-        if held is None or _issued(update) >= _issued(held):
-            last[key] = update
+    last = last_sent(sent)
     names = sorted(set(versions) | {name for _, name in installed} | {name for _, name in last})
     found = {name: Compliance(name, latest(versions.get(name, []))) for name in names}
     for device, name in installed.keys() | last.keys():

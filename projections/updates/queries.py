@@ -25,7 +25,7 @@ from core.updates import naming
 from core.updates.states import INSTALL_COMMAND
 from core.updates.versions import latest, version_key
 from projections.reading import QueryError, ReadModels, read_rows
-from projections.updates.compliance import UpdateSent, compliance, status
+from projections.updates.compliance import UpdateSent, compliance, last_sent, status
 
 
 class ArtifactList(msgspec.Struct, forbid_unknown_fields=True):
@@ -102,9 +102,7 @@ async def updates_compliance(models: ReadModels, request: ComplianceRequest) -> 
         "SELECT device_id, args, state, issued_at, ttl_s FROM commands WHERE name = ?",
         INSTALL_COMMAND,
     )
-    versions: dict[str, list[str]] = {}
-    for row in available:
-        versions.setdefault(row["name"], []).append(row["version"])
+    versions = _versions(available)
     installed = {(row["device_id"], row["name"]): row["version"] for row in reported}
     sent = [
         update
@@ -124,15 +122,12 @@ async def device_software(models: ReadModels, device_id: str) -> dict[str, Any]:
         models,
         "commands",
         "SELECT device_id, command_id, args, state, detail, issued_at, updated_at, ttl_s FROM commands"
-        " WHERE device_id = ? AND name = ? ORDER BY issued_at",
+        " WHERE device_id = ? AND name = ?",
         device_id,
         INSTALL_COMMAND,
     )
-    last: dict[str, tuple[UpdateSent, dict[str, Any]]] = {}
-    for row in rows:
-        update = _sent(row)
-        if update is not None:
-            last[update.name] = (update, row)  # in issue order: the last one stays
+    sent = [update for row in rows if (update := _sent(row)) is not None]
+    last = {name: update for (_, name), update in last_sent(sent).items()}
     running = {row["name"]: row["version"] for row in installed}
     names = sorted(running.keys() | last.keys())
     available = await read_rows(
@@ -141,27 +136,34 @@ async def device_software(models: ReadModels, device_id: str) -> dict[str, Any]:
         f"SELECT name, version FROM artifacts WHERE removed_at IS NULL AND name IN ({', '.join('?' * len(names))})",
         *names,
     )
-    newest = {name: latest([r["version"] for r in available if r["name"] == name]) for name in names}
+    newest = {name: latest(versions) for name, versions in _versions(available).items()}
     now = utc_now()
-    found: dict[str, Any] = {}
-    for name in names:
-        sent = last[name][0] if name in last else None
-        found[name] = {
+    return {
+        name: {
             "version": running.get(name),
-            "latest": newest[name],
-            "status": status(running.get(name), sent, newest[name], now),
-            "update": _last_update(*last[name], now) if name in last else None,
+            "latest": newest.get(name),
+            "status": status(running.get(name), last.get(name), newest.get(name), now),
+            "update": _last_update(last[name], now) if name in last else None,
         }
-    return found
+        for name in names
+    }
 
 
-def _last_update(sent: UpdateSent, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _versions(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Rows of (name, version) as each name's versions."""
+    versions: dict[str, list[str]] = {}
+    for row in rows:
+        versions.setdefault(row["name"], []).append(row["version"])
+    return versions
+
+
+def _last_update(sent: UpdateSent, now: datetime) -> dict[str, Any]:
     return {
         "version": sent.version,
         "state": effective_state(sent.state, issued_at=sent.issued_at, ttl_s=sent.ttl_s, now=now).value,
-        "detail": row["detail"],
-        "command_id": row["command_id"],
-        "at": row["updated_at"] or row["issued_at"],
+        "detail": sent.detail,
+        "command_id": sent.command_id,
+        "at": sent.updated_at or (sent.issued_at.isoformat() if sent.issued_at else None),
     }
 
 
@@ -177,6 +179,9 @@ def _sent(row: dict[str, Any]) -> UpdateSent | None:
         state=CommandState(row["state"]),
         issued_at=datetime.fromisoformat(row["issued_at"]) if row["issued_at"] else None,
         ttl_s=row["ttl_s"],
+        command_id=row.get("command_id", ""),
+        detail=row.get("detail"),
+        updated_at=row.get("updated_at"),
     )
 
 
