@@ -61,7 +61,24 @@ class ServiceThread(Generic[S]):
         try:
             self._loop.run_until_complete(self._serve())
         finally:
-            self._loop.close()
+            try:
+                self._finish_tasks()
+            finally:
+                self._loop.close()
+
+    def _finish_tasks(self) -> None:
+        """Cancel what is still running on the loop and let it end, as asyncio.run does before it closes a loop.
+
+        A client closed while it reconnects (its server gone) leaves its reconnect task cancelled
+        but not yet ended; closing the loop then destroyed it pending, and asyncio said so in an
+        error line after up's own last words (tests/mahavishnu/runtime/test_supervision.py).
+        """
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
