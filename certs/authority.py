@@ -36,6 +36,7 @@ from certs.files import (
     read_bytes,
     read_from,
     read_json,
+    sync_files,
     write_atomic,
     write_json,
     write_private,
@@ -80,6 +81,10 @@ class IssuedCertificate:
     ca_path: Path
     fingerprint_sha256: str = ""
 
+    def sync(self) -> None:
+        """Force the files of an issue made with `sync_files=False` to disk. Raises CertError."""
+        sync_files(*(path for path in (self.cert_path, self.key_path, self.ca_path) if path is not None))
+
 
 def revocations_path(directory: Path) -> Path:
     """Where the CA in `directory` lists what it revoked (read by services that only need that)."""
@@ -120,15 +125,18 @@ def issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
 
 def _issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
     path = directory / ISSUED
-    if not path.exists() and (directory / LEGACY_ISSUED).exists():
-        _convert_legacy(directory)
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return ()
+        if not (directory / LEGACY_ISSUED).exists():
+            return ()
+        _convert_legacy(directory)
+        stat = path.stat()
     known = _read_so_far.get(directory)
     if known is None or known.inode != stat.st_ino or stat.st_size < known.offset:  # another file: read it all
         known = _Read(stat.st_ino, 0, ())
+    elif stat.st_size == known.offset:  # nothing appended since: asked at every connection event, so not opened
+        return known.records
     records, used = issued_from_lines(read_from(path, known.offset), str(directory))
     known = _Read(stat.st_ino, known.offset + used, known.records + records)
     _read_so_far[directory] = known
@@ -325,12 +333,16 @@ class CertificateAuthority:
         days: int = 365,
         csr_pem: bytes | None = None,
         now: datetime | None = None,
+        sync_files: bool = True,
     ) -> IssuedCertificate:
         """Issue a client certificate: CN=<identity>, OU=<kind>, O=<org>, URI mahavishnu:<kind>:<identity>.
 
         Without `csr_pem` a key of the CA's algorithm is generated and written as key.pem
         (0600); with it, the CSR's key is certified and no key is written. Valid from
-        `now` - 5 minutes for `days` days. Raises InvalidIdError (identity, kind),
+        `now` - 5 minutes for `days` days. The CA's own record of the issue is on disk when
+        this returns; with `sync_files` False the files written into `out_dir` are not yet,
+        and the caller makes them so (`IssuedCertificate.sync`) before handing them out.
+        Raises InvalidIdError (identity, kind),
         BadCSRError (CSR unparsable, signature does not verify, CN is not `identity`),
         AlreadyIssuedError when the identity has a live certificate, CertError on I/O.
         """
@@ -344,7 +356,7 @@ class CertificateAuthority:
                 f"{identity!r} already has a live {live[-1].kind} certificate (serial {live[-1].serial:x}): "
                 f"revoke it (`mahavishnu ca revoke {identity}`) or rotate it first"
             )
-        return self._issue_client(identity, checked_kind, out_dir, days, csr_pem, now)
+        return self._issue_client(identity, checked_kind, out_dir, days, csr_pem, now, sync_files)
 
     def rotate_client(
         self,
@@ -422,7 +434,14 @@ class CertificateAuthority:
         return sorted(self._registry.issued, key=lambda r: r.identity)
 
     def _issue_client(
-        self, identity: str, kind: str, out_dir: Path, days: int, csr_pem: bytes | None, now: datetime
+        self,
+        identity: str,
+        kind: str,
+        out_dir: Path,
+        days: int,
+        csr_pem: bytes | None,
+        now: datetime,
+        sync_files: bool = True,
     ) -> IssuedCertificate:
         key: PrivateKey | None = None
         if csr_pem is None:
@@ -433,16 +452,22 @@ class CertificateAuthority:
         cert = build.client_certificate(
             self.certificate, self._key, public, identity=identity, kind=kind, org=self.org, days=days, now=now
         )
-        return self._deliver(identity, kind, cert, key, out_dir)
+        return self._deliver(identity, kind, cert, key, out_dir, sync_files)
 
     def _deliver(
-        self, identity: str, kind: str, cert: x509.Certificate, key: PrivateKey | None, out_dir: Path
+        self,
+        identity: str,
+        kind: str,
+        cert: x509.Certificate,
+        key: PrivateKey | None,
+        out_dir: Path,
+        sync: bool = True,
     ) -> IssuedCertificate:
         """Write cert.pem, key.pem (if any) and ca.pem into `out_dir`, then record the issue."""
         ensure_dir(out_dir)
-        key_path = None if key is None else write_private(out_dir / "key.pem", build.key_pem(key))
-        cert_path = write_atomic(out_dir / "cert.pem", build.cert_pem(cert))
-        ca_path = write_atomic(out_dir / "ca.pem", build.cert_pem(self.certificate))
+        key_path = None if key is None else write_private(out_dir / "key.pem", build.key_pem(key), sync=sync)
+        cert_path = write_atomic(out_dir / "cert.pem", build.cert_pem(cert), sync=sync)
+        ca_path = write_atomic(out_dir / "ca.pem", build.cert_pem(self.certificate), sync=sync)
         record = IssuedRecord(
             identity=identity,
             kind=kind,

@@ -45,10 +45,12 @@ def ensure_dir(directory: Path) -> Path:
     return directory
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> Path:
+def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE, sync: bool = True) -> Path:
     """Write `data` to `path` atomically, created with `mode` from the start.
 
-    Raises CertError when the directory is not writable.
+    With `sync` False the data is not forced to disk here: the caller does it later with
+    `sync_files` (the CA's lock need not wait for a disk). Raises CertError when the
+    directory is not writable.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -57,7 +59,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> Path:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
             os.chmod(tmp, mode)  # undo the umask: the mode is part of the contract
             os.replace(tmp, path)
         except BaseException:
@@ -68,9 +71,22 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> Path:
+def write_private(path: Path, data: bytes, *, sync: bool = True) -> Path:
     """Write a private key atomically, never readable by anyone but the owner. Raises CertError."""
-    return write_atomic(path, data, mode=PRIVATE_MODE)
+    return write_atomic(path, data, mode=PRIVATE_MODE, sync=sync)
+
+
+def sync_files(*paths: Path) -> None:
+    """Force files written with `sync=False` to disk, then their folders' entries. Raises CertError."""
+    try:
+        for path in (*paths, *dict.fromkeys(path.parent for path in paths)):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise CertError(f"cannot write {exc.filename}: {exc.strerror or exc}") from exc
 
 
 def write_json(path: Path, value: Any) -> Path:

@@ -30,6 +30,7 @@ from certs import (
     NotIssuedError,
     make_key_and_csr,
 )
+from certs.files import sync_files
 
 
 def load_cert(path: Path) -> x509.Certificate:
@@ -151,6 +152,20 @@ def test_loading_again_reads_what_another_process_appended(ca: CertificateAuthor
     issued = elsewhere.issue_client("dev-later", out_dir=tmp_path / "later")
     assert issued.serial not in {r.serial for r in seen_first.issued()}  # an open CA is a snapshot
     assert issued.serial in {r.serial for r in CertificateAuthority.load(ca.directory).issued()}
+
+
+def test_an_issue_whose_files_are_synced_later_records_it_at_once(ca: CertificateAuthority, tmp_path: Path) -> None:
+    issued = ca.issue_client("dev-deferred", out_dir=tmp_path / "deferred", sync_files=False)
+    # the CA's record is there before the files are synced: the next change may go on
+    assert issued.serial in {r.serial for r in CertificateAuthority.load(ca.directory).issued()}
+    issued.sync()
+    assert x509.load_pem_x509_certificate(issued.cert_path.read_bytes()).serial_number == issued.serial
+    assert issued.key_path is not None and mode(issued.key_path) == 0o600
+
+
+def test_syncing_a_file_that_is_gone_names_it(tmp_path: Path) -> None:
+    with pytest.raises(CertError, match=r"cannot write .*gone\.pem"):
+        sync_files(tmp_path / "gone.pem")
 
 
 def test_server_certificate_has_dns_and_ip_sans(ca: CertificateAuthority, tmp_path: Path) -> None:
