@@ -44,7 +44,6 @@ from bench.harness import BenchError, BenchMesh, bench_mesh, log, mesh_up, runni
 from core.logs import configure_logging
 from core.store import EventStore, connect
 from mahavishnu.cli.agent_provision import provision
-from mahavishnu.cli.main import run_async
 from mahavishnu.identity import claiming
 from mahavishnu.identity.claimfile import device_id
 
@@ -56,12 +55,12 @@ IN_FLIGHT = 32  # devices provisioning at once (up's service queues 64 at most, 
 # folder, how many at a time.
 PROVISION = (
     f"import sys, json, asyncio; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
-    "from pathlib import Path; from bench.fleet import provision_share; from mahavishnu.cli.main import run_async; "
-    "run_async(provision_share(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), int(sys.argv[3])))"
+    "from pathlib import Path; from bench.fleet import provision_share; "
+    "asyncio.run(provision_share(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), int(sys.argv[3])))"
 )
 RUN_AGENTS = (
-    "import sys; from mahavishnu.cli.agent_runner import run_agents; from mahavishnu.cli.main import run_async; "
-    "sys.exit(run_async(run_agents(sys.argv[1:])))"
+    "import sys, asyncio; from mahavishnu.cli.agent_runner import run_agents; "
+    "sys.exit(asyncio.run(run_agents(sys.argv[1:])))"
 )
 
 
@@ -191,7 +190,7 @@ if __name__ == "__main__":
         raise SystemExit("need 1 <= --targets <= --agents <= --devices")
     configure_logging(level="warning")
     try:
-        print(run_async(main(arguments)))
+        print(asyncio.run(main(arguments)))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
