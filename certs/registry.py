@@ -54,29 +54,16 @@ class Registry:
 
     `by_identity` indexes the records by identity, so asking for one identity's history costs
     its own records, not the registry's: every enrolment asks (a live certificate already?),
-    and scanning 10,000 records for it was the provisioning service's largest cost. An issue
-    extends the index of a copy (a dict copy, in C) rather than building it again.
+    and scanning 10,000 records for it was the provisioning service's largest cost.
     """
 
     issued: tuple[IssuedRecord, ...] = ()
     revocations: tuple[RevocationEntry, ...] = ()
-    by_identity: dict[str, tuple[IssuedRecord, ...]] = field(default_factory=dict, compare=False, repr=False)
+    by_identity: Index = field(default_factory=lambda: Index.of(()), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.issued and not self.by_identity:
-            object.__setattr__(self, "by_identity", _index({}, self.issued))
-
-    def is_revoked(self, serial: int) -> bool:
-        """Whether `serial` is on the revocation list."""
-        return any(r.serial == serial for r in self.revocations)
-
-    def history(self, identity: str) -> list[IssuedRecord]:
-        """Every certificate ever issued to `identity`, oldest first."""
-        return list(self.by_identity.get(identity, ()))
-
-    def live(self, identity: str, now: datetime) -> list[IssuedRecord]:
-        """The certificates of `identity` that are neither revoked nor expired at `now`."""
-        return [r for r in self.history(identity) if r.is_live(now)]
+        if self.issued and not self.by_identity.size:
+            object.__setattr__(self, "by_identity", Index.of(self.issued))
 
     def with_issued(self, record: IssuedRecord) -> Registry:
         """This registry plus one issued certificate."""
@@ -87,7 +74,7 @@ class Registry:
         added = tuple(records)
         if not added:
             return self
-        return Registry(self.issued + added, self.revocations, _index(dict(self.by_identity), added))
+        return Registry(self.issued + added, self.revocations, self.by_identity.plus(added))
 
     def with_revoked(self, entries: Iterable[RevocationEntry]) -> Registry:
         """This registry with `entries` revoked (their records marked revoked)."""
@@ -97,6 +84,18 @@ class Registry:
         issued = tuple(replace(r, revoked=True) if r.serial in serials and not r.revoked else r for r in self.issued)
         return Registry(issued, revocations)
 
+    def is_revoked(self, serial: int) -> bool:
+        """Whether `serial` is on the revocation list."""
+        return any(r.serial == serial for r in self.revocations)
+
+    def history(self, identity: str) -> list[IssuedRecord]:
+        """Every certificate ever issued to `identity`, oldest first."""
+        return list(self.by_identity.get(identity))
+
+    def live(self, identity: str, now: datetime) -> list[IssuedRecord]:
+        """The certificates of `identity` that are neither revoked nor expired at `now`."""
+        return [r for r in self.history(identity) if r.is_live(now)]
+
     def revocations_json(self) -> list[dict[str, Any]]:
         """The JSON value of revocations.json."""
         return [
@@ -105,13 +104,52 @@ class Registry:
         ]
 
 
-def _index(
-    index: dict[str, tuple[IssuedRecord, ...]], records: Iterable[IssuedRecord]
-) -> dict[str, tuple[IssuedRecord, ...]]:
-    """`index` (changed in place) with `records` added to their identities' histories, in order."""
-    for record in records:
-        index[record.identity] = (*index.get(record.identity, ()), record)
-    return index
+# How many small layers an index may hold above its base before they are merged into it:
+# a lookup costs a dictionary lookup per layer, a merge a copy of the base.
+MAX_LAYERS = 32
+
+
+@dataclass(frozen=True)
+class Index:
+    """Issued records by identity, never changed once made: adding makes a new index.
+
+    An issue adds one record to a registry of thousands, at every enrolment, twice (the CA
+    that issues it, and the next load that reads its line). Copying the whole dictionary
+    for it was O(fleet); the new records go into a small layer of their own above the
+    previous index's, and every MAX_LAYERS additions the layers are merged into one
+    dictionary (a copy: O(fleet) / MAX_LAYERS a record).
+    """
+
+    base: dict[str, tuple[IssuedRecord, ...]]
+    layers: tuple[dict[str, tuple[IssuedRecord, ...]], ...] = ()  # newest first
+    size: int = 0
+
+    @classmethod
+    def of(cls, records: Iterable[IssuedRecord]) -> Index:
+        base: dict[str, tuple[IssuedRecord, ...]] = {}
+        count = 0
+        for record in records:
+            base[record.identity] = (*base.get(record.identity, ()), record)
+            count += 1
+        return cls(base, (), count)
+
+    def get(self, identity: str) -> tuple[IssuedRecord, ...]:
+        for layer in self.layers:
+            found = layer.get(identity)
+            if found is not None:
+                return found
+        return self.base.get(identity, ())
+
+    def plus(self, records: tuple[IssuedRecord, ...]) -> Index:
+        layer: dict[str, tuple[IssuedRecord, ...]] = {}
+        for record in records:
+            layer[record.identity] = (*(layer.get(record.identity) or self.get(record.identity)), record)
+        if len(self.layers) < MAX_LAYERS:
+            return Index(self.base, (layer, *self.layers), self.size + len(records))
+        base = dict(self.base)
+        for older in (*reversed(self.layers), layer):
+            base.update(older)
+        return Index(base, (), self.size + len(records))
 
 
 def issued_line(record: IssuedRecord) -> bytes:
