@@ -4,6 +4,7 @@ from certs.authority import (
     CertificateAuthority,
     IssuedCertificate,
     issued_records,
+    live_certificates,
     read_revocations,
     revocations_path,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "certificate_uri",
     "client_uri",
     "issued_records",
+    "live_certificates",
     "make_key_and_csr",
     "read_revocations",
     "revocations_path",

@@ -123,6 +123,15 @@ def issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
     return _issued_records(directory)
 
 
+def live_certificates(directory: Path, identity: str, now: datetime | None = None) -> list[IssuedRecord]:
+    """What `CertificateAuthority.load(directory).live(identity)` answers, without opening the CA's key pair.
+
+    Asked before every enrolment (a live certificate already?), on the provisioning
+    service's event loop: only the registry's files are looked at.
+    """
+    return _registry(directory).live(identity, _utc(now))
+
+
 def _issued_records(directory: Path) -> tuple[IssuedRecord, ...]:
     path = directory / ISSUED
     try:

@@ -28,6 +28,7 @@ from certs import (
     RevocationEntry,
     validate_identity,
 )
+from certs.build import csr_public_key
 from core import subjects
 from core.config import Settings
 from core.errors import ConcurrencyConflict, MahavishnuError
@@ -171,6 +172,8 @@ async def enroll(
 
     def issue(ca: CertificateAuthority) -> IssuedCertificate:
         if transport == "mqtt":
+            if csr_pem is not None:  # a CSR the CA would refuse leaves no registration behind
+                csr_public_key(csr_pem, device_id)
             if device_id not in mqtt.registered(home.root) and any(r.identity == device_id for r in ca.issued()):
                 raise MahavishnuError(
                     f"{device_id!r} is already enrolled as a NATS device: enrol the MQTT device under another id"

@@ -46,7 +46,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from certs import AlreadyIssuedError, CertError, CertificateAuthority, read_revocations
+from certs import AlreadyIssuedError, CertError, CertificateAuthority, live_certificates, read_revocations
 from certs.build import PublicKey, csr_public_key, same_public_key
 from core import subjects
 from core.config import Settings
@@ -317,7 +317,8 @@ class ProvisioningService:
             claim = check(self.claims.get(claim_id), claim_id, device_id, datetime.now(UTC))
         except ProvisioningRefused as refusal:
             return self._again(claim_id, device_id, csr, refusal), True
-        _csr_key(csr, device_id)  # a weak key, or a CSR for another id, before anything is issued
+        # A weak key, or a CSR for another id, is refused by the CA before anything is issued
+        # (CertError below; the CSR is checked once, off the event loop).
         # The claim's use is taken here, before the awaits (the certificate issued off the loop,
         # the consumer, the events) during which other enrolments go on. Two devices naming one
         # id may both pass this first look; the CA's own check, one change at a time
@@ -355,7 +356,7 @@ class ProvisioningService:
         provisioned = DeviceProvisioned(claim_id=claim_id, device_id=device_id, serial=serial, actor=claim_id)
         self._apply(provisioned)
         await self._record(provisioned, claim)
-        return _answer_from(out, device_id, serial), False
+        return await asyncio.to_thread(_answer_from, out, device_id, serial), False  # four files: off the loop
 
     def _again(self, claim_id: str, device_id: str, csr: bytes, refusal: ProvisioningRefused) -> Provisioned:
         """The answer a device got already, if it asks again with the same key (its answer was lost); else `refusal`.
@@ -437,7 +438,7 @@ def _taken(device_id: str) -> str:
 
 def _live(home: Home, device_id: str) -> bool:
     """Whether the CA holds a live certificate for `device_id` (cheap: the registry is read incrementally)."""
-    return bool(CertificateAuthority.load(home.ca_dir).live(device_id))
+    return bool(live_certificates(home.ca_dir, device_id))
 
 
 def _is_token(value: str) -> bool:
