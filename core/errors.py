@@ -12,8 +12,8 @@ as `error: <message>` and exits non-zero, without a traceback.
     │   ├── AppendFailed         core.errors                        an append refused or not acknowledged
     │   ├── _NoPeersYet          core.store.snapshots               a restored stream has no place in the cluster yet
     │   └── StreamConfigError    core.errors                        a stream could not be created or updated
-    ├── ServiceRefusal           core.errors                        refused with an HTTP-like code; a micro ServiceError
-    │   ├── NoAnswer             core.errors                        the service or device asked did not answer
+    ├── ServiceRefusal           core.micro                         refused with an HTTP-like code; a micro ServiceError
+    │   ├── NoAnswer             core.micro                         the service or device asked did not answer
     │   ├── QueryError           projections.reading                a query refused: 400, 403, 404, 503
     │   │   └── Refused          projections.admission              turned away at the door: 429 or 503
     │   ├── RequestError         mahavishnu.control.requests        the running mesh did not answer, or refused
@@ -22,7 +22,7 @@ as `error: <message>` and exits non-zero, without a traceback.
     ├── RequestInfoError         core.requester                     no usable Nats-Request-Info header
     │   ├── NoRequestInfo        core.requester                     the request did not cross accounts
     │   └── BadRequestInfo       core.requester                     the header is no JSON of the server's shape
-    ├── EventDecodeError         core.events.codec                  a payload is no valid event (it is parked)
+    ├── EventDecodeError         core.events.base                   a payload is no valid event (it is parked)
     ├── ProbeError               core.probes                        the probe server could not start
     ├── SealingError             core.sealing                       a sealed field or a data key cannot be opened
     ├── TagError                 core.tags                          a device tag or a change of tags is malformed
@@ -111,7 +111,11 @@ libgit2's in projections.codeindex.gitread, cryptography's in certs.
 
 from __future__ import annotations
 
-from nats.micro.request import ServiceError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.micro import NoAnswer as NoAnswer
+    from core.micro import ServiceRefusal as ServiceRefusal
 
 
 class MahavishnuError(Exception):
@@ -158,33 +162,11 @@ class StreamConfigError(StoreError):
     """A stream definition could not be applied to the server."""
 
 
-class ServiceRefusal(MahavishnuError, ServiceError):
-    """A request refused with an HTTP-like `status` (404, 503, ...); `.code` and `.description` are micro's.
+def __getattr__(name: str) -> Any:
+    """ServiceRefusal and NoAnswer, from core.micro: they derive from nats micro's ServiceError,
+    whose package loads micro's whole service (0.2 MB), which a device's agent never runs."""
+    if name in ("ServiceRefusal", "NoAnswer"):
+        from core import micro
 
-    Also a nats micro ServiceError: a micro endpoint handler that raises it is answered by
-    micro itself with the `Nats-Service-Error-Code` and `Nats-Service-Error` headers, which
-    `nats req` shows. ServiceError is a dataclass: its `__init__` takes (code, description)
-    and never calls Exception's, so str(e) would be the tuple of both, and its `__eq__`
-    compares by value, which makes it unhashable. This class sets these up as an
-    exception's: str(e) is the description, equality is identity, and it pickles whole.
-    """
-
-    def __init__(self, status: int, description: str) -> None:
-        Exception.__init__(self, description)  # str(e) is the description, as for every MahavishnuError
-        self.status = status
-        self.code = str(status)
-        self.description = description
-
-    __eq__ = Exception.__eq__
-    __hash__ = Exception.__hash__
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.status}, {self.description!r})"
-
-    def __reduce__(self) -> tuple[type[ServiceRefusal], tuple[int, str]]:  # args hold the description alone
-        return type(self), (self.status, self.description)
-
-
-class NoAnswer(ServiceRefusal):
-    """A request to one of our services or to a device got no answer: 503 when nobody listens or our
-    connection is gone, 504 when the answer did not come in time. See core.store.nats_errors.unanswered."""
+        return getattr(micro, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

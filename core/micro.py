@@ -1,7 +1,8 @@
-"""Our side of nats micro: a handler's refusals answered the way micro answers them, where micro cannot.
+"""Our side of nats micro: our refusals (ServiceRefusal, NoAnswer), answered the way micro answers them.
 
 An endpoint handler refuses a request by raising a ServiceError (ours are ServiceRefusal,
-core.errors), and micro answers it with the `Nats-Service-Error-Code` and
+below; core.errors names them too, but they live here, with the nats micro they derive
+from, which a device's agent does not load), and micro answers it with the `Nats-Service-Error-Code` and
 `Nats-Service-Error` headers, which `nats req` shows. Micro sees only what the handler
 it awaits raises, though: a service that answers each request in a task of its own, so
 that a slow request does not hold up the next (projections.query_service), runs the real
@@ -18,7 +19,41 @@ from collections.abc import Awaitable, Callable
 
 from nats.micro.request import Request, ServiceError
 
+from core.errors import MahavishnuError
+
 Handler = Callable[[Request], Awaitable[None]]
+
+
+class ServiceRefusal(MahavishnuError, ServiceError):
+    """A request refused with an HTTP-like `status` (404, 503, ...); `.code` and `.description` are micro's.
+
+    Also a nats micro ServiceError: a micro endpoint handler that raises it is answered by
+    micro itself with the `Nats-Service-Error-Code` and `Nats-Service-Error` headers, which
+    `nats req` shows. ServiceError is a dataclass: its `__init__` takes (code, description)
+    and never calls Exception's, so str(e) would be the tuple of both, and its `__eq__`
+    compares by value, which makes it unhashable. This class sets these up as an
+    exception's: str(e) is the description, equality is identity, and it pickles whole.
+    """
+
+    def __init__(self, status: int, description: str) -> None:
+        Exception.__init__(self, description)  # str(e) is the description, as for every MahavishnuError
+        self.status = status
+        self.code = str(status)
+        self.description = description
+
+    __eq__ = Exception.__eq__
+    __hash__ = Exception.__hash__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.description!r})"
+
+    def __reduce__(self) -> tuple[type[ServiceRefusal], tuple[int, str]]:  # args hold the description alone
+        return type(self), (self.status, self.description)
+
+
+class NoAnswer(ServiceRefusal):
+    """A request to one of our services or to a device got no answer: 503 when nobody listens or our
+    connection is gone, 504 when the answer did not come in time. See core.store.nats_errors.unanswered."""
 
 
 async def answer_as_micro(handler: Handler, request: Request, *, endpoint: str, log: logging.Logger) -> None:

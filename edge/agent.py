@@ -51,7 +51,7 @@ from core.events import (
     EventDecodeError,
     ReportedState,
     TelemetryReported,
-    decode,
+    decode_command,
 )
 from core.events.base import Event, utc_now
 from core.store import Identity, connect
@@ -62,11 +62,11 @@ from edge.agent_config import AgentConfig
 from edge.builtin import CONFIG_WRITES, default_registry, system_info
 from edge.handlers import HandlerContext, Registry
 from edge.lifecycle import admit, execute, one_line, recovered_events, running_events
-from edge.probes import AgentProbes, exposition
 from edge.shell import ShellHost
 from edge.state import AgentState, OutboxItem
 
-if TYPE_CHECKING:  # imported for real only with [update] (Agent._start_updates)
+if TYPE_CHECKING:  # imported for real only with [update] (Agent._start_updates), and with probe_port
+    from edge.probes import AgentProbes
     from edge.updates.handler import InstallHandler
 
 log = logging.getLogger("mahavishnu.agent")
@@ -112,6 +112,8 @@ class Agent:
             if self.config.update is not None:
                 await self._start_updates()
             if self.config.probe_port:
+                from edge.probes import AgentProbes
+
                 probes = AgentProbes(
                     self.config.probe_host,
                     self.config.probe_port,
@@ -189,6 +191,8 @@ class Agent:
         return connected and self.state is not None and self.state.outbox_size() == 0
 
     def metrics(self) -> bytes:
+        from edge.probes import exposition  # loaded with the probe server, which alone asks
+
         outbox = self.state.outbox_size() if self.state is not None else 0
         return exposition(dict(self.finished), outbox=outbox, connected=self.nc is not None and self.nc.is_connected)
 
@@ -293,7 +297,7 @@ class Agent:
         """Decide, run at most once, record, then acknowledge one delivered command."""
         assert self.state is not None
         try:
-            command = decode(message.data)
+            command = decode_command(message.data)
         except EventDecodeError as exc:
             await self._refuse(message, f"malformed command: {exc.reason}")
             return

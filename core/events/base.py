@@ -15,6 +15,8 @@ from typing import ClassVar
 
 import msgspec
 
+from core.errors import MahavishnuError
+
 
 def new_event_id() -> str:
     """A fresh event id; it is also the append's `Nats-Msg-Id`, so retries deduplicate."""
@@ -50,3 +52,21 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_de
     def subject(self) -> str:
         """The NATS subject this event is appended on."""
         raise NotImplementedError(f"{type(self).__name__} does not define its subject")
+
+
+class EventDecodeError(MahavishnuError):
+    """A payload is not a valid event of any known type; `.reason` says why (for parking)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed event: {reason}")
+
+
+# Encoding needs no catalog of the events (decoding does: core.events.codec), so a writer
+# of a few kinds of event (a device's agent) loads only those.
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: Event) -> bytes:
+    """An event's wire format: JSON, with its tag in "type"."""
+    return _encoder.encode(event)

@@ -1,7 +1,10 @@
-"""One encoder and one typed decoder for every event, built once at import.
+"""The catalog of every event, and one typed decoder for all of them, built once at import.
 
 The wire format is JSON: readable with `nats sub`/`nats stream view`, and msgspec
-encodes and validates it faster than most binary codecs in Python.
+encodes and validates it faster than most binary codecs in Python. The one encoder and
+EventDecodeError live in core.events.base, which loads no event but the base, so that a
+module that writes events, or reads only its own kinds (core.events.command.decode_command),
+need not load the catalog; this module names them too.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ from typing import Any, Union
 
 import msgspec
 
-from core.errors import MahavishnuError
 from core.events.audit import AuditRecorded
-from core.events.base import Event
+from core.events.base import Event, EventDecodeError, encode
 from core.events.campaign import (
     CampaignAborted,
     CampaignCanceled,
@@ -28,17 +30,7 @@ from core.events.campaign import (
     ExecutionNotified,
 )
 from core.events.claim import ClaimCreated, ClaimRevoked, DeviceProvisioned
-from core.events.command import (
-    CommandAccepted,
-    CommandCanceled,
-    CommandExpired,
-    CommandFailed,
-    CommandIssued,
-    CommandRejected,
-    CommandRunning,
-    CommandSucceeded,
-    CommandTimedOut,
-)
+from core.events.command import COMMAND_EVENTS
 from core.events.device import (
     DesiredStateSet,
     DeviceEnrolled,
@@ -77,15 +69,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReportedState,
     DeviceErased,
     DeviceTagged,
-    CommandIssued,
-    CommandAccepted,
-    CommandRunning,
-    CommandSucceeded,
-    CommandFailed,
-    CommandTimedOut,
-    CommandRejected,
-    CommandExpired,
-    CommandCanceled,
+    *COMMAND_EVENTS,
     AuditRecorded,
     RepoAdded,
     RepoRemoved,
@@ -124,21 +108,10 @@ AnyEvent = Union[EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007 (a runt
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[str, Upcaster] = {}
 
-_encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(AnyEvent)
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
-
-class EventDecodeError(MahavishnuError):
-    """A payload is not a valid event of any known type; `.reason` says why (for parking)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"malformed event: {reason}")
-
-
-def encode(event: Event) -> bytes:
-    return _encoder.encode(event)
+__all__ = ["EVENT_TAGS", "EVENT_TYPES", "UPCASTERS", "EventDecodeError", "decode", "encode"]
 
 
 def decode(payload: bytes) -> Event:

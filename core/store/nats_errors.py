@@ -24,12 +24,16 @@ from __future__ import annotations
 import enum
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
 
-from core.errors import AppendFailed, ConcurrencyConflict, NoAnswer, StoreError, StoreUnavailable
+from core.errors import AppendFailed, ConcurrencyConflict, StoreError, StoreUnavailable
 from core.store.acks import ERR_WRONG_LAST_MSG_ID, ERR_WRONG_LAST_SEQUENCE, ApiError
+
+if TYPE_CHECKING:
+    from core.micro import NoAnswer
 
 
 class Silence(enum.Enum):
@@ -104,6 +108,8 @@ def unanswered(exc: BaseException, *, asked: str, timeout: float, nobody: str) -
     request could not be sent (a bug: too large, a bad subject). A NoAnswer
     is a micro ServiceError: raised in a micro handler, micro answers with its code.
     """
+    from core.micro import NoAnswer  # with nats micro, which connect() (a device's agent) need not load
+
     match silence(exc):
         case Silence.NO_RESPONDERS:
             return NoAnswer(503, nobody)

@@ -2,7 +2,7 @@
 
 import sys
 
-from mahavishnu.cli.main import main
+from mahavishnu.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from core.logs import configure_logging
 from edge import AgentConfig, load_agent_config
 from edge.agent import Agent
-from edge.simulate import simulated_registry
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -58,11 +57,12 @@ async def _run(configs: list[AgentConfig], *, simulated: bool = False) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # Simulated devices also answer simulate.work (failures injected on a share of them); real ones never do.
-    agents = [
-        Agent(config, registry=simulated_registry(exec_allowlist=config.exec_allowlist) if simulated else None)
-        for config in configs
-    ]
+    if simulated:  # they also answer simulate.work (failures injected on a share of them); real ones never do
+        from edge.simulate import simulated_registry
+
+        agents = [Agent(c, registry=simulated_registry(exec_allowlist=c.exec_allowlist)) for c in configs]
+    else:
+        agents = [Agent(config) for config in configs]
     await asyncio.gather(*(_started_after(i * START_SPACING_S, agent, stop) for i, agent in enumerate(agents)))
     return 0
 

@@ -12,8 +12,9 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
+from mahavishnu.cli.running import run, run_async
 from mahavishnu.cli.verbs import VERBS, Adder, Handler, Local, Verb, mesh_of
 
 EXIT_USAGE = 2
@@ -76,17 +77,6 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-def run_async(coroutine: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional (not on Windows, not in the edge install)
-        import asyncio
-
-        return asyncio.run(coroutine)
-    # Outside the try: an ImportError raised by the handler itself is its own, not a missing uvloop.
-    return uvloop.run(coroutine)
-
-
 def run_handler(args: argparse.Namespace) -> int:
     """Run the chosen action: `local(args)`, or `handler(home, settings, args)` with the mesh's (verbs.py)."""
     local: Local | None = getattr(args, "local", None)
@@ -103,18 +93,7 @@ def run_handler(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    # Imported once the verb is known: `--help` and usage errors load none of them.
-    from core.errors import MahavishnuError
-    from core.logs import configure_logging
-
-    configure_logging(level="warning", fmt="text")  # `up` reconfigures from the settings
-    try:
-        return run_handler(args)
-    except MahavishnuError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run(lambda: run_handler(args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The event codec: round trips, tags, unknown and malformed payloads, schema evolution."""
+"""The event codec: round trips, tags, unknown and malformed payloads, schema evolution; the commands' own decoder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from core.events import EVENT_TAGS, UPCASTERS, EventDecodeError, MeshStarted, decode, encode
+from core.events import (
+    EVENT_TAGS,
+    UPCASTERS,
+    CommandIssued,
+    EventDecodeError,
+    MeshStarted,
+    decode,
+    decode_command,
+    encode,
+)
 from tests.core.samples import one_of_each
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
@@ -78,3 +87,34 @@ def test_an_upcaster_turns_an_old_version_into_the_current_one(monkeypatch: pyte
     assert isinstance(event, MeshStarted)
     assert event.url == "tls://h:1"
     assert event.event_id == "e1"
+
+
+MALFORMED = [b"not json", b'{"type": "device.exploded.v1"}', b'{"no_type": 1}', b'{"type": "command.issued.v1"}']
+MALFORMED += [b'{"command_id": "c", "device_id": "d", "name": "ping"}']  # a command without its "type"
+
+
+@pytest.mark.parametrize("event", one_of_each(), ids=lambda e: e.tag)
+def test_the_commands_decoder_decodes_every_event_as_the_codec_does(event: Any) -> None:
+    assert decode_command(encode(event)) == decode(encode(event))
+
+
+@pytest.mark.parametrize("payload", MALFORMED)
+def test_the_commands_decoder_refuses_what_the_codec_refuses_with_its_reason(payload: bytes) -> None:
+    with pytest.raises(EventDecodeError) as codec:
+        decode(payload)
+    with pytest.raises(EventDecodeError) as commands:
+        decode_command(payload)
+    assert commands.value.reason == codec.value.reason
+
+
+def test_the_commands_decoder_upcasts_an_old_command_as_the_codec_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    def v0_to_v1(raw: dict[str, Any]) -> dict[str, Any]:
+        return {**raw, "type": "command.issued.v1", "name": raw.pop("verb")}
+
+    monkeypatch.setitem(UPCASTERS, "command.issued.v0", v0_to_v1)
+    old = {"type": "command.issued.v0", "event_id": "e1", "occurred_at": "2026-01-01T00:00:00Z"}
+    old |= {"command_id": "c", "device_id": "d", "verb": "ping"}
+    event = decode_command(msgspec.json.encode(old))
+    assert isinstance(event, CommandIssued)
+    assert event.name == "ping"
+    assert event == decode(msgspec.json.encode(old))

@@ -88,6 +88,7 @@ def test_help_loads_only_the_verb_table() -> None:
         "mahavishnu",
         "mahavishnu.cli",
         "mahavishnu.cli.main",
+        "mahavishnu.cli.running",
         "mahavishnu.cli.verbs",
     ]
     assert within(loaded_by(), {"nats", "msgspec", "cryptography"}) == []
@@ -132,18 +133,30 @@ def test_every_verb_module_has_add() -> None:
         assert "add" in defined, f"{name}: {verb.module} has no add()"
 
 
-# `agent run --config` on a control host (the full install): everything it loads while it
-# connects, reports and runs a command, printed once SIGTERM has stopped it.
+# `agent run --config` on a control host (the full install), through the entry point the
+# `mahavishnu` script calls: everything it loads while it connects, reports and runs a
+# command, printed once SIGTERM has stopped it.
 RUN_AND_LIST = """
 import json, sys
-from mahavishnu.cli.main import main
-code = main(sys.argv[1:])
+sys.argv[0] = "mahavishnu"
+from mahavishnu.cli import main
+code = main()
 print(json.dumps({"exit": code, "modules": sorted(sys.modules)}))
 """
-# What of ours a device's agent may load: the command line's entry, its verb, the edge
-# package, and core's light modules (tests/edge/test_isolation.py names them).
-AGENT_MAY_LOAD = {"mahavishnu", "mahavishnu.cli", "mahavishnu.cli.main", "mahavishnu.cli.verbs", "mahavishnu.cli.agent"}
-AGENT_MAY_LOAD |= {"mahavishnu.cli.agent_runner", "core.logs", "core.redaction"}
+# What of ours a device's agent may load: the command line's entry and its runner (not
+# argparse's parser: mahavishnu.cli.running), the edge package, and core's light modules
+# (tests/edge/test_isolation.py names them).
+AGENT_MAY_LOAD = {"mahavishnu", "mahavishnu.cli", "mahavishnu.cli.running", "mahavishnu.cli.agent_runner"}
+AGENT_MAY_LOAD |= {"core.logs", "core.redaction"}
+# What an agent that connected, reported and ran a command has no use for, each of which
+# was memory it held while idle (bench/agent_footprint.py): argparse (and its gettext),
+# nats micro (a service framework; core.errors names core.micro's refusals lazily), the
+# event catalog and its decoder of every event (core.events loads each module when asked;
+# commands are read by core.events.command.decode_command), the simulator's handler, and
+# the probe server (only with probe_port).
+AN_AGENT_NEVER_LOADS = {"argparse", "gettext", "nats.micro", "core.micro", "core.events.codec", "core.campaigns"}
+AN_AGENT_NEVER_LOADS |= {f"core.events.{m}" for m in ("audit", "campaign", "claim", "code", "mesh", "repo", "ssh")}
+AN_AGENT_NEVER_LOADS |= {"core.events.update", "edge.simulate", "edge.probes", "mahavishnu.cli.main"}
 # The control plane's own libraries; uvloop is not one (the agent runs on it where installed).
 CONTROL_PLANE_LIBRARIES = {"cryptography", "sqlcipher3", "aiosqlite", "prometheus_client", "starlette", "uvicorn"}
 CONTROL_PLANE_LIBRARIES |= {"asyncssh", "pygit2", "paho", "detect_secrets", "httpx"}
@@ -199,3 +212,4 @@ async def test_agent_run_on_a_control_host_loads_no_control_plane(
     wrong = sorted(m for m in ours if m not in AGENT_MAY_LOAD and not m.startswith("edge") and not _allowed_core(m))
     assert wrong == []  # e.g. mahavishnu.runtime, mahavishnu.control, core.config, projections
     assert within(modules, CONTROL_PLANE_LIBRARIES) == []
+    assert within(modules, AN_AGENT_NEVER_LOADS) == []
