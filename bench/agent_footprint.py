@@ -23,8 +23,9 @@
    (the full install, the second device), to see what the control plane's packages cost.
 5. Leaves the three running side by side for S seconds, connected and idle (the agents'
    heartbeats and telemetry run at their default intervals, 30 s and 60 s), then reads
-   each process's VmRSS (/proc/PID/status) and the CPU it used in the window (utime +
-   stime of /proc/PID/stat; idle_cpu_pct is a percentage of one core).
+   each process's VmRSS (/proc/PID/status) and the CPU it used in the window (its threads'
+   time on a CPU, /proc/PID/task/*/schedstat, to the nanosecond: utime and stime count
+   10 ms ticks, too coarse for an idle process; idle_cpu_pct is a percentage of one core).
 
 Progress goes to stderr; the last line on stdout is the result:
     agent rss_mb=R start_ms=S idle_cpu_pct=C first_event_ms=E baseline_rss_mb=BR
@@ -54,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from bench.harness import BenchError, cpu_seconds, log, rss_mb
+from bench.harness import BenchError, log, on_cpu_seconds, rss_mb
 from core import subjects
 from core.config import Settings, load_config
 from core.logs import configure_logging
@@ -278,11 +279,13 @@ async def alternate_starts(
 async def idle(children: Sequence[Started], seconds: float) -> list[tuple[float, float]]:
     """(VmRSS in MB, CPU in % of one core) of each child after `seconds` side by side, connected and idle."""
     log(f"all connected; idle for {seconds:g} s")
-    before = [cpu_seconds(c.pid) for c in children]
+    before = [on_cpu_seconds(c.pid) for c in children]
     window = time.perf_counter()
     await asyncio.sleep(seconds)  # the measurement window itself, not a synchronisation
     window = time.perf_counter() - window
-    figures = [(rss_mb(c.pid), (cpu_seconds(c.pid) - b) / window * 100) for c, b in zip(children, before, strict=True)]
+    figures = [
+        (rss_mb(c.pid), (on_cpu_seconds(c.pid) - b) / window * 100) for c, b in zip(children, before, strict=True)
+    ]
     for child, (rss, cpu) in zip(children, figures, strict=True):
         log(f"{child.name}: rss {rss:.1f} MB, idle cpu {cpu:.3f}% of a core over {window:.0f} s")
     return figures
