@@ -67,10 +67,8 @@ def cpu_seconds(pid: int) -> float:
 def on_cpu_seconds(pid: int) -> float:
     """The time the threads of `pid` alive now have spent on a CPU, to the nanosecond (/proc/PID/task/*/schedstat).
 
-    For idle processes: utime and stime count whole 10 ms ticks, given to whoever runs when
-    the tick comes, and on an idle machine a process woken by its timer often is: an agent
-    waking a dozen times a minute was charged 0.02% of a core on a busy machine and 0.4-0.8%
-    on an idle one, for the same work (measured by schedstat at 0.03-0.05%). Threads that
+    For idle processes, whose few milliseconds a minute utime and stime would count in
+    whole 10 ms ticks, given to whichever process runs when the tick comes. Threads that
     ended are not counted: measure across a window in which none end.
     """
     total = 0
