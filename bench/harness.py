@@ -140,6 +140,7 @@ class BenchMesh:
 @contextmanager
 def bench_mesh(*, prepared: bool = True) -> Iterator[BenchMesh]:
     """A temporary state directory with free ports, prepared (CA, server configuration) unless told not to."""
+    stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="mahavishnu-bench-") as tmp:
         root = Path(tmp)
         metrics_port = free_port()
@@ -149,6 +150,12 @@ def bench_mesh(*, prepared: bool = True) -> Iterator[BenchMesh]:
         if prepared:
             prepare(home, settings)
         yield BenchMesh(root, home, env, settings, f"http://127.0.0.1:{metrics_port}/ready")
+
+
+def stop_on_sigterm() -> None:
+    """A bench stopped by SIGTERM (`kill`, `timeout`) unwinds as after ^C: its `up`, servers and agents are
+    stopped and its folder removed. By default SIGTERM ends Python at once, leaving them all running."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 @contextmanager
