@@ -7,8 +7,9 @@ the codec's decoder of every event, cost it 0.3 MB it never used (bench/agent_fo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from core.events.audit import AuditRecorded
@@ -202,10 +203,4 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # asked once: later lookups find it without this function
-    return value
+__getattr__ = lazy_names(__name__, _MODULE_OF)

@@ -7,8 +7,9 @@ cost it memory and start-up time (bench/agent_footprint.py).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from core.store.connection import Identity, connect, tls_context
@@ -30,10 +31,4 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # asked once: later lookups find it without this function
-    return value
+__getattr__ = lazy_names(__name__, _MODULE_OF)

@@ -20,6 +20,7 @@ ALLOWED_CORE += ("core.campaigns", "core.campaigns.spec", "core.campaigns.states
 # Software updates' names and states (pure), and the redaction of what hook scripts print.
 ALLOWED_CORE += ("core.updates", "core.updates.naming", "core.updates.states", "core.updates.objects", "core.redaction")
 ALLOWED_CORE += ("core.updates.versions",)  # the downgrade check's order, the read models' too
+ALLOWED_CORE += ("core.lazy",)  # core.events and core.store load their names when asked
 THIRD_PARTY = {"msgspec", "nats"}
 # python-tuf (with its securesystemslib) is in the edge install too, for edge/updates only:
 # the verifier, loaded while an update runs (an idle agent loads none of it: tests/edge/updates).

@@ -147,7 +147,7 @@ print(json.dumps({"exit": code, "modules": sorted(sys.modules)}))
 # argparse's parser: mahavishnu.cli.running), the edge package, and core's light modules
 # (tests/edge/test_isolation.py names them).
 AGENT_MAY_LOAD = {"mahavishnu", "mahavishnu.cli", "mahavishnu.cli.running", "mahavishnu.cli.agent_runner"}
-AGENT_MAY_LOAD |= {"core.logs", "core.redaction"}
+AGENT_MAY_LOAD |= {"core.logs", "core.redaction", "core.lazy"}
 # What an agent that connected, reported and ran a command has no use for, each of which
 # was memory it held while idle (bench/agent_footprint.py): argparse (and its gettext),
 # nats micro (a service framework; core.errors names core.micro's refusals lazily), the
