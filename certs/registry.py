@@ -62,7 +62,7 @@ class Registry:
     by_identity: Index = field(default_factory=lambda: Index.of(()), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.issued and not self.by_identity.size:
+        if self.issued and self.by_identity.empty():
             object.__setattr__(self, "by_identity", Index.of(self.issued))
 
     def with_issued(self, record: IssuedRecord) -> Registry:
@@ -122,16 +122,16 @@ class Index:
 
     base: dict[str, tuple[IssuedRecord, ...]]
     layers: tuple[dict[str, tuple[IssuedRecord, ...]], ...] = ()  # newest first
-    size: int = 0
 
     @classmethod
     def of(cls, records: Iterable[IssuedRecord]) -> Index:
         base: dict[str, tuple[IssuedRecord, ...]] = {}
-        count = 0
         for record in records:
             base[record.identity] = (*base.get(record.identity, ()), record)
-            count += 1
-        return cls(base, (), count)
+        return cls(base)
+
+    def empty(self) -> bool:
+        return not self.base and not self.layers
 
     def get(self, identity: str) -> tuple[IssuedRecord, ...]:
         for layer in self.layers:
@@ -145,11 +145,11 @@ class Index:
         for record in records:
             layer[record.identity] = (*(layer.get(record.identity) or self.get(record.identity)), record)
         if len(self.layers) < MAX_LAYERS:
-            return Index(self.base, (layer, *self.layers), self.size + len(records))
+            return Index(self.base, (layer, *self.layers))
         base = dict(self.base)
         for older in (*reversed(self.layers), layer):
             base.update(older)
-        return Index(base, (), self.size + len(records))
+        return Index(base)
 
 
 def issued_line(record: IssuedRecord) -> bytes:

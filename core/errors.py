@@ -111,7 +111,9 @@ libgit2's in projections.codeindex.gitread, cryptography's in certs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from core.micro import NoAnswer as NoAnswer
@@ -162,11 +164,6 @@ class StreamConfigError(StoreError):
     """A stream definition could not be applied to the server."""
 
 
-def __getattr__(name: str) -> Any:
-    """ServiceRefusal and NoAnswer, from core.micro: they derive from nats micro's ServiceError,
-    whose package loads micro's whole service (0.2 MB), which a device's agent never runs."""
-    if name in ("ServiceRefusal", "NoAnswer"):
-        from core import micro
-
-        return getattr(micro, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ServiceRefusal and NoAnswer live in core.micro: they derive from nats micro's ServiceError,
+# whose package loads micro's whole service (0.2 MB), which a device's agent never runs.
+__getattr__ = lazy_names(__name__, {"ServiceRefusal": "core.micro", "NoAnswer": "core.micro"})

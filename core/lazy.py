@@ -3,7 +3,8 @@
     __getattr__ = lazy_names(__name__, {"EventStore": "core.store.store", ...})
 
 A device's agent imports few of core's modules; loading every name of core.events and
-core.store at import was memory it never used (bench/agent_footprint.py).
+core.store at import, or core.errors' refusals with the nats micro they derive from, was
+memory it never used (bench/agent_footprint.py).
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
-from mahavishnu.cli.running import run, run_async
+from mahavishnu.cli.running import run
 from mahavishnu.cli.verbs import VERBS, Adder, Handler, Local, Verb, mesh_of
 
 EXIT_USAGE = 2
@@ -77,23 +77,24 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-def run_handler(args: argparse.Namespace) -> int:
-    """Run the chosen action: `local(args)`, or `handler(home, settings, args)` with the mesh's (verbs.py)."""
+def action(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
+    """The chosen action's outcome: `local(args)`, or `handler(home, settings, args)` with the mesh's (verbs.py).
+
+    A coroutine is run by `running.run`, on uvloop where it is installed.
+    """
     local: Local | None = getattr(args, "local", None)
     if local is not None:
         result = local(args)
     else:
         handler: Handler = args.handler
         result = handler(*mesh_of(args), args)
-    if isinstance(result, Coroutine):
-        return run_async(result)
-    return cast(int, result)
+    return cast("int | Coroutine[Any, Any, int]", result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    return run(lambda: run_handler(args))
+    return run(lambda: action(args))
 
 
 if __name__ == "__main__":
