@@ -18,6 +18,7 @@ from mahavishnu.updates.trust import control, rotation
 from mahavishnu.updates.trust.policy import RoleKeys, TrustError
 from tests.harness import Mesh
 from tests.mahavishnu.updates.trust.harness import (
+    PUMP,
     bucket_put,
     enrolled_device,
     fresh_buckets,
@@ -25,8 +26,6 @@ from tests.mahavishnu.updates.trust.harness import (
     online_signer,
     timestamp_at,
 )
-
-PUMP = {"name": "pump-fw", "length": 5, "sha256": "ab" * 32, "device_type": "pump"}
 
 
 @pytest.fixture

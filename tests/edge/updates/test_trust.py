@@ -24,6 +24,7 @@ from mahavishnu.runtime.home import Home
 from mahavishnu.updates.trust import control, keys, metadata
 from tests.harness import Mesh
 from tests.mahavishnu.updates.trust.harness import (
+    PUMP,
     bucket_get,
     bucket_put,
     enrolled_device,
@@ -32,8 +33,6 @@ from tests.mahavishnu.updates.trust.harness import (
     online_signer,
     timestamp_at,
 )
-
-PUMP = {"name": "pump-fw", "length": 5, "sha256": "ab" * 32, "device_type": "pump"}
 
 
 @pytest.fixture

@@ -26,6 +26,9 @@ from mahavishnu.updates.trust import keys, metadata
 from mahavishnu.updates.trust.control import trust_files
 from tests.harness import Mesh
 
+# The target the device-side trust tests stage: an artifact of pump devices, 5 bytes.
+PUMP = {"name": "pump-fw", "length": 5, "sha256": "ab" * 32, "device_type": "pump"}
+
 
 async def fresh_buckets(js: JetStreamContext) -> None:
     with contextlib.suppress(NotFoundError):
