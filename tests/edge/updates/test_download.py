@@ -10,9 +10,10 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -105,6 +106,18 @@ def leftovers(dest: Path) -> list[str]:
     return sorted(path.name for path in dest.parent.iterdir() if path.name.startswith(dest.name))
 
 
+def download_of(nc: Client, device: Device, artifact: Artifact, dest: Path, **changed: Any) -> Awaitable[Path]:
+    """`download` of `artifact` by `device` into `dest`, as the agent calls it; `changed` replaces an argument."""
+    arguments: dict[str, Any] = {
+        "device_id": device.device_id,
+        "target": artifact.target,
+        "dest": dest,
+        "length": len(artifact.data),
+        "sha256": artifact.sha256,
+    }
+    return download(nc, **(arguments | changed))
+
+
 async def test_a_download_is_the_objects_bytes_and_leaves_nothing_beside_them(
     buckets: EventStore, device: Device, device_nc: Client, tmp_path: Path
 ) -> None:
@@ -112,15 +125,7 @@ async def test_a_download_is_the_objects_bytes_and_leaves_nothing_beside_them(
     dest = tmp_path / "out" / "app.bin"
     seen: list[tuple[int, int]] = []
 
-    got = await download(
-        device_nc,
-        device_id=device.device_id,
-        target=artifact.target,
-        dest=dest,
-        length=len(artifact.data),
-        sha256=artifact.sha256,
-        progress=lambda done, total: seen.append((done, total)),
-    )
+    got = await download_of(device_nc, device, artifact, dest, progress=lambda done, total: seen.append((done, total)))
 
     assert got == dest and dest.read_bytes() == artifact.data
     assert leftovers(dest) == ["app.bin"]
@@ -135,14 +140,7 @@ async def test_a_wrong_digest_is_refused_as_hash_and_leaves_no_file(
     dest = tmp_path / "app.bin"
 
     with pytest.raises(UpdateRefused) as refused:
-        await download(
-            device_nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=len(artifact.data),
-            sha256=hashlib.sha256(b"another").hexdigest(),
-        )
+        await download_of(device_nc, device, artifact, dest, sha256=hashlib.sha256(b"another").hexdigest())
 
     assert refused.value.refusal is Refusal.HASH and str(refused.value).startswith("update refused (hash)")
     assert leftovers(dest) == []
@@ -155,14 +153,7 @@ async def test_a_wrong_length_is_refused_before_any_chunk_is_read(
     dest = tmp_path / "app.bin"
 
     with pytest.raises(UpdateRefused, match="1000 bytes in the bucket, the signed length is 999") as refused:
-        await download(
-            device_nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=999,
-            sha256=artifact.sha256,
-        )
+        await download_of(device_nc, device, artifact, dest, length=999)
 
     assert refused.value.refusal is Refusal.LENGTH and leftovers(dest) == []
 
@@ -178,14 +169,7 @@ async def test_a_truncated_object_is_refused_as_length_and_leaves_no_file(
     dest = tmp_path / "app.bin"
 
     with pytest.raises(UpdateRefused, match="truncated: 3 of its 4 chunks") as refused:
-        await download(
-            device_nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=len(artifact.data),
-            sha256=artifact.sha256,
-        )
+        await download_of(device_nc, device, artifact, dest)
 
     assert refused.value.refusal is Refusal.LENGTH and leftovers(dest) == []
 
@@ -204,14 +188,7 @@ async def test_bytes_past_the_signed_length_are_refused_as_they_come(
     dest = tmp_path / "app.bin"
 
     with pytest.raises(UpdateRefused, match="more bytes arrived than its signed length") as refused:
-        await download(
-            device_nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=9 * MIB,
-            sha256=artifact.sha256,
-        )
+        await download_of(device_nc, device, artifact, dest, length=9 * MIB)
 
     assert refused.value.refusal is Refusal.LENGTH and leftovers(dest) == []
 
@@ -246,15 +223,7 @@ async def test_a_cut_link_resumes_from_the_last_chunk_and_the_file_is_the_same(
 
     dest = tmp_path / "app.bin"
     try:
-        await download(
-            nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=len(artifact.data),
-            sha256=artifact.sha256,
-            progress=progress,
-        )
+        await download_of(nc, device, artifact, dest, progress=progress)
         reconnects = nc.stats["reconnects"]  # the download ended on a connection made after the cut
     finally:
         await nc.close()
@@ -286,15 +255,7 @@ async def test_a_download_resumes_across_a_restart_of_the_server(tmp_path: Path)
 
         dest = tmp_path / "app.bin"
         try:
-            await download(
-                nc,
-                device_id=device.device_id,
-                target=artifact.target,
-                dest=dest,
-                length=len(artifact.data),
-                sha256=artifact.sha256,
-                progress=progress,
-            )
+            await download_of(nc, device, artifact, dest, progress=progress)
             reconnects = nc.stats["reconnects"]
         finally:
             await nc.close()
@@ -319,30 +280,14 @@ async def test_a_download_cut_by_a_restart_resumes_from_its_checkpoint(
             raise Killed
 
     with pytest.raises(Killed):
-        await download(
-            device_nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=len(artifact.data),
-            sha256=artifact.sha256,
-            progress=dies_after_checkpoint,
-        )
+        await download_of(device_nc, device, artifact, dest, progress=dies_after_checkpoint)
     checkpoint = json.loads(dest.with_name("app.bin.part.json").read_bytes())
     assert checkpoint["written"] >= downloading.CHECKPOINT_BYTES
     # The next attempt (a new connection, as after a restart) starts where the checkpoint says.
     again = await device.connect()
     starts: list[int] = []
     try:
-        await download(
-            again,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=len(artifact.data),
-            sha256=artifact.sha256,
-            progress=lambda done, total: starts.append(done),
-        )
+        await download_of(again, device, artifact, dest, progress=lambda done, total: starts.append(done))
     finally:
         await again.close()
 
@@ -399,15 +344,7 @@ async def test_a_download_killed_with_its_process_resumes_from_what_its_checkpoi
     nc = await device.connect()
     starts: list[int] = []
     try:
-        await download(
-            nc,
-            device_id=device.device_id,
-            target=artifact.target,
-            dest=dest,
-            length=len(artifact.data),
-            sha256=artifact.sha256,
-            progress=lambda done, total: starts.append(done),
-        )
+        await download_of(nc, device, artifact, dest, progress=lambda done, total: starts.append(done))
     finally:
         await nc.close()
 
@@ -425,15 +362,7 @@ async def test_a_stale_checkpoint_for_other_bytes_is_not_resumed(
     dest.with_name("app.bin.part.json").write_text(json.dumps({**stale, "written": layout.CHUNK_SIZE, "chunks": 1}))
     starts: list[int] = []
 
-    await download(
-        device_nc,
-        device_id=device.device_id,
-        target=artifact.target,
-        dest=dest,
-        length=len(artifact.data),
-        sha256=artifact.sha256,
-        progress=lambda done, total: starts.append(done),
-    )
+    await download_of(device_nc, device, artifact, dest, progress=lambda done, total: starts.append(done))
 
     assert starts[0] == 0 and dest.read_bytes() == artifact.data
 
@@ -485,14 +414,7 @@ async def test_a_device_reads_through_no_other_devices_consumer_and_writes_no_bu
         await buckets.js.consumer_info(ARTIFACTS_STREAM, theirs)
     # Its own consumer it may make, and it reads the bytes through it.
     dest = tmp_path / "mine.bin"
-    await download(
-        device_nc,
-        device_id=device.device_id,
-        target=artifact.target,
-        dest=dest,
-        length=len(artifact.data),
-        sha256=artifact.sha256,
-    )
+    await download_of(device_nc, device, artifact, dest)
     assert dest.read_bytes() == artifact.data
 
 
