@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -130,20 +131,25 @@ def driven(script: str) -> Callable[[Request], Awaitable[Response]]:
     return serve
 
 
-# Once the page has loaded, each panel's box (x,y,width,height in CSS pixels) as its data-box,
-# and each chart's: what the screenshot is checked against.
-MEASURE = """
+def measuring(selector: str) -> str:
+    """A script that, once the page has loaded, writes the box (x,y,width,height in CSS pixels) of
+    each element matching `selector` as its data-box, then marks the body measured."""
+    return f"""
 <script>
-(async () => {
+(async () => {{
   while (document.body.dataset.loaded !== "yes") await new Promise(done => setTimeout(done, 50));
-  for (const element of document.querySelectorAll("section.panel, figure.chart")) {
+  for (const element of document.querySelectorAll({json.dumps(selector)})) {{
     const r = element.getBoundingClientRect();
     element.dataset.box = [r.x, r.y, r.width, r.height].map(Math.round).join(",");
-  }
+  }}
   document.body.dataset.measured = "yes";
-})();
+}})();
 </script>
 """
+
+
+# Each panel's box and each chart's: what the screenshot is checked against.
+MEASURE = measuring("section.panel, figure.chart")
 
 
 def boxes(page: str) -> dict[str, tuple[int, int, int, int]]:

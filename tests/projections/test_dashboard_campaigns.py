@@ -30,7 +30,7 @@ from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
 from tests.projections import png
-from tests.projections.browser import CAN_BROWSE, Tables, driven, dump_dom
+from tests.projections.browser import CAN_BROWSE, Tables, driven, dump_dom, measuring
 from tests.projections.campaign_life import aborted, executions, paused, started
 
 pytestmark = pytest.mark.skipif(not CAN_BROWSE, reason="needs Debian's chromium")
@@ -46,18 +46,7 @@ COLOURS = {
     "pending": bytes((0xDD, 0xE1, 0xE6)),
 }
 # Once the page has loaded: the panel's box, and each bar part's, as data-box.
-MEASURE_BARS = """
-<script>
-(async () => {
-  while (document.body.dataset.loaded !== "yes") await new Promise(done => setTimeout(done, 50));
-  for (const element of document.querySelectorAll("#campaigns-panel, #campaigns .bar .part")) {
-    const r = element.getBoundingClientRect();
-    element.dataset.box = [r.x, r.y, r.width, r.height].map(Math.round).join(",");
-  }
-  document.body.dataset.measured = "yes";
-})();
-</script>
-"""
+MEASURE_BARS = measuring("#campaigns-panel, #campaigns .bar .part")
 
 
 @dataclass

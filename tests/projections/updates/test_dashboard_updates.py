@@ -30,7 +30,7 @@ from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 from tests.harness import Mesh
 from tests.projections import png
-from tests.projections.browser import CAN_BROWSE, Tables, driven, dump_dom
+from tests.projections.browser import CAN_BROWSE, Tables, driven, dump_dom, measuring
 
 pytestmark = pytest.mark.skipif(not CAN_BROWSE, reason="needs Debian's chromium")
 
@@ -44,18 +44,7 @@ COLOURS = {
     "update-failed": bytes((0xC6, 0x28, 0x28)),
     "update-outdated": bytes((0xD9, 0xB4, 0x3D)),
 }
-MEASURE_BARS = """
-<script>
-(async () => {
-  while (document.body.dataset.loaded !== "yes") await new Promise(done => setTimeout(done, 50));
-  for (const element of document.querySelectorAll("#updates .bar .part")) {
-    const r = element.getBoundingClientRect();
-    element.dataset.box = [r.x, r.y, r.width, r.height].map(Math.round).join(",");
-  }
-  document.body.dataset.measured = "yes";
-})();
-</script>
-"""
+MEASURE_BARS = measuring("#updates .bar .part")
 
 
 @dataclass
