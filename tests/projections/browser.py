@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,8 +19,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from core.metrics import new_registry
+from core.probes import ProbeServer, ServerTLS
+from core.store import EventStore
+from mahavishnu.runtime.home import Home
 from projections import http_api
+from projections.catalog import CATALOG
+from projections.runner import ProjectionRunner
 
 
 class Tables(HTMLParser):
@@ -119,6 +127,35 @@ async def dump_dom(
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()[-3000:]
     return out.decode()
+
+
+async def project_all(store: EventStore, models: Path, key: str) -> None:
+    """Every read model of the catalog, caught up once with `store`, into `models`."""
+    for model in CATALOG.values():
+        runner = ProjectionRunner(model(), store, directory=models, key=key)
+        await runner.open()
+        await runner.catch_up()
+        await runner.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(home: Home, routes: Sequence[BaseRoute]) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """The HTTPS door (the mesh's server certificate) with `routes` and /driven/<name>, which serves
+    the dashboard with scripts[name] after its own: (its base URL, scripts), for a test to fill."""
+    scripts: dict[str, str] = {}
+
+    async def page(request: Request) -> Response:
+        return await driven(scripts[request.path_params["name"]])(request)
+
+    server_dir = home.server_dir
+    tls = ServerTLS(server_dir / "cert.pem", server_dir / "key.pem", client_ca=home.ca_dir / "ca.pem")
+    served = [*routes, Route("/driven/{name}", page, methods=["GET"])]
+    server = ProbeServer("127.0.0.1", 0, new_registry(), ready=lambda: True, routes=served, tls=tls)
+    await server.start()
+    try:
+        yield f"{server.scheme}://127.0.0.1:{server.port}", scripts
+    finally:
+        await server.stop()
 
 
 def driven(script: str) -> Callable[[Request], Awaitable[Response]]:

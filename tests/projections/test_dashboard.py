@@ -20,9 +20,6 @@ from pathlib import Path
 
 import pytest
 import sqlcipher3
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from core.events import (
     AuditRecorded,
@@ -37,18 +34,14 @@ from core.events import (
     ReportedState,
     TelemetryReported,
 )
-from core.metrics import new_registry
-from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore
 from mahavishnu.control.commands import sender
 from projections import http_api, http_auth
 from projections.authz import Caller, Refusal
-from projections.catalog import CATALOG
 from projections.queries import ReadModels
-from projections.runner import ProjectionRunner
 from tests.harness import Mesh
 from tests.projections import png
-from tests.projections.browser import CAN_BROWSE, MEASURE, Tables, boxes, driven, dump_dom
+from tests.projections.browser import CAN_BROWSE, MEASURE, Tables, boxes, dump_dom, project_all, serving
 
 pytestmark = pytest.mark.skipif(not CAN_BROWSE, reason="needs Debian's chromium")
 
@@ -119,39 +112,25 @@ async def fleet(store: EventStore, mesh: Mesh, tmp_path: Path) -> AsyncIterator[
     report = await store.append_many(events)
     assert report.acknowledged == len(events), report
     models = tmp_path / "models"
-    for model in CATALOG.values():
-        runner = ProjectionRunner(model(), store, directory=models, key=KEY)
-        await runner.open()
-        await runner.catch_up()
-        await runner.close()
+    await project_all(store, models, KEY)
     # The live device's personal fields, as the devices model stores them once it opened them
     # (sealing itself is tested in tests/projections/test_devices_model.py).
     written = sqlcipher3.connect(str(models / "devices.db"), isolation_level=None)
     written.execute(f"PRAGMA key = \"x'{KEY}'\"")
     written.execute("UPDATE devices SET owner = ?, location = ? WHERE device_id = ?", (OWNER, LOCATION, names["live"]))
     written.close()
-    server_dir = mesh.home.server_dir
-    tls = ServerTLS(server_dir / "cert.pem", server_dir / "key.pem", client_ca=mesh.home.ca_dir / "ca.pem")
     routes = http_api.routes(
         ReadModels(models, KEY, store), authenticate=AUTHENTICATE, audit=store.audit, send_command=sender(store)
     )
-    scripts: dict[str, str] = {}
-
-    async def page(request: Request) -> Response:  # the dashboard with the script a test registered
-        return await driven(scripts[request.path_params["name"]])(request)
-
-    routes.append(Route("/driven/{name}", page, methods=["GET"]))
-    server = ProbeServer("127.0.0.1", 0, new_registry(), ready=lambda: True, routes=routes, tls=tls)
-    await server.start()
-    yield Fleet(
-        f"{server.scheme}://127.0.0.1:{server.port}",
-        f"site-{tag}",
-        store=store,
-        certificate=server_dir / "cert.pem",
-        scripts=scripts,
-        **names,
-    )
-    await server.stop()
+    async with serving(mesh.home, routes) as (base, scripts):
+        yield Fleet(
+            base,
+            f"site-{tag}",
+            store=store,
+            certificate=mesh.home.server_dir / "cert.pem",
+            scripts=scripts,
+            **names,
+        )
 
 
 @dataclass

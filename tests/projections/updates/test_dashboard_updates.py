@@ -14,23 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from core.events import ArtifactAdded, CommandFailed, CommandIssued, CommandRunning, ReportedState
-from core.metrics import new_registry
-from core.probes import ProbeServer, ServerTLS
 from core.store import EventStore
 from core.updates.states import INSTALL_COMMAND
 from projections import http_api, http_auth
 from projections.authz import Caller, Refusal
-from projections.catalog import CATALOG
 from projections.queries import ReadModels
-from projections.runner import ProjectionRunner
 from tests.harness import Mesh
 from tests.projections import png
-from tests.projections.browser import CAN_BROWSE, Tables, driven, dump_dom, measuring
+from tests.projections.browser import CAN_BROWSE, Tables, dump_dom, measuring, project_all, serving
 
 pytestmark = pytest.mark.skipif(not CAN_BROWSE, reason="needs Debian's chromium")
 
@@ -79,24 +72,10 @@ async def site(store: EventStore, mesh: Mesh, tmp_path: Path) -> AsyncIterator[S
         ]  # p-7: outdated
     )
     models = tmp_path / "models"
-    for model in CATALOG.values():
-        runner = ProjectionRunner(model(), store, directory=models, key=KEY)
-        await runner.open()
-        await runner.catch_up()
-        await runner.close()
-    server_dir = mesh.home.server_dir
-    tls = ServerTLS(server_dir / "cert.pem", server_dir / "key.pem", client_ca=mesh.home.ca_dir / "ca.pem")
+    await project_all(store, models, KEY)
     routes = http_api.routes(ReadModels(models, KEY, store), authenticate=AUTHENTICATE, audit=store.audit)
-    scripts: dict[str, str] = {}
-
-    async def page(request: Request) -> Response:
-        return await driven(scripts[request.path_params["name"]])(request)
-
-    routes.append(Route("/driven/{name}", page, methods=["GET"]))
-    server = ProbeServer("127.0.0.1", 0, new_registry(), ready=lambda: True, routes=routes, tls=tls)
-    await server.start()
-    yield Site(f"{server.scheme}://127.0.0.1:{server.port}", server_dir / "cert.pem", scripts)
-    await server.stop()
+    async with serving(mesh.home, routes) as (base, scripts):
+        yield Site(base, mesh.home.server_dir / "cert.pem", scripts)
 
 
 async def test_a_viewer_sees_how_many_devices_run_the_latest_have_it_pending_failed_or_run_older(
