@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+from tests.child import python_json
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGE = ROOT / "edge"
@@ -57,15 +56,7 @@ def _module(path: Path) -> str:
 
 
 def test_importing_every_edge_module_loads_nothing_forbidden() -> None:
-    ran = subprocess.run(
-        [sys.executable, "-c", IMPORT_EVERYTHING],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    report = json.loads(ran.stdout)
+    report = python_json(IMPORT_EVERYTHING)
     modules: list[str] = report["modules"]
 
     expected = {_module(p) for p in EDGE.rglob("*.py")}

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +17,9 @@ from edge.state import AgentState
 from edge.updates.errors import Refusal, UpdateRefused
 from edge.updates.handler import InstallHandler, start
 from edge.updates.record import Records
+from tests.child import python_json
 from tests.edge.samples import DEVICE, issued
 from tests.edge.updates.kit import LocalSteps, release
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def settings(tmp_path: Path) -> UpdateConfig:
@@ -150,16 +145,7 @@ print(json.dumps({"idle": idle, "started": started}))
 
 
 def loaded(config: Path, state: Path) -> dict[str, list[str]]:
-    ran = subprocess.run(
-        [sys.executable, "-c", LOADED, str(config), str(state)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    loaded_modules: dict[str, list[str]] = json.loads(ran.stdout)
+    loaded_modules: dict[str, list[str]] = python_json(LOADED, str(config), str(state))
     return loaded_modules
 
 

@@ -7,15 +7,11 @@ stranger's signature is still refused there.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.child import python_json
 from tests.edge.updates.test_tuf_specification import Repository
 
-ROOT = Path(__file__).resolve().parents[3]
 CHILD = """
 import asyncio, importlib.abc, json, sys
 from pathlib import Path
@@ -50,16 +46,7 @@ def run_child(files: dict[str, bytes], folder: Path, trusted: Path) -> dict[str,
     folder.mkdir()
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    ran = subprocess.run(
-        [sys.executable, "-c", CHILD, str(folder), str(trusted)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    answer: dict[str, object] = json.loads(ran.stdout)
+    answer: dict[str, object] = python_json(CHILD, str(folder), str(trusted))
     return answer
 
 
@@ -75,15 +62,7 @@ def test_a_device_without_cryptography_verifies_ed25519_signatures(tmp_path: Pat
 
 
 def test_an_idle_agent_loads_no_part_of_python_tuf() -> None:
-    ran = subprocess.run(
-        [sys.executable, "-c", "import json, sys, edge.agent; print(json.dumps(sorted(sys.modules)))"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    loaded = {name.split(".")[0] for name in json.loads(ran.stdout)}
+    modules: list[str] = python_json("import json, sys, edge.agent; print(json.dumps(sorted(sys.modules)))")
+    loaded = {name.split(".")[0] for name in modules}
     assert loaded & {"tuf", "securesystemslib", "urllib3"} == set()
-    assert not any(name.startswith("edge.updates") for name in json.loads(ran.stdout))
+    assert not any(name.startswith("edge.updates") for name in modules)
