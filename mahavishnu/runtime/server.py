@@ -144,25 +144,25 @@ class NatsServer:
 
     def _read_log(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.recent.append(line)
-            if match := _CLIENT_PORT.search(line):
-                self._client = (match.group(1), int(match.group(2)))
-            elif match := _MONITOR_PORT.search(line):
-                self._monitor = int(match.group(2))
-            elif match := _LEAF_PORT.search(line):
-                self._leaf = int(match.group(2))
-            elif _READY in line and self._client is not None:
-                self._ready.set()
-            if match := _FATAL.search(line):
-                self._fatal.append(match.group(1))
-                # Before readiness a fatal line becomes the start error itself: do not say it twice.
-                level = logging.WARNING if self._ready.is_set() else logging.DEBUG
-                log.log(level, "nats-server: %s", match.group(1), extra={"server": self.name})
-            else:
-                log.debug("nats-server: %s", line, extra={"server": self.name})
-        process.stdout.close()
+        with process.stdout:  # closed however the reading ends: a pipe left to the GC warns
+            for raw in process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.recent.append(line)
+                if match := _CLIENT_PORT.search(line):
+                    self._client = (match.group(1), int(match.group(2)))
+                elif match := _MONITOR_PORT.search(line):
+                    self._monitor = int(match.group(2))
+                elif match := _LEAF_PORT.search(line):
+                    self._leaf = int(match.group(2))
+                elif _READY in line and self._client is not None:
+                    self._ready.set()
+                if match := _FATAL.search(line):
+                    self._fatal.append(match.group(1))
+                    # Before readiness a fatal line becomes the start error itself: do not say it twice.
+                    level = logging.WARNING if self._ready.is_set() else logging.DEBUG
+                    log.log(level, "nats-server: %s", match.group(1), extra={"server": self.name})
+                else:
+                    log.debug("nats-server: %s", line, extra={"server": self.name})
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the process to exit; its return code (TimeoutExpired after `timeout`)."""

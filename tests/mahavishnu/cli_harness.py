@@ -110,11 +110,11 @@ def stop_up(running: Running) -> None:
     try:
         if process.poll() is None:  # a clean stop, so that up stops its nats-server child too
             process.send_signal(signal.SIGTERM)
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate(timeout=30)
+        try:
+            process.communicate(timeout=30)  # also for an up that exited by itself: it closes the pipe
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=30)
     finally:  # also when the stop timed out: a server left behind would outlive the whole run
         for pid_file in (running.home / "nats").glob("*.pid"):  # server.pid, or each cluster node's
             _stop_orphaned_server(pid_file)

@@ -34,7 +34,7 @@ from mahavishnu.runtime.streams import streams_of
 from mahavishnu.runtime.supervisor import RestartPolicy
 from projections.database import database_key
 from projections.devices import Devices
-from projections.status import read_model_status
+from projections.status import ReadModelStatus, read_model_status
 from tests.harness import free_port_run
 from tests.mahavishnu.cli_harness import MAHAVISHNU, Running, environment, run, start_up, stop_up
 from tests.waiting import eventually, eventually_async, wait_until
@@ -164,12 +164,17 @@ async def _stored_ids(store: EventStore, *, timeout: float = 60.0) -> Counter[st
             print(f"reading back again: {exc}")
 
 
-async def _projections_caught_up(store: EventStore, home: Home, last_seq: int) -> bool:
+async def _devices_status(store: EventStore, home: Home) -> ReadModelStatus | None:
+    """The devices read model's status, None while the streams cannot be asked (a cluster electing)."""
     try:
-        status = await read_model_status(Devices(), store, home.readmodels_dir, database_key(home.root, os.environ))
+        return await read_model_status(Devices(), store, home.readmodels_dir, database_key(home.root, os.environ))
     except StoreError:
-        return False
-    return status.lag_events == 0 and status.positions.get("mesh.evt.device.>", 0) >= last_seq
+        return None
+
+
+async def _projections_caught_up(store: EventStore, home: Home, last_seq: int) -> bool:
+    status = await _devices_status(store, home)
+    return status is not None and status.lag_events == 0 and status.positions.get("mesh.evt.device.>", 0) >= last_seq
 
 
 async def _kill_during_appends(tmp_path: Path, choose: str) -> tuple[float, Node, Running]:

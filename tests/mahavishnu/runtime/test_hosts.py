@@ -34,6 +34,7 @@ from tests.mahavishnu.cli_harness import MAHAVISHNU, one_line_error, run
 from tests.mahavishnu.runtime.test_cluster import (
     DEVICE,
     _append_through_a_kill,
+    _devices_status,
     _projections_caught_up,
     _stored_ids,
 )
@@ -109,9 +110,10 @@ class HostUp:
         return self.process.returncode, out
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.communicate(timeout=30)
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.communicate(timeout=30)  # also for an up that exited by itself: it closes the pipe
         pid = self.server_pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
@@ -215,11 +217,16 @@ async def test_three_hosts_keep_every_event_through_a_kill_back_up_restore_and_s
         counts = await _stored_ids(store)
         assert set(counts) == {e.event_id for e in events} and max(counts.values()) == 1
         last_seq = await store.last_sequence("EVENTS")
-        await eventually_async(
-            lambda: _projections_caught_up(store, Home(control.home), last_seq),
-            timeout=120,
-            what="the control host's devices read model",
-        )
+        try:
+            await eventually_async(
+                lambda: _projections_caught_up(store, Home(control.home), last_seq),
+                timeout=120,
+                what="the control host's devices read model",
+            )
+        except AssertionError as late:  # with what the read model, the streams and up said then
+            status = await _devices_status(store, Home(control.home))
+            cluster = await _streams_cluster_info(control)
+            raise AssertionError((str(late), last_seq, status, cluster, control.log()[-4000:])) from None
         await eventually(lambda: _pid_changed(third, killed[0]), timeout=60, what="node n3 to be restarted")
         assert '"server": "mahavishnu-n3", "exit_code": -9' in third.log()
     finally:
