@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nats.js.api import StreamConfig
 
 import nats
-from bench.harness import BenchError, cpu_seconds, free_port, log, rss_mb
+from bench.harness import BenchError, free_port, log, on_cpu_seconds, rss_mb
 from mahavishnu.control.devices import consumer_config
 
 IN_FLIGHT = 16
@@ -103,10 +103,10 @@ async def main(args: argparse.Namespace) -> str:
             create_s = time.perf_counter() - started
             await nc.close()
             log(f"idle for {args.idle_seconds:g} s")
-            before = [cpu_seconds(node.pid) for node in nodes]
+            before = [on_cpu_seconds(node.pid) for node in nodes]
             await asyncio.sleep(args.idle_seconds)  # the measurement window itself, not a synchronisation
             window = args.idle_seconds
-            idle = [(cpu_seconds(node.pid) - b) / window * 100 for node, b in zip(nodes, before, strict=True)]
+            idle = [(on_cpu_seconds(node.pid) - b) / window * 100 for node, b in zip(nodes, before, strict=True)]
             rss = [rss_mb(node.pid) for node in nodes]
             stopping = time.perf_counter()
             for node in nodes:
