@@ -33,9 +33,6 @@ LOCK_FILE = "projections.lock"
 SAFETY_INTERVAL_S = 2.0
 LAG_SAMPLE_S = 5.0  # how often the lag metrics are refreshed while running
 BUSY = 100  # events applied in one round that mean more are coming: look again without waiting
-# While events trickle in, a read model's rounds start at most this often unless someone waits for
-# one of its positions: a commit sends every reader of the file back to a cold page cache (see run).
-PACE_S = 0.1
 
 
 class ReadModelsBusy(MahavishnuError):
@@ -99,10 +96,6 @@ class ProjectionService:
         self.applied: dict[str, dict[str, int]] = {}
         self._moved = asyncio.Condition()
         self.caught_up = False
-        # Per read model, when the round that sets its pace began (time.monotonic(); see run).
-        self._paced_at = {runner.projection.name: -PACE_S for runner in self.runners}
-        self._waiting: dict[str, int] = {}  # callers of `wait` not answered yet, per read model: not paced
-        self._paced_wake: asyncio.TimerHandle | None = None  # wakes the loop when a paced model is due
 
     async def start(self) -> None:
         """Lock the folder, open (validate, maybe rebuild) every read model and catch up."""
@@ -121,29 +114,16 @@ class ProjectionService:
         """Follow the streams until `stop` is set.
 
         While events keep coming (a round applied at least BUSY of them) the next round
-        starts without waiting to be woken, and the wake-up subscriptions are dropped: each
-        of them delivers every event, payload and all, only to say "look again", which under
-        thousands of events a second cost `up` more than applying them. Once a round finds
-        little, they are taken again, and one more round looks for anything appended while
-        there were none.
+        starts at once and the wake-up subscriptions are dropped: each of them delivers
+        every event, payload and all, only to say "look again", which under thousands of
+        events a second cost `up` more than applying them. Once a round finds little, they
+        are taken again, and one more round looks for anything appended while there were none.
 
         A round woken by the subscriptions looks only at the read models whose sources woke
         it: a command's report says nothing new to the audit or code-index models, and asking
         each of them (a batched direct get per source) hundreds of times a second cost more
         than applying the reports. Every other round (the first, one after a busy stretch or
         a resubscription, the safety timer's) looks at all of them.
-
-        While they trickle in (its last round applied fewer than BUSY), a read model's next
-        round starts at least PACE_S after that one began (`pause_before_round`); until then
-        it sits rounds out (`_round`). Each commit makes every other connection to the file
-        drop its whole page cache (SQLite does, in WAL mode, when a read transaction finds
-        the file changed), so a query's next read decrypts every page it touches again:
-        about four times a warm read (0.65 against 0.16 ms for a page of audit entries). The
-        audit model is the worst case, since every query served adds an entry to it: woken
-        by each of them, it committed hundreds of times a second. Paced, it commits ten times
-        a second and gives up at most PACE_S of freshness. A busy model is not paced (each
-        commit carries many events already, and it must catch up), nor is one that a caller
-        of `wait` waits for.
         """
 
         def wake_on(source: str) -> Callable[[Any], Awaitable[None]]:
@@ -176,8 +156,6 @@ class ProjectionService:
                 self.listening.clear()
                 every = not self._wake.is_set()  # the safety timer's round looks at every model
         finally:
-            if self._paced_wake is not None:
-                self._paced_wake.cancel()
             await _unsubscribe(subscriptions)
 
     async def _round(self, woken: set[str] | None = None) -> int:
@@ -186,36 +164,9 @@ class ProjectionService:
         `woken`: only the models with one of these sources (None: every model).
         Together, not one after the other: each writes on its own connection's thread, where
         SQLite runs without the GIL, and one model's backlog does not add to another's lag.
-        A model whose pace (see run) does not allow a round yet sits this one out, and the
-        loop is woken for it when it is due.
         """
-        now = time.monotonic()
-        runners: list[tuple[ProjectionRunner, float]] = []
-        later: list[tuple[ProjectionRunner, float]] = []
-        for runner in self.runners:
-            name = runner.projection.name
-            if woken is not None and woken.isdisjoint(runner.projection.sources):
-                continue
-            pause = pause_before_round(self._paced_at[name], now, waiting=self._waiting.get(name, 0) > 0)
-            (later if pause > 0 else runners).append((runner, pause))
-        for runner, pause in later:
-            self._woken.update(runner.projection.sources)
-            self._wake_in(pause)
-        applied = await asyncio.gather(*(self._follow_once(runner) for runner, _ in runners))
-        for (runner, _), count in zip(runners, applied, strict=True):
-            # A trickle sets the pace; after a busy round the model is far behind: no pause.
-            self._paced_at[runner.projection.name] = now if 0 < count < BUSY else -PACE_S
-        return sum(applied)
-
-    def _wake_in(self, delay: float) -> None:
-        """Wake the loop in `delay` seconds, unless a wake-up is due before then already."""
-        loop = asyncio.get_running_loop()
-        due = self._paced_wake
-        if due is not None and not due.cancelled() and due.when() <= loop.time() + delay:
-            return
-        if due is not None:
-            due.cancel()
-        self._paced_wake = loop.call_later(delay, self._wake.set)
+        runners = [r for r in self.runners if woken is None or not woken.isdisjoint(r.projection.sources)]
+        return sum(await asyncio.gather(*(self._follow_once(runner) for runner in runners)))
 
     async def _follow_once(self, runner: ProjectionRunner) -> int:
         name = runner.projection.name
@@ -263,15 +214,9 @@ class ProjectionService:
             applied = self.applied.get(name, {})
             return all(applied.get(source, 0) >= seq for source, seq in positions.items())
 
-        self._waiting[name] = self._waiting.get(name, 0) + 1
-        self._woken.update(sources)  # a model that sat out a round for its pace is looked at now
-        self._wake.set()
-        try:
-            async with asyncio.timeout(timeout), self._moved:
-                await self._moved.wait_for(reached)
-                return dict(self.applied[name])
-        finally:
-            self._waiting[name] -= 1
+        async with asyncio.timeout(timeout), self._moved:
+            await self._moved.wait_for(reached)
+            return dict(self.applied[name])
 
     async def _sample_lag(self) -> None:
         """Lag and parked counts for the metrics: asked of the server, so sampled, not measured per event."""
@@ -305,16 +250,6 @@ class ProjectionService:
         for runner in self.runners:
             await runner.close()
         self.lock.release()
-
-
-def pause_before_round(paced_at: float, now: float, *, waiting: bool) -> float:
-    """How long a read model's next round waits (pure): what is left of PACE_S since the round that set the pace.
-
-    No pause while someone waits for one of the model's positions.
-    """
-    if waiting:
-        return 0.0
-    return max(0.0, paced_at + PACE_S - now)
 
 
 async def _unsubscribe(subscriptions: list[Any]) -> None:

@@ -274,42 +274,6 @@ async def test_after_a_burst_the_service_is_woken_by_a_single_event_again(
         await service.close()
 
 
-def test_rounds_are_paced_unless_someone_waits() -> None:
-    from projections.service import PACE_S, pause_before_round
-
-    assert pause_before_round(10.0, 10.0, waiting=False) == pytest.approx(PACE_S)
-    assert pause_before_round(10.0, 10.0 + PACE_S / 4, waiting=False) == pytest.approx(PACE_S * 3 / 4)
-    assert pause_before_round(10.0, 10.0 + PACE_S, waiting=False) == 0.0  # idle a while: at once
-    assert pause_before_round(10.0, 10.0, waiting=True) == 0.0
-
-
-async def test_a_caller_waiting_for_a_position_is_not_held_by_the_pace(
-    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With rounds paced ten minutes apart, a waiter still gets its event applied: it cuts the pause short."""
-    import asyncio
-
-    from projections import service as following_module
-    from projections.service import ProjectionService
-
-    monkeypatch.setattr(following_module, "PACE_S", 600.0)
-    service = ProjectionService(store, tmp_path, KEY, ("devices",))
-    await service.start()
-    stop = asyncio.Event()
-    following = asyncio.create_task(service.run(stop))
-    try:
-        dev = device()
-        await asyncio.wait_for(service.listening.wait(), 30)  # a round ran: the next one is paced
-        [first] = await store.append(TelemetryReported(device_id=dev, metrics={"n": 1.0}))
-        await service.wait("devices", {"mesh.evt.device.>": first.seq}, timeout=30)
-        [second] = await store.append(TelemetryReported(device_id=dev, metrics={"n": 2.0}))
-        await service.wait("devices", {"mesh.evt.device.>": second.seq}, timeout=30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(following, 30)  # a stop ends a pause at once
-        await service.close()
-
-
 async def test_events_lost_before_being_applied_force_a_rebuild(tmp_path: Path) -> None:
     from core.store import connect
     from tests.harness import start_mesh
