@@ -124,6 +124,13 @@ class ProjectionService:
         each of them (a batched direct get per source) hundreds of times a second cost more
         than applying the reports. Every other round (the first, one after a busy stretch or
         a resubscription, the safety timer's) looks at all of them.
+
+        A wake-up can come too early: the subscription hears an event as it is published,
+        and the round it wakes may read the stream before the event is stored there. Then
+        nothing wakes that model again until its next event, so at least every
+        SAFETY_INTERVAL_S a round looks at all of them, however many wake-ups the other
+        models get meanwhile (a dashboard's queries wake the audit model several times a
+        second, and once left a campaign's last event unapplied for good).
         """
 
         def wake_on(source: str) -> Callable[[Any], Awaitable[None]]:
@@ -136,10 +143,15 @@ class ProjectionService:
         sources = sorted({source for runner in self.runners for source in runner.projection.sources})
         subscriptions: list[Any] = []
         every = True
+        looked_at_all = time.monotonic()  # when the last round that looked at every model began
         try:
             while not stop.is_set():
                 self._wake.clear()
                 woken, self._woken = self._woken, set()
+                if time.monotonic() - looked_at_all >= SAFETY_INTERVAL_S:
+                    every = True
+                if every:
+                    looked_at_all = time.monotonic()
                 applied = await self._round(None if every else woken)
                 if time.monotonic() - self._lag_sampled_at >= LAG_SAMPLE_S:
                     await self._sample_lag()

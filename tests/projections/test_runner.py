@@ -274,6 +274,54 @@ async def test_after_a_burst_the_service_is_woken_by_a_single_event_again(
         await service.close()
 
 
+async def test_a_model_whose_wake_up_came_too_early_is_caught_up_while_others_keep_waking_the_service(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up heard before its event was stored is spent for nothing: the full round still applies the event.
+
+    It comes every SAFETY_INTERVAL_S even while another model's events keep waking the service (a
+    dashboard's queries grow the audit model several times a second).
+    """
+    import asyncio
+
+    from core.audit import AuditTrail
+    from projections import service as following_module
+    from projections.service import ProjectionService
+
+    monkeypatch.setattr(following_module, "SAFETY_INTERVAL_S", 0.5)
+    service = ProjectionService(store, tmp_path, KEY, ("devices", "audit"))
+    await service.start()
+    original = service._round
+    spent: list[set[str]] = []
+
+    async def too_early(woken: set[str] | None = None) -> int:  # the devices model's wake-up reads too soon
+        if woken is not None and "mesh.evt.device.>" in woken and not spent:
+            spent.append(woken)
+            woken = woken - {"mesh.evt.device.>"}
+        return await original(woken)
+
+    monkeypatch.setattr(service, "_round", too_early)
+    stop = asyncio.Event()
+    following = asyncio.create_task(service.run(stop))
+    trail = AuditTrail(store)
+
+    async def keep_waking() -> None:
+        while not stop.is_set():
+            await trail.record(actor="dashboard", category="query", action="audit.search")
+
+    waking = asyncio.create_task(keep_waking())
+    try:
+        await asyncio.wait_for(service.listening.wait(), 30)
+        [event] = await store.append(TelemetryReported(device_id=device(), metrics={"n": 1.0}))
+        await service.wait("devices", {"mesh.evt.device.>": event.seq}, timeout=30)
+        assert spent  # the devices model's wake-up was indeed spent without it
+    finally:
+        stop.set()
+        await waking
+        await following
+        await service.close()
+
+
 async def test_events_lost_before_being_applied_force_a_rebuild(tmp_path: Path) -> None:
     from core.store import connect
     from tests.harness import start_mesh
