@@ -6,7 +6,16 @@ import random
 from collections.abc import Sequence
 
 from core.campaigns.ids import command_id, new_campaign_id
-from core.campaigns.spec import AbortRule, CampaignSpec, CommandDocument, Document, FailureType, Targets, Wave
+from core.campaigns.spec import (
+    AbortRule,
+    CampaignSpec,
+    CommandDocument,
+    Document,
+    FailureType,
+    Schedule,
+    Targets,
+    Wave,
+)
 from core.campaigns.states import ExecutionState
 from core.events import Event
 from core.events.campaign import (
@@ -24,20 +33,28 @@ from core.events.campaign import (
 ENDINGS = (ExecutionState.SUCCEEDED, ExecutionState.FAILED, ExecutionState.TIMED_OUT, ExecutionState.REJECTED)
 
 
-def spec(name: str = "reboot the racks", waves: int = 2) -> CampaignSpec:
+def spec(name: str = "reboot the racks", waves: int = 2, schedule: Schedule | None = None) -> CampaignSpec:
     return CampaignSpec(
         name=name,
         document=Document(command=CommandDocument(name="reboot")),
         targets=Targets(tags={"rack": "r7"}),
         waves=[Wave(name=f"wave {n}", percent=100 / waves) for n in range(waves)],
         abort=[AbortRule(failure_type=FailureType.FAILED, threshold_pct=10, min_executed=100)],
+        schedule=schedule or Schedule(),
     )
 
 
-def started(campaign: str, devices: Sequence[str], *, waves: int = 2, name: str = "reboot the racks") -> list[Event]:
+def started(
+    campaign: str,
+    devices: Sequence[str],
+    *,
+    waves: int = 2,
+    name: str = "reboot the racks",
+    schedule: Schedule | None = None,
+) -> list[Event]:
     """Created by ann, started, its devices targeted (in chunks, split across the waves), wave 0 open."""
     events: list[Event] = [
-        CampaignCreated(campaign_id=campaign, spec=spec(name, waves), actor="ann"),
+        CampaignCreated(campaign_id=campaign, spec=spec(name, waves, schedule), actor="ann"),
         CampaignStarted(campaign_id=campaign, actor="control"),
     ]
     share = -(-len(devices) // waves)

@@ -1,7 +1,9 @@
 """Campaigns as the running `up` reads them: the read model, its queries, its metrics, a rebuild by the running mesh.
 
 The campaign's events are appended straight to CAMPAIGNS, as an orchestrator would (its own
-tests run it); `up` keeps the campaigns read model and answers mesh.q.campaigns.*.
+tests run it); `up` keeps the campaigns read model and answers mesh.q.campaigns.*. `up`'s
+own orchestrator follows them too: their schedule's only window opens one second a year, so
+it notifies none of their devices, whose states this test writes itself.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from typing import Any
 from nats.aio.client import Client
 
 from core.campaigns.ids import new_campaign_id
+from core.campaigns.spec import Schedule, Window
 from core.campaigns.states import ExecutionState
 from core.store import EventStore, Identity, connect
 from tests.mahavishnu.cli_harness import Running, run, scrape_metrics
 from tests.projections.campaign_life import aborted, executions, finished, started
 from tests.waiting import eventually_async, wait_until
+
+SHUT = Schedule(windows=[Window(cron="0 0 1 1 *", duration_s=1)])  # open at 00:00:00 UTC on 1 January only
 
 
 async def campaign(nc: Client, campaign_id: str) -> dict[str, Any] | None:
@@ -35,9 +40,9 @@ async def test_up_keeps_the_campaigns_read_model_its_metrics_and_rebuilds_it(up:
         store = EventStore(nc)
         await store.append_many(
             [
-                *started(one, fleet),
+                *started(one, fleet, schedule=SHUT),
                 *executions(one, fleet[:6], 0, ExecutionState.SUCCEEDED),
-                *started(two, fleet, waves=1),
+                *started(two, fleet, waves=1, schedule=SHUT),
                 *executions(two, fleet[:2], 0, ExecutionState.FAILED),
             ]
         )
