@@ -148,10 +148,10 @@ class ProjectionService:
             while not stop.is_set():
                 self._wake.clear()
                 woken, self._woken = self._woken, set()
-                if time.monotonic() - looked_at_all >= SAFETY_INTERVAL_S:
-                    every = True
+                now = time.monotonic()
+                every = every or now - looked_at_all >= SAFETY_INTERVAL_S
                 if every:
-                    looked_at_all = time.monotonic()
+                    looked_at_all = now
                 applied = await self._round(None if every else woken)
                 if time.monotonic() - self._lag_sampled_at >= LAG_SAMPLE_S:
                     await self._sample_lag()
