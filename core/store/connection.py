@@ -12,8 +12,8 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
-import nats
 from core.errors import MahavishnuError, StoreUnavailable
+from core.store.headers import MeshClient
 from core.store.nats_errors import from_connect_error
 
 
@@ -81,7 +81,7 @@ async def connect(
     # nats-py retries the first connection forever when reconnects are unlimited (and also
     # when they are 0), so the first connection gets its own deadline.
     attempt = asyncio.ensure_future(
-        nats.connect(
+        _open(
             servers=list(identity.servers),
             tls=context,
             name=name,
@@ -108,6 +108,13 @@ async def connect(
             f"the server at {identity.url} did not confirm the connection in time (it is busy authorizing "
             "others): retry"
         )
+    return client
+
+
+async def _open(**options: Any) -> Client:
+    """nats.connect(), with our client class."""
+    client = MeshClient()
+    await client.connect(**options)
     return client
 
 
