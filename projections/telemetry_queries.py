@@ -1,7 +1,7 @@
 """`telemetry.history`: a device's recent values of each metric, in time order, for a chart.
 
-Read from the telemetry read model (projections.telemetry), which keeps at most HISTORY
-points per device and metric, so the answer is bounded whatever the device sent.
+Read from the telemetry read model (projections.telemetry), which keeps each device's last
+HISTORY reports, so the answer is bounded whatever the device sent.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ class TelemetryHistory(msgspec.Struct, forbid_unknown_fields=True):
 # to right, and an agent's outbox may deliver an old report after newer ones.
 _HISTORY_SQL = (
     "SELECT metric, at, value FROM ("
-    " SELECT metric, at, value, seq, row_number() OVER (PARTITION BY metric ORDER BY seq DESC) AS newest"
-    " FROM telemetry_points WHERE device_id = :device AND (:metric IS NULL OR metric = :metric))"
+    " SELECT point.key AS metric, report.at AS at, point.value AS value, report.seq AS seq,"
+    " row_number() OVER (PARTITION BY point.key ORDER BY report.seq DESC) AS newest"
+    " FROM telemetry_reports AS report, json_each(report.metrics) AS point"
+    " WHERE report.device_id = :device AND (:metric IS NULL OR point.key = :metric))"
     " WHERE newest <= :limit ORDER BY metric, at, seq"
 )
 

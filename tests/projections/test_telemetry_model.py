@@ -1,4 +1,4 @@
-"""The telemetry read model: a bounded history per device and metric, on the mesh's own runner; its query."""
+"""The telemetry read model: a bounded history per device, on the mesh's own runner; its query."""
 
 from __future__ import annotations
 
@@ -25,16 +25,20 @@ def test_it_is_in_the_catalog_and_reads_only_telemetry() -> None:
     assert Telemetry().apply(DeviceHeartbeat(device_id="d", uptime_s=1.0), 1) == []
 
 
-def test_a_metric_is_trimmed_once_in_trim_every_points_of_its_own() -> None:
+def test_a_report_is_one_row_and_a_device_is_trimmed_once_in_trim_every_reports_of_its_own() -> None:
     model = Telemetry(history=10, trim_every=4)
+    (sql, params), *_ = model.apply(TelemetryReported(device_id="a", metrics={"t": 1.0, "h": 2.0}), 1)
+    assert sql.startswith("INSERT") and params[0:2] == ("a", 1) and params[3] == '{"h":2.0,"t":1.0}'
+    assert model.apply(TelemetryReported(device_id="a", metrics={}), 2) == []  # nothing to chart
     trims = []
-    for seq in range(1, 13):
+    for seq in range(3, 15):
         for device in ("a", "b"):
             statements = model.apply(TelemetryReported(device_id=device, metrics={"t": 1.0, "h": 2.0}), seq)
-            trims += [(seq, device, params[1]) for sql, params in statements if sql.startswith("DELETE")]
-    assert [(seq, metric) for seq, device, metric in trims if device == "a"] == [
-        (seq, metric) for seq in (4, 8, 12) for metric in ("h", "t")
-    ]
+            assert [s.split()[0] for s, _ in statements] in (["INSERT"], ["INSERT", "DELETE"])
+            trims += [(seq, params[0]) for sql, params in statements if sql.startswith("DELETE")]
+    # a's first report was at 1: its 4th, 8th and 12th; b's first was at 3
+    assert [seq for seq, device in trims if device == "a"] == [5, 9, 13]
+    assert [seq for seq, device in trims if device == "b"] == [6, 10, 14]
     assert Telemetry(history=HISTORY).trim_every == HISTORY // 10
     assert Telemetry(history=5).trim_every == 1  # a short history is kept exactly
 
