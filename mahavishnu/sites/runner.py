@@ -53,6 +53,10 @@ KEEP_SOURCES_S = 1.0  # how often the site looks whether its sources of the hub'
 # A leaf link takes a moment to come up (TLS, then interest): without a word from the server
 # about a failure, "down" is only reported once it has lasted this long.
 DOWN_GRACE_S = 3.0
+# A link the hub refuses (a removed site's, a revoked certificate's) is listed by this server
+# for the moment between the hub's INFO and its refusal, and a look can fall in it: "up" is
+# only reported once the link has been seen on two looks in a row.
+UP_GRACE_S = LINK_POLL_S
 # nats-server's own words when it cannot dial or keep a leaf remote.
 _LEAF_ERROR = re.compile(r"(?:Error trying to connect as leafnode[^\n]*|leafnode[^\n]*(?:error|Error)[^\n]*)")
 
@@ -74,12 +78,15 @@ def link_state(leafz: dict[str, Any], recent: Iterable[str]) -> LinkState:
     return LinkState(False, errors[-1] if errors else "")
 
 
-def to_report(last: bool | None, state: LinkState, down_for: float) -> bool:
-    """Whether a link state is news worth one line (pure): every change to up; a change to down
-    once the server named a failure or it lasted DOWN_GRACE_S (so a start does not cry wolf)."""
+def to_report(last: bool | None, state: LinkState, down_for: float, up_for: float) -> bool:
+    """Whether a link state is news worth one line (pure): a change to up once it lasted
+    UP_GRACE_S (so a refused link's moment is not taken for a link); a change to down once the
+    server named a failure or it lasted DOWN_GRACE_S (so a start does not cry wolf)."""
     if state.up == last:
         return False
-    return state.up or bool(state.detail) or down_for >= DOWN_GRACE_S
+    if state.up:
+        return up_for >= UP_GRACE_S
+    return bool(state.detail) or down_for >= DOWN_GRACE_S
 
 
 def link_message(site: sites.Site, state: LinkState) -> str:
@@ -266,6 +273,7 @@ async def follow_link(
     """Report each change of the leaf link, once, until `stop`; `link` follows every look."""
     last: bool | None = None
     down_since: float | None = None  # since when the link has been seen down
+    up_since: float | None = None  # since when it has been seen up
     while not stop.is_set():
         endpoints = server.endpoints
         if endpoints is not None and endpoints.monitor_port and server.running:
@@ -280,9 +288,12 @@ async def follow_link(
                 now = time.monotonic()
                 if state.up:
                     down_since = None
-                elif down_since is None:
-                    down_since = now
-                if to_report(last, state, 0.0 if down_since is None else now - down_since):
+                    up_since = now if up_since is None else up_since
+                else:
+                    up_since = None
+                    down_since = now if down_since is None else down_since
+                down_for = 0.0 if down_since is None else now - down_since
+                if to_report(last, state, down_for, 0.0 if up_since is None else now - up_since):
                     message = link_message(site, state)
                     (log.info if state.up else log.warning)(
                         message, extra={"site": site.name, "hub": list(site.hub_urls), "link": state.up}

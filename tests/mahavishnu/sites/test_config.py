@@ -18,7 +18,15 @@ from mahavishnu.runtime.provisioning import leaf_listener
 from mahavishnu.sites import cutoff
 from mahavishnu.sites import hub as sites
 from mahavishnu.sites.leafconf import LeafConfig
-from mahavishnu.sites.runner import DOWN_GRACE_S, LinkState, link_message, link_state, site_streams, to_report
+from mahavishnu.sites.runner import (
+    DOWN_GRACE_S,
+    UP_GRACE_S,
+    LinkState,
+    link_message,
+    link_state,
+    site_streams,
+    to_report,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SETTINGS = load_config(None, env={"MAHAVISHNU_LEAF__PORT": "7422"})
@@ -150,11 +158,18 @@ def test_the_link_report_names_the_hub_and_does_not_cry_wolf_at_start() -> None:
     assert "cannot reach the hub at tls://hub.example:7422 (Error trying" in link_message(site, down)
     assert link_state({"leafnodes": 1}, lines) == LinkState(True)
     quiet = LinkState(False)
-    assert not to_report(None, quiet, 0.5)  # starting: the link takes a moment
-    assert to_report(None, quiet, DOWN_GRACE_S)
-    assert to_report(None, down, 0.0)  # the server said why: at once
-    assert to_report(False, LinkState(True), 0.0)
-    assert not to_report(True, LinkState(True), 0.0)
+    assert not to_report(None, quiet, 0.5, 0.0)  # starting: the link takes a moment
+    assert to_report(None, quiet, DOWN_GRACE_S, 0.0)
+    assert to_report(None, down, 0.0, 0.0)  # the server said why: at once
+    assert not to_report(True, LinkState(True), 0.0, UP_GRACE_S)
+
+
+def test_a_link_is_reported_up_once_seen_on_two_looks_not_in_a_refused_links_moment() -> None:
+    up = LinkState(True)
+    assert not to_report(False, up, 0.0, 0.0)  # first seen: it may be a link the hub is refusing
+    assert not to_report(None, up, 0.0, UP_GRACE_S / 2)
+    assert to_report(False, up, 0.0, UP_GRACE_S)
+    assert to_report(None, up, 0.0, UP_GRACE_S * 3)
 
 
 def test_a_site_is_left_behind_unless_the_hub_copied_all_it_holds() -> None:
