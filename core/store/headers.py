@@ -7,17 +7,15 @@ Under 5,000 events a second (bench/lag.py) that was an eighth of the time `up`'s
 held the interpreter, on the one thread that reads for every read model. This parser
 decodes the block once and splits text instead: about 2.5 µs, the same dict.
 
-`MeshClient` is nats-py's Client with this parser, the client core.store.connect opens.
-`Client._parse_header_lines` is private: nats-py is pinned in the lock file, and
-tests/core/test_headers.py checks this parser against nats-py's own on crafted and random
-blocks, so a change of nats-py's rules is caught.
+core.store.connection.MeshClient, the client core.store.connect opens, reads with it.
+`Client._parse_header_lines`, which it replaces, is private: nats-py is pinned in the lock
+file, and tests/core/test_headers.py checks this parser against nats-py's own on crafted and
+random blocks, so a change of nats-py's rules is caught.
 """
 
 from __future__ import annotations
 
 import re
-
-from nats.aio.client import Client
 
 # What bytes.strip() strips, nats-py's choice for names and values (str.strip() would also
 # take Unicode spaces such as U+00A0 off a value, which nats-py keeps).
@@ -43,9 +41,3 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
         if name.isascii() and not _SPACE.search(name):
             headers[name] = value.strip(_ASCII_WHITESPACE)
     return headers
-
-
-class MeshClient(Client):
-    """nats-py's Client, reading header blocks with parse_header_lines."""
-
-    _parse_header_lines = staticmethod(parse_header_lines)

@@ -1,12 +1,16 @@
-"""Opening a connection: the first connection's deadline holds even when the cancelled attempt will not end."""
+"""Opening a connection: the first connection's deadline holds even when the cancelled attempt will not end,
+and a connection that never came up leaves no socket behind."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from core.store.connection import _within
+from core.errors import StoreUnavailable
+from core.store.connection import _within, connect
+from tests.harness import Mesh
 
 
 async def test_an_attempt_that_swallows_one_cancel_is_asked_again_and_ends() -> None:
@@ -47,3 +51,24 @@ async def test_an_attempt_that_ends_in_time_gives_its_result() -> None:
         return "connected"
 
     assert await _within(asyncio.ensure_future(answer()), 5) == "connected"
+
+
+async def test_a_connection_whose_server_never_speaks_is_closed_when_connect_gives_up(mesh: Mesh) -> None:
+    """nats-py's connect leaves its TCP socket open when the server's INFO does not come in time; ours closes it."""
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put((reader, writer))  # accepts the connection and never says INFO
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        silent = dataclasses.replace(mesh.identity, url=f"tls://127.0.0.1:{port}")
+        with pytest.raises(StoreUnavailable):
+            await connect(silent, name="tests-mute", connect_timeout=0.5, reconnect=False)
+        reader, writer = await asyncio.wait_for(accepted.get(), 5)
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # the client closed its end
+        finally:
+            writer.close()
+            await writer.wait_closed()

@@ -7,7 +7,8 @@ import random
 import pytest
 from nats.aio.client import Client
 
-from core.store.headers import MeshClient, parse_header_lines
+from core.store.connection import MeshClient
+from core.store.headers import parse_header_lines
 
 CRAFTED = [
     b"",
