@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -117,6 +117,35 @@ async def snapshot_stream(
     return Snapshot(stream, answer["config"], answer["state"], written)
 
 
+# How soon a chunk nobody took yet is sent again (see send_chunk).
+RESEND_S = 0.05
+T = TypeVar("T")
+
+
+async def send_chunk(nc: Client, target: str, chunk: bytes, *, timeout: float) -> Msg:
+    """Send one chunk of a restore to the server's `target` subject; the server's acknowledgement.
+
+    On a cluster the stream's leader subscribes to `target` and answers the API before that
+    interest reaches the node we are connected to: a first chunk sent at once can find no
+    one there (a fresh-clone run of test_backup restored a loopback cluster and failed on
+    that). No responders means nobody received the chunk, so it is sent again, until
+    `timeout`; a chunk that went unanswered is not (it may have been taken).
+    """
+    return await until_taken(lambda: nc.request(target, chunk, timeout=timeout), timeout=timeout)
+
+
+async def until_taken(send: Callable[[], Awaitable[T]], *, timeout: float) -> T:
+    """`send()` again every RESEND_S while it finds no responders, until `timeout`; its result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await send()
+        except nats.errors.NoRespondersError:
+            if time.monotonic() + RESEND_S >= deadline:
+                raise
+        await asyncio.sleep(RESEND_S)  # the subscription's interest is on its way between the nodes
+
+
 async def restore_stream(
     nc: Client,
     snapshot: Snapshot,
@@ -148,11 +177,11 @@ async def restore_stream(
     sent = 0
     try:
         async for chunk in chunks:
-            await nc.request(target, chunk, timeout=timeout)
+            await send_chunk(nc, target, chunk, timeout=timeout)
             sent += len(chunk)
             if progress:
                 progress(sent)
-        done = await nc.request(target, b"", timeout=timeout)  # the end: the server now builds the stream
+        done = await send_chunk(nc, target, b"", timeout=timeout)  # the end: the server now builds the stream
     except (TimeoutError, nats.errors.Error) as exc:
         raise from_exception(exc, doing=f"restore of {snapshot.stream}, after {sent} bytes", appending=True) from exc
     result: dict[str, Any] = json.loads(done.data)
