@@ -11,7 +11,8 @@ Four loops share one connection and one SQLite state file (edge.state):
 - outbox: send the stored events in order, a page at once, each with its event id as
   Nats-Msg-Id, and forget them only once JetStream acknowledged them (so offline events
   wait, and a resend after a crash is deduplicated by the stream); woken by what queues an event;
-- heartbeat and telemetry: enqueue an event every interval, online or offline.
+- heartbeat and telemetry: an event every interval, published at once while online with
+  nothing queued before it, queued in the outbox otherwise (offline, or refused).
 Every write is awaited until it is on disk, in the state's writer thread (its fsync never
 stops the loop, and writes that wait together share one: edge.group_commit).
 Beside them, edge.shell.ShellHost serves remote terminal sessions (shell_allowlist).
@@ -52,6 +53,7 @@ from core.events import (
     ReportedState,
     TelemetryReported,
     decode_command,
+    encode,
 )
 from core.events.base import Event, utc_now
 from core.store import Identity, connect
@@ -78,6 +80,7 @@ COMMANDS_STREAM = "COMMANDS"
 # reconnection asks again at once (Agent._ask_again).
 FETCH_WAIT_S = 30.0
 OUTBOX_PAGE = 100  # events published at once
+PUBLISH_WAIT_S = 5.0  # for the stream's acknowledgement of a published event
 # Commands whose success changes what the device reports: its config values, its software.
 REPORTS_AFTER = CONFIG_WRITES | {INSTALL_COMMAND}
 FORGET_SENT_AFTER_S = 2.0  # an outbox idle this long deletes the rows of what it sent (AgentState.note_sent)
@@ -415,7 +418,7 @@ class Agent:
         assert self.nc is not None
         replies = await asyncio.gather(
             *(
-                self.nc.request(item.subject, item.payload, timeout=5, headers={MSG_ID: item.event_id})
+                self.nc.request(item.subject, item.payload, timeout=PUBLISH_WAIT_S, headers={MSG_ID: item.event_id})
                 for item in items
             ),
             return_exceptions=True,
@@ -444,11 +447,35 @@ class Agent:
         assert self.state is not None
         wait = interval * random.uniform(0.5, 1.0)
         while not stop.is_set():
-            await self.state.aenqueue([make()])
-            self._wake_outbox.set()
+            sample = make()
+            if not await self._sent_at_once(sample):
+                await self.state.aenqueue([sample])
+                self._wake_outbox.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
             wait = interval
+
+    async def _sent_at_once(self, sample: Event) -> bool:
+        """Publish a heartbeat or telemetry report now, if online with nothing queued before it; whether it was stored.
+
+        A sample need not be on the device's disk before it is sent: an agent that dies before
+        the stream has it loses it as it would have lost one not yet taken. So an online agent
+        skips the outbox's two transactions (queued, then forgotten), each an fsync and a
+        wake-up: most of an idle agent's work, and of a fleet's disk writes besides its
+        commands. Offline, or with events waiting (they go first, in order), or when the
+        stream does not say it stored it, the sample is queued as before; a copy that was
+        stored after all is dropped by the stream as a duplicate (its event id is its Nats-Msg-Id).
+        """
+        assert self.state is not None
+        if self.nc is None or not self.nc.is_connected or self.state.pending(1):
+            return False
+        try:
+            reply = await self.nc.request(
+                sample.subject(), encode(sample), timeout=PUBLISH_WAIT_S, headers={MSG_ID: sample.event_id}
+            )
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return parse_pub_ack(reply.data).error is None
 
     def _reported(self) -> ReportedState:
         """The device's config values, and with [update] its installed versions under "software"."""

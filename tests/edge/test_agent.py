@@ -18,6 +18,7 @@ from core.events import CommandSucceeded, DeviceHeartbeat
 from core.store import EventStore, connect
 from edge import HandlerContext, default_registry, load_agent_config
 from edge.agent import Agent
+from edge.state import AgentState
 from mahavishnu.control import commands, devices
 from tests.harness import Mesh, free_port, start_mesh
 from tests.outcomes import follow_outcome
@@ -185,6 +186,39 @@ async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: P
         await running.halt()
         await nc.close()
         own.stop()
+
+
+async def test_an_online_agent_sends_its_heartbeats_without_queueing_them(tmp_path: Path) -> None:
+    # Online with an empty outbox, a sample goes straight to the stream: no transaction (and
+    # fsync) to queue it and none to forget it. The offline test above covers the queue.
+    own = start_mesh(tmp_path / "mesh", port=free_port())
+    nc = await connect(own.identity, name="control", reconnect=True)
+    store = EventStore(nc)
+    await store.ensure_streams()
+    path = await enrolled(own, store, tmp_path / "dev", "dev-direct")
+    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    running = start(Agent(load_agent_config(path)))
+    try:
+        beats = subjects.device_event("dev-direct", "heartbeat")
+        await eventually_async(lambda: _count(store, beats, 1), timeout=20, what="a first heartbeat")
+        state = running.agent.state
+        assert state is not None
+        queued = _outbox_rows_ever(state)
+        await eventually_async(lambda: _count(store, beats, 6), timeout=20, what="five more heartbeats")
+        assert _outbox_rows_ever(state) == queued
+        stored = [s.event async for s in store.read(beats)]
+        uptimes = [e.uptime_s for e in stored if isinstance(e, DeviceHeartbeat)]
+        assert uptimes == sorted(uptimes)
+    finally:
+        await running.halt()
+        await nc.close()
+        own.stop()
+
+
+def _outbox_rows_ever(state: AgentState) -> int:
+    """How many events were ever queued in `state`'s outbox (its AUTOINCREMENT counter)."""
+    rows = state.select("count queued events", "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
+    return int(rows[0][0]) if rows else 0
 
 
 async def test_a_reconnected_agent_asks_for_its_next_command_again_at_once(tmp_path: Path) -> None:
