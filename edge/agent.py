@@ -62,7 +62,7 @@ from core.updates.states import INSTALL_COMMAND
 from edge import backoff
 from edge.agent_config import AgentConfig
 from edge.builtin import CONFIG_WRITES, default_registry, system_info
-from edge.handlers import HandlerContext, Registry
+from edge.handlers import HandlerContext, Registry, is_rerunnable
 from edge.lifecycle import admit, execute, one_line, recovered_events, running_events
 from edge.shell import ShellHost
 from edge.state import AgentState, OutboxItem
@@ -326,8 +326,11 @@ class Agent:
             await self.acknowledge(message)
             self._wake_outbox.set()
             return
-        await self.state.amark_started(command.command_id, [*admission.events, *running_events(command)])
-        self._wake_outbox.set()
+        starting = [*admission.events, *running_events(command)]
+        rerunnable = is_rerunnable(admission.handler)
+        if not rerunnable:  # recorded before it runs: after a crash it is reported interrupted, never run twice
+            await self.state.amark_started(command.command_id, starting)
+            self._wake_outbox.set()
         self._running.add(command.command_id)
         keepalive = asyncio.create_task(self._keep_in_progress(message))
         try:
@@ -340,7 +343,9 @@ class Agent:
             self._running.discard(command.command_id)
         if command.name in REPORTS_AFTER and any(isinstance(e, CommandSucceeded) for e in outcome):
             outcome = [*outcome, self._reported()]  # the shadow's reported half, in the same transaction
-        await self.state.afinish(command.command_id, outcome)
+        # A command that changes nothing is recorded once, started and finished together: a
+        # crash before this runs it again after the redelivery, to the same effect (one fsync a command, not two).
+        await self.state.afinish(command.command_id, [*starting, *outcome] if rerunnable else outcome)
         self._count(outcome)
         self.ran.append(command.command_id)
         self._wake_outbox.set()

@@ -87,6 +87,7 @@ class Ping:
 
     name: str = "ping"
     timeout_s: float = 5.0
+    rerunnable: bool = True  # changes nothing: edge.handlers
 
     def validate(self, args: dict[str, Any]) -> None:
         only(self.name, args, ())
@@ -101,6 +102,7 @@ class Echo:
 
     name: str = "echo"
     timeout_s: float = 5.0
+    rerunnable: bool = True  # changes nothing: edge.handlers
 
     def validate(self, args: dict[str, Any]) -> None:
         if not is_json(args):
@@ -134,6 +136,7 @@ class ConfigGet:
 
     name: str = "config.get"
     timeout_s: float = 5.0
+    rerunnable: bool = True  # changes nothing: edge.handlers
 
     def validate(self, args: dict[str, Any]) -> None:
         only(self.name, args, ("key",))
@@ -198,6 +201,7 @@ class Info:
 
     name: str = "info"
     timeout_s: float = 10.0
+    rerunnable: bool = True  # changes nothing: edge.handlers
     proc: Path = Path("/proc")
     disk: str = "/"
 

@@ -15,7 +15,12 @@ A handler is any object with these members (structural typing, no base class nee
 - optionally `recovered(command_id) -> Any`: for a command this handler was running when
   the agent died, its outcome as `run` would have given it (a result, or a CommandError),
   or None; the agent reports that instead of "interrupted" (update.install: the rollback
-  its start did).
+  its start did);
+- optionally `rerunnable: bool` (default False): True for a command that changes nothing
+  on the device (ping, echo, info, config.get), so that running it again after a crash
+  has the effect of running it once. The agent then records it once, when it ends (one
+  fsync, not two), and a command the agent died running is run again after its
+  redelivery instead of being reported interrupted.
 
 An example plugin, registered with `registry.register(Greet())`:
 
@@ -63,6 +68,11 @@ class HandlerContext(msgspec.Struct, frozen=True, kw_only=True):
     config: ConfigStore
     command_id: str = ""
     connection: Any = None
+
+
+def is_rerunnable(handler: object) -> bool:
+    """Whether running `handler` again after a crash has the effect of running it once (see the module docstring)."""
+    return getattr(handler, "rerunnable", False) is True
 
 
 class Handler(Protocol):

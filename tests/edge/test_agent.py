@@ -162,6 +162,51 @@ async def test_a_command_redelivered_after_a_crash_is_not_run_again(
     assert len(succeeded) == 1
 
 
+@dataclass
+class Blocking:
+    """Counts its runs; the first never ends by itself, so that the agent can die while running it."""
+
+    runs: list[str]
+    rerunnable: bool
+    name: str = "block"
+    timeout_s: float = 30.0
+
+    def validate(self, args: dict[str, Any]) -> None:
+        return None
+
+    async def run(self, args: dict[str, Any], context: HandlerContext) -> Any:
+        self.runs.append("run")
+        if len(self.runs) == 1:
+            await asyncio.Event().wait()
+        return {"runs": len(self.runs)}
+
+
+@pytest.mark.parametrize(("rerunnable", "state", "runs"), [(True, "succeeded", 2), (False, "failed", 1)])
+async def test_a_command_that_changes_nothing_runs_again_after_a_crash_and_any_other_is_reported_interrupted(
+    mesh: Mesh, store: EventStore, tmp_path: Path, rerunnable: bool, state: str, runs: int
+) -> None:
+    device = f"dev-rerun-{str(rerunnable).lower()}"
+    config = load_agent_config(await enrolled(mesh, store, tmp_path / "dev", device, ack_wait_s=1.0))
+    handler = Blocking([], rerunnable)
+    first = start(Agent(config, registry=registry_with(handler)))
+    command = await commands.send(store, device, "block", {}, ttl_s=60, timeout_s=30, actor="control")
+    await eventually(lambda: len(handler.runs) == 1, timeout=20, what="the first run to start")
+    await first.halt()  # dies mid-run: no outcome, no acknowledgement
+    second = start(Agent(config, registry=registry_with(handler)))
+    try:
+        view = await follow_outcome(store, command, deadline_s=30)
+    finally:
+        await second.halt()
+    assert (view.state, len(handler.runs)) == (state, runs)
+    kinds = [
+        s.event.tag
+        async for s in store.read(subjects.device_event(device, "command"))
+        if s.event is not None and getattr(s.event, "command_id", "") == command.command_id
+    ]
+    # each reported once: a rerunnable command's first run recorded nothing
+    assert kinds == ["command.accepted.v1", "command.running.v1", f"command.{state}.v1"]
+
+
 async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: Path) -> None:
     own = start_mesh(tmp_path / "mesh", port=free_port())
     nc = await connect(own.identity, name="control", reconnect=True)
