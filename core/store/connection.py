@@ -123,8 +123,17 @@ class MeshClient(Client):
         time (a server that is starting, stopping or too busy) and leaves its TCP socket open:
         a test's garbage collector later found it, unclosed, in another test.
         """
-        if self._transport is not None:
-            self._transport.close()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+        transport = self._transport
+        if transport is None:
+            return
+        transport.close()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+        # Past the TLS upgrade, that closes the TLS layer only, which then waits for the
+        # server's goodbye before closing the socket under it; the next attempt drops that
+        # socket's writer meanwhile, unclosed (seen in CI after a revoked device's refused
+        # reconnect). We are leaving that server: close the socket now.
+        bare = getattr(transport, "_bare_io_writer", None)
+        if bare is not None and not bare.transport.is_closing():
+            bare.transport.abort()
 
     async def _connect_to_server(self, s: Any) -> None:
         """Close the previous attempt's socket before opening the next one.

@@ -120,3 +120,16 @@ async def test_a_reconnect_attempt_that_fails_closes_its_socket_before_the_next(
             for writer in opened:
                 writer.close()
                 await writer.wait_closed()
+
+
+async def test_abandoning_a_tls_connection_closes_the_socket_under_it_at_once(mesh: Mesh) -> None:
+    """Closing the TLS layer alone leaves its socket open until the server says goodbye; a reconnect
+    attempt replaces that socket's writer before then, and the writer warned, unclosed."""
+    client = await connect(mesh.identity, name="tests-abandon", reconnect=False)
+    try:
+        bare = client._transport._bare_io_writer  # type: ignore[union-attr]  # nats-py's raw socket writer
+        assert bare is not client._transport._io_writer  # type: ignore[union-attr]  # upgraded to TLS
+        client.abandon()  # type: ignore[attr-defined]
+        assert bare.transport.is_closing()
+    finally:
+        await client.close()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import nats
 from certs import CertificateAuthority
 from core.errors import StoreUnavailable
 from core.events import TelemetryReported
 from core.store import EventStore, Identity, connect
+from core.store.connection import MeshClient
 from tests.harness import Mesh, start_mesh
 from tests.waiting import wait_until
 
@@ -38,11 +38,16 @@ async def test_the_control_identity_connects_and_uses_jetstream(mesh: Mesh) -> N
 
 async def test_a_client_without_a_certificate_is_refused(mesh: Mesh) -> None:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(mesh.identity.ca))
+    client = MeshClient()  # nats-py's client, which closes what a failed connect opened (abandon)
     with pytest.raises((ssl.SSLError, ConnectionError)):  # the alert, or the reset that follows it
-        nc = await nats.connect(
-            mesh.identity.url, tls=context, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3
-        )
-        await nc.close()
+        try:
+            await client.connect(
+                mesh.identity.url, tls=context, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3
+            )
+        except BaseException:
+            client.abandon()
+            raise
+        await client.close()
     wait_until(
         lambda: any("didn't provide a certificate" in line for line in mesh.server.recent),
         timeout=10,
