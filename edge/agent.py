@@ -422,11 +422,7 @@ class Agent:
         """
         assert self.nc is not None
         replies = await asyncio.gather(
-            *(
-                self.nc.request(item.subject, item.payload, timeout=PUBLISH_WAIT_S, headers={MSG_ID: item.event_id})
-                for item in items
-            ),
-            return_exceptions=True,
+            *(self._store(item.subject, item.payload, item.event_id) for item in items), return_exceptions=True
         )
         for index, (item, reply) in enumerate(zip(items, replies, strict=True)):
             if isinstance(reply, nats.errors.Error | TimeoutError):
@@ -475,12 +471,15 @@ class Agent:
         if self.nc is None or not self.nc.is_connected or self.state.pending(1):
             return False
         try:
-            reply = await self.nc.request(
-                sample.subject(), encode(sample), timeout=PUBLISH_WAIT_S, headers={MSG_ID: sample.event_id}
-            )
+            reply = await self._store(sample.subject(), encode(sample), sample.event_id)
         except (nats.errors.Error, TimeoutError):
             return False
         return parse_pub_ack(reply.data).error is None
+
+    async def _store(self, subject: str, payload: bytes, event_id: str) -> Msg:
+        """Publish one event to its stream and wait for the acknowledgement (its event id deduplicates a resend)."""
+        assert self.nc is not None
+        return await self.nc.request(subject, payload, timeout=PUBLISH_WAIT_S, headers={MSG_ID: event_id})
 
     def _reported(self) -> ReportedState:
         """The device's config values, and with [update] its installed versions under "software"."""
