@@ -10,7 +10,8 @@ import pytest
 
 from core.errors import StoreUnavailable
 from core.store.connection import _within, connect
-from tests.harness import Mesh
+from tests.harness import Mesh, free_port
+from tests.proxy import Proxy
 
 
 async def test_an_attempt_that_swallows_one_cancel_is_asked_again_and_ends() -> None:
@@ -77,49 +78,33 @@ async def test_a_connection_whose_server_never_speaks_is_closed_when_connect_giv
 async def test_a_reconnect_attempt_that_fails_closes_its_socket_before_the_next(mesh: Mesh) -> None:
     """nats-py's reconnect loop opens a new socket for each attempt and leaves the one of an attempt
     that failed after its TCP connect (no INFO in time) open; ours closes it before the next attempt."""
-    real_port = int(mesh.identity.url.rsplit(":", 1)[1])
+    proxy = Proxy(free_port(), int(mesh.identity.url.rsplit(":", 1)[1]))
     muted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    linked: list[asyncio.StreamWriter] = []  # the client's first connection, forwarded to the real server
 
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await muted.put((reader, writer))  # a reconnect attempt: accepted and never answered
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if linked:  # every later connection, a reconnect attempt: accepted and never answered
-            await muted.put((reader, writer))
-            return
-        linked.append(writer)
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", real_port)
-        linked.append(upstream_writer)
-        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    async with server:
-        port = server.sockets[0].getsockname()[1]
-        through = dataclasses.replace(mesh.identity, url=f"tls://127.0.0.1:{port}")
-        client = await connect(through, name="tests-reconnect", connect_timeout=0.5, reconnect=True)
-        opened: list[asyncio.StreamWriter] = []
-        try:
-            for end in linked:
-                end.transport.abort()  # the link drops: the client starts reconnecting
-            first_reader, first_writer = await asyncio.wait_for(muted.get(), 10)
-            opened.append(first_writer)
-            _, second_writer = await asyncio.wait_for(muted.get(), 10)  # the first attempt gave up
-            opened.append(second_writer)
-            # the client is still reconnecting, and the first attempt's socket is closed already
-            assert await asyncio.wait_for(first_reader.read(), 5) == b""
-        finally:
-            await client.close()
-            for writer in opened:
-                writer.close()
-                await writer.wait_closed()
+    await proxy.start()
+    through = dataclasses.replace(mesh.identity, url=f"tls://127.0.0.1:{proxy.port}")
+    client = await connect(through, name="tests-reconnect", connect_timeout=0.5, reconnect=True)
+    opened: list[asyncio.StreamWriter] = []  # the mute server's ends
+    try:
+        await proxy.cut()  # the link drops: the client starts reconnecting, to a server that never speaks
+        async with await asyncio.start_server(mute, "127.0.0.1", proxy.port, reuse_address=True):
+            try:
+                first_reader, first_writer = await asyncio.wait_for(muted.get(), 10)
+                opened.append(first_writer)
+                _, second_writer = await asyncio.wait_for(muted.get(), 10)  # the first attempt gave up
+                opened.append(second_writer)
+                # the client is still reconnecting, and the first attempt's socket is closed already
+                assert await asyncio.wait_for(first_reader.read(), 5) == b""
+            finally:
+                for writer in opened:
+                    writer.close()
+                    await writer.wait_closed()
+    finally:
+        await client.close()
+        await proxy.close()
 
 
 async def test_abandoning_a_tls_connection_closes_the_socket_under_it_at_once(mesh: Mesh) -> None:

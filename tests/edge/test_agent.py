@@ -233,14 +233,12 @@ async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: P
         own.stop()
 
 
-async def test_an_online_agent_sends_its_heartbeats_without_queueing_them(tmp_path: Path) -> None:
+async def test_an_online_agent_sends_its_heartbeats_without_queueing_them(
+    mesh: Mesh, store: EventStore, tmp_path: Path
+) -> None:
     # Online with an empty outbox, a sample goes straight to the stream: no transaction (and
     # fsync) to queue it and none to forget it. The offline test above covers the queue.
-    own = start_mesh(tmp_path / "mesh", port=free_port())
-    nc = await connect(own.identity, name="control", reconnect=True)
-    store = EventStore(nc)
-    await store.ensure_streams()
-    path = await enrolled(own, store, tmp_path / "dev", "dev-direct")
+    path = await enrolled(mesh, store, tmp_path / "dev", "dev-direct")
     path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
     running = start(Agent(load_agent_config(path)))
     try:
@@ -256,8 +254,6 @@ async def test_an_online_agent_sends_its_heartbeats_without_queueing_them(tmp_pa
         assert uptimes == sorted(uptimes)
     finally:
         await running.halt()
-        await nc.close()
-        own.stop()
 
 
 def _outbox_rows_ever(state: AgentState) -> int:
