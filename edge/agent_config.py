@@ -5,7 +5,7 @@
     ca = "ca.pem"                                 # paths; relative ones are beside agent.toml
     cert = "device.pem"
     key = "device.key"
-    state = "agent-state.sqlite"                  # ledger, outbox, config values (default shown)
+    state = "agent-state.lmdb"                    # ledger, outbox, config values (default shown)
     heartbeat_interval = 30                       # seconds
     telemetry_interval = 60
     exec_allowlist = ["systemctl restart pump"]   # exact command lines `exec` may run
@@ -50,7 +50,7 @@ from core.updates.naming import device_type as checked_device_type
 from edge.errors import AgentConfigError
 
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-DEFAULT_STATE = "agent-state.sqlite"
+DEFAULT_STATE = "agent-state.lmdb"
 DEFAULT_BACKOFF = (1.0, 5.0, 15.0)
 INSTALLERS = ("ab", "hooks")
 # The folder each installer needs; the other's key is refused, so a config says one thing.

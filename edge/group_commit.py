@@ -1,37 +1,39 @@
-"""Group commit: one writer thread per SQLite connection; many awaiting callers share one COMMIT.
+"""Group commit: one writer thread per LMDB file; many awaiting callers share one commit.
 
-    writer = GroupCommit(db, lock, name="agent state", translate=translate)
-    value = await writer.submit("finish command 'c-1'", body)   # body(db) runs in the writer thread
+    writer = GroupCommit(env, lock, name="agent state", translate=translate)
+    value = await writer.submit("finish command 'c-1'", body)   # body(txn) runs in the writer thread
     writer.close()                                              # finishes what was submitted, then stops
 
-Why a thread: with synchronous=FULL a COMMIT returns once its fsync has, and an fsync on
-the event loop stops every coroutine of the process for as long as the disk takes (the
-simulator runs a hundred agents on one loop, on a disk other processes share).
+Why a thread: a commit returns once its fsync has, and an fsync on the event loop stops
+every coroutine of the process for as long as the disk takes (the simulator runs a
+hundred agents on one loop, on a disk other processes share).
 
 Why a group: the thread takes the first request, then every request queued behind it,
-and runs them all in one BEGIN IMMEDIATE ... COMMIT, so one fsync covers them. Each body
-runs inside a SAVEPOINT of its own, so one refused write (a command already finished, an
-event queued twice) rolls back alone and fails only its caller, as its own transaction
-would have.
+and runs them all in one write transaction, so one commit (one fsync) covers them. Each
+body runs in a nested transaction of its own, so one refused write (a command already
+finished, an event queued twice) is aborted alone and fails only its caller, as its own
+transaction would have.
 
 The guarantee is the synchronous one's: a caller's future is resolved only after the
-COMMIT that holds its write has returned (the write is on disk), so `await submit(...)`
-returning means exactly what a synchronous call returning meant. A COMMIT that fails fails
-every write of its batch, none of which is on disk. A caller that is cancelled while it
-waits stops waiting only: its write still happens (or fails) as submitted.
+commit that holds its write has returned (the write is on disk), so `await submit(...)`
+returning means exactly what a synchronous call returning meant. A commit that fails (or a
+transaction that cannot begin) fails every write of its batch, none of which is on disk.
+A caller that is cancelled while it waits stops waiting only: its write still happens (or
+fails) as submitted.
 
 The thread starts with the first submit (what never writes costs no thread), waits on a
 queue without polling while idle, and stops on close(), after finishing everything
-submitted before. `lock` is the connection's lock, also taken by whoever else uses the
-connection (synchronous writes); the thread holds it for one batch at a time.
+submitted before. `lock` is the file's write lock, also taken by whoever else writes to it
+(synchronous writes); the thread holds it for one batch at a time. LMDB serialises
+writers too, but a thread waiting on LMDB's own mutex could not be told apart from one
+holding it, and a write transaction belongs to the thread that began it.
 
-Why a thread per connection, also in the simulator's hundred: different files cannot
-share an fsync, and one thread syncing them in turn pays one journal commit each, where
-fsyncs made at the same time from several threads are merged into one journal commit by
-the filesystem (ext4). Measured with a hundred files on one loop, 600 writes a second, on
-a disk other jobs share: one thread for all, p99 80 ms to 1.4 s; a thread each, 4 to 60 ms.
-A pool of 4 to 100 threads running only the COMMITs (the bodies on the loop) did worse
-than a thread each in bench/commands.py. An idle thread costs no CPU and little memory.
+Why a thread per file, also in the simulator's hundred: different files cannot share an
+fsync, and one thread syncing them in turn pays one journal commit each, where fsyncs made
+at the same time from several threads are merged into one journal commit by the
+filesystem (ext4). Measured with a hundred files on one loop, 600 writes a second, on a
+disk other jobs share: one thread for all, p99 80 ms to 1.4 s; a thread each, 4 to 60 ms.
+An idle thread costs no CPU and little memory.
 """
 
 from __future__ import annotations
@@ -39,15 +41,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import lmdb
+
 T = TypeVar("T")
-Body = Callable[[sqlite3.Connection], Any]
+Body = Callable[[lmdb.Transaction], Any]
 Translate = Callable[[str], AbstractContextManager[None]]
 
 
@@ -62,14 +65,14 @@ class _Request:
 
 
 class GroupCommit:
-    """Writes to one SQLite connection from a thread of their own, many per COMMIT; see the module docstring.
+    """Writes to one LMDB file from a thread of their own, many per commit; see the module docstring.
 
-    `translate(what)` is a context manager that turns sqlite3 errors into the caller's own
+    `translate(what)` is a context manager that turns lmdb and OS errors into the caller's own
     (edge.state's StateError); every error a caller sees has gone through it.
     """
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, *, name: str, translate: Translate) -> None:
-        self._db = db
+    def __init__(self, env: lmdb.Environment, lock: threading.Lock, *, name: str, translate: Translate) -> None:
+        self._env = env
         self._lock = lock
         self._name = name
         self._translate = translate
@@ -80,17 +83,17 @@ class GroupCommit:
         self.commits = 0  # transactions committed (each one fsync), for tests and profiles
         self.writes = 0  # writes those transactions held
 
-    async def submit(self, what: str, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `body(db)` in a transaction shared with whatever else is queued; return its value once on disk.
+    async def submit(self, what: str, body: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `body(txn)` in a transaction shared with whatever else is queued; return its value once on disk.
 
         `what` names the write for error messages ("finish command 'c-1'"). Raises what the
-        body raised (translated), or the translated error of a COMMIT that failed.
+        body raised (translated), or the translated error of a commit that failed.
         """
         loop = asyncio.get_running_loop()
         request = _Request(what, body, loop, loop.create_future())
         with self._guard:
             if self._closed:
-                raise self._error(what, sqlite3.ProgrammingError(f"{self._name} is closed"))
+                raise self._error(what, lmdb.Error(f"{self._name} is closed"))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"{self._name} writer", daemon=True)
                 self._thread.start()
@@ -142,25 +145,24 @@ class GroupCommit:
                 _wake(request)
 
     def _commit(self, batch: list[_Request]) -> None:
-        """BEGIN IMMEDIATE, each body in a SAVEPOINT of its own, COMMIT; sets each request's outcome or error.
+        """One write transaction, each body nested in it, one commit; sets each request's outcome or error.
 
-        A write alone in its batch needs no SAVEPOINT (its transaction is its own): two
-        statements fewer, and each statement here waits for the GIL once more.
+        A write alone in its batch needs no nested transaction (its transaction is its own).
         """
-        db = self._db
         alone = len(batch) == 1
+        txn: lmdb.Transaction | None = None
         try:
-            db.execute("BEGIN IMMEDIATE")
+            txn = self._env.begin(write=True)
             for request in batch:
-                self._apply(request, savepoint=not alone)
+                self._apply(txn, request, nested=not alone)
             if alone and batch[0].error is not None:
-                db.execute("ROLLBACK")
+                txn.abort()
                 return
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
+            txn.commit()
+        except lmdb.Error as exc:
+            if txn is not None:
+                with contextlib.suppress(lmdb.Error):
+                    txn.abort()  # does nothing after a commit that failed (LMDB has aborted it)
             for request in batch:  # nothing of this batch is on disk
                 if request.error is None:
                     request.outcome, request.error = None, self._error(request.what, exc)
@@ -168,23 +170,20 @@ class GroupCommit:
         self.commits += 1
         self.writes += len(batch)
 
-    def _apply(self, request: _Request, *, savepoint: bool) -> None:
-        db = self._db
-        if savepoint:
-            db.execute("SAVEPOINT request")
+    def _apply(self, txn: lmdb.Transaction, request: _Request, *, nested: bool) -> None:
+        own = self._env.begin(write=True, parent=txn) if nested else txn
         try:
             with self._translate(request.what):
-                request.outcome = request.body(db)
-        except Exception as exc:  # this request's own refusal: it alone is rolled back
+                request.outcome = request.body(own)
+        except Exception as exc:  # this request's own refusal: it alone is undone
             request.error = exc
-            if not db.in_transaction:
-                raise sqlite3.OperationalError(f"the transaction was rolled back ({exc})") from exc
-            if savepoint:
-                db.execute("ROLLBACK TO request")
-        if savepoint:
-            db.execute("RELEASE request")
+            if nested:
+                own.abort()
+            return
+        if nested:
+            own.commit()  # into the batch's transaction: on disk with its commit
 
-    def _error(self, what: str, exc: sqlite3.Error) -> BaseException:
+    def _error(self, what: str, exc: lmdb.Error) -> BaseException:
         """`exc` as the caller's own error about `what`, one per caller (a raised exception carries its traceback)."""
         try:
             with self._translate(what):

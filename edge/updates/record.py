@@ -3,7 +3,7 @@
 Both live in the agent's state file (edge.state, tables `updates` and `installed`) rather
 than a file of their own, because that file already is what the agent trusts after a
 crash: its writes are fsynced transactions, and "committed" and "installed version" must
-change together, in one of them. A row in `updates` per update.install command:
+change together, in one of them. An entry in `updates` per update.install command:
 
     downloading -> installing -> rebooting -> committing -> committed
     (any step before rebooting) -> failed | refused       nothing was switched
@@ -23,9 +23,9 @@ downgrade, and that choice is the new baseline.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+import lmdb
 import msgspec
 
 from core.events.base import utc_now
@@ -33,7 +33,6 @@ from core.updates.states import ENDED, UpdateState
 from edge.state import AgentState
 
 SWITCHED = frozenset({UpdateState.REBOOTING, UpdateState.COMMITTING})  # the new version may be active
-_COLUMNS = "command_id, name, version, previous, state, prepared, reason, refusal"
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,31 +67,33 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Records:
-    """The update rows and installed versions in an agent's state file."""
+    """The update entries and installed versions in an agent's state file."""
 
     def __init__(self, state: AgentState) -> None:
         self.state = state
+        self._updates = state.tables.updates
+        self._installed = state.tables.installed
 
     def get(self, command_id: str) -> Record | None:
-        rows = self.state.select(
-            "read an update record", f"SELECT {_COLUMNS} FROM updates WHERE command_id = ?", (command_id,)
-        )
-        return _record(rows[0]) if rows else None
+        stored = self.state.read("read an update record", lambda txn: txn.get(command_id.encode(), db=self._updates))
+        return _UPDATE.decode(stored)[0] if stored is not None else None
 
     def unended(self) -> list[Record]:
         """The updates a stopped agent left unfinished, oldest first."""
-        placeholders = ", ".join("?" for _ in ENDED)
-        rows = self.state.select(
-            "read the unfinished updates",
-            f"SELECT {_COLUMNS} FROM updates WHERE state NOT IN ({placeholders}) ORDER BY updated_at",
-            tuple(str(s) for s in ENDED),
-        )
-        return [_record(row) for row in rows]
+
+        def scan(txn: lmdb.Transaction) -> list[tuple[Record, float]]:
+            return [_UPDATE.decode(value) for value in txn.cursor(db=self._updates).iternext(keys=False)]
+
+        stored = self.state.read("read the unfinished updates", scan)
+        return [record for record, _ in sorted(stored, key=lambda entry: entry[1]) if not record.ended]
 
     def installed(self) -> dict[str, str]:
         """The last committed version of every artifact name (the "software" the agent reports)."""
-        rows = self.state.select("read the installed versions", "SELECT name, version FROM installed ORDER BY name")
-        return {name: version for name, version in rows}
+
+        def scan(txn: lmdb.Transaction) -> dict[str, str]:
+            return {bytes(name).decode(): _INSTALLED.decode(value)[0] for name, value in txn.cursor(db=self._installed)}
+
+        return self.state.read("read the installed versions", scan)
 
     def installed_version(self, name: str) -> str | None:
         """The anti-rollback counter of `name`: its last committed version, None when never installed."""
@@ -107,16 +108,11 @@ class Records:
             previous=self.installed_version(name),
             state=UpdateState.DOWNLOADING,
         )
-        stamp = utc_now().timestamp()
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.execute(
-                f"INSERT INTO updates ({_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (command_id) DO NOTHING",
-                (*_values(record), stamp),
-            )
-
-        await self.state.awrite(f"record update {command_id!r}", insert)
+        value = stored_update(record, utc_now().timestamp())
+        await self.state.awrite(
+            f"record update {command_id!r}",
+            lambda txn: txn.put(command_id.encode(), value, overwrite=False, db=self._updates),
+        )
         stored = self.get(command_id)
         assert stored is not None
         return stored
@@ -124,60 +120,36 @@ class Records:
     async def move(self, record: Record, state: UpdateState, **changes: Any) -> Record:
         """Write the record's next step (and `prepared`, `reason`, `refusal` when given); returns it."""
         moved = msgspec.structs.replace(record, state=state, **changes)
-        await self.state.awrite(f"move update {record.command_id!r} to {state}", _update(moved))
+        value = stored_update(moved, utc_now().timestamp())
+        await self.state.awrite(
+            f"move update {record.command_id!r} to {state}",
+            lambda txn: txn.put(record.command_id.encode(), value, db=self._updates),
+        )
         return moved
 
     async def commit(self, record: Record) -> Record:
         """Mark the update committed AND make its version the installed one, in one transaction."""
         committed = msgspec.structs.replace(record, state=UpdateState.COMMITTED, reason="")
         stamp = utc_now().timestamp()
-        write = _update(committed)
+        value, installed = stored_update(committed, stamp), stored_installed(record.version, stamp)
 
-        def body(db: sqlite3.Connection) -> None:
-            write(db)
-            db.execute(
-                "INSERT INTO installed (name, version, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
-                (record.name, record.version, stamp),
-            )
+        def body(txn: lmdb.Transaction) -> None:
+            txn.put(record.command_id.encode(), value, db=self._updates)
+            txn.put(record.name.encode(), installed, db=self._installed)
 
         await self.state.awrite(f"commit update {record.command_id!r}", body)
         return committed
 
 
-def _update(record: Record) -> Any:
-    values, stamp = _values(record), utc_now().timestamp()
+# -- How the entries are stored (edge.state_migration writes them too) -------------------------
 
-    def body(db: sqlite3.Connection) -> None:
-        db.execute(
-            "UPDATE updates SET state = ?, prepared = ?, reason = ?, refusal = ?, updated_at = ? WHERE command_id = ?",
-            (values[4], values[5], values[6], values[7], stamp, record.command_id),
-        )
-
-    return body
+_UPDATE = msgspec.msgpack.Decoder(tuple[Record, float])  # the record, when it last moved
+_INSTALLED = msgspec.msgpack.Decoder(tuple[str, float])  # the version, when it was committed
 
 
-def _values(record: Record) -> tuple[Any, ...]:
-    return (
-        record.command_id,
-        record.name,
-        record.version,
-        record.previous,
-        str(record.state),
-        msgspec.json.encode(record.prepared),
-        record.reason,
-        record.refusal,
-    )
+def stored_update(record: Record, stamp: float) -> bytes:
+    return msgspec.msgpack.encode((record, stamp))
 
 
-def _record(row: Any) -> Record:
-    return Record(
-        command_id=row[0],
-        name=row[1],
-        version=row[2],
-        previous=row[3],
-        state=UpdateState(row[4]),
-        prepared=msgspec.json.decode(row[5]),
-        reason=row[6],
-        refusal=row[7],
-    )
+def stored_installed(version: str, stamp: float) -> bytes:
+    return msgspec.msgpack.encode((version, stamp))

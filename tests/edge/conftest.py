@@ -14,7 +14,7 @@ from tests.edge.samples import DEVICE
 
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[AgentState]:
-    with AgentState(tmp_path / "agent-state.sqlite") as opened:
+    with AgentState(tmp_path / "agent-state.lmdb") as opened:
         yield opened
 
 

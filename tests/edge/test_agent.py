@@ -18,7 +18,6 @@ from core.events import CommandSucceeded, DeviceHeartbeat
 from core.store import EventStore, connect
 from edge import HandlerContext, default_registry, load_agent_config
 from edge.agent import Agent
-from edge.state import AgentState
 from mahavishnu.control import commands, devices
 from tests.harness import Mesh, free_port, start_mesh
 from tests.outcomes import follow_outcome
@@ -246,20 +245,14 @@ async def test_an_online_agent_sends_its_heartbeats_without_queueing_them(
         await eventually_async(lambda: _count(store, beats, 1), timeout=20, what="a first heartbeat")
         state = running.agent.state
         assert state is not None
-        queued = _outbox_rows_ever(state)
+        queued = state.outbox_ids_given()
         await eventually_async(lambda: _count(store, beats, 6), timeout=20, what="five more heartbeats")
-        assert _outbox_rows_ever(state) == queued
+        assert state.outbox_ids_given() == queued
         stored = [s.event async for s in store.read(beats)]
         uptimes = [e.uptime_s for e in stored if isinstance(e, DeviceHeartbeat)]
         assert uptimes == sorted(uptimes)
     finally:
         await running.halt()
-
-
-def _outbox_rows_ever(state: AgentState) -> int:
-    """How many events were ever queued in `state`'s outbox (its AUTOINCREMENT counter)."""
-    rows = state.select("count queued events", "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-    return int(rows[0][0]) if rows else 0
 
 
 async def test_a_reconnected_agent_asks_for_its_next_command_again_at_once(tmp_path: Path) -> None:

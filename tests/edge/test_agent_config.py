@@ -48,7 +48,7 @@ def test_a_minimal_file_takes_the_defaults(folder: Path) -> None:
         ca=folder / "ca.pem",
         cert=folder / "device.pem",
         key=folder / "device.key",
-        state=folder / "agent-state.sqlite",
+        state=folder / "agent-state.lmdb",
         heartbeat_interval=30.0,
         telemetry_interval=60.0,
         exec_allowlist=(),
@@ -152,7 +152,7 @@ def test_unbalanced_allowlist_lines(folder: Path) -> None:
 
 
 def test_missing_files_are_reported(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL + 'state = "nowhere/state.sqlite"\n')
+    path = write(tmp_path, MINIMAL + 'state = "nowhere/state.lmdb"\n')
 
     problems = problems_of(path)
 
@@ -160,7 +160,7 @@ def test_missing_files_are_reported(tmp_path: Path) -> None:
         f"ca {tmp_path}/ca.pem does not exist; enrol the device again or fix the path",
         f"cert {tmp_path}/device.pem does not exist; enrol the device again or fix the path",
         f"key {tmp_path}/device.key does not exist; enrol the device again or fix the path",
-        f"state {tmp_path}/nowhere/state.sqlite: the folder {tmp_path}/nowhere does not exist; create it",
+        f"state {tmp_path}/nowhere/state.lmdb: the folder {tmp_path}/nowhere does not exist; create it",
     ]
     assert load_agent_config(path, check_files=False).ca == tmp_path / "ca.pem"
 
@@ -206,7 +206,7 @@ def test_rendered_files_load_back(folder: Path) -> None:
         ca=folder / "ca.pem",
         cert=folder / "device.pem",
         key=folder / "device.key",
-        state=folder / "agent-state.sqlite",
+        state=folder / "agent-state.lmdb",
         heartbeat_interval=10.0,
         exec_allowlist=('sh -c "echo \\"hi\\" \\\\ there"', "uptime", "naïve\tline\x7f"),
         max_deliver=4,

@@ -78,9 +78,9 @@ async def test_config_set_then_get(context: HandlerContext, state: AgentState) -
 
 
 async def test_config_values_persist(tmp_path: Path) -> None:
-    with AgentState(tmp_path / "s.sqlite") as state:
+    with AgentState(tmp_path / "s.lmdb") as state:
         await ConfigSet().run({"key": "k", "value": None}, HandlerContext(device_id="d", config=state))
-    with AgentState(tmp_path / "s.sqlite") as state:
+    with AgentState(tmp_path / "s.lmdb") as state:
         assert await ConfigGet().run({"key": "k"}, HandlerContext(device_id="d", config=state)) is None
 
 

@@ -1,4 +1,4 @@
-"""A device installs only nats-py and msgspec: edge/ must not import the control plane's packages."""
+"""A device installs nats-py, msgspec, py-lmdb and python-tuf: edge/ must not import the control plane's packages."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ALLOWED_CORE += ("core.campaigns", "core.campaigns.spec", "core.campaigns.states
 ALLOWED_CORE += ("core.updates", "core.updates.naming", "core.updates.states", "core.updates.objects", "core.redaction")
 ALLOWED_CORE += ("core.updates.versions",)  # the downgrade check's order, the read models' too
 ALLOWED_CORE += ("core.lazy",)  # core.events and core.store load their names when asked
-THIRD_PARTY = {"msgspec", "nats"}
+THIRD_PARTY = {"msgspec", "nats", "lmdb"}
 # python-tuf (with its securesystemslib) is in the edge install too, for edge/updates only:
 # the verifier, loaded while an update runs (an idle agent loads none of it: tests/edge/updates).
 UPDATES_ONLY = {"tuf", "securesystemslib"}

@@ -1,11 +1,10 @@
-"""edge.state: the ledger, the outbox and config values in one SQLite file, durable across crashes."""
+"""edge.state: the ledger, the outbox and config values in one LMDB file, durable across crashes."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from core.events import (
     decode,
 )
 from edge.errors import StateError
-from edge.state import AgentState
+from edge.state import AgentState, locate, open_environment, tables_of
 from tests.edge.samples import DEVICE, T0
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,20 +47,18 @@ def outbox(state: AgentState) -> list[Event]:
 # -- The file -------------------------------------------------------------------------------
 
 
-def test_the_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+def test_the_file_and_its_lock_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state.lmdb"
     with AgentState(path):
         pass
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with sqlite3.connect(path) as other:
-        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    other.close()
+    assert stat.S_IMODE(Path(f"{path}-lock").stat().st_mode) == 0o600
 
 
 def test_an_existing_file_is_made_private(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
-    path.touch(mode=0o644)
+    path = tmp_path / "state.lmdb"
+    AgentState(path).close()
     os.chmod(path, 0o644)
 
     AgentState(path).close()
@@ -71,20 +68,29 @@ def test_an_existing_file_is_made_private(tmp_path: Path) -> None:
 
 def test_an_unusable_path_is_a_state_error(tmp_path: Path) -> None:
     with pytest.raises(StateError) as caught:
-        AgentState(tmp_path / "absent" / "state.sqlite")
+        AgentState(tmp_path / "absent" / "state.lmdb")
 
-    assert str(caught.value).startswith(f"could not open the state file {tmp_path}/absent/state.sqlite")
+    assert str(caught.value).startswith(f"could not open the state file {tmp_path}/absent/state.lmdb: ")
+    assert "No such file or directory" in str(caught.value)
 
 
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+def test_a_newer_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.lmdb"
     AgentState(path).close()
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 99")
-    db.close()
+    env = open_environment(path)
+    meta = tables_of(env).meta
+    with env.begin(write=True) as txn:
+        txn.put(b"format", b"99", db=meta)
+    env.close()
 
     with pytest.raises(StateError, match="written by a newer agent"):
         AgentState(path)
+
+
+def test_a_name_an_older_agent_was_configured_with_means_the_lmdb_file_beside_it() -> None:
+    assert locate(Path("/d/agent-state.sqlite")) == (Path("/d/agent-state.lmdb"), Path("/d/agent-state.sqlite"))
+    assert locate(Path("/d/agent-state.lmdb")) == (Path("/d/agent-state.lmdb"), Path("/d/agent-state.sqlite"))
+    assert locate(Path("/d/state")) == (Path("/d/state"), Path("/d/state.sqlite"))
 
 
 # -- The ledger -----------------------------------------------------------------------------
@@ -213,7 +219,7 @@ def test_config_values(state: AgentState) -> None:
 
 
 def test_everything_survives_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+    path = tmp_path / "state.lmdb"
     with AgentState(path) as state:
         state.mark_started("cmd-1", [step(CommandAccepted)])
         state.enqueue([telemetry(3.0)])
@@ -230,7 +236,7 @@ CRASHING_AGENT = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from core.events import CommandAccepted, CommandRunning, CommandSucceeded, TelemetryReported
-    from edge.state import AgentState
+    from edge.state import AgentState, locate, open_environment, tables_of
 
     state = AgentState(Path(sys.argv[1]))
     meta = dict(command_id="cmd-1", device_id="pump-7", actor="pump-7")
@@ -244,7 +250,7 @@ CRASHING_AGENT = textwrap.dedent(
 
 
 def test_a_finish_survives_sigkill(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+    path = tmp_path / "state.lmdb"
 
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHING_AGENT, str(path)],
@@ -267,29 +273,29 @@ def test_a_finish_survives_sigkill(tmp_path: Path) -> None:
 # -- Awaited writes: off the event loop, grouped, each on disk when its await returns ------------
 
 
-def on_disk(path: Path) -> dict[str, str]:
-    """The ledger as another connection sees it: what is committed."""
-    other = sqlite3.connect(path)
-    try:
-        return dict(other.execute("SELECT command_id, state FROM ledger").fetchall())
-    finally:
-        other.close()
+def ledger(state: AgentState) -> dict[str, str]:
+    """Every command in the ledger and its state, as a new read transaction sees it: what is committed."""
+
+    def scan(txn: Any) -> list[str]:
+        return [bytes(key).decode() for key in txn.cursor(db=state.tables.ledger).iternext(values=False)]
+
+    return {command_id: state.ledger_state(command_id) for command_id in state.read("list the ledger", scan)}
 
 
 async def test_concurrent_admits_are_each_on_disk_when_their_await_returns(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+    path = tmp_path / "state.lmdb"
     seen: dict[str, dict[str, str]] = {}
 
     async def admit(command_id: str) -> None:
         await state.amark_started(command_id, [step(CommandAccepted, command_id), step(CommandRunning, command_id)])
-        seen[command_id] = on_disk(path)  # the moment it returned
+        seen[command_id] = ledger(state)  # the moment it returned; a read sees committed writes only
 
     with AgentState(path) as state:
         await asyncio.gather(*(admit(f"cmd-{i}") for i in range(100)))
 
         assert all(seen[command_id].get(command_id) == "started" for command_id in seen)
         assert len(seen) == 100
-        assert state.outbox_size() == 200  # the read connection sees every awaited write
+        assert state.outbox_size() == 200  # a read sees every awaited write
         assert state.writer.writes == 100 and 1 <= state.writer.commits <= 100
 
 
@@ -312,17 +318,15 @@ async def test_awaited_writes_keep_the_rules_of_the_blocking_ones(state: AgentSt
     assert [type(e) for e in outbox(state)] == [TelemetryReported]
 
 
-def rows_in_file(path: Path) -> int:
-    with sqlite3.connect(path) as other:
-        count = int(other.execute("SELECT count(*) FROM outbox").fetchone()[0])
-    other.close()
-    return count
+def entries_in_file(state: AgentState) -> int:
+    """Every entry of the outbox, those noted sent but not deleted yet included."""
+    return int(state.read("count the entries", lambda txn: txn.stat(state.tables.outbox)["entries"]))
 
 
 async def test_what_was_noted_sent_is_skipped_at_once_and_its_rows_go_with_the_next_write(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "state.sqlite"
+    path = tmp_path / "state.lmdb"
     state = AgentState(path)
     try:
         await state.aenqueue([telemetry(1.0), telemetry(2.0), telemetry(3.0)])
@@ -331,13 +335,13 @@ async def test_what_was_noted_sent_is_skipped_at_once_and_its_rows_go_with_the_n
 
         assert [e.metrics for e in outbox(state)] == [{"temp": 3.0}]  # type: ignore[attr-defined]
         assert state.outbox_size() == 1
-        assert rows_in_file(path) == 3 and state.sent_unforgotten()  # nothing written yet
+        assert entries_in_file(state) == 3 and state.sent_unforgotten()  # nothing written yet
         await state.amark_started("cmd-1", [step(CommandAccepted)])  # a write the agent makes anyway
-        assert rows_in_file(path) == 2 and not state.sent_unforgotten()
+        assert entries_in_file(state) == 2 and not state.sent_unforgotten()
 
         state.note_sent(state.pending())
         await state.aforget_sent()  # what an idle outbox does
-        assert rows_in_file(path) == 0
+        assert entries_in_file(state) == 0
     finally:
         state.close()
 
@@ -355,7 +359,7 @@ async def test_a_refused_write_keeps_the_rows_it_would_have_deleted(state: Agent
 
 
 async def test_closing_forgets_what_was_sent_and_a_new_state_sends_only_the_rest(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+    path = tmp_path / "state.lmdb"
     state = AgentState(path)
     await state.aenqueue([telemetry(1.0), telemetry(2.0)])
     state.note_sent(state.pending(1))
@@ -363,7 +367,7 @@ async def test_closing_forgets_what_was_sent_and_a_new_state_sends_only_the_rest
 
     with AgentState(path) as again:
         assert [e.metrics for e in outbox(again)] == [{"temp": 2.0}]  # type: ignore[attr-defined]
-    assert rows_in_file(path) == 1
+        assert entries_in_file(again) == 1
 
 
 def test_a_state_that_only_reads_and_blocks_starts_no_thread(state: AgentState) -> None:
@@ -378,7 +382,7 @@ ACKNOWLEDGING_AGENT = textwrap.dedent(
     import asyncio, os, signal, sys
     from pathlib import Path
     from core.events import CommandSucceeded
-    from edge.state import AgentState
+    from edge.state import AgentState, locate, open_environment, tables_of
 
     async def main():
         state = AgentState(Path(sys.argv[1]))
@@ -401,7 +405,7 @@ ACKNOWLEDGING_AGENT = textwrap.dedent(
 
 
 def test_every_acknowledged_write_survives_sigkill_while_others_are_in_flight(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
+    path = tmp_path / "state.lmdb"
 
     crashed = subprocess.run(
         [sys.executable, "-c", ACKNOWLEDGING_AGENT, str(path)],
@@ -416,9 +420,9 @@ def test_every_acknowledged_write_survives_sigkill_while_others_are_in_flight(tm
     acknowledged = crashed.stdout.decode().split()
     assert len(acknowledged) == 200
     with AgentState(path) as state:
-        ledger = on_disk(path)
+        finished = ledger(state)
         events = outbox(state)
-    assert all(ledger.get(command_id) == "finished" for command_id in acknowledged)
+    assert all(finished.get(command_id) == "finished" for command_id in acknowledged)
     # Each write is all or nothing: a finished mark and its outcome event, or neither.
     reported = [event.command_id for event in events]  # type: ignore[attr-defined]
-    assert sorted(reported) == sorted(ledger) and len(set(reported)) == len(reported)
+    assert sorted(reported) == sorted(finished) and len(set(reported)) == len(reported)

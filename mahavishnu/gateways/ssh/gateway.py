@@ -11,7 +11,7 @@ unknown or invalid: never run), Accepted and Running, execute under the command'
 timeout, then the outcome. The events are the agent's, with the gateway as actor.
 
 Exactly once in effect, as in the agent: a SQLite ledger and outbox
-($MAHAVISHNU_HOME/ssh/gateway.sqlite, edge.state.AgentState) records the outcome and its
+($MAHAVISHNU_HOME/ssh/gateway.lmdb, edge.state.AgentState) records the outcome and its
 events in one transaction *before* the delivery is acknowledged; the outbox is then
 appended to the stream (event ids deduplicate a resend). A redelivery of a finished
 command is acknowledged without running again; one that was running when the gateway
@@ -133,7 +133,7 @@ class SshGateway:
 
     @property
     def ledger_path(self) -> Path:
-        return self.home_root / "ssh" / "gateway.sqlite"
+        return self.home_root / "ssh" / "gateway.lmdb"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve every registered SSH host until `stop` is set; raises when a host's loop crashed (to be restarted)."""

@@ -22,7 +22,7 @@ The outcomes are the agent's: committed is the command's result, refused / rolle
 failed a CommandFailed ("update refused (<refusal>): ...", "update rolled back: ...",
 "update failed: ..."). Each host's update records and installed versions (the anti-rollback
 baseline, reported as "software") are in a state file of its own,
-$MAHAVISHNU_HOME/ssh/updates/<host>.sqlite (edge.updates.record's tables), written ahead of
+$MAHAVISHNU_HOME/ssh/updates/<host>.lmdb (edge.updates.record's tables), written ahead of
 each step, so an update a stopped gateway left unfinished is ended (switched back) when the
 host's loop starts again. One update per host runs at a time.
 """
@@ -192,7 +192,7 @@ class SshUpdates:
         if device_id not in self._records:
             folder = self.root / "updates"
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._records[device_id] = Records(AgentState(folder / f"{device_id}.sqlite"))
+            self._records[device_id] = Records(AgentState(folder / f"{device_id}.lmdb"))
         return self._records[device_id]
 
     def software(self, device_id: str) -> dict[str, str]:

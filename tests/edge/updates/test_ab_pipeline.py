@@ -131,14 +131,14 @@ async def test_a_refused_update_changes_nothing(records: Records, slots: ABInsta
 
 async def test_the_anti_rollback_counter_survives_a_restart(slots: ABInstaller, tmp_path: Path) -> None:
     steps = LocalSteps({v: release(tmp_path, v) for v in ("1.0", "2.0", "1.5")})
-    with AgentState(tmp_path / "state.sqlite") as state:
+    with AgentState(tmp_path / "state.lmdb") as state:
         await update(Records(state), slots, steps, "2.0", work=tmp_path)
-    with AgentState(tmp_path / "state.sqlite") as state:
+    with AgentState(tmp_path / "state.lmdb") as state:
         records = Records(state)
         assert records.installed_version("app") == "2.0"
         await update(records, slots, steps, "1.5", work=tmp_path, allow_downgrade=True)
     assert steps.asked[-1]["installed_version"] == "2.0" and steps.asked[-1]["allow_downgrade"] is True
-    with AgentState(tmp_path / "state.sqlite") as state:
+    with AgentState(tmp_path / "state.lmdb") as state:
         # An allowed downgrade is the operator's choice: it is the new baseline.
         assert Records(state).installed_version("app") == "1.5"
 

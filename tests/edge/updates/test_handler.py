@@ -156,10 +156,10 @@ def test_an_agent_loads_the_updates_only_with_an_update_section_and_python_tuf_o
     (tmp_path / "plain.toml").write_text(base)
     (tmp_path / "update.toml").write_text(base + '[update]\ndevice_type = "pump"\ninstaller = "ab"\nslots = "app"\n')
 
-    plain = loaded(tmp_path / "plain.toml", tmp_path / "state.sqlite")
+    plain = loaded(tmp_path / "plain.toml", tmp_path / "state.lmdb")
     assert plain == {"idle": [], "started": []}
 
-    updating = loaded(tmp_path / "update.toml", tmp_path / "state.sqlite")
+    updating = loaded(tmp_path / "update.toml", tmp_path / "state.lmdb")
     assert updating["idle"] == []
     assert "edge.updates.handler" in updating["started"] and "edge.updates.installers.ab" in updating["started"]
     assert not [

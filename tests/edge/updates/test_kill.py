@@ -55,7 +55,7 @@ def kill_9(process: subprocess.Popen[str]) -> None:
 
 async def test_kill_9_during_install_leaves_the_old_version_and_the_next_start_says_so(tmp_path: Path) -> None:
     slots = ABInstaller(tmp_path / "app")
-    state_path = tmp_path / "state.sqlite"
+    state_path = tmp_path / "state.lmdb"
     with AgentState(state_path) as state:
         await update(Records(state), slots, LocalSteps({"1.0": release(tmp_path, "1.0")}), "1.0", work=tmp_path)
     marker = tmp_path / "unpacked"

@@ -157,6 +157,8 @@ AGENT_MAY_LOAD |= {"core.logs", "core.redaction", "core.lazy"}
 AN_AGENT_NEVER_LOADS = {"argparse", "gettext", "nats.micro", "core.micro", "core.events.codec", "core.campaigns"}
 AN_AGENT_NEVER_LOADS |= {f"core.events.{m}" for m in ("audit", "campaign", "claim", "code", "mesh", "repo", "ssh")}
 AN_AGENT_NEVER_LOADS |= {"core.events.update", "edge.simulate", "edge.probes", "mahavishnu.cli.main"}
+# Its state is LMDB (edge.state): SQLite is loaded only to carry over an older agent's file.
+AN_AGENT_NEVER_LOADS |= {"sqlite3", "_sqlite3", "edge.state_migration"}
 # The control plane's own libraries; uvloop is not one (the agent runs on it where installed).
 CONTROL_PLANE_LIBRARIES = {"cryptography", "sqlcipher3", "aiosqlite", "prometheus_client", "starlette", "uvicorn"}
 CONTROL_PLANE_LIBRARIES |= {"asyncssh", "pygit2", "paho", "detect_secrets", "httpx"}
