@@ -23,6 +23,7 @@ import lmdb
 import msgspec
 
 from core.updates.states import UpdateState
+from edge.errors import StateError
 from edge.state import (
     Tables,
     open_environment,
@@ -36,7 +37,20 @@ from edge.updates.record import Record, stored_installed, stored_update
 
 
 def migrate(legacy: Path, target: Path) -> None:
-    """Write `legacy`'s tables into a new LMDB file at `target`, then rename `legacy` aside."""
+    """Write `legacy`'s tables into a new LMDB file at `target`, then rename `legacy` aside.
+
+    StateError when the old file cannot be read (not SQLite, damaged): nothing is changed then.
+    """
+    try:
+        _migrate(legacy, target)
+    except sqlite3.Error as exc:
+        raise StateError(
+            f"could not carry over the older agent's state file {legacy}: {exc}; move it away "
+            "to start with an empty state (its unsent events and command ledger are then lost)"
+        ) from exc
+
+
+def _migrate(legacy: Path, target: Path) -> None:
     staging = target.with_name(target.name + ".migrating")
     for leftover in (staging, Path(f"{staging}-lock")):  # of a migration that crashed half-way
         leftover.unlink(missing_ok=True)

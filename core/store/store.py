@@ -417,7 +417,10 @@ class EventStore:
         except (TimeoutError, nats.errors.Error) as exc:
             raise from_exception(exc, doing=f"read {subject_filter}") from exc
         try:
-            info = await sub.consumer_info()
+            try:
+                info = await sub.consumer_info()
+            except (TimeoutError, nats.errors.Error) as exc:  # a server going away as it is asked
+                raise from_exception(exc, doing=f"read {subject_filter}") from exc
             remaining = info.num_pending or 0
             while remaining > 0:
                 try:

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from core.events import CommandSucceeded, TelemetryReported, decode, encode
 from core.updates.states import UpdateState
+from edge.errors import StateError
 from edge.state import AgentState
 from edge.updates.record import Records
 from tests.edge.samples import DEVICE
@@ -94,3 +96,16 @@ def test_the_move_happens_once_and_a_file_of_schema_1_has_no_update_records(tmp_
     older_agents_file(tmp_path / "agent-state.sqlite", SCHEMA_1)  # came back somehow: not read again
     with AgentState(tmp_path / "agent-state.lmdb") as state:
         assert state.ledger_state("c-done") == "new"
+
+
+def test_an_older_file_that_is_not_sqlite_is_a_clear_error_and_stays_as_it_was(tmp_path: Path) -> None:
+    legacy = tmp_path / "agent-state.sqlite"
+    legacy.write_bytes(b"not a database, just bytes" * 100)
+
+    with pytest.raises(StateError) as caught:
+        AgentState(legacy)
+
+    assert str(caught.value).startswith(f"could not carry over the older agent's state file {legacy}: ")
+    assert "move it away to start with an empty state" in str(caught.value)
+    assert legacy.read_bytes() == b"not a database, just bytes" * 100
+    assert not (tmp_path / "agent-state.lmdb").exists()
