@@ -409,13 +409,7 @@ def _queued(tables: Tables, events: Iterable[Event]) -> _Write:
 def _sent(tables: Tables, ids: Sequence[int]) -> _Write:
     keys = [_ID.pack(i) for i in ids]
 
-    def body(txn: lmdb.Transaction) -> None:
-        for key in keys:
-            value = txn.pop(key, db=tables.outbox)
-            if value is not None:
-                txn.delete(_OUTBOX_VALUE.decode(value)[0].encode(), db=tables.event_ids)
-
-    return "mark events sent", body
+    return "mark events sent", lambda txn: drop_outbox_entries(txn, tables, keys)
 
 
 def _forgotten(
@@ -425,10 +419,7 @@ def _forgotten(
     last = _ID.pack(through)
 
     def forget_then(txn: lmdb.Transaction) -> None:
-        for key in _keys_while(txn.cursor(db=tables.outbox), lambda key: key <= last):
-            value = txn.pop(key, db=tables.outbox)
-            if value is not None:
-                txn.delete(_OUTBOX_VALUE.decode(value)[0].encode(), db=tables.event_ids)
+        drop_outbox_entries(txn, tables, _keys_while(txn.cursor(db=tables.outbox), lambda key: key <= last))
         body(txn)
 
     return what, forget_then
@@ -477,6 +468,14 @@ def put_outbox_entry(txn: lmdb.Transaction, tables: Tables, outbox_id: int, even
         return False
     txn.put(key, value, append=True, db=tables.outbox)  # ids only grow: append is LMDB's fast path
     return True
+
+
+def drop_outbox_entries(txn: lmdb.Transaction, tables: Tables, keys: Iterable[bytes]) -> None:
+    """Delete the outbox entries under `keys` (packed ids) and their event ids; absent ones are skipped."""
+    for key in keys:
+        value = txn.pop(key, db=tables.outbox)
+        if value is not None:
+            txn.delete(_OUTBOX_VALUE.decode(value)[0].encode(), db=tables.event_ids)
 
 
 def outbox_value(event_id: str, subject: str, payload: bytes) -> bytes:

@@ -33,6 +33,7 @@ from edge.state import (
     put_outbox_entry,
     tables_of,
 )
+from edge.updates.installers.archive import sync_dir
 from edge.updates.record import Record, stored_installed, stored_update
 
 
@@ -70,12 +71,12 @@ def _migrate(legacy: Path, target: Path) -> None:
         db.close()
     os.replace(staging, target)
     Path(f"{staging}-lock").unlink(missing_ok=True)
-    _sync_folder(target.parent)
+    sync_dir(target.parent)
     for suffix in ("", "-wal", "-shm"):
         old = Path(f"{legacy}{suffix}")
         if old.exists():
             os.replace(old, Path(f"{legacy}.migrated{suffix}"))
-    _sync_folder(target.parent)
+    sync_dir(target.parent)
 
 
 def _copy(db: sqlite3.Connection, tables: set[str], txn: lmdb.Transaction, into: Tables) -> None:
@@ -108,12 +109,3 @@ def _copy(db: sqlite3.Connection, tables: set[str], txn: lmdb.Transaction, into:
     if "installed" in tables:
         for name, version, updated_at in db.execute("SELECT name, version, updated_at FROM installed"):
             txn.put(name.encode(), stored_installed(version, updated_at), db=into.installed)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the renames in `folder` durable (a rename is an entry of its folder)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
