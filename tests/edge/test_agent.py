@@ -63,6 +63,13 @@ async def enrolled(mesh: Mesh, store: EventStore, folder: Path, device_id: str, 
     return result.agent_config
 
 
+async def enrolled_beating(mesh: Mesh, store: EventStore, folder: Path, device_id: str) -> Path:
+    """`enrolled`, its agent.toml asking for a heartbeat every 0.1 s instead of 30."""
+    path = await enrolled(mesh, store, folder, device_id)
+    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    return path
+
+
 def registry_with(handler: Any, allow: tuple[str, ...] = ()) -> Any:
     registry = default_registry(exec_allowlist=allow)
     registry.register(handler)
@@ -211,8 +218,7 @@ async def test_offline_events_wait_in_the_outbox_and_arrive_in_order(tmp_path: P
     nc = await connect(own.identity, name="control", reconnect=True)
     store = EventStore(nc)
     await store.ensure_streams()
-    path = await enrolled(own, store, tmp_path / "dev", "dev-offline")
-    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    path = await enrolled_beating(own, store, tmp_path / "dev", "dev-offline")
     running = start(Agent(load_agent_config(path)))
     try:
         beats = subjects.device_event("dev-offline", "heartbeat")
@@ -237,8 +243,7 @@ async def test_an_online_agent_sends_its_heartbeats_without_queueing_them(
 ) -> None:
     # Online with an empty outbox, a sample goes straight to the stream: no transaction (and
     # fsync) to queue it and none to forget it. The offline test above covers the queue.
-    path = await enrolled(mesh, store, tmp_path / "dev", "dev-direct")
-    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    path = await enrolled_beating(mesh, store, tmp_path / "dev", "dev-direct")
     running = start(Agent(load_agent_config(path)))
     try:
         beats = subjects.device_event("dev-direct", "heartbeat")
@@ -290,8 +295,7 @@ async def test_an_agent_whose_connection_closed_for_good_connects_anew(
     # nats-py closes its client for good on any -ERR while reconnecting (the server's
     # authentication timeout, when the identity service is not back yet): closing it
     # ourselves leaves the agent in the same place.
-    path = await enrolled(mesh, store, tmp_path / "dev", "dev-reopen")
-    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    path = await enrolled_beating(mesh, store, tmp_path / "dev", "dev-reopen")
     running = start(Agent(load_agent_config(path)))
     try:
         beats = subjects.device_event("dev-reopen", "heartbeat")
@@ -334,8 +338,7 @@ async def test_a_command_whose_time_to_live_passed_before_delivery_is_recorded_e
 async def test_rotation_completes_once_the_agent_uses_the_new_certificate(
     mesh: Mesh, store: EventStore, tmp_path: Path
 ) -> None:
-    path = await enrolled(mesh, store, tmp_path / "rot", "dev-rotating")
-    path.write_text(path.read_text().replace("heartbeat_interval = 30.0", "heartbeat_interval = 0.1"))
+    path = await enrolled_beating(mesh, store, tmp_path / "rot", "dev-rotating")
     old = start(Agent(load_agent_config(path)))
     await devices.rotate(mesh.home, mesh.settings, store, "dev-rotating", out_dir=tmp_path / "rot-new")
     with pytest.raises(devices.RotationPending):
