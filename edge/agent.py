@@ -3,7 +3,7 @@
     agent = Agent(load_agent_config("agent.toml"))
     await agent.run(stop)            # until `stop` is set (SIGTERM in `mahavishnu agent run`)
 
-Four loops share one connection and one SQLite state file (edge.state):
+Four loops share one connection and one LMDB state file (edge.state):
 - commands: fetch from the device's durable consumer (explicit acks), decide with
   edge.lifecycle.admit, run through the handler registry, and write the outcome events
   and the ledger mark in one transaction *before* acknowledging. A redelivery after a
@@ -83,7 +83,7 @@ OUTBOX_PAGE = 100  # events published at once
 PUBLISH_WAIT_S = 5.0  # for the stream's acknowledgement of a published event
 # Commands whose success changes what the device reports: its config values, its software.
 REPORTS_AFTER = CONFIG_WRITES | {INSTALL_COMMAND}
-FORGET_SENT_AFTER_S = 2.0  # an outbox idle this long deletes the rows of what it sent (AgentState.note_sent)
+FORGET_SENT_AFTER_S = 2.0  # an outbox idle this long deletes the entries of what it sent (AgentState.note_sent)
 
 
 class Agent:
@@ -391,7 +391,7 @@ class Agent:
                 # Asleep until there is something to send: whatever queues an event sets the
                 # wake (so does a reconnect), and nothing is awaited between pending() and
                 # clear(), so no wake is lost. An idle agent does not look at its outbox; it
-                # deletes the rows of what it sent once, when it has been idle a while.
+                # deletes the entries of what it sent once, when it has been idle a while.
                 self._wake_outbox.clear()
                 if self.state.sent_unforgotten():
                     if not await _woken(self._wake_outbox, FORGET_SENT_AFTER_S):

@@ -4,7 +4,7 @@ Every message is one line that says what is wrong and what to do. A handler (a p
 raises InvalidArguments to reject a command before it runs, CommandError when it ran and
 failed; both messages reach the operator as they are, so keep them one safe line.
 
-`sqlite3` errors are translated into StateError in one place, `edge.state._translate`,
+The state file's `lmdb` and OS errors become StateError in one place, `edge.state._translate`,
 with `raise ... from exc` so the cause stays in the chain.
 """
 

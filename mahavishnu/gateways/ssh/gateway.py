@@ -10,7 +10,7 @@ Each command goes through the agent's own lifecycle (edge.lifecycle): admit (exp
 unknown or invalid: never run), Accepted and Running, execute under the command's
 timeout, then the outcome. The events are the agent's, with the gateway as actor.
 
-Exactly once in effect, as in the agent: a SQLite ledger and outbox
+Exactly once in effect, as in the agent: an LMDB ledger and outbox
 ($MAHAVISHNU_HOME/ssh/gateway.lmdb, edge.state.AgentState) records the outcome and its
 events in one transaction *before* the delivery is acknowledged; the outbox is then
 appended to the stream (event ids deduplicate a resend). A redelivery of a finished
